@@ -1,0 +1,46 @@
+# govshare — the two commands a newcomer needs:  make demo   and   make test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.PHONY: setup test test-fast check compile check-artifacts demo bench clean
+
+# venv + pip + npm ci; re-run only when the dependency manifests change.
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Recompile the Solidity sources into contracts/build (commit the result).
+compile: setup
+	$(PY) scripts/compile_contracts.py
+
+# Fails when the sources no longer compile to the committed artifacts.
+check-artifacts: setup
+	$(PY) scripts/compile_contracts.py --check
+
+test: setup check-artifacts
+	$(PY) -m pytest -q -p no:cacheprovider
+
+check: setup
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy
+
+demo: setup
+	$(PY) scripts/demo.py
+
+bench: setup
+	$(PY) scripts/bench/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``govshare`` command line. Each domain is a click group in its own module."""

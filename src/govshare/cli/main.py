@@ -1,0 +1,138 @@
+"""Entry point of the ``govshare`` console script.
+
+Every command takes ``--json`` and ``--home``; the root group turns any
+:class:`~govshare.errors.GovShareError` into one clean line on stderr (or a JSON
+object with ``--json``) and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from govshare import __version__
+from govshare.errors import GovShareError
+from govshare.home import resolve_home
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit codes: 1 = govshare refused (bad input, refused by chain, ...), 2 = usage (click).
+EXIT_ERROR = 1
+
+
+@dataclass
+class Ctx:
+    """Options shared by every command."""
+
+    home_opt: str | None = None
+    json_out: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return resolve_home(self.home_opt)
+
+    def emit(self, data: Any, human: Callable[[], None] | str | None = None) -> None:
+        """Print ``data`` as JSON with ``--json``, else the human form."""
+        if self.json_out:
+            click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        elif callable(human):
+            human()
+        elif human is not None:
+            click.echo(human)
+        else:
+            click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.ensure_object(Ctx).json_out = True
+    return value
+
+
+def _set_home(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        ctx.ensure_object(Ctx).home_opt = value
+    return value
+
+
+def common_options(f: F) -> F:
+    """``--json`` and ``--home`` accepted on every command (and on the group)."""
+    f = click.option(
+        "--json", "json_out", is_flag=True, expose_value=False, is_eager=True,
+        callback=_set_json, help="Machine-readable JSON output.",
+    )(f)
+    f = click.option(
+        "--home", "home_opt", type=click.Path(file_okay=False), expose_value=False,
+        is_eager=True, callback=_set_home, envvar="GOVSHARE_HOME",
+        help="govshare home directory (default ~/.govshare, env GOVSHARE_HOME).",
+    )(f)
+    return f
+
+
+pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
+
+
+class GovShareGroup(click.Group):
+    """A click group that renders GovShareError cleanly."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GovShareError as exc:
+            obj = ctx.find_object(Ctx)
+            if obj is not None and obj.json_out:
+                click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
+            else:
+                click.echo(f"Error: {exc.message}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=GovShareGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="govshare")
+@common_options
+def cli() -> None:
+    """govshare: share government records safely over a consortium ledger."""
+
+
+def _register() -> None:
+    """Attach each domain's command group. Modules are optional while the
+    project grows: a group whose module does not exist yet is simply absent."""
+    import importlib
+
+    for mod_name, attr in [
+        ("govshare.cli.init_cmd", "init"),
+        ("govshare.cli.dev", "dev"),
+        ("govshare.cli.consortium", "consortium"),
+        ("govshare.cli.dept", "dept"),
+        ("govshare.cli.catalog", "catalog"),
+        ("govshare.cli.blob", "blob"),
+    ]:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod_name:
+                continue
+            raise
+        cli.add_command(getattr(mod, attr))
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="govshare", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

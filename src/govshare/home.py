@@ -1,0 +1,50 @@
+"""Where govshare keeps its state: the home directory (``--home``, ``GOVSHARE_HOME``,
+default ``~/.govshare``) and the fixed layout under it.
+
+    HOME/
+      deployment.json        chain id, contract addresses, deploy block (written by deploy)
+      chain/                 the local dev chain (anvil state, pid, log)
+      depts/CODE/            one department profile: config.json, keystores, HPKE key
+      blobs/                 the default local blob store
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_HOME = "GOVSHARE_HOME"
+
+
+def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The govshare home: the explicit argument, else ``$GOVSHARE_HOME``, else ``~/.govshare``."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path.home() / ".govshare").resolve()
+
+
+def ensure_dir(path: Path, private: bool = True) -> Path:
+    """Create ``path`` (and parents); private directories are 0700 (they hold keystores)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if private:
+        os.chmod(path, 0o700)
+    return path
+
+
+def deployment_path(home: Path) -> Path:
+    return home / "deployment.json"
+
+
+def chain_dir(home: Path) -> Path:
+    return home / "chain"
+
+
+def dept_dir(home: Path, code: str) -> Path:
+    return home / "depts" / code.upper()
+
+
+def blob_dir(home: Path) -> Path:
+    return home / "blobs"
