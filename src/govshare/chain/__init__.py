@@ -1,0 +1,1 @@
+"""The chain layer: connection, contract wrappers, transaction sending, deploy, indexer, dev node."""
