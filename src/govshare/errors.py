@@ -90,7 +90,7 @@ class NotFound(GovShareError):
     status = 404
 
 
-class KeyError_(GovShareError):  # noqa: N801 - avoid shadowing the builtin KeyError
+class KeyError_(GovShareError):  # trailing underscore: the builtin KeyError stays usable
     code = "key.error"
     status = 500
 

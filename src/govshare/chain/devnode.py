@@ -44,7 +44,9 @@ def _platform_package() -> str:
         platform.machine()
     )
     if not system or not machine:
-        raise DevNodeError(f"No anvil build is published for {platform.system()}/{platform.machine()}.")
+        raise DevNodeError(
+            f"No anvil build is published for {platform.system()}/{platform.machine()}."
+        )
     return f"anvil-{system}-{machine}"
 
 
@@ -83,10 +85,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 def rpc_call(url: str, method: str, params: list[Any] | None = None, timeout: float = 2.0) -> Any:
     """One raw JSON-RPC call (used for readiness probes, not by the chain layer)."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
-    req = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - local URL
+    if not url.startswith(("http://", "https://")):
+        raise DevNodeError(f"Not an HTTP JSON-RPC URL: {url}")
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=body.encode(), headers=headers)  # noqa: S310
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
         data = json.loads(resp.read())
     if "error" in data:
         raise DevNodeError(f"{method} failed: {data['error'].get('message')}")
@@ -113,16 +116,25 @@ def _anvil_args(
 ) -> list[str]:
     args = [
         str(find_anvil()),
-        "--host", host,
-        "--port", str(port),
-        "--chain-id", str(chain_id),
-        "--hardfork", HARDFORK,
-        "--mnemonic", DEV_MNEMONIC,
-        "--accounts", "10",
-        "--balance", "1000000",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--chain-id",
+        str(chain_id),
+        "--hardfork",
+        HARDFORK,
+        "--mnemonic",
+        DEV_MNEMONIC,
+        "--accounts",
+        "10",
+        "--balance",
+        "1000000",
         # Room for the three contracts and for many transactions per block.
-        "--code-size-limit", str(0x10000),
-        "--gas-limit", "60000000",
+        "--code-size-limit",
+        str(0x10000),
+        "--gas-limit",
+        "60000000",
     ]
     if state is not None:
         args += ["--state", str(state), "--state-interval", str(state_interval)]

@@ -65,12 +65,22 @@ def _set_home(ctx: click.Context, _param: click.Parameter, value: str | None) ->
 def common_options(f: F) -> F:
     """``--json`` and ``--home`` accepted on every command (and on the group)."""
     f = click.option(
-        "--json", "json_out", is_flag=True, expose_value=False, is_eager=True,
-        callback=_set_json, help="Machine-readable JSON output.",
+        "--json",
+        "json_out",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_json,
+        help="Machine-readable JSON output.",
     )(f)
     f = click.option(
-        "--home", "home_opt", type=click.Path(file_okay=False), expose_value=False,
-        is_eager=True, callback=_set_home, envvar="GOVSHARE_HOME",
+        "--home",
+        "home_opt",
+        type=click.Path(file_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_home,
+        envvar="GOVSHARE_HOME",
         help="govshare home directory (default ~/.govshare, env GOVSHARE_HOME).",
     )(f)
     return f
