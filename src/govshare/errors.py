@@ -9,6 +9,7 @@ sentences a clerk can act on; they never contain a key, a password or a token.
     ├── ConfigError                    bad or missing configuration / profile
     │   ├── ProfileNotFound
     │   └── DeploymentNotFound
+    │       └── DeploymentStale        the chain holds no govshare contracts at those addresses
     ├── InputError                     a malformed argument (id, CID, file, option)
     ├── NotFound                       an unknown department / record / request / CID
     ├── KeyError_                      keystores and passwords
@@ -18,6 +19,7 @@ sentences a clerk can act on; they never contain a key, a password or a token.
     ├── ChainError                     talking to the chain
     │   ├── ChainUnavailable           node down or unreachable
     │   ├── TransactionTimeout         sent, but no receipt in time
+    │   ├── ChainRejected              the node refused a request (not a contract revert)
     │   └── ContractReverted           the contract refused; ``reason`` is its custom error
     │       └── Unauthorized           the caller has no right to do this
     ├── StorageError                   talking to the blob store
@@ -163,3 +165,23 @@ class StorageUnavailable(StorageError):
 class DevNodeError(GovShareError):
     code = "devnode.error"
     status = 500
+
+
+# -- additions by the chain layer ------------------------------------------------
+
+
+class ChainRejected(ChainError):
+    """The node refused a request that is not a contract revert (an invalid or
+    underfunded transaction, an unsupported method). ``rpc_code`` and
+    ``rpc_message`` keep what the node said."""
+
+    code = "chain.rejected"
+    status = 502
+
+
+class DeploymentStale(DeploymentNotFound):
+    """The deployment file names contracts the chain does not hold (the dev
+    chain was reset, or the file belongs to another network)."""
+
+    code = "config.deployment_stale"
+    status = 503
