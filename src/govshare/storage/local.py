@@ -1,0 +1,288 @@
+"""The embedded block store: Kubo-identical UnixFS DAGs kept in a directory.
+
+Layout under the store's root::
+
+    blocks/XY/<cidv1>     one file per block (XY: first byte of the digest, in hex)
+    tmp/                  blocks being written (leftovers from a crash are swept by gc)
+    pins.json             recursive pins, rewritten atomically
+    gc.lock               put/import hold it shared, gc exclusive: gc never sees half a DAG
+    pins.lock             serialises pin-set updates between processes
+
+Writes are crash-safe: temp file, fsync, rename, then fsync of the directory
+before the CID is returned. Reads hash every block against its CID; a block that
+does not match raises :class:`BlockCorrupted` and no byte of it is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from govshare.storage import car as carlib
+from govshare.storage.base import CAR, GC, PIN, BlobStat, CarImport, GCReport
+from govshare.storage.cid import CID, parse_cid
+from govshare.storage.errors import (
+    BlobNotFound,
+    BlockCorrupted,
+    InvalidCID,
+    StorageError,
+)
+from govshare.storage.unixfs import MAX_BLOCK_SIZE, file_node_info, import_stream, read_file
+
+
+class LocalBlobStore:
+    """A :class:`~govshare.storage.base.BlobStore` in a local directory."""
+
+    capabilities = frozenset({PIN, GC, CAR})
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        try:
+            for sub in (self.root, self.root / "blocks", self.root / "tmp"):
+                sub.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.root, 0o700)
+        except OSError as exc:
+            raise StorageError(f"cannot use {self.root} as a blob store: {exc.strerror}") from exc
+        self._pins_path = self.root / "pins.json"
+        self._thread_lock = threading.RLock()
+        self._dirty: set[Path] = set()
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    def close(self) -> None:
+        pass
+
+    # --- locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _flock(self, name: str, exclusive: bool) -> Iterator[None]:
+        path = self.root / name
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    # --- blocks ----------------------------------------------------------------------------
+
+    def _path(self, cid: CID) -> Path:
+        v1 = cid.to_v1()
+        return self.root / "blocks" / cid.digest[:1].hex() / v1.encode()
+
+    def _write_block(self, cid: CID, data: bytes) -> None:
+        path = self._path(cid)
+        if path.exists():
+            try:
+                cid.verify(path.read_bytes())
+                return  # already held, intact
+            except (BlockCorrupted, OSError):
+                pass  # replace a damaged copy with the good bytes we have
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blk-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StorageError(f"cannot write block {cid}: {exc.strerror}") from exc
+        self._dirty.add(path.parent)
+
+    def _sync_dirs(self) -> None:
+        dirs, self._dirty = self._dirty, set()
+        for d in dirs:
+            _fsync_dir(d)
+
+    def _read_block(self, cid: CID) -> bytes:
+        try:
+            with open(self._path(cid), "rb") as fh:
+                data = fh.read(MAX_BLOCK_SIZE + 1)
+        except FileNotFoundError:
+            raise BlobNotFound(f"block {cid} is not in the local store", cid=str(cid)) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read block {cid}: {exc.strerror}") from exc
+        cid.check_verifiable()
+        cid.verify(data, where="stored block")
+        return data
+
+    def block_paths(self) -> Iterator[Path]:
+        """Every stored block file (tests use this to damage blocks)."""
+        for shard in sorted((self.root / "blocks").iterdir()):
+            if shard.is_dir():
+                yield from sorted(shard.iterdir())
+
+    # --- BlobStore ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        stream: BinaryIO,
+        *,
+        cid_version: int = 0,
+        raw_leaves: bool | None = None,
+        pin: bool = True,
+    ) -> CID:
+        with self._thread_lock, self._flock("gc.lock", exclusive=False):
+            try:
+                result = import_stream(
+                    stream, self._write_block, cid_version=cid_version, raw_leaves=raw_leaves
+                )
+            except OSError as exc:
+                raise StorageError(f"cannot read the input: {exc.strerror}") from exc
+            self._sync_dirs()
+            if pin:
+                self._add_pins([result.cid])
+            return result.cid
+
+    def get(self, cid: CID | str) -> Iterator[bytes]:
+        root = parse_cid(cid)
+        return read_file(root, self._read_block)
+
+    def has(self, cid: CID | str) -> bool:
+        return self._path(parse_cid(cid)).exists()
+
+    def stat(self, cid: CID | str) -> BlobStat:
+        c = parse_cid(cid)
+        block = self._read_block(c)
+        size, _links, _inline = file_node_info(c, block)
+        return BlobStat(c, size, len(block), c.codec_name, self._is_pinned(c))
+
+    def verify(self, cid: CID | str) -> int:
+        """Read and hash the whole DAG without returning data; the file size."""
+        return sum(len(chunk) for chunk in self.get(cid))
+
+    # --- pins --------------------------------------------------------------------------------
+
+    def _load_pins(self) -> list[CID]:
+        try:
+            raw = json.loads(self._pins_path.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"the pin set {self._pins_path} is unreadable: {exc}") from exc
+        try:
+            return [CID.parse(s) for s in raw.get("pins", [])]
+        except (InvalidCID, AttributeError) as exc:
+            raise StorageError(f"the pin set {self._pins_path} is damaged") from exc
+
+    def _save_pins(self, pins: list[CID]) -> None:
+        body = json.dumps({"version": 1, "pins": [str(c) for c in pins]}, indent=1)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="pins-")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._pins_path)
+        _fsync_dir(self.root)
+
+    def _add_pins(self, cids: list[CID]) -> None:
+        with self._flock("pins.lock", exclusive=True):
+            pins = self._load_pins()
+            keys = {bytes(p.to_v1()) for p in pins}
+            for c in cids:
+                if bytes(c.to_v1()) not in keys:
+                    pins.append(c)
+                    keys.add(bytes(c.to_v1()))
+            self._save_pins(pins)
+
+    def _is_pinned(self, cid: CID) -> bool:
+        key = bytes(cid.to_v1())
+        return any(bytes(p.to_v1()) == key for p in self._load_pins())
+
+    def pins(self) -> list[CID]:
+        return self._load_pins()
+
+    def pin(self, cid: CID | str) -> None:
+        c = parse_cid(cid)
+        with self._thread_lock, self._flock("gc.lock", exclusive=False):
+            # A recursive pin needs the whole DAG, intact.
+            for _ in carlib.walk([c], self._read_block):
+                pass
+            self._add_pins([c])
+
+    def unpin(self, cid: CID | str) -> None:
+        c = parse_cid(cid)
+        key = bytes(c.to_v1())
+        with self._flock("pins.lock", exclusive=True):
+            pins = self._load_pins()
+            kept = [p for p in pins if bytes(p.to_v1()) != key]
+            if len(kept) == len(pins):
+                raise BlobNotFound(f"{c} is not pinned", cid=str(c))
+            self._save_pins(kept)
+
+    def gc(self) -> GCReport:
+        with self._thread_lock, self._flock("gc.lock", exclusive=True):
+            live: set[Path] = set()
+            # Marking reads (and verifies) every pinned block; a damaged or missing one
+            # stops gc before anything is deleted, since its children cannot be known.
+            for cid, _block in carlib.walk(self._load_pins(), self._read_block):
+                live.add(self._path(cid))
+            removed: list[CID] = []
+            freed = 0
+            for path in list(self.block_paths()):
+                if path in live:
+                    continue
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                freed += size
+                with contextlib.suppress(InvalidCID):
+                    removed.append(CID.parse(path.name))
+            for tmp in (self.root / "tmp").iterdir():
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            return GCReport(removed, freed)
+
+    # --- CAR ---------------------------------------------------------------------------------
+
+    def export_car(self, cid: CID | str, out: BinaryIO) -> int:
+        c = parse_cid(cid)
+        blocks, _written = carlib.write_car([c], self._read_block, out)
+        return blocks
+
+    def export_car_roots(self, roots: list[CID], out: BinaryIO) -> int:
+        blocks, _written = carlib.write_car(roots, self._read_block, out)
+        return blocks
+
+    def import_car(self, stream: BinaryIO, *, pin_roots: bool = True) -> CarImport:
+        with self._thread_lock, self._flock("gc.lock", exclusive=False):
+            roots, sections = carlib.read_car(stream)
+            count = 0
+            for cid, block in sections:
+                self._write_block(cid, block)
+                count += 1
+            self._sync_dirs()
+            if pin_roots:
+                for root in roots:
+                    for _ in carlib.walk([root], self._read_block):
+                        pass
+                self._add_pins(roots)
+            return CarImport(roots, count)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems cannot fsync a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
