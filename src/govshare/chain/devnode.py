@@ -153,6 +153,7 @@ class AnvilProcess:
         state: Path | None = None,
         state_interval: int = 1,
         log: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -160,6 +161,8 @@ class AnvilProcess:
         self.state = state
         self.state_interval = state_interval
         self.log = log
+        # More anvil options, e.g. ["--base-fee", "0", "--gas-price", "0"] for free gas.
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -168,6 +171,7 @@ class AnvilProcess:
 
     def start(self, timeout: float = 20.0) -> AnvilProcess:
         args = _anvil_args(self.host, self.port, self.chain_id, self.state, self.state_interval)
+        args += self.extra_args
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)

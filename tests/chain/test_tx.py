@@ -1,0 +1,287 @@
+"""Sending: signing equals eth-account's, the nonce allocator under threads and
+asyncio, resync after injected failures, gas policies."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from eth_account import Account
+from eth_keys import KeyAPI
+
+from govshare.chain import tx as txmod
+from govshare.chain.connection import Connection, RpcError
+from govshare.chain.tx import (
+    Eip1559Gas,
+    FreeGas,
+    Sender,
+    TxRequest,
+    account_state,
+    gas_policy,
+    sign_transaction,
+)
+from govshare.errors import ChainRejected, ChainUnavailable, TransactionTimeout
+
+
+def _transfer(to: str, value: int = 0) -> TxRequest:
+    return TxRequest(to=to, data=b"", value=value, gas=21_000, label="transfer")
+
+
+def _assert_gapless(conn: Connection, address: str, results: list, expected: int) -> None:
+    nonces = sorted(r.nonce for r in results)
+    assert nonces == list(range(expected)), "duplicate or missing nonce"
+    assert conn.get_transaction_count(address, "latest") == expected
+    assert conn.get_transaction_count(address, "pending") == expected
+
+
+def test_eth_keys_uses_coincurve() -> None:
+    assert type(KeyAPI().backend).__name__ == "CoinCurveECCBackend"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": 2, "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 10**9},
+        {"type": 0, "gasPrice": 0},
+        {"type": 0, "gasPrice": 7 * 10**9},
+    ],
+)
+@pytest.mark.parametrize("to", [None, "0x000000000000000000000000000000000000dEaD"])
+def test_signing_matches_eth_account(fields: dict, to: str | None) -> None:
+    acct = Account.create()
+    for nonce, data in [(0, b""), (7, b"\x01\x02" * 40), (2**20, bytes(range(256)))]:
+        tx = {"chainId": 31337, "nonce": nonce, "gas": 123_456, "value": 5, "data": data, **fields}
+        ours_raw, ours_hash = sign_transaction(bytes(acct.key), {**tx, "to": to})
+        ref_tx = {**tx, "data": data}
+        if to is not None:
+            ref_tx["to"] = to
+        if fields["type"] == 0:
+            ref_tx.pop("type")
+        ref = acct.sign_transaction(ref_tx)
+        assert ours_raw == bytes(ref.raw_transaction)
+        assert ours_hash == "0x" + bytes(ref.hash).hex()
+
+
+def test_500_concurrent_threads_one_key(conn: Connection, fresh_account) -> None:
+    acct = fresh_account()
+    sender = Sender(conn)
+    sink = Account.create().address
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        results = list(pool.map(lambda i: sender.transact(acct, _transfer(sink, i)), range(500)))
+    assert len({r.tx_hash for r in results}) == 500
+    _assert_gapless(conn, acct.address, results, 500)
+    assert conn.get_balance(sink) == sum(range(500))
+
+
+def test_500_concurrent_asyncio_one_key(conn: Connection, fresh_account) -> None:
+    acct = fresh_account()
+    sender = Sender(conn)
+    sink = Account.create().address
+
+    async def main() -> list:
+        return await asyncio.gather(
+            *(sender.transact_async(acct, _transfer(sink, 1)) for _ in range(500))
+        )
+
+    results = asyncio.run(main())
+    _assert_gapless(conn, acct.address, results, 500)
+    assert conn.get_balance(sink) == 500
+
+
+def test_submit_many_is_one_gapless_sequence(conn: Connection, fresh_account) -> None:
+    acct = fresh_account()
+    sender = Sender(conn)
+    reqs = [_transfer(acct.address) for _ in range(300)]
+    results = sender.wait_many(sender.submit_many(acct, reqs))
+    _assert_gapless(conn, acct.address, results, 300)
+
+
+def test_resync_after_key_used_elsewhere(conn: Connection, fresh_account) -> None:
+    """Another process sends with the same key: our next send hits "nonce too
+    low", resyncs from the node and still succeeds, without a gap."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    sender.transact(acct, _transfer(acct.address))
+    for n in (1, 2, 3):  # behind the sender's back
+        raw, _ = sign_transaction(
+            bytes(acct.key),
+            {
+                "chainId": conn.chain_id,
+                "nonce": n,
+                "gas": 21_000,
+                "to": acct.address,
+                "value": 0,
+                "data": b"",
+                **sender.gas.fees(),
+            },
+        )
+        conn.send_raw_transaction(raw)
+    result = sender.transact(acct, _transfer(acct.address))
+    assert result.nonce == 4
+    assert conn.get_transaction_count(acct.address, "pending") == 5
+
+
+def test_send_failure_reuses_nonce(conn: Connection, fresh_account, monkeypatch) -> None:
+    """The node goes away during a send: the caller gets ChainUnavailable (with
+    the hash), and the next transaction takes the same nonce: no gap."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    sender.transact(acct, _transfer(acct.address))
+    real = conn.send_raw_transaction
+
+    def down(raw: bytes) -> str:
+        raise ChainUnavailable("The chain node is not reachable (injected).")
+
+    monkeypatch.setattr(conn, "send_raw_transaction", down)
+    with pytest.raises(ChainUnavailable) as err:
+        sender.transact(acct, _transfer(acct.address))
+    assert err.value.details["tx_hash"].startswith("0x")
+    monkeypatch.setattr(conn, "send_raw_transaction", real)
+    result = sender.transact(acct, _transfer(acct.address))
+    assert result.nonce == 1
+    assert conn.get_transaction_count(acct.address, "latest") == 2
+
+
+def test_rejected_tx_in_a_burst_leaves_no_gap(conn: Connection, fresh_account) -> None:
+    """One transaction of a concurrent burst is refused by the node (it cannot
+    pay): it fails alone; the nonce hole is filled and every other one mines."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    sink = Account.create().address
+    too_much = 10**24  # more than the account holds
+
+    def one(i: int):
+        try:
+            return sender.transact(acct, _transfer(sink, too_much if i == 37 else 1))
+        except ChainRejected as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        out = list(pool.map(one, range(120)))
+    errors = [o for o in out if isinstance(o, ChainRejected)]
+    assert len(errors) == 1 and "cannot pay" in errors[0].message
+    ok = [o for o in out if not isinstance(o, Exception)]
+    assert len(ok) == 119
+    assert conn.get_balance(sink) == 119
+    # No gap: everything sent is mined, nothing is stuck behind a hole.
+    assert conn.get_transaction_count(acct.address, "latest") == conn.get_transaction_count(
+        acct.address, "pending"
+    )
+    assert len({o.nonce for o in ok}) == 119
+
+
+def test_injected_nonce_error_in_batch_resyncs(conn: Connection, fresh_account, monkeypatch):
+    """A batch where the node answers "nonce too low" for one item (as if another
+    process took that nonce): the item is re-sent after a resync."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    real_batch = conn.batch
+    calls = {"n": 0}
+
+    def flaky(calls_):
+        if calls_ and calls_[0][0] == "eth_sendRawTransaction" and calls["n"] == 0:
+            calls["n"] += 1
+            # Take nonce 0 with another transaction first, then send ours.
+            raw, _ = sign_transaction(
+                bytes(acct.key),
+                {
+                    "chainId": conn.chain_id,
+                    "nonce": 0,
+                    "gas": 21_000,
+                    "to": acct.address,
+                    "value": 0,
+                    "data": b"",
+                    **sender.gas.fees(),
+                },
+            )
+            conn.send_raw_transaction(raw)
+        return real_batch(calls_)
+
+    monkeypatch.setattr(conn, "batch", flaky)
+    results = sender.transact_many(acct, [_transfer(acct.address) for _ in range(5)])
+    assert sorted(r.nonce for r in results) == [1, 2, 3, 4, 5]
+    assert conn.get_transaction_count(acct.address, "latest") == 6
+
+
+def test_receipt_timeout(conn: Connection, fresh_account) -> None:
+    acct = fresh_account()
+    sender = Sender(conn)
+    conn.request("evm_setAutomine", [False])
+    try:
+        pending = sender.submit(acct, _transfer(acct.address))
+        with pytest.raises(TransactionTimeout) as err:
+            pending.wait(timeout=0.3)
+        assert err.value.details["tx_hash"] == pending.tx_hash
+        assert err.value.code == "chain.tx_timeout"
+    finally:
+        conn.request("evm_setAutomine", [True])
+    conn.request("evm_mine", [])
+    assert pending.wait(timeout=5).nonce == 0
+
+
+def test_gas_policies(conn: Connection) -> None:
+    assert isinstance(gas_policy(conn), Eip1559Gas)
+    fees = gas_policy(conn).fees()
+    base = int(conn.request("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+    assert fees["type"] == 2 and fees["maxFeePerGas"] >= base + fees["maxPriorityFeePerGas"]
+    assert gas_policy(conn, "free").fees() == {"type": 0, "gasPrice": 0}
+
+
+def test_free_gas_network() -> None:
+    """An anvil run like a free-gas Besu network (zero base fee, zero gas
+    price): auto-detected, and zero-price transactions mine at no cost."""
+    from govshare.chain.devnode import AnvilProcess
+
+    node = AnvilProcess(
+        extra_args=["--base-fee", "0", "--gas-price", "0", "--disable-min-priority-fee"]
+    ).start()
+    try:
+        conn = Connection(node.url)
+        sender = Sender(conn)
+        assert isinstance(sender.gas, FreeGas)
+        acct = Account.create()  # no balance at all
+        result = sender.transact(acct, _transfer(acct.address))
+        assert result.gas_used == 21_000
+        assert conn.get_balance(acct.address) == 0
+    finally:
+        node.stop()
+
+
+def test_allocator_is_per_url_and_account(conn: Connection) -> None:
+    a = account_state(conn.url, "0x" + "11" * 20)
+    assert account_state(conn.url + "/", "0x" + "11" * 20) is a
+    assert account_state(conn.url, "0x" + "22" * 20) is not a
+    assert isinstance(a.send_lock, type(threading.Lock()))
+
+
+def test_rpc_error_classification() -> None:
+    def err(msg: str, code: int = -32000) -> RpcError:
+        return RpcError("eth_sendRawTransaction", {"code": code, "message": msg}, "u")
+
+    assert txmod._classify(err("nonce too low")) == "nonce"
+    assert txmod._classify(err("NONCE_TOO_LOW")) == "nonce"
+    assert txmod._classify(err("replacement transaction underpriced")) == "nonce"
+    assert txmod._classify(err("already known")) == "known"
+    assert txmod._classify(err("transaction already imported")) == "known"
+    assert txmod._classify(err("KNOWN_TRANSACTION")) == "known"
+    assert txmod._classify(err("max fee per gas less than block base fee")) == "fee"
+    assert txmod._classify(err("GAS_PRICE_BELOW_CURRENT_BASE_FEE")) == "fee"
+    assert txmod._classify(err("intrinsic gas too low")) == "fatal"
+
+
+def test_refused_middle_of_batch_is_filled(conn: Connection, fresh_account) -> None:
+    """submit_many: the node refuses the third of five; the other four are sent
+    (their hashes are on the error) and nonce 2 is filled, so all of them mine."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    reqs = [_transfer(acct.address, 10**24 if i == 2 else 0) for i in range(5)]
+    with pytest.raises(ChainRejected) as err:
+        sender.submit_many(acct, reqs)
+    sent = err.value.details["sent"]
+    assert len(sent) == 4
+    for h in sent:
+        assert conn.get_receipt(h) is not None
+    assert conn.get_transaction_count(acct.address, "latest") == 5  # 4 + the filler
+    assert sender.transact(acct, _transfer(acct.address)).nonce == 5
