@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
+import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
+import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
+
+/**
+ * @title AccessLedger
+ * @notice Requests, consent, grants, receipts and supervision. See {IAccessLedger} and
+ * docs/contracts.md.
+ *
+ * The contract also publishes the EIP-712 domain (ERC-5267 `eip712Domain()`, name
+ * "govshare", version "1", this contract as verifying contract) that brokers bind their
+ * signed exchange requests to; the signatures themselves are checked off chain.
+ */
+contract AccessLedger is IAccessLedger, EIP712 {
+    IConsortiumRegistry private immutable _registry;
+    IRecordRegistry private immutable _records;
+
+    uint256 private _requestCount;
+    mapping(uint256 requestId => Request) private _requests;
+    mapping(bytes32 recordId => uint256[]) private _requestsByRecord;
+
+    mapping(bytes32 department => ReceiptBatch[]) private _receiptBatches;
+    mapping(bytes32 department => uint64) private _lastReceiptSeq;
+
+    /**
+     * @notice Binds the ledger to the consortium registry and the record registry.
+     *
+     * Requirements: none (the deployer wires the right addresses).
+     */
+    constructor(IConsortiumRegistry registry_, IRecordRegistry records_) EIP712("govshare", "1") {
+        _registry = registry_;
+        _records = records_;
+    }
+
+    // ----------------------------------------------------------------- requests
+
+    /// @inheritdoc IAccessLedger
+    function requestAccess(
+        bytes32 ownerDepartment,
+        bytes32 recordId,
+        string calldata purpose,
+        string calldata legalBasis,
+        uint64 deadline
+    ) external returns (uint256 requestId) {
+        bytes32 requester = _requireActiveBroker();
+        if (_registry.departmentStatus(ownerDepartment) != IConsortiumRegistry.DepartmentStatus.Active) {
+            revert AccessLedgerDepartmentNotActive(ownerDepartment);
+        }
+        if (ownerDepartment == requester) revert AccessLedgerSelfRequest(requester);
+        bytes32 actualOwner = _records.ownerOf(recordId);
+        if (actualOwner == bytes32(0)) revert AccessLedgerUnknownRecord(recordId);
+        if (actualOwner != ownerDepartment) {
+            revert AccessLedgerRecordNotOwned(recordId, ownerDepartment, actualOwner);
+        }
+        if (bytes(purpose).length == 0) revert AccessLedgerEmptyPurpose();
+        if (deadline <= block.timestamp) revert AccessLedgerInvalidDeadline(deadline, uint64(block.timestamp));
+
+        requestId = ++_requestCount;
+        Request storage r = _requests[requestId];
+        r.id = requestId;
+        r.requesterDepartment = requester;
+        r.ownerDepartment = ownerDepartment;
+        r.recordId = recordId;
+        r.purpose = purpose;
+        r.legalBasis = legalBasis;
+        r.deadline = deadline;
+        r.requestedBy = msg.sender;
+        r.requestedAt = uint64(block.timestamp);
+        r.status = RequestStatus.Pending;
+        _requestsByRecord[recordId].push(requestId);
+        emit AccessRequested(requestId, requester, ownerDepartment, recordId, purpose, legalBasis, deadline, msg.sender);
+    }
+
+    /// @inheritdoc IAccessLedger
+    function approve(uint256 requestId, bytes32 scope, uint64 expiresAt, uint32 maxUses) external {
+        Request storage r = _requireOwnerAdmin(requestId);
+        if (r.status != RequestStatus.Pending) revert AccessLedgerRequestNotPending(requestId, r.status);
+        bytes32 requester = r.requesterDepartment;
+        if (_registry.departmentStatus(requester) != IConsortiumRegistry.DepartmentStatus.Active) {
+            revert AccessLedgerDepartmentNotActive(requester);
+        }
+        if (expiresAt <= block.timestamp) revert AccessLedgerInvalidExpiry(expiresAt, uint64(block.timestamp));
+        if (maxUses == 0) revert AccessLedgerInvalidMaxUses();
+        r.status = RequestStatus.Approved;
+        r.decidedBy = msg.sender;
+        r.decidedAt = uint64(block.timestamp);
+        r.scope = scope;
+        r.expiresAt = expiresAt;
+        r.maxUses = maxUses;
+        emit AccessApproved(
+            requestId, r.ownerDepartment, requester, r.recordId, scope, expiresAt, maxUses, msg.sender
+        );
+    }
+
+    /// @inheritdoc IAccessLedger
+    function deny(uint256 requestId, string calldata reason) external {
+        Request storage r = _requireOwnerAdmin(requestId);
+        if (r.status != RequestStatus.Pending) revert AccessLedgerRequestNotPending(requestId, r.status);
+        if (bytes(reason).length == 0) revert AccessLedgerEmptyReason();
+        r.status = RequestStatus.Denied;
+        r.decidedBy = msg.sender;
+        r.decidedAt = uint64(block.timestamp);
+        r.denyReason = reason;
+        emit AccessDenied(requestId, r.ownerDepartment, r.requesterDepartment, reason, msg.sender);
+    }
+
+    /// @inheritdoc IAccessLedger
+    function revoke(uint256 grantId, string calldata reason) external {
+        Request storage r = _requireOwnerAdmin(grantId);
+        if (r.status != RequestStatus.Approved) revert AccessLedgerGrantNotApproved(grantId, r.status);
+        if (bytes(reason).length == 0) revert AccessLedgerEmptyReason();
+        r.status = RequestStatus.Revoked;
+        r.revokedBy = msg.sender;
+        r.revokedAt = uint64(block.timestamp);
+        r.revokeReason = reason;
+        emit AccessRevoked(grantId, r.ownerDepartment, r.requesterDepartment, reason, msg.sender);
+    }
+
+    // ----------------------------------------------------------------- receipts
+
+    /// @inheritdoc IAccessLedger
+    function anchorReceipts(
+        bytes32 root,
+        uint64 firstSeq,
+        uint64 lastSeq,
+        string calldata manifestCid,
+        uint256[] calldata grantIds,
+        uint32[] calldata uses
+    ) external returns (uint256 batchIndex) {
+        bytes32 dept = _requireActiveBroker();
+        _checkReceiptRange(dept, root, firstSeq, lastSeq, bytes(manifestCid).length);
+        _checkReceiptUses(grantIds, uses, lastSeq - firstSeq + 1);
+        batchIndex = _storeReceiptBatch(dept, root, firstSeq, lastSeq, manifestCid);
+        for (uint256 i = 0; i < grantIds.length; ++i) {
+            _recordUses(dept, batchIndex, grantIds[i], uses[i]);
+        }
+    }
+
+    // -------------------------------------------------------------- supervision
+
+    /// @inheritdoc IAccessLedger
+    function remind(uint256 requestId) external {
+        Request storage r = _requireOverdueByRequester(requestId);
+        uint32 count = ++r.reminderCount;
+        r.lastRemindedAt = uint64(block.timestamp);
+        emit RequestReminded(requestId, r.requesterDepartment, r.ownerDepartment, count, msg.sender);
+    }
+
+    /// @inheritdoc IAccessLedger
+    function escalate(uint256 requestId) external {
+        Request storage r = _requireOverdueByRequester(requestId);
+        address[] memory sups = _registry.supervisors();
+        if (sups.length == 0) revert AccessLedgerNoSupervisors();
+        uint32 count = ++r.escalationCount;
+        r.lastEscalatedAt = uint64(block.timestamp);
+        emit RequestEscalated(requestId, r.requesterDepartment, r.ownerDepartment, count, sups, msg.sender);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IAccessLedger
+    function registry() external view returns (IConsortiumRegistry) {
+        return _registry;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function records() external view returns (IRecordRegistry) {
+        return _records;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function requestCount() external view returns (uint256) {
+        return _requestCount;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function getRequest(uint256 requestId) external view returns (Request memory) {
+        return _requireRequest(requestId);
+    }
+
+    /// @inheritdoc IAccessLedger
+    function grantStatus(uint256 grantId) external view returns (bool usable, GrantReason reason) {
+        Request storage r = _requests[grantId];
+        RequestStatus status = r.status;
+        if (status == RequestStatus.None) return (false, GrantReason.UnknownRequest);
+        if (status == RequestStatus.Pending) return (false, GrantReason.Pending);
+        if (status == RequestStatus.Denied) return (false, GrantReason.Denied);
+        if (status == RequestStatus.Revoked) return (false, GrantReason.Revoked);
+        if (!_isActive(r.ownerDepartment)) return (false, GrantReason.OwnerInactive);
+        if (!_isActive(r.requesterDepartment)) return (false, GrantReason.RequesterInactive);
+        if (block.timestamp >= r.expiresAt) return (false, GrantReason.Expired);
+        if (r.usedCount >= r.maxUses) return (false, GrantReason.QuotaExhausted);
+        return (true, GrantReason.Ok);
+    }
+
+    /// @inheritdoc IAccessLedger
+    function requestsForRecord(bytes32 recordId) external view returns (uint256[] memory) {
+        return _requestsByRecord[recordId];
+    }
+
+    /// @inheritdoc IAccessLedger
+    function isOverdue(uint256 requestId) external view returns (bool) {
+        Request storage r = _requests[requestId];
+        return r.status == RequestStatus.Pending && block.timestamp > r.deadline;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function lastReceiptSeq(bytes32 department) external view returns (uint64) {
+        return _lastReceiptSeq[department];
+    }
+
+    /// @inheritdoc IAccessLedger
+    function receiptBatchCount(bytes32 department) external view returns (uint256) {
+        return _receiptBatches[department].length;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function getReceiptBatch(bytes32 department, uint256 index) external view returns (ReceiptBatch memory) {
+        if (index == 0 || index > _receiptBatches[department].length) {
+            revert AccessLedgerUnknownReceiptBatch(department, index);
+        }
+        return _receiptBatches[department][index - 1];
+    }
+
+    // --------------------------------------------------------------- internals
+
+    /// @dev The caller's department, which must be active, with the caller as its broker.
+    function _requireActiveBroker() private view returns (bytes32 dept) {
+        IConsortiumRegistry.AccountRole role;
+        (dept, role) = _registry.departmentOf(msg.sender);
+        if (role != IConsortiumRegistry.AccountRole.Broker || !_isActive(dept)) {
+            revert AccessLedgerNotActiveBroker(msg.sender);
+        }
+    }
+
+    /// @dev Whether `dept` is active in the registry.
+    function _isActive(bytes32 dept) private view returns (bool) {
+        return _registry.departmentStatus(dept) == IConsortiumRegistry.DepartmentStatus.Active;
+    }
+
+    /// @dev Request `requestId`, reverting when it does not exist.
+    function _requireRequest(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status == RequestStatus.None) revert AccessLedgerUnknownRequest(requestId);
+    }
+
+    /// @dev Request `requestId`, whose owning department is active with the caller as an admin.
+    function _requireOwnerAdmin(uint256 requestId) private view returns (Request storage r) {
+        r = _requireRequest(requestId);
+        if (!_registry.isActiveAdmin(r.ownerDepartment, msg.sender)) {
+            revert AccessLedgerNotOwnerAdmin(requestId, msg.sender);
+        }
+    }
+
+    /// @dev Pending, overdue request `requestId`, called by its requesting department's
+    /// broker or admin while that department is active.
+    function _requireOverdueByRequester(uint256 requestId) private view returns (Request storage r) {
+        r = _requireRequest(requestId);
+        (bytes32 dept, IConsortiumRegistry.AccountRole role) = _registry.departmentOf(msg.sender);
+        if (dept != r.requesterDepartment || role == IConsortiumRegistry.AccountRole.None || !_isActive(dept)) {
+            revert AccessLedgerNotRequesterAccount(requestId, msg.sender);
+        }
+        if (r.status != RequestStatus.Pending) revert AccessLedgerRequestNotPending(requestId, r.status);
+        if (block.timestamp <= r.deadline) revert AccessLedgerNotOverdue(requestId, r.deadline);
+    }
+
+    /// @dev Reverts unless the batch's root, manifest and range are acceptable for `dept`.
+    function _checkReceiptRange(bytes32 dept, bytes32 root, uint64 firstSeq, uint64 lastSeq, uint256 cidLength)
+        private
+        view
+    {
+        if (root == bytes32(0)) revert AccessLedgerEmptyReceiptRoot();
+        if (cidLength == 0) revert AccessLedgerEmptyCid();
+        if (lastSeq < firstSeq) revert AccessLedgerInvalidReceiptRange(firstSeq, lastSeq);
+        uint64 expected = _lastReceiptSeq[dept] + 1;
+        if (firstSeq != expected) revert AccessLedgerReceiptRangeNotContiguous(dept, expected, firstSeq);
+    }
+
+    /// @dev Reverts unless `uses` matches `grantIds`, has no zero entry and adds up to `receipts`.
+    function _checkReceiptUses(uint256[] calldata grantIds, uint32[] calldata uses, uint64 receipts)
+        private
+        pure
+    {
+        if (grantIds.length != uses.length) revert AccessLedgerLengthMismatch(grantIds.length, uses.length);
+        uint256 total = 0;
+        for (uint256 i = 0; i < uses.length; ++i) {
+            if (uses[i] == 0) revert AccessLedgerZeroUses(grantIds[i]);
+            total += uses[i];
+        }
+        if (total != receipts) revert AccessLedgerReceiptCountMismatch(receipts, total);
+    }
+
+    /// @dev Appends a receipt batch for `dept`, advances its sequence and emits {ReceiptsAnchored}.
+    function _storeReceiptBatch(
+        bytes32 dept,
+        bytes32 root,
+        uint64 firstSeq,
+        uint64 lastSeq,
+        string calldata manifestCid
+    ) private returns (uint256 batchIndex) {
+        ReceiptBatch storage b = _receiptBatches[dept].push();
+        b.root = root;
+        b.firstSeq = firstSeq;
+        b.lastSeq = lastSeq;
+        b.manifestCid = manifestCid;
+        b.anchoredBy = msg.sender;
+        b.anchoredAt = uint64(block.timestamp);
+        _lastReceiptSeq[dept] = lastSeq;
+        batchIndex = _receiptBatches[dept].length;
+        emit ReceiptsAnchored(dept, batchIndex, root, firstSeq, lastSeq, manifestCid, msg.sender);
+    }
+
+    /// @dev Adds `uses` (> 0) anchored uses to grant `grantId`, which `dept` must own.
+    function _recordUses(bytes32 dept, uint256 batchIndex, uint256 grantId, uint32 uses) private {
+        Request storage r = _requests[grantId];
+        if (r.status != RequestStatus.Approved && r.status != RequestStatus.Revoked) {
+            revert AccessLedgerGrantNotApproved(grantId, r.status);
+        }
+        if (r.ownerDepartment != dept) revert AccessLedgerGrantNotOwned(grantId, r.ownerDepartment, dept);
+        uint32 used = r.usedCount;
+        if (uint256(used) + uses > r.maxUses) revert AccessLedgerQuotaExceeded(grantId, used, uses, r.maxUses);
+        r.usedCount = used + uses;
+        emit GrantUsesRecorded(grantId, dept, batchIndex, uses, used + uses);
+    }
+}

@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
+import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
+
+/**
+ * @title RecordRegistry
+ * @notice Where each department's records are anchored: content hash, ciphertext CID,
+ * category, subject reference and version links; Merkle batches; the catalog.
+ * See {IRecordRegistry} and docs/contracts.md.
+ */
+contract RecordRegistry is IRecordRegistry {
+    IConsortiumRegistry private immutable _registry;
+
+    mapping(bytes32 recordId => Record) private _records;
+    mapping(bytes32 contentHash => bytes32[]) private _byHash;
+    uint256 private _recordCount;
+
+    mapping(bytes32 department => RecordBatch[]) private _batches;
+
+    mapping(bytes32 department => Category[]) private _catalog;
+    /// Position + 1 of a category in `_catalog[department]` (0: not declared).
+    mapping(bytes32 department => mapping(bytes32 category => uint256)) private _catalogIndex;
+
+    /**
+     * @notice Binds this registry of records to the consortium registry `registry_`.
+     *
+     * Requirements: none (the deployer wires the right address).
+     */
+    constructor(IConsortiumRegistry registry_) {
+        _registry = registry_;
+    }
+
+    // -------------------------------------------------------------- anchoring
+
+    /// @inheritdoc IRecordRegistry
+    function anchor(
+        bytes32 recordId,
+        bytes32 contentHash,
+        string calldata cid,
+        bytes32 category,
+        bytes32 subjectRef,
+        bytes32 previousRecordId
+    ) external {
+        bytes32 dept = _requireActiveBroker();
+        if (recordId == bytes32(0)) revert RecordRegistryInvalidRecordId();
+        if (contentHash == bytes32(0)) revert RecordRegistryInvalidContentHash(recordId);
+        if (bytes(cid).length == 0) revert RecordRegistryEmptyCid();
+        if (_records[recordId].department != bytes32(0)) revert RecordRegistryRecordExists(recordId);
+        _requireActiveCategory(dept, category);
+        if (previousRecordId != bytes32(0)) {
+            Record storage prev = _records[previousRecordId];
+            if (prev.department == bytes32(0)) revert RecordRegistryUnknownRecord(previousRecordId);
+            if (prev.department != dept) {
+                revert RecordRegistryNotRecordOwner(previousRecordId, prev.department, dept);
+            }
+            if (prev.supersededBy != bytes32(0)) {
+                revert RecordRegistryAlreadySuperseded(previousRecordId, prev.supersededBy);
+            }
+            prev.supersededBy = recordId;
+        }
+        Record storage r = _records[recordId];
+        r.recordId = recordId;
+        r.department = dept;
+        r.contentHash = contentHash;
+        r.cid = cid;
+        r.category = category;
+        r.subjectRef = subjectRef;
+        r.previousRecordId = previousRecordId;
+        r.anchoredBy = msg.sender;
+        r.anchoredAt = uint64(block.timestamp);
+        r.blockNumber = uint64(block.number);
+        _byHash[contentHash].push(recordId);
+        ++_recordCount;
+        emit RecordAnchored(recordId, dept, contentHash, cid, category, subjectRef, previousRecordId, msg.sender);
+        if (previousRecordId != bytes32(0)) emit RecordSuperseded(previousRecordId, recordId, dept);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function anchorBatch(bytes32 merkleRoot, uint32 count, string calldata manifestCid)
+        external
+        returns (uint64 sequence)
+    {
+        bytes32 dept = _requireActiveBroker();
+        if (merkleRoot == bytes32(0)) revert RecordRegistryEmptyMerkleRoot();
+        if (count == 0) revert RecordRegistryEmptyBatch();
+        if (bytes(manifestCid).length == 0) revert RecordRegistryEmptyCid();
+        _batches[dept].push(
+            RecordBatch({
+                merkleRoot: merkleRoot,
+                count: count,
+                manifestCid: manifestCid,
+                anchoredBy: msg.sender,
+                anchoredAt: uint64(block.timestamp)
+            })
+        );
+        sequence = uint64(_batches[dept].length);
+        emit RecordBatchAnchored(dept, sequence, merkleRoot, count, manifestCid, msg.sender);
+    }
+
+    // ---------------------------------------------------------------- catalog
+
+    /// @inheritdoc IRecordRegistry
+    function declareCategory(bytes32 category, string calldata description, bytes32 schemaHash) external {
+        bytes32 dept = _requireActiveAdmin();
+        if (!isValidCategory(category)) revert RecordRegistryInvalidCategory(category);
+        uint256 index = _catalogIndex[dept][category];
+        if (index == 0) {
+            _catalog[dept].push(
+                Category({
+                    category: category,
+                    description: description,
+                    schemaHash: schemaHash,
+                    active: true,
+                    declaredAt: uint64(block.timestamp),
+                    updatedAt: uint64(block.timestamp)
+                })
+            );
+            _catalogIndex[dept][category] = _catalog[dept].length;
+        } else {
+            Category storage c = _catalog[dept][index - 1];
+            c.description = description;
+            c.schemaHash = schemaHash;
+            c.active = true;
+            c.updatedAt = uint64(block.timestamp);
+        }
+        emit CategoryDeclared(dept, category, msg.sender, description, schemaHash);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function retireCategory(bytes32 category) external {
+        bytes32 dept = _requireActiveAdmin();
+        Category storage c = _activeCategory(dept, category);
+        c.active = false;
+        c.updatedAt = uint64(block.timestamp);
+        emit CategoryRetired(dept, category, msg.sender);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IRecordRegistry
+    function registry() external view returns (IConsortiumRegistry) {
+        return _registry;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordExists(bytes32 recordId) external view returns (bool) {
+        return _records[recordId].department != bytes32(0);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function getRecord(bytes32 recordId) external view returns (Record memory) {
+        Record storage r = _records[recordId];
+        if (r.department == bytes32(0)) revert RecordRegistryUnknownRecord(recordId);
+        return r;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function ownerOf(bytes32 recordId) external view returns (bytes32 department) {
+        return _records[recordId].department;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordsByHash(bytes32 contentHash) external view returns (bytes32[] memory) {
+        return _byHash[contentHash];
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordCount() external view returns (uint256) {
+        return _recordCount;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function batchCount(bytes32 department) external view returns (uint64) {
+        return uint64(_batches[department].length);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function getBatch(bytes32 department, uint64 sequence) external view returns (RecordBatch memory) {
+        if (sequence == 0 || sequence > _batches[department].length) {
+            revert RecordRegistryUnknownBatch(department, sequence);
+        }
+        return _batches[department][sequence - 1];
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function categories(bytes32 department) external view returns (Category[] memory) {
+        return _catalog[department];
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function getCategory(bytes32 department, bytes32 category) external view returns (Category memory) {
+        uint256 index = _catalogIndex[department][category];
+        if (index == 0) revert RecordRegistryUnknownCategory(department, category);
+        return _catalog[department][index - 1];
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function isValidCategory(bytes32 category) public pure returns (bool) {
+        uint256 len = 0;
+        while (len < 32 && category[len] != 0) {
+            bytes1 c = category[len];
+            bool ok = (c >= "A" && c <= "Z") || (c >= "a" && c <= "z") || (c >= "0" && c <= "9") || c == "."
+                || c == "_" || c == "-";
+            if (!ok) return false;
+            ++len;
+        }
+        if (len == 0) return false;
+        // Zero padding: every byte after the first zero must be zero.
+        return len == 32 || uint256(category) << (8 * len) == 0;
+    }
+
+    // --------------------------------------------------------------- internals
+
+    /// @dev The caller's department, which must be active, with the caller as its broker.
+    function _requireActiveBroker() private view returns (bytes32 dept) {
+        IConsortiumRegistry.AccountRole role;
+        (dept, role) = _registry.departmentOf(msg.sender);
+        if (role != IConsortiumRegistry.AccountRole.Broker || !_registry.isActiveBroker(dept, msg.sender)) {
+            revert RecordRegistryNotActiveBroker(msg.sender);
+        }
+    }
+
+    /// @dev The caller's department, which must be active, with the caller as an admin.
+    function _requireActiveAdmin() private view returns (bytes32 dept) {
+        IConsortiumRegistry.AccountRole role;
+        (dept, role) = _registry.departmentOf(msg.sender);
+        if (role != IConsortiumRegistry.AccountRole.Admin || !_registry.isActiveAdmin(dept, msg.sender)) {
+            revert RecordRegistryNotActiveAdmin(msg.sender);
+        }
+    }
+
+    /// @dev Reverts unless `dept` declared `category` and has not retired it.
+    function _requireActiveCategory(bytes32 dept, bytes32 category) private view {
+        _activeCategory(dept, category);
+    }
+
+    /// @dev `dept`'s active catalog entry for `category`.
+    function _activeCategory(bytes32 dept, bytes32 category) private view returns (Category storage c) {
+        uint256 index = _catalogIndex[dept][category];
+        if (index == 0) revert RecordRegistryUnknownCategory(dept, category);
+        c = _catalog[dept][index - 1];
+        if (!c.active) revert RecordRegistryCategoryRetired(dept, category);
+    }
+}

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IConsortiumRegistry} from "./IConsortiumRegistry.sol";
+
+/**
+ * @title IRecordRegistry
+ * @notice Anchors of departments' records (single and Merkle batches), their version
+ * chains, and each department's catalog of the categories it holds.
+ *
+ * Records are anchored by an active department's broker account, always for that
+ * broker's own department. Catalog entries are managed by the department's admins.
+ * A record's category must be declared, and not retired, in its department's catalog.
+ */
+interface IRecordRegistry {
+    // ------------------------------------------------------------------ types
+
+    /// @notice An anchored record. `supersededBy` is zero until a newer version is anchored.
+    struct Record {
+        bytes32 recordId;
+        bytes32 department;
+        bytes32 contentHash; // sha256 of the plaintext
+        string cid; // CID of the ciphertext
+        bytes32 category;
+        bytes32 subjectRef; // keyed hash of the subject id, or zero
+        bytes32 previousRecordId; // the version this one supersedes, or zero
+        bytes32 supersededBy; // the version that superseded this one, or zero
+        address anchoredBy;
+        uint64 anchoredAt;
+        uint64 blockNumber;
+    }
+
+    /// @notice A Merkle batch of records, numbered per department from 1.
+    struct RecordBatch {
+        bytes32 merkleRoot;
+        uint32 count;
+        string manifestCid;
+        address anchoredBy;
+        uint64 anchoredAt;
+    }
+
+    /// @notice A catalog entry: a category of records a department holds.
+    struct Category {
+        bytes32 category;
+        string description;
+        bytes32 schemaHash;
+        bool active; // false once retired
+        uint64 declaredAt; // first declaration
+        uint64 updatedAt; // last declaration or retirement
+    }
+
+    // ----------------------------------------------------------------- errors
+
+    /// @notice `account` is not the broker account of an active department.
+    error RecordRegistryNotActiveBroker(address account);
+    /// @notice `account` is not an admin account of an active department.
+    error RecordRegistryNotActiveAdmin(address account);
+    /// @notice The record id must not be zero.
+    error RecordRegistryInvalidRecordId();
+    /// @notice The content hash must not be zero.
+    error RecordRegistryInvalidContentHash(bytes32 recordId);
+    /// @notice The CID must not be empty.
+    error RecordRegistryEmptyCid();
+    /// @notice A record with `recordId` is anchored already.
+    error RecordRegistryRecordExists(bytes32 recordId);
+    /// @notice No record has `recordId`.
+    error RecordRegistryUnknownRecord(bytes32 recordId);
+    /// @notice Record `recordId` belongs to `owner`, not to `department`.
+    error RecordRegistryNotRecordOwner(bytes32 recordId, bytes32 owner, bytes32 department);
+    /// @notice Record `recordId` was superseded already, by `supersededBy`.
+    error RecordRegistryAlreadySuperseded(bytes32 recordId, bytes32 supersededBy);
+    /// @notice `category` is not 1-32 characters of `[A-Za-z0-9._-]`, left-aligned and zero padded.
+    error RecordRegistryInvalidCategory(bytes32 category);
+    /// @notice `department` has not declared `category`.
+    error RecordRegistryUnknownCategory(bytes32 department, bytes32 category);
+    /// @notice `department` retired `category`.
+    error RecordRegistryCategoryRetired(bytes32 department, bytes32 category);
+    /// @notice A batch's Merkle root must not be zero.
+    error RecordRegistryEmptyMerkleRoot();
+    /// @notice A batch must contain at least one record.
+    error RecordRegistryEmptyBatch();
+    /// @notice Department `department` has no batch `sequence`.
+    error RecordRegistryUnknownBatch(bytes32 department, uint64 sequence);
+
+    // ----------------------------------------------------------------- events
+
+    /// @notice Record `recordId` of `department` with `contentHash` was anchored by broker `anchoredBy`.
+    event RecordAnchored(
+        bytes32 indexed recordId,
+        bytes32 indexed department,
+        bytes32 indexed contentHash,
+        string cid,
+        bytes32 category,
+        bytes32 subjectRef,
+        bytes32 previousRecordId,
+        address anchoredBy
+    );
+    /// @notice `previousRecordId` was superseded by `newRecordId` (same department).
+    event RecordSuperseded(
+        bytes32 indexed previousRecordId, bytes32 indexed newRecordId, bytes32 indexed department
+    );
+    /// @notice `department`'s batch number `sequence` with `merkleRoot` over `count` records was anchored.
+    event RecordBatchAnchored(
+        bytes32 indexed department,
+        uint64 indexed sequence,
+        bytes32 indexed merkleRoot,
+        uint32 count,
+        string manifestCid,
+        address anchoredBy
+    );
+    /// @notice `department` declared (or updated, or re-activated) `category`, by admin `by`.
+    event CategoryDeclared(
+        bytes32 indexed department,
+        bytes32 indexed category,
+        address indexed by,
+        string description,
+        bytes32 schemaHash
+    );
+    /// @notice `department` retired `category`, by admin `by`.
+    event CategoryRetired(bytes32 indexed department, bytes32 indexed category, address indexed by);
+
+    // -------------------------------------------------------------- anchoring
+
+    /**
+     * @notice Anchors record `recordId` for the caller's department; with a non-zero
+     * `previousRecordId` it becomes the next version of that record.
+     *
+     * Requirements:
+     * - the caller is the broker account of an active department;
+     * - `recordId` and `contentHash` are not zero, `cid` is not empty;
+     * - no record with `recordId` exists;
+     * - `category` is declared and not retired in the department's catalog;
+     * - if `previousRecordId` is not zero: it exists, belongs to the caller's department
+     *   and has not been superseded yet.
+     */
+    function anchor(
+        bytes32 recordId,
+        bytes32 contentHash,
+        string calldata cid,
+        bytes32 category,
+        bytes32 subjectRef,
+        bytes32 previousRecordId
+    ) external;
+
+    /**
+     * @notice Anchors the Merkle root of a batch of `count` records of the caller's
+     * department, whose leaves are listed in the manifest at `manifestCid`.
+     * @return sequence the department's batch number (1, 2, ...)
+     *
+     * Requirements:
+     * - the caller is the broker account of an active department;
+     * - `merkleRoot` is not zero, `count` > 0, `manifestCid` is not empty.
+     */
+    function anchorBatch(bytes32 merkleRoot, uint32 count, string calldata manifestCid)
+        external
+        returns (uint64 sequence);
+
+    // ---------------------------------------------------------------- catalog
+
+    /**
+     * @notice Declares that the caller's department holds records of `category`; declaring
+     * it again updates the description and schema hash and re-activates a retired entry.
+     *
+     * Requirements:
+     * - the caller is an admin account of an active department;
+     * - `category` is 1-32 characters of `[A-Za-z0-9._-]`, left-aligned, zero padded.
+     */
+    function declareCategory(bytes32 category, string calldata description, bytes32 schemaHash) external;
+
+    /**
+     * @notice Retires `category` from the caller's department's catalog: no new records
+     * of it can be anchored (existing ones stay).
+     *
+     * Requirements:
+     * - the caller is an admin account of an active department;
+     * - the department declared `category` and has not retired it.
+     */
+    function retireCategory(bytes32 category) external;
+
+    // ------------------------------------------------------------------ views
+
+    /**
+     * @notice The registry this contract reads departments from.
+     *
+     * Requirements: none.
+     */
+    function registry() external view returns (IConsortiumRegistry);
+
+    /**
+     * @notice Whether `recordId` is anchored.
+     *
+     * Requirements: none.
+     */
+    function recordExists(bytes32 recordId) external view returns (bool);
+
+    /**
+     * @notice The anchored record `recordId`.
+     *
+     * Requirements:
+     * - the record exists.
+     */
+    function getRecord(bytes32 recordId) external view returns (Record memory);
+
+    /**
+     * @notice The department that owns `recordId` (zero if it is not anchored).
+     *
+     * Requirements: none.
+     */
+    function ownerOf(bytes32 recordId) external view returns (bytes32 department);
+
+    /**
+     * @notice Ids of every record anchored with `contentHash`, in anchoring order.
+     *
+     * Requirements: none.
+     */
+    function recordsByHash(bytes32 contentHash) external view returns (bytes32[] memory);
+
+    /**
+     * @notice Total number of records anchored individually.
+     *
+     * Requirements: none.
+     */
+    function recordCount() external view returns (uint256);
+
+    /**
+     * @notice Number of batches `department` has anchored (its last sequence number).
+     *
+     * Requirements: none.
+     */
+    function batchCount(bytes32 department) external view returns (uint64);
+
+    /**
+     * @notice `department`'s batch `sequence`.
+     *
+     * Requirements:
+     * - 1 <= `sequence` <= `batchCount(department)`.
+     */
+    function getBatch(bytes32 department, uint64 sequence) external view returns (RecordBatch memory);
+
+    /**
+     * @notice Every catalog entry of `department`, retired ones included, in declaration order.
+     *
+     * Requirements: none.
+     */
+    function categories(bytes32 department) external view returns (Category[] memory);
+
+    /**
+     * @notice `department`'s catalog entry for `category`.
+     *
+     * Requirements:
+     * - `department` declared `category` (it may be retired).
+     */
+    function getCategory(bytes32 department, bytes32 category) external view returns (Category memory);
+
+    /**
+     * @notice Whether `category` is a well-formed category label (1-32 of `[A-Za-z0-9._-]`,
+     * left-aligned, zero padded).
+     *
+     * Requirements: none.
+     */
+    function isValidCategory(bytes32 category) external pure returns (bool);
+}
