@@ -1,0 +1,225 @@
+"""A department profile: who a department is and the keys it signs with.
+
+``govshare init CODE`` writes one under ``HOME/depts/CODE/``::
+
+    config.json             public facts: code, name, endpoint, addresses, HPKE public key
+    broker.keystore.json    the broker's Ethereum key (v3 keystore, scrypt)
+    admin.keystore.json     the administrator's Ethereum key (v3 keystore, scrypt)
+    hpke.key.json           the department's HPKE private key, password-encrypted
+
+The broker key is what the department's broker service uses, unattended, for
+anchoring and requesting; the admin key is what an administrator consents and
+votes with, from the CLI. They are unlocked with different passwords when
+``GOVSHARE_ADMIN_PASSWORD`` is set (recommended), else with the one password.
+No secret is ever written to ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from govshare.crypto import (
+    EthKey,
+    HpkePrivateKey,
+    generate_keypair,
+    load_eth_keystore,
+    load_hpke_key,
+    resolve_password,
+    save_eth_keystore,
+    save_hpke_key,
+)
+from govshare.crypto.keystore import DEFAULT_SCRYPT_N
+from govshare.errors import InputError, ProfileNotFound
+from govshare.home import dept_dir, ensure_dir
+
+ENV_ADMIN_PASSWORD = "GOVSHARE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
+
+CODE_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
+CONFIG = "config.json"
+BROKER_KEYSTORE = "broker.keystore.json"
+ADMIN_KEYSTORE = "admin.keystore.json"
+HPKE_KEY = "hpke.key.json"
+
+
+def normalise_code(code: str) -> str:
+    """Department codes are 2–16 of ``A-Z 0-9 _`` (the contracts check the same)."""
+    c = (code or "").strip().upper()
+    if not CODE_RE.match(c):
+        raise InputError(
+            f"'{code}' is not a department code: use 2 to 16 letters, digits or '_' (e.g. TAX)."
+        )
+    return c
+
+
+def _check_endpoint(url: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", url or ""):
+        raise InputError(f"'{url}' is not a broker endpoint URL (http:// or https://).")
+    return url.rstrip("/")
+
+
+@dataclass
+class Profile:
+    """A department profile on disk. Unlocking a key asks for its password."""
+
+    code: str
+    name: str
+    endpoint: str
+    broker_address: str
+    admin_address: str
+    hpke_public_key: bytes
+    dir: Path
+    created: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def broker_keystore(self) -> Path:
+        return self.dir / BROKER_KEYSTORE
+
+    @property
+    def admin_keystore(self) -> Path:
+        return self.dir / ADMIN_KEYSTORE
+
+    @property
+    def hpke_key_file(self) -> Path:
+        return self.dir / HPKE_KEY
+
+    def public_info(self) -> dict[str, Any]:
+        """What other departments may know: the registry entry, nothing secret."""
+        return {
+            "code": self.code,
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "broker": self.broker_address,
+            "admins": [self.admin_address],
+            "hpke_public_key": "0x" + self.hpke_public_key.hex(),
+        }
+
+    def unlock_broker(self, password: str | None = None) -> LocalAccount:
+        pw = resolve_password(password, prompt=f"Password for {self.code}'s broker key: ")
+        return _account(load_eth_keystore(self.broker_keystore, pw))
+
+    def unlock_admin(self, password: str | None = None) -> LocalAccount:
+        pw = password if password is not None else os.environ.get(ENV_ADMIN_PASSWORD) or None
+        pw = resolve_password(pw, prompt=f"Password for {self.code}'s administrator key: ")
+        return _account(load_eth_keystore(self.admin_keystore, pw))
+
+    def unlock_hpke(self, password: str | None = None) -> HpkePrivateKey:
+        pw = resolve_password(password, prompt=f"Password for {self.code}'s broker key: ")
+        return load_hpke_key(self.hpke_key_file, pw)
+
+    def save(self) -> None:
+        doc = {
+            "format": "govshare-profile",
+            "version": 1,
+            "code": self.code,
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "broker_address": self.broker_address,
+            "admin_address": self.admin_address,
+            "hpke_public_key": self.hpke_public_key.hex(),
+            "created": self.created,
+            **self.extra,
+        }
+        tmp = self.dir / (CONFIG + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.dir / CONFIG)
+
+
+def _account(key: EthKey) -> LocalAccount:
+    acct: LocalAccount = Account.from_key(key.private_bytes())
+    return acct
+
+
+def create_profile(
+    home: Path,
+    code: str,
+    name: str,
+    *,
+    endpoint: str,
+    broker_password: str,
+    admin_password: str,
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> Profile:
+    """Create keys and the profile of a new department. Refuses to overwrite one."""
+    code = normalise_code(code)
+    name = (name or "").strip()
+    if not name:
+        raise InputError("A department needs a name (--name).")
+    endpoint = _check_endpoint(endpoint)
+    d = dept_dir(home, code)
+    if (d / CONFIG).exists():
+        raise InputError(f"A profile for {code} already exists in this home; nothing was changed.")
+    ensure_dir(home)
+    ensure_dir(d)
+    broker, admin = EthKey.generate(), EthKey.generate()
+    hpke, hpke_public = generate_keypair()
+    save_eth_keystore(d / BROKER_KEYSTORE, broker, broker_password, scrypt_n=scrypt_n)
+    save_eth_keystore(d / ADMIN_KEYSTORE, admin, admin_password, scrypt_n=scrypt_n)
+    save_hpke_key(d / HPKE_KEY, hpke, broker_password, dept=code, scrypt_n=scrypt_n)
+    prof = Profile(
+        code=code,
+        name=name,
+        endpoint=endpoint,
+        broker_address=broker.address,
+        admin_address=admin.address,
+        hpke_public_key=hpke_public,
+        dir=d,
+        created=time.time(),
+    )
+    prof.save()
+    return prof
+
+
+def _from_doc(doc: Mapping[str, Any], d: Path) -> Profile:
+    known = {
+        "format", "version", "code", "name", "endpoint", "broker_address",
+        "admin_address", "hpke_public_key", "created",
+    }  # fmt: skip
+    return Profile(
+        code=str(doc["code"]),
+        name=str(doc["name"]),
+        endpoint=str(doc["endpoint"]),
+        broker_address=str(doc["broker_address"]),
+        admin_address=str(doc["admin_address"]),
+        hpke_public_key=bytes.fromhex(str(doc["hpke_public_key"])),
+        dir=d,
+        created=float(doc.get("created", 0.0)),
+        extra={k: v for k, v in doc.items() if k not in known},
+    )
+
+
+def load_profile(home: Path, code: str) -> Profile:
+    """The profile of department ``code`` in this home."""
+    code = normalise_code(code)
+    d = dept_dir(home, code)
+    p = d / CONFIG
+    if not p.is_file():
+        have = ", ".join(list_codes(home)) or "none"
+        raise ProfileNotFound(
+            f"No profile for department {code} in {home} (profiles here: {have}). "
+            f"Create it with `govshare init {code} --name NAME`."
+        )
+    try:
+        doc = json.loads(p.read_text())
+        return _from_doc(doc, d)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"The profile {p.name} of {code} is damaged ({type(exc).__name__})."
+        ) from None
+
+
+def list_codes(home: Path) -> list[str]:
+    root = home / "depts"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CONFIG).is_file())
