@@ -1,0 +1,543 @@
+"""The broker's own database: what one department's broker remembers.
+
+SQLite (one file per broker, WAL) by default; any SQLAlchemy URL works, and the
+models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
+
+    records            this department's published records (hash, CID, own capsule)
+    wrapped_keys       DEKs wrapped for other keys (capsules issued under a grant)
+    access_requests    requests and grants as seen on chain (kept by the indexer)
+    operations         the outbox: durable multi-step operations (see ``outbox.py``)
+    operation_steps    one row per step of an operation: intent, then result
+    receipts           exchange receipts signed by both departments
+    exchange_nonces    nonces of peer exchange requests already served (no replay)
+    users, api_tokens  who may call this broker's API (see ``users.py``)
+
+:meth:`Database.open` migrates the schema to the newest Alembic revision (the
+migrations ship inside the package), so ``govshare serve`` needs no separate
+migration step.
+
+Durability: SQLite runs with ``journal_mode=WAL`` and ``synchronous=FULL``, so a
+committed transaction survives a power cut, not only a process crash; nothing the
+broker acknowledged is lost. Write transactions start with ``BEGIN IMMEDIATE``:
+they take SQLite's write lock up front and wait (``busy_timeout``) instead of
+failing with "database is locked" when a read turns into a write under
+concurrency.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
+
+from govshare.errors import ConfigError
+from govshare.home import dept_dir
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+#: Milliseconds a connection waits for SQLite's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Option on an engine/connection telling the SQLite "begin" hook which BEGIN to emit.
+_BEGIN_OPTION = "govshare_sqlite_begin"
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, in UTC (every timestamp in the database is UTC)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite has no timezone type (values come back naive); PostgreSQL's
+    ``timestamptz`` converts naive values with the session's time zone. So:
+    aware UTC in, aware UTC out, on both; naive datetimes are refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: govshare stores timezone-aware UTC timestamps")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _values(e: type[enum.Enum]) -> str:
+    return ", ".join(f"'{m.value}'" for m in e)
+
+
+class Role(enum.StrEnum):
+    """What a broker user may do: clerks publish and request, administrators
+    manage users (consent itself is signed with their own key, outside the API),
+    auditors read trails and receipts."""
+
+    CLERK = "clerk"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+class RecordStatus(enum.StrEnum):
+    PENDING = "pending"  # publish accepted, payload not stored yet
+    STORED = "stored"  # ciphertext in the blob store, not anchored yet
+    ANCHORED = "anchored"  # on chain
+    FAILED = "failed"  # the publish operation failed; see its operation
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+class OpState(enum.StrEnum):
+    PENDING = "pending"  # waiting to run (new, or a transient error's retry is due)
+    RUNNING = "running"  # claimed by a worker (lease in lease_owner / lease_until)
+    DONE = "done"
+    FAILED = "failed"
+
+
+class StepState(enum.StrEnum):
+    STARTED = "started"  # intent recorded; the step may or may not have had its effect
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Base(DeclarativeBase):
+    # Named constraints: Alembic can later alter them (SQLite batch mode needs names).
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        bytes: LargeBinary(),
+    }
+
+
+# Widths: record / request / grant ids and hashes are 0x-prefixed 32-byte hex (66);
+# department codes are short; CIDs (CIDv1 base32) fit in 128.
+_ID = 66
+_DEPT = 16
+_CID = 128
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN ({_values(Role)})", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    department: Mapped[str] = mapped_column(String(_DEPT))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ApiToken(Base):
+    """A bearer token, kept only as its SHA-256 (see ``users.py`` for why that suffices)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))  # "gs_AbCd": tells tokens apart in lists
+    label: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Operation(Base):
+    """One durable multi-step operation (the outbox). See ``outbox.py``."""
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        # The idempotency guarantee lives here: one operation per (principal, key),
+        # whatever the number of threads or processes submitting it.
+        UniqueConstraint("principal", "idempotency_key"),
+        CheckConstraint(f"state IN ({_values(OpState)})", name="state"),
+        Index("ix_operations_state_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(80))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=OpState.PENDING.value)
+    step: Mapped[int] = mapped_column(Integer, default=0)  # index of the next step to run
+    step_name: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # of the current step
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    steps: Mapped[list[OperationStep]] = relationship(
+        back_populates="operation",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="OperationStep.step_index",
+    )
+
+
+class OperationStep(Base):
+    """A step's intent (written and committed before it runs) and its outcome."""
+
+    __tablename__ = "operation_steps"
+    __table_args__ = (CheckConstraint(f"state IN ({_values(StepState)})", name="state"),)
+
+    operation_id: Mapped[str] = mapped_column(
+        ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times the handler was started
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    operation: Mapped[Operation] = relationship(back_populates="steps")
+
+
+class Record(Base):
+    """A record this department published (or is publishing)."""
+
+    __tablename__ = "records"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(RecordStatus)})", name="status"),
+        Index("ix_records_category_subject", "category", "subject_ref"),
+    )
+
+    record_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    subject_ref: Mapped[str] = mapped_column(String(_ID))  # keyed hash, never a plain id
+    sha256: Mapped[str] = mapped_column(String(64))  # of the plaintext, hex
+    size: Mapped[int] = mapped_column(BigInteger)  # plaintext bytes
+    cid: Mapped[str | None] = mapped_column(String(_CID))  # of the ciphertext, once stored
+    envelope: Mapped[bytes | None]  # envelope-encryption header / parameters
+    own_capsule: Mapped[bytes | None]  # the DEK wrapped for this department's own key
+    supersedes: Mapped[str | None] = mapped_column(String(_ID))
+    status: Mapped[str] = mapped_column(String(16), default=RecordStatus.PENDING.value)
+    operation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("operations.id", ondelete="SET NULL"), index=True
+    )
+    anchor_tx: Mapped[str | None] = mapped_column(String(_ID))
+    anchor_block: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    wrapped_keys: Mapped[list[WrappedKey]] = relationship(
+        back_populates="record", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WrappedKey(Base):
+    """A record's DEK wrapped for some key other than the department's own
+    current one: a capsule issued to a requester under a grant, or a re-wrap for
+    a rotated key."""
+
+    __tablename__ = "wrapped_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[str] = mapped_column(
+        ForeignKey("records.record_id", ondelete="CASCADE"), index=True
+    )
+    recipient_dept: Mapped[str] = mapped_column(String(_DEPT))
+    recipient_key_id: Mapped[str] = mapped_column(String(128))  # fingerprint of the public key
+    grant_id: Mapped[str | None] = mapped_column(String(_ID), index=True)
+    algorithm: Mapped[str] = mapped_column(String(64))
+    capsule: Mapped[bytes]
+    capsule_hash: Mapped[str] = mapped_column(String(_ID), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    record: Mapped[Record] = relationship(back_populates="wrapped_keys")
+
+
+class AccessRequest(Base):
+    """A request for a record and, once decided, its grant: a local mirror of
+    the chain (the indexer writes it; the chain stays the authority)."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(RequestStatus)})", name="status"),
+        Index("ix_access_requests_owner_status", "owner", "status"),
+        Index("ix_access_requests_requester_status", "requester", "status"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    requester: Mapped[str] = mapped_column(String(_DEPT))
+    owner: Mapped[str] = mapped_column(String(_DEPT))
+    record_id: Mapped[str] = mapped_column(String(_ID), index=True)  # may be another dept's
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.PENDING.value)
+    purpose: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    deadline: Mapped[datetime | None]
+    grant_id: Mapped[str | None] = mapped_column(String(_ID), unique=True)
+    expires_at: Mapped[datetime | None]
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    decided_by: Mapped[str | None] = mapped_column(String(42))  # the admin's account
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_block: Mapped[int] = mapped_column(BigInteger)  # block of the last event applied
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Receipt(Base):
+    """An exchange receipt signed by both departments. Both brokers keep it;
+    ``seq`` is the owner department's gap-free sequence number."""
+
+    __tablename__ = "receipts"
+    __table_args__ = (UniqueConstraint("owner", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(_DEPT))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    grant_id: Mapped[str] = mapped_column(String(_ID), index=True)
+    record_id: Mapped[str] = mapped_column(String(_ID), index=True)
+    requester: Mapped[str] = mapped_column(String(_DEPT))
+    request_hash: Mapped[str] = mapped_column(String(_ID), unique=True)  # EIP-712 digest
+    ciphertext_cid: Mapped[str] = mapped_column(String(_CID))
+    capsule_hash: Mapped[str] = mapped_column(String(_ID))
+    issued_at: Mapped[datetime]
+    requester_signature: Mapped[str] = mapped_column(String(200))  # 0x-hex
+    owner_signature: Mapped[str] = mapped_column(String(200))  # 0x-hex
+    batch_id: Mapped[str | None] = mapped_column(String(_ID), index=True)  # once anchored
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExchangeNonce(Base):
+    """A peer's exchange-request nonce already accepted: seen twice is a replay.
+    Kept until the request's own expiry (after that the request is refused anyway)."""
+
+    __tablename__ = "exchange_nonces"
+    __table_args__ = (UniqueConstraint("signer", "nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signer: Mapped[str] = mapped_column(String(42))  # the requesting broker's account
+    nonce: Mapped[str] = mapped_column(String(80))  # uint256 as decimal text
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- engine and sessions -------------------------------------------------------------
+
+
+def _install_sqlite_pragmas(engine: Engine) -> None:
+    """Per-connection SQLite settings, and SQLAlchemy-controlled transactions.
+
+    pysqlite's own transaction handling is switched off (it would start
+    transactions lazily and never for DDL); SQLAlchemy emits ``BEGIN`` itself,
+    as recommended by its SQLite dialect documentation.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+def _parse_url(url: str | URL) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError("The broker database URL is not a valid database URL.") from exc
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            raise ConfigError(
+                "The broker database must be a file: an in-memory SQLite database "
+                "would lose every acknowledged write when the broker stops."
+            )
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        _install_sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic configuration built in code, pointing at the packaged migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite database file."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def broker_db_path(home: Path, dept: str) -> Path:
+    """Where a department's broker keeps its database: ``HOME/depts/CODE/broker.db``."""
+    return dept_dir(home, dept) / "broker.db"
+
+
+def _safe_url(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+class Database:
+    """A migrated broker database: an engine and its sessions.
+
+    ``with db.session() as s: ...`` is one write transaction (committed on
+    success, rolled back on error); ``db.session(readonly=True)`` reads without
+    taking SQLite's write lock.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = sessionmaker(engine, expire_on_commit=False)
+        # Reads need no write lock: a plain (deferred) BEGIN on SQLite.
+        self._read_engine = (
+            engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+            if engine.dialect.name == "sqlite"
+            else engine
+        )
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | URL, *, migrate: bool = True) -> Database:
+        """Connect to ``url`` and bring its schema to the newest revision."""
+        parsed = _parse_url(url)
+        engine = _make_engine(parsed)
+        db = cls(engine)
+        if migrate:
+            try:
+                db.migrate()
+            except SQLAlchemyError as exc:
+                engine.dispose()
+                raise ConfigError(
+                    f"Could not open the broker database at {_safe_url(parsed)}: "
+                    f"{type(exc).__name__}."
+                ) from exc
+        return db
+
+    @classmethod
+    def for_department(cls, home: Path, dept: str) -> Database:
+        """The department's own broker database under the govshare home."""
+        return cls.open(sqlite_url(broker_db_path(home, dept)))
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden (safe to log)."""
+        return _safe_url(self.engine.url)
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` (idempotent; one transaction)."""
+        with self.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._read_engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on error."""
+        maker = self._reader if readonly else self._writer
+        with maker() as s, s.begin():
+            yield s
+
+    def ping(self) -> None:
+        """A trivial query; raises if the database cannot answer (readiness probe)."""
+        with self._read_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
