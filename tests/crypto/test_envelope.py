@@ -347,3 +347,9 @@ def test_property_no_key_nonce_pair_is_ever_reused(
             pair = (key, envelope._nonce(header.nonce_prefix, i, i == count - 1))
             assert pair not in _SEEN
             _SEEN.add(pair)
+
+
+def test_decrypt_to_file_missing_folder(tmp_path: Path) -> None:
+    blob, result = encrypt_bytes(b"x", segment_size=S)
+    with pytest.raises(InputError):
+        decrypt_to_file(io.BytesIO(blob), tmp_path / "nope" / "x", result.dek)

@@ -574,6 +574,8 @@ def decrypt_to_file(
     dest = Path(dst)
     if dest.exists() and not overwrite:
         raise InputError(f"{dest.name} already exists; pass overwrite=True to replace it.")
+    if not dest.parent.is_dir():
+        raise InputError(f"The folder for {dest.name} does not exist.")
     fh, tmp = temp_beside(dest)
     try:
         with fh:
