@@ -122,6 +122,8 @@ def test_bad_arguments() -> None:
         encrypt_bytes(b"x", segment_size=envelope.MAX_SEGMENT_SIZE + 1)
     with pytest.raises(InvalidKey):
         encrypt_bytes(b"x", dek=b"short")
+    with pytest.raises(InvalidKey):
+        EncryptingReader(io.BytesIO(b"x"), dek=b"short")
     blob, _ = encrypt_bytes(b"x", segment_size=S)
     with pytest.raises(InvalidKey):
         decrypt_bytes(blob, b"\x00" * 31)
@@ -285,7 +287,7 @@ def test_decrypt_to_file_source_error_midway_cleans_up(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ properties
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.binary(max_size=1500),
     segment_size=st.integers(min_value=envelope.MIN_SEGMENT_SIZE, max_value=400),
@@ -324,7 +326,7 @@ def test_property_decrypt_arbitrary_bytes_only_raises_govshare_errors(
 _SEEN: set[tuple[bytes, bytes]] = set()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     sizes=st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=8),
     reuse_dek=st.booleans(),

@@ -392,6 +392,9 @@ class EncryptingReader(io.RawIOBase):
         self, src: Source, *, dek: bytes | None = None, segment_size: int = DEFAULT_SEGMENT_SIZE
     ) -> None:
         super().__init__()
+        _check_segment_size(segment_size)  # fail here, not at the first read
+        if dek is not None:
+            _check_dek(dek)
         self._gen = _encrypt_chunks(src, dek, segment_size)
         self._pending = b""
         self._pos = 0
