@@ -1,0 +1,125 @@
+"""Users and bearer tokens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from govshare.broker.db import ApiToken, Database, Role
+from govshare.broker.errors import AlreadyExists, InvalidToken
+from govshare.broker.users import TOKEN_PREFIX, Users, hash_token, looks_like_token
+from govshare.errors import InputError, NotFound
+
+
+@pytest.fixture
+def users(db: Database) -> Users:
+    return Users(db)
+
+
+def test_add_issues_a_prefixed_token_stored_only_as_its_hash(users: Users, db: Database) -> None:
+    info, issued = users.add("alice", "clerk", "tax")
+    assert info.role is Role.CLERK and info.department == "TAX" and info.active_tokens == 1
+    assert issued.token.startswith(TOKEN_PREFIX) and looks_like_token(issued.token)
+    assert issued.token not in repr(issued)
+    with db.session(readonly=True) as s:
+        stored = s.scalars(select(ApiToken)).one()
+    assert stored.token_hash == hash_token(issued.token)
+    # the secret is nowhere in the database file
+    raw = db.engine.url.database
+    assert raw is not None
+    db.close()
+    for path in [Path(raw), Path(raw + "-wal")]:
+        if path.exists():
+            assert issued.token.encode() not in path.read_bytes()
+
+
+def test_authenticate(users: Users) -> None:
+    _, issued = users.add("alice", "auditor", "TAX")
+    p = users.authenticate(issued.token)
+    assert (p.name, p.role, p.department) == ("alice", Role.AUDITOR, "TAX")
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "gs_", "Bearer x", "gs_" + "a" * 42, "xx_" + "a" * 43, "gs_" + "a" * 43 + "\n"],
+)
+def test_malformed_or_unknown_tokens_are_refused(users: Users, token: str) -> None:
+    users.add("alice", "clerk", "TAX")
+    with pytest.raises(InvalidToken):
+        users.authenticate(token)
+
+
+def test_unknown_well_formed_token(users: Users) -> None:
+    with pytest.raises(InvalidToken):
+        users.authenticate("gs_" + "A" * 43)
+
+
+def test_revoke_user_revokes_all_tokens(users: Users) -> None:
+    _, t1 = users.add("alice", "clerk", "TAX")
+    t2 = users.issue_token("alice", label="laptop")
+    assert users.authenticate(t2.token).name == "alice"
+    info = users.revoke("alice")
+    assert not info.active and info.active_tokens == 0
+    for t in (t1, t2):
+        with pytest.raises(InvalidToken):
+            users.authenticate(t.token)
+    with pytest.raises(InputError):
+        users.issue_token("alice")
+
+
+def test_revoke_one_token(users: Users) -> None:
+    _, t1 = users.add("alice", "clerk", "TAX")
+    t2 = users.issue_token("alice")
+    users.revoke_token(t1.info.id)
+    with pytest.raises(InvalidToken):
+        users.authenticate(t1.token)
+    assert users.authenticate(t2.token).name == "alice"
+    assert [t.revoked_at is not None for t in users.tokens("alice")] == [True, False]
+    with pytest.raises(NotFound):
+        users.revoke_token(999)
+
+
+def test_expired_token(users: Users) -> None:
+    _, issued = users.add("alice", "clerk", "TAX", expires_at=datetime.now(UTC) - timedelta(1))
+    with pytest.raises(InvalidToken):
+        users.authenticate(issued.token)
+
+
+def test_last_used_is_recorded_but_not_on_every_call(db: Database) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    users = Users(db, clock=lambda: now[0], touch_every=timedelta(minutes=1))
+    _, issued = users.add("alice", "clerk", "TAX")
+    users.authenticate(issued.token)
+    first = users.tokens("alice")[0].last_used_at
+    assert first == now[0]
+    now[0] += timedelta(seconds=10)
+    users.authenticate(issued.token)
+    assert users.tokens("alice")[0].last_used_at == first
+    now[0] += timedelta(minutes=2)
+    users.authenticate(issued.token)
+    assert users.tokens("alice")[0].last_used_at == now[0]
+
+
+def test_duplicate_name_and_bad_input(users: Users) -> None:
+    users.add("alice", "clerk", "TAX")
+    with pytest.raises(AlreadyExists):
+        users.add("alice", "admin", "TAX")
+    with pytest.raises(InputError):
+        users.add("bob", "root", "TAX")
+    with pytest.raises(InputError):
+        users.add("../bob", "clerk", "TAX")
+    with pytest.raises(InputError):
+        users.add("bob", "clerk", "../TAX")
+    assert [u.name for u in users.list_users()] == ["alice"]
+
+
+def test_get_and_list(users: Users) -> None:
+    users.add("bob", "admin", "TAX")
+    users.add("alice", "clerk", "TAX")
+    assert [u.name for u in users.list_users()] == ["alice", "bob"]
+    assert users.get("bob").role is Role.ADMIN
+    with pytest.raises(NotFound):
+        users.get("carol")
