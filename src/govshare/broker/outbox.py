@@ -1,0 +1,775 @@
+"""Durable multi-step operations (the outbox).
+
+A use case that touches the outside world in several steps (publish = encrypt →
+store → wrap key → anchor) runs as an *operation*: a kind with ordered steps.
+The engine guarantees:
+
+* **Intent before effect.** Before a step's handler runs, the engine commits
+  "step N started" (and the operation's position) to the database; after it
+  returns, it commits the step's result. A crash at any point leaves a row
+  saying exactly which step may have had its effect.
+* **Resumption.** :meth:`Outbox.recover` (at start-up) and
+  :meth:`Outbox.resume_pending` re-run unfinished operations from their last
+  recorded step, with the results of the steps before it.
+* **Idempotency under a client's key.** :meth:`Outbox.submit` creates at most one
+  operation per (user, idempotency key) — the database's UNIQUE constraint
+  decides, so concurrent threads or processes cannot create two. The same key
+  with the same request fingerprint returns the original operation (and its
+  result, once done); with a different fingerprint it is refused with
+  :class:`~govshare.broker.errors.IdempotencyConflict`.
+* **Bounded retries.** A *transient* error (chain or store unavailable, a
+  transaction timeout) schedules a retry with exponential backoff; after
+  ``max_attempts`` starts of the same step the operation fails. Any other error
+  fails the operation at once. A crash counts as an attempt too, so a step that
+  kills the process every time cannot loop forever.
+
+The handler contract: idempotent
+--------------------------------
+A step may run more than once: when the process died after the handler's
+effect but before its result was committed, the step runs again on resume. The
+engine cannot know whether the effect happened; the handler must find out.
+``ctx.resumed`` is true whenever this step was started before. So every handler
+first checks whether its effect already exists, then acts:
+
+* ``store``: content addressing makes it naturally idempotent (same bytes →
+  same CID); storing twice is harmless.
+* ``anchor``: *before sending*, look the record id up on chain; if it is
+  anchored (by this department, with this hash), return that instead of
+  sending a second transaction. If a transaction was sent but is not on chain
+  (the dev chain may lose its last second on a hard kill), send again.
+* database writes inside a handler use upserts keyed by the operation's ids.
+
+Handlers must not hold a database transaction across slow external calls (the
+engine commits between steps precisely so they need not); they receive their
+dependencies (ledger, store, keys) through the closures registered here.
+
+Large inputs (an uploaded file) are not payload: stage them (e.g. a file under
+the broker's spool directory) and put the reference in the payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from govshare.broker.db import Database, Operation, OperationStep, OpState, StepState, utcnow
+from govshare.broker.errors import IdempotencyConflict
+from govshare.broker.users import Principal
+from govshare.errors import (
+    ChainUnavailable,
+    GovShareError,
+    InputError,
+    NotFound,
+    StorageUnavailable,
+    TransactionTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def fingerprint(body: Any) -> str:
+    """SHA-256 of ``body``'s canonical JSON: two requests with the same content
+    get the same fingerprint whatever their key order. For an upload, include
+    the file's own SHA-256 in ``body``."""
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+def principal_of(user: Principal | str) -> str:
+    """The idempotency scope of a caller: ``user:ID`` for a user, or a given string
+    (``peer:TAX``, ``system``) for callers that are not users."""
+    if isinstance(user, Principal):
+        return f"user:{user.user_id}"
+    if not user or len(user) > 80:
+        raise ValueError("a principal is a non-empty string of at most 80 characters")
+    return user
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step handler sees."""
+
+    operation_id: str
+    kind: str
+    principal: str
+    payload: Mapping[str, Any]
+    results: Mapping[str, JSON]  # results of the steps before this one, by step name
+    step: str
+    attempt: int  # 1 the first time this step is started
+    resumed: bool  # started before (crash or transient error): check before acting
+
+
+StepHandler = Callable[[StepContext], JSON | None]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: StepHandler
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for transient errors, and the bound on attempts."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+    transient: tuple[type[BaseException], ...] = (
+        ChainUnavailable,
+        StorageUnavailable,
+        TransactionTimeout,
+    )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after the ``attempt``-th failure (1-based)."""
+        return min(self.max_delay, self.base_delay * self.factor ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class OperationKind:
+    name: str
+    steps: tuple[Step, ...]
+    retry: RetryPolicy
+    result: Callable[[Mapping[str, JSON]], JSON] | None = None
+
+
+@dataclass(frozen=True)
+class OperationView:
+    """A snapshot of an operation (safe to keep outside a session)."""
+
+    id: str
+    kind: str
+    principal: str
+    idempotency_key: str
+    state: OpState
+    step: int
+    step_name: str | None
+    payload: JSON
+    result: JSON | None
+    error: JSON | None
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    steps: tuple[StepView, ...] = field(default=())
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (OpState.DONE, OpState.FAILED)
+
+    def to_dict(self) -> JSON:
+        """The JSON form an API or CLI shows (the payload stays internal)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.state.value,
+            "step": self.step_name,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class StepView:
+    index: int
+    name: str
+    state: StepState
+    attempts: int
+    result: JSON | None
+    error: JSON | None
+
+
+@dataclass(frozen=True)
+class Submission:
+    operation: OperationView
+    created: bool  # False: the key was seen before and this is the original operation
+
+
+def _view(op: Operation, steps: Sequence[OperationStep] = ()) -> OperationView:
+    return OperationView(
+        id=op.id,
+        kind=op.kind,
+        principal=op.principal,
+        idempotency_key=op.idempotency_key,
+        state=OpState(op.state),
+        step=op.step,
+        step_name=op.step_name,
+        payload=dict(op.payload),
+        result=op.result,
+        error=op.error,
+        attempts=op.attempts,
+        next_attempt_at=op.next_attempt_at,
+        created_at=op.created_at,
+        updated_at=op.updated_at,
+        finished_at=op.finished_at,
+        steps=tuple(
+            StepView(
+                index=s.step_index,
+                name=s.name,
+                state=StepState(s.state),
+                attempts=s.attempts,
+                result=s.result,
+                error=s.error,
+            )
+            for s in steps
+        ),
+    )
+
+
+def _error_dict(exc: BaseException, *, retryable: bool, step: str, error_id: str | None) -> JSON:
+    if isinstance(exc, GovShareError):
+        return {
+            "code": exc.code,
+            "status": exc.status,
+            "message": exc.message,
+            "retryable": retryable,
+            "step": step,
+        }
+    # Unexpected: keep the class name and an id for the log, not the message
+    # (it may quote internals).
+    return {
+        "code": "internal",
+        "status": 500,
+        "message": f"The broker hit an unexpected error (error id {error_id}).",
+        "retryable": retryable,
+        "step": step,
+        "error_id": error_id,
+    }
+
+
+def _as_json(value: Any, what: str) -> JSON:
+    """Round-trip through JSON: what a handler sees after a restart is exactly
+    what it saw before (tuples become lists, and so on)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a JSON object (a dict), not {type(value).__name__}")
+    try:
+        out: JSON = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
+    return out
+
+
+class Outbox:
+    """The durable operation engine of one broker database."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        retry: RetryPolicy | None = None,
+        lease: timedelta = timedelta(minutes=10),
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.db = db
+        self.default_retry = retry or RetryPolicy()
+        self.lease = lease
+        self.instance = uuid.uuid4().hex  # this engine's lease-owner id
+        self._clock = clock
+        self._sleep = sleep
+        self._kinds: dict[str, OperationKind] = {}
+
+    # -- registration --------------------------------------------------------------
+
+    def register(
+        self,
+        kind: str,
+        steps: Sequence[Step | tuple[str, StepHandler]],
+        *,
+        retry: RetryPolicy | None = None,
+        result: Callable[[Mapping[str, JSON]], JSON] | None = None,
+    ) -> OperationKind:
+        """Declare an operation kind and its ordered, idempotent steps.
+
+        ``result`` builds the operation's result from all step results (by
+        name); by default it is the last step's result. Step names are stable
+        identifiers: renaming or reordering the steps of a kind that may have
+        operations in flight breaks their resumption.
+        """
+        if kind in self._kinds:
+            raise ValueError(f"operation kind {kind!r} is already registered")
+        norm = tuple(s if isinstance(s, Step) else Step(s[0], s[1]) for s in steps)
+        if not norm:
+            raise ValueError("an operation kind needs at least one step")
+        names = [s.name for s in norm]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate step names in {kind!r}: {names}")
+        k = OperationKind(kind, norm, retry or self.default_retry, result)
+        self._kinds[kind] = k
+        return k
+
+    def kinds(self) -> Mapping[str, OperationKind]:
+        return dict(self._kinds)
+
+    # -- submitting ----------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        idempotency_key: str,
+        user: Principal | str,
+        fingerprint: str,
+        payload: Mapping[str, Any],
+        *,
+        run: bool = True,
+        wait: bool = True,
+    ) -> Submission:
+        """Create the operation for ``(user, idempotency_key)``, or find the one
+        that exists, and (with ``run``) drive it as far as it goes now.
+
+        A key seen before with the same fingerprint returns that operation,
+        whatever its state (``created=False``); with another fingerprint (or for
+        another kind) it raises :class:`IdempotencyConflict` and changes nothing.
+        ``wait`` lets this call sleep through transient-error backoffs; without
+        it a transient error leaves the operation pending for
+        :meth:`resume_pending`.
+        """
+        if kind not in self._kinds:
+            raise ValueError(f"unknown operation kind {kind!r}")
+        if not isinstance(idempotency_key, str) or not _KEY_RE.fullmatch(idempotency_key):
+            raise InputError(
+                "An idempotency key is 1 to 255 printable ASCII characters without spaces."
+            )
+        if not _FINGERPRINT_RE.fullmatch(fingerprint):
+            raise ValueError("a fingerprint is a hex SHA-256 (see outbox.fingerprint)")
+        principal = principal_of(user)
+        body = _as_json(payload, "the operation payload")
+        now = self._clock()
+        op_id = uuid.uuid4().hex
+        try:
+            with self.db.session() as s:
+                s.add(
+                    Operation(
+                        id=op_id,
+                        kind=kind,
+                        principal=principal,
+                        idempotency_key=idempotency_key,
+                        fingerprint=fingerprint,
+                        state=OpState.PENDING.value,
+                        step=0,
+                        payload=body,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            created = True
+        except SAIntegrityError:
+            # The UNIQUE (principal, idempotency_key) constraint: someone — maybe a
+            # thread a microsecond earlier — created it. The insert was rolled back.
+            created = False
+
+        if not created:
+            with self.db.session(readonly=True) as s:
+                stored = s.scalars(
+                    select(Operation).where(
+                        Operation.principal == principal,
+                        Operation.idempotency_key == idempotency_key,
+                    )
+                ).first()
+                if stored is None:  # an integrity error that was not about the key
+                    raise RuntimeError("creating the operation failed a database constraint")
+                same = stored.kind == kind and hmac.compare_digest(stored.fingerprint, fingerprint)
+                existing = _view(stored)
+            if not same:
+                raise IdempotencyConflict(
+                    "This Idempotency-Key was already used for a different request; "
+                    "use a new key for a new request.",
+                    operation_id=existing.id,
+                )
+            return Submission(existing, created=False)
+
+        view = self.run(op_id, wait=wait) if run else self.get(op_id)
+        return Submission(view, created=True)
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, op_id: str, *, with_steps: bool = False) -> OperationView:
+        with self.db.session(readonly=True) as s:
+            op = s.get(Operation, op_id)
+            if op is None:
+                raise NotFound(f"No operation {op_id!r}.", operation_id=op_id)
+            return _view(op, list(op.steps) if with_steps else ())
+
+    def find(self, user: Principal | str, idempotency_key: str) -> OperationView | None:
+        principal = principal_of(user)
+        with self.db.session(readonly=True) as s:
+            op = s.scalars(
+                select(Operation).where(
+                    Operation.principal == principal,
+                    Operation.idempotency_key == idempotency_key,
+                )
+            ).first()
+            return _view(op) if op is not None else None
+
+    def pending(self) -> list[OperationView]:
+        """Unfinished operations (pending or running), oldest first."""
+        with self.db.session(readonly=True) as s:
+            ops = s.scalars(
+                select(Operation)
+                .where(Operation.state.in_([OpState.PENDING.value, OpState.RUNNING.value]))
+                .order_by(Operation.created_at)
+            ).all()
+            return [_view(o) for o in ops]
+
+    # -- running -------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """At start-up, before serving: every operation a previous process left
+        *running* becomes pending again, due now. Assumes this broker is the only
+        process driving operations in this database (one broker per department);
+        with several, rely on lease expiry instead (:meth:`resume_pending` takes
+        over running operations whose lease ran out)."""
+        now = self._clock()
+        with self.db.session() as s:
+            res = s.execute(
+                update(Operation)
+                .where(Operation.state == OpState.RUNNING.value)
+                .values(
+                    state=OpState.PENDING.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+            count = int(getattr(res, "rowcount", 0) or 0)
+        if count:
+            log.info("outbox: %d interrupted operation(s) will be resumed", count)
+        return count
+
+    def resume_pending(self, *, limit: int | None = None) -> list[OperationView]:
+        """Drive every due unfinished operation once (no sleeping through
+        backoffs; operations waiting for a retry are left for a later call).
+        Returns the operations it ran, in their state afterwards."""
+        now = self._clock()
+        with self.db.session(readonly=True) as s:
+            q = (
+                select(Operation.id, Operation.kind)
+                .where(
+                    or_(
+                        and_(
+                            Operation.state == OpState.PENDING.value,
+                            Operation.next_attempt_at <= now,
+                        ),
+                        and_(
+                            Operation.state == OpState.RUNNING.value,
+                            Operation.lease_until < now,
+                        ),
+                    )
+                )
+                .order_by(Operation.created_at)
+            )
+            if limit is not None:
+                q = q.limit(limit)
+            rows = [(r.id, r.kind) for r in s.execute(q)]
+        out = []
+        for op_id, kind in rows:
+            if kind not in self._kinds:
+                log.warning("outbox: operation %s has unregistered kind %r; skipped", op_id, kind)
+                continue
+            out.append(self.run(op_id, wait=False))
+        return out
+
+    def run(self, op_id: str, *, wait: bool = True) -> OperationView:
+        """Drive one operation: claim it, run its remaining steps, record each.
+
+        Returns its state afterwards: done, failed, pending (a transient error's
+        retry is scheduled and ``wait`` is false), or running (another worker
+        holds it).
+        """
+        kind = self.get(op_id).kind
+        if kind not in self._kinds:
+            raise ValueError(f"operation {op_id} has unregistered kind {kind!r}")
+        waited = False
+        while True:
+            # After sleeping through the backoff it scheduled itself, this caller
+            # claims the retry without re-checking the clock against the schedule.
+            if not self._claim(op_id, due_check=not waited):
+                return self.get(op_id)
+            retry_in = self._drive(op_id)
+            if retry_in is None or not wait:
+                return self.get(op_id)
+            self._sleep(retry_in)
+            waited = True
+
+    # -- internals -----------------------------------------------------------------
+
+    def _claim(self, op_id: str, *, due_check: bool = True) -> bool:
+        now = self._clock()
+        pending = Operation.state == OpState.PENDING.value
+        with self.db.session() as s:
+            res = s.execute(
+                update(Operation)
+                .where(
+                    Operation.id == op_id,
+                    or_(
+                        and_(pending, Operation.next_attempt_at <= now) if due_check else pending,
+                        and_(
+                            Operation.state == OpState.RUNNING.value,
+                            Operation.lease_until < now,
+                        ),
+                    ),
+                )
+                .values(
+                    state=OpState.RUNNING.value,
+                    lease_owner=self.instance,
+                    lease_until=now + self.lease,
+                    updated_at=now,
+                )
+            )
+            return int(getattr(res, "rowcount", 0) or 0) == 1
+
+    def _drive(self, op_id: str) -> float | None:
+        """Run the claimed operation's remaining steps. Returns the seconds until a
+        scheduled retry, or None when it finished (done or failed) or was lost."""
+        with self.db.session(readonly=True) as s:
+            op = s.get(Operation, op_id)
+            assert op is not None
+            kind = self._kinds.get(op.kind)
+            index = op.step
+            payload = dict(op.payload)
+            principal = op.principal
+            results: dict[str, JSON] = {
+                st.name: dict(st.result or {})
+                for st in op.steps
+                if st.state == StepState.DONE.value and st.step_index < index
+            }
+        assert kind is not None  # run() checked
+        while index < len(kind.steps):
+            step = kind.steps[index]
+            started = self._record_intent(op_id, index, step.name, kind.retry)
+            if started is None:
+                return None  # lease lost, or gave up (recorded)
+            attempt, resumed = started
+            ctx = StepContext(
+                operation_id=op_id,
+                kind=kind.name,
+                principal=principal,
+                payload=payload,
+                results=dict(results),
+                step=step.name,
+                attempt=attempt,
+                resumed=resumed,
+            )
+            try:
+                out = _as_json(step.run(ctx), f"the result of step {step.name!r}")
+            except kind.retry.transient as exc:
+                return self._record_transient(op_id, index, step.name, exc, attempt, kind.retry)
+            except Exception as exc:
+                self._record_permanent(op_id, index, step.name, exc)
+                return None
+            results[step.name] = out
+            last = index == len(kind.steps) - 1
+            final = (kind.result(results) if kind.result else out) if last else None
+            if not self._record_result(op_id, index, out, final):
+                return None
+            index += 1
+        return None
+
+    def _record_intent(
+        self, op_id: str, index: int, name: str, retry: RetryPolicy
+    ) -> tuple[int, bool] | None:
+        """Commit "step ``index`` starts" before its handler runs. Returns (attempt,
+        resumed), or None if the lease was lost or the attempts are used up."""
+        now = self._clock()
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
+                log.warning("outbox: lost the lease on operation %s; stopping", op_id)
+                return None
+            st = s.get(OperationStep, (op_id, index))
+            resumed = st is not None
+            if st is None:
+                st = OperationStep(
+                    operation_id=op_id, step_index=index, name=name, attempts=0, started_at=now
+                )
+                s.add(st)
+            if st.attempts >= retry.max_attempts:
+                error = {
+                    "code": "operation.gave_up",
+                    "status": 500,
+                    "message": (
+                        f"Step {name!r} was started {st.attempts} times without finishing; "
+                        "the operation was given up."
+                    ),
+                    "retryable": False,
+                    "step": name,
+                }
+                st.state = StepState.FAILED.value
+                st.error = error
+                st.finished_at = now
+                self._fail(op, error, now)
+                return None
+            st.attempts += 1
+            st.state = StepState.STARTED.value
+            st.started_at = now
+            st.finished_at = None
+            op.step = index
+            op.step_name = name
+            op.attempts = st.attempts
+            op.lease_until = now + self.lease
+            op.updated_at = now
+            return st.attempts, resumed
+
+    def _record_result(self, op_id: str, index: int, out: JSON, final: JSON | None) -> bool:
+        now = self._clock()
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
+                log.warning("outbox: lost the lease on operation %s after a step", op_id)
+                return False
+            st = s.get(OperationStep, (op_id, index))
+            assert st is not None
+            st.state = StepState.DONE.value
+            st.result = out
+            st.error = None
+            st.finished_at = now
+            op.step = index + 1
+            op.attempts = 0
+            op.error = None
+            op.updated_at = now
+            if final is not None:
+                op.state = OpState.DONE.value
+                op.result = _as_json(final, "the operation result")
+                op.finished_at = now
+                op.lease_owner = None
+                op.lease_until = None
+            else:
+                op.lease_until = now + self.lease
+        return True
+
+    def _record_transient(
+        self,
+        op_id: str,
+        index: int,
+        name: str,
+        exc: BaseException,
+        attempt: int,
+        retry: RetryPolicy,
+    ) -> float | None:
+        now = self._clock()
+        give_up = attempt >= retry.max_attempts
+        error = _error_dict(exc, retryable=not give_up, step=name, error_id=None)
+        delay = retry.delay(attempt)
+        log.warning(
+            "outbox: operation %s step %s failed transiently (attempt %d/%d): %s",
+            op_id,
+            name,
+            attempt,
+            retry.max_attempts,
+            error["code"],
+        )
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            st = s.get(OperationStep, (op_id, index))
+            if op is None or st is None or op.lease_owner != self.instance:
+                return None
+            st.state = StepState.FAILED.value
+            st.error = error
+            st.finished_at = now
+            if give_up:
+                self._fail(op, error, now)
+                return None
+            op.state = OpState.PENDING.value
+            op.error = error
+            op.next_attempt_at = now + timedelta(seconds=delay)
+            op.lease_owner = None
+            op.lease_until = None
+            op.updated_at = now
+        return delay
+
+    def _record_permanent(self, op_id: str, index: int, name: str, exc: Exception) -> None:
+        error_id = None
+        if not isinstance(exc, GovShareError):
+            error_id = uuid.uuid4().hex[:12]
+            log.error(
+                "outbox: operation %s step %s raised an unexpected error (error id %s)",
+                op_id,
+                name,
+                error_id,
+                exc_info=exc,
+            )
+        error = _error_dict(exc, retryable=False, step=name, error_id=error_id)
+        now = self._clock()
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            st = s.get(OperationStep, (op_id, index))
+            if op is None or st is None or op.lease_owner != self.instance:
+                return
+            st.state = StepState.FAILED.value
+            st.error = error
+            st.finished_at = now
+            self._fail(op, error, now)
+
+    @staticmethod
+    def _fail(op: Operation, error: JSON, now: datetime) -> None:
+        op.state = OpState.FAILED.value
+        op.error = error
+        op.finished_at = now
+        op.updated_at = now
+        op.lease_owner = None
+        op.lease_until = None
+
+
+class OutboxWorker:
+    """A background thread that calls :meth:`Outbox.resume_pending` every
+    ``interval`` seconds: retries after transient errors complete without a
+    client asking again (``govshare serve`` starts one)."""
+
+    def __init__(self, outbox: Outbox, *, interval: float = 2.0) -> None:
+        if not (interval > 0 and math.isfinite(interval)):
+            raise ValueError("interval must be a positive number of seconds")
+        self.outbox = outbox
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> OutboxWorker:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.outbox.resume_pending()
+            except Exception:
+                log.exception("outbox worker: resume_pending failed; will try again")
+            self._stop.wait(self.interval)
