@@ -48,7 +48,6 @@ contract RecordRegistry is IRecordRegistry {
         if (contentHash == bytes32(0)) revert RecordRegistryInvalidContentHash(recordId);
         if (bytes(cid).length == 0) revert RecordRegistryEmptyCid();
         if (_records[recordId].department != bytes32(0)) revert RecordRegistryRecordExists(recordId);
-        _requireActiveCategory(dept, category);
         if (previousRecordId != bytes32(0)) {
             Record storage prev = _records[previousRecordId];
             if (prev.department == bytes32(0)) revert RecordRegistryUnknownRecord(previousRecordId);
@@ -60,6 +59,7 @@ contract RecordRegistry is IRecordRegistry {
             }
             prev.supersededBy = recordId;
         }
+        _requireActiveCategory(dept, category);
         Record storage r = _records[recordId];
         r.recordId = recordId;
         r.department = dept;

@@ -129,9 +129,9 @@ interface IRecordRegistry {
      * - the caller is the broker account of an active department;
      * - `recordId` and `contentHash` are not zero, `cid` is not empty;
      * - no record with `recordId` exists;
-     * - `category` is declared and not retired in the department's catalog;
      * - if `previousRecordId` is not zero: it exists, belongs to the caller's department
-     *   and has not been superseded yet.
+     *   and has not been superseded yet;
+     * - `category` is declared and not retired in the department's catalog.
      */
     function anchor(
         bytes32 recordId,
