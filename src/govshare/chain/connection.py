@@ -61,7 +61,7 @@ _RETRY_METHODS = [
     "eth_maxPriorityFeePerGas",
 ]
 
-RevertDecoder = Callable[[bytes | None, str], GovShareError]
+RevertDecoder = Callable[[bytes, str, str | None], GovShareError]
 
 
 class RpcError(ChainRejected):
@@ -222,11 +222,11 @@ class Connection:
             )
         return out
 
-    def raise_revert(self, exc: RpcError, context: str) -> NoReturn:
+    def raise_revert(self, exc: RpcError, context: str, sender: str | None = None) -> NoReturn:
         """Turn a node error into the contract's decoded error if it is a revert."""
         data = exc.revert_data()
         if data is not None and self._revert_decoder is not None:
-            raise self._revert_decoder(data, context) from exc
+            raise self._revert_decoder(data, context, sender) from exc
         raise exc
 
     # -- typed helpers ------------------------------------------------------------
@@ -277,7 +277,7 @@ class Connection:
         try:
             result = self.request("eth_call", [tx, _block_id(block)])
         except RpcError as exc:
-            self.raise_revert(exc, context)
+            self.raise_revert(exc, context, sender)
         return bytes.fromhex(result[2:])
 
     def estimate_gas(self, tx: dict[str, Any], *, context: str = "transaction") -> int:

@@ -1,0 +1,969 @@
+"""Typed wrappers for the three govshare contracts.
+
+Nothing above ``chain/`` sees an ABI: callers pass and get Python values.
+
+* Department codes are ``str`` (``"TAX"``); on chain they are ``bytes32``,
+  ASCII, left-aligned and zero padded. Categories likewise (``"tax-clearance"``).
+* Ids and hashes (record id, content hash, subject reference, Merkle roots)
+  are ``bytes`` (32); inputs may also be 0x-hex strings. A zero ``bytes32``
+  that means "none" (no previous version, no subject) is ``None``.
+* Enums are Python enums with readable values; times are Unix seconds (block
+  timestamps); accounts are checksummed address strings.
+* State-changing methods take the signing ``LocalAccount`` first and return a
+  :class:`TxResult` (hash, block, decoded events), or :class:`Sent` with the
+  new id when the contract creates one.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, TypeVar
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, to_checksum_address
+
+from govshare.chain.abi import Artifact, FunctionCodec
+from govshare.chain.connection import Connection
+from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
+from govshare.errors import InputError
+
+ZERO32 = b"\0" * 32
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+BlockId = int | str
+
+# -- conversions at the boundary ------------------------------------------------
+
+_CODE_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
+_CATEGORY_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+
+
+def encode_code(code: str) -> bytes:
+    """``"TAX"`` → bytes32. Codes are 2-16 characters of ``[A-Z0-9_]`` (lower
+    case is accepted and upper-cased)."""
+    norm = str(code).strip().upper()
+    if not _CODE_RE.match(norm):
+        raise InputError(
+            f"{code!r} is not a valid department code: use 2 to 16 characters from A-Z, 0-9 "
+            "and _ (for example TAX).",
+            code=str(code),
+        )
+    return norm.encode("ascii").ljust(32, b"\0")
+
+
+def decode_code(value: bytes) -> str:
+    """bytes32 → ``"TAX"`` (``""`` for zero)."""
+    return bytes(value).rstrip(b"\0").decode("ascii", errors="replace")
+
+
+def encode_category(category: str) -> bytes:
+    """A catalog category: 1-32 characters of ``[A-Za-z0-9._-]``."""
+    if not _CATEGORY_RE.match(str(category)):
+        raise InputError(
+            f"{category!r} is not a valid category: use 1 to 32 characters from A-Z, a-z, 0-9, "
+            "'.', '_' and '-' (for example tax-clearance).",
+            category=str(category),
+        )
+    return str(category).encode("ascii").ljust(32, b"\0")
+
+
+def decode_category(value: bytes) -> str:
+    return decode_code(value)
+
+
+def to_bytes32(value: bytes | str | None, what: str = "value", *, allow_zero: bool = True) -> bytes:
+    """32 bytes from ``bytes`` or a 0x-hex string; ``None`` is zero."""
+    if value is None:
+        out = ZERO32
+    elif isinstance(value, bytes | bytearray):
+        out = bytes(value)
+    else:
+        text = str(value)
+        try:
+            out = bytes.fromhex(text[2:] if text.startswith(("0x", "0X")) else text)
+        except ValueError:
+            raise InputError(f"The {what} {text!r} is not hexadecimal.", value=text) from None
+    if len(out) != 32:
+        raise InputError(
+            f"The {what} must be 32 bytes (64 hex digits); got {len(out)} bytes.", what=what
+        )
+    if not allow_zero and out == ZERO32:
+        raise InputError(f"The {what} must not be zero.", what=what)
+    return out
+
+
+def encode_scope(scope: bytes | str | None) -> bytes:
+    """A grant's scope: 32 raw bytes, 0x-hex, or a short ASCII label (``"read"``)."""
+    if scope is None:
+        return ZERO32
+    if isinstance(scope, bytes | bytearray):
+        return to_bytes32(bytes(scope), "scope")
+    if scope.startswith("0x") and len(scope) == 66:
+        return to_bytes32(scope, "scope")
+    raw = scope.encode("utf-8")
+    if len(raw) > 32:
+        raise InputError("A grant scope label is at most 32 bytes long.", scope=scope)
+    return raw.ljust(32, b"\0")
+
+
+def to_address(value: str, what: str = "account") -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise InputError(f"{value!r} is not an Ethereum account address.", what=what)
+    return to_checksum_address(value)
+
+
+def _opt32(value: bytes) -> bytes | None:
+    return None if bytes(value) == ZERO32 else bytes(value)
+
+
+def _opt_addr(value: str) -> str | None:
+    return None if int(value, 16) == 0 else value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class _Data:
+    """Mixin: a JSON-safe dict (bytes as 0x-hex, enums as their value)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+# -- enums ----------------------------------------------------------------------
+
+
+class _ChainEnum(enum.Enum):
+    """An enum stored on chain as uint8, in declaration order."""
+
+    @classmethod
+    def from_chain(cls, value: int) -> Any:
+        members = list(cls)
+        if not 0 <= value < len(members):
+            raise InputError(f"Unknown {cls.__name__} value {value} from the chain.")
+        return members[value]
+
+    @property
+    def index(self) -> int:
+        return list(type(self)).index(self)
+
+
+class DepartmentStatus(_ChainEnum):
+    NONE = "none"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REMOVED = "removed"
+
+
+class AccountRole(_ChainEnum):
+    NONE = "none"
+    BROKER = "broker"
+    ADMIN = "admin"
+
+
+class ProposalKind(_ChainEnum):
+    ADD_DEPARTMENT = "add-department"
+    SUSPEND_DEPARTMENT = "suspend-department"
+    REMOVE_DEPARTMENT = "remove-department"
+    REACTIVATE_DEPARTMENT = "reactivate-department"
+    CHANGE_THRESHOLD = "change-threshold"
+    ADD_SUPERVISOR = "add-supervisor"
+    REMOVE_SUPERVISOR = "remove-supervisor"
+
+
+class ProposalStatus(_ChainEnum):
+    NONE = "none"
+    PENDING = "pending"
+    EXECUTED = "executed"
+    EXPIRED = "expired"
+
+
+class RequestStatus(_ChainEnum):
+    NONE = "none"
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    REVOKED = "revoked"
+
+
+class GrantReason(_ChainEnum):
+    OK = "ok"
+    UNKNOWN_REQUEST = "unknown-request"
+    PENDING = "pending"
+    DENIED = "denied"
+    REVOKED = "revoked"
+    OWNER_INACTIVE = "owner-inactive"
+    REQUESTER_INACTIVE = "requester-inactive"
+    EXPIRED = "expired"
+    QUOTA_EXHAUSTED = "quota-exhausted"
+
+
+# -- data -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepartmentInit(_Data):
+    """A department as founded or proposed."""
+
+    code: str
+    name: str
+    broker: str
+    admins: tuple[str, ...]
+    encryption_key: bytes
+    endpoint: str
+
+    def to_chain(self) -> tuple[Any, ...]:
+        return (
+            encode_code(self.code),
+            self.name,
+            to_address(self.broker, "broker account"),
+            [to_address(a, "admin account") for a in self.admins],
+            bytes(self.encryption_key),
+            self.endpoint,
+        )
+
+    @classmethod
+    def from_chain(cls, d: Mapping[str, Any]) -> DepartmentInit:
+        return cls(
+            code=decode_code(d["code"]),
+            name=d["name"],
+            broker=d["broker"],
+            admins=tuple(d["admins"]),
+            encryption_key=bytes(d["encryptionKey"]),
+            endpoint=d["endpoint"],
+        )
+
+
+@dataclass(frozen=True)
+class Department(_Data):
+    code: str
+    name: str
+    broker: str
+    admins: tuple[str, ...]
+    encryption_key: bytes
+    endpoint: str
+    status: DepartmentStatus
+    joined_at: int
+    updated_at: int
+
+    @property
+    def active(self) -> bool:
+        return self.status is DepartmentStatus.ACTIVE
+
+    @classmethod
+    def from_chain(cls, d: Mapping[str, Any]) -> Department:
+        return cls(
+            code=decode_code(d["code"]),
+            name=d["name"],
+            broker=d["broker"],
+            admins=tuple(d["admins"]),
+            encryption_key=bytes(d["encryptionKey"]),
+            endpoint=d["endpoint"],
+            status=DepartmentStatus.from_chain(d["status"]),
+            joined_at=d["joinedAt"],
+            updated_at=d["updatedAt"],
+        )
+
+
+@dataclass(frozen=True)
+class AccountBinding(_Data):
+    """Which department an account belongs to, and as what."""
+
+    code: str | None
+    role: AccountRole
+
+
+@dataclass(frozen=True)
+class Proposal(_Data):
+    id: int
+    kind: ProposalKind
+    status: ProposalStatus
+    proposer_department: str
+    proposer: str
+    target_department: str | None
+    target_account: str | None
+    new_threshold: int
+    created_at: int
+    expires_at: int
+    executed_at: int
+    approval_count: int
+
+    @classmethod
+    def from_chain(cls, p: Mapping[str, Any]) -> Proposal:
+        return cls(
+            id=p["id"],
+            kind=ProposalKind.from_chain(p["kind"]),
+            status=ProposalStatus.from_chain(p["status"]),
+            proposer_department=decode_code(p["proposerDepartment"]),
+            proposer=p["proposer"],
+            target_department=decode_code(p["targetDepartment"]) or None,
+            target_account=_opt_addr(p["targetAccount"]),
+            new_threshold=p["newThreshold"],
+            created_at=p["createdAt"],
+            expires_at=p["expiresAt"],
+            executed_at=p["executedAt"],
+            approval_count=p["approvalCount"],
+        )
+
+
+@dataclass(frozen=True)
+class Record(_Data):
+    record_id: bytes
+    department: str
+    content_hash: bytes
+    cid: str
+    category: str
+    subject_ref: bytes | None
+    previous_record_id: bytes | None
+    superseded_by: bytes | None
+    anchored_by: str
+    anchored_at: int
+    block_number: int
+
+    @classmethod
+    def from_chain(cls, r: Mapping[str, Any]) -> Record:
+        return cls(
+            record_id=bytes(r["recordId"]),
+            department=decode_code(r["department"]),
+            content_hash=bytes(r["contentHash"]),
+            cid=r["cid"],
+            category=decode_category(r["category"]),
+            subject_ref=_opt32(r["subjectRef"]),
+            previous_record_id=_opt32(r["previousRecordId"]),
+            superseded_by=_opt32(r["supersededBy"]),
+            anchored_by=r["anchoredBy"],
+            anchored_at=r["anchoredAt"],
+            block_number=r["blockNumber"],
+        )
+
+
+@dataclass(frozen=True)
+class AnchorInput:
+    """One record to anchor (see :meth:`RecordRegistry.anchor`)."""
+
+    record_id: bytes | str
+    content_hash: bytes | str
+    cid: str
+    category: str
+    subject_ref: bytes | str | None = None
+    previous_record_id: bytes | str | None = None
+
+
+@dataclass(frozen=True)
+class RecordBatch(_Data):
+    department: str
+    sequence: int
+    merkle_root: bytes
+    count: int
+    manifest_cid: str
+    anchored_by: str
+    anchored_at: int
+
+
+@dataclass(frozen=True)
+class Category(_Data):
+    department: str
+    category: str
+    description: str
+    schema_hash: bytes | None
+    active: bool
+    declared_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class AccessRequest(_Data):
+    """A request and, once decided, its grant (a grant has its request's id)."""
+
+    id: int
+    requester_department: str
+    owner_department: str
+    record_id: bytes
+    purpose: str
+    legal_basis: str
+    deadline: int
+    requested_by: str
+    requested_at: int
+    status: RequestStatus
+    decided_by: str | None
+    decided_at: int
+    deny_reason: str
+    scope: bytes
+    expires_at: int
+    max_uses: int
+    used_count: int
+    revoked_by: str | None
+    revoked_at: int
+    revoke_reason: str
+    reminder_count: int
+    escalation_count: int
+    last_reminded_at: int
+    last_escalated_at: int
+
+    @property
+    def scope_label(self) -> str:
+        """The scope as text when it is a short label, else its hex."""
+        raw = self.scope.rstrip(b"\0")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + self.scope.hex()
+        return text if text.isprintable() else "0x" + self.scope.hex()
+
+    @classmethod
+    def from_chain(cls, r: Mapping[str, Any]) -> AccessRequest:
+        return cls(
+            id=r["id"],
+            requester_department=decode_code(r["requesterDepartment"]),
+            owner_department=decode_code(r["ownerDepartment"]),
+            record_id=bytes(r["recordId"]),
+            purpose=r["purpose"],
+            legal_basis=r["legalBasis"],
+            deadline=r["deadline"],
+            requested_by=r["requestedBy"],
+            requested_at=r["requestedAt"],
+            status=RequestStatus.from_chain(r["status"]),
+            decided_by=_opt_addr(r["decidedBy"]),
+            decided_at=r["decidedAt"],
+            deny_reason=r["denyReason"],
+            scope=bytes(r["scope"]),
+            expires_at=r["expiresAt"],
+            max_uses=r["maxUses"],
+            used_count=r["usedCount"],
+            revoked_by=_opt_addr(r["revokedBy"]),
+            revoked_at=r["revokedAt"],
+            revoke_reason=r["revokeReason"],
+            reminder_count=r["reminderCount"],
+            escalation_count=r["escalationCount"],
+            last_reminded_at=r["lastRemindedAt"],
+            last_escalated_at=r["lastEscalatedAt"],
+        )
+
+
+@dataclass(frozen=True)
+class GrantStatus(_Data):
+    """Whether a grant is usable now, and why not."""
+
+    grant_id: int
+    usable: bool
+    reason: GrantReason
+
+
+@dataclass(frozen=True)
+class ReceiptBatch(_Data):
+    department: str
+    index: int
+    root: bytes
+    first_seq: int
+    last_seq: int
+    manifest_cid: str
+    anchored_by: str
+    anchored_at: int
+
+
+@dataclass(frozen=True)
+class Eip712Domain(_Data):
+    name: str
+    version: str
+    chain_id: int
+    verifying_contract: str
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sent(Generic[T]):
+    """A mined transaction and the value it created (a new id or sequence number)."""
+
+    value: T
+    tx: TxResult = field(repr=False)
+
+    @property
+    def tx_hash(self) -> str:
+        return self.tx.tx_hash
+
+    @property
+    def block_number(self) -> int:
+        return self.tx.block_number
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return self.tx.events
+
+
+# -- the wrappers ---------------------------------------------------------------
+
+
+class ContractWrapper:
+    """Common plumbing: encode, ``eth_call``, decode; build and send transactions."""
+
+    def __init__(self, artifact: Artifact, address: str, conn: Connection, sender: Sender):
+        self.artifact = artifact
+        self.name = artifact.name
+        self.address = to_checksum_address(address)
+        self.conn = conn
+        self.sender = sender
+        self._fns: dict[str, FunctionCodec] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address})"
+
+    def _fn(self, name: str) -> FunctionCodec:
+        fn = self._fns.get(name)
+        if fn is None:
+            fn = self._fns[name] = self.artifact.function(name)
+        return fn
+
+    def _call(self, name: str, *args: Any, block: BlockId = "latest") -> list[Any]:
+        fn = self._fn(name)
+        out = self.conn.call(
+            self.address, fn.encode(args), block=block, context=f"{self.name}.{name}"
+        )
+        return fn.decode(out)
+
+    def _request(self, name: str, *args: Any, gas: int | None = None) -> TxRequest:
+        fn = self._fn(name)
+        return TxRequest(
+            to=self.address, data=fn.encode(args), gas=gas, label=f"{self.name}.{name}"
+        )
+
+    def _transact(
+        self,
+        account: LocalAccount,
+        name: str,
+        *args: Any,
+        gas: int | None = None,
+        timeout: float | None = None,
+    ) -> TxResult:
+        return self.sender.transact(account, self._request(name, *args, gas=gas), timeout)
+
+
+class ConsortiumRegistry(ContractWrapper):
+    """Departments, their accounts and keys, threshold governance, supervisors."""
+
+    # governance (signed by an admin of an active department)
+
+    def _proposal(self, account: LocalAccount, name: str, *args: Any) -> Sent[int]:
+        tx = self._transact(account, name, *args)
+        return Sent(int(tx.event("ProposalCreated").args["proposalId"]), tx)
+
+    def propose_add_department(self, account: LocalAccount, dept: DepartmentInit) -> Sent[int]:
+        """Propose a new member; counts as the proposer department's approval."""
+        return self._proposal(account, "proposeAddDepartment", dept.to_chain())
+
+    def propose_suspend_department(self, account: LocalAccount, code: str) -> Sent[int]:
+        return self._proposal(account, "proposeSuspendDepartment", encode_code(code))
+
+    def propose_remove_department(self, account: LocalAccount, code: str) -> Sent[int]:
+        return self._proposal(account, "proposeRemoveDepartment", encode_code(code))
+
+    def propose_reactivate_department(self, account: LocalAccount, code: str) -> Sent[int]:
+        return self._proposal(account, "proposeReactivateDepartment", encode_code(code))
+
+    def propose_threshold(self, account: LocalAccount, new_threshold: int) -> Sent[int]:
+        return self._proposal(account, "proposeThreshold", int(new_threshold))
+
+    def propose_add_supervisor(self, account: LocalAccount, supervisor: str) -> Sent[int]:
+        return self._proposal(account, "proposeAddSupervisor", to_address(supervisor))
+
+    def propose_remove_supervisor(self, account: LocalAccount, supervisor: str) -> Sent[int]:
+        return self._proposal(account, "proposeRemoveSupervisor", to_address(supervisor))
+
+    def approve(self, account: LocalAccount, proposal_id: int) -> Sent[bool]:
+        """Approve for the signer's department; ``value`` says whether it executed."""
+        tx = self._transact(account, "approve", int(proposal_id))
+        return Sent(bool(tx.events_named("ProposalExecuted")), tx)
+
+    def execute(self, account: LocalAccount, proposal_id: int) -> TxResult:
+        return self._transact(account, "execute", int(proposal_id))
+
+    # self-management (signed by an admin of the department itself)
+
+    def set_broker(self, account: LocalAccount, new_broker: str) -> TxResult:
+        return self._transact(account, "setBroker", to_address(new_broker))
+
+    def set_encryption_key(self, account: LocalAccount, key: bytes) -> TxResult:
+        return self._transact(account, "setEncryptionKey", bytes(key))
+
+    def set_endpoint(self, account: LocalAccount, endpoint: str) -> TxResult:
+        return self._transact(account, "setEndpoint", endpoint)
+
+    def add_admin(self, account: LocalAccount, admin: str) -> TxResult:
+        return self._transact(account, "addAdmin", to_address(admin))
+
+    def remove_admin(self, account: LocalAccount, admin: str) -> TxResult:
+        return self._transact(account, "removeAdmin", to_address(admin))
+
+    # views
+
+    def active_departments(self, *, block: BlockId = "latest") -> list[str]:
+        return [decode_code(c) for c in self._call("activeDepartments", block=block)[0]]
+
+    def active_department_count(self) -> int:
+        return int(self._call("activeDepartmentCount")[0])
+
+    def all_departments(self, *, block: BlockId = "latest") -> list[str]:
+        return [decode_code(c) for c in self._call("allDepartments", block=block)[0]]
+
+    def active_accounts(self) -> list[str]:
+        return list(self._call("activeAccounts")[0])
+
+    def get_department(self, code: str, *, block: BlockId = "latest") -> Department:
+        """The department ``code`` (raises ``ContractReverted`` if unknown)."""
+        return Department.from_chain(self._call("getDepartment", encode_code(code), block=block)[0])
+
+    def departments(self) -> list[Department]:
+        """Every department ever registered, in registration order."""
+        return [self.get_department(c) for c in self.all_departments()]
+
+    def department_status(self, code: str) -> DepartmentStatus:
+        return DepartmentStatus.from_chain(self._call("departmentStatus", encode_code(code))[0])
+
+    def department_of(self, account: str, *, block: BlockId = "latest") -> AccountBinding:
+        code, role = self._call("departmentOf", to_address(account), block=block)
+        return AccountBinding(decode_code(code) or None, AccountRole.from_chain(role))
+
+    def is_active_broker(self, code: str, account: str, *, block: BlockId = "latest") -> bool:
+        return bool(
+            self._call("isActiveBroker", encode_code(code), to_address(account), block=block)[0]
+        )
+
+    def is_active_admin(self, code: str, account: str, *, block: BlockId = "latest") -> bool:
+        return bool(
+            self._call("isActiveAdmin", encode_code(code), to_address(account), block=block)[0]
+        )
+
+    def is_valid_department_code(self, code: bytes | str) -> bool:
+        raw = code if isinstance(code, bytes) else str(code).encode("ascii").ljust(32, b"\0")
+        return bool(self._call("isValidDepartmentCode", raw[:32].ljust(32, b"\0"))[0])
+
+    def is_supervisor(self, account: str) -> bool:
+        return bool(self._call("isSupervisor", to_address(account))[0])
+
+    def supervisors(self) -> list[str]:
+        return list(self._call("supervisors")[0])
+
+    def threshold(self) -> int:
+        return int(self._call("threshold")[0])
+
+    def proposal_lifetime(self) -> int:
+        return int(self._call("proposalLifetime")[0])
+
+    def proposal_count(self) -> int:
+        return int(self._call("proposalCount")[0])
+
+    def get_proposal(self, proposal_id: int) -> Proposal:
+        return Proposal.from_chain(self._call("getProposal", int(proposal_id))[0])
+
+    def proposals(self) -> list[Proposal]:
+        return [self.get_proposal(i) for i in range(1, self.proposal_count() + 1)]
+
+    def proposed_department(self, proposal_id: int) -> DepartmentInit:
+        return DepartmentInit.from_chain(self._call("proposedDepartment", int(proposal_id))[0])
+
+    def proposal_approvals(self, proposal_id: int) -> list[str]:
+        return [decode_code(c) for c in self._call("proposalApprovals", int(proposal_id))[0]]
+
+    def active_approval_count(self, proposal_id: int) -> int:
+        return int(self._call("activeApprovalCount", int(proposal_id))[0])
+
+    def has_approved(self, proposal_id: int, code: str) -> bool:
+        return bool(self._call("hasApproved", int(proposal_id), encode_code(code))[0])
+
+
+class RecordRegistry(ContractWrapper):
+    """Record anchors, version chains, Merkle batches, department catalogs."""
+
+    def _anchor_args(self, item: AnchorInput) -> tuple[Any, ...]:
+        return (
+            to_bytes32(item.record_id, "record id", allow_zero=False),
+            to_bytes32(item.content_hash, "content hash", allow_zero=False),
+            item.cid,
+            encode_category(item.category),
+            to_bytes32(item.subject_ref, "subject reference"),
+            to_bytes32(item.previous_record_id, "previous record id"),
+        )
+
+    def anchor(
+        self,
+        account: LocalAccount,
+        record_id: bytes | str,
+        content_hash: bytes | str,
+        cid: str,
+        category: str,
+        subject_ref: bytes | str | None = None,
+        previous_record_id: bytes | str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> TxResult:
+        """Anchor a record for the signer's department (signed by its broker key);
+        with ``previous_record_id`` it supersedes that version."""
+        item = AnchorInput(record_id, content_hash, cid, category, subject_ref, previous_record_id)
+        return self._transact(account, "anchor", *self._anchor_args(item), timeout=timeout)
+
+    def anchor_request(self, item: AnchorInput, *, gas: int | None = None) -> TxRequest:
+        """The unsent transaction for ``item`` (for :meth:`Sender.submit_many`)."""
+        return self._request("anchor", *self._anchor_args(item), gas=gas)
+
+    def anchor_many(
+        self, account: LocalAccount, items: Sequence[AnchorInput], *, timeout: float | None = None
+    ) -> list[TxResult]:
+        """Anchor several records, sent together. All are checked first: if any
+        would revert, none is sent."""
+        reqs = [self.anchor_request(i) for i in items]
+        return self.sender.transact_many(account, reqs, timeout)
+
+    def submit_anchor(self, account: LocalAccount, item: AnchorInput) -> PendingTx:
+        """Send an anchor without waiting (``.wait()`` on the result)."""
+        return self.sender.submit(account, self.anchor_request(item))
+
+    def anchor_batch(
+        self, account: LocalAccount, merkle_root: bytes | str, count: int, manifest_cid: str
+    ) -> Sent[int]:
+        """Anchor a Merkle batch of records; ``value`` is its sequence number."""
+        tx = self._transact(
+            account,
+            "anchorBatch",
+            to_bytes32(merkle_root, "Merkle root"),
+            int(count),
+            manifest_cid,
+        )
+        return Sent(int(tx.event("RecordBatchAnchored").args["sequence"]), tx)
+
+    def declare_category(
+        self,
+        account: LocalAccount,
+        category: str,
+        description: str,
+        schema_hash: bytes | str | None = None,
+    ) -> TxResult:
+        """Declare (or update) a catalog category (signed by an admin key)."""
+        return self._transact(
+            account,
+            "declareCategory",
+            encode_category(category),
+            description,
+            to_bytes32(schema_hash, "schema hash"),
+        )
+
+    def retire_category(self, account: LocalAccount, category: str) -> TxResult:
+        return self._transact(account, "retireCategory", encode_category(category))
+
+    # views
+
+    def registry_address(self) -> str:
+        return str(self._call("registry")[0])
+
+    def record_exists(self, record_id: bytes | str, *, block: BlockId = "latest") -> bool:
+        return bool(self._call("recordExists", to_bytes32(record_id, "record id"), block=block)[0])
+
+    def get_record(self, record_id: bytes | str, *, block: BlockId = "latest") -> Record:
+        """The anchored record (raises ``ContractReverted`` if unknown)."""
+        return Record.from_chain(
+            self._call("getRecord", to_bytes32(record_id, "record id"), block=block)[0]
+        )
+
+    def owner_of(self, record_id: bytes | str) -> str | None:
+        return decode_code(self._call("ownerOf", to_bytes32(record_id, "record id"))[0]) or None
+
+    def records_by_hash(self, content_hash: bytes | str) -> list[bytes]:
+        return [
+            bytes(r)
+            for r in self._call("recordsByHash", to_bytes32(content_hash, "content hash"))[0]
+        ]
+
+    def record_count(self) -> int:
+        return int(self._call("recordCount")[0])
+
+    def versions(self, record_id: bytes | str) -> list[Record]:
+        """The version chain through ``record_id``, oldest first."""
+        rec = self.get_record(record_id)
+        older: list[Record] = []
+        cur = rec
+        while cur.previous_record_id is not None:
+            cur = self.get_record(cur.previous_record_id)
+            older.append(cur)
+        newer: list[Record] = []
+        cur = rec
+        while cur.superseded_by is not None:
+            cur = self.get_record(cur.superseded_by)
+            newer.append(cur)
+        return [*reversed(older), rec, *newer]
+
+    def batch_count(self, department: str) -> int:
+        return int(self._call("batchCount", encode_code(department))[0])
+
+    def get_batch(self, department: str, sequence: int) -> RecordBatch:
+        b = self._call("getBatch", encode_code(department), int(sequence))[0]
+        return RecordBatch(
+            department=department.upper(),
+            sequence=int(sequence),
+            merkle_root=bytes(b["merkleRoot"]),
+            count=b["count"],
+            manifest_cid=b["manifestCid"],
+            anchored_by=b["anchoredBy"],
+            anchored_at=b["anchoredAt"],
+        )
+
+    @staticmethod
+    def _category(department: str, c: Mapping[str, Any]) -> Category:
+        return Category(
+            department=department.upper(),
+            category=decode_category(c["category"]),
+            description=c["description"],
+            schema_hash=_opt32(c["schemaHash"]),
+            active=bool(c["active"]),
+            declared_at=c["declaredAt"],
+            updated_at=c["updatedAt"],
+        )
+
+    def categories(self, department: str) -> list[Category]:
+        """The department's catalog, retired entries included."""
+        raw = self._call("categories", encode_code(department))[0]
+        return [self._category(department, c) for c in raw]
+
+    def get_category(self, department: str, category: str) -> Category:
+        c = self._call("getCategory", encode_code(department), encode_category(category))[0]
+        return self._category(department, c)
+
+    def is_valid_category(self, category: str) -> bool:
+        raw = category.encode("utf-8")[:32].ljust(32, b"\0")
+        return bool(self._call("isValidCategory", raw)[0])
+
+
+class AccessLedger(ContractWrapper):
+    """Requests, consent (admin keys only), grants, receipts, supervision."""
+
+    def request_access(
+        self,
+        account: LocalAccount,
+        owner_department: str,
+        record_id: bytes | str,
+        purpose: str,
+        legal_basis: str,
+        deadline: int,
+    ) -> Sent[int]:
+        """Ask ``owner_department`` for a record (signed by the requester's broker
+        key); ``value`` is the new request id."""
+        tx = self._transact(
+            account,
+            "requestAccess",
+            encode_code(owner_department),
+            to_bytes32(record_id, "record id"),
+            purpose,
+            legal_basis,
+            int(deadline),
+        )
+        return Sent(int(tx.event("AccessRequested").args["requestId"]), tx)
+
+    def approve(
+        self,
+        account: LocalAccount,
+        request_id: int,
+        *,
+        expires_at: int,
+        max_uses: int,
+        scope: bytes | str | None = None,
+    ) -> TxResult:
+        """Approve a request (signed by an admin of the owning department)."""
+        return self._transact(
+            account, "approve", int(request_id), encode_scope(scope), int(expires_at), int(max_uses)
+        )
+
+    def deny(self, account: LocalAccount, request_id: int, reason: str) -> TxResult:
+        return self._transact(account, "deny", int(request_id), reason)
+
+    def revoke(self, account: LocalAccount, grant_id: int, reason: str) -> TxResult:
+        return self._transact(account, "revoke", int(grant_id), reason)
+
+    def anchor_receipts(
+        self,
+        account: LocalAccount,
+        root: bytes | str,
+        first_seq: int,
+        last_seq: int,
+        manifest_cid: str,
+        uses: Mapping[int, int] | Sequence[tuple[int, int]],
+    ) -> Sent[int]:
+        """Anchor a receipt batch with the uses per grant; ``value`` is its index."""
+        pairs = list(uses.items()) if isinstance(uses, Mapping) else list(uses)
+        tx = self._transact(
+            account,
+            "anchorReceipts",
+            to_bytes32(root, "receipt root"),
+            int(first_seq),
+            int(last_seq),
+            manifest_cid,
+            [int(g) for g, _ in pairs],
+            [int(u) for _, u in pairs],
+        )
+        return Sent(int(tx.event("ReceiptsAnchored").args["batchIndex"]), tx)
+
+    def remind(self, account: LocalAccount, request_id: int) -> TxResult:
+        return self._transact(account, "remind", int(request_id))
+
+    def escalate(self, account: LocalAccount, request_id: int) -> TxResult:
+        return self._transact(account, "escalate", int(request_id))
+
+    # views
+
+    def registry_address(self) -> str:
+        return str(self._call("registry")[0])
+
+    def records_address(self) -> str:
+        return str(self._call("records")[0])
+
+    def request_count(self) -> int:
+        return int(self._call("requestCount")[0])
+
+    def get_request(self, request_id: int, *, block: BlockId = "latest") -> AccessRequest:
+        return AccessRequest.from_chain(self._call("getRequest", int(request_id), block=block)[0])
+
+    def requests(self) -> list[AccessRequest]:
+        return [self.get_request(i) for i in range(1, self.request_count() + 1)]
+
+    def grant_status(self, grant_id: int, *, block: BlockId = "latest") -> GrantStatus:
+        usable, reason = self._call("grantStatus", int(grant_id), block=block)
+        return GrantStatus(int(grant_id), bool(usable), GrantReason.from_chain(reason))
+
+    def requests_for_record(self, record_id: bytes | str) -> list[int]:
+        return [int(i) for i in self._call("requestsForRecord", to_bytes32(record_id))[0]]
+
+    def is_overdue(self, request_id: int) -> bool:
+        return bool(self._call("isOverdue", int(request_id))[0])
+
+    def last_receipt_seq(self, department: str) -> int:
+        return int(self._call("lastReceiptSeq", encode_code(department))[0])
+
+    def receipt_batch_count(self, department: str) -> int:
+        return int(self._call("receiptBatchCount", encode_code(department))[0])
+
+    def get_receipt_batch(self, department: str, index: int) -> ReceiptBatch:
+        b = self._call("getReceiptBatch", encode_code(department), int(index))[0]
+        return ReceiptBatch(
+            department=department.upper(),
+            index=int(index),
+            root=bytes(b["root"]),
+            first_seq=b["firstSeq"],
+            last_seq=b["lastSeq"],
+            manifest_cid=b["manifestCid"],
+            anchored_by=b["anchoredBy"],
+            anchored_at=b["anchoredAt"],
+        )
+
+    def eip712_domain(self) -> Eip712Domain:
+        """The EIP-712 domain the contract signs under (for exchange requests)."""
+        _, name, version, chain_id, contract, _, _ = self._call("eip712Domain")
+        return Eip712Domain(name, version, int(chain_id), contract)

@@ -1,0 +1,112 @@
+"""``Ledger``: one object for everything on chain — the connection, the sender,
+the three contract wrappers and the deployment they belong to.
+
+    ledger = Ledger.from_deployment(home / "deployment.json")
+    ledger.registry.active_departments()                 # ["TAX", "MARKET", "COURT"]
+    ledger.records.anchor(broker, rid, sha, cid, "tax-clearance")
+    sent = ledger.access.request_access(broker, "TAX", rid, "licence", "art. 5", deadline)
+    sent.value                                           # the new request id
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from govshare.chain.abi import CONTRACT_NAMES, load_artifact
+from govshare.chain.connection import DEFAULT_TIMEOUT, Connection
+from govshare.chain.contracts import AccessLedger, ConsortiumRegistry, RecordRegistry
+from govshare.chain.deploy import Deployment, load_deployment
+from govshare.chain.events import LogDecoder
+from govshare.chain.reverts import RevertDecoder
+from govshare.chain.tx import DEFAULT_RECEIPT_TIMEOUT, GasMode, Sender
+
+
+class Ledger:
+    """The govshare contracts of one deployment, on one node."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        deployment: Deployment,
+        *,
+        gas: GasMode | None = None,
+        receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+    ) -> None:
+        self.conn = conn
+        self.deployment = deployment
+        artifacts = {name: load_artifact(name) for name in CONTRACT_NAMES}
+        self.revert_decoder = RevertDecoder(artifacts.values())
+        conn.set_revert_decoder(self.revert_decoder)
+        self.log_decoder = LogDecoder(
+            {deployment.address(name): art for name, art in artifacts.items()}
+        )
+        mode: Any = gas or deployment.gas or "auto"
+        self.sender = Sender(
+            conn,
+            gas=mode,
+            revert_decoder=self.revert_decoder,
+            log_decoder=self.log_decoder,
+            receipt_timeout=receipt_timeout,
+        )
+        self.registry = ConsortiumRegistry(
+            artifacts["ConsortiumRegistry"],
+            deployment.address("ConsortiumRegistry"),
+            conn,
+            self.sender,
+        )
+        self.records = RecordRegistry(
+            artifacts["RecordRegistry"], deployment.address("RecordRegistry"), conn, self.sender
+        )
+        self.access = AccessLedger(
+            artifacts["AccessLedger"], deployment.address("AccessLedger"), conn, self.sender
+        )
+
+    @classmethod
+    def from_deployment(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | Deployment,
+        rpc_url: str | None = None,
+        *,
+        verify: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        gas: GasMode | None = None,
+        receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+    ) -> Ledger:
+        """Connect to ``rpc_url`` (default: the URL in the deployment file) and
+        check the contracts are there (``verify``)."""
+        if isinstance(source, Deployment):
+            deployment = source
+        else:
+            deployment = load_deployment(source, verify=False)
+        url = rpc_url or deployment.rpc_url
+        conn = Connection(url, timeout=timeout)
+        if verify:
+            load_deployment(deployment.to_dict(), conn=conn)
+        return cls(conn, deployment, gas=gas, receipt_timeout=receipt_timeout)
+
+    @property
+    def chain_id(self) -> int:
+        return self.conn.chain_id
+
+    @property
+    def url(self) -> str:
+        return self.conn.url
+
+    def block_number(self) -> int:
+        return self.conn.block_number()
+
+    def latest_timestamp(self) -> int:
+        """The latest block's timestamp (Unix seconds)."""
+        block = self.conn.request("eth_getBlockByNumber", ["latest", False]) or {}
+        return int(block.get("timestamp", "0x0"), 16)
+
+    def now(self) -> int:
+        """The later of the wall clock and the latest block's time: what expiry
+        checks compare against (a quiet dev chain's last block can be old)."""
+        return max(int(time.time()), self.latest_timestamp())
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.conn.url!r}, chain_id={self.chain_id})"
