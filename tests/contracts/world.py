@@ -47,6 +47,7 @@ def build_world(url: str) -> World:
         chain.account(f"{code}:admin0")
     chain.account("TAX:admin1")
     chain.account("outsider")
+    chain.account("supervisor")
     for code in CODES:
         admin, broker = address_for(f"{code}:admin0"), address_for(f"{code}:broker")
         chain.send(
