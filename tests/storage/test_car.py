@@ -130,3 +130,19 @@ def test_carv2_is_refused_with_a_clear_message() -> None:
     pragma = bytes.fromhex("0aa16776657273696f6e02")
     with pytest.raises(InvalidCAR, match="CARv2"):
         carlib.read_car(io.BytesIO(pragma + b"\0" * 40))
+
+
+def test_hello_world_cidv0_car(tmp_path: Path) -> None:
+    # A CARv1 of `hello world\n` added with Kubo's defaults (a CIDv0 root, so the header
+    # link is the bare multihash behind the 0x00 prefix), as published in a third-party
+    # CAR-handling test suite; our export is byte-identical.
+    expected = bytes.fromhex(
+        "38a265726f6f747381d82a582300122046d44814b9c5af141c3aaab7c05dc5e844ead5f91f12858b021e"
+        "ba45768b4c0e6776657273696f6e0136122046d44814b9c5af141c3aaab7c05dc5e844ead5f91f12858b"
+        "021eba45768b4c0e0a120802120c68656c6c6f20776f726c640a180c"
+    )
+    store = LocalBlobStore(tmp_path)
+    cid = store.put(io.BytesIO(b"hello world\n"))
+    out = io.BytesIO()
+    store.export_car(cid, out)
+    assert out.getvalue() == expected

@@ -1,0 +1,225 @@
+"""``govshare blob``: put files into the blob store and get them back, by CID.
+
+The store is the local one under the govshare home unless ``--store`` (or
+``$GOVSHARE_STORE``) names another, e.g. ``kubo:http://127.0.0.1:5001`` (token
+from ``$GOVSHARE_KUBO_TOKEN``). CIDs are the ones ``ipfs add`` gives.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.errors import InputError
+from govshare.storage import CAR, GC, PIN, BlobStore, open_store, parse_cid, require, save_to
+
+store_option = click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    default=None,
+    help="local:PATH or kubo:http://HOST:5001 (default: local store under the home).",
+)
+
+
+def _open(ctx: Ctx, url: str | None) -> BlobStore:
+    return open_store(url, home=ctx.home)
+
+
+def _open_input(path: str) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory; give a file") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_output(path: str) -> Path:
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: directory {parent} does not exist")
+    if target.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory")
+    return target
+
+
+@click.group("blob")
+@common_options
+@click.pass_context
+def blob(cctx: click.Context) -> None:
+    """Store and fetch files by CID (local store or Kubo)."""
+    # Keep the shared options on the root context, where errors are rendered, so that a
+    # subcommand's --json also shapes the error output.
+    cctx.find_root().ensure_object(Ctx)
+
+
+@blob.command("add")
+@click.argument("file")
+@click.option(
+    "--cid-version",
+    type=click.Choice(["0", "1"]),
+    default="0",
+    show_default=True,
+    help="0: Qm… (dag-pb leaves); 1: bafy…/bafk… (raw leaves).",
+)
+@click.option("--no-pin", is_flag=True, help="Do not pin (gc may remove it).")
+@store_option
+@common_options
+@pass_ctx
+def add_cmd(ctx: Ctx, file: str, cid_version: str, no_pin: bool, store_url: str | None) -> None:
+    """Add FILE; print its CID."""
+    store = _open(ctx, store_url)
+    try:
+        with _open_input(file) as fh:
+            cid = store.put(fh, cid_version=int(cid_version), pin=not no_pin)
+        size = os.path.getsize(file)
+    finally:
+        store.close()
+    ctx.emit({"cid": str(cid), "size": size, "pinned": not no_pin}, str(cid))
+
+
+@blob.command("get")
+@click.argument("cid")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the file.")
+@store_option
+@common_options
+@pass_ctx
+def get_cmd(ctx: Ctx, cid: str, output: str, store_url: str | None) -> None:
+    """Write the file CID to FILE (only once every block has verified)."""
+    parsed = parse_cid(cid)
+    target = _check_output(output)
+    store = _open(ctx, store_url)
+    try:
+        size = save_to(store, parsed, target)
+    finally:
+        store.close()
+    ctx.emit({"cid": str(parsed), "size": size, "output": str(target)}, f"{size} bytes → {target}")
+
+
+@blob.command("stat")
+@click.argument("cid")
+@store_option
+@common_options
+@pass_ctx
+def stat_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
+    """Size and codec of a stored file."""
+    parsed = parse_cid(cid)
+    store = _open(ctx, store_url)
+    try:
+        st = store.stat(parsed)
+    finally:
+        store.close()
+    pinned = "" if st.pinned is None else (", pinned" if st.pinned else ", not pinned")
+    ctx.emit(st.to_dict(), f"{st.cid}  {st.size} bytes  {st.codec}{pinned}")
+
+
+@blob.command("pin")
+@click.argument("cid")
+@store_option
+@common_options
+@pass_ctx
+def pin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
+    """Pin CID (the whole DAG must be present)."""
+    parsed = parse_cid(cid)
+    store = _open(ctx, store_url)
+    try:
+        require(store, PIN)
+        store.pin(parsed)
+    finally:
+        store.close()
+    ctx.emit({"cid": str(parsed), "pinned": True}, f"pinned {parsed}")
+
+
+@blob.command("unpin")
+@click.argument("cid")
+@store_option
+@common_options
+@pass_ctx
+def unpin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
+    """Unpin CID (gc may then remove it)."""
+    parsed = parse_cid(cid)
+    store = _open(ctx, store_url)
+    try:
+        require(store, PIN)
+        store.unpin(parsed)
+    finally:
+        store.close()
+    ctx.emit({"cid": str(parsed), "pinned": False}, f"unpinned {parsed}")
+
+
+@blob.command("export")
+@click.argument("cid")
+@click.option("-o", "--output", required=True, metavar="FILE.car", help="CAR file to write.")
+@store_option
+@common_options
+@pass_ctx
+def export_cmd(ctx: Ctx, cid: str, output: str, store_url: str | None) -> None:
+    """Export the DAG of CID as a CARv1 (like ``ipfs dag export``)."""
+    import tempfile
+
+    parsed = parse_cid(cid)
+    target = _check_output(output)
+    store = _open(ctx, store_url)
+    try:
+        require(store, CAR)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                blocks = store.export_car(parsed, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        store.close()
+    ctx.emit(
+        {"cid": str(parsed), "blocks": blocks, "output": str(target)},
+        f"{blocks} blocks → {target}",
+    )
+
+
+@blob.command("import")
+@click.argument("file")
+@click.option("--no-pin", is_flag=True, help="Do not pin the CAR's roots.")
+@store_option
+@common_options
+@pass_ctx
+def import_cmd(ctx: Ctx, file: str, no_pin: bool, store_url: str | None) -> None:
+    """Import a CARv1 (like ``ipfs dag import``); every block is verified."""
+    store = _open(ctx, store_url)
+    try:
+        require(store, CAR)
+        with _open_input(file) as fh:
+            result = store.import_car(fh, pin_roots=not no_pin)
+    finally:
+        store.close()
+    roots = [str(r) for r in result.roots]
+    ctx.emit({"roots": roots, "blocks": result.blocks}, "\n".join(roots))
+
+
+@blob.command("gc")
+@store_option
+@common_options
+@pass_ctx
+def gc_cmd(ctx: Ctx, store_url: str | None) -> None:
+    """Remove blocks that no pin reaches."""
+    store = _open(ctx, store_url)
+    try:
+        require(store, GC)
+        report = store.gc()
+    finally:
+        store.close()
+    ctx.emit(
+        report.to_dict(),
+        f"removed {len(report.removed)} blocks ({report.freed_bytes} bytes)",
+    )
