@@ -49,6 +49,8 @@ class StubBesu(BaseProvider):
             "transactions": [],
         }
         results = {"eth_chainId": "0x539", "eth_getBlockByNumber": block, "eth_gasPrice": "0x0"}
+        if method == "eth_getBlockByNumber" and params[0] == "0x0":
+            return {"jsonrpc": "2.0", "id": 1, "result": {**block, "number": "0x0"}}
         return {"jsonrpc": "2.0", "id": 1, "result": results[method]}
 
 

@@ -250,9 +250,12 @@ def test_free_gas_network() -> None:
 
 
 def test_allocator_is_per_url_and_account(conn: Connection) -> None:
-    a = account_state(conn.url, "0x" + "11" * 20)
-    assert account_state(conn.url + "/", "0x" + "11" * 20) is a
-    assert account_state(conn.url, "0x" + "22" * 20) is not a
+    g = conn.genesis_hash
+    assert g.startswith("0x")
+    a = account_state(conn.url, "0x" + "11" * 20, g)
+    assert account_state(conn.url + "/", "0x" + "11" * 20, g) is a
+    assert account_state(conn.url, "0x" + "22" * 20, g) is not a
+    assert account_state(conn.url, "0x" + "11" * 20, "0xother") is not a
     assert isinstance(a.send_lock, type(threading.Lock()))
 
 

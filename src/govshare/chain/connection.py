@@ -168,6 +168,13 @@ class Connection:
         onion.inject(ExtraDataToPOAMiddleware, name="extradata_to_poa", layer=0)
         self._revert_decoder = revert_decoder
         self.chain_id: int = int(self.request("eth_chainId", []), 16)
+        try:
+            genesis = self.request("eth_getBlockByNumber", ["0x0", False])
+        except RpcError:  # a pruned node may not serve block 0
+            genesis = None
+        # Identifies this chain beyond its id: a dev chain reset at the same URL
+        # has another genesis block (nonce allocators are keyed by it).
+        self.genesis_hash: str = str(genesis.get("hash", "")) if isinstance(genesis, dict) else ""
         if expected_chain_id is not None and expected_chain_id != self.chain_id:
             raise ChainRejected(
                 f"The chain node at {url} is on chain {self.chain_id}, but the deployment "

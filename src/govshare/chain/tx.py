@@ -328,14 +328,16 @@ class AccountState:
         self.next_nonce = None
 
 
-_REGISTRY: dict[tuple[str, str], AccountState] = {}
+_REGISTRY: dict[tuple[str, str, str], AccountState] = {}
 _REGISTRY_LOCK = threading.Lock()
 # Bumped whenever a node URL was unreachable: allocators of that URL resync.
 _EPOCHS: dict[str, int] = {}
 
 
-def account_state(url: str, address: str) -> AccountState:
-    key = (url.rstrip("/"), address.lower())
+def account_state(url: str, address: str, genesis: str = "") -> AccountState:
+    """The allocator of ``address`` on the node at ``url`` whose genesis block is
+    ``genesis`` (a dev chain reset at the same URL is a different chain)."""
+    key = (url.rstrip("/"), genesis, address.lower())
     with _REGISTRY_LOCK:
         state = _REGISTRY.get(key)
         if state is None:
@@ -471,7 +473,7 @@ class Sender:
             else self.estimate_many(account, reqs)
         )
         jobs = [_Job(account, r, g) for r, g in zip(reqs, gases, strict=True)]
-        state = account_state(self.conn.url, account.address)
+        state = account_state(self.conn.url, account.address, self.conn.genesis_hash)
         with state.queue_lock:
             state.queue.extend(jobs)
         for job in jobs:
@@ -662,7 +664,7 @@ class Sender:
             if time.monotonic() >= deadline:
                 missing = [p for p in pendings if p.tx_hash not in receipts]
                 for p in missing:
-                    account_state(self.conn.url, p.sender).invalidate()
+                    account_state(self.conn.url, p.sender, self.conn.genesis_hash).invalidate()
                 if last_unavailable is not None:
                     raise ChainUnavailable(
                         f"{last_unavailable.message} Transaction {missing[0].tx_hash} was sent "

@@ -1,0 +1,359 @@
+"""Round trips of every wrapper against deployed contracts (their own anvil:
+some tests move the chain's clock)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from govshare.chain.abi import CONTRACT_NAMES, load_artifact
+from govshare.chain.connection import Connection, connect
+from govshare.chain.contracts import (
+    AccountRole,
+    AnchorInput,
+    DepartmentInit,
+    DepartmentStatus,
+    GrantReason,
+    ProposalKind,
+    ProposalStatus,
+    RequestStatus,
+)
+from govshare.chain.devnode import AnvilProcess
+from govshare.errors import ContractReverted, InputError, Unauthorized
+
+from .conftest import Consortium, hpke_key
+
+
+@pytest.fixture(scope="module")
+def conn() -> Iterator[Connection]:
+    node = AnvilProcess().start()
+    try:
+        yield connect(node.url)
+    finally:
+        node.stop()
+
+
+def rid() -> bytes:
+    return os.urandom(32)
+
+
+def sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def warp(conn: Connection, seconds: int) -> None:
+    conn.request("evm_increaseTime", [seconds])
+    conn.request("evm_mine", [])
+
+
+def test_every_contract_function_has_a_wrapper() -> None:
+    source = (Path(__file__).parents[2] / "src/govshare/chain/contracts.py").read_text()
+    used = set(re.findall(r'"([a-zA-Z0-9]+)"', source))
+    for name in CONTRACT_NAMES:
+        missing = {fn.name for fn in load_artifact(name).functions.values() if fn.name not in used}
+        assert not missing, f"{name} functions without a wrapper: {missing}"
+
+
+# -- ConsortiumRegistry -----------------------------------------------------------------
+
+
+def test_registry_views(consortium: Consortium) -> None:
+    reg = consortium.ledger.registry
+    tax = consortium["TAX"]
+    assert sorted(reg.active_departments()) == ["COURT", "MARKET", "TAX"]
+    assert reg.all_departments() == ["TAX", "MARKET", "COURT"]
+    assert reg.active_department_count() == 3
+    dept = reg.get_department("tax")
+    assert dept.code == "TAX" and dept.name == "Department TAX"
+    assert dept.broker == tax.broker.address
+    assert dept.admins == (tax.admin.address, tax.admin2.address)
+    assert dept.encryption_key == hpke_key("TAX")
+    assert dept.endpoint == "http://tax.example:8700"
+    assert dept.status is DepartmentStatus.ACTIVE and dept.active
+    assert dept.joined_at > 0 and dept.updated_at >= dept.joined_at
+    assert dept.to_dict()["status"] == "active"
+    assert [d.code for d in reg.departments()] == ["TAX", "MARKET", "COURT"]
+    assert reg.department_status("TAX") is DepartmentStatus.ACTIVE
+    assert reg.department_status("NOPE") is DepartmentStatus.NONE
+    b = reg.department_of(tax.broker.address)
+    assert (b.code, b.role) == ("TAX", AccountRole.BROKER)
+    assert reg.department_of(tax.admin2.address).role is AccountRole.ADMIN
+    assert reg.department_of(consortium.outsider.address).code is None
+    assert reg.is_active_broker("TAX", tax.broker.address)
+    assert not reg.is_active_broker("TAX", tax.admin.address)
+    assert reg.is_active_admin("TAX", tax.admin.address)
+    assert not reg.is_active_admin("MARKET", tax.admin.address)
+    accounts = set(reg.active_accounts())
+    assert {tax.broker.address, tax.admin.address, tax.admin2.address} <= accounts
+    assert len(accounts) == 9
+    assert reg.is_valid_department_code("TAX") and not reg.is_valid_department_code("tax")
+    assert reg.supervisors() == [consortium.supervisor.address]
+    assert reg.is_supervisor(consortium.supervisor.address)
+    assert reg.threshold() == 2
+    assert reg.proposal_lifetime() == 7 * 24 * 3600
+
+
+def test_add_department_by_proposal(make_consortium) -> None:
+    c: Consortium = make_consortium()
+    reg = c.ledger.registry
+    court_broker, court_admin = Account.create(), Account.create()
+    new = DepartmentInit(
+        "LAND", "Land registry", court_broker.address, (court_admin.address,), b"k" * 32, "http://l"
+    )
+    sent = reg.propose_add_department(c["TAX"].admin, new)
+    pid = sent.value
+    assert pid == 1 == reg.proposal_count()
+    assert sent.tx.event("ProposalCreated").args["kind"] == ProposalKind.ADD_DEPARTMENT.index
+    p = reg.get_proposal(pid)
+    assert p.kind is ProposalKind.ADD_DEPARTMENT and p.status is ProposalStatus.PENDING
+    assert p.proposer_department == "TAX" and p.proposer == c["TAX"].admin.address
+    assert p.target_department == "LAND" and p.approval_count == 1
+    assert reg.proposed_department(pid) == new
+    assert reg.proposal_approvals(pid) == ["TAX"]
+    assert reg.active_approval_count(pid) == 1
+    assert reg.has_approved(pid, "TAX") and not reg.has_approved(pid, "MARKET")
+    assert reg.department_status("LAND") is DepartmentStatus.NONE  # not before the threshold
+    done = reg.approve(c["MARKET"].admin, pid)
+    assert done.value is True
+    assert reg.get_proposal(pid).status is ProposalStatus.EXECUTED
+    assert reg.get_department("LAND").name == "Land registry"
+    assert reg.active_department_count() == 4
+    assert [p.id for p in reg.proposals()] == [1]
+
+
+def test_suspend_reactivate_remove_threshold_supervisors(make_consortium) -> None:
+    c: Consortium = make_consortium()
+    reg = c.ledger.registry
+    tax, market = c["TAX"].admin, c["MARKET"].admin
+
+    def passes(sent) -> None:
+        assert reg.approve(market, sent.value).value is True
+
+    passes(reg.propose_suspend_department(tax, "COURT"))
+    assert reg.department_status("COURT") is DepartmentStatus.SUSPENDED
+    passes(reg.propose_reactivate_department(tax, "COURT"))
+    assert reg.department_status("COURT") is DepartmentStatus.ACTIVE
+    passes(reg.propose_threshold(tax, 3))
+    assert reg.threshold() == 3
+    sup = Account.create().address
+    p = reg.propose_add_supervisor(tax, sup)
+    reg.approve(market, p.value)
+    assert not reg.is_supervisor(sup)  # 2 of 3 now
+    assert reg.approve(c["COURT"].admin, p.value).value is True
+    assert reg.is_supervisor(sup)
+    p = reg.propose_remove_supervisor(tax, sup)
+    reg.approve(market, p.value)
+    reg.approve(c["COURT"].admin, p.value)
+    assert not reg.is_supervisor(sup)
+    # A proposal that reached the threshold after a lowering is executed by anyone.
+    p = reg.propose_remove_department(tax, "COURT")
+    reg.approve(market, p.value)
+    assert reg.get_proposal(p.value).status is ProposalStatus.PENDING
+    q = reg.propose_threshold(tax, 2)
+    reg.approve(market, q.value)
+    reg.approve(c["COURT"].admin, q.value)
+    assert reg.threshold() == 2
+    reg.execute(c.outsider, p.value)
+    assert reg.department_status("COURT") is DepartmentStatus.REMOVED
+
+
+def test_self_management(make_consortium) -> None:
+    c: Consortium = make_consortium()
+    reg = c.ledger.registry
+    tax = c["TAX"]
+    new_broker, new_admin = Account.create().address, Account.create().address
+    tx = reg.set_broker(tax.admin, new_broker)
+    assert tx.event("BrokerRotated").args["newBroker"] == new_broker
+    reg.set_encryption_key(tax.admin, b"\x42" * 32)
+    reg.set_endpoint(tax.admin, "https://tax.gov.example")
+    reg.add_admin(tax.admin, new_admin)
+    reg.remove_admin(tax.admin, tax.admin2.address)
+    d = reg.get_department("TAX")
+    assert d.broker == new_broker and d.encryption_key == b"\x42" * 32
+    assert d.endpoint == "https://tax.gov.example"
+    assert d.admins == (tax.admin.address, new_admin)
+    with pytest.raises(Unauthorized) as err:
+        reg.set_endpoint(tax.broker, "http://x")  # the old broker, and never an admin
+    assert err.value.reason == "ConsortiumRegistryNotActiveAdmin"
+
+
+# -- RecordRegistry ---------------------------------------------------------------------
+
+
+def test_records_round_trip(consortium: Consortium) -> None:
+    recs = consortium.ledger.records
+    tax = consortium["TAX"]
+    assert recs.registry_address() == consortium.deployment.address("ConsortiumRegistry")
+    decl = recs.declare_category(tax.admin, "tax-clearance", "Tax clearance", sha(b"schema"))
+    assert decl.event("CategoryDeclared").args["description"] == "Tax clearance"
+    cat = recs.get_category("TAX", "tax-clearance")
+    assert (cat.category, cat.description, cat.schema_hash, cat.active) == (
+        "tax-clearance",
+        "Tax clearance",
+        sha(b"schema"),
+        True,
+    )
+    before = recs.record_count()
+    r1, subject = rid(), sha(b"subject")
+    tx = recs.anchor(tax.broker, r1, sha(b"v1"), "bafy-v1", "tax-clearance", subject)
+    ev = tx.event("RecordAnchored")
+    assert ev.args["recordId"] == r1 and ev.args["anchoredBy"] == tax.broker.address
+    assert recs.record_exists(r1) and recs.owner_of(r1) == "TAX"
+    rec = recs.get_record(r1)
+    assert rec.record_id == r1 and rec.department == "TAX" and rec.content_hash == sha(b"v1")
+    assert rec.cid == "bafy-v1" and rec.category == "tax-clearance" and rec.subject_ref == subject
+    assert rec.previous_record_id is None and rec.superseded_by is None
+    assert rec.block_number == tx.block_number
+    r2 = rid()
+    tx2 = recs.anchor(
+        tax.broker, "0x" + r2.hex(), sha(b"v2"), "bafy-v2", "tax-clearance", previous_record_id=r1
+    )
+    assert tx2.event("RecordSuperseded").args["previousRecordId"] == r1
+    assert [r.record_id for r in recs.versions(r2)] == [r1, r2]
+    assert [r.record_id for r in recs.versions(r1)] == [r1, r2]
+    assert recs.records_by_hash(sha(b"v1")) == [r1]
+    assert recs.record_count() == before + 2
+    assert recs.is_valid_category("a.b_c-d") and not recs.is_valid_category("no spaces")
+    assert recs.get_record(r1, block=tx.block_number).superseded_by is None  # history
+    recs.retire_category(tax.admin, "tax-clearance")
+    assert [c.active for c in recs.categories("TAX")] == [False]
+    with pytest.raises(ContractReverted) as err:
+        recs.anchor(tax.broker, rid(), sha(b"x"), "bafy", "tax-clearance")
+    assert err.value.reason == "RecordRegistryCategoryRetired"
+    assert err.value.revert_args == {"department": "TAX", "category": "tax-clearance"}
+
+
+def test_record_batches_and_bulk_anchor(consortium: Consortium) -> None:
+    recs = consortium.ledger.records
+    market = consortium["MARKET"]
+    recs.declare_category(market.admin, "licence", "Business licences")
+    sent = recs.anchor_batch(market.broker, sha(b"root1"), 10, "bafy-manifest-1")
+    assert sent.value == 1 == recs.batch_count("MARKET")
+    b = recs.get_batch("MARKET", 1)
+    assert (b.merkle_root, b.count, b.manifest_cid, b.anchored_by) == (
+        sha(b"root1"),
+        10,
+        "bafy-manifest-1",
+        market.broker.address,
+    )
+    items = [AnchorInput(rid(), sha(bytes([i])), f"bafy{i}", "licence") for i in range(20)]
+    results = recs.anchor_many(market.broker, items)
+    assert [r.event("RecordAnchored").args["recordId"] for r in results] == [
+        i.record_id for i in items
+    ]
+    pending = recs.submit_anchor(market.broker, AnchorInput(rid(), sha(b"p"), "bafy-p", "licence"))
+    assert pending.wait().tx_hash == pending.tx_hash
+    # One bad item: nothing of the batch is sent.
+    count = recs.record_count()
+    bad = [*items[:1], AnchorInput(rid(), sha(b"q"), "bafy-q", "licence")]
+    with pytest.raises(ContractReverted) as err:
+        recs.anchor_many(market.broker, bad)
+    assert err.value.reason == "RecordRegistryRecordExists"
+    assert recs.record_count() == count
+
+
+# -- AccessLedger -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tax_record(consortium: Consortium) -> bytes:
+    recs = consortium.ledger.records
+    tax = consortium["TAX"]
+    recs.declare_category(tax.admin, "certificate", "Certificates")
+    r = rid()
+    recs.anchor(tax.broker, r, sha(b"cert"), "bafy-cert", "certificate")
+    return r
+
+
+def test_request_approve_use_revoke(consortium: Consortium, tax_record: bytes) -> None:
+    L = consortium.ledger
+    acc, tax, market = L.access, consortium["TAX"], consortium["MARKET"]
+    assert acc.registry_address() == consortium.deployment.address("ConsortiumRegistry")
+    assert acc.records_address() == consortium.deployment.address("RecordRegistry")
+    now = L.latest_timestamp()
+    sent = acc.request_access(market.broker, "TAX", tax_record, "licence", "art. 5", now + 3600)
+    gid = sent.value
+    assert acc.request_count() >= gid
+    ev = sent.tx.event("AccessRequested").args
+    assert (ev["requestId"], ev["purpose"], ev["legalBasis"]) == (gid, "licence", "art. 5")
+    r = acc.get_request(gid)
+    assert r.status is RequestStatus.PENDING and r.requester_department == "MARKET"
+    assert r.owner_department == "TAX" and r.record_id == tax_record
+    assert r.requested_by == market.broker.address and r.decided_by is None
+    assert acc.grant_status(gid).reason is GrantReason.PENDING
+    assert gid in acc.requests_for_record(tax_record)
+    assert not acc.is_overdue(gid)
+    acc.approve(tax.admin2, gid, expires_at=now + 86400, max_uses=2, scope="read")
+    r = acc.get_request(gid)
+    assert r.status is RequestStatus.APPROVED and r.decided_by == tax.admin2.address
+    assert (r.scope_label, r.expires_at, r.max_uses, r.used_count) == ("read", now + 86400, 2, 0)
+    st = acc.grant_status(gid)
+    assert st.usable and st.reason is GrantReason.OK and st.to_dict()["reason"] == "ok"
+    # Receipts: TAX's broker anchors one batch recording one use of the grant.
+    seq0 = acc.last_receipt_seq("TAX")
+    batch = acc.anchor_receipts(
+        tax.broker, sha(b"receipts"), seq0 + 1, seq0 + 1, "bafy-r", {gid: 1}
+    )
+    assert batch.value == acc.receipt_batch_count("TAX")
+    rb = acc.get_receipt_batch("TAX", batch.value)
+    assert (rb.root, rb.first_seq, rb.last_seq, rb.manifest_cid) == (
+        sha(b"receipts"),
+        seq0 + 1,
+        seq0 + 1,
+        "bafy-r",
+    )
+    assert acc.last_receipt_seq("TAX") == seq0 + 1
+    assert acc.get_request(gid).used_count == 1
+    acc.revoke(tax.admin, gid, "licence granted")
+    r = acc.get_request(gid)
+    assert r.status is RequestStatus.REVOKED and r.revoke_reason == "licence granted"
+    assert r.revoked_by == tax.admin.address
+    assert acc.grant_status(gid).reason is GrantReason.REVOKED
+    assert any(x.id == gid for x in acc.requests())
+
+
+def test_deny_remind_escalate(consortium: Consortium, tax_record: bytes, conn) -> None:
+    L = consortium.ledger
+    acc, tax, court = L.access, consortium["TAX"], consortium["COURT"]
+    now = L.latest_timestamp()
+    a = acc.request_access(court.broker, "TAX", tax_record, "case 12", "", now + 60).value
+    b = acc.request_access(court.broker, "TAX", tax_record, "case 13", "", now + 60).value
+    acc.deny(tax.admin, a, "no legal basis")
+    r = acc.get_request(a)
+    assert r.status is RequestStatus.DENIED and r.deny_reason == "no legal basis"
+    with pytest.raises(ContractReverted) as err:
+        acc.remind(court.broker, b)
+    assert err.value.reason == "AccessLedgerNotOverdue"
+    warp(conn, 120)
+    assert acc.is_overdue(b)
+    tx = acc.remind(court.broker, b)
+    assert tx.event("RequestReminded").args["reminderCount"] == 1
+    tx = acc.escalate(court.admin, b)
+    assert tx.event("RequestEscalated").args["supervisors"] == [consortium.supervisor.address]
+    r = acc.get_request(b)
+    assert (r.reminder_count, r.escalation_count) == (1, 1)
+    assert r.last_reminded_at > 0 and r.last_escalated_at >= r.last_reminded_at
+
+
+def test_eip712_domain(consortium: Consortium) -> None:
+    d = consortium.ledger.access.eip712_domain()
+    assert (d.name, d.version, d.chain_id) == ("govshare", "1", 31337)
+    assert d.verifying_contract == consortium.deployment.address("AccessLedger")
+
+
+def test_inputs_are_checked_before_the_chain(consortium: Consortium) -> None:
+    L = consortium.ledger
+    with pytest.raises(InputError, match="not a valid department code"):
+        L.registry.get_department("T")
+    with pytest.raises(InputError, match="32 bytes"):
+        L.records.get_record(b"short")
+    with pytest.raises(InputError, match="not a valid category"):
+        L.records.get_category("TAX", "has space")
+    with pytest.raises(InputError, match="not an Ethereum account"):
+        L.registry.is_supervisor("0x1234")
