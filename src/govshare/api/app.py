@@ -1,0 +1,101 @@
+"""The broker's FastAPI application factory.
+
+    app = create_app(ApiSettings(department="TAX"), ApiDeps.from_database(db))
+
+No globals: settings and services are passed in and kept on ``app.state``
+(routes reach them through :mod:`govshare.api.deps`), so several apps — one per
+department in a test — live side by side, each with its own metrics registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from govshare.api.auth import public, routes_without_auth_rule
+from govshare.api.context import ApiDeps, ApiSettings
+from govshare.api.errors import PROBLEM_JSON, install_error_handlers
+from govshare.api.metrics import HttpMetrics, MetricsMiddleware
+from govshare.api.routes import me, operations, system, users
+
+DESCRIPTION = """\
+One department's govshare broker: its clerks publish and request records here,
+and peer brokers exchange granted records with it.
+
+Authenticate with `Authorization: Bearer gs_...` (a token from `govshare user add`).
+Every error is `application/problem+json` (RFC 9457) with a stable `code`.
+"""
+
+
+def create_app(settings: ApiSettings, deps: ApiDeps) -> FastAPI:
+    """Build the broker API for one department over the given services."""
+    app = FastAPI(
+        title=f"{settings.title} ({settings.department})",
+        version=settings.version,
+        description=DESCRIPTION,
+        # The built-in docs routes would carry no auth rule: ours are declared below.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.govshare_settings = settings
+    app.state.govshare_deps = deps
+    metrics = HttpMetrics(deps.db)
+    app.state.govshare_metrics = metrics
+
+    app.include_router(system.router)
+    app.include_router(me.router)
+    app.include_router(users.router)
+    app.include_router(operations.router)
+    if settings.docs:
+        _add_docs(app)
+
+    install_error_handlers(app)
+    # Outermost, so it also counts the 500s the error middleware produces.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    missing = routes_without_auth_rule(app)
+    if missing:
+        raise RuntimeError("routes without exactly one auth rule: " + "; ".join(missing))
+    return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(public)])
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(public)])
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with error responses filed under problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                is_error = status == "default" or (status.isdigit() and int(status) >= 400)
+                if is_error and "application/json" in content:
+                    body = content.pop("application/json")
+                    if "Problem" in str(body.get("schema", {}).get("$ref", "")):
+                        content[PROBLEM_JSON] = body
+                    else:
+                        content["application/json"] = body
+    app.openapi_schema = schema
+    return schema

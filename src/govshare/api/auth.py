@@ -1,0 +1,133 @@
+"""Who may call what: bearer-token authentication and role checks.
+
+Every route declares exactly one *auth rule*, as a dependency:
+
+* ``Depends(public)`` — anyone (liveness, readiness, metrics, the API docs);
+* ``Depends(requires())`` — any authenticated user of this department;
+* ``Depends(requires(Role.ADMIN, ...))`` — one of these roles.
+
+:func:`routes_without_auth_rule` finds routes that forgot; ``create_app``
+refuses to build such an app, and a test walks the route table too.
+
+A token is checked against this broker's user table; a user of another
+department (possible only with a shared database) is refused as well, so a
+department's token never reaches another department's objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from govshare.api.context import ApiDeps, ApiSettings, get_deps, get_settings
+from govshare.broker.db import Role
+from govshare.broker.errors import AuthError, Forbidden
+from govshare.broker.users import Principal
+
+bearer_scheme = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="gs_ token",
+    description="A broker user's token (created by `govshare user add`), "
+    "sent as `Authorization: Bearer gs_...`.",
+    auto_error=False,
+)
+
+_RULE_ATTR = "__govshare_auth_rule__"
+
+
+@dataclass(frozen=True)
+class AuthRule:
+    """``roles`` None: public; empty: any authenticated user; else one of them."""
+
+    roles: frozenset[Role] | None
+
+    @property
+    def public(self) -> bool:
+        return self.roles is None
+
+    def describe(self) -> str:
+        if self.roles is None:
+            return "public"
+        if not self.roles:
+            return "any authenticated user"
+        return "role " + " or ".join(sorted(r.value for r in self.roles))
+
+
+def public() -> None:
+    """The auth rule of a route anyone may call."""
+
+
+setattr(public, _RULE_ATTR, AuthRule(None))
+
+
+def requires(*roles: Role | str) -> Callable[..., Principal]:
+    """The auth rule (and dependency) of a route for authenticated users, of
+    one of ``roles`` if given. Its value is the caller's :class:`Principal`."""
+    wanted = frozenset(Role(r) for r in roles)
+    rule = AuthRule(wanted)
+
+    def authenticated(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+        deps: Annotated[ApiDeps, Depends(get_deps)],
+        settings: Annotated[ApiSettings, Depends(get_settings)],
+    ) -> Principal:
+        if credentials is None:
+            raise AuthError("This needs a bearer token: send 'Authorization: Bearer gs_...'.")
+        principal = deps.users.authenticate(credentials.credentials)
+        if principal.department != settings.department:
+            raise Forbidden("This token belongs to a user of another department.")
+        if wanted and principal.role not in wanted:
+            raise Forbidden(f"This needs the {rule.describe()}; you are a {principal.role.value}.")
+        request.state.principal = principal
+        return principal
+
+    setattr(authenticated, _RULE_ATTR, rule)
+    return authenticated
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for dep in dependant.dependencies:
+        yield dep.call
+        yield from _calls(dep)
+
+
+def iter_routes(app: FastAPI) -> Iterator[Any]:
+    """Every route of ``app``, with included routers expanded.
+
+    FastAPI ≥ 0.16x keeps an included router as one lazy entry of ``app.routes``;
+    ``iter_route_contexts`` yields its effective routes (with the include-level
+    dependencies merged). Older FastAPI flattens routes on inclusion.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes is already flat
+        yield from app.routes
+        return
+    yield from iter_route_contexts(app.routes)
+
+
+def auth_rules_of(route: Any) -> list[AuthRule]:
+    """The auth rules a route declares (a well-formed route has exactly one)."""
+    dependant = getattr(route, "dependant", None)
+    if not isinstance(dependant, Dependant):
+        return []  # not a FastAPI route (a raw Starlette route or mount): no rule
+    return [
+        rule for call in _calls(dependant) if (rule := getattr(call, _RULE_ATTR, None)) is not None
+    ]
+
+
+def routes_without_auth_rule(app: FastAPI) -> list[str]:
+    """Routes with no auth rule, or more than one: each should be fixed."""
+    bad = []
+    for route in iter_routes(app):
+        rules = auth_rules_of(route)
+        if len(rules) != 1:
+            methods = ",".join(sorted(getattr(route, "methods", None) or []))
+            bad.append(f"{methods} {getattr(route, 'path', route)}: {len(rules)} auth rules")
+    return bad
