@@ -8,6 +8,7 @@ Public API (imported lazily, so ``govshare.chain.devnode`` stays cheap to load):
     load_deployment(path, rpc_url=None, verify=True)      -> Deployment (checks the chain)
     DepartmentInit, Department, Record, AccessRequest, GrantStatus, Proposal, ...
     Sender, TxRequest, TxResult, PendingTx                 sending (nonces, gas, receipts)
+    Indexer                                                events → SQLite
     DevChain, AnvilProcess                                 the local dev chain
 """
 
@@ -29,6 +30,7 @@ _EXPORTS = {
     "TxResult": "tx",
     "PendingTx": "tx",
     "Event": "tx",
+    "Indexer": "indexer",
     "AccessLedger": "contracts",
     "AccessRequest": "contracts",
     "AccountBinding": "contracts",
@@ -76,6 +78,7 @@ __all__ = [
     "Event",
     "GrantReason",
     "GrantStatus",
+    "Indexer",
     "Ledger",
     "PendingTx",
     "Proposal",
@@ -136,5 +139,6 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from govshare.chain.deploy import Deployment, deploy, load_deployment, verify_deployment
     from govshare.chain.devnode import AnvilProcess, DevChain
+    from govshare.chain.indexer import Indexer
     from govshare.chain.ledger import Ledger
     from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
