@@ -1,0 +1,104 @@
+"""Local-store specifics: crash safety, persistence, gc's refusal to guess."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from govshare.errors import StorageError
+from govshare.storage import BlockCorrupted, LocalBlobStore, compute_cid
+
+
+class Breaks(io.RawIOBase):
+    """Yields some bytes, then fails like a dropped upload."""
+
+    def __init__(self, good: int) -> None:
+        self.left = good
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        if self.left <= 0:
+            raise OSError(5, "Input/output error")
+        n = min(len(b), self.left)
+        b[:n] = b"q" * n
+        self.left -= n
+        return n
+
+
+def test_failed_put_leaves_nothing_behind(local_store: LocalBlobStore) -> None:
+    with pytest.raises(StorageError, match="cannot read the input"):
+        local_store.put(io.BufferedReader(Breaks(700_000)))
+    assert list(local_store.block_paths()) == []
+    assert list((local_store.root / "tmp").iterdir()) == []
+    assert local_store.pins() == []
+
+
+def test_pins_persist_across_instances(tmp_path: Path) -> None:
+    a = LocalBlobStore(tmp_path / "s")
+    cid = a.put(io.BytesIO(b"persist me"))
+    b = LocalBlobStore(tmp_path / "s")
+    assert b.pins() == [cid]
+    assert b.stat(cid).pinned is True
+    assert b.gc().removed == []
+
+
+def test_gc_refuses_when_a_pinned_block_is_damaged(local_store: LocalBlobStore) -> None:
+    keep = local_store.put(io.BytesIO(os.urandom(600_000)))
+    junk = local_store.put(io.BytesIO(b"junk"), pin=False)
+    root = local_store._path(keep)
+    raw = bytearray(root.read_bytes())
+    raw[5] ^= 0xFF
+    root.write_bytes(bytes(raw))
+    with pytest.raises(BlockCorrupted):
+        local_store.gc()
+    assert local_store.has(junk)  # nothing was deleted
+
+
+def test_gc_sweeps_crash_leftovers(local_store: LocalBlobStore) -> None:
+    (local_store.root / "tmp" / "blk-left-over").write_bytes(b"half a block")
+    local_store.gc()
+    assert list((local_store.root / "tmp").iterdir()) == []
+
+
+def test_damaged_copy_is_repaired_by_the_next_put(local_store: LocalBlobStore) -> None:
+    data = b"repair me" * 1000
+    cid = local_store.put(io.BytesIO(data))
+    path = local_store._path(cid)
+    path.write_bytes(b"garbage")
+    with pytest.raises(BlockCorrupted):
+        b"".join(local_store.get(cid))
+    assert local_store.put(io.BytesIO(data)) == cid
+    assert b"".join(local_store.get(cid)) == data
+
+
+def test_concurrent_puts(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "s")
+    payloads = [os.urandom(300_000 + i) for i in range(6)]
+    results: dict[int, str] = {}
+
+    def worker(i: int) -> None:
+        # each thread its own instance, as separate processes would have
+        results[i] = str(LocalBlobStore(tmp_path / "s").put(io.BytesIO(payloads[i])))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, data in enumerate(payloads):
+        assert results[i] == str(compute_cid(data))
+        assert b"".join(store.get(results[i])) == data
+    assert len(store.pins()) == 6
+
+
+def test_block_files_are_content_addressed(local_store: LocalBlobStore) -> None:
+    cid = local_store.put(io.BytesIO(b"hello world\n"))
+    (path,) = list(local_store.block_paths())
+    assert path.name == str(cid.to_v1())
+    assert path.parent.name == cid.digest[:1].hex()
