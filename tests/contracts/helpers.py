@@ -121,6 +121,7 @@ class Chain:
     records: Contract
     ledger: Contract
     funded: set[str] = field(default_factory=set)
+    _funded_at: dict[str, set[str]] = field(default_factory=dict)
 
     # -- accounts and time
 
@@ -143,10 +144,14 @@ class Chain:
         self.w3.provider.make_request("evm_setNextBlockTimestamp", [hex(timestamp)])
 
     def snapshot(self) -> str:
-        return str(self.w3.provider.make_request("evm_snapshot", [])["result"])
+        snap = str(self.w3.provider.make_request("evm_snapshot", [])["result"])
+        self._funded_at[snap] = set(self.funded)
+        return snap
 
     def revert_to(self, snap: str) -> None:
         assert self.w3.provider.make_request("evm_revert", [snap])["result"] is True
+        # Balances set after the snapshot are gone with it.
+        self.funded = self._funded_at.pop(snap)
 
     # -- calls
 
