@@ -80,7 +80,6 @@ def common_options(f: F) -> F:
         expose_value=False,
         is_eager=True,
         callback=_set_home,
-        envvar="GOVSHARE_HOME",
         help="govshare home directory (default ~/.govshare, env GOVSHARE_HOME).",
     )(f)
     return f
@@ -91,6 +90,16 @@ pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
 
 class GovShareGroup(click.Group):
     """A click group that renders GovShareError cleanly."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if self is cli:
+            return sorted({*self.commands, *COMMANDS})
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if self is cli and cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(_load(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,29 +120,26 @@ def cli() -> None:
     """govshare: share government records safely over a consortium ledger."""
 
 
-def _register() -> None:
-    """Attach each domain's command group. Modules are optional while the
-    project grows: a group whose module does not exist yet is simply absent."""
+# Each domain's group lives in its own module, imported only when used: the
+# chain stack (web3, eth-account) costs about a second to import, and
+# `govshare dev chain status` or `govshare blob add` should not pay for it.
+COMMANDS: dict[str, str] = {
+    "init": "govshare.cli.init_cmd:init",
+    "dev": "govshare.cli.dev:dev",
+    "consortium": "govshare.cli.consortium:consortium",
+    "dept": "govshare.cli.dept:dept",
+    "catalog": "govshare.cli.catalog:catalog",
+    "blob": "govshare.cli.blob:blob",
+    "user": "govshare.cli.user:user",
+}
+
+
+def _load(name: str) -> click.Command:
     import importlib
 
-    for mod_name, attr in [
-        ("govshare.cli.init_cmd", "init"),
-        ("govshare.cli.dev", "dev"),
-        ("govshare.cli.consortium", "consortium"),
-        ("govshare.cli.dept", "dept"),
-        ("govshare.cli.catalog", "catalog"),
-        ("govshare.cli.blob", "blob"),
-    ]:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == mod_name:
-                continue
-            raise
-        cli.add_command(getattr(mod, attr))
-
-
-_register()
+    module, attr = COMMANDS[name].split(":")
+    cmd: click.Command = getattr(importlib.import_module(module), attr)
+    return cmd
 
 
 def main(argv: list[str] | None = None) -> int:
