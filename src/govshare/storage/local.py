@@ -11,8 +11,9 @@ Layout under the store's root::
 Writes are crash-safe: each block goes to a temp file, is fsynced, then renamed
 into place (in groups of 64 blocks, so that the fsyncs run back to back), then
 the directories are fsynced — all before the CID is returned. A crash leaves at
-worst unreferenced temp files, which gc removes. Reads hash every block against its CID; a block that
-does not match raises :class:`BlockCorrupted` and no byte of it is returned.
+worst unreferenced temp files, which gc removes. Reads hash every block against
+its CID; a block that does not match raises :class:`BlockCorrupted` and no byte
+of it is returned.
 """
 
 from __future__ import annotations
