@@ -61,7 +61,7 @@ def normalise_code(code: str) -> str:
     return c
 
 
-def _check_endpoint(url: str) -> str:
+def check_endpoint(url: str) -> str:
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", url or ""):
         raise InputError(f"'{url}' is not a broker endpoint URL (http:// or https://).")
     return url.rstrip("/")
@@ -155,7 +155,7 @@ def create_profile(
     name = (name or "").strip()
     if not name:
         raise InputError("A department needs a name (--name).")
-    endpoint = _check_endpoint(endpoint)
+    endpoint = check_endpoint(endpoint)
     d = dept_dir(home, code)
     if (d / CONFIG).exists():
         raise InputError(f"A profile for {code} already exists in this home; nothing was changed.")

@@ -91,6 +91,19 @@ pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
 class GovShareGroup(click.Group):
     """A click group that renders GovShareError cleanly."""
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        # One Ctx for the whole command line, made at the root, so a subcommand's
+        # --json also shapes the error the root prints.
+        if parent is None:
+            extra.setdefault("obj", Ctx())
+        return super().make_context(info_name, args, parent, **extra)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         if self is cli:
             return sorted({*self.commands, *COMMANDS})

@@ -1,0 +1,63 @@
+"""What the chain-facing commands share: the ledger of this home, acting as a
+department's administrator, and confirmation prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from eth_account.signers.local import LocalAccount
+
+from govshare.chain.ledger import Ledger
+from govshare.cli.main import Ctx
+from govshare.home import deployment_path
+from govshare.profile import Profile, load_profile
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc_option(f: F) -> F:
+    return click.option(
+        "--rpc",
+        envvar="GOVSHARE_RPC",
+        default=None,
+        help="Chain JSON-RPC URL (default: the one in the home's deployment file).",
+    )(f)
+
+
+def as_option(f: F) -> F:
+    return click.option(
+        "--as",
+        "as_code",
+        required=True,
+        envvar="GOVSHARE_DEPT",
+        help="Act as this department: sign with its administrator key.",
+    )(f)
+
+
+def yes_option(f: F) -> F:
+    return click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")(f)
+
+
+def open_ledger(ctx: Ctx, rpc: str | None) -> Ledger:
+    """The deployment of this home, on ``rpc`` or the URL it was deployed at."""
+    return Ledger.from_deployment(deployment_path(ctx.home), rpc)
+
+
+def admin_of(ctx: Ctx, code: str) -> tuple[Profile, LocalAccount]:
+    """The profile of ``code`` and its unlocked administrator account."""
+    prof = load_profile(ctx.home, code)
+    return prof, prof.unlock_admin()
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask before a transaction, unless ``-y``. No terminal and no ``-y``: refuse."""
+    if yes:
+        return
+    try:
+        ok = click.confirm(question, default=False)
+    except click.exceptions.Abort:
+        ok = False
+    if not ok:
+        raise click.ClickException("Cancelled; nothing was sent. (Pass -y to skip this question.)")

@@ -1,0 +1,417 @@
+"""``govshare dept …``: the consortium's members and their governance.
+
+Reading needs nothing but the deployment file. Proposing, approving and
+rotating are transactions signed with the acting department's *administrator*
+key (``--as CODE``): a broker key cannot vote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from govshare.chain.contracts import DepartmentInit, Proposal, ProposalStatus
+from govshare.chain.devfund import fund_if_dev
+from govshare.chain.ledger import Ledger
+from govshare.cli._chain import admin_of, as_option, confirm, open_ledger, rpc_option, yes_option
+from govshare.cli.consortium import _init_from_public
+from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.crypto import (
+    EthKey,
+    generate_keypair,
+    resolve_password,
+    save_eth_keystore,
+    save_hpke_key,
+)
+from govshare.errors import InputError
+from govshare.profile import (
+    BROKER_KEYSTORE,
+    HPKE_KEY,
+    Profile,
+    check_endpoint,
+    load_profile,
+    normalise_code,
+)
+from govshare.util import iso
+
+
+@click.group()
+@common_options
+def dept() -> None:
+    """Member departments: list, show, propose, approve, rotate keys."""
+
+
+def _dept_dict(d: Any) -> dict[str, Any]:
+    out: dict[str, Any] = d.to_dict()
+    out["status"] = d.status.value
+    out["encryption_key"] = "0x" + bytes(d.encryption_key).hex()
+    out["joined"] = iso(d.joined_at)
+    out["updated"] = iso(d.updated_at)
+    return out
+
+
+@dept.command("list")
+@rpc_option
+@common_options
+@pass_ctx
+def list_cmd(ctx: Ctx, rpc: str | None) -> None:
+    """Every department ever registered, with its status."""
+    ledger = open_ledger(ctx, rpc)
+    depts = ledger.registry.departments()
+    rows = [_dept_dict(d) for d in depts]
+    threshold = ledger.registry.threshold()
+
+    def human() -> None:
+        t = Table(title=f"Departments (threshold {threshold})")
+        for col in ["code", "name", "status", "broker", "admins", "endpoint"]:
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                r["code"], r["name"], r["status"], r["broker"], str(len(r["admins"])), r["endpoint"]
+            )
+        Console(width=200).print(t)
+
+    ctx.emit({"departments": rows, "threshold": threshold}, human)
+
+
+@dept.command("show")
+@click.argument("code")
+@rpc_option
+@common_options
+@pass_ctx
+def show_cmd(ctx: Ctx, code: str, rpc: str | None) -> None:
+    """One department's registry entry."""
+    ledger = open_ledger(ctx, rpc)
+    d = _dept_dict(ledger.registry.get_department(normalise_code(code)))
+    lines = [f"{k:<15} {v}" for k, v in d.items() if k != "admins"]
+    lines += [f"{'admin':<15} {a}" for a in d["admins"]]
+    ctx.emit(d, "\n".join(lines))
+
+
+def _proposal_dict(ledger: Ledger, p: Proposal, threshold: int) -> dict[str, Any]:
+    out: dict[str, Any] = p.to_dict()
+    out["kind"] = p.kind.value
+    out["status"] = p.status.value
+    out["approved_by"] = ledger.registry.proposal_approvals(p.id)
+    out["threshold"] = threshold
+    out["expires"] = iso(p.expires_at)
+    return out
+
+
+def _describe(p: dict[str, Any]) -> str:
+    kind = p["kind"]
+    target = p.get("target_department") or p.get("target_account") or p.get("new_threshold")
+    return f"#{p['id']} {kind} {target} by {p['proposer_department']}"
+
+
+@dept.command("proposals")
+@click.option("--all", "show_all", is_flag=True, help="Include executed and expired proposals.")
+@rpc_option
+@common_options
+@pass_ctx
+def proposals_cmd(ctx: Ctx, show_all: bool, rpc: str | None) -> None:
+    """Open proposals and who approved them."""
+    ledger = open_ledger(ctx, rpc)
+    threshold = ledger.registry.threshold()
+    items = [
+        _proposal_dict(ledger, p, threshold)
+        for p in ledger.registry.proposals()
+        if show_all or p.status is ProposalStatus.PENDING
+    ]
+
+    def human() -> None:
+        if not items:
+            click.echo("No open proposals." if not show_all else "No proposals.")
+        for p in items:
+            click.echo(
+                f"{_describe(p)} — {p['status']}, approvals {p['approval_count']}/{threshold} "
+                f"({', '.join(p['approved_by'])}), expires {p['expires']}"
+            )
+
+    ctx.emit({"proposals": items, "threshold": threshold}, human)
+
+
+# -- proposing ------------------------------------------------------------------
+
+
+@dept.group("propose")
+@common_options
+def propose() -> None:
+    """Propose a change; it takes effect when enough departments approve."""
+
+
+def _after_propose(ctx: Ctx, ledger: Ledger, sent: Any, what: str) -> None:
+    pid = int(sent.value)
+    p = _proposal_dict(ledger, ledger.registry.get_proposal(pid), ledger.registry.threshold())
+    data = {**p, "tx_hash": sent.tx_hash, "block": sent.block_number}
+    done = p["status"] == "executed"
+    ctx.emit(
+        data,
+        f"Proposal #{pid} to {what} "
+        + (
+            "executed at once (threshold reached)."
+            if done
+            else f"created: {p['approval_count']} of {p['threshold']} approvals. Other departments "
+            f"approve with `govshare dept approve {pid} --as CODE`."
+        ),
+    )
+
+
+def _public_entry(ctx: Ctx, code: str, from_file: str | None) -> DepartmentInit:
+    if from_file:
+        try:
+            entry = json.loads(Path(from_file).read_text())
+        except OSError as exc:
+            raise InputError(f"Cannot read {from_file} ({exc.strerror}).") from None
+        except ValueError:
+            raise InputError(f"{from_file} is not valid JSON.") from None
+        init = _init_from_public(entry, from_file)
+        if init.code != normalise_code(code):
+            raise InputError(f"{from_file} describes {init.code}, not {code.upper()}.")
+        return init
+    prof = load_profile(ctx.home, code)
+    return _init_from_public(prof.public_info(), code)
+
+
+@propose.command("add")
+@click.argument("code")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The new department's public entry (`govshare init --json` output); "
+    "default: its profile in this home.",
+)
+@as_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def propose_add(
+    ctx: Ctx, code: str, from_file: str | None, as_code: str, rpc: str | None, yes: bool
+) -> None:
+    """Propose admitting department CODE."""
+    init = _public_entry(ctx, code, from_file)
+    ledger = open_ledger(ctx, rpc)
+    _, admin = admin_of(ctx, as_code)
+    confirm(yes, f"Propose adding {init.code} ({init.name}) as {as_code.upper()}?")
+    sent = ledger.registry.propose_add_department(admin, init)
+    fund_if_dev(ledger.conn, ledger.sender, [init.broker, *init.admins])
+    _after_propose(ctx, ledger, sent, f"add {init.code}")
+
+
+def _simple_proposal(verb: str, method: str, help_text: str) -> click.Command:
+    @click.argument("code")
+    @as_option
+    @rpc_option
+    @yes_option
+    @common_options
+    @pass_ctx
+    def cmd(ctx: Ctx, code: str, as_code: str, rpc: str | None, yes: bool) -> None:
+        target = normalise_code(code)
+        ledger = open_ledger(ctx, rpc)
+        _, admin = admin_of(ctx, as_code)
+        confirm(yes, f"Propose to {verb} {target} as {as_code.upper()}?")
+        sent = getattr(ledger.registry, method)(admin, target)
+        _after_propose(ctx, ledger, sent, f"{verb} {target}")
+
+    cmd.__doc__ = help_text
+    return click.command(verb)(cmd)
+
+
+propose.add_command(
+    _simple_proposal("suspend", "propose_suspend_department", "Propose suspending department CODE.")
+)
+propose.add_command(
+    _simple_proposal(
+        "remove", "propose_remove_department", "Propose removing department CODE for good."
+    )
+)
+propose.add_command(
+    _simple_proposal(
+        "reactivate",
+        "propose_reactivate_department",
+        "Propose reactivating suspended department CODE.",
+    )
+)
+
+
+@propose.command("threshold")
+@click.argument("n", type=int)
+@as_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def propose_threshold(ctx: Ctx, n: int, as_code: str, rpc: str | None, yes: bool) -> None:
+    """Propose changing the approval threshold to N."""
+    ledger = open_ledger(ctx, rpc)
+    _, admin = admin_of(ctx, as_code)
+    confirm(yes, f"Propose threshold {n} as {as_code.upper()}?")
+    _after_propose(ctx, ledger, ledger.registry.propose_threshold(admin, n), f"set threshold {n}")
+
+
+def _supervisor_proposal(verb: str, method: str, help_text: str) -> click.Command:
+    @click.argument("account")
+    @as_option
+    @rpc_option
+    @yes_option
+    @common_options
+    @pass_ctx
+    def cmd(ctx: Ctx, account: str, as_code: str, rpc: str | None, yes: bool) -> None:
+        ledger = open_ledger(ctx, rpc)
+        _, admin = admin_of(ctx, as_code)
+        confirm(yes, f"Propose to {verb} {account} as {as_code.upper()}?")
+        sent = getattr(ledger.registry, method)(admin, account)
+        _after_propose(ctx, ledger, sent, f"{verb} {account}")
+
+    cmd.__doc__ = help_text
+    return click.command(verb)(cmd)
+
+
+propose.add_command(
+    _supervisor_proposal(
+        "add-supervisor", "propose_add_supervisor", "Propose ACCOUNT as a supervisor (escalations)."
+    )
+)
+propose.add_command(
+    _supervisor_proposal(
+        "remove-supervisor", "propose_remove_supervisor", "Propose removing supervisor ACCOUNT."
+    )
+)
+
+
+@dept.command("approve")
+@click.argument("proposal", type=int)
+@as_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def approve_cmd(ctx: Ctx, proposal: int, as_code: str, rpc: str | None, yes: bool) -> None:
+    """Approve PROPOSAL for your department; it executes once the threshold is met."""
+    ledger = open_ledger(ctx, rpc)
+    threshold = ledger.registry.threshold()
+    p = _proposal_dict(ledger, ledger.registry.get_proposal(proposal), threshold)
+    _, admin = admin_of(ctx, as_code)
+    confirm(yes, f"Approve {_describe(p)} as {as_code.upper()}?")
+    sent = ledger.registry.approve(admin, proposal)
+    after = _proposal_dict(ledger, ledger.registry.get_proposal(proposal), threshold)
+    data = {**after, "executed": bool(sent.value), "tx_hash": sent.tx_hash}
+    ctx.emit(
+        data,
+        f"Approved proposal #{proposal}: "
+        + (
+            "the threshold is met and it has taken effect."
+            if sent.value
+            else f"{after['approval_count']} of {threshold} approvals so far."
+        ),
+    )
+
+
+# -- rotation -------------------------------------------------------------------
+
+
+def _retire(path: Path) -> None:
+    """Keep a replaced key file (old capsules and signatures may still need it)."""
+    retired = path.parent / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    os.replace(path, retired / f"{int(time.time())}-{path.name}")
+
+
+@dept.command("rotate")
+@click.option("--endpoint", default=None, help="New broker endpoint URL.")
+@click.option("--new-broker-key", is_flag=True, help="Generate and register a new broker key.")
+@click.option("--new-encryption-key", is_flag=True, help="Generate and register a new HPKE key.")
+@click.option("--add-admin", "add_admins", multiple=True, help="Add an administrator account.")
+@click.option(
+    "--remove-admin",
+    "remove_admins",
+    multiple=True,
+    help="Remove an administrator account (never the last one).",
+)
+@as_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def rotate_cmd(
+    ctx: Ctx,
+    endpoint: str | None,
+    new_broker_key: bool,
+    new_encryption_key: bool,
+    add_admins: tuple[str, ...],
+    remove_admins: tuple[str, ...],
+    as_code: str,
+    rpc: str | None,
+    yes: bool,
+) -> None:
+    """Change your own department's broker key, encryption key, endpoint or admins."""
+    if not (endpoint or new_broker_key or new_encryption_key or add_admins or remove_admins):
+        raise click.UsageError("Say what to rotate (see --help).")
+    ledger = open_ledger(ctx, rpc)
+    prof, admin = admin_of(ctx, as_code)
+    confirm(yes, f"Change {prof.code}'s registry entry on chain?")
+    changes: dict[str, Any] = {}
+    if endpoint:
+        url = check_endpoint(endpoint)
+        changes["endpoint"] = ledger.registry.set_endpoint(admin, url).tx_hash
+        prof.endpoint = url
+    for a in add_admins:
+        changes.setdefault("admins_added", []).append(ledger.registry.add_admin(admin, a).tx_hash)
+        fund_if_dev(ledger.conn, ledger.sender, [a])
+    if new_broker_key or new_encryption_key:
+        pw = resolve_password(None, prompt=f"Password for {prof.code}'s broker key: ")
+        if new_broker_key:
+            changes["broker"] = _rotate_broker(ledger, prof, admin, pw)
+        if new_encryption_key:
+            changes["encryption_key"] = _rotate_hpke(ledger, prof, admin, pw)
+    for a in remove_admins:
+        changes.setdefault("admins_removed", []).append(
+            ledger.registry.remove_admin(admin, a).tx_hash
+        )
+    prof.save()
+    d = _dept_dict(ledger.registry.get_department(prof.code))
+    ctx.emit(
+        {"department": d, "transactions": changes},
+        f"{prof.code} updated on chain: {', '.join(changes)}.",
+    )
+
+
+def _rotate_broker(ledger: Ledger, prof: Profile, admin: Any, pw: str) -> str:
+    new = EthKey.generate()
+    tmp = prof.dir / (BROKER_KEYSTORE + ".new")
+    save_eth_keystore(tmp, new, pw, overwrite=True)
+    try:
+        fund_if_dev(ledger.conn, ledger.sender, [new.address])
+        tx = ledger.registry.set_broker(admin, new.address).tx_hash
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _retire(prof.broker_keystore)
+    os.replace(tmp, prof.broker_keystore)
+    prof.broker_address = new.address
+    return tx
+
+
+def _rotate_hpke(ledger: Ledger, prof: Profile, admin: Any, pw: str) -> str:
+    key, public = generate_keypair()
+    tmp = prof.dir / (HPKE_KEY + ".new")
+    save_hpke_key(tmp, key, pw, dept=prof.code, overwrite=True)
+    try:
+        tx = ledger.registry.set_encryption_key(admin, public).tx_hash
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _retire(prof.hpke_key_file)
+    os.replace(tmp, prof.hpke_key_file)
+    prof.hpke_public_key = public
+    return tx
