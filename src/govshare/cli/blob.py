@@ -53,12 +53,8 @@ def _check_output(path: str) -> Path:
 
 @click.group("blob")
 @common_options
-@click.pass_context
-def blob(cctx: click.Context) -> None:
+def blob() -> None:
     """Store and fetch files by CID (local store or Kubo)."""
-    # Keep the shared options on the root context, where errors are rendered, so that a
-    # subcommand's --json also shapes the error output.
-    cctx.find_root().ensure_object(Ctx)
 
 
 @blob.command("add")
