@@ -10,7 +10,13 @@ from sqlalchemy import select
 
 from govshare.broker.db import ApiToken, Database, Role
 from govshare.broker.errors import AlreadyExists, InvalidToken
-from govshare.broker.users import TOKEN_PREFIX, Users, hash_token, looks_like_token
+from govshare.broker.users import (
+    TOKEN_PREFIX,
+    Users,
+    hash_token,
+    looks_like_token,
+    normalise_dept,
+)
 from govshare.errors import InputError, NotFound
 
 
@@ -123,3 +129,20 @@ def test_get_and_list(users: Users) -> None:
     assert users.get("bob").role is Role.ADMIN
     with pytest.raises(NotFound):
         users.get("carol")
+
+
+@pytest.mark.parametrize(
+    "code", ["TAX", "tax", " market ", "A1", "X" * 16, "X" * 17, "T", "T-X", "", "../E"]
+)
+def test_department_codes_follow_the_profile_rule(code: str) -> None:
+    from govshare.profile import normalise_code
+
+    try:
+        expected: str | None = normalise_code(code)
+    except InputError:
+        expected = None
+    try:
+        got: str | None = normalise_dept(code)
+    except InputError:
+        got = None
+    assert got == expected

@@ -31,10 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -68,6 +66,9 @@ from sqlalchemy.orm import (
 
 from govshare.errors import ConfigError
 from govshare.home import dept_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -441,6 +442,8 @@ def _make_engine(url: URL) -> Engine:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic configuration built in code, pointing at the packaged migrations."""
+    from alembic.config import Config  # imported when needed: Alembic is not light
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
@@ -511,6 +514,8 @@ class Database:
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (idempotent; one transaction)."""
+        from alembic import command
+
         with self.engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
 

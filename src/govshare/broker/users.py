@@ -41,18 +41,19 @@ TOKEN_PREFIX = "gs_"  # noqa: S105 (a prefix, not a secret)
 _TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"gs_[A-Za-z0-9_-]{43}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-_DEPT_RE = re.compile(r"[A-Z][A-Z0-9_]{1,15}")
+_DEPT_RE = re.compile(r"[A-Z0-9_]{2,16}")
 
 _INVALID_TOKEN = "The bearer token is unknown, revoked or expired."  # noqa: S105
 
 
 def normalise_dept(code: str) -> str:
-    """A department code, upper-cased and checked (letters, digits, ``_``; 2–16 long)."""
-    norm = code.strip().upper()
+    """A department code, upper-cased and checked: 2–16 of ``A-Z 0-9 _``, the
+    rule of ``govshare.profile.normalise_code`` and the contracts (a test keeps
+    them equal; not imported from there to keep the broker's import light)."""
+    norm = (code or "").strip().upper()
     if not _DEPT_RE.fullmatch(norm):
         raise InputError(
-            f"{code!r} is not a department code: use 2 to 16 letters, digits or '_', "
-            "starting with a letter (e.g. TAX)."
+            f"'{code}' is not a department code: use 2 to 16 letters, digits or '_' (e.g. TAX)."
         )
     return norm
 
