@@ -1,0 +1,144 @@
+"""``govshare user add|list|token|revoke``: who may use a department's broker API.
+
+Users live in the department's broker database (``HOME/depts/CODE/broker.db``).
+A token is printed once, when it is made, and never again: only its hash is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from govshare.cli.main import Ctx, GovShareGroup, common_options, pass_ctx
+
+if TYPE_CHECKING:
+    from govshare.broker.users import IssuedToken, Users
+
+# The broker (SQLAlchemy, Alembic) is imported only when a user command runs:
+# every other `govshare` command loads this module too. Same values as
+# govshare.broker.db.Role (a test checks).
+ROLES = ("clerk", "admin", "auditor")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dept_option(f: F) -> F:
+    return click.option(
+        "--dept",
+        "dept",
+        required=True,
+        envvar="GOVSHARE_DEPT",
+        metavar="CODE",
+        help="The department whose broker this is (env GOVSHARE_DEPT).",
+    )(f)
+
+
+@contextmanager
+def _users(ctx: Ctx, dept: str) -> Iterator[tuple[Users, str]]:
+    from govshare.broker.db import Database
+    from govshare.broker.users import Users
+    from govshare.profile import load_profile
+
+    profile = load_profile(ctx.home, dept)  # a clear error if there is no such department
+    db = Database.for_department(ctx.home, profile.code)
+    try:
+        yield Users(db), profile.code
+    finally:
+        db.close()
+
+
+def _token_lines(issued: IssuedToken) -> str:
+    return (
+        f"Token for {issued.info.user} (shown only now; store it safely, "
+        f"e.g. in a password manager):\n\n  {issued.token}\n\n"
+        "Send it as 'Authorization: Bearer <token>'."
+    )
+
+
+@click.group("user", cls=GovShareGroup)
+@common_options
+@pass_ctx
+def user(ctx: Ctx) -> None:
+    """Broker users of a department (clerk, admin, auditor) and their API tokens."""
+    # (pass_ctx makes the shared Ctx here, so a --json given after the
+    # subcommand is seen when this group reports an error)
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(ROLES),
+    help="clerk: publish and request; admin: manage users; auditor: read trails.",
+)
+@dept_option
+@click.option("--label", default=None, help="A note on the token (e.g. the device).")
+@common_options
+@pass_ctx
+def add(ctx: Ctx, name: str, role: str, dept: str, label: str | None) -> None:
+    """Add user NAME to department CODE's broker and print their first token."""
+    with _users(ctx, dept) as (users, code):
+        info, issued = users.add(name, role, code, label=label)
+    ctx.emit(
+        {"user": info.to_dict(), "token": issued.token, "token_id": issued.info.id},
+        f"Added {info.role.value} {info.name} to {code}'s broker.\n" + _token_lines(issued),
+    )
+
+
+@user.command("list")
+@dept_option
+@common_options
+@pass_ctx
+def list_(ctx: Ctx, dept: str) -> None:
+    """List department CODE's broker users."""
+    with _users(ctx, dept) as (users, code):
+        infos = users.list_users()
+
+    def human() -> None:
+        if not infos:
+            click.echo(f"{code}'s broker has no users yet: add one with `govshare user add`.")
+            return
+        click.echo(f"{'NAME':<24} {'ROLE':<8} {'STATUS':<9} {'TOKENS':>6}  CREATED")
+        for u in infos:
+            click.echo(
+                f"{u.name:<24} {u.role.value:<8} {'active' if u.active else 'revoked':<9} "
+                f"{u.active_tokens:>6}  {u.created_at:%Y-%m-%d %H:%M}Z"
+            )
+
+    ctx.emit([u.to_dict() for u in infos], human)
+
+
+@user.command("token")
+@click.argument("name")
+@dept_option
+@click.option("--label", default=None, help="A note on the token (e.g. the device).")
+@common_options
+@pass_ctx
+def token(ctx: Ctx, name: str, dept: str, label: str | None) -> None:
+    """Issue another token for NAME (e.g. a lost one; revoke the user to cut
+    off every token)."""
+    with _users(ctx, dept) as (users, _code):
+        issued = users.issue_token(name, label=label)
+    ctx.emit(
+        {"user": name, "token": issued.token, "token_id": issued.info.id}, _token_lines(issued)
+    )
+
+
+@user.command("revoke")
+@click.argument("name")
+@dept_option
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+@pass_ctx
+def revoke(ctx: Ctx, name: str, dept: str, yes: bool) -> None:
+    """Disable user NAME and revoke all their tokens, effective at once."""
+    with _users(ctx, dept) as (users, code):
+        users.get(name)  # refuse an unknown name before asking
+        if not yes:
+            click.confirm(f"Revoke {name} of {code} and all their tokens?", abort=True)
+        info = users.revoke(name)
+    ctx.emit(info.to_dict(), f"Revoked {info.name}: their tokens no longer work.")
