@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from govshare.cli.main import Ctx, GovShareGroup, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, pass_ctx
 
 if TYPE_CHECKING:
     from govshare.broker.users import IssuedToken, Users
@@ -58,13 +58,10 @@ def _token_lines(issued: IssuedToken) -> str:
     )
 
 
-@click.group("user", cls=GovShareGroup)
+@click.group("user")
 @common_options
-@pass_ctx
-def user(ctx: Ctx) -> None:
+def user() -> None:
     """Broker users of a department (clerk, admin, auditor) and their API tokens."""
-    # (pass_ctx makes the shared Ctx here, so a --json given after the
-    # subcommand is seen when this group reports an error)
 
 
 @user.command("add")
