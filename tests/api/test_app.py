@@ -125,3 +125,11 @@ def test_settings_validate_the_department() -> None:
     assert ApiSettings(department="tax").department == "TAX"
     with pytest.raises(Exception, match="department code"):
         ApiSettings(department="../etc")
+
+
+def test_public_api() -> None:
+    import govshare.api
+
+    assert sorted(govshare.api.__all__) == ["ApiDeps", "ApiSettings", "Probe", "create_app"]
+    for name in govshare.api.__all__:
+        assert getattr(govshare.api, name) is not None
