@@ -144,6 +144,7 @@ COMMANDS: dict[str, str] = {
     "catalog": "govshare.cli.catalog:catalog",
     "blob": "govshare.cli.blob:blob",
     "user": "govshare.cli.user:user",
+    "grant": "govshare.cli.grant:grant",
 }
 
 

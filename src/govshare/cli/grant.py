@@ -1,0 +1,253 @@
+"""``govshare grant …``: consent, by a department's administrator.
+
+Approving, denying and revoking are transactions signed with the owning
+department's *administrator* key, read from its keystore: that signature is the
+consent evidence on chain. A broker key cannot consent, and neither can another
+department's administrator — the contract refuses both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from govshare.chain.contracts import AccessRequest, RequestStatus
+from govshare.chain.ledger import Ledger
+from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
+from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.errors import InputError, NotFound
+from govshare.profile import normalise_code
+from govshare.util import iso, parse_duration
+
+
+def dept_option(f: Any) -> Any:
+    return click.option(
+        "--dept",
+        "--as",
+        "dept_code",
+        required=True,
+        envvar="GOVSHARE_DEPT",
+        help="Your department (its administrator key signs).",
+    )(f)
+
+
+@click.group()
+@common_options
+def grant() -> None:
+    """Consent: approve, deny or revoke access to your department's records."""
+
+
+def request_dict(ledger: Ledger, r: AccessRequest) -> dict[str, Any]:
+    d: dict[str, Any] = r.to_dict()
+    d["status"] = r.status.value
+    d["record_id"] = "0x" + r.record_id.hex()
+    d["scope"] = r.scope_label if r.status is not RequestStatus.PENDING else None
+    for k in ["deadline", "requested_at", "decided_at", "expires_at", "revoked_at"]:
+        d[f"{k}_iso"] = iso(d[k])
+    st = ledger.access.grant_status(r.id)
+    d["usable"] = st.usable
+    d["usable_reason"] = st.reason.value
+    return d
+
+
+def _get_request(ledger: Ledger, request_id: int) -> AccessRequest:
+    if request_id < 1 or request_id > ledger.access.request_count():
+        raise NotFound(f"There is no request {request_id}.")
+    return ledger.access.get_request(request_id)
+
+
+def _describe(r: AccessRequest) -> str:
+    return (
+        f"Request #{r.id}: {r.requester_department} asks {r.owner_department} for record "
+        f"0x{r.record_id.hex()}\n  purpose: {r.purpose}\n  legal basis: {r.legal_basis or '-'}"
+        f"\n  asked by {r.requested_by} at {iso(r.requested_at)}, deadline {iso(r.deadline)}"
+    )
+
+
+def _check_owner(r: AccessRequest, dept_code: str) -> None:
+    # The contract enforces this too; saying it before signing is kinder.
+    if r.owner_department != dept_code:
+        raise InputError(
+            f"Request #{r.id} asks {r.owner_department}, not {dept_code}: only an "
+            f"administrator of {r.owner_department} can decide on it."
+        )
+
+
+@grant.command("approve")
+@click.argument("request_id", metavar="REQUEST", type=int)
+@click.option("--expires", required=True, help="How long the grant lasts, e.g. 30d, 12h.")
+@click.option(
+    "--max-uses",
+    type=click.IntRange(1, 2**32 - 1),
+    required=True,
+    help="How many times the requester may fetch the record.",
+)
+@click.option(
+    "--scope",
+    default="full",
+    show_default=True,
+    help="What the grant covers (a short label recorded on chain).",
+)
+@dept_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def approve_cmd(
+    ctx: Ctx,
+    request_id: int,
+    expires: str,
+    max_uses: int,
+    scope: str,
+    dept_code: str,
+    rpc: str | None,
+    yes: bool,
+) -> None:
+    """Approve REQUEST: a grant for --max-uses fetches until --expires from now."""
+    seconds = parse_duration(expires)
+    code = normalise_code(dept_code)
+    ledger = open_ledger(ctx, rpc)
+    r = _get_request(ledger, request_id)
+    _check_owner(r, code)
+    _, admin = admin_of(ctx, code)
+    expires_at = ledger.now() + seconds
+    confirm(yes, f"{_describe(r)}\nApprove it for {max_uses} use(s) until {iso(expires_at)}?")
+    tx = ledger.access.approve(
+        admin, request_id, expires_at=expires_at, max_uses=max_uses, scope=scope
+    )
+    d = {**request_dict(ledger, ledger.access.get_request(request_id)), "tx_hash": tx.tx_hash}
+    ctx.emit(
+        d,
+        f"Approved request #{request_id} for {r.requester_department}: "
+        f"{max_uses} use(s) until {iso(expires_at)} (grant #{request_id}).",
+    )
+
+
+@grant.command("deny")
+@click.argument("request_id", metavar="REQUEST", type=int)
+@click.option("--reason", required=True, help="Why (recorded on chain for the requester).")
+@dept_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def deny_cmd(
+    ctx: Ctx, request_id: int, reason: str, dept_code: str, rpc: str | None, yes: bool
+) -> None:
+    """Deny REQUEST, with a reason."""
+    if not reason.strip():
+        raise InputError("Say why the request is denied (--reason).")
+    code = normalise_code(dept_code)
+    ledger = open_ledger(ctx, rpc)
+    r = _get_request(ledger, request_id)
+    _check_owner(r, code)
+    _, admin = admin_of(ctx, code)
+    confirm(yes, f"{_describe(r)}\nDeny it?")
+    tx = ledger.access.deny(admin, request_id, reason)
+    d = {**request_dict(ledger, ledger.access.get_request(request_id)), "tx_hash": tx.tx_hash}
+    ctx.emit(d, f"Denied request #{request_id} of {r.requester_department}.")
+
+
+@grant.command("revoke")
+@click.argument("grant_id", metavar="GRANT", type=int)
+@click.option("--reason", required=True, help="Why (recorded on chain).")
+@dept_option
+@rpc_option
+@yes_option
+@common_options
+@pass_ctx
+def revoke_cmd(
+    ctx: Ctx, grant_id: int, reason: str, dept_code: str, rpc: str | None, yes: bool
+) -> None:
+    """Revoke GRANT: from the next block the owner's broker refuses it."""
+    if not reason.strip():
+        raise InputError("Say why the grant is revoked (--reason).")
+    code = normalise_code(dept_code)
+    ledger = open_ledger(ctx, rpc)
+    r = _get_request(ledger, grant_id)
+    _check_owner(r, code)
+    _, admin = admin_of(ctx, code)
+    confirm(
+        yes, f"{_describe(r)}\nRevoke grant #{grant_id}? Data already delivered stays delivered."
+    )
+    tx = ledger.access.revoke(admin, grant_id, reason)
+    d = {**request_dict(ledger, ledger.access.get_request(grant_id)), "tx_hash": tx.tx_hash}
+    ctx.emit(d, f"Revoked grant #{grant_id} of {r.requester_department}.")
+
+
+@grant.command("list")
+@click.option(
+    "--dept",
+    "dept_code",
+    default=None,
+    envvar="GOVSHARE_DEPT",
+    help="Only requests to or from this department.",
+)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in RequestStatus][1:]),
+    default=None,
+    help="Only requests in this state.",
+)
+@click.option(
+    "--incoming",
+    "direction",
+    flag_value="incoming",
+    help="Only requests asking this department (needs --dept).",
+)
+@click.option(
+    "--outgoing",
+    "direction",
+    flag_value="outgoing",
+    help="Only requests this department made (needs --dept).",
+)
+@rpc_option
+@common_options
+@pass_ctx
+def list_cmd(
+    ctx: Ctx, dept_code: str | None, status: str | None, direction: str | None, rpc: str | None
+) -> None:
+    """Requests and grants on chain (pending ones are what waits for your decision)."""
+    if direction and not dept_code:
+        raise click.UsageError("--incoming/--outgoing need --dept CODE.")
+    code = normalise_code(dept_code) if dept_code else None
+    ledger = open_ledger(ctx, rpc)
+    out = []
+    for r in ledger.access.requests():
+        if code and code not in (r.owner_department, r.requester_department):
+            continue
+        if direction == "incoming" and r.owner_department != code:
+            continue
+        if direction == "outgoing" and r.requester_department != code:
+            continue
+        if status and r.status.value != status:
+            continue
+        out.append(request_dict(ledger, r))
+
+    def human() -> None:
+        if not out:
+            click.echo("No requests.")
+            return
+        t = Table(title="Requests and grants")
+        for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:
+            t.add_column(col)
+        for d in out:
+            state = d["status"]
+            if state == "approved" and not d.get("usable"):
+                state = f"approved ({d['usable_reason']})"
+            t.add_row(
+                str(d["id"]),
+                d["requester_department"],
+                d["owner_department"],
+                d["record_id"][:18] + "…",
+                d["purpose"],
+                state,
+                f"{d['used_count']}/{d['max_uses']}" if d["max_uses"] else "-",
+                d["expires_at_iso"],
+            )
+        Console(width=200).print(t)
+
+    ctx.emit({"requests": out}, human)
