@@ -70,6 +70,29 @@ def baseline(size: int) -> float:
     return time.perf_counter() - t
 
 
+def disk_baseline(size: int, where: Path) -> float:
+    """The disk's own pace: the same bytes written as 256 KiB files, fsynced in
+    groups and renamed (what any crash-safe block store must at least do)."""
+    d = where / "disk"
+    d.mkdir()
+    t = time.perf_counter()
+    src, batch, i = Source(size), [], 0
+    while data := src.read(256 * 1024):
+        fd = os.open(d / f"{i}.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        batch.append((fd, i))
+        i += 1
+        if len(batch) == 64 or src.left == 0:
+            for fd, j in batch:
+                os.fsync(fd)
+                os.close(fd)
+                os.replace(d / f"{j}.tmp", d / str(j))
+            batch = []
+    elapsed = time.perf_counter() - t
+    shutil.rmtree(d)
+    return elapsed
+
+
 def source_only(size: int) -> float:
     t = time.perf_counter()
     for _ in chunks(size):
@@ -87,6 +110,7 @@ def main() -> int:
     try:
         gen = source_only(size)
         base = baseline(size)
+        disk = disk_baseline(size, work)
         rss_after_baseline = peak_rss_mb()
 
         store = LocalBlobStore(work / "blobs")
@@ -109,6 +133,7 @@ def main() -> int:
         print(f"payload            {args.mib} MiB   (CID {cid})")
         print(f"source generator   {mb / gen:8.1f} MB/s  (included in every pipeline below)")
         print(f"baseline AES-GCM+SHA-256  {mb / base:8.1f} MB/s")
+        print(f"disk: write+fsync   {mb / disk:8.1f} MB/s  (the store's ceiling on this disk)")
         print(f"encrypt + store    {mb / put_s:8.1f} MB/s   ratio {base / put_s:.2f}x baseline")
         print(f"get + decrypt      {mb / get_s:8.1f} MB/s   ratio {base / get_s:.2f}x baseline")
         rss = peak_rss_mb()

@@ -9,7 +9,8 @@ Layout under the store's root::
     pins.lock             serialises pin-set updates between processes
 
 Writes are crash-safe: each block goes to a temp file, is fsynced, then renamed
-into place (in groups of 64 blocks, so that the fsyncs run back to back), then
+into place (in groups of 64 blocks, flushed by a helper thread so that the fsyncs
+run back to back while the caller encrypts and hashes the next group), then
 the directories are fsynced — all before the CID is returned. A crash leaves at
 worst unreferenced temp files, which gc removes. Reads hash every block against
 its CID; a block that does not match raises :class:`BlockCorrupted` and no byte
@@ -26,6 +27,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,6 +62,8 @@ class LocalBlobStore:
         self._thread_lock = threading.RLock()
         self._dirty: set[Path] = set()
         self._staged: list[tuple[int, str, Path]] = []
+        self._flusher: ThreadPoolExecutor | None = None
+        self._flushes: list[Future[set[Path]]] = []
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -111,14 +115,24 @@ class LocalBlobStore:
             self._commit()
 
     def _commit(self) -> None:
+        """Hand the staged batch to the flusher thread: its fsyncs (I/O waits, no GIL)
+        overlap with the next batch's encryption and hashing in the caller's thread."""
         staged, self._staged = self._staged, []
+        if not staged:
+            return
+        if self._flusher is None:
+            self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-fsync")
+        self._flushes.append(self._flusher.submit(self._flush, staged))
+
+    def _flush(self, staged: list[tuple[int, str, Path]]) -> set[Path]:
+        dirs: set[Path] = set()
         try:
             for fd, _tmp, _path in staged:
                 os.fsync(fd)
             for _fd, tmp, path in staged:
                 path.parent.mkdir(exist_ok=True)
                 os.replace(tmp, path)
-                self._dirty.add(path.parent)
+                dirs.add(path.parent)
         except OSError as exc:
             for _fd, tmp, _path in staged:
                 with contextlib.suppress(OSError):
@@ -128,6 +142,22 @@ class LocalBlobStore:
             for fd, _tmp, _path in staged:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        return dirs
+
+    def _wait_flushes(self) -> None:
+        """Wait for every handed-off batch; the first failure is raised (after all ended)."""
+        flushes, self._flushes = self._flushes, []
+        error: BaseException | None = None
+        for f in flushes:
+            try:
+                self._dirty |= f.result()
+            except BaseException as exc:  # re-raised below, once every batch has ended
+                error = error or exc
+        if self._flusher is not None:
+            self._flusher.shutdown(wait=True)
+            self._flusher = None
+        if error is not None:
+            raise error
 
     def _abort(self) -> None:
         staged, self._staged = self._staged, []
@@ -136,9 +166,12 @@ class LocalBlobStore:
                 os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        with contextlib.suppress(BaseException):
+            self._wait_flushes()
 
     def _sync_dirs(self) -> None:
         self._commit()
+        self._wait_flushes()
         dirs, self._dirty = self._dirty, set()
         for d in dirs:
             _fsync_dir(d)
