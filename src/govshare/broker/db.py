@@ -10,6 +10,7 @@ models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
     operation_steps    one row per step of an operation: intent, then result
     receipts           exchange receipts signed by both departments
     exchange_nonces    nonces of peer exchange requests already served (no replay)
+    sync_state         how far the broker has read the chain's events (``access.py``)
     users, api_tokens  who may call this broker's API (see ``users.py``)
 
 :meth:`Database.open` migrates the schema to the newest Alembic revision (the
@@ -288,6 +289,10 @@ class Record(Base):
     envelope: Mapped[bytes | None]  # envelope-encryption header / parameters
     own_capsule: Mapped[bytes | None]  # the DEK wrapped for this department's own key
     supersedes: Mapped[str | None] = mapped_column(String(_ID))
+    # Local metadata (never on chain): the upload's name and type, who published it.
+    filename: Mapped[str | None] = mapped_column(String(255))
+    media_type: Mapped[str | None] = mapped_column(String(127))
+    published_by: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=RecordStatus.PENDING.value)
     operation_id: Mapped[str | None] = mapped_column(
         ForeignKey("operations.id", ondelete="SET NULL"), index=True
@@ -367,6 +372,10 @@ class Receipt(Base):
     record_id: Mapped[str] = mapped_column(String(_ID), index=True)
     requester: Mapped[str] = mapped_column(String(_DEPT))
     request_hash: Mapped[str] = mapped_column(String(_ID), unique=True)  # EIP-712 digest
+    # The rest of the signed request (with the columns above, enough to re-verify
+    # the requester's signature): its nonce (decimal) and expiry (Unix seconds).
+    nonce: Mapped[str | None] = mapped_column(String(80))
+    request_expires_at: Mapped[int | None] = mapped_column(BigInteger)
     ciphertext_cid: Mapped[str] = mapped_column(String(_CID))
     capsule_hash: Mapped[str] = mapped_column(String(_ID))
     issued_at: Mapped[datetime]
@@ -388,6 +397,18 @@ class ExchangeNonce(Base):
     nonce: Mapped[str] = mapped_column(String(80))  # uint256 as decimal text
     expires_at: Mapped[datetime] = mapped_column(index=True)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncState(Base):
+    """How far a follower of the chain got: the last block whose events are
+    applied (and its hash, to notice a reset dev chain)."""
+
+    __tablename__ = "sync_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(_ID))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # -- engine and sessions -------------------------------------------------------------
