@@ -178,3 +178,32 @@ def test_chain_down_is_a_clear_error(consortium: Cli) -> None:
         cli.ok("dev", "chain", "start")
     # The ledger survived the restart.
     assert _statuses(cli)["CUSTOMS"] == "active"
+
+
+def test_allowlists_follow_the_registry(consortium: Cli, tmp_path: Path) -> None:
+    """`consortium allowlists` reads the accounts of the *active* departments from
+    the real registry (CUSTOMS joined above, so its accounts are in)."""
+    import tomllib
+
+    cli = consortium
+    net = tmp_path / "net"
+    cli.ok("consortium", "genesis", "--validators", "4", "--chain-id", "2026", "--out", str(net))
+    target = net / "permissions" / "permissions_config.toml"
+    url = cli.ok("dev", "chain", "status", "--json").json()["url"]
+    cli.ok(
+        "consortium",
+        "allowlists",
+        "--rpc",
+        url,
+        "--nodes",
+        str(net / "nodes.json"),
+        "--out",
+        str(target),
+    )
+    cfg = tomllib.loads(target.read_text())
+    depts = cli.ok("dept", "list", "--json").json()["departments"]
+    expected = {
+        a.lower() for d in depts if d["status"] == "active" for a in [d["broker"], *d["admins"]]
+    }
+    assert {a.lower() for a in cfg["accounts-allowlist"]} == expected
+    assert len(cfg["nodes-allowlist"]) == 4

@@ -45,6 +45,8 @@ def _founder_inits(ctx: Ctx, founders: str) -> list[DepartmentInit]:
             raise InputError(f"The founders file {founders} does not exist.") from None
         except ValueError:
             raise InputError(f"The founders file {founders} is not valid JSON.") from None
+        if isinstance(entries, dict) and "departments" in entries:
+            entries = entries["departments"]
         if not isinstance(entries, list) or not entries:
             raise InputError(f"The founders file {founders} must hold a non-empty JSON list.")
         return [_init_from_public(e, founders) for e in entries]
