@@ -6,6 +6,8 @@
     broker.keystore.json    the broker's Ethereum key (v3 keystore, scrypt)
     admin.keystore.json     the administrator's Ethereum key (v3 keystore, scrypt)
     hpke.key.json           the department's HPKE private key, password-encrypted
+    subject.key             the consortium's subject key (shared by members; see
+                            ``govshare.broker.subjects``), written by ``govshare init``
 
 The broker key is what the department's broker service uses, unattended, for
 anchoring and requesting; the admin key is what an administrator consents and
@@ -216,6 +218,19 @@ def load_profile(home: Path, code: str) -> Profile:
         raise InputError(
             f"The profile {p.name} of {code} is damaged ({type(exc).__name__})."
         ) from None
+
+
+def load_profile_dir(directory: Path) -> Profile:
+    """The profile kept in ``directory`` (its ``config.json`` and key files), e.g.
+    a container's secrets mount instead of ``HOME/depts/CODE``."""
+    d = Path(directory)
+    p = d / CONFIG
+    if not p.is_file():
+        raise ProfileNotFound(f"No department profile ({CONFIG}) in {d}.")
+    try:
+        return _from_doc(json.loads(p.read_text()), d)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"The profile {p} is damaged ({type(exc).__name__}).") from None
 
 
 def list_codes(home: Path) -> list[str]:

@@ -83,12 +83,22 @@ def init(
         admin_password=admin_pw,
         scrypt_n=scrypt_n,
     )
-    info = {**prof.public_info(), "profile_dir": str(prof.dir)}
+    # The consortium subject key (HMAC of subject ids): shared by all members.
+    from govshare.broker.subjects import ensure_subject_key
+
+    _key, source = ensure_subject_key(home, prof.dir)
+    subject_note = {
+        "env": "from GOVSHARE_SUBJECT_KEY(_FILE)",
+        "existing": "kept",
+        "generated": "generated: give the same subject.key to every member department",
+    }.get(source, source)
+    info = {**prof.public_info(), "profile_dir": str(prof.dir), "subject_key": source}
     ctx.emit(
         info,
         f"Department {prof.code} ({prof.name}) created in {prof.dir}\n"
         f"  broker account  {prof.broker_address}\n"
         f"  admin account   {prof.admin_address}\n"
         f"  endpoint        {prof.endpoint}\n"
+        f"  subject key     {subject_note}\n"
         "Keep the passwords safe: without them the keys cannot be unlocked.",
     )
