@@ -10,6 +10,7 @@
     │   ├── AlreadyExists               (409) e.g. a user name taken
     │   └── NonceReplayed               (409) a peer's exchange nonce seen before
     ├── OperationFailed                 (500) a durable operation ended in failure
+    ├── BrokerNotConfigured             (503) the API runs without a ledger and store
     ├── InputError (govshare.errors)
     │   ├── IdempotencyKeyRequired      (400) a write without an Idempotency-Key header
     │   ├── UploadTooLarge              (413) an upload above the broker's size limit
@@ -30,6 +31,7 @@
     │   └── ExchangeExpired             (401) the request's expiry has passed
     ├── PeerError                       (502) the owner's broker failed us
     │   ├── PeerUnreachable             (503) it cannot be reached
+    │   ├── TransferIncomplete          (502) the ciphertext stream broke off
     │   └── PeerRefused                 (502) it refused with a code we do not know
     └── IntegrityError (govshare.errors)
         ├── CiphertextMismatch          (502) what the owner sent is not the anchored CID
@@ -100,6 +102,11 @@ class OperationFailed(GovShareError):
     def __init__(self, message: str, *, error: dict[str, Any] | None = None, **details: Any):
         super().__init__(message, error=error or {}, **details)
         self.error = error or {}
+
+
+class BrokerNotConfigured(GovShareError):
+    code = "broker.not_configured"
+    status = 503
 
 
 # -- publishing and uploads -------------------------------------------------------------
@@ -210,6 +217,11 @@ class PeerError(GovShareError):
 class PeerUnreachable(PeerError):
     code = "exchange.peer_unreachable"
     status = 503
+
+
+class TransferIncomplete(PeerError):
+    code = "exchange.transfer_incomplete"
+    status = 502
 
 
 class PeerRefused(PeerError):
