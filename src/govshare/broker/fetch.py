@@ -1,0 +1,360 @@
+"""Reading a record's content: one's own, or another department's under a grant.
+
+    out = fetch(svc, record_id, Path("out.pdf"))    # own record, or granted one
+    out.sha256, out.source                          # "own" | "exchange"
+
+Nothing reaches ``dst`` unless every check passed (``decrypt_to_file`` writes
+a temporary file and renames it only at the end):
+
+* **own** record: the owner capsule opens with this department's HPKE key; the
+  blob store verifies every block against its CID; the plaintext must hash to
+  the recorded SHA-256 (the one anchored).
+* **granted** record (the requester's side of the exchange): the record is read
+  from the chain (owner, SHA-256, CID); this broker signs an
+  :class:`~govshare.broker.exchange.ExchangeRequest` with its broker key and
+  POSTs it to the owner's broker endpoint from the registry. The answer must
+  carry a receipt for *this* request, for the anchored CID and for the capsule
+  received, signed by the owner's registered broker key; the receipt is stored
+  (both signatures: the receipt "signed by both"). Then, in one streaming pass,
+  the ciphertext's CID is recomputed as it arrives and must equal the anchored
+  CID, and the plaintext must hash to the anchored SHA-256.
+
+A refusal by the owner comes back as the same error class and code the owner
+answered (``grant.revoked``, ``exchange.replayed``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from govshare.broker.db import AccessRequest, Receipt, Record, RecordStatus, RequestStatus
+from govshare.broker.errors import (
+    PEER_ERRORS,
+    CiphertextMismatch,
+    GrantDepartmentInactive,
+    NoGrant,
+    PeerRefused,
+    PeerUnreachable,
+    ReceiptInvalid,
+    RecordUnknown,
+    TransferIncomplete,
+)
+from govshare.broker.exchange import (
+    H_CAPSULE,
+    H_SIGNATURE,
+    ExchangeReceipt,
+    ExchangeRequest,
+    capsule_hash,
+    decode_capsule,
+)
+from govshare.chain.contracts import Record as ChainRecord
+from govshare.chain.contracts import to_bytes32
+from govshare.crypto import decrypt_to_file, unwrap_dek
+from govshare.errors import GovShareError
+from govshare.storage import BlockCorrupted, parse_cid
+from govshare.storage.unixfs import FileImporter
+
+if TYPE_CHECKING:
+    from govshare.broker.services import BrokerServices
+
+log = logging.getLogger(__name__)
+
+_MAX_PROBLEM = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    record_id: str
+    owner: str
+    source: str  # "own" | "exchange"
+    path: Path
+    sha256: str  # hex, verified against the anchored hash
+    size: int
+    grant_id: int | None = None
+    receipt_seq: int | None = None
+    filename: str | None = None
+    media_type: str | None = None
+
+
+def cid_checked(chunks: Iterable[bytes], expected: str) -> Iterator[bytes]:
+    """Pass ``chunks`` through while rebuilding their UnixFS DAG (as ``ipfs add``
+    would); after the last chunk, raise :class:`CiphertextMismatch` unless its
+    CID is ``expected``. Fed to ``decrypt_to_file``, the error lands before the
+    plaintext is renamed into place."""
+    cid = parse_cid(expected)
+    importer = FileImporter(lambda _c, _b: None, cid_version=cid.version)
+    for chunk in chunks:
+        importer.write(chunk)
+        yield chunk
+    got = importer.finish().cid
+    if str(got) != str(cid):
+        raise CiphertextMismatch(
+            f"The ciphertext received is not the anchored one (its CID is {got}, the chain "
+            f"says {cid}); nothing was released.",
+            expected=str(cid),
+            actual=str(got),
+        )
+
+
+def fetch(
+    svc: BrokerServices,
+    record_id: bytes | str,
+    dst: Path,
+    *,
+    grant_id: int | None = None,
+    overwrite: bool = False,
+) -> FetchResult:
+    """Write the plaintext of ``record_id`` to ``dst``: from this broker's store
+    for an own record, else from its owner's broker under a grant (``grant_id``,
+    or the best one this department holds for the record)."""
+    rid = "0x" + to_bytes32(record_id, "record id", allow_zero=False).hex()
+    with svc.db.session(readonly=True) as s:
+        row = s.get(Record, rid)
+        if row is not None and row.status == RecordStatus.ANCHORED.value:
+            s.expunge(row)
+            return read_own(svc, row, dst, overwrite=overwrite)
+    if not svc.ledger.records.record_exists(rid):
+        raise RecordUnknown(f"There is no anchored record {rid}.", record_id=rid)
+    rec = svc.ledger.records.get_record(rid)
+    if rec.department == svc.dept:
+        raise RecordUnknown(f"Record {rid} is {svc.dept}'s but this broker does not hold it.")
+    grant = grant_id if grant_id is not None else choose_grant(svc, rid, rec.department)
+    return fetch_granted(svc, rec, grant, dst, overwrite=overwrite)
+
+
+def read_own(
+    svc: BrokerServices, row: Record, dst: Path, *, overwrite: bool = False
+) -> FetchResult:
+    """Decrypt an own anchored record from the store to ``dst``."""
+    assert row.own_capsule is not None and row.cid is not None
+    rid = bytes.fromhex(row.record_id[2:])
+    dek = unwrap_dek(
+        row.own_capsule, svc.hpke, record_id=rid, grant_id=None, recipient_dept=svc.dept
+    )
+    res = decrypt_to_file(
+        cid_checked(svc.store.get(row.cid), row.cid),
+        dst,
+        dek,
+        expected_sha256=row.sha256,
+        overwrite=overwrite,
+    )
+    return FetchResult(
+        record_id=row.record_id,
+        owner=svc.dept,
+        source="own",
+        path=Path(dst),
+        sha256=res.plaintext_sha256.hex(),
+        size=res.plaintext_size,
+        filename=row.filename,
+        media_type=row.media_type,
+    )
+
+
+def choose_grant(svc: BrokerServices, record_id: str, owner: str) -> int:
+    """This department's grant for ``record_id``: the newest that looks usable
+    (approved, not expired, uses left), else the newest request of any status
+    (the owner then says precisely why not: pending, denied, revoked, ...).
+    The local view is brought up to date from the chain when it has nothing."""
+    now = datetime.now(UTC)
+    for attempt in range(2):
+        with svc.db.session(readonly=True) as s:
+            rows = s.scalars(
+                select(AccessRequest).where(
+                    AccessRequest.requester == svc.dept,
+                    AccessRequest.owner == owner,
+                    AccessRequest.record_id == record_id,
+                )
+            ).all()
+            candidates = sorted(rows, key=lambda r: int(r.request_id), reverse=True)
+            usable = [
+                r
+                for r in candidates
+                if r.status == RequestStatus.APPROVED.value
+                and r.expires_at is not None
+                and r.expires_at > now
+                and (r.max_uses is None or r.uses < r.max_uses)
+            ]
+            if usable:
+                return int(usable[0].request_id)
+            if candidates and attempt == 1:
+                return int(candidates[0].request_id)
+        if attempt == 0:
+            svc.sync.run_once()
+    raise NoGrant(
+        f"{svc.dept} holds no grant for record {record_id}: ask {owner} for it first "
+        "(POST /v1/requests).",
+        record_id=record_id,
+    )
+
+
+def fetch_granted(
+    svc: BrokerServices,
+    rec: ChainRecord,
+    grant_id: int,
+    dst: Path,
+    *,
+    overwrite: bool = False,
+) -> FetchResult:
+    """The requester's side of the exchange (see the module docstring)."""
+    ledger = svc.ledger
+    owner = ledger.registry.get_department(rec.department)
+    if not owner.active:
+        raise GrantDepartmentInactive(f"{owner.code} is not an active department.")
+    domain = svc.domain
+    req = ExchangeRequest.new(
+        svc.dept, owner.code, grant_id, rec.record_id, now=ledger.now(), ttl=svc.limits.exchange_ttl
+    )
+    signature = req.sign(svc.account, domain)
+    url = owner.endpoint.rstrip("/") + "/v1/exchange"
+    headers = {H_SIGNATURE: "0x" + signature.hex(), "Accept": "application/octet-stream"}
+    try:
+        with svc.http.stream("POST", url, json=req.to_json(), headers=headers) as resp:
+            if resp.status_code != 200:
+                _raise_refusal(resp, owner.code)
+            capsule = decode_capsule(resp.headers.get(H_CAPSULE))
+            receipt, owner_sig = ExchangeReceipt.from_headers(resp.headers)
+            _check_receipt(svc, req, receipt, owner_sig, capsule, rec, owner.broker)
+            _keep_receipt(svc, req, receipt, signature, owner_sig, owner.code)
+            dek = unwrap_dek(
+                capsule,
+                svc.hpke,
+                record_id=rec.record_id,
+                grant_id=grant_id,
+                recipient_dept=svc.dept,
+            )
+            res = decrypt_to_file(
+                cid_checked(resp.iter_bytes(), rec.cid),
+                dst,
+                dek,
+                expected_sha256=rec.content_hash,
+                overwrite=overwrite,
+            )
+    except httpx.TimeoutException:
+        raise PeerUnreachable(f"{owner.code}'s broker did not answer in time; try again.") from None
+    except httpx.ConnectError:
+        raise PeerUnreachable(
+            f"{owner.code}'s broker at {owner.endpoint} cannot be reached; try again later."
+        ) from None
+    except httpx.HTTPError:
+        raise TransferIncomplete(
+            f"The transfer from {owner.code}'s broker broke off; nothing was released. "
+            "Fetching again spends another use of the grant."
+        ) from None
+    log.info(
+        "fetched record 0x%s from %s under grant %d", rec.record_id.hex(), owner.code, grant_id
+    )
+    return FetchResult(
+        record_id="0x" + rec.record_id.hex(),
+        owner=owner.code,
+        source="exchange",
+        path=Path(dst),
+        sha256=res.plaintext_sha256.hex(),
+        size=res.plaintext_size,
+        grant_id=grant_id,
+        receipt_seq=receipt.seq,
+    )
+
+
+def _raise_refusal(resp: httpx.Response, owner: str) -> None:
+    raw = b""
+    for chunk in resp.iter_bytes():
+        raw += chunk
+        if len(raw) > _MAX_PROBLEM:
+            break
+    try:
+        body = json.loads(raw[:_MAX_PROBLEM])
+    except ValueError:
+        body = {}
+    code = str(body.get("code", "")) if isinstance(body, dict) else ""
+    detail = str(body.get("detail", "")) if isinstance(body, dict) else ""
+    detail = detail[:500] or f"HTTP {resp.status_code}"
+    if code == BlockCorrupted.code:
+        raise BlockCorrupted(
+            f"{owner}'s stored copy of the record is damaged ({detail}); nothing was released.",
+            owner=owner,
+        )
+    cls: type[GovShareError] | None = PEER_ERRORS.get(code)
+    if cls is not None:
+        raise cls(f"{owner}'s broker refused: {detail}", owner=owner)
+    if resp.status_code in (502, 503, 504):
+        raise PeerUnreachable(
+            f"{owner}'s broker cannot serve now ({code or resp.status_code}): {detail}",
+            owner=owner,
+            peer_code=code,
+        )
+    raise PeerRefused(
+        f"{owner}'s broker refused ({code or resp.status_code}): {detail}",
+        owner=owner,
+        peer_code=code,
+        peer_status=resp.status_code,
+    )
+
+
+def _check_receipt(
+    svc: BrokerServices,
+    req: ExchangeRequest,
+    receipt: ExchangeReceipt,
+    owner_sig: bytes,
+    capsule: bytes,
+    rec: ChainRecord,
+    owner_broker: str,
+) -> None:
+    domain = svc.domain
+    problems = []
+    if receipt.request_hash != req.digest(domain):
+        problems.append("it is for another request")
+    if receipt.ciphertext_cid != rec.cid:
+        problems.append("it names another ciphertext than the anchored one")
+    if receipt.capsule_hash != capsule_hash(capsule):
+        problems.append("it names another capsule than the one sent")
+    if not problems and receipt.signer(domain, owner_sig).lower() != owner_broker.lower():
+        problems.append(f"it is not signed by {rec.department}'s registered broker key")
+    if problems:
+        raise ReceiptInvalid(
+            f"{rec.department}'s receipt does not hold: {'; '.join(problems)}. "
+            "Nothing was released."
+        )
+
+
+def _keep_receipt(
+    svc: BrokerServices,
+    req: ExchangeRequest,
+    receipt: ExchangeReceipt,
+    requester_sig: bytes,
+    owner_sig: bytes,
+    owner: str,
+) -> None:
+    try:
+        with svc.db.session() as s:
+            s.add(
+                Receipt(
+                    owner=owner,
+                    seq=receipt.seq,
+                    grant_id=str(req.grant_id),
+                    record_id="0x" + req.record_id.hex(),
+                    requester=svc.dept,
+                    request_hash="0x" + receipt.request_hash.hex(),
+                    nonce=str(req.nonce),
+                    request_expires_at=req.expires_at,
+                    ciphertext_cid=receipt.ciphertext_cid,
+                    capsule_hash="0x" + receipt.capsule_hash.hex(),
+                    issued_at=datetime.fromtimestamp(receipt.issued_at, UTC),
+                    requester_signature="0x" + requester_sig.hex(),
+                    owner_signature="0x" + owner_sig.hex(),
+                )
+            )
+    except SAIntegrityError:
+        raise ReceiptInvalid(
+            f"{owner} numbered this receipt {receipt.seq}, a number it already used; "
+            "nothing was released."
+        ) from None

@@ -1,0 +1,477 @@
+"""Publishing a record: encrypt → store → wrap key → anchor, as one durable operation.
+
+    staged = stage_file(svc, open("certificate.pdf", "rb"))       # or the API's streamed upload
+    out = publish(svc, principal, "key-123", staged,
+                  PublishRequest("tax-clearance", subject="91110000710928411X"))
+    out.record_id, out.operation.state                            # "done" once anchored
+
+The flow, one outbox step each (each records its intent first, and checks for
+its own effect before acting when it runs again after a crash):
+
+1. ``encrypt`` — a fresh DEK encrypts the staged plaintext into a staged
+   envelope; the DEK is wrapped for this department's own HPKE key at once (the
+   owner capsule, ``grant_id=None``), so it never exists unwrapped outside
+   memory. The record id is derived from the operation (see :func:`record_id_for`),
+   so a resumed step computes the same one.
+2. ``store`` — the envelope goes into the blob store (CIDv1, pinned); content
+   addressing makes this idempotent. The plaintext is deleted.
+3. ``wrap_key`` — the owner capsule is opened and checked against the stored
+   envelope's key commitment, then filed as the record's own capsule; the staged
+   envelope is deleted.
+4. ``anchor`` — looks the record id up on chain *first*: anchored by this
+   department with this hash and CID means a previous attempt's transaction
+   landed, and it is adopted; otherwise the anchor transaction is sent (again).
+
+So an anchored record always has its payload stored (the anchor is the last
+step), and a stored payload that is not anchored belongs to an operation that
+shows as pending (to be resumed) or failed.
+
+A retry with the same ``Idempotency-Key`` and the same content returns the
+original operation and record, never a second one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from eth_utils import keccak
+
+from govshare.broker.db import OpState, Record, RecordStatus, utcnow
+from govshare.broker.errors import IdempotencyConflict, RecordUnknown, UnknownCategory
+from govshare.broker.outbox import JSON, StepContext, Submission, fingerprint, principal_of
+from govshare.broker.subjects import subject_ref
+from govshare.broker.users import Principal
+from govshare.chain.contracts import encode_category, to_bytes32
+from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
+from govshare.crypto.errors import EnvelopeTruncated
+from govshare.errors import ContractReverted, InputError, IntegrityError
+
+if TYPE_CHECKING:
+    from govshare.broker.services import BrokerServices
+
+log = logging.getLogger(__name__)
+
+KIND = "publish"
+STEPS = ("encrypt", "store", "wrap_key", "anchor")
+_COPY = 1024 * 1024
+_FILENAME_MAX = 255
+_MEDIA_TYPE_MAX = 127
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """What the clerk says about the file."""
+
+    category: str
+    subject: str | None = None
+    supersedes: bytes | str | None = None
+    filename: str | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """An uploaded file staged in the broker's spool directory (never in memory)."""
+
+    name: str  # file name inside the spool directory
+    sha256: str  # hex, of the plaintext
+    size: int
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    operation_id: str
+    state: OpState
+    created: bool  # False: this key was seen before; this is the original operation
+    record_id: str | None
+    result: JSON | None
+    error: JSON | None
+
+    @classmethod
+    def of(cls, sub: Submission) -> PublishOutcome:
+        op = sub.operation
+        rid = (op.result or {}).get("record_id") or op.payload.get("record_id")
+        return cls(op.id, op.state, sub.created, rid, op.result, op.error)
+
+
+def record_id_for(dept: str, operation_id: str, principal: str, idempotency_key: str) -> bytes:
+    """A record's id, derived from the operation that publishes it: stable when a
+    step runs again, unique per operation (and so per idempotency key)."""
+    parts = [b"govshare/record-id/v1", dept.encode(), operation_id.encode()]
+    parts += [principal.encode(), idempotency_key.encode()]
+    return keccak(b"\x00".join(parts))
+
+
+# -- staging ---------------------------------------------------------------------------
+
+
+def new_spool_name(prefix: str = "upload") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}.part"
+
+
+def stage_file(
+    svc: BrokerServices, src: BinaryIO | Iterable[bytes], *, max_size: int | None = None
+) -> StagedUpload:
+    """Copy a file (or chunks) into the spool directory, hashing as it goes."""
+    limit = svc.limits.max_upload if max_size is None else max_size
+    name = new_spool_name()
+    path = svc.spool / name
+    sha = hashlib.sha256()
+    size = 0
+    chunks: Iterable[bytes]
+    if hasattr(src, "read"):
+        reader: Any = src
+        chunks = iter(lambda: reader.read(_COPY), b"")
+    else:
+        chunks = src
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    from govshare.broker.errors import UploadTooLarge
+
+                    raise UploadTooLarge(
+                        f"The file is larger than this broker's limit of {limit} bytes."
+                    )
+                sha.update(chunk)
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StagedUpload(name, sha.hexdigest(), size)
+
+
+def _spool_path(svc: BrokerServices, name: str) -> Path:
+    p = (svc.spool / name).resolve()
+    if p.parent != svc.spool.resolve():
+        raise InputError("A staged upload must be inside the spool directory.")
+    return p
+
+
+# -- the use case ----------------------------------------------------------------------
+
+
+def publish(
+    svc: BrokerServices,
+    user: Principal | str,
+    idempotency_key: str,
+    upload: StagedUpload,
+    meta: PublishRequest,
+    *,
+    wait: bool = False,
+) -> PublishOutcome:
+    """Publish a staged upload as a record of ``svc.dept``.
+
+    Checks first (on chain; a chain that does not answer refuses with 503 and
+    nothing is kept): the category is declared and active in the department's
+    catalog; a superseded record is this department's, anchored and not
+    superseded yet. Then submits the durable operation and drives it as far as
+    it goes now. ``wait`` sleeps through transient-error retries; without it a
+    chain that stops answering mid-way leaves the operation pending (the outbox
+    worker completes it). The staged file belongs to the operation from then on
+    (a duplicate submission's copy is deleted).
+    """
+    category = _check_category_label(meta.category)
+    ref = subject_ref(svc.subject_key, meta.subject) if meta.subject else None
+    supersedes = (
+        "0x" + to_bytes32(meta.supersedes, "record id to supersede", allow_zero=False).hex()
+        if meta.supersedes
+        else None
+    )
+    filename = _clean_text(meta.filename, _FILENAME_MAX)
+    media_type = _clean_text(meta.media_type, _MEDIA_TYPE_MAX)
+    principal = principal_of(user)
+    body = {
+        "kind": KIND,
+        "category": category,
+        "subject_ref": "0x" + ref.hex() if ref else None,
+        "supersedes": supersedes,
+        "filename": filename,
+        "media_type": media_type,
+        "sha256": upload.sha256,
+        "size": upload.size,
+    }
+    fp = fingerprint(body)
+    staged = _spool_path(svc, upload.name)
+
+    existing = svc.outbox.find(principal, idempotency_key)
+    if existing is not None:
+        # A retry: answer from the original operation, before any chain call.
+        staged.unlink(missing_ok=True)
+        sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
+        return PublishOutcome.of(sub)
+
+    _check_on_chain(svc, category, supersedes)
+    payload = {
+        **body,
+        "dept": svc.dept,
+        "idempotency_key": idempotency_key,
+        "upload": upload.name,
+        "published_by": user.name if isinstance(user, Principal) else None,
+    }
+    try:
+        sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, payload, run=False)
+    except IdempotencyConflict:
+        staged.unlink(missing_ok=True)
+        raise
+    if not sub.created:
+        staged.unlink(missing_ok=True)  # another request with this key won the race
+        return PublishOutcome.of(sub)
+    view = svc.outbox.run(sub.operation.id, wait=wait)
+    return PublishOutcome.of(Submission(view, created=True))
+
+
+def _check_category_label(category: str) -> str:
+    encode_category(category)  # raises InputError with the rule
+    return category
+
+
+def _clean_text(value: str | None, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = "".join(ch for ch in value if ch.isprintable()).strip()
+    return text[:limit] or None
+
+
+def _check_on_chain(svc: BrokerServices, category: str, supersedes: str | None) -> None:
+    entries = {c.category: c for c in svc.ledger.records.categories(svc.dept)}
+    entry = entries.get(category)
+    if entry is None or not entry.active:
+        declared = ", ".join(sorted(c for c, e in entries.items() if e.active)) or "none"
+        raise UnknownCategory(
+            f"{svc.dept} has no active catalog category {category!r} (declared: {declared}). "
+            "An administrator declares categories with `govshare catalog declare`.",
+            category=category,
+        )
+    if supersedes is None:
+        return
+    if not svc.ledger.records.record_exists(supersedes):
+        raise RecordUnknown(f"There is no anchored record {supersedes} to supersede.")
+    prev = svc.ledger.records.get_record(supersedes)
+    if prev.department != svc.dept:
+        raise InputError(
+            f"Record {supersedes} belongs to {prev.department}; only its own department "
+            "can publish a new version of it."
+        )
+    if prev.superseded_by is not None:
+        raise InputError(
+            f"Record {supersedes} already has a newer version (0x{prev.superseded_by.hex()}); "
+            "supersede that one instead."
+        )
+
+
+# -- the steps -------------------------------------------------------------------------
+
+
+def register(svc: BrokerServices) -> None:
+    """Register the ``publish`` operation kind on ``svc.outbox``."""
+
+    def result(results: dict[str, JSON] | Any) -> JSON:
+        return {
+            "record_id": results["encrypt"]["record_id"],
+            "sha256": results["encrypt"]["sha256"],
+            "size": results["encrypt"]["size"],
+            "cid": results["store"]["cid"],
+            "tx_hash": results["anchor"]["tx_hash"],
+            "block_number": results["anchor"]["block_number"],
+        }
+
+    svc.outbox.register(
+        KIND,
+        [
+            ("encrypt", lambda ctx: _encrypt(svc, ctx)),
+            ("store", lambda ctx: _store(svc, ctx)),
+            ("wrap_key", lambda ctx: _wrap_key(svc, ctx)),
+            ("anchor", lambda ctx: _anchor(svc, ctx)),
+        ],
+        result=result,
+    )
+
+
+def _upsert_record(svc: BrokerServices, record_id: str, **values: Any) -> None:
+    with svc.db.session() as s:
+        row = s.get(Record, record_id)
+        if row is None:
+            row = Record(record_id=record_id, **values)
+            s.add(row)
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        row.updated_at = utcnow()
+
+
+def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
+    p = ctx.payload
+    rid = record_id_for(svc.dept, ctx.operation_id, ctx.principal, str(p["idempotency_key"]))
+    rid_hex = "0x" + rid.hex()
+    plain = _spool_path(svc, str(p["upload"]))
+    enc_name = f"{ctx.operation_id}.enc"
+    enc = _spool_path(svc, enc_name)
+    tmp = enc.with_suffix(".enc.tmp")
+    with plain.open("rb") as src:
+        reader = EncryptingReader(src)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            header = b""
+            while chunk := reader.read(_COPY):
+                if len(header) < HEADER_SIZE:
+                    header += chunk[: HEADER_SIZE - len(header)]
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        res = reader.result
+    if res.plaintext_sha256.hex() != p["sha256"] or res.plaintext_size != p["size"]:
+        tmp.unlink(missing_ok=True)
+        raise IntegrityError(
+            "The staged upload changed on disk before it was encrypted; publish it again.",
+        )
+    os.replace(tmp, enc)
+    own = svc.hpke.public_key_bytes
+    capsule = wrap_dek(res.dek, own, record_id=rid, grant_id=None, recipient_dept=svc.dept)
+    _upsert_record(
+        svc,
+        rid_hex,
+        category=p["category"],
+        subject_ref=p["subject_ref"] or "",
+        sha256=p["sha256"],
+        size=int(p["size"]),
+        supersedes=p["supersedes"],
+        filename=p.get("filename"),
+        media_type=p.get("media_type"),
+        published_by=p.get("published_by"),
+        envelope=header,
+        status=RecordStatus.PENDING.value,
+        operation_id=ctx.operation_id,
+    )
+    return {
+        "record_id": rid_hex,
+        "sha256": p["sha256"],
+        "size": int(p["size"]),
+        "ciphertext": enc_name,
+        "ciphertext_size": res.ciphertext_size,
+        "capsule": capsule.hex(),
+    }
+
+
+def _store(svc: BrokerServices, ctx: StepContext) -> JSON:
+    enc_result = ctx.results["encrypt"]
+    _spool_path(svc, str(ctx.payload["upload"])).unlink(missing_ok=True)  # plaintext: done with
+    with _spool_path(svc, str(enc_result["ciphertext"])).open("rb") as fh:
+        cid = svc.store.put(fh, cid_version=1, pin=True)
+    _upsert_record(
+        svc, str(enc_result["record_id"]), cid=str(cid), status=RecordStatus.STORED.value
+    )
+    return {"cid": str(cid)}
+
+
+def _wrap_key(svc: BrokerServices, ctx: StepContext) -> JSON:
+    enc_result = ctx.results["encrypt"]
+    rid = bytes.fromhex(str(enc_result["record_id"])[2:])
+    capsule = bytes.fromhex(str(enc_result["capsule"]))
+    dek = unwrap_dek(capsule, svc.hpke, record_id=rid, grant_id=None, recipient_dept=svc.dept)
+    # The stored envelope must be the one this DEK made: its header carries a key
+    # commitment and a MAC under the DEK, checked before any segment is read.
+    first = b""
+    for chunk in svc.store.get(ctx.results["store"]["cid"]):
+        first += chunk
+        if len(first) >= HEADER_SIZE:
+            break
+    with contextlib.suppress(EnvelopeTruncated):  # the header verified; no segments given
+        verify([first[:HEADER_SIZE]], dek)
+    _upsert_record(svc, str(enc_result["record_id"]), own_capsule=capsule)
+    _spool_path(svc, str(enc_result["ciphertext"])).unlink(missing_ok=True)
+    return {"capsule_sha256": hashlib.sha256(capsule).hexdigest()}
+
+
+def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
+    p = ctx.payload
+    rid = str(ctx.results["encrypt"]["record_id"])
+    sha = "0x" + str(p["sha256"])
+    cid = str(ctx.results["store"]["cid"])
+    records = svc.ledger.records
+
+    def adopt() -> tuple[str, int] | None:
+        if not records.record_exists(rid):
+            return None
+        rec = records.get_record(rid)
+        if rec.department != svc.dept or "0x" + rec.content_hash.hex() != sha or rec.cid != cid:
+            raise IntegrityError(
+                f"Record id {rid} is anchored on chain with other content; this publish "
+                "cannot complete. Publish the file again with a new Idempotency-Key.",
+                record_id=rid,
+            )
+        return _anchor_tx(svc, rid, rec.block_number) or "", rec.block_number
+
+    found = adopt()  # a previous attempt's transaction may have landed
+    if found is None:
+        try:
+            tx = records.anchor(
+                svc.account, rid, sha, cid, str(p["category"]), p["subject_ref"], p["supersedes"]
+            )
+            found = (tx.tx_hash, tx.block_number)
+        except ContractReverted as exc:
+            if exc.reason != "RecordRegistryRecordExists":
+                raise
+            found = adopt()  # two sends raced (a resumed step): the first one won
+            if found is None:
+                raise
+    tx_hash, block_number = found
+    _upsert_record(
+        svc,
+        rid,
+        status=RecordStatus.ANCHORED.value,
+        anchor_tx=tx_hash or None,
+        anchor_block=block_number,
+    )
+    return {"record_id": rid, "tx_hash": tx_hash, "block_number": block_number}
+
+
+def _anchor_tx(svc: BrokerServices, record_id: str, block_number: int) -> str | None:
+    """The hash of the transaction that anchored ``record_id`` (from its event)."""
+    logs = svc.ledger.conn.get_logs(block_number, block_number, [svc.ledger.records.address])
+    for raw in logs:
+        ev = svc.ledger.log_decoder(raw)
+        if (
+            ev is not None
+            and ev.name == "RecordAnchored"
+            and "0x" + ev.args["recordId"].hex() == record_id
+        ):
+            return ev.tx_hash
+    return None
+
+
+def cleanup_spool(svc: BrokerServices, *, older_than: float = 3600.0) -> int:
+    """Delete spooled files no unfinished operation needs: staged uploads and
+    envelopes of finished (or never submitted) publishes, and fetched plaintext
+    left behind, once older than ``older_than`` seconds. Returns how many."""
+    import time
+
+    keep: set[str] = set()
+    for op in svc.outbox.pending():
+        if op.kind == KIND:
+            keep.add(str(op.payload.get("upload", "")))
+            keep.add(f"{op.id}.enc")
+    cutoff = time.time() - older_than
+    removed = 0
+    for path in svc.spool.iterdir():
+        if path.name in keep or not path.is_file():
+            continue
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

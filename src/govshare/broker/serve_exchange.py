@@ -1,0 +1,309 @@
+"""The owner's side of the exchange: answer a peer broker's signed request.
+
+    answer = serve_exchange(svc, body, signature)     # body: the JSON request; 65-byte signature
+    answer.headers(), answer.chunks                   # capsule + receipt headers, ciphertext
+
+Every check fails closed, in this order (each refusal has its stable code):
+
+1. the request parses (``exchange.malformed``) and names this department as
+   owner (``exchange.malformed``);
+2. it has not expired and is not valid for longer than :data:`MAX_REQUEST_TTL`
+   (``exchange.expired``), against the ledger's clock: the later of the wall
+   clock and the latest block;
+3. the signature recovers to an account (``exchange.bad_signature``) that the
+   registry binds to the requesting department as its broker, and that
+   department is active (``exchange.wrong_signer``);
+4. the record is one of ours, anchored (``record.unknown``);
+5. the grant exists (``grant.unknown``), is for this requester and this record
+   (``grant.mismatch``), and is usable *now* on chain (``grant.pending``,
+   ``grant.denied``, ``grant.revoked``, ``grant.expired``,
+   ``grant.quota_exhausted``, ``grant.department_inactive``), its expiry also
+   compared with the ledger's clock;
+6. the ciphertext's first block reads back from the store (a damaged store
+   refuses before any use is spent);
+7. in **one write transaction** (SQLite ``BEGIN IMMEDIATE``: concurrent
+   exchanges queue here): the nonce is inserted (its UNIQUE constraint refuses a
+   replay: ``exchange.replayed``); the uses of the grant are counted — receipts
+   kept here, or the uses anchored on chain if more — and refused at
+   ``max_uses`` (``grant.quota_exhausted``); the receipt gets the department's
+   next sequence number and is signed and stored, with the capsule.
+
+Only then does the answer start. A chain that does not answer refuses the
+request (503 ``chain.unavailable``): no grant is assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from govshare.broker.db import ExchangeNonce, Receipt, Record, RecordStatus, WrappedKey
+from govshare.broker.errors import (
+    ExchangeExpired,
+    ExchangeMalformed,
+    GrantDenied,
+    GrantDepartmentInactive,
+    GrantExpired,
+    GrantMismatch,
+    GrantPending,
+    GrantQuotaExhausted,
+    GrantRevoked,
+    GrantUnknown,
+    NonceReplayed,
+    RecordUnknown,
+    WrongSigner,
+)
+from govshare.broker.exchange import (
+    H_CAPSULE,
+    MAX_REQUEST_TTL,
+    ExchangeReceipt,
+    ExchangeRequest,
+    capsule_hash,
+    encode_capsule,
+)
+from govshare.chain.contracts import AccountRole, GrantReason
+from govshare.chain.contracts import RequestStatus as ChainStatus
+from govshare.crypto import unwrap_dek, wrap_dek
+from govshare.errors import ContractReverted, GovShareError
+
+if TYPE_CHECKING:
+    from govshare.broker.services import BrokerServices
+
+log = logging.getLogger(__name__)
+
+_REFUSALS: dict[GrantReason, type[GovShareError]] = {
+    GrantReason.UNKNOWN_REQUEST: GrantUnknown,
+    GrantReason.PENDING: GrantPending,
+    GrantReason.DENIED: GrantDenied,
+    GrantReason.REVOKED: GrantRevoked,
+    GrantReason.OWNER_INACTIVE: GrantDepartmentInactive,
+    GrantReason.REQUESTER_INACTIVE: GrantDepartmentInactive,
+    GrantReason.EXPIRED: GrantExpired,
+    GrantReason.QUOTA_EXHAUSTED: GrantQuotaExhausted,
+}
+
+_SENTENCES: dict[GrantReason, str] = {
+    GrantReason.UNKNOWN_REQUEST: "There is no grant {grant}.",
+    GrantReason.PENDING: "Grant {grant} has not been decided yet.",
+    GrantReason.DENIED: "Request {grant} was denied; there is no grant.",
+    GrantReason.REVOKED: "Grant {grant} has been revoked.",
+    GrantReason.OWNER_INACTIVE: "The owning department is not active; grant {grant} is paused.",
+    GrantReason.REQUESTER_INACTIVE: "The requesting department is not active.",
+    GrantReason.EXPIRED: "Grant {grant} has expired.",
+    GrantReason.QUOTA_EXHAUSTED: "Grant {grant} has no uses left.",
+}
+
+
+@dataclass
+class ExchangeAnswer:
+    """What the owner sends back: the capsule and the signed receipt (headers),
+    then the ciphertext (``chunks``, already started: its first block read)."""
+
+    record_id: str
+    grant_id: int
+    capsule: bytes
+    receipt: ExchangeReceipt
+    owner_signature: bytes
+    size: int
+    chunks: Iterator[bytes]
+
+    def headers(self) -> dict[str, str]:
+        return {
+            **self.receipt.headers(self.owner_signature),
+            H_CAPSULE: encode_capsule(self.capsule),
+            "Content-Length": str(self.size),
+        }
+
+
+def grant_refusal(reason: GrantReason, grant_id: int) -> GovShareError:
+    """The error for a grant the chain says is not usable."""
+    cls = _REFUSALS.get(reason, GrantRevoked)
+    return cls(_SENTENCES.get(reason, "Grant {grant} is not usable.").format(grant=grant_id))
+
+
+def serve_exchange(
+    svc: BrokerServices, body: Mapping[str, Any] | Any, signature: bytes
+) -> ExchangeAnswer:
+    """Check a peer's signed exchange request and, if every check passes, spend
+    one use of its grant and return what to send (see the module docstring)."""
+    req = ExchangeRequest.from_json(body)
+    if req.owner != svc.dept:
+        raise ExchangeMalformed(
+            f"This is {svc.dept}'s broker; the request is addressed to {req.owner}."
+        )
+    ledger = svc.ledger
+    domain = svc.domain
+    now = ledger.now()
+    if req.expires_at <= now:
+        raise ExchangeExpired("The exchange request has expired; sign a new one.")
+    if req.expires_at > now + MAX_REQUEST_TTL:
+        raise ExchangeExpired(
+            f"An exchange request may be valid for at most {MAX_REQUEST_TTL} seconds."
+        )
+
+    signer = req.signer(domain, signature)
+    binding = ledger.registry.department_of(signer)
+    if binding.code != req.requester or binding.role is not AccountRole.BROKER:
+        raise WrongSigner(
+            f"The request is not signed by {req.requester}'s registered broker key.",
+            signer=signer,
+        )
+    requester = ledger.registry.get_department(req.requester)
+    if not requester.active or requester.broker.lower() != signer.lower():
+        raise WrongSigner(f"{req.requester} is not an active department with this broker key.")
+
+    rid = "0x" + req.record_id.hex()
+    with svc.db.session(readonly=True) as s:
+        row = s.get(Record, rid)
+        if row is None or row.status != RecordStatus.ANCHORED.value or not row.own_capsule:
+            raise RecordUnknown(f"{svc.dept} holds no record {rid}.", record_id=rid)
+        cid, own_capsule = str(row.cid), bytes(row.own_capsule)
+
+    try:
+        grant = ledger.access.get_request(req.grant_id)
+    except ContractReverted:
+        raise GrantUnknown(f"There is no grant {req.grant_id}.") from None
+    if grant.status is ChainStatus.NONE:
+        raise GrantUnknown(f"There is no grant {req.grant_id}.")
+    if (
+        grant.owner_department != svc.dept
+        or grant.requester_department != req.requester
+        or grant.record_id != req.record_id
+    ):
+        raise GrantMismatch(
+            f"Grant {req.grant_id} is not {req.requester}'s grant for record {rid}."
+        )
+    status = ledger.access.grant_status(req.grant_id)
+    if not status.usable:
+        raise grant_refusal(status.reason, req.grant_id)
+    if grant.expires_at <= now:  # the chain compares with its last block only
+        raise grant_refusal(GrantReason.EXPIRED, req.grant_id)
+
+    # Read the first block before spending a use: a damaged store refuses here.
+    chunks = svc.store.get(cid)
+    first = next(chunks, b"")
+    size = svc.store.stat(cid).size
+
+    dek = unwrap_dek(
+        own_capsule, svc.hpke, record_id=req.record_id, grant_id=None, recipient_dept=svc.dept
+    )
+    capsule = wrap_dek(
+        dek,
+        requester.encryption_key,
+        record_id=req.record_id,
+        grant_id=req.grant_id,
+        recipient_dept=req.requester,
+    )
+    request_hash = req.digest(domain)
+    key_id = hashlib.sha256(requester.encryption_key).hexdigest()[:32]
+    receipt, owner_sig = _spend(
+        svc,
+        req,
+        signer,
+        signature,
+        request_hash,
+        cid,
+        capsule,
+        key_id,
+        grant.max_uses,
+        grant.used_count,
+    )
+    log.info(
+        "exchange: served record %s to %s under grant %d (receipt %d)",
+        rid,
+        req.requester,
+        req.grant_id,
+        receipt.seq,
+    )
+
+    def stream() -> Iterator[bytes]:
+        if first:
+            yield first
+        yield from chunks
+
+    return ExchangeAnswer(rid, req.grant_id, capsule, receipt, owner_sig, size, stream())
+
+
+def _spend(
+    svc: BrokerServices,
+    req: ExchangeRequest,
+    signer: str,
+    signature: bytes,
+    request_hash: bytes,
+    cid: str,
+    capsule: bytes,
+    key_id: str,
+    max_uses: int,
+    anchored_uses: int,
+) -> tuple[ExchangeReceipt, bytes]:
+    """Nonce, quota and receipt, atomically (see the module docstring, step 7)."""
+    grant = str(req.grant_id)
+    issued = datetime.now(UTC).replace(microsecond=0)
+    try:
+        with svc.db.session() as s:
+            s.add(
+                ExchangeNonce(
+                    signer=signer,
+                    nonce=str(req.nonce),
+                    expires_at=datetime.fromtimestamp(req.expires_at, UTC),
+                )
+            )
+            s.flush()  # the UNIQUE (signer, nonce) constraint speaks now
+            used = s.scalar(
+                select(func.count())
+                .select_from(Receipt)
+                .where(Receipt.owner == svc.dept, Receipt.grant_id == grant)
+            )
+            if max(int(used or 0), anchored_uses) >= max_uses:
+                raise GrantQuotaExhausted(
+                    f"Grant {req.grant_id} has no uses left ({max_uses} allowed)."
+                )
+            last = s.scalar(select(func.max(Receipt.seq)).where(Receipt.owner == svc.dept))
+            receipt = ExchangeReceipt(
+                request_hash=request_hash,
+                ciphertext_cid=cid,
+                capsule_hash=capsule_hash(capsule),
+                seq=int(last or 0) + 1,
+                issued_at=int(issued.timestamp()),
+            )
+            owner_sig = receipt.sign(svc.account, svc.domain)
+            s.add(
+                Receipt(
+                    owner=svc.dept,
+                    seq=receipt.seq,
+                    grant_id=grant,
+                    record_id="0x" + req.record_id.hex(),
+                    requester=req.requester,
+                    request_hash="0x" + request_hash.hex(),
+                    nonce=str(req.nonce),
+                    request_expires_at=req.expires_at,
+                    ciphertext_cid=cid,
+                    capsule_hash="0x" + receipt.capsule_hash.hex(),
+                    issued_at=issued,
+                    requester_signature="0x" + signature.hex(),
+                    owner_signature="0x" + owner_sig.hex(),
+                )
+            )
+            s.add(
+                WrappedKey(
+                    record_id="0x" + req.record_id.hex(),
+                    recipient_dept=req.requester,
+                    recipient_key_id=key_id,
+                    grant_id=grant,
+                    algorithm="hpke-x25519-sha256-aes256gcm/v1",
+                    capsule=capsule,
+                    capsule_hash="0x" + receipt.capsule_hash.hex(),
+                )
+            )
+    except SAIntegrityError:
+        raise NonceReplayed(
+            "This exchange request was already served (its nonce was seen); sign a new one."
+        ) from None
+    return receipt, owner_sig

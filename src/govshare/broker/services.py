@@ -1,0 +1,121 @@
+"""What one department's broker works with, in one place: the explicit
+dependencies of every use case.
+
+    svc = BrokerServices(
+        dept="TAX", db=db, ledger=ledger, store=store,
+        account=profile.unlock_broker(), hpke=profile.unlock_hpke(),
+        subject_key=load_subject_key(profile.dir), spool=dept_dir / "spool",
+    )
+    publish(svc, principal, key, staged, PublishRequest("tax-clearance", subject="91110000..."))
+
+Nothing here is global: a test builds two or three of these side by side, one
+per department. Building one registers the durable operation kinds of the use
+cases (``publish``, ``request``) on its outbox, so :meth:`Outbox.recover` and
+the worker can resume them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from eth_account.signers.local import LocalAccount
+
+from govshare.broker.db import Database
+from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
+from govshare.broker.outbox import Outbox
+from govshare.broker.users import normalise_dept
+from govshare.chain.ledger import Ledger
+from govshare.crypto import HpkePrivateKey
+from govshare.home import ensure_dir
+from govshare.storage import BlobStore
+
+#: Default upload limit of ``POST /v1/records``.
+DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024
+#: Default deadline of a new access request (the contract needs one).
+DEFAULT_REQUEST_DEADLINE = 3 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Tunable limits of one broker."""
+
+    #: Largest upload accepted, in bytes.
+    max_upload: int = DEFAULT_MAX_UPLOAD
+    #: Validity of the exchange requests this broker signs, in seconds.
+    exchange_ttl: int = DEFAULT_REQUEST_TTL
+    #: Seconds to wait for a peer broker (connect, and between bytes).
+    peer_timeout: float = 60.0
+    #: Deadline given to a new access request when the clerk names none, in seconds.
+    request_deadline: int = DEFAULT_REQUEST_DEADLINE
+
+    def __post_init__(self) -> None:
+        if self.max_upload < 1 or self.exchange_ttl < 1 or self.peer_timeout <= 0:
+            raise ValueError("limits must be positive")
+
+
+class BrokerServices:
+    """The ledger, blob store, keys and database one department's broker uses."""
+
+    def __init__(
+        self,
+        *,
+        dept: str,
+        db: Database,
+        ledger: Ledger,
+        store: BlobStore,
+        account: LocalAccount,
+        hpke: HpkePrivateKey,
+        subject_key: bytes,
+        spool: Path,
+        outbox: Outbox | None = None,
+        limits: Limits | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.dept = normalise_dept(dept)
+        self.db = db
+        self.ledger = ledger
+        self.store = store
+        self.account = account
+        self.hpke = hpke
+        self.subject_key = subject_key
+        self.spool = ensure_dir(Path(spool))
+        self.outbox = outbox or Outbox(db)
+        self.limits = limits or Limits()
+        timeout = httpx.Timeout(
+            self.limits.peer_timeout, connect=min(10.0, self.limits.peer_timeout)
+        )
+        self._own_http = http is None
+        # Peers are other departments' brokers: plain HTTP(S), no cookies, no redirects.
+        self.http = http or httpx.Client(
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self._domain: ExchangeDomain | None = None
+        self._lock = threading.Lock()
+
+        from govshare.broker import access, publish  # the use cases register their steps
+
+        publish.register(self)
+        access.register(self)
+        #: Keeps ``access_requests`` in step with the chain (one per broker: it locks).
+        self.sync = access.RequestSync(self)
+
+    @property
+    def domain(self) -> ExchangeDomain:
+        """The EIP-712 domain of exchange requests and receipts (read from the
+        AccessLedger once, and checked: see :meth:`ExchangeDomain.from_ledger`)."""
+        with self._lock:
+            if self._domain is None:
+                self._domain = ExchangeDomain.from_ledger(self.ledger)
+            return self._domain
+
+    def close(self) -> None:
+        if self._own_http:
+            self.http.close()
+
+    def __repr__(self) -> str:
+        return f"BrokerServices({self.dept!r}, broker={self.account.address})"
