@@ -87,6 +87,8 @@ def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]
 def test_openapi_is_complete(app: FastAPI) -> None:
     spec = app.openapi()
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    peer_scheme = spec["components"]["securitySchemes"]["peerSignature"]
+    assert peer_scheme == {**peer_scheme, "type": "apiKey", "in": "header", "name": "Govshare-Signature"}
     assert "Problem" in spec["components"]["schemas"]
     paths = {p for p, _, _ in _operations(spec)}
     assert {"/healthz", "/readyz", "/metrics", "/v1/me", "/v1/users"} <= paths
@@ -102,9 +104,12 @@ def test_openapi_is_complete(app: FastAPI) -> None:
             if int(status) >= 400 and not (path == "/readyz" and status == "503"):
                 assert list(resp["content"]) == [PROBLEM_JSON], (where, status)
                 assert resp["content"][PROBLEM_JSON]["schema"]["$ref"].endswith("/Problem")
-        secured = op.get("security") == [{"bearer": []}]
-        assert secured == path.startswith("/v1/"), where
-        if secured:
+        bearer = op.get("security") == [{"bearer": []}]
+        peer = op.get("security") == [{"peerSignature": []}]
+        # /v1/exchange is for peer brokers: an EIP-712 signature, not a user token
+        assert peer == (path == "/v1/exchange"), where
+        assert bearer == (path.startswith("/v1/") and not peer), where
+        if bearer or peer:
             assert {"401", "403"} <= set(responses), where
         if op.get("parameters") or op.get("requestBody"):
             assert "422" in responses, where

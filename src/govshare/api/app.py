@@ -20,13 +20,15 @@ from govshare.api.auth import public, routes_without_auth_rule
 from govshare.api.context import ApiDeps, ApiSettings
 from govshare.api.errors import PROBLEM_JSON, install_error_handlers
 from govshare.api.metrics import HttpMetrics, MetricsMiddleware
-from govshare.api.routes import me, operations, system, users
+from govshare.api.routes import exchange, me, operations, records, requests, system, users
 
 DESCRIPTION = """\
 One department's govshare broker: its clerks publish and request records here,
 and peer brokers exchange granted records with it.
 
 Authenticate with `Authorization: Bearer gs_...` (a token from `govshare user add`).
+Peer brokers call `POST /v1/exchange` with an EIP-712 signature instead
+(`Govshare-Signature`, see docs/exchange.md).
 Every error is `application/problem+json` (RFC 9457) with a stable `code`.
 """
 
@@ -51,6 +53,9 @@ def create_app(settings: ApiSettings, deps: ApiDeps) -> FastAPI:
     app.include_router(me.router)
     app.include_router(users.router)
     app.include_router(operations.router)
+    app.include_router(records.router)
+    app.include_router(requests.router)
+    app.include_router(exchange.router)
     if settings.docs:
         _add_docs(app)
 

@@ -4,7 +4,12 @@ Every route declares exactly one *auth rule*, as a dependency:
 
 * ``Depends(public)`` — anyone (liveness, readiness, metrics, the API docs);
 * ``Depends(requires())`` — any authenticated user of this department;
-* ``Depends(requires(Role.ADMIN, ...))`` — one of these roles.
+* ``Depends(requires(Role.ADMIN, ...))`` — one of these roles;
+* ``Depends(peer_signed)`` — another department's broker, authenticated by an
+  EIP-712 signature over the request body (``Govshare-Signature`` header), not
+  by a user token. The dependency checks the header is there and well formed;
+  the handler verifies the signature against the registry before anything
+  else (see :mod:`govshare.broker.serve_exchange`).
 
 :func:`routes_without_auth_rule` finds routes that forgot; ``create_app``
 refuses to build such an app, and a test walks the route table too.
@@ -20,13 +25,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.dependencies.models import Dependant
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from govshare.api.context import ApiDeps, ApiSettings, get_deps, get_settings
 from govshare.broker.db import Role
-from govshare.broker.errors import AuthError, Forbidden
+from govshare.broker.errors import AuthError, Forbidden, SignatureRequired
+from govshare.broker.exchange import parse_signature
 from govshare.broker.users import Principal
 
 bearer_scheme = HTTPBearer(
@@ -42,15 +48,19 @@ _RULE_ATTR = "__govshare_auth_rule__"
 
 @dataclass(frozen=True)
 class AuthRule:
-    """``roles`` None: public; empty: any authenticated user; else one of them."""
+    """``roles`` None: public (or, with ``peer``, a signed peer broker); empty:
+    any authenticated user; else one of them."""
 
     roles: frozenset[Role] | None
+    peer: bool = False
 
     @property
     def public(self) -> bool:
-        return self.roles is None
+        return self.roles is None and not self.peer
 
     def describe(self) -> str:
+        if self.peer:
+            return "a peer broker's EIP-712 signature"
         if self.roles is None:
             return "public"
         if not self.roles:
@@ -63,6 +73,31 @@ def public() -> None:
 
 
 setattr(public, _RULE_ATTR, AuthRule(None))
+
+
+peer_signature_scheme = APIKeyHeader(
+    name="Govshare-Signature",
+    scheme_name="peerSignature",
+    description="Another department's broker: an EIP-712 signature (0x + 130 hex digits) "
+    "by its registered broker key over the JSON body (see docs/exchange.md).",
+    auto_error=False,
+)
+
+
+def peer_signed(
+    signature: Annotated[str | None, Security(peer_signature_scheme)],
+) -> bytes:
+    """The auth rule of a peer-facing route: the 65-byte signature of the
+    ``Govshare-Signature`` header (the handler verifies it against the registry)."""
+    if not signature:
+        raise SignatureRequired(
+            "A peer exchange needs a Govshare-Signature header: an EIP-712 signature by "
+            "the requesting department's broker key."
+        )
+    return parse_signature(signature, "Govshare-Signature header")
+
+
+setattr(peer_signed, _RULE_ATTR, AuthRule(None, peer=True))
 
 
 def requires(*roles: Role | str) -> Callable[..., Principal]:

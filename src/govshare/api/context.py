@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from fastapi import Request
 
@@ -17,8 +17,14 @@ from govshare.broker.db import Database
 from govshare.broker.outbox import Outbox
 from govshare.broker.users import Users, normalise_dept
 
+if TYPE_CHECKING:
+    from govshare.broker.services import BrokerServices
+
 #: A readiness probe: returns when its dependency answers, raises when it does not.
 Probe = Callable[[], object]
+
+#: The empty file's CID (``ipfs add`` of nothing): what the store probe asks about.
+EMPTY_FILE_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,9 @@ class ApiSettings:
 @dataclass(frozen=True)
 class ApiDeps:
     """The services the API works with, built by the caller (``govshare serve``,
-    or a test). The use cases' dependencies (ledger, blob store, keys) join here."""
+    or a test). ``services`` carries the use cases' dependencies (ledger, blob
+    store, keys); without it the records, requests, grants and exchange routes
+    answer 503 ``broker.not_configured``."""
 
     db: Database
     users: Users
@@ -50,11 +58,30 @@ class ApiDeps:
     #: Readiness probes by name ("chain", "store", ...); "database" is added
     #: automatically unless given.
     probes: Mapping[str, Probe] = field(default_factory=dict)
+    services: BrokerServices | None = None
 
     @classmethod
     def from_database(cls, db: Database, probes: Mapping[str, Probe] | None = None) -> ApiDeps:
-        """The default wiring over one database."""
+        """The default wiring over one database (no ledger: the foundation only)."""
         return cls(db=db, users=Users(db), outbox=Outbox(db), probes=dict(probes or {}))
+
+    @classmethod
+    def from_services(
+        cls, services: BrokerServices, probes: Mapping[str, Probe] | None = None
+    ) -> ApiDeps:
+        """The full broker: database, users and outbox of ``services``, and probes
+        for the chain and the store unless given."""
+        default: dict[str, Probe] = {
+            "chain": services.ledger.block_number,
+            "store": lambda: services.store.has(EMPTY_FILE_CID),
+        }
+        return cls(
+            db=services.db,
+            users=Users(services.db),
+            outbox=services.outbox,
+            probes={**default, **dict(probes or {})},
+            services=services,
+        )
 
     def all_probes(self) -> dict[str, Probe]:
         return {"database": self.db.ping, **self.probes}

@@ -16,7 +16,9 @@ from fastapi import Depends
 from govshare.api.auth import requires
 from govshare.api.context import ApiDeps, ApiSettings, get_deps, get_settings
 from govshare.broker.db import Database, Role
+from govshare.broker.errors import BrokerNotConfigured
 from govshare.broker.outbox import Outbox
+from govshare.broker.services import BrokerServices
 from govshare.broker.users import Principal, Users
 
 
@@ -32,11 +34,20 @@ def _outbox(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Outbox:
     return deps.outbox
 
 
+def _services(deps: Annotated[ApiDeps, Depends(get_deps)]) -> BrokerServices:
+    if deps.services is None:
+        raise BrokerNotConfigured(
+            "This broker runs without its ledger and blob store; start it with `govshare serve`."
+        )
+    return deps.services
+
+
 DepsDep = Annotated[ApiDeps, Depends(get_deps)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(_db)]
 UsersDep = Annotated[Users, Depends(_users)]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
+ServicesDep = Annotated[BrokerServices, Depends(_services)]
 
 #: Any authenticated user of this department.
 CurrentUser = Annotated[Principal, Depends(requires())]
@@ -45,3 +56,5 @@ AdminUser = Annotated[Principal, Depends(requires(Role.ADMIN))]
 AuditorUser = Annotated[Principal, Depends(requires(Role.AUDITOR))]
 #: Administrators and auditors: read access to everything of the department.
 OverseerUser = Annotated[Principal, Depends(requires(Role.ADMIN, Role.AUDITOR))]
+#: Clerks and administrators: may read records' content.
+ReaderUser = Annotated[Principal, Depends(requires(Role.CLERK, Role.ADMIN))]

@@ -94,3 +94,134 @@ class OperationOut(BaseModel):
             updated_at=op.updated_at,
             finished_at=op.finished_at,
         )
+
+
+# -- records ---------------------------------------------------------------------------
+
+_RECORD_ID = r"^0x[0-9a-fA-F]{64}$"
+
+
+class RecordOut(BaseModel):
+    record_id: str = Field(examples=["0x" + "ab" * 32])
+    department: str
+    category: str
+    subject_ref: str | None = Field(description="Keyed hash of the subject (never the id)")
+    sha256: str = Field(description="SHA-256 of the plaintext, hex (anchored on chain)")
+    cid: str | None = Field(description="CID of the ciphertext in the blob store")
+    status: Literal["pending", "stored", "anchored", "failed"]
+    supersedes: str | None
+    superseded_by: str | None = None
+    size: int | None = Field(default=None, description="Plaintext bytes (own records)")
+    filename: str | None = None
+    media_type: str | None = None
+    published_by: str | None = None
+    operation_id: str | None = None
+    anchor_tx: str | None = None
+    anchor_block: int | None = None
+    anchored_at: datetime | None = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def of(cls, view: Any) -> RecordOut:
+        from dataclasses import asdict
+
+        return cls(**asdict(view))
+
+
+class PublishOut(BaseModel):
+    operation_id: str
+    state: Literal["pending", "running", "done", "failed"]
+    replayed: bool = Field(description="True when this Idempotency-Key was seen before")
+    record_id: str | None
+    cid: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    tx_hash: str | None = None
+    block_number: int | None = None
+
+
+# -- requests and grants ---------------------------------------------------------------
+
+
+class RequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    record_id: str = Field(pattern=_RECORD_ID)
+    purpose: str = Field(min_length=1, max_length=2000, examples=["business licence"])
+    legal_basis: str = Field(default="", max_length=2000)
+    deadline: str | None = Field(
+        default=None,
+        description="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d)",
+        examples=["3d"],
+    )
+
+
+class RequestCreated(BaseModel):
+    operation_id: str
+    state: Literal["pending", "running", "done", "failed"]
+    replayed: bool
+    request_id: int | None
+
+
+class RequestOut(BaseModel):
+    id: int
+    direction: Literal["incoming", "outgoing"]
+    requester: str
+    owner: str
+    record_id: str
+    status: Literal["pending", "approved", "denied", "revoked", "expired"]
+    purpose: str
+    legal_basis: str | None
+    deadline: datetime | None
+    grant_id: int | None = Field(description="A grant keeps its request's id")
+    expires_at: datetime | None
+    max_uses: int | None
+    uses: int = Field(description="Uses served (receipts here, or anchored on chain)")
+    decided_by: str | None = Field(description="The administrator account that decided")
+    reason: str | None = Field(description="Why it was denied or revoked")
+    updated_block: int
+
+    @classmethod
+    def of(cls, view: Any) -> RequestOut:
+        from dataclasses import asdict
+
+        d = asdict(view)
+        d["direction"] = view.direction.value
+        return cls(**d)
+
+
+class ReceiptOut(BaseModel):
+    owner: str = Field(description="The department that served (and numbers) the receipt")
+    seq: int
+    grant_id: int
+    record_id: str
+    requester: str
+    request_hash: str = Field(description="EIP-712 digest of the signed exchange request")
+    nonce: str | None
+    request_expires_at: int | None
+    ciphertext_cid: str
+    capsule_hash: str
+    issued_at: datetime
+    requester_signature: str
+    owner_signature: str
+    batch_id: str | None
+
+    @classmethod
+    def of(cls, view: Any) -> ReceiptOut:
+        from dataclasses import asdict
+
+        return cls(**asdict(view))
+
+
+class ExchangeRequestIn(BaseModel):
+    """The EIP-712 ``ExchangeRequest`` a peer broker signs (docs/exchange.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requester: str = Field(min_length=2, max_length=16, examples=["MARKET"])
+    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    grant_id: int = Field(ge=1)
+    record_id: str = Field(pattern=_RECORD_ID)
+    nonce: str = Field(pattern=r"^[0-9]{1,78}$", description="uint256, decimal text")
+    expires_at: int = Field(ge=0, description="Unix seconds")

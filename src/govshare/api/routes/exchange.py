@@ -1,0 +1,88 @@
+"""The peer-facing exchange: another department's broker fetches a granted
+record. Authenticated by an EIP-712 signature, not a user token (see
+``docs/exchange.md`` and :mod:`govshare.broker.serve_exchange`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+
+from govshare.api.auth import peer_signed
+from govshare.api.deps import ServicesDep
+from govshare.api.errors import problem_responses
+from govshare.api.schemas import ExchangeRequestIn
+from govshare.broker.exchange import (
+    H_CAPSULE,
+    H_CAPSULE_HASH,
+    H_CIPHERTEXT_CID,
+    H_RECEIPT_ISSUED_AT,
+    H_RECEIPT_SEQ,
+    H_RECEIPT_SIGNATURE,
+    H_REQUEST_HASH,
+)
+from govshare.broker.serve_exchange import serve_exchange
+from govshare.errors import GovShareError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["exchange"])
+
+_HEADERS = {
+    H_CAPSULE: "The DEK wrapped (HPKE) for the requester's registered key, bound to record, "
+    "grant and requester; base64",
+    H_CIPHERTEXT_CID: "CID of the ciphertext that follows (the anchored one)",
+    H_REQUEST_HASH: "EIP-712 digest of the signed request",
+    H_CAPSULE_HASH: "SHA-256 of the capsule",
+    H_RECEIPT_SEQ: "The owner department's receipt sequence number",
+    H_RECEIPT_ISSUED_AT: "Unix seconds",
+    H_RECEIPT_SIGNATURE: "The owner broker's EIP-712 signature of the ExchangeReceipt",
+}
+
+
+def _guarded(chunks: Iterator[bytes], record_id: str) -> Iterator[bytes]:
+    """The ciphertext stream; a store failure after the answer started can only
+    cut it short (the requester notices: Content-Length, CID, AEAD)."""
+    try:
+        yield from chunks
+    except GovShareError as exc:
+        log.error("exchange: the stream of %s broke off: %s", record_id, exc.code)
+        raise
+
+
+@router.post(
+    "/exchange",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "headers": {
+                name: {"description": d, "schema": {"type": "string"}}
+                for name, d in _HEADERS.items()
+            },
+            "description": "The ciphertext (envelope), with the capsule and receipt in headers",
+        },
+        **problem_responses(400, 401, 403, 404, 409, 422, 500, 502, 503),
+    },
+)
+def exchange(
+    body: ExchangeRequestIn,
+    signature: Annotated[bytes, Depends(peer_signed)],
+    svc: ServicesDep,
+) -> StreamingResponse:
+    """Serve a granted record to the requesting department's broker. The body
+    is the EIP-712 ``ExchangeRequest``; ``Govshare-Signature`` is its signature
+    by the requester's registered broker key. Refused unless the signer,
+    nonce, expiry and the grant on chain (for this requester and record, not
+    revoked or expired, quota left — counted atomically here) all check out."""
+    answer = serve_exchange(svc, body.model_dump(), signature)
+    return StreamingResponse(
+        _guarded(answer.chunks, answer.record_id),
+        media_type="application/octet-stream",
+        headers=answer.headers(),
+    )

@@ -1,0 +1,245 @@
+"""Records: publish (clerks), list and show (the department's users), content
+(clerks and administrators; own records from the store, granted ones fetched
+from their owner's broker)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, status
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from govshare.api.deps import ClerkUser, CurrentUser, ReaderUser, ServicesDep
+from govshare.api.errors import problem_response, problem_responses
+from govshare.api.schemas import PublishOut, RecordOut
+from govshare.api.uploads import receive_upload
+from govshare.broker.db import OpState
+from govshare.broker.errors import IdempotencyKeyRequired, OperationInProgress
+from govshare.broker.fetch import fetch
+from govshare.broker.publish import PublishOutcome, PublishRequest, publish
+from govshare.broker.queries import list_records, show_record
+from govshare.errors import InputError
+
+router = APIRouter(prefix="/v1/records", tags=["records"])
+
+RecordId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="0x + 64 hex digits")]
+
+_UPLOAD_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "category"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "category": {
+                            "type": "string",
+                            "description": "A category declared in the department's catalog",
+                            "example": "tax-clearance",
+                        },
+                        "subject": {
+                            "type": "string",
+                            "description": "Who the record is about (a personal or enterprise "
+                            "id); only its keyed hash is anchored",
+                        },
+                        "supersedes": {
+                            "type": "string",
+                            "description": "Id of the record this one is a new version of",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _publish_answer(out: PublishOutcome, path: str) -> JSONResponse:
+    if out.state is OpState.FAILED:
+        err = out.error or {}
+        return problem_response(
+            int(err.get("status", 500)),
+            str(err.get("code", "operation.failed")),
+            str(err.get("message", "The publish failed.")),
+            instance=path,
+            details={"operation_id": out.operation_id},
+        )
+    if out.state is not OpState.DONE:
+        err = out.error or {}
+        if err.get("retryable"):
+            # The chain or the store stopped answering mid-way: the outbox worker
+            # completes it; a retry with the same key returns the outcome.
+            return problem_response(
+                int(err.get("status", 503)),
+                str(err.get("code", "chain.unavailable")),
+                f"{err.get('message', '')} The record is kept and will be anchored when it "
+                "answers again; retry with the same Idempotency-Key to learn the outcome.",
+                instance=path,
+                headers={"Retry-After": "5"},
+                details={"operation_id": out.operation_id, "record_id": out.record_id},
+            )
+        exc = OperationInProgress(
+            "This Idempotency-Key's publish is still running; retry in a moment.",
+            operation_id=out.operation_id,
+        )
+        return problem_response(
+            exc.status,
+            exc.code,
+            exc.message,
+            instance=path,
+            headers={"Retry-After": "1"},
+            details={"operation_id": out.operation_id},
+        )
+    result = out.result or {}
+    body = PublishOut(
+        operation_id=out.operation_id,
+        state="done",
+        replayed=not out.created,
+        record_id=out.record_id,
+        cid=result.get("cid"),
+        sha256=result.get("sha256"),
+        size=result.get("size"),
+        tx_hash=result.get("tx_hash"),
+        block_number=result.get("block_number"),
+    )
+    code = status.HTTP_201_CREATED if out.created else status.HTTP_200_OK
+    headers = {"Location": f"/v1/records/{out.record_id}"}
+    if not out.created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body.model_dump(mode="json"), status_code=code, headers=headers)
+
+
+@router.post(
+    "",
+    response_model=PublishOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": PublishOut, "description": "A retry: the original record"},
+        **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 500, 502, 503),
+    },
+    openapi_extra=_UPLOAD_SCHEMA,
+)
+async def publish_record(
+    request: Request,
+    user: ClerkUser,
+    svc: ServicesDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required: a retry with the same key returns the original record",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Publish a record: the file is encrypted, stored and anchored on chain
+    (multipart: ``file``, ``category``, optional ``subject`` and ``supersedes``).
+    The upload streams to disk, up to the broker's size limit. A retry with the
+    same ``Idempotency-Key`` returns the original record (200) instead of a new
+    one; the same key with another file or metadata is refused (409)."""
+    if not idempotency_key:
+        raise IdempotencyKeyRequired(
+            "Publishing needs an Idempotency-Key header (any unique string per record), so "
+            "that a retry never publishes twice."
+        )
+    upload = await receive_upload(request, svc.spool, max_size=svc.limits.max_upload)
+    category = upload.fields.get("category", "").strip()
+    if not category:
+        (svc.spool / upload.staged.name).unlink(missing_ok=True)
+        raise InputError("Say which catalog category the record belongs to ('category').")
+    meta = PublishRequest(
+        category=category,
+        subject=upload.fields.get("subject") or None,
+        supersedes=(upload.fields.get("supersedes") or "").strip() or None,
+        filename=upload.filename,
+        media_type=upload.media_type,
+    )
+    try:
+        out = await run_in_threadpool(publish, svc, user, idempotency_key, upload.staged, meta)
+    except BaseException:
+        (svc.spool / upload.staged.name).unlink(missing_ok=True)
+        raise
+    return _publish_answer(out, request.url.path)
+
+
+@router.get("", response_model=list[RecordOut], responses=problem_responses(401, 403, 422, 500))
+def get_records(
+    _user: CurrentUser,
+    svc: ServicesDep,
+    status_: Annotated[
+        str | None,
+        Query(alias="status", pattern="^(pending|stored|anchored|failed)$"),
+    ] = None,
+    category: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[RecordOut]:
+    """This department's records, newest first."""
+    views = list_records(
+        svc.db, svc.dept, status=status_, category=category, limit=limit, offset=offset
+    )
+    return [RecordOut.of(v) for v in views]
+
+
+@router.get(
+    "/{record_id}",
+    response_model=RecordOut,
+    responses=problem_responses(401, 403, 404, 422, 500, 503),
+)
+def get_record(record_id: RecordId, _user: CurrentUser, svc: ServicesDep) -> RecordOut:
+    """One record: this department's own (with its local details), or another
+    department's public anchor on chain."""
+    return RecordOut.of(show_record(svc, record_id))
+
+
+@router.get(
+    "/{record_id}/content",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "The plaintext, verified against the hash anchored on chain",
+        },
+        **problem_responses(401, 403, 404, 409, 422, 500, 502, 503),
+    },
+)
+def get_content(
+    record_id: RecordId,
+    _user: ReaderUser,
+    svc: ServicesDep,
+    grant: Annotated[
+        int | None, Query(ge=1, description="Use this grant (default: the best one held)")
+    ] = None,
+) -> FileResponse:
+    """The record's content. An own record is decrypted from this broker's
+    store; another department's is fetched from its owner's broker under a grant
+    (spending one use), its ciphertext checked against the anchored CID and its
+    plaintext against the anchored SHA-256 before a byte is returned."""
+    tmp = svc.spool / f"fetch-{uuid.uuid4().hex}.out"
+    try:
+        out = fetch(svc, record_id, tmp, grant_id=grant)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    headers = {
+        "Govshare-Record-Id": out.record_id,
+        "Govshare-Record-Owner": out.owner,
+        "Govshare-Content-Sha256": out.sha256,
+    }
+    if out.grant_id is not None:
+        headers["Govshare-Grant-Id"] = str(out.grant_id)
+    if out.receipt_seq is not None:
+        headers["Govshare-Receipt-Seq"] = str(out.receipt_seq)
+    return FileResponse(
+        tmp,
+        media_type=out.media_type or "application/octet-stream",
+        filename=out.filename or f"record-{out.record_id[2:14]}.bin",
+        headers=headers,
+        background=BackgroundTask(tmp.unlink, missing_ok=True),
+    )

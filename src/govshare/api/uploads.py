@@ -1,0 +1,182 @@
+"""Multipart uploads streamed straight to the broker's spool directory.
+
+Starlette's form parser spools file parts without any size limit and only
+hands them over once the whole body is in; this reader feeds the request's
+body stream to python-multipart itself, so that:
+
+* the file part goes to a 0600 file in the spool directory as it arrives,
+  hashed on the way (never the whole file in memory);
+* the size limit is enforced while reading: a declared ``Content-Length`` over
+  the limit is refused before a byte is read, and a body that grows past it is
+  cut off at once (413 ``input.too_large``), its partial file deleted;
+* text fields are small (:data:`MAX_FIELD` bytes each, :data:`MAX_FIELDS` of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from fastapi import Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from govshare.broker.errors import UploadTooLarge
+from govshare.broker.publish import StagedUpload, new_spool_name
+from govshare.errors import InputError
+
+FILE_FIELD = "file"
+MAX_FIELD = 8 * 1024
+MAX_FIELDS = 16
+#: Room for the multipart framing and the text fields around the file.
+FRAMING_ALLOWANCE = 64 * 1024
+
+
+class NotMultipart(InputError):
+    code = "input.not_multipart"
+    status = 415
+
+
+@dataclass
+class ReceivedUpload:
+    staged: StagedUpload
+    filename: str | None
+    media_type: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    name: str = ""
+    filename: str | None = None
+    is_file: bool = False
+    data: bytearray = field(default_factory=bytearray)
+
+
+class _Receiver:
+    def __init__(self, spool: Path, max_size: int) -> None:
+        self.spool = spool
+        self.max_size = max_size
+        self.fields: dict[str, str] = {}
+        self.part = _Part()
+        self._hname = b""
+        self._hvalue = b""
+        self.file: IO[bytes] | None = None
+        self.path: Path | None = None
+        self.name = ""
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.filename: str | None = None
+        self.media_type: str | None = None
+        self.files = 0
+
+    # python-multipart callbacks ----------------------------------------------------------
+
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._hname += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._hvalue += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.part.headers[self._hname.strip().lower()] = self._hvalue.strip()
+        self._hname = self._hvalue = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.part.headers.get(b"content-disposition", b""))
+        raw_name = options.get(b"name")
+        if raw_name is None:
+            raise InputError("A multipart part has no name.")
+        self.part.name = raw_name.decode("utf-8", "replace")
+        if self.part.name == FILE_FIELD:
+            self.files += 1
+            if self.files > 1:
+                raise InputError("Upload one file per record.")
+            self.part.is_file = True
+            raw_fn = options.get(b"filename")
+            self.filename = raw_fn.decode("utf-8", "replace") if raw_fn else None
+            ctype = self.part.headers.get(b"content-type")
+            self.media_type = ctype.decode("latin-1") if ctype else None
+            self.name = new_spool_name()
+            self.path = self.spool / self.name
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self.file = os.fdopen(fd, "wb")
+        elif len(self.fields) >= MAX_FIELDS:
+            raise InputError(f"At most {MAX_FIELDS} form fields.")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self.part.is_file:
+            assert self.file is not None
+            self.size += len(chunk)
+            if self.size > self.max_size:
+                raise UploadTooLarge(
+                    f"The file is larger than this broker's limit of {self.max_size} bytes."
+                )
+            self.sha.update(chunk)
+            self.file.write(chunk)
+        else:
+            if len(self.part.data) + len(chunk) > MAX_FIELD:
+                raise InputError(f"The form field {self.part.name!r} is too long.")
+            self.part.data += chunk
+
+    def on_part_end(self) -> None:
+        if not self.part.is_file:
+            try:
+                self.fields[self.part.name] = self.part.data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"The form field {self.part.name!r} is not UTF-8.") from None
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+        }
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+async def receive_upload(request: Request, spool: Path, *, max_size: int) -> ReceivedUpload:
+    """Read a ``multipart/form-data`` body with one ``file`` part into the spool."""
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if ctype != b"multipart/form-data" or not boundary:
+        raise NotMultipart("Send the record as multipart/form-data with a 'file' part.")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_size + FRAMING_ALLOWANCE:
+        raise UploadTooLarge(f"The upload is larger than this broker's limit of {max_size} bytes.")
+    rx = _Receiver(spool, max_size)
+    parser = MultipartParser(boundary, rx.callbacks())  # type: ignore[arg-type]
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+        if rx.file is None or rx.path is None:
+            raise InputError("The upload has no 'file' part.")
+        rx.file.flush()
+        os.fsync(rx.file.fileno())
+        rx.file.close()
+    except MultipartParseError:
+        rx.discard()
+        raise InputError("The multipart body is malformed.") from None
+    except BaseException:
+        rx.discard()
+        raise
+    staged = StagedUpload(rx.name, rx.sha.hexdigest(), rx.size)
+    return ReceivedUpload(staged, rx.filename, rx.media_type, rx.fields)
