@@ -145,6 +145,7 @@ COMMANDS: dict[str, str] = {
     "blob": "govshare.cli.blob:blob",
     "user": "govshare.cli.user:user",
     "grant": "govshare.cli.grant:grant",
+    "serve": "govshare.cli.serve:serve",
 }
 
 
