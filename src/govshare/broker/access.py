@@ -129,6 +129,7 @@ def request_access(
         payload = {}  # a retry: the original operation answers
     sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, payload, run=False)
     view = svc.outbox.run(sub.operation.id, wait=False) if sub.created else sub.operation
+    view = svc.outbox.settle(view)  # the outbox worker may be the one driving it
     rid_out = (view.result or {}).get("request_id")
     return RequestOutcome(
         view.id, sub.created, view.state.value, int(rid_out) if rid_out else None, view.error

@@ -522,6 +522,19 @@ class Outbox:
             self._sleep(retry_in)
             waited = True
 
+    def settle(
+        self, view: OperationView, *, timeout: float = 30.0, poll: float = 0.05
+    ) -> OperationView:
+        """Wait while another worker drives ``view``'s operation (it is *running*
+        under someone else's lease: e.g. the :class:`OutboxWorker` claimed a
+        freshly submitted operation before the submitting request could), for up
+        to ``timeout`` seconds. Returns its state afterwards."""
+        deadline = time.monotonic() + timeout
+        while view.state is OpState.RUNNING and time.monotonic() < deadline:
+            self._sleep(poll)
+            view = self.get(view.id)
+        return view
+
     # -- internals -----------------------------------------------------------------
 
     def _claim(self, op_id: str, *, due_check: bool = True) -> bool:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from eth_utils import keccak
 
 from govshare.broker.db import OpState, Record, RecordStatus, utcnow
-from govshare.broker.errors import IdempotencyConflict, RecordUnknown, UnknownCategory
+from govshare.broker.errors import RecordUnknown, UnknownCategory
 from govshare.broker.outbox import JSON, StepContext, Submission, fingerprint, principal_of
 from govshare.broker.subjects import subject_ref
 from govshare.broker.users import Principal
@@ -98,7 +98,13 @@ class PublishOutcome:
     @classmethod
     def of(cls, sub: Submission) -> PublishOutcome:
         op = sub.operation
-        rid = (op.result or {}).get("record_id") or op.payload.get("record_id")
+        rid = (op.result or {}).get("record_id")
+        if rid is None and op.payload.get("dept") and op.payload.get("idempotency_key"):
+            # not anchored yet: the id it will have (derived from the operation)
+            raw = record_id_for(
+                str(op.payload["dept"]), op.id, op.principal, str(op.payload["idempotency_key"])
+            )
+            rid = "0x" + raw.hex()
         return cls(op.id, op.state, sub.created, rid, op.result, op.error)
 
 
@@ -183,6 +189,26 @@ def publish(
     worker completes it). The staged file belongs to the operation from then on
     (a duplicate submission's copy is deleted).
     """
+    staged = _spool_path(svc, upload.name)
+    try:
+        return _publish(svc, user, idempotency_key, upload, meta, staged, wait=wait)
+    except BaseException:
+        # Refused before the operation took the file over: nothing is kept.
+        if svc.outbox.find(principal_of(user), idempotency_key) is None:
+            staged.unlink(missing_ok=True)
+        raise
+
+
+def _publish(
+    svc: BrokerServices,
+    user: Principal | str,
+    idempotency_key: str,
+    upload: StagedUpload,
+    meta: PublishRequest,
+    staged: Path,
+    *,
+    wait: bool,
+) -> PublishOutcome:
     category = _check_category_label(meta.category)
     ref = subject_ref(svc.subject_key, meta.subject) if meta.subject else None
     supersedes = (
@@ -204,14 +230,13 @@ def publish(
         "size": upload.size,
     }
     fp = fingerprint(body)
-    staged = _spool_path(svc, upload.name)
 
     existing = svc.outbox.find(principal, idempotency_key)
     if existing is not None:
         # A retry: answer from the original operation, before any chain call.
         staged.unlink(missing_ok=True)
         sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
-        return PublishOutcome.of(sub)
+        return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
 
     _check_on_chain(svc, category, supersedes)
     payload = {
@@ -221,15 +246,12 @@ def publish(
         "upload": upload.name,
         "published_by": user.name if isinstance(user, Principal) else None,
     }
-    try:
-        sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, payload, run=False)
-    except IdempotencyConflict:
-        staged.unlink(missing_ok=True)
-        raise
+    sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, payload, run=False)
     if not sub.created:
         staged.unlink(missing_ok=True)  # another request with this key won the race
-        return PublishOutcome.of(sub)
-    view = svc.outbox.run(sub.operation.id, wait=wait)
+        return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
+    # The outbox worker may claim the new operation first: then wait for it.
+    view = svc.outbox.settle(svc.outbox.run(sub.operation.id, wait=wait))
     return PublishOutcome.of(Submission(view, created=True))
 
 
