@@ -59,8 +59,8 @@ from govshare.broker.exchange import (
 )
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.contracts import to_bytes32
-from govshare.crypto import decrypt_to_file, unwrap_dek
-from govshare.errors import GovShareError
+from govshare.crypto import DecryptResult, decrypt_to_file, unwrap_dek
+from govshare.errors import GovShareError, IntegrityError
 from govshare.storage import BlockCorrupted, parse_cid
 from govshare.storage.unixfs import FileImporter
 
@@ -86,24 +86,67 @@ class FetchResult:
     media_type: str | None = None
 
 
-def cid_checked(chunks: Iterable[bytes], expected: str) -> Iterator[bytes]:
-    """Pass ``chunks`` through while rebuilding their UnixFS DAG (as ``ipfs add``
-    would); after the last chunk, raise :class:`CiphertextMismatch` unless its
-    CID is ``expected``. Fed to ``decrypt_to_file``, the error lands before the
-    plaintext is renamed into place."""
-    cid = parse_cid(expected)
-    importer = FileImporter(lambda _c, _b: None, cid_version=cid.version)
-    for chunk in chunks:
-        importer.write(chunk)
-        yield chunk
-    got = importer.finish().cid
-    if str(got) != str(cid):
-        raise CiphertextMismatch(
-            f"The ciphertext received is not the anchored one (its CID is {got}, the chain "
-            f"says {cid}); nothing was released.",
-            expected=str(cid),
-            actual=str(got),
-        )
+class CidCheck:
+    """Pass ciphertext chunks through while rebuilding their UnixFS DAG (as
+    ``ipfs add`` would); after the last chunk, raise :class:`CiphertextMismatch`
+    unless its CID is the ``expected`` one. Fed to ``decrypt_to_file``, that
+    error lands before the plaintext is renamed into place.
+
+    When decryption fails first (a wrong envelope fails at its header), the
+    rest of the stream can be read (up to ``drain_limit`` bytes) to tell the
+    two cases apart: :meth:`verdict` raises :class:`CiphertextMismatch` when the
+    bytes were not the anchored ones at all."""
+
+    def __init__(self, chunks: Iterable[bytes], expected: str, *, drain_limit: int = 64 << 20):
+        self.expected = parse_cid(expected)
+        self._src = iter(chunks)
+        self._importer = FileImporter(lambda _c, _b: None, cid_version=self.expected.version)
+        self._done = False
+        self._drain_limit = drain_limit
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._src:
+            self._importer.write(chunk)
+            yield chunk
+        self._check()
+
+    def _check(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        got = self._importer.finish().cid
+        if str(got) != str(self.expected):
+            raise CiphertextMismatch(
+                f"The ciphertext received is not the anchored one (its CID is {got}, the "
+                f"chain says {self.expected}); nothing was released.",
+                expected=str(self.expected),
+                actual=str(got),
+            )
+
+    def verdict(self) -> None:
+        """After a failure downstream: read what is left and check the CID."""
+        read = 0
+        for chunk in self._src:
+            read += len(chunk)
+            if read > self._drain_limit:
+                return  # too much to tell: keep the downstream error
+            self._importer.write(chunk)
+        self._check()
+
+
+def _decrypt_checked(
+    chunks: Iterable[bytes], cid: str, dst: Path, dek: bytes, sha256: bytes | str, overwrite: bool
+) -> DecryptResult:
+    check = CidCheck(chunks, cid)
+    try:
+        return decrypt_to_file(iter(check), dst, dek, expected_sha256=sha256, overwrite=overwrite)
+    except IntegrityError as exc:
+        if not isinstance(exc, CiphertextMismatch):
+            try:
+                check.verdict()
+            except CiphertextMismatch as mismatch:
+                raise mismatch from exc
+        raise
 
 
 def fetch(
@@ -141,13 +184,7 @@ def read_own(
     dek = unwrap_dek(
         row.own_capsule, svc.hpke, record_id=rid, grant_id=None, recipient_dept=svc.dept
     )
-    res = decrypt_to_file(
-        cid_checked(svc.store.get(row.cid), row.cid),
-        dst,
-        dek,
-        expected_sha256=row.sha256,
-        overwrite=overwrite,
-    )
+    res = _decrypt_checked(svc.store.get(row.cid), row.cid, dst, dek, row.sha256, overwrite)
     return FetchResult(
         record_id=row.record_id,
         owner=svc.dept,
@@ -232,12 +269,8 @@ def fetch_granted(
                 grant_id=grant_id,
                 recipient_dept=svc.dept,
             )
-            res = decrypt_to_file(
-                cid_checked(resp.iter_bytes(), rec.cid),
-                dst,
-                dek,
-                expected_sha256=rec.content_hash,
-                overwrite=overwrite,
+            res = _decrypt_checked(
+                resp.iter_bytes(), rec.cid, dst, dek, rec.content_hash, overwrite
             )
     except httpx.TimeoutException:
         raise PeerUnreachable(f"{owner.code}'s broker did not answer in time; try again.") from None

@@ -5,11 +5,12 @@ from their owner's broker)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, status
-from fastapi.responses import FileResponse, JSONResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from govshare.api.deps import ClerkUser, CurrentUser, ReaderUser, ServicesDep
@@ -24,6 +25,8 @@ from govshare.broker.queries import list_records, show_record
 from govshare.errors import InputError
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
+
+_CHUNK = 256 * 1024
 
 RecordId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="0x + 64 hex digits")]
 
@@ -198,7 +201,7 @@ def get_record(record_id: RecordId, _user: CurrentUser, svc: ServicesDep) -> Rec
 
 @router.get(
     "/{record_id}/content",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         200: {
             "content": {
@@ -216,7 +219,7 @@ def get_content(
     grant: Annotated[
         int | None, Query(ge=1, description="Use this grant (default: the best one held)")
     ] = None,
-) -> FileResponse:
+) -> StreamingResponse:
     """The record's content. An own record is decrypted from this broker's
     store; another department's is fetched from its owner's broker under a grant
     (spending one use), its ciphertext checked against the anchored CID and its
@@ -236,10 +239,27 @@ def get_content(
         headers["Govshare-Grant-Id"] = str(out.grant_id)
     if out.receipt_seq is not None:
         headers["Govshare-Receipt-Seq"] = str(out.receipt_seq)
-    return FileResponse(
-        tmp,
-        media_type=out.media_type or "application/octet-stream",
-        filename=out.filename or f"record-{out.record_id[2:14]}.bin",
-        headers=headers,
-        background=BackgroundTask(tmp.unlink, missing_ok=True),
+    # Stream from an open handle of a file already unlinked: the plaintext leaves
+    # the disk's namespace at once and its blocks are freed when the answer ends.
+    fh = tmp.open("rb")
+    tmp.unlink()
+    headers["Content-Length"] = str(out.size)
+    headers["Content-Disposition"] = _disposition(
+        out.filename or f"record-{out.record_id[2:14]}.bin"
     )
+
+    def body() -> Iterator[bytes]:
+        with fh:
+            while chunk := fh.read(_CHUNK):
+                yield chunk
+
+    return StreamingResponse(
+        body(), media_type=out.media_type or "application/octet-stream", headers=headers
+    )
+
+
+def _disposition(filename: str) -> str:
+    ascii_name = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename
+    )
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
