@@ -1,0 +1,309 @@
+"""A small real consortium for broker tests: department profiles (fast
+keystores) in a govshare home, contracts deployed on a test's own anvil,
+categories declared, and brokers run either in threads of the test process
+(uvicorn on pre-bound sockets) or as ``govshare serve`` processes.
+
+Used by tests/broker, tests/api and tests/integration (import it as
+``integration.world``: pytest puts ``tests/`` on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+
+from govshare.api import ApiDeps, ApiSettings, create_app
+from govshare.broker.db import Database
+from govshare.broker.services import BrokerServices, Limits
+from govshare.broker.subjects import ensure_subject_key, load_subject_key
+from govshare.broker.users import Users
+from govshare.chain.connection import connect
+from govshare.chain.contracts import DepartmentInit
+from govshare.chain.deploy import deploy
+from govshare.chain.devfund import faucet
+from govshare.chain.ledger import Ledger
+from govshare.crypto import HpkePrivateKey
+from govshare.home import deployment_path, dept_dir
+from govshare.profile import Profile, create_profile
+from govshare.storage import open_store
+
+PASSWORD = "test-broker-password"
+SCRYPT_N = 1024
+GOVSHARE = Path(sys.executable).parent / "govshare"
+CATEGORY = "tax-clearance"
+
+
+def bind_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@dataclass
+class Dept:
+    code: str
+    profile: Profile
+    broker: LocalAccount
+    admin: LocalAccount
+    hpke: HpkePrivateKey
+    sock: socket.socket  # pre-bound: its port is the registered endpoint's
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class World:
+    home: Path
+    ledger: Ledger
+    depts: dict[str, Dept]
+
+    def __getitem__(self, code: str) -> Dept:
+        return self.depts[code]
+
+    @property
+    def deployment(self) -> Path:
+        return deployment_path(self.home)
+
+    def close(self) -> None:
+        for d in self.depts.values():
+            d.sock.close()
+
+
+def build_world(
+    rpc_url: str,
+    home: Path,
+    codes: tuple[str, ...] = ("TAX", "MARKET", "COURT"),
+    categories: dict[str, list[str]] | None = None,
+) -> World:
+    """Profiles, a deployment with these founders, funded accounts, categories."""
+    home.mkdir(parents=True, exist_ok=True)
+    conn = connect(rpc_url)
+    depts: dict[str, Dept] = {}
+    for code in codes:
+        sock = bind_socket()
+        port = sock.getsockname()[1]
+        prof = create_profile(
+            home,
+            code,
+            f"Department {code}",
+            endpoint=f"http://127.0.0.1:{port}",
+            broker_password=PASSWORD,
+            admin_password=PASSWORD,
+            scrypt_n=SCRYPT_N,
+        )
+        ensure_subject_key(home, prof.dir, env={})
+        broker, admin = prof.unlock_broker(PASSWORD), prof.unlock_admin(PASSWORD)
+        for acct in (broker, admin):
+            conn.request("anvil_setBalance", [acct.address, hex(10**21)])
+        depts[code] = Dept(code, prof, broker, admin, prof.unlock_hpke(PASSWORD), sock)
+    founders = [
+        DepartmentInit(
+            code=d.code,
+            name=d.profile.name,
+            broker=d.broker.address,
+            admins=(d.admin.address,),
+            encryption_key=d.hpke.public_key_bytes,
+            endpoint=d.url,
+        )
+        for d in depts.values()
+    ]
+    deploy(conn, faucet(), founders, 2, path=deployment_path(home))
+    ledger = Ledger.from_deployment(deployment_path(home))
+    wanted = categories if categories is not None else {c: [CATEGORY] for c in codes}
+    for code, cats in wanted.items():
+        for cat in cats:
+            ledger.records.declare_category(depts[code].admin, cat, f"{cat} of {code}")
+    return World(home, ledger, depts)
+
+
+# -- brokers in threads --------------------------------------------------------------------
+
+
+class ThreadServer:
+    """uvicorn serving ``app`` on a pre-bound socket, in a thread."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket) -> None:
+        self.sock = sock
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, ws="none", http="h11", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+
+    def start(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Broker:
+    """One department's broker, in this process, over real HTTP."""
+
+    dept: Dept
+    svc: BrokerServices
+    app: FastAPI
+    server: ThreadServer
+    client: httpx.Client
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def code(self) -> str:
+        return self.dept.code
+
+    def auth(self, who: str = "clerk") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
+        self.svc.close()
+        self.svc.db.close()
+
+
+def make_services(world: World, code: str, **limits: int) -> BrokerServices:
+    d = world[code]
+    folder = dept_dir(world.home, code)
+    db = Database.for_department(world.home, code)
+    return BrokerServices(
+        dept=code,
+        db=db,
+        ledger=Ledger.from_deployment(world.deployment),
+        store=open_store(f"local:{folder / 'blobs'}"),
+        account=d.broker,
+        hpke=d.hpke,
+        subject_key=load_subject_key(d.profile.dir, env={}),
+        spool=folder / "spool",
+        limits=Limits(**limits) if limits else None,
+    )
+
+
+def start_broker(world: World, code: str, **limits: int) -> Broker:
+    svc = make_services(world, code, **limits)
+    users = Users(svc.db)
+    tokens = {}
+    for name, role in [("clerk", "clerk"), ("admin", "admin"), ("auditor", "auditor")]:
+        _, issued = users.add(f"{code.lower()}-{name}", role, code)
+        tokens[name] = issued.token
+    app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
+    server = ThreadServer(app, world[code].sock).start()
+    client = httpx.Client(base_url=world[code].url, timeout=30)
+    return Broker(world[code], svc, app, server, client, tokens)
+
+
+# -- brokers as processes ------------------------------------------------------------------
+
+
+@dataclass
+class ServeProcess:
+    code: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def cli_env(world: World, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "GOVSHARE_HOME": str(world.home), "GOVSHARE_PASSWORD": PASSWORD}
+    for name in (
+        "GOVSHARE_DEPT",
+        "GOVSHARE_STORE",
+        "GOVSHARE_STORAGE",
+        "GOVSHARE_CHAIN_URL",
+        "GOVSHARE_RPC",
+        "GOVSHARE_DEPLOYMENT_FILE",
+        "GOVSHARE_SECRETS_DIR",
+        "GOVSHARE_ADMIN_PASSWORD",
+        "GOVSHARE_PASSWORD_FILE",
+    ):
+        env.pop(name, None)
+    return {**env, **extra}
+
+
+def spawn_serve(world: World, code: str, *, via_env: bool = False) -> ServeProcess:
+    """Start ``govshare serve`` for CODE on the department's registered port:
+    with ``--dept``, or (``via_env``) configured as docker/compose.yml does,
+    through GOVSHARE_DEPT and GOVSHARE_DEPLOYMENT_FILE."""
+    d = world[code]
+    port = d.port
+    d.sock.close()  # hand the port over to the child (it binds it at once)
+    log = world.home / f"serve-{code.lower()}.log"
+    if via_env:
+        env = cli_env(world, GOVSHARE_DEPT=code, GOVSHARE_DEPLOYMENT_FILE=str(world.deployment))
+        args = ["serve", "--port", str(port)]
+    else:
+        env = cli_env(world)
+        args = ["serve", "--dept", code, "--port", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(GOVSHARE), *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    return ServeProcess(code, f"http://127.0.0.1:{port}", proc, log)
+
+
+def wait_serving(procs: list[ServeProcess], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(procs)
+    while pending:
+        for p in list(pending):
+            if p.proc.poll() is not None:
+                raise RuntimeError(f"govshare serve {p.code} exited:\n{p.log.read_text()}")
+            try:
+                if httpx.get(p.url + "/healthz", timeout=1).status_code == 200:
+                    pending.remove(p)
+            except httpx.HTTPError:
+                pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"brokers did not start: {[p.code for p in pending]}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def serving(
+    world: World, codes: tuple[str, ...], *, via_env: tuple[str, ...] = ()
+) -> Iterator[dict[str, ServeProcess]]:
+    procs = {c: spawn_serve(world, c, via_env=c in via_env) for c in codes}
+    try:
+        wait_serving(list(procs.values()))
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
