@@ -88,7 +88,12 @@ def test_openapi_is_complete(app: FastAPI) -> None:
     spec = app.openapi()
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     peer_scheme = spec["components"]["securitySchemes"]["peerSignature"]
-    assert peer_scheme == {**peer_scheme, "type": "apiKey", "in": "header", "name": "Govshare-Signature"}
+    assert peer_scheme == {
+        **peer_scheme,
+        "type": "apiKey",
+        "in": "header",
+        "name": "Govshare-Signature",
+    }
     assert "Problem" in spec["components"]["schemas"]
     paths = {p for p, _, _ in _operations(spec)}
     assert {"/healthz", "/readyz", "/metrics", "/v1/me", "/v1/users"} <= paths
