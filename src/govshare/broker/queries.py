@@ -252,20 +252,17 @@ def list_requests(
         q = q.where(AccessRequest.record_id == record_id_text(record_id))
     with db.session(readonly=True) as s:
         rows = s.scalars(q).all()
-        used = _local_uses(s, dept)
+        used = _local_uses(s)
         views = [_request_view(dept, r, now, used.get(r.request_id)) for r in rows]
     return sorted(views, key=lambda v: v.id, reverse=True)
 
 
-def _local_uses(s: Any, dept: str) -> dict[str, int]:
-    """Receipts this broker issued per grant (uses not anchored on chain yet)."""
+def _local_uses(s: Any) -> dict[str, int]:
+    """Receipts kept here per grant — issued as owner, or received as requester
+    (grant ids are unique on the one AccessLedger): uses not anchored yet."""
     from sqlalchemy import func
 
-    rows = s.execute(
-        select(Receipt.grant_id, func.count())
-        .where(Receipt.owner == dept)
-        .group_by(Receipt.grant_id)
-    )
+    rows = s.execute(select(Receipt.grant_id, func.count()).group_by(Receipt.grant_id))
     return {str(g): int(n) for g, n in rows}
 
 

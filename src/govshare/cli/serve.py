@@ -10,7 +10,8 @@ the outbox worker and the chain follower, and serves the API with uvicorn.
 Environment (the docker compose file sets these): ``GOVSHARE_DEPT``,
 ``GOVSHARE_DEPLOYMENT_FILE``, ``GOVSHARE_CHAIN_URL`` (or ``GOVSHARE_RPC``),
 ``GOVSHARE_STORAGE`` (or ``GOVSHARE_STORE``), ``GOVSHARE_SECRETS_DIR`` (a
-directory holding the profile and keys instead of ``HOME/depts/CODE``).
+directory holding the profile and keys instead of ``HOME/depts/CODE``, and
+optionally the password in ``broker.password``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from govshare.chain.ledger import Ledger
 
 DEFAULT_PORT = 8443
+#: In ``--profile-dir`` (a container's secrets mount): the broker key's password.
+PASSWORD_FILE = "broker.password"  # noqa: S105 - a file name
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -175,6 +178,11 @@ def serve(
         profile = load_profile(home, code)
     if profile.code != code:
         raise click.UsageError(f"The profile in {profile.dir} is {profile.code}'s, not {code}'s.")
+    if password_file is None and profile_dir and not _password_in_env():
+        # a container's secrets mount may carry the password beside the keys
+        candidate = Path(profile_dir) / PASSWORD_FILE
+        if candidate.is_file():
+            password_file = str(candidate)
     password = resolve_password(
         None, password_file=password_file, prompt=f"Password for {code}'s broker key: "
     )
@@ -227,6 +235,14 @@ def serve(
         keeper.stop()
         svc.close()
         db.close()
+
+
+def _password_in_env() -> bool:
+    import os
+
+    from govshare.crypto import ENV_PASSWORD, ENV_PASSWORD_FILE
+
+    return bool(os.environ.get(ENV_PASSWORD) or os.environ.get(ENV_PASSWORD_FILE))
 
 
 def _endpoint_port(endpoint: str) -> int | None:
