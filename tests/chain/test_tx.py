@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -104,7 +105,7 @@ def test_resync_after_key_used_elsewhere(conn: Connection, fresh_account) -> Non
     acct = fresh_account()
     sender = Sender(conn)
     sender.transact(acct, _transfer(acct.address))
-    for n in (1, 2, 3):  # behind the sender's back
+    for n in (1, 2, 3):  # behind the sender's back (value 1: not the same bytes as ours)
         raw, _ = sign_transaction(
             bytes(acct.key),
             {
@@ -112,7 +113,7 @@ def test_resync_after_key_used_elsewhere(conn: Connection, fresh_account) -> Non
                 "nonce": n,
                 "gas": 21_000,
                 "to": acct.address,
-                "value": 0,
+                "value": 1,
                 "data": b"",
                 **sender.gas.fees(),
             },
@@ -183,7 +184,8 @@ def test_injected_nonce_error_in_batch_resyncs(conn: Connection, fresh_account, 
     def flaky(calls_):
         if calls_ and calls_[0][0] == "eth_sendRawTransaction" and calls["n"] == 0:
             calls["n"] += 1
-            # Take nonce 0 with another transaction first, then send ours.
+            # Take nonce 0 with another transaction first, then send ours. (It
+            # differs from ours — value 1 — or the node would call ours "known".)
             raw, _ = sign_transaction(
                 bytes(acct.key),
                 {
@@ -191,7 +193,7 @@ def test_injected_nonce_error_in_batch_resyncs(conn: Connection, fresh_account, 
                     "nonce": 0,
                     "gas": 21_000,
                     "to": acct.address,
-                    "value": 0,
+                    "value": 1,
                     "data": b"",
                     **sender.gas.fees(),
                 },
@@ -284,7 +286,49 @@ def test_refused_middle_of_batch_is_filled(conn: Connection, fresh_account) -> N
         sender.submit_many(acct, reqs)
     sent = err.value.details["sent"]
     assert len(sent) == 4
-    for h in sent:
-        assert conn.get_receipt(h) is not None
+    deadline = time.monotonic() + 20
+    while not all(conn.get_receipt(h) for h in sent):  # all four mine: no hole before them
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     assert conn.get_transaction_count(acct.address, "latest") == 5  # 4 + the filler
     assert sender.transact(acct, _transfer(acct.address)).nonce == 5
+
+
+def test_estimate_covers_estimate_gas(consortium) -> None:
+    """One-execution estimates (eth_createAccessList's gasUsed, with the margin)
+    are never below eth_estimateGas's binary search, for real contract calls."""
+    import os as _os
+
+    from govshare.chain.contracts import AnchorInput
+
+    L, tax = consortium.ledger, consortium["TAX"]
+    L.records.declare_category(tax.admin, "gas", "gas")
+    reqs = [
+        L.records.anchor_request(AnchorInput(_os.urandom(32), _os.urandom(32), "b" * n, "gas"))
+        for n in (1, 46, 200, 2000)
+    ]
+    fast = L.sender.estimate_many(tax.broker, reqs)
+    for req, gas in zip(reqs, fast, strict=True):
+        params = {"from": tax.broker.address, "to": req.to, "data": "0x" + req.data.hex()}
+        assert gas >= int(conn_estimate(L.conn, params), 16)
+    assert L.sender._use_access_list
+
+
+def conn_estimate(conn: Connection, params: dict) -> str:
+    return conn.request("eth_estimateGas", [params])
+
+
+def test_node_without_access_lists_falls_back(conn: Connection, fresh_account, monkeypatch) -> None:
+    acct = fresh_account()
+    sender = Sender(conn)
+    real = conn.request
+
+    def no_access_list(method, params):
+        if method == "eth_createAccessList":
+            raise RpcError(method, {"code": -32601, "message": "Method not found"}, conn.url)
+        return real(method, params)
+
+    monkeypatch.setattr(conn, "request", no_access_list)
+    gas = sender.estimate(acct, TxRequest(to=acct.address, data=b""))
+    assert gas == int(21_000 * 1.25) + 1_000
+    assert not sender._use_access_list
