@@ -34,6 +34,7 @@ with warnings.catch_warnings():
     # talks HTTP only. Scoped so `filterwarnings = error` still guards the rest.
     warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
     from web3 import HTTPProvider, Web3
+    from web3.exceptions import BlockNotFound, Web3Exception
     from web3.middleware import ExtraDataToPOAMiddleware
     from web3.providers import BaseProvider
     from web3.providers.rpc.utils import ExceptionRetryConfiguration
@@ -200,7 +201,7 @@ class Connection:
             raise _unavailable(self.url, exc, self.timeout) from exc
         except GovShareError:
             raise
-        except Exception as exc:  # web3 wraps some transport failures in its own types
+        except Web3Exception as exc:  # web3 wraps some transport failures in its own types
             raise _unavailable(self.url, exc, self.timeout) from exc
         error = response.get("error")
         if error is not None:
@@ -217,7 +218,7 @@ class Connection:
             responses = provider.make_batch_request([(RPCEndpoint(m), list(p)) for m, p in calls])
         except _TRANSPORT_ERRORS as exc:
             raise _unavailable(self.url, exc, self.timeout) from exc
-        except Exception as exc:
+        except Web3Exception as exc:
             raise _unavailable(self.url, exc, self.timeout) from exc
         if isinstance(responses, dict):  # the node refused the whole batch
             raise RpcError("batch", cast(dict[str, Any], responses.get("error") or {}), self.url)
@@ -250,9 +251,9 @@ class Connection:
             raise
         except _TRANSPORT_ERRORS as exc:
             raise _unavailable(self.url, exc, self.timeout) from exc
-        except Exception as exc:
-            if type(exc).__name__ == "BlockNotFound":
-                raise ChainRejected(f"Block {block} does not exist on {self.url}.") from exc
+        except BlockNotFound as exc:
+            raise ChainRejected(f"Block {block} does not exist on {self.url}.") from exc
+        except Web3Exception as exc:
             raise _unavailable(self.url, exc, self.timeout) from exc
         return dict(result)
 

@@ -718,7 +718,7 @@ class Sender:
                 continue  # the rest are mined too: fetch them now
             time.sleep(interval)
             # Fast on anvil (mined within milliseconds), gentle on 2 s QBFT blocks.
-            interval = min(interval * 1.5, 0.1)
+            interval = min(interval * 1.5, 0.05)
         return [self._result(p, receipts[p.tx_hash]) for p in pendings]
 
     def _stuck_diagnosis(self, p: PendingTx) -> dict[str, Any]:
