@@ -1,0 +1,62 @@
+"""Errors of the audit layer, under :class:`~govshare.errors.IntegrityError`.
+
+    IntegrityError (govshare.errors)
+    └── ProofError                  (422) a Merkle proof that cannot be right (sizes, lengths)
+        └── RootMismatchError       (422) the proof leads to another root than the anchored one
+    AuditFailed                     (422) an audit found problems (the report says which)
+    ManifestUnavailable             (404) no source holds a receipt batch's manifest
+
+Tests and clients match on ``code``; the wording may change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from govshare.errors import GovShareError, IntegrityError
+
+
+class ProofError(IntegrityError):
+    """A proof that is malformed for the tree it claims (wrong length, index
+    beyond the size, a hash that is not 32 bytes)."""
+
+    code = "audit.proof_invalid"
+    status = 422
+
+
+class RootMismatchError(ProofError):
+    """The root computed from a proof (or from a manifest's leaves) is not the
+    expected one: ``expected`` is the trusted root (e.g. anchored on chain),
+    ``calculated`` what the evidence hashes to."""
+
+    code = "audit.root_mismatch"
+
+    def __init__(
+        self, expected: bytes, calculated: bytes, message: str | None = None, **details: Any
+    ) -> None:
+        super().__init__(
+            message
+            or (
+                f"The evidence hashes to root 0x{calculated.hex()}, not to the expected "
+                f"root 0x{expected.hex()}: it was altered, or belongs to another tree."
+            ),
+            expected=expected,
+            calculated=calculated,
+            **details,
+        )
+        self.expected = expected
+        self.calculated = calculated
+
+
+class AuditFailed(GovShareError):
+    """An audit command found problems; ``details['problems']`` lists them."""
+
+    code = "audit.failed"
+    status = 422
+
+
+class ManifestUnavailable(GovShareError):
+    """No configured source holds a receipt manifest (by its CID)."""
+
+    code = "audit.manifest_unavailable"
+    status = 404
