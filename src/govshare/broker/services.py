@@ -10,8 +10,8 @@ dependencies of every use case.
 
 Nothing here is global: a test builds two or three of these side by side, one
 per department. Building one registers the durable operation kinds of the use
-cases (``publish``, ``request``) on its outbox, so :meth:`Outbox.recover` and
-the worker can resume them.
+cases (``publish``, ``request``, ``anchor_receipts``) on its outbox, so
+:meth:`Outbox.recover` and the worker can resume them.
 """
 
 from __future__ import annotations
@@ -97,10 +97,12 @@ class BrokerServices:
         self._domain: ExchangeDomain | None = None
         self._lock = threading.Lock()
 
-        from govshare.broker import access, publish  # the use cases register their steps
+        # the use cases register their steps
+        from govshare.broker import access, publish, receipt_batches
 
         publish.register(self)
         access.register(self)
+        receipt_batches.register(self)
         #: Keeps ``access_requests`` in step with the chain (one per broker: it locks).
         self.sync = access.RequestSync(self)
 

@@ -1,0 +1,327 @@
+"""Anchoring this department's receipts: batch, write the manifest, anchor the root.
+
+The owner's broker numbers its receipts 1, 2, … (``serve_exchange``). Every
+so often :class:`ReceiptBatcher` takes the receipts the chain does not hold yet
+— by count (``max_count`` waiting) or by time (the oldest has waited
+``max_age`` seconds) — and submits one durable outbox operation of kind
+``anchor_receipts`` for the range ``[first, last]``:
+
+* ``manifest`` — reads the range's receipts, builds the manifest
+  (:mod:`govshare.audit.receipts`) and stores it (CIDv1, pinned). Run again, the
+  same receipts give the same bytes and the same CID.
+* ``anchor`` — asks the chain first: ``lastReceiptSeq`` already at ``last``
+  means the batch is there (after a crash): it is found and adopted, its root
+  and CID checked; at ``first - 1`` it sends ``anchorReceipts(root, first,
+  last, cid, grants, uses)``; anything else is a gap or an overlap and fails.
+* ``mark`` — ``receipts.batch_id`` = the batch index, for the range (an
+  idempotent UPDATE).
+
+Only one such operation runs at a time: ranges must continue each other on
+chain. The range comes from the chain (``lastReceiptSeq + 1``), never from
+local notes, so after a crash — even one where the dev chain lost its last
+blocks — receipts not on chain are anchored again, and nothing on chain is
+anchored twice (the contract would refuse an overlapping range anyway).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+
+from govshare.audit.receipts import ReceiptLeaf, build_manifest, uses_per_grant
+from govshare.broker.db import OpState, Receipt
+from govshare.broker.outbox import JSON, OperationView, StepContext, fingerprint
+from govshare.errors import ContractReverted, GovShareError, IntegrityError
+
+if TYPE_CHECKING:
+    from govshare.broker.services import BrokerServices
+
+log = logging.getLogger(__name__)
+
+KIND = "anchor_receipts"
+PRINCIPAL = "system:receipts"
+#: Defaults: anchor when this many receipts wait, or the oldest waited this long.
+DEFAULT_MAX_COUNT = 256
+DEFAULT_MAX_AGE = 30.0
+#: A batch never holds more than this (a manifest line is about 800 bytes).
+HARD_MAX_COUNT = 10_000
+
+
+def register(svc: BrokerServices) -> None:
+    """Register the ``anchor_receipts`` operation kind on ``svc.outbox``."""
+    svc.outbox.register(
+        KIND,
+        [
+            ("manifest", lambda ctx: _manifest(svc, ctx)),
+            ("anchor", lambda ctx: _anchor(svc, ctx)),
+            ("mark", lambda ctx: _mark(svc, ctx)),
+        ],
+        result=lambda r: {**r["anchor"], "cid": r["manifest"]["cid"]},
+    )
+
+
+def receipt_leaf(row: Receipt) -> ReceiptLeaf:
+    """A stored receipt as a leaf of the log (see ``docs/audit.md``)."""
+    return ReceiptLeaf(
+        owner=row.owner,
+        seq=int(row.seq),
+        grant_id=int(row.grant_id),
+        record_id=row.record_id,
+        requester=row.requester,
+        request_hash=row.request_hash,
+        nonce=row.nonce,
+        request_expires_at=row.request_expires_at,
+        ciphertext_cid=row.ciphertext_cid,
+        capsule_hash=row.capsule_hash,
+        issued_at=int(row.issued_at.timestamp()),
+        requester_signature=row.requester_signature,
+        owner_signature=row.owner_signature,
+    )
+
+
+def _manifest(svc: BrokerServices, ctx: StepContext) -> JSON:
+    first, last = int(ctx.payload["first_seq"]), int(ctx.payload["last_seq"])
+    with svc.db.session(readonly=True) as s:
+        rows = s.scalars(
+            select(Receipt)
+            .where(Receipt.owner == svc.dept, Receipt.seq >= first, Receipt.seq <= last)
+            .order_by(Receipt.seq)
+        ).all()
+        leaves = [receipt_leaf(r) for r in rows]
+    if [r.seq for r in leaves] != list(range(first, last + 1)):
+        raise IntegrityError(
+            f"{svc.dept}'s receipts {first} to {last} are not all in the database; "
+            "the batch cannot be anchored."
+        )
+    body, root = build_manifest(svc.dept, svc.ledger.chain_id, svc.ledger.access.address, leaves)
+    cid = svc.store.put(io.BytesIO(body), cid_version=1)
+    return {
+        "cid": str(cid),
+        "root": "0x" + root.hex(),
+        "uses": [[g, n] for g, n in uses_per_grant(leaves)],
+        "size": len(body),
+    }
+
+
+def _find_batch(svc: BrokerServices, first: int, last: int) -> int | None:
+    """The index of this department's batch covering exactly ``[first, last]``."""
+    access = svc.ledger.access
+    for index in range(access.receipt_batch_count(svc.dept), 0, -1):
+        b = access.get_receipt_batch(svc.dept, index)
+        if b.first_seq == first and b.last_seq == last:
+            return index
+        if b.last_seq < first:
+            return None
+    return None
+
+
+def _adopt(svc: BrokerServices, first: int, last: int, root: str, cid: str) -> JSON | None:
+    index = _find_batch(svc, first, last)
+    if index is None:
+        return None
+    b = svc.ledger.access.get_receipt_batch(svc.dept, index)
+    if "0x" + b.root.hex() != root or b.manifest_cid != cid:
+        raise IntegrityError(
+            f"{svc.dept}'s receipts {first} to {last} are anchored on chain with another "
+            "root or manifest than this broker computes: investigate before anchoring more."
+        )
+    return {"batch_index": index, "first_seq": first, "last_seq": last, "root": root}
+
+
+def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
+    first, last = int(ctx.payload["first_seq"]), int(ctx.payload["last_seq"])
+    m = ctx.results["manifest"]
+    root, cid = str(m["root"]), str(m["cid"])
+    access = svc.ledger.access
+    # Trust the chain, not our notes: it may hold this batch already (a resumed
+    # step), or have lost it (the dev chain can drop its last second).
+    onchain = access.last_receipt_seq(svc.dept)
+    if onchain >= last:
+        found = _adopt(svc, first, last, root, cid)
+        if found is None:
+            raise IntegrityError(
+                f"The chain already holds {svc.dept}'s receipts up to {onchain}, but not as "
+                f"the batch {first} to {last}: this range cannot be anchored."
+            )
+        return {**found, "tx_hash": None, "adopted": True}
+    if onchain != first - 1:
+        raise IntegrityError(
+            f"The chain holds {svc.dept}'s receipts up to {onchain}; a batch from {first} "
+            "would leave a gap or an overlap."
+        )
+    uses = [(int(g), int(n)) for g, n in m["uses"]]
+    try:
+        sent = access.anchor_receipts(svc.account, root, first, last, cid, uses)
+    except ContractReverted as exc:
+        if exc.reason == "AccessLedgerReceiptRangeNotContiguous":
+            found = _adopt(svc, first, last, root, cid)  # a resend raced its twin
+            if found is not None:
+                return {**found, "tx_hash": None, "adopted": True}
+        raise
+    log.info(
+        "receipts: anchored %s's receipts %d-%d as batch %d", svc.dept, first, last, sent.value
+    )
+    return {
+        "batch_index": sent.value,
+        "first_seq": first,
+        "last_seq": last,
+        "root": root,
+        "tx_hash": sent.tx_hash,
+        "adopted": False,
+    }
+
+
+def _mark(svc: BrokerServices, ctx: StepContext) -> JSON:
+    a = ctx.results["anchor"]
+    first, last = int(a["first_seq"]), int(a["last_seq"])
+    with svc.db.session() as s:
+        s.execute(
+            update(Receipt)
+            .where(Receipt.owner == svc.dept, Receipt.seq >= first, Receipt.seq <= last)
+            .values(batch_id=str(a["batch_index"]))
+        )
+    return {"marked": last - first + 1}
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """What :meth:`ReceiptBatcher.run_once` did."""
+
+    action: str  # "none", "waiting", "busy", "submitted"
+    first_seq: int | None = None
+    last_seq: int | None = None
+    operation: OperationView | None = None
+
+
+class ReceiptBatcher:
+    """Decides when to anchor this department's receipts, and submits the batch.
+
+    ``max_count``: anchor as soon as this many receipts wait (and never more in
+    one batch); ``max_age``: anchor whatever waits once the oldest receipt has
+    waited this many seconds. ``start()`` runs :meth:`run_once` every
+    ``interval`` seconds in a daemon thread; the outbox worker (or this call,
+    with ``drive``) runs the submitted operation.
+    """
+
+    def __init__(
+        self,
+        svc: BrokerServices,
+        *,
+        max_count: int = DEFAULT_MAX_COUNT,
+        max_age: float = DEFAULT_MAX_AGE,
+        interval: float = 2.0,
+        retry_after: float = 60.0,
+    ) -> None:
+        if not 1 <= max_count <= HARD_MAX_COUNT:
+            raise ValueError(f"max_count is 1 to {HARD_MAX_COUNT}")
+        if not (max_age >= 0 and math.isfinite(max_age)):
+            raise ValueError("max_age must be a number of seconds")
+        if not (interval > 0 and math.isfinite(interval)):
+            raise ValueError("interval must be a positive number of seconds")
+        self.svc = svc
+        self.max_count = max_count
+        self.max_age = max_age
+        self.interval = interval
+        self.retry_after = retry_after
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def _busy(self) -> OperationView | None:
+        for op in self.svc.outbox.pending():
+            if op.kind == KIND:
+                return op
+        return None
+
+    def run_once(self, *, drive: bool = False, force: bool = False) -> BatchDecision:
+        """Submit the next batch if one is due (``force``: whatever waits, now).
+        With ``drive``, also run it to the end in this thread."""
+        with self._lock:
+            busy = self._busy()
+            if busy is not None:
+                if drive:
+                    busy = self.svc.outbox.run(busy.id, wait=False)
+                return BatchDecision("busy", operation=busy)
+            svc = self.svc
+            onchain = svc.ledger.access.last_receipt_seq(svc.dept)
+            with svc.db.session(readonly=True) as s:
+                row = s.execute(
+                    select(func.count(), func.max(Receipt.seq), func.min(Receipt.issued_at)).where(
+                        Receipt.owner == svc.dept, Receipt.seq > onchain
+                    )
+                ).one()
+            waiting, top, oldest = int(row[0] or 0), row[1], row[2]
+            if not waiting:
+                return BatchDecision("none")
+            age = time.time() - oldest.astimezone(UTC).timestamp() if oldest else 0.0
+            if not (force or waiting >= self.max_count or age >= self.max_age):
+                return BatchDecision("waiting", onchain + 1, int(top))
+            first = onchain + 1
+            last = min(int(top), first + self.max_count - 1)
+            op = self._submit(first, last)
+            if op is None:
+                return BatchDecision("waiting", first, last)
+            if drive and not op.finished:
+                op = svc.outbox.run(op.id, wait=True)
+            return BatchDecision("submitted", first, last, op)
+
+    def _submit(self, first: int, last: int) -> OperationView | None:
+        """Submit ``[first, last]`` under a key naming the range. A key seen
+        before whose operation finished, although the chain still lacks the
+        range (the chain lost it, or the attempt failed), gets a numbered retry
+        key — a failed one only after ``retry_after`` seconds."""
+        payload = {"first_seq": first, "last_seq": last}
+        fp = fingerprint(payload)
+        for attempt in range(1, 1000):
+            key = f"receipts:{first}-{last}" + (f":retry-{attempt}" if attempt > 1 else "")
+            existing = self.svc.outbox.find(PRINCIPAL, key)
+            if existing is None:
+                sub = self.svc.outbox.submit(KIND, key, PRINCIPAL, fp, payload, run=False)
+                return sub.operation
+            if existing.state is OpState.FAILED:
+                finished = existing.finished_at or existing.updated_at
+                if (datetime.now(UTC) - finished).total_seconds() < self.retry_after:
+                    log.warning(
+                        "receipts: anchoring %d-%d failed (%s); retrying later",
+                        first,
+                        last,
+                        (existing.error or {}).get("code"),
+                    )
+                    return None
+            elif not existing.finished:
+                return existing
+        return None
+
+    # -- the thread -------------------------------------------------------------------
+
+    def start(self) -> ReceiptBatcher:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="receipt-batcher", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except GovShareError as exc:  # the chain is away: try again next round
+                log.info("receipts: batching postponed (%s)", exc.code)
+            except Exception:
+                log.exception("receipts: batching failed; will try again")
+            self._stop.wait(self.interval)
