@@ -5,7 +5,9 @@ Unlocks the department's broker key and HPKE key (one password: ``--password-fil
 database (``HOME/depts/CODE/broker.db``, migrated), its blob store (``local:``
 under ``HOME/depts/CODE/blobs`` unless ``--store``), and the ledger of the
 deployment file; resumes the operations a previous run left unfinished, starts
-the outbox worker and the chain follower, and serves the API with uvicorn.
+the outbox worker, the chain follower and the receipt batcher (anchors this
+department's exchange receipts, ``--receipt-batch-size`` / ``--receipt-batch-age``),
+and serves the API with uvicorn.
 
 Environment (the docker compose file sets these): ``GOVSHARE_DEPT``,
 ``GOVSHARE_DEPLOYMENT_FILE``, ``GOVSHARE_CHAIN_URL`` (or ``GOVSHARE_RPC``),
@@ -133,6 +135,22 @@ def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--receipt-batch-size",
+    envvar="GOVSHARE_RECEIPT_BATCH_SIZE",
+    type=click.IntRange(1, 10_000),
+    default=256,
+    show_default=True,
+    help="Anchor receipts as soon as this many wait (and at most this many per batch).",
+)
+@click.option(
+    "--receipt-batch-age",
+    envvar="GOVSHARE_RECEIPT_BATCH_AGE",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Anchor waiting receipts once the oldest has waited this many seconds.",
+)
 @click.option("--worker-interval", type=float, default=2.0, hidden=True)
 @click.option("--sync-interval", type=float, default=5.0, hidden=True)
 @common_options
@@ -150,6 +168,8 @@ def serve(
     max_upload: str,
     wait_chain: float,
     log_level: str,
+    receipt_batch_size: int,
+    receipt_batch_age: float,
     worker_interval: float,
     sync_interval: float,
 ) -> None:
@@ -162,6 +182,7 @@ def serve(
     from govshare.broker.housekeeping import Housekeeper
     from govshare.broker.outbox import OutboxWorker
     from govshare.broker.publish import cleanup_spool
+    from govshare.broker.receipt_batches import ReceiptBatcher
     from govshare.broker.services import BrokerServices, Limits
     from govshare.broker.subjects import load_subject_key
     from govshare.crypto import resolve_password
@@ -214,6 +235,9 @@ def serve(
     cleanup_spool(svc)
     worker = OutboxWorker(svc.outbox, interval=worker_interval).start()
     keeper = Housekeeper(svc, interval=sync_interval).start()
+    batcher = ReceiptBatcher(
+        svc, max_count=receipt_batch_size, max_age=receipt_batch_age, interval=worker_interval
+    ).start()
     app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
     listen = port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
     click.echo(
@@ -231,6 +255,7 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
+        batcher.stop()
         worker.stop()
         keeper.stop()
         svc.close()
