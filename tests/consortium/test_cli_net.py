@@ -184,3 +184,46 @@ def test_compose_command(run, tmp_path: Path) -> None:
     text = target.read_text()
     assert "besu-e:" in text and "broker-e:" in text
     assert run("compose", "--orgs", "a,a", "--out", str(target)).exit_code == 1
+
+
+def test_add_node_extends_a_network_without_touching_its_keys(run, tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    names = "tax,market,health,transport"
+    assert run("genesis", "--validators", "4", "--names", names, "--chain-id", "9",
+               "--out", str(out)).exit_code == 0  # fmt: skip
+    assert run("kubo", "--names", names, "--out", str(out)).exit_code == 0
+    genesis = (out / "genesis.json").read_text()
+    secrets = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and mode(p) == 0o600}
+
+    res = run("add-node", "--name", "court", "--out", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    key = besu.NodeKey.load(out / "besu" / "court" / "key")
+    assert mode(out / "besu" / "court" / "key") == 0o600 and key.private_key.hex() not in res.output
+    assert data["validator"]["address"].lower() == key.address_hex
+    assert (out / "genesis.json").read_text() == genesis  # joins by vote, not by genesis
+    assert all(p.read_bytes() == b for p, b in secrets.items())
+    nodes = json.loads((out / "nodes.json").read_text())
+    assert [n["name"] for n in nodes["nodes"]] == ["TAX", "MARKET", "HEALTH", "TRANSPORT", "COURT"]
+    enodes = [n["enode"] for n in nodes["nodes"]]
+    for n in nodes["nodes"]:
+        cfg = tomllib.loads((out / "besu" / n["name"].lower() / "config.toml").read_text())
+        assert sorted(cfg["bootnodes"]) == sorted(e for e in enodes if e != n["enode"])
+    peers = json.loads((out / "kubo" / "peers.json").read_text())["nodes"]
+    assert [p["name"] for p in peers][-1] == "COURT" and len(peers) == 5
+    court = kubo.PeerIdentity.from_kubo_privkey((out / "kubo/court/kubo_identity.key").read_text())
+    assert court.peer_id == peers[-1]["peer_id"] == data["kubo"]["peer_id"]
+    assert mode(out / "kubo" / "court" / "kubo_api_token") == 0o600
+    for p in peers:
+        frag = json.loads((out / "kubo" / p["name"].lower() / "config.json").read_text())
+        assert {x["ID"] for x in frag["Peering.Peers"]} == {
+            q["peer_id"] for q in peers if q["name"] != p["name"]
+        }
+        script = (out / "kubo" / p["name"].lower() / "container-init.d"
+                  / "010-govshare-private-swarm.sh").read_text()  # fmt: skip
+        assert court.peer_id in script  # peers with COURT (COURT's own: its identity)
+
+    again = run("add-node", "--name", "COURT", "--out", str(out))
+    assert again.exit_code == 1 and "already a node" in again.output
+    lonely = run("add-node", "--name", "X1", "--out", str(tmp_path / "empty"))
+    assert lonely.exit_code == 1 and "genesis" in lonely.output

@@ -1,14 +1,17 @@
-"""``govshare consortium genesis|kubo|allowlists|compose``: a real consortium's network.
+"""``govshare consortium genesis|kubo|allowlists|compose|add-node|reload-allowlists|
+vote-validator``: a real consortium's network.
 
-These commands only generate files (keys, genesis, configs); none talks to a node
-except ``allowlists --rpc``, which reads the registry. They join the shared
-``consortium`` group through :func:`register`.
+Most of these only generate files (keys, genesis, configs). ``allowlists --rpc``
+reads the registry; ``reload-allowlists`` and ``vote-validator`` call the
+validators' ``PERM`` and ``QBFT`` APIs. They join the shared ``consortium`` group
+through :func:`register`.
 
 Every file is written atomically; keys and tokens are 0600 and never printed.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import click
 
 from govshare.cli.main import Ctx, GovShareGroup, common_options, pass_ctx
 from govshare.consortium import allowlists as al
-from govshare.consortium import besu, compose, kubo
+from govshare.consortium import besu, compose, kubo, nodeapi
 from govshare.consortium._files import write_file
 from govshare.errors import ConfigError, InputError
 from govshare.home import deployment_path
@@ -344,11 +347,217 @@ def compose_cmd(
     )
 
 
-COMMANDS = (genesis_cmd, kubo_cmd, allowlists_cmd, compose_cmd)
+def _read_json_doc(path: Path, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist: {what}.", path=str(path)) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"Cannot read {path} ({type(exc).__name__}).", path=str(path)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+        raise InputError(f"{path} has no 'nodes' list.", path=str(path))
+    return doc
+
+
+def _refuse_overwrite(path: Path) -> None:
+    if path.exists():
+        raise ConfigError(
+            f"{path} already exists: it may be a live key. Move it away to add this node anew.",
+            path=str(path),
+        )
+
+
+@click.command("add-node")
+@click.option("--name", "name", required=True, help="The new organisation's code, e.g. COURT.")
+@click.option(
+    "--validator-key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The new validator's Besu key file (default: generate one).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The directory `consortium genesis` (and `kubo`) wrote.",
+)
+@common_options
+@pass_ctx
+def add_node_cmd(ctx: Ctx, name: str, key_file: Path | None, out_dir: Path) -> None:
+    """Add one organisation's validator (and Kubo node) to an existing network's files.
+
+    Writes its node key, Besu config and (when OUT has a swarm) its Kubo identity, token
+    and config; appends it to nodes.json and kubo/peers.json; rewrites the other nodes'
+    public config (bootnodes, swarm peering) to include it. The genesis is not touched:
+    the new validator syncs from block 0 and joins the validator set by vote
+    (`consortium vote-validator`).
+    """
+    (code,) = compose.validate_orgs([name])
+    nodes_path = out_dir / "nodes.json"
+    nodes_doc = _read_json_doc(nodes_path, "run `govshare consortium genesis` first")
+    records = [r for r in nodes_doc["nodes"] if isinstance(r, dict)]
+    if any(str(r.get("name", "")).upper() == code for r in records):
+        raise InputError(f"{code} is already a node of this network ({nodes_path}).")
+    besu_dir = out_dir / "besu" / code.lower()
+    _refuse_overwrite(besu_dir / "key")
+    key = besu.NodeKey.load(key_file) if key_file else besu.NodeKey.generate()
+    if any(str(r.get("address", "")).lower() == key.address_hex for r in records):
+        raise InputError("That validator key is already a node of this network.")
+    # The swarm (when OUT has one) is checked before anything is written.
+    base = out_dir / "kubo"
+    peers_path = base / "peers.json"
+    peers_doc: dict[str, Any] | None = None
+    peers: list[kubo.KuboPeer] = []
+    if peers_path.is_file():
+        peers_doc = _read_json_doc(peers_path, "run `govshare consortium kubo` first")
+        peers = [kubo.KuboPeer.from_record(r) for r in peers_doc["nodes"]]
+        if any(p.name.upper() == code for p in peers):
+            raise InputError(f"{code} is already a node of the swarm ({peers_path}).")
+        _refuse_overwrite(base / code.lower() / kubo.SECRET_IDENTITY)
+    validator = besu.Validator(name=code, key=key, host=besu.besu_service_host(code))
+    records.append(validator.public_record())
+    enodes = [*al.load_node_enodes(nodes_path), validator.enode]
+
+    write_file(besu_dir / "key", key.key_file_text(), secret=True)
+    write_file(besu_dir / "key.pub", key.public_key_file_text(), secret=False)
+    for rec in records:  # every node we hold the config of bootstraps to all the others
+        cfg = out_dir / "besu" / str(rec["name"]).lower() / "config.toml"
+        if cfg.parent.is_dir():
+            others = [e for e in enodes if e != rec["enode"]]
+            write_file(cfg, besu.node_config_toml(bootnodes=others), secret=False)
+    nodes_doc["nodes"] = records
+    write_file(nodes_path, besu.render_json(nodes_doc), secret=False)
+    result: dict[str, Any] = {"validator": validator.public_record(), "kubo": None}
+
+    if peers_doc is not None:
+        node = kubo.KuboNode(
+            name=code, identity=kubo.PeerIdentity.generate(), host=kubo.kubo_service_host(code)
+        )
+        d = base / code.lower()
+        write_file(d / kubo.SECRET_IDENTITY, node.identity.kubo_privkey, secret=True)
+        write_file(d / kubo.SECRET_API_TOKEN, kubo.generate_api_token(), secret=True)
+        members = [*peers, node.peer]
+        for member in members:
+            md = base / member.name.lower()
+            if not md.is_dir():
+                continue  # another organisation's machine holds that node's files
+            fragment = kubo.config_fragment(member, members)
+            write_file(md / "config.json", besu.render_json(fragment), secret=False)
+            write_file(
+                md / "container-init.d" / "010-govshare-private-swarm.sh",
+                kubo.init_script(member, fragment),
+                secret=False,
+                executable=True,
+            )
+        peers_doc["nodes"] = [m.public_record() for m in members]
+        write_file(peers_path, besu.render_json(peers_doc), secret=False)
+        result["kubo"] = node.public_record()
+
+    def human() -> None:
+        click.echo(f"Added {code} to {out_dir}:")
+        click.echo(f"  validator {validator.key.address_hex}  {validator.enode}")
+        if result["kubo"]:
+            click.echo(f"  kubo      {result['kubo']['multiaddr']}")
+        click.echo(
+            "Next: admit the department on chain, regenerate and reload the allowlists, "
+            "then vote its validator in (docs/consortium.md, 'Add a fifth department')."
+        )
+
+    ctx.emit(result, human)
+
+
+def _report(results: list[nodeapi.NodeResult]) -> list[dict[str, Any]]:
+    return [{"url": r.url, "ok": r.ok, "detail": r.detail} for r in results]
+
+
+@click.command("reload-allowlists")
+@click.option(
+    "--rpc",
+    "rpcs",
+    multiple=True,
+    required=True,
+    help="A validator's JSON-RPC URL (repeat for every validator).",
+)
+@common_options
+@pass_ctx
+def reload_allowlists_cmd(ctx: Ctx, rpcs: tuple[str, ...]) -> None:
+    """Make every validator reread permissions_config.toml (perm_reloadPermissionsFromFile)."""
+    results = nodeapi.reload_allowlists(rpcs)
+    failed = [r for r in results if not r.ok]
+
+    def human() -> None:
+        for r in results:
+            click.echo(f"  {'ok ' if r.ok else 'FAILED'} {r.url}: {r.detail}")
+
+    ctx.emit({"nodes": _report(results), "ok": not failed}, human)
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(results)} validator(s) did not reload.")
+
+
+@click.command("vote-validator")
+@click.argument("address")
+@click.option("--remove", is_flag=True, help="Vote the validator out instead of in.")
+@click.option(
+    "--rpc",
+    "rpcs",
+    multiple=True,
+    required=True,
+    help="A current validator's JSON-RPC URL; repeat for more than half of them.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the validator set to change.",
+)
+@common_options
+@pass_ctx
+def vote_validator_cmd(
+    ctx: Ctx, address: str, remove: bool, rpcs: tuple[str, ...], wait: float
+) -> None:
+    """Vote ADDRESS into (or out of) the QBFT validator set on each validator given,
+    wait for the set to change, then discard the votes (Besu's documented sequence)."""
+    outcome = nodeapi.vote_validator(address, not remove, rpcs, wait=wait)
+    data = {
+        "address": outcome.address,
+        "add": outcome.add,
+        "done": outcome.done,
+        "votes": _report(outcome.votes),
+        "discarded": _report(outcome.discarded),
+        "validators_before": outcome.validators_before,
+        "validators": outcome.validators_after,
+    }
+    verb = "joined" if outcome.add else "left"
+    ctx.emit(
+        data,
+        f"{outcome.address} {verb} the validator set ({len(outcome.validators_after)} validators)."
+        if outcome.done
+        else f"{outcome.address} has not {verb} the validator set within {wait:g}s.",
+    )
+    if not outcome.done:
+        raise ConfigError(
+            f"The vote on {outcome.address} did not take effect within {wait:g}s; the "
+            "proposals stay pending (check the votes above, then run this again)."
+        )
+
+
+COMMANDS = (
+    genesis_cmd,
+    kubo_cmd,
+    allowlists_cmd,
+    compose_cmd,
+    add_node_cmd,
+    reload_allowlists_cmd,
+    vote_validator_cmd,
+)
 
 
 def register(group: click.Group) -> click.Group:
-    """Add ``genesis``, ``kubo``, ``allowlists`` and ``compose`` to ``group``."""
+    """Add the network commands (``genesis``, ``kubo``, ``allowlists``, ``compose``,
+    ``add-node``, ``reload-allowlists``, ``vote-validator``) to ``group``."""
     for cmd in COMMANDS:
         group.add_command(cmd)
     return group

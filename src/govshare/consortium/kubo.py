@@ -26,7 +26,7 @@ import secrets
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -234,16 +234,36 @@ def kubo_service_host(name: str) -> str:
     return f"kubo-{name.lower()}"
 
 
+class PeerLike(Protocol):
+    """What a node's config needs to know of a swarm member (public facts only)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def peer_id(self) -> str: ...
+    @property
+    def swarm_port(self) -> int: ...
+    @property
+    def dial_addr(self) -> str: ...
+    @property
+    def multiaddr(self) -> str: ...
+
+
 @dataclass(frozen=True)
-class KuboNode:
+class KuboPeer:
+    """A swarm member as the others know it (``peers.json``): no key material."""
+
     name: str
-    identity: PeerIdentity
+    peer_id: str
     host: str
     swarm_port: int = SWARM_PORT
 
-    @property
-    def peer_id(self) -> str:
-        return self.identity.peer_id
+    def __post_init__(self) -> None:
+        raw = b58decode(self.peer_id)
+        if len(raw) < 3 or raw[0] not in (_MH_IDENTITY, _MH_SHA2_256) or raw[1] != len(raw) - 2:
+            raise InputError(f"{self.peer_id!r} is not a libp2p peer ID.")
+        if not self.host or any(c in self.host for c in "/ @"):
+            raise InputError(f"Invalid Kubo host {self.host!r}.")
 
     @property
     def dial_addr(self) -> str:
@@ -261,8 +281,53 @@ class KuboNode:
             "multiaddr": self.multiaddr,
         }
 
+    @classmethod
+    def from_record(cls, record: Any) -> KuboPeer:
+        """Parse one ``peers.json`` record (as :meth:`public_record` writes it)."""
+        if not isinstance(record, dict):
+            raise InputError("A peers.json record must be an object.")
+        try:
+            name, peer_id, host = str(record["name"]), str(record["peer_id"]), str(record["host"])
+        except KeyError as exc:
+            raise InputError(f"A peers.json record lacks {exc.args[0]!r}.") from None
+        port = SWARM_PORT
+        parts = str(record.get("multiaddr", "")).split("/")
+        if "tcp" in parts and parts.index("tcp") + 1 < len(parts):
+            try:
+                port = int(parts[parts.index("tcp") + 1])
+            except ValueError:
+                raise InputError(f"Bad multiaddr in the peers.json record of {name}.") from None
+        return cls(name=name, peer_id=peer_id, host=host, swarm_port=port)
 
-def config_fragment(node: KuboNode, consortium: Sequence[KuboNode]) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class KuboNode:
+    name: str
+    identity: PeerIdentity
+    host: str
+    swarm_port: int = SWARM_PORT
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    @property
+    def peer(self) -> KuboPeer:
+        return KuboPeer(self.name, self.peer_id, self.host, self.swarm_port)
+
+    @property
+    def dial_addr(self) -> str:
+        return self.peer.dial_addr
+
+    @property
+    def multiaddr(self) -> str:
+        return self.peer.multiaddr
+
+    def public_record(self) -> dict[str, Any]:
+        return self.peer.public_record()
+
+
+def config_fragment(node: PeerLike, consortium: Sequence[PeerLike]) -> dict[str, Any]:
     """The Kubo config keys govshare sets on ``node`` (no secrets: the API token and the
     identity are applied from mounted secret files by the init script).
 
@@ -309,7 +374,7 @@ def authorizations(token: str, paths: Sequence[str] = KUBO_RPC_PATHS) -> dict[st
     return {AUTHORIZATION_NAME: {"AuthSecret": f"bearer:{token}", "AllowedPaths": list(paths)}}
 
 
-def init_script(node: KuboNode, fragment: dict[str, Any]) -> str:
+def init_script(node: PeerLike, fragment: dict[str, Any]) -> str:
     """A ``/container-init.d`` script for the ``ipfs/kubo`` image.
 
     The image runs these scripts after ``ipfs init`` and before ``ipfs daemon`` on every
