@@ -40,7 +40,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from coincurve import PublicKey
@@ -136,6 +136,8 @@ class Manifest:
     header: dict[str, Any]
     leaves: list[bytes]
     receipts: list[ReceiptLeaf]
+    #: The leaf index of each parsed receipt (lines that do not parse are skipped).
+    positions: list[int] = field(default_factory=list)
 
     @property
     def department(self) -> str:
@@ -200,13 +202,15 @@ def parse_manifest(data: bytes, *, strict: bool = False) -> Manifest:
         raise ManifestError(f"This is not a {MANIFEST_FORMAT} manifest.")
     leaves = lines[1:]
     receipts: list[ReceiptLeaf] = []
-    for line in leaves:
+    positions: list[int] = []
+    for i, line in enumerate(leaves):
         try:
             receipts.append(ReceiptLeaf.parse(line))
+            positions.append(i)
         except ManifestError:
             if strict:
                 raise
-    return Manifest(header, leaves, receipts)
+    return Manifest(header, leaves, receipts, positions)
 
 
 def uses_per_grant(receipts: Iterable[ReceiptLeaf]) -> list[tuple[int, int]]:

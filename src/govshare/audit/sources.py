@@ -1,0 +1,153 @@
+"""Where an auditor reads receipt manifests from, and why the source need not be trusted.
+
+A manifest is named on chain by its CID, beside the Merkle root of its lines.
+Whatever answers for a CID, the bytes are hashed again here into a CID
+(:func:`govshare.storage.compute_cid`, the same chunking as ``ipfs add``) and
+refused unless it is the anchored one; the audit then checks the lines hash to
+the anchored root. A source can therefore withhold a manifest (the audit says
+so) but never pass off another one. So any of these will do:
+
+* ``local:PATH`` — a blob store directory (the departments' stores in a
+  govshare home on the same machine: ``HOME/depts/CODE/blobs``);
+* ``kubo:http://HOST:5001`` — a Kubo node of the private swarm (it fetches
+  from the owner's node by CID);
+* ``http(s)://BROKER`` — a department broker's read-only
+  ``GET /v1/audit/manifests/{cid}`` (an auditor or admin token of that broker in
+  ``$GOVSHARE_AUDIT_TOKEN``).
+
+:func:`default_sources` uses every local store of the home when none is named.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from govshare.audit.errors import ManifestUnavailable
+from govshare.errors import GovShareError, InputError
+from govshare.storage import BlobStore, compute_cid, open_store, parse_cid
+
+ENV_TOKEN = "GOVSHARE_AUDIT_TOKEN"  # noqa: S105 - a variable's name
+#: Manifests are small (about 800 bytes a receipt, at most 10,000 receipts a batch).
+MAX_MANIFEST = 64 * 1024 * 1024
+
+
+class ManifestSource(Protocol):
+    name: str
+
+    def fetch(self, cid: str) -> bytes | None:
+        """The bytes stored under ``cid``, or None when this source lacks them."""
+        ...
+
+
+class StoreSource:
+    """A blob store (local directory or Kubo)."""
+
+    def __init__(self, store: BlobStore, name: str) -> None:
+        self.store = store
+        self.name = name
+
+    def fetch(self, cid: str) -> bytes | None:
+        try:
+            if not self.store.has(cid):
+                return None
+            out = bytearray()
+            for chunk in self.store.get(cid):
+                out += chunk
+                if len(out) > MAX_MANIFEST:
+                    return None
+            return bytes(out)
+        except GovShareError:
+            return None
+
+
+class HttpSource:
+    """A broker's ``GET /v1/audit/manifests/{cid}``."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.name = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(
+            base_url=self.name, headers=headers, timeout=timeout, follow_redirects=False
+        )
+
+    def fetch(self, cid: str) -> bytes | None:
+        try:
+            r = self.client.get(f"/v1/audit/manifests/{cid}")
+        except httpx.HTTPError:
+            return None
+        if r.status_code != 200 or len(r.content) > MAX_MANIFEST:
+            return None
+        return r.content
+
+
+def open_source(url: str, *, home: Path | None = None) -> ManifestSource:
+    """A source from its URL (``local:PATH``, ``kubo:URL``, ``http(s)://BROKER``)."""
+    if url.startswith(("http://", "https://")):
+        return HttpSource(url, os.environ.get(ENV_TOKEN))
+    if url.startswith(("local:", "kubo:")):
+        return StoreSource(open_store(url, home=home), url)
+    raise InputError(
+        f"{url!r} is not a manifest source: use local:PATH, kubo:http://HOST:5001 "
+        "or a broker's http(s):// URL."
+    )
+
+
+def default_sources(home: Path) -> list[ManifestSource]:
+    """Every blob store found in the govshare home (each department's, and the
+    home's own), plus ``$GOVSHARE_STORE`` when set."""
+    out: list[ManifestSource] = []
+    depts = home / "depts"
+    if depts.is_dir():
+        for d in sorted(depts.iterdir()):
+            if (d / "blobs").is_dir():
+                out.append(open_source(f"local:{d / 'blobs'}"))
+    if (home / "blobs").is_dir():
+        out.append(open_source(f"local:{home / 'blobs'}"))
+    env = os.environ.get("GOVSHARE_STORE")
+    if env:
+        out.append(open_source(env, home=home))
+    return out
+
+
+@dataclass
+class ManifestSources:
+    """Tries each source in turn; keeps only bytes that hash to the CID asked for."""
+
+    sources: Sequence[ManifestSource]
+    #: (source, cid) pairs that answered with other bytes than the CID names.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_urls(cls, urls: Iterable[str], *, home: Path) -> ManifestSources:
+        given = [open_source(u, home=home) for u in urls]
+        return cls(given or default_sources(home))
+
+    def describe(self) -> list[str]:
+        return [s.name for s in self.sources]
+
+    def fetch(self, cid: str) -> tuple[bytes, str]:
+        """The manifest under ``cid`` and the source that had it; raises
+        :class:`ManifestUnavailable` when no source holds bytes with that CID."""
+        try:
+            want = parse_cid(cid)
+        except GovShareError:
+            raise ManifestUnavailable(f"{cid!r} is not a CID.", cid=cid) from None
+        for src in self.sources:
+            data = src.fetch(cid)
+            if data is None:
+                continue
+            if compute_cid(data, cid_version=want.version) != want:
+                self.rejected.append((src.name, cid))
+                continue
+            return data, src.name
+        names = ", ".join(self.describe()) or "none configured"
+        raise ManifestUnavailable(
+            f"No manifest source holds {cid} (tried: {names}); name one with --manifests.",
+            cid=cid,
+        )

@@ -1,0 +1,447 @@
+"""The provenance trail of a record, and ``audit verify FILE``.
+
+    trail = build_trail(view, record_id)     # JSON (docs/schemas/audit-trail.schema.json)
+    found = verify_file(view, path)          # every anchored record with that file's SHA-256
+
+A trail covers the record's whole version chain: each version (who anchored it,
+when, in which transaction), every request for any version, its decision (the
+administrator account that signed it), the grant's terms, its revocation,
+reminders and escalations, and every access receipt anchored for the grant —
+each receipt's inclusion proof checked against its batch's anchored root, its
+two signatures against the departments' registered broker keys, and its time
+against the grant's window. ``ok`` is false when anything failed; ``problems``
+says what.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from govshare.audit.view import AuditView, problem
+from govshare.chain.contracts import AccessRequest, Record, RequestStatus
+from govshare.chain.indexer import IndexedEvent
+from govshare.errors import InputError, NotFound
+from govshare.util import iso
+
+TRAIL_FORMAT = "govshare-trail/1"
+_RECORD_ID = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+def parse_record_id(text: str) -> str:
+    t = (text or "").strip()
+    if not _RECORD_ID.match(t):
+        raise InputError(f"{text!r} is not a record id (0x and 64 hex digits).")
+    return "0x" + t.removeprefix("0x").lower()
+
+
+def _hex(b: bytes | None) -> str | None:
+    return "0x" + b.hex() if b else None
+
+
+def _code(value: Any) -> str:
+    return bytes.fromhex(str(value)[2:]).rstrip(b"\0").decode("ascii", "replace")
+
+
+def _version_dict(rec: Record, n: int, this: str, anchored: IndexedEvent | None) -> dict[str, Any]:
+    rid = "0x" + rec.record_id.hex()
+    return {
+        "record_id": rid,
+        "version": n,
+        "department": rec.department,
+        "content_hash": "0x" + rec.content_hash.hex(),
+        "cid": rec.cid,
+        "category": rec.category,
+        "subject_ref": _hex(rec.subject_ref),
+        "anchored_by": rec.anchored_by,
+        "anchored_at": rec.anchored_at,
+        "anchored_at_iso": iso(rec.anchored_at),
+        "block_number": rec.block_number,
+        "tx_hash": anchored.tx_hash if anchored else None,
+        "previous_record_id": _hex(rec.previous_record_id),
+        "superseded_by": _hex(rec.superseded_by),
+        "current": rec.superseded_by is None,
+        "this": rid == this,
+    }
+
+
+def _entry(at: int, kind: str, text: str, **more: Any) -> dict[str, Any]:
+    return {"at": at, "at_iso": iso(at), "kind": kind, "text": text, **more}
+
+
+def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
+    """The whole provenance of ``record_id`` and its versions (see the module docstring)."""
+    rid = parse_record_id(record_id)
+    if view.record(rid) is None:
+        raise NotFound(f"No record {rid} is anchored on this chain.", record_id=rid)
+    versions = view.ledger.records.versions(rid)
+    problems: list[dict[str, Any]] = []
+    timeline: list[dict[str, Any]] = []
+    vdicts = []
+    for n, rec in enumerate(versions, start=1):
+        v_id = "0x" + rec.record_id.hex()
+        events = view.index.events_for_record(v_id, "RecordAnchored")
+        anchored = events[0] if events else None
+        vd = _version_dict(rec, n, rid, anchored)
+        vdicts.append(vd)
+        prev = f" as version {n}, superseding {vd['previous_record_id']}" if n > 1 else ""
+        timeline.append(
+            _entry(
+                rec.anchored_at,
+                "published",
+                f"{rec.department} anchored record {v_id}{prev} (SHA-256 "
+                f"{vd['content_hash'][:18]}…)",
+                department=rec.department,
+                actor=rec.anchored_by,
+                record_id=v_id,
+                tx_hash=vd["tx_hash"],
+            )
+        )
+
+    requests = []
+    receipts_total = receipts_ok = 0
+    for vd in vdicts:
+        for req_id in view.ledger.access.requests_for_record(vd["record_id"]):
+            req = view.request(req_id)
+            if req is None:
+                continue
+            rd, entries, probs, n_total, n_ok = _request_trail(view, req, vd)
+            requests.append(rd)
+            timeline += entries
+            problems += probs
+            receipts_total += n_total
+            receipts_ok += n_ok
+    timeline.sort(key=lambda e: (e["at"], _ORDER.get(e["kind"], 9)))
+    head = view.ledger.block_number()
+    return {
+        "format": TRAIL_FORMAT,
+        "record_id": rid,
+        "chain_id": view.ledger.chain_id,
+        "block": head,
+        "generated_at": iso(time.time()),
+        "owner": vdicts[0]["department"],
+        "versions": vdicts,
+        "requests": requests,
+        "timeline": timeline,
+        "receipts": {"anchored": receipts_total, "verified": receipts_ok},
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
+_ORDER = {
+    "published": 0,
+    "requested": 1,
+    "reminded": 2,
+    "escalated": 3,
+    "approved": 4,
+    "denied": 4,
+    "accessed": 5,
+    "receipts_anchored": 6,
+    "revoked": 7,
+}
+
+
+def _request_trail(
+    view: AuditView, req: AccessRequest, version: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], int, int]:
+    events = view.index.events_for_request(req.id)
+    by_name: dict[str, list[IndexedEvent]] = {}
+    for e in events:
+        by_name.setdefault(e.event, []).append(e)
+    times = view.block_times(e.block_number for e in events)
+
+    def tx(name: str) -> str | None:
+        found = by_name.get(name)
+        return found[0].tx_hash if found else None
+
+    entries = [
+        _entry(
+            req.requested_at,
+            "requested",
+            f"{req.requester_department} asked {req.owner_department} for version "
+            f"{version['version']} (request #{req.id}): {req.purpose}",
+            department=req.requester_department,
+            actor=req.requested_by,
+            request_id=req.id,
+            record_id=version["record_id"],
+            tx_hash=tx("AccessRequested"),
+        )
+    ]
+    decision = None
+    grant = None
+    revocation = None
+    if req.status in (RequestStatus.APPROVED, RequestStatus.REVOKED):
+        decision = {
+            "kind": "approved",
+            "by": req.decided_by,
+            "department": req.owner_department,
+            "at": req.decided_at,
+            "at_iso": iso(req.decided_at),
+            "delay_seconds": req.decided_at - req.requested_at,
+            "tx_hash": tx("AccessApproved"),
+        }
+        grant = {
+            "grant_id": req.id,
+            "scope": req.scope_label,
+            "expires_at": req.expires_at,
+            "expires_at_iso": iso(req.expires_at),
+            "max_uses": req.max_uses,
+            "used_count": req.used_count,
+        }
+        entries.append(
+            _entry(
+                req.decided_at,
+                "approved",
+                f"{req.owner_department}'s administrator {req.decided_by} approved request "
+                f"#{req.id}: {req.max_uses} use(s) until {iso(req.expires_at)}",
+                department=req.owner_department,
+                actor=req.decided_by,
+                request_id=req.id,
+                tx_hash=decision["tx_hash"],
+            )
+        )
+    elif req.status is RequestStatus.DENIED:
+        decision = {
+            "kind": "denied",
+            "by": req.decided_by,
+            "department": req.owner_department,
+            "at": req.decided_at,
+            "at_iso": iso(req.decided_at),
+            "delay_seconds": req.decided_at - req.requested_at,
+            "reason": req.deny_reason,
+            "tx_hash": tx("AccessDenied"),
+        }
+        entries.append(
+            _entry(
+                req.decided_at,
+                "denied",
+                f"{req.owner_department}'s administrator {req.decided_by} denied request "
+                f"#{req.id}: {req.deny_reason}",
+                department=req.owner_department,
+                actor=req.decided_by,
+                request_id=req.id,
+                tx_hash=decision["tx_hash"],
+            )
+        )
+    if req.status is RequestStatus.REVOKED:
+        revocation = {
+            "by": req.revoked_by,
+            "at": req.revoked_at,
+            "at_iso": iso(req.revoked_at),
+            "reason": req.revoke_reason,
+            "tx_hash": tx("AccessRevoked"),
+        }
+        entries.append(
+            _entry(
+                req.revoked_at,
+                "revoked",
+                f"{req.owner_department}'s administrator {req.revoked_by} revoked grant "
+                f"#{req.id}: {req.revoke_reason}",
+                department=req.owner_department,
+                actor=req.revoked_by,
+                request_id=req.id,
+                tx_hash=revocation["tx_hash"],
+            )
+        )
+    reminders = []
+    for e in by_name.get("RequestReminded", []):
+        at = times[e.block_number]
+        reminders.append(
+            {
+                "count": int(e.args["reminderCount"]),
+                "at": at,
+                "at_iso": iso(at),
+                "by": e.args["by"],
+                "tx_hash": e.tx_hash,
+            }
+        )
+        entries.append(
+            _entry(
+                at,
+                "reminded",
+                f"{req.requester_department} reminded {req.owner_department} of request "
+                f"#{req.id} (催办 {e.args['reminderCount']})",
+                department=req.requester_department,
+                actor=e.args["by"],
+                request_id=req.id,
+                tx_hash=e.tx_hash,
+            )
+        )
+    escalations = []
+    for e in by_name.get("RequestEscalated", []):
+        at = times[e.block_number]
+        escalations.append(
+            {
+                "count": int(e.args["escalationCount"]),
+                "at": at,
+                "at_iso": iso(at),
+                "by": e.args["by"],
+                "supervisors": list(e.args["supervisors"]),
+                "tx_hash": e.tx_hash,
+            }
+        )
+        entries.append(
+            _entry(
+                at,
+                "escalated",
+                f"{req.requester_department} escalated request #{req.id} to the supervisors "
+                f"(督办 {e.args['escalationCount']})",
+                department=req.requester_department,
+                actor=e.args["by"],
+                request_id=req.id,
+                tx_hash=e.tx_hash,
+            )
+        )
+
+    # access receipts: the batches that recorded uses of this grant
+    problems: list[dict[str, Any]] = []
+    receipts: list[dict[str, Any]] = []
+    n_ok = 0
+    seen_batches = set()
+    for e in by_name.get("GrantUsesRecorded", []):
+        dept, index = _code(e.args["department"]), int(e.args["batchIndex"])
+        if (dept, index) in seen_batches:
+            continue
+        seen_batches.add((dept, index))
+        batch = view.batch(dept, index)
+        problems += batch.problems
+        mine = [c for c in batch.receipts if c.receipt.grant_id == req.id]
+        for c in mine:
+            receipts.append(c.to_dict())
+            problems += c.problems
+            n_ok += c.ok
+            who = c.receipt.requester
+            entries.append(
+                _entry(
+                    c.receipt.issued_at,
+                    "accessed",
+                    f"{who} received version {version['version']} from "
+                    f"{c.receipt.owner} under grant #{req.id} (receipt {c.receipt.seq}, "
+                    f"{'proof verified' if c.included else 'PROOF FAILED'})",
+                    department=who,
+                    request_id=req.id,
+                    seq=c.receipt.seq,
+                    batch=index,
+                    verified=c.ok,
+                )
+            )
+        if batch.batch.anchored_at:
+            entries.append(
+                _entry(
+                    batch.batch.anchored_at,
+                    "receipts_anchored",
+                    f"{dept} anchored receipts {batch.batch.first_seq}-{batch.batch.last_seq} "
+                    f"(batch {index}, root {('0x' + batch.batch.root.hex())[:18]}…)",
+                    department=dept,
+                    actor=batch.batch.anchored_by,
+                    request_id=req.id,
+                    batch=index,
+                    tx_hash=batch.tx_hash,
+                )
+            )
+    if grant is not None and batch_count_ok(receipts, req) is False:
+        problems.append(
+            problem(
+                "grant.uses_mismatch",
+                f"Grant #{req.id}: {len(receipts)} receipt(s) found in the anchored manifests, "
+                f"but {req.used_count} use(s) anchored on chain (quota {req.max_uses}).",
+                grant=req.id,
+            )
+        )
+    overdue = req.status is RequestStatus.PENDING and view.ledger.now() > req.deadline
+    out = {
+        "id": req.id,
+        "record_id": "0x" + req.record_id.hex(),
+        "version": version["version"],
+        "requester": req.requester_department,
+        "owner": req.owner_department,
+        "purpose": req.purpose,
+        "legal_basis": req.legal_basis,
+        "requested_by": req.requested_by,
+        "requested_at": req.requested_at,
+        "requested_at_iso": iso(req.requested_at),
+        "deadline": req.deadline,
+        "deadline_iso": iso(req.deadline),
+        "tx_hash": tx("AccessRequested"),
+        "status": req.status.value,
+        "overdue": overdue,
+        "decision": decision,
+        "grant": grant,
+        "revocation": revocation,
+        "reminders": reminders,
+        "escalations": escalations,
+        "receipts": sorted(receipts, key=lambda r: r["seq"]),
+    }
+    return out, entries, problems, len(receipts), n_ok
+
+
+def batch_count_ok(receipts: list[dict[str, Any]], req: AccessRequest) -> bool:
+    return len(receipts) == req.used_count and len(receipts) <= req.max_uses
+
+
+# -- verify FILE ---------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> bytes:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.digest()
+
+
+def verify_hash(view: AuditView, content_hash: bytes) -> list[dict[str, Any]]:
+    """Every anchored record whose plaintext has SHA-256 ``content_hash``: owner,
+    publishing account, transaction, block time, version position, superseded."""
+    out = []
+    for raw in view.ledger.records.records_by_hash(content_hash):
+        rid = "0x" + raw.hex()
+        versions = view.ledger.records.versions(rid)
+        n = next(i for i, v in enumerate(versions, start=1) if v.record_id == raw)
+        rec = versions[n - 1]
+        events = view.index.events_for_record(rid, "RecordAnchored")
+        d = _version_dict(rec, n, rid, events[0] if events else None)
+        d["versions"] = len(versions)
+        d["latest_record_id"] = "0x" + versions[-1].record_id.hex()
+        d["superseded"] = rec.superseded_by is not None
+        out.append(d)
+    return out
+
+
+def verify_file(view: AuditView, path: Path) -> dict[str, Any]:
+    """``audit verify``: the file's SHA-256 and the records anchored with it."""
+    digest = sha256_file(path)
+    records = verify_hash(view, digest)
+    return {
+        "file": str(path),
+        "sha256": "0x" + digest.hex(),
+        "anchored": bool(records),
+        "records": records,
+    }
+
+
+def verify_hashes(view: AuditView, hashes: Iterable[bytes], batch: int = 500) -> list[bool]:
+    """Whether each content hash is anchored, many at once (JSON-RPC batches of
+    ``recordsByHash`` calls): for checking many files quickly."""
+    fn = view.ledger.records._fn("recordsByHash")
+    address = view.ledger.records.address
+    items = list(hashes)
+    out: list[bool] = []
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        answers = view.ledger.conn.batch(
+            [
+                ("eth_call", [{"to": address, "data": "0x" + fn.encode([h]).hex()}, "latest"])
+                for h in chunk
+            ]
+        )
+        for a in answers:
+            if not isinstance(a, str):
+                raise NotFound("The chain did not answer a recordsByHash call.")
+            out.append(bool(fn.decode(bytes.fromhex(a[2:]))[0]))
+    return out

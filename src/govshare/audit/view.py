@@ -1,0 +1,524 @@
+"""What an auditor reads: the chain (through the auditor's own event index) and
+receipt manifests, checked batch by batch.
+
+    view = AuditView.open(home / "deployment.json", index_path, sources)
+    batch = view.batch("TAX", 3)           # BatchAudit: manifest found, root, receipts, problems
+    view.sync()                            # catch the index up with the chain
+
+The index (:class:`govshare.chain.indexer.Indexer`, a SQLite file the auditor
+keeps, by default ``HOME/audit/index.db``) is only a cache of the chain's events:
+delete it and it is rebuilt. Every fact that decides a verdict — records, grants,
+batches, roots — is read from the contracts; the index supplies transaction hashes,
+block numbers and the history of keys.
+
+Nothing here needs a department's keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from govshare.audit.errors import ManifestUnavailable, RootMismatchError
+from govshare.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
+from govshare.audit.receipts import (
+    MANIFEST_FORMAT,
+    ManifestError,
+    ReceiptLeaf,
+    domain_separator,
+    parse_manifest,
+    receipt_digest,
+    recover_signer,
+    request_digest,
+)
+from govshare.audit.sources import ManifestSources
+from govshare.chain.contracts import AccessRequest, ReceiptBatch, Record, RequestStatus
+from govshare.chain.deploy import Deployment, load_deployment
+from govshare.chain.indexer import IndexedEvent, Indexer
+from govshare.chain.ledger import Ledger
+from govshare.errors import ContractReverted, DeploymentStale
+
+#: Seconds a receipt may be issued after its request's expiry (clock skew between
+#: the owner's wall clock and the requester's).
+REQUEST_EXPIRY_SLACK = 60
+#: Seconds of skew allowed between a receipt's time (the owner's wall clock) and
+#: the chain's block times: the owner checks the grant on the latest block, so a
+#: revocation mined a moment before the answer is a race, not a violation.
+CLOCK_SLACK = 30
+
+
+def problem(code: str, message: str, **where: Any) -> dict[str, Any]:
+    """One finding: a stable ``code``, a sentence, and where (department, batch, seq...)."""
+    return {"code": code, "message": message, **{k: v for k, v in where.items() if v is not None}}
+
+
+@dataclass
+class ReceiptCheck:
+    """One anchored receipt, checked."""
+
+    receipt: ReceiptLeaf
+    department: str
+    batch_index: int
+    leaf_index: int
+    tree_size: int
+    root: bytes
+    proof: list[bytes]
+    included: bool
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.included and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.receipt
+        return {
+            "owner": r.owner,
+            "seq": r.seq,
+            "grant_id": r.grant_id,
+            "record_id": r.record_id,
+            "requester": r.requester,
+            "issued_at": r.issued_at,
+            "ciphertext_cid": r.ciphertext_cid,
+            "request_hash": r.request_hash,
+            "batch_index": self.batch_index,
+            "inclusion": {
+                "verified": self.included,
+                "leaf_index": self.leaf_index,
+                "tree_size": self.tree_size,
+                "root": "0x" + self.root.hex(),
+                "leaf_hash": "0x" + leaf_hash(r.leaf()).hex(),
+                "proof": ["0x" + h.hex() for h in self.proof],
+            },
+            "ok": self.ok,
+            "problems": list(self.problems),
+        }
+
+
+@dataclass
+class BatchAudit:
+    """One anchored receipt batch: where its manifest came from, whether it
+    hashes to the anchored root, and every receipt in it checked."""
+
+    batch: ReceiptBatch
+    tx_hash: str | None
+    source: str | None = None
+    manifest_found: bool = False
+    computed_root: bytes | None = None
+    receipts: list[ReceiptCheck] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def root_ok(self) -> bool:
+        return self.computed_root == self.batch.root
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(c.ok for c in self.receipts)
+
+    def all_problems(self) -> list[dict[str, Any]]:
+        return [*self.problems, *(p for c in self.receipts for p in c.problems)]
+
+    def to_dict(self, *, receipts: bool = False) -> dict[str, Any]:
+        b = self.batch
+        out: dict[str, Any] = {
+            "department": b.department,
+            "index": b.index,
+            "first_seq": b.first_seq,
+            "last_seq": b.last_seq,
+            "root": "0x" + b.root.hex(),
+            "manifest_cid": b.manifest_cid,
+            "anchored_by": b.anchored_by,
+            "anchored_at": b.anchored_at,
+            "tx_hash": self.tx_hash,
+            "manifest_source": self.source,
+            "manifest_found": self.manifest_found,
+            "root_ok": self.root_ok,
+            "receipts_checked": len(self.receipts),
+            "ok": self.ok,
+            "problems": self.all_problems(),
+        }
+        if receipts:
+            out["receipts"] = [c.to_dict() for c in self.receipts]
+        return out
+
+
+class AuditView:
+    """The chain and the manifests, as an auditor reads them (cached per run)."""
+
+    def __init__(self, ledger: Ledger, index: Indexer, sources: ManifestSources) -> None:
+        self.ledger = ledger
+        self.index = index
+        self.sources = sources
+        self.separator = domain_separator(ledger.chain_id, ledger.access.address)
+        self._requests: dict[int, AccessRequest] = {}
+        self._records: dict[str, Record | None] = {}
+        self._batches: dict[tuple[str, int], BatchAudit] = {}
+        self._block_times: dict[int, int] = {}
+        self._brokers: dict[str, list[tuple[str, int, int | None]]] | None = None
+        self._synced = False
+
+    @classmethod
+    def open(
+        cls,
+        deployment: Path | Deployment,
+        index_path: Path,
+        sources: ManifestSources,
+        rpc: str | None = None,
+        *,
+        sync: bool = True,
+    ) -> AuditView:
+        """Connect, open (or build) the index, and catch it up with the chain."""
+        dep = deployment if isinstance(deployment, Deployment) else load_deployment(deployment)
+        ledger = Ledger.from_deployment(dep, rpc)
+        try:
+            index = Indexer(ledger.conn, dep, index_path)
+        except DeploymentStale:
+            # the index is a cache of another chain (a reset dev chain): rebuild it
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(str(index_path) + suffix).unlink()
+            index = Indexer(ledger.conn, dep, index_path)
+        view = cls(ledger, index, sources)
+        if sync:
+            view.sync()
+        return view
+
+    def close(self) -> None:
+        self.index.close()
+
+    def sync(self) -> int:
+        """Bring the index up to the chain's head; returns the new events."""
+        n = self.index.run_once()
+        self._synced = True
+        self._brokers = None
+        return n
+
+    # -- chain reads, cached ---------------------------------------------------------
+
+    def request(self, request_id: int) -> AccessRequest | None:
+        if request_id not in self._requests:
+            try:
+                r = self.ledger.access.get_request(request_id)
+            except ContractReverted:
+                return None
+            if r.status is RequestStatus.NONE:
+                return None
+            self._requests[request_id] = r
+        return self._requests[request_id]
+
+    def record(self, record_id: str) -> Record | None:
+        key = record_id.lower()
+        if key not in self._records:
+            try:
+                self._records[key] = self.ledger.records.get_record(key)
+            except ContractReverted:
+                self._records[key] = None
+        return self._records[key]
+
+    def block_time(self, number: int) -> int:
+        return self.block_times([number])[number]
+
+    def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        """Block timestamps, fetched in JSON-RPC batches and cached."""
+        asked = {int(n) for n in numbers}
+        want = sorted(asked - set(self._block_times))
+        for i in range(0, len(want), 200):
+            chunk = want[i : i + 200]
+            answers = self.ledger.conn.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in chunk]
+            )
+            for n, block in zip(chunk, answers, strict=True):
+                ts = block.get("timestamp") if isinstance(block, dict) else None
+                self._block_times[n] = int(ts, 16) if ts else 0
+        return {n: self._block_times[n] for n in asked}
+
+    def tx_of(self, events: list[IndexedEvent], name: str) -> IndexedEvent | None:
+        return next((e for e in events if e.event == name), None)
+
+    def broker_periods(self, code: str) -> list[tuple[str, int, int | None]]:
+        """Each broker account ``code`` has had: (account, from, until) in chain
+        time (Unix seconds); until is None for the current one."""
+        if self._brokers is None:
+            events = self.index.events(["DepartmentAdded", "BrokerRotated"])
+            times = self.block_times(e.block_number for e in events)
+            periods: dict[str, list[tuple[str, int, int | None]]] = {}
+            for e in events:
+                code_ = bytes.fromhex(str(e.args["code"])[2:]).rstrip(b"\0").decode()
+                t = times[e.block_number]
+                lst = periods.setdefault(code_, [])
+                if e.event == "DepartmentAdded":
+                    lst.append((str(e.args["broker"]).lower(), t, None))
+                else:
+                    if lst and lst[-1][2] is None:
+                        acct, start, _ = lst[-1]
+                        lst[-1] = (acct, start, t)
+                    lst.append((str(e.args["newBroker"]).lower(), t, None))
+            self._brokers = periods
+        return self._brokers.get(code, [])
+
+    def was_broker(self, code: str, account: str | None, at: int) -> bool:
+        if account is None:
+            return False
+        for acct, start, until in self.broker_periods(code):
+            # a key signs before its registration block is mined only by clock skew
+            if acct == account.lower() and start - 300 <= at and (until is None or at <= until):
+                return True
+        return False
+
+    # -- receipt batches ---------------------------------------------------------------
+
+    def batch_count(self, department: str) -> int:
+        return self.ledger.access.receipt_batch_count(department)
+
+    def batch(self, department: str, index: int) -> BatchAudit:
+        """Batch ``index`` of ``department``, its manifest fetched and every receipt checked."""
+        key = (department, index)
+        if key not in self._batches:
+            self._batches[key] = self._audit_batch(department, index)
+        return self._batches[key]
+
+    def _uses_recorded(self, department: str, index: int) -> tuple[str | None, dict[int, int]]:
+        tx = None
+        uses: dict[int, int] = {}
+        for e in self.index.events_for_department(
+            department, ["ReceiptsAnchored", "GrantUsesRecorded"]
+        ):
+            if int(e.args.get("batchIndex", -1)) != index:
+                continue
+            if e.event == "ReceiptsAnchored":
+                tx = e.tx_hash
+            else:
+                uses[int(e.args["grantId"])] = int(e.args["uses"])
+        return tx, uses
+
+    def _audit_batch(self, department: str, index: int) -> BatchAudit:
+        b = self.ledger.access.get_receipt_batch(department, index)
+        tx, uses_onchain = self._uses_recorded(department, index)
+        out = BatchAudit(b, tx)
+        where = {"department": department, "batch": index}
+        try:
+            data, out.source = self.sources.fetch(b.manifest_cid)
+        except ManifestUnavailable as exc:
+            out.problems.append(problem("manifest.unavailable", exc.message, **where))
+            return out
+        out.manifest_found = True
+        try:
+            manifest = parse_manifest(data)
+        except ManifestError as exc:
+            out.problems.append(problem("manifest.malformed", exc.message, **where))
+            return out
+        tree = MerkleTree(leaf_hash(x) for x in manifest.leaves)
+        out.computed_root = tree.root
+        if tree.root != b.root:
+            err = RootMismatchError(b.root, tree.root)
+            out.problems.append(
+                problem(
+                    "manifest.root_mismatch",
+                    f"Batch {index} of {department}: the manifest's receipts hash to "
+                    f"0x{tree.root.hex()}, not to the anchored root 0x{b.root.hex()} — a "
+                    "receipt was removed, altered, added or reordered.",
+                    expected="0x" + err.expected.hex(),
+                    calculated="0x" + err.calculated.hex(),
+                    **where,
+                )
+            )
+        h = manifest.header
+        if (
+            h.get("format") != MANIFEST_FORMAT
+            or h.get("department") != department
+            or (
+                h.get("first_seq"),
+                h.get("last_seq"),
+            )
+            != (b.first_seq, b.last_seq)
+        ):
+            out.problems.append(
+                problem(
+                    "manifest.header_mismatch",
+                    f"Batch {index} of {department}: the manifest's header does not name this "
+                    "department and range.",
+                    **where,
+                )
+            )
+        if len(manifest.receipts) != len(manifest.leaves):
+            out.problems.append(
+                problem(
+                    "manifest.malformed_receipt",
+                    f"Batch {index} of {department}: "
+                    f"{len(manifest.leaves) - len(manifest.receipts)} line(s) are not receipts.",
+                    **where,
+                )
+            )
+        expected = list(range(b.first_seq, b.last_seq + 1))
+        seqs = [r.seq for r in manifest.receipts]
+        if seqs != expected:
+            missing = sorted(set(expected) - set(seqs))
+            extra = sorted(set(seqs) - set(expected))
+            dup = sorted(s for s, n in Counter(seqs).items() if n > 1)
+            parts = []
+            if missing:
+                parts.append(f"missing {_span(missing)}")
+            if extra:
+                parts.append(f"outside the range {_span(extra)}")
+            if dup:
+                parts.append(f"twice {_span(dup)}")
+            if not parts:
+                parts.append("out of order")
+            out.problems.append(
+                problem(
+                    "manifest.sequence",
+                    f"Batch {index} of {department} anchors receipts {b.first_seq} to "
+                    f"{b.last_seq}, but its manifest has them " + "; ".join(parts) + ".",
+                    **where,
+                )
+            )
+        in_manifest = Counter(r.grant_id for r in manifest.receipts)
+        if dict(in_manifest) != uses_onchain:
+            out.problems.append(
+                problem(
+                    "manifest.uses_mismatch",
+                    f"Batch {index} of {department}: the uses recorded on chain per grant "
+                    f"({_uses(uses_onchain)}) are not the manifest's ({_uses(in_manifest)}).",
+                    **where,
+                )
+            )
+        # each receipt: its inclusion proof against the anchored root, then its content
+        for leaf_index, r in zip(manifest.positions, manifest.receipts, strict=True):
+            proof = tree.inclusion_proof(leaf_index)
+            try:
+                verify_inclusion(leaf_index, tree.size, tree.leaf(leaf_index), proof, b.root)
+                included = True
+            except RootMismatchError:
+                included = False
+            check = ReceiptCheck(
+                r, department, index, leaf_index, tree.size, b.root, proof, included
+            )
+            # (not included ⇔ the manifest's root is not the anchored one: one batch
+            # problem above says so, not one per receipt)
+            check.problems += self.check_receipt(r, department)
+            out.receipts.append(check)
+        return out
+
+    def check_receipt(self, r: ReceiptLeaf, department: str) -> list[dict[str, Any]]:
+        """The content of one receipt: both signatures, the grant at that time,
+        the ciphertext served. Returns the problems (empty when all holds)."""
+        where = {"department": department, "seq": r.seq, "grant": r.grant_id}
+        out: list[dict[str, Any]] = []
+        if r.owner != department:
+            out.append(
+                problem("receipt.owner", f"Receipt {r.seq} names {r.owner} as owner.", **where)
+            )
+        try:
+            req_digest = request_digest(self.separator, r)
+            rcpt_digest = receipt_digest(self.separator, r)
+        except ValueError:
+            return [*out, problem("receipt.malformed", f"Receipt {r.seq} is malformed.", **where)]
+        if "0x" + req_digest.hex() != r.request_hash:
+            out.append(
+                problem(
+                    "receipt.request_hash",
+                    f"Receipt {r.seq}'s request hash is not the hash of the request it records.",
+                    **where,
+                )
+            )
+        requester_signer = recover_signer(req_digest, r.requester_signature)
+        if not self.was_broker(r.requester, requester_signer, r.issued_at):
+            out.append(
+                problem(
+                    "receipt.requester_signature",
+                    f"Receipt {r.seq}'s request is not signed by {r.requester}'s registered "
+                    "broker key.",
+                    **where,
+                )
+            )
+        owner_signer = recover_signer(rcpt_digest, r.owner_signature)
+        if not self.was_broker(department, owner_signer, r.issued_at):
+            out.append(
+                problem(
+                    "receipt.owner_signature",
+                    f"Receipt {r.seq} is not signed by {department}'s registered broker key.",
+                    **where,
+                )
+            )
+        grant = self.request(r.grant_id)
+        if grant is None:
+            return [
+                *out,
+                problem("receipt.grant_unknown", f"Receipt {r.seq} names no grant.", **where),
+            ]
+        if (
+            grant.owner_department != department
+            or grant.requester_department != r.requester
+            or "0x" + grant.record_id.hex() != r.record_id.lower()
+        ):
+            out.append(
+                problem(
+                    "receipt.grant_mismatch",
+                    f"Receipt {r.seq}: grant {r.grant_id} is not {r.requester}'s grant for "
+                    f"record {r.record_id} of {department}.",
+                    **where,
+                )
+            )
+        if grant.status not in (RequestStatus.APPROVED, RequestStatus.REVOKED) or (
+            grant.decided_at and r.issued_at + CLOCK_SLACK < grant.decided_at
+        ):
+            out.append(
+                problem(
+                    "receipt.before_grant",
+                    f"Receipt {r.seq} was issued when grant {r.grant_id} was not approved.",
+                    **where,
+                )
+            )
+        if grant.revoked_at and r.issued_at > grant.revoked_at + CLOCK_SLACK:
+            out.append(
+                problem(
+                    "receipt.after_revocation",
+                    f"Receipt {r.seq} was issued after grant {r.grant_id} was revoked "
+                    f"({r.issued_at - grant.revoked_at} s later).",
+                    **where,
+                )
+            )
+        if grant.expires_at and r.issued_at >= grant.expires_at + CLOCK_SLACK:
+            out.append(
+                problem(
+                    "receipt.after_expiry",
+                    f"Receipt {r.seq} was issued after grant {r.grant_id} expired.",
+                    **where,
+                )
+            )
+        if r.request_expires_at is not None and r.issued_at > (
+            r.request_expires_at + REQUEST_EXPIRY_SLACK
+        ):
+            out.append(
+                problem(
+                    "receipt.request_expired",
+                    f"Receipt {r.seq} answers a request that had expired.",
+                    **where,
+                )
+            )
+        rec = self.record(r.record_id)
+        if rec is not None and rec.cid != r.ciphertext_cid:
+            out.append(
+                problem(
+                    "receipt.ciphertext",
+                    f"Receipt {r.seq} served {r.ciphertext_cid}, not record {r.record_id}'s "
+                    f"anchored ciphertext {rec.cid}.",
+                    **where,
+                )
+            )
+        return out
+
+
+def _span(values: list[int]) -> str:
+    if len(values) > 5:
+        return f"{values[0]}…{values[-1]} ({len(values)} receipts)"
+    return ", ".join(str(v) for v in values)
+
+
+def _uses(uses: dict[int, int] | Counter[int]) -> str:
+    return ", ".join(f"grant {g}: {n}" for g, n in sorted(uses.items())) or "none"

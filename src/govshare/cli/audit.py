@@ -1,0 +1,458 @@
+"""``govshare audit …``: prove where a document came from and who saw it.
+
+Every command works from the chain and the receipt manifests alone. It needs no
+department profile and no key: only the deployment file (``HOME/deployment.json``
+or ``--deployment``) and somewhere to read manifests from (``--manifests``; by
+default every blob store of the home). Manifests are checked against the CIDs
+and roots anchored on chain, so the source need not be trusted (see
+``docs/audit.md``). The auditor's event index is a cache in ``HOME/audit/``.
+
+A check that fails exits non-zero with one sentence on stderr (with ``--json``,
+the full report is still printed on stdout).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from govshare.cli.main import EXIT_ERROR, Ctx, common_options, pass_ctx
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INDEX = Path("audit") / "index.db"
+
+
+def view_options(f: F) -> F:
+    f = click.option(
+        "--index",
+        "index_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="The auditor's event index (a cache; default HOME/audit/index.db).",
+    )(f)
+    f = click.option(
+        "--manifests",
+        "manifest_urls",
+        multiple=True,
+        metavar="SOURCE",
+        help="Where to read receipt manifests: local:PATH, kubo:URL or a broker's URL "
+        "(repeatable; default: every blob store in the home).",
+    )(f)
+    f = click.option(
+        "--deployment",
+        "deployment_file",
+        envvar="GOVSHARE_DEPLOYMENT_FILE",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Deployment file (default HOME/deployment.json).",
+    )(f)
+    f = click.option(
+        "--rpc",
+        envvar="GOVSHARE_RPC",
+        default=None,
+        help="Chain JSON-RPC URL (default: the deployment file's).",
+    )(f)
+    return f
+
+
+def open_view(
+    ctx: Ctx,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> Any:
+    from govshare.audit.sources import ManifestSources
+    from govshare.audit.view import AuditView
+    from govshare.errors import DeploymentNotFound
+    from govshare.home import deployment_path
+
+    home = ctx.home
+    dep = Path(deployment_file) if deployment_file else deployment_path(home)
+    if not dep.is_file():
+        raise DeploymentNotFound(
+            f"No deployment file at {dep}: an auditor needs the consortium's deployment file "
+            "(--deployment FILE, or HOME/deployment.json)."
+        )
+    index = Path(index_path) if index_path else home / INDEX
+    sources = ManifestSources.from_urls(manifest_urls, home=home)
+    return AuditView.open(dep, index, sources, rpc)
+
+
+def fail(ctx: Ctx, sentence: str) -> None:
+    """Exit non-zero with one sentence on stderr (after any report was printed)."""
+    click.echo(f"Error: {sentence}", err=True)
+    click.get_current_context().exit(EXIT_ERROR)
+
+
+def write_out(data: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(data, encoding="utf-8")
+        click.echo(f"Written to {output}.", err=True)
+    else:
+        click.echo(data)
+
+
+def _problems_text(problems: list[dict[str, Any]], limit: int = 20) -> None:
+    for p in problems[:limit]:
+        click.echo(f"  ✗ [{p['code']}] {p['message']}")
+    if len(problems) > limit:
+        click.echo(f"  … and {len(problems) - limit} more (use --json for all).")
+
+
+@click.group()
+@common_options
+def audit() -> None:
+    """Verify documents, trails and access receipts from the chain alone."""
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+@audit.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@view_options
+@common_options
+@pass_ctx
+def verify_cmd(
+    ctx: Ctx,
+    file: str,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """Is FILE an anchored record? Who published it, when, which version."""
+    from govshare.audit.trail import verify_file
+
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        out = verify_file(view, Path(file))
+    finally:
+        view.close()
+
+    def human() -> None:
+        if not out["anchored"]:
+            return
+        click.echo(f"{file}: SHA-256 {out['sha256']}")
+        for r in out["records"]:
+            state = (
+                f"superseded by {r['superseded_by']} (latest: {r['latest_record_id']})"
+                if r["superseded"]
+                else "current"
+            )
+            click.echo(
+                f"  anchored as record {r['record_id']}\n"
+                f"    owner {r['department']}, category {r['category']}\n"
+                f"    published by {r['anchored_by']} at {r['anchored_at_iso']}, "
+                f"block {r['block_number']}, transaction {r['tx_hash']}\n"
+                f"    version {r['version']} of {r['versions']}, {state}"
+            )
+
+    ctx.emit(out, human)
+    if not out["anchored"]:
+        fail(
+            ctx,
+            f"{file} is not anchored: no record on chain has its SHA-256 {out['sha256']} "
+            "(a different or altered file).",
+        )
+
+
+# -- trail ----------------------------------------------------------------------------------
+
+
+@audit.command("trail")
+@click.argument("record")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "prov"]),
+    default=None,
+    help="text (default), json, or W3C PROV-JSON.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@view_options
+@common_options
+@pass_ctx
+def trail_cmd(
+    ctx: Ctx,
+    record: str,
+    fmt: str | None,
+    output: str | None,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """The provenance of RECORD: versions, requests, decisions, grants, revocations,
+    and access receipts, each receipt's inclusion proof checked."""
+    from govshare.audit.prov import trail_to_prov
+    from govshare.audit.trail import build_trail
+
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        trail = build_trail(view, record)
+    finally:
+        view.close()
+    fmt = fmt or ("json" if ctx.json_out else "text")
+    if fmt == "prov":
+        write_out(json.dumps(trail_to_prov(trail), indent=2, sort_keys=True), output)
+    elif fmt == "json":
+        write_out(json.dumps(trail, indent=2, sort_keys=True), output)
+    else:
+        _trail_text(trail)
+    if not trail["ok"]:
+        fail(
+            ctx,
+            f"The trail of record {trail['record_id']} has {len(trail['problems'])} problem(s): "
+            f"{trail['problems'][0]['message']}",
+        )
+
+
+def _trail_text(t: dict[str, Any]) -> None:
+    click.echo(f"Record {t['record_id']} (owner {t['owner']}), chain {t['chain_id']}")
+    click.echo("Versions:")
+    for v in t["versions"]:
+        mark = " ◀ this" if v["this"] else ""
+        click.echo(
+            f"  v{v['version']} {v['record_id']} {v['anchored_at_iso']} by {v['anchored_by']}"
+            f" (tx {v['tx_hash']}){' superseded' if not v['current'] else ''}{mark}"
+        )
+    click.echo("Timeline:")
+    for e in t["timeline"]:
+        click.echo(f"  {e['at_iso']}  {e['kind']:<17} {e['text']}")
+    r = t["receipts"]
+    click.echo(
+        f"Receipts: {r['anchored']} anchored, {r['verified']} verified "
+        "(inclusion proof, both signatures, grant window)."
+    )
+    if t["problems"]:
+        click.echo("Problems:")
+        _problems_text(t["problems"])
+    else:
+        click.echo("No problems found.")
+
+
+# -- receipts -------------------------------------------------------------------------------
+
+
+def _held(path: str) -> list[Any]:
+    from govshare.audit.receipts import ReceiptLeaf
+    from govshare.errors import InputError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a JSON list of receipts ({exc}).") from None
+    out = []
+    for item in data if isinstance(data, list) else []:
+        d = dict(item)
+        d.pop("batch_id", None)
+        if isinstance(d.get("issued_at"), str):
+            d["issued_at"] = int(datetime.fromisoformat(d["issued_at"]).timestamp())
+        d.setdefault("v", 1)
+        out.append(ReceiptLeaf.from_json(d))
+    return out
+
+
+@audit.command("receipts")
+@click.option("--dept", "dept_code", default=None, help="Only this department's receipt log.")
+@click.option(
+    "--held",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Receipts a requester kept (JSON, as GET /v1/receipts answers): each must be anchored.",
+)
+@view_options
+@common_options
+@pass_ctx
+def receipts_cmd(
+    ctx: Ctx,
+    dept_code: str | None,
+    held: str | None,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """Check every anchored receipt batch: manifest vs root, signatures, grants,
+    no gap, overlap or omission."""
+    from govshare.audit.checks import audit_receipts
+    from govshare.profile import normalise_code
+
+    code = normalise_code(dept_code) if dept_code else None
+    held_receipts = _held(held) if held else []
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        report = audit_receipts(view, code, held=held_receipts)
+    finally:
+        view.close()
+
+    def human() -> None:
+        for d in report["departments"]:
+            click.echo(
+                f"{d['department']}: {d['batches']} batch(es), {d['receipts']} receipt(s) "
+                f"checked, last anchored receipt {d['last_seq']}"
+            )
+        for b in report["batches"]:
+            mark = "✓" if b["ok"] else "✗"
+            click.echo(
+                f"  {mark} {b['department']} batch {b['index']}: receipts {b['first_seq']}-"
+                f"{b['last_seq']}, root {b['root'][:18]}…, manifest "
+                f"{'from ' + b['manifest_source'] if b['manifest_found'] else 'NOT FOUND'}"
+            )
+        if report["problems"]:
+            click.echo(f"{len(report['problems'])} problem(s):")
+            _problems_text(report["problems"])
+        else:
+            click.echo(f"All {report['receipts_checked']} receipt(s) verified.")
+
+    ctx.emit(report, human)
+    if not report["ok"]:
+        fail(
+            ctx,
+            f"The receipt audit found {len(report['problems'])} problem(s): "
+            f"{report['problems'][0]['message']}",
+        )
+
+
+# -- overdue --------------------------------------------------------------------------------
+
+
+@audit.command("overdue")
+@click.option("--dept", "dept_code", default=None, help="Only requests to or from this department.")
+@view_options
+@common_options
+@pass_ctx
+def overdue_cmd(
+    ctx: Ctx,
+    dept_code: str | None,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """Open requests past their deadline, with their reminders and escalations."""
+    from govshare.audit.checks import overdue_requests
+    from govshare.profile import normalise_code
+
+    code = normalise_code(dept_code) if dept_code else None
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        out = overdue_requests(view, code)
+    finally:
+        view.close()
+
+    def human() -> None:
+        if not out["requests"]:
+            click.echo("No overdue requests.")
+            return
+        for r in out["requests"]:
+            hours = r["overdue_seconds"] / 3600
+            click.echo(
+                f"#{r['id']} {r['requester']} → {r['owner']}: {r['purpose']!r}, deadline "
+                f"{r['deadline_iso']} ({hours:.1f} h overdue), {r['reminders']} reminder(s), "
+                f"{r['escalations']} escalation(s)"
+            )
+            for h in r["history"]:
+                click.echo(f"    {h['at_iso']} {h['kind']} by {h['by']}")
+
+    ctx.emit(out, human)
+
+
+# -- report ---------------------------------------------------------------------------------
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_when(text: str, *, end: bool = False) -> int | None:
+    """``2026-05-01`` (the day's start, or with ``end`` its end), an ISO 8601
+    time, or Unix seconds; None for ``now`` (the ledger's now: the later of the
+    wall clock and the latest block)."""
+    t = (text or "").strip()
+    if t == "now":
+        return None
+    if t.isdigit():
+        return int(t)
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date: use YYYY-MM-DD, an ISO 8601 time, or now."
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    if end and _DATE.match(t):
+        dt += timedelta(days=1, seconds=-1)
+    return int(dt.timestamp())
+
+
+@audit.command("report")
+@click.option("--since", required=True, help="Start: YYYY-MM-DD, an ISO 8601 time, or now.")
+@click.option("--until", default="now", show_default=True, help="End (a date counts whole).")
+@click.option("--dept", "dept_code", default=None, help="Only this department (as either party).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "prov", "html"]),
+    default="json",
+    show_default=True,
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@view_options
+@common_options
+@pass_ctx
+def report_cmd(
+    ctx: Ctx,
+    since: str,
+    until: str,
+    dept_code: str | None,
+    fmt: str,
+    output: str | None,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """A period report: records published, requests, decisions and their delays,
+    accesses per grant, anomalies."""
+    from govshare.audit.report import period_report, render_report_html, report_prov
+    from govshare.profile import normalise_code
+
+    start, stop = parse_when(since), parse_when(until, end=True)
+    code = normalise_code(dept_code) if dept_code else None
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        now = view.ledger.now()
+        start = now if start is None else start
+        stop = now if stop is None else stop
+        if stop < start:
+            raise click.BadParameter("--until is before --since.")
+        report = period_report(view, start, stop, code)
+        if fmt == "prov":
+            write_out(json.dumps(report_prov(view, report), indent=2, sort_keys=True), output)
+    finally:
+        view.close()
+    if fmt == "html":
+        write_out(render_report_html(report), output)
+    elif fmt == "json":
+        write_out(json.dumps(report, indent=2, sort_keys=True), output)
+    # overdue requests, late decisions and bulk pulls are findings to read; receipts
+    # or batches that fail their checks are failures
+    failed = [a for a in report["anomalies"] if a["kind"] in _FAILURES]
+    if failed:
+        fail(
+            ctx,
+            f"{len(failed)} access(es) or batch(es) in {report['since_iso']} to "
+            f"{report['until_iso']} fail their checks: {failed[0]['message']}",
+        )
+
+
+_FAILURES = frozenset({"batch_invalid", "receipt_invalid", "outside_grant_window"})
