@@ -146,6 +146,7 @@ COMMANDS: dict[str, str] = {
     "user": "govshare.cli.user:user",
     "grant": "govshare.cli.grant:grant",
     "serve": "govshare.cli.serve:serve",
+    "audit": "govshare.cli.audit:audit",
 }
 
 
