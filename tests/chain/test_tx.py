@@ -332,3 +332,27 @@ def test_node_without_access_lists_falls_back(conn: Connection, fresh_account, m
     gas = sender.estimate(acct, TxRequest(to=acct.address, data=b""))
     assert gas == int(21_000 * 1.25) + 1_000
     assert not sender._use_access_list
+
+
+def test_a_node_that_stops_answering_ends_the_wait_for_a_receipt() -> None:
+    """Sent, then the node goes away: the wait gives up after
+    ``unavailable_grace`` with ChainUnavailable (not after the full receipt
+    timeout), naming the transaction whose outcome is unknown."""
+    from govshare.chain.devnode import AnvilProcess
+
+    node = AnvilProcess().start()
+    try:
+        conn = Connection(node.url)
+        sender = Sender(conn, receipt_timeout=60, unavailable_grace=1.0)
+        acct = Account.create()
+        conn.request("anvil_setBalance", [acct.address, hex(10**20)])
+        conn.request("evm_setAutomine", [False])
+        pending = sender.submit(acct, _transfer(acct.address))
+        node.stop(hard=True)
+        t0 = time.monotonic()
+        with pytest.raises(ChainUnavailable, match="outcome is unknown") as info:
+            pending.wait()
+        assert time.monotonic() - t0 < 10
+        assert info.value.details["tx_hash"] == pending.tx_hash
+    finally:
+        node.stop()

@@ -56,6 +56,8 @@ from govshare.errors import (
 
 DEFAULT_GAS_MARGIN = 1.25
 DEFAULT_RECEIPT_TIMEOUT = 120.0
+#: Seconds without any answer from the node after which waiting for a receipt stops.
+DEFAULT_UNAVAILABLE_GRACE = 15.0
 # After this long without sending, re-read the account's nonce from the node
 # (the dev chain may have been reset or restored from an older dump meanwhile).
 IDLE_RESYNC_SECONDS = 20.0
@@ -393,6 +395,7 @@ class Sender:
         gas_margin: float = DEFAULT_GAS_MARGIN,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
         max_batch: int = 200,
+        unavailable_grace: float = DEFAULT_UNAVAILABLE_GRACE,
     ) -> None:
         self.conn = conn
         self.gas = gas_policy(conn, gas) if isinstance(gas, str) else gas
@@ -400,6 +403,9 @@ class Sender:
         self.log_decoder = log_decoder
         self.gas_margin = gas_margin
         self.receipt_timeout = receipt_timeout
+        # A node that stops answering is not a slow block: waiting for a receipt
+        # gives up after this long without an answer (the caller's outbox retries).
+        self.unavailable_grace = unavailable_grace
         self.max_batch = max_batch
         self._block_gas_limit: int | None = None
         self._use_access_list = True
@@ -681,6 +687,7 @@ class Sender:
         interval = 0.002
         fetched_rest = False
         last_unavailable: ChainUnavailable | None = None
+        down_since: float | None = None
         while True:
             todo = [p.tx_hash for p in last_of.values() if p.tx_hash not in receipts]
             if not todo:
@@ -689,13 +696,17 @@ class Sender:
                     break
             try:
                 self._fetch_receipts(todo, receipts)
-                last_unavailable = None
+                last_unavailable = down_since = None
             except ChainUnavailable as exc:
                 _node_went_away(self.conn.url)
                 last_unavailable = exc
+                down_since = down_since or time.monotonic()
             if all(p.tx_hash in receipts for p in pendings):
                 break
-            if time.monotonic() >= deadline:
+            gone = down_since is not None and (
+                time.monotonic() - down_since >= self.unavailable_grace
+            )
+            if time.monotonic() >= deadline or gone:
                 missing = [p for p in pendings if p.tx_hash not in receipts]
                 for p in missing:
                     account_state(self.conn.url, p.sender, self.conn.genesis_hash).invalidate()
