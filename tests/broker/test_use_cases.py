@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -138,21 +139,28 @@ def test_a_lost_anchor_answer_is_resumed_without_a_second_anchor(
     """The transaction lands but its answer is lost (the node went away): the
     operation stays pending; when resumed, the anchor step finds the record on
     chain and adopts it instead of sending again."""
-    real = tax.ledger.records.anchor
+    real = tax.ledger.records.submit_anchor
     sent: list[str] = []
 
-    def lands_then_fails(*args: object, **kw: object) -> object:
-        tx = real(*args, **kw)  # type: ignore[arg-type]
-        sent.append(tx.tx_hash)
-        raise ChainUnavailable("The chain node at test is not reachable.")
+    class LostAnswer:
+        def __init__(self, pending: Any) -> None:
+            self.pending = pending
 
-    monkeypatch.setattr(tax.ledger.records, "anchor", lands_then_fails)
+        def wait(self, timeout: float | None = None) -> object:
+            tx = self.pending.wait(timeout)  # the transaction lands...
+            sent.append(tx.tx_hash)
+            raise ChainUnavailable("The chain node at test is not reachable.")  # ...unseen
+
+    def lands_then_fails(*args: Any, **kw: Any) -> LostAnswer:
+        return LostAnswer(real(*args, **kw))
+
+    monkeypatch.setattr(tax.ledger.records, "submit_anchor", lands_then_fails)
     out = put(tax, b"lost answer", "pub-lost")
     assert out.state is OpState.PENDING and out.error and out.error["retryable"]
     assert out.error["code"] == "chain.unavailable"
     with tax.db.session(readonly=True) as s:
         assert s.get(Record, out.record_id).status == RecordStatus.STORED.value
-    monkeypatch.setattr(tax.ledger.records, "anchor", real)
+    monkeypatch.setattr(tax.ledger.records, "submit_anchor", real)
     time.sleep(0.6)  # the retry's backoff
     done = [op for op in tax.outbox.resume_pending() if op.id == out.operation_id]
     assert done and done[0].state is OpState.DONE

@@ -46,10 +46,18 @@ from eth_utils import keccak
 
 from govshare.broker.db import OpState, Record, RecordStatus, utcnow
 from govshare.broker.errors import RecordUnknown, UnknownCategory
-from govshare.broker.outbox import JSON, StepContext, Submission, fingerprint, principal_of
+from govshare.broker.faults import crash_point
+from govshare.broker.outbox import (
+    JSON,
+    RetryPolicy,
+    StepContext,
+    Submission,
+    fingerprint,
+    principal_of,
+)
 from govshare.broker.subjects import subject_ref
 from govshare.broker.users import Principal
-from govshare.chain.contracts import encode_category, to_bytes32
+from govshare.chain.contracts import AnchorInput, encode_category, to_bytes32
 from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
 from govshare.crypto.errors import EnvelopeTruncated
 from govshare.errors import ContractReverted, InputError, IntegrityError
@@ -64,6 +72,13 @@ STEPS = ("encrypt", "store", "wrap_key", "anchor")
 _COPY = 1024 * 1024
 _FILENAME_MAX = 255
 _MEDIA_TYPE_MAX = 127
+
+#: A publish the API accepted is anchored when the chain answers again (the clerk
+#: was told so): a node that is down is waited out for about four hours (backoff up
+#: to 30 s), not the engine's default few seconds. A crash counts as a start too,
+#: so a step that kills the process every time is still given up, after as many
+#: restarts.
+RETRY = RetryPolicy(max_attempts=500, base_delay=0.5, max_delay=30.0)
 
 
 @dataclass(frozen=True)
@@ -318,6 +333,7 @@ def register(svc: BrokerServices) -> None:
             ("wrap_key", lambda ctx: _wrap_key(svc, ctx)),
             ("anchor", lambda ctx: _anchor(svc, ctx)),
         ],
+        retry=RETRY,
         result=result,
     )
 
@@ -388,6 +404,7 @@ def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
 
 
 def _store(svc: BrokerServices, ctx: StepContext) -> JSON:
+    crash_point("publish.before_store")
     enc_result = ctx.results["encrypt"]
     _spool_path(svc, str(ctx.payload["upload"])).unlink(missing_ok=True)  # plaintext: done with
     with _spool_path(svc, str(enc_result["ciphertext"])).open("rb") as fh:
@@ -395,6 +412,7 @@ def _store(svc: BrokerServices, ctx: StepContext) -> JSON:
     _upsert_record(
         svc, str(enc_result["record_id"]), cid=str(cid), status=RecordStatus.STORED.value
     )
+    crash_point("publish.after_store")
     return {"cid": str(cid)}
 
 
@@ -438,10 +456,12 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
 
     found = adopt()  # a previous attempt's transaction may have landed
     if found is None:
+        item = AnchorInput(rid, sha, cid, str(p["category"]), p["subject_ref"], p["supersedes"])
         try:
-            tx = records.anchor(
-                svc.account, rid, sha, cid, str(p["category"]), p["subject_ref"], p["supersedes"]
-            )
+            pending = records.submit_anchor(svc.account, item)
+            crash_point("publish.anchor_sent")
+            tx = pending.wait()
+            crash_point("publish.anchor_receipt")
             found = (tx.tx_hash, tx.block_number)
         except ContractReverted as exc:
             if exc.reason != "RecordRegistryRecordExists":
