@@ -1,0 +1,91 @@
+"""Progress bars for large transfers (Rich, on stderr, only on a terminal)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+#: Below this, a transfer is over before a bar would help.
+PROGRESS_MIN = 1024 * 1024
+
+
+class Bar:
+    """A task of a Rich progress display, or nothing (``progress`` is None)."""
+
+    def __init__(self, progress: Progress | None, task: TaskID | None) -> None:
+        self.progress = progress
+        self.task = task
+
+    def advance(self, n: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def reset(self) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.reset(self.task)
+
+    def describe(self, text: str) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, description=text)
+
+
+@contextmanager
+def transfer_bar(label: str, total: int | None, *, enabled: bool) -> Iterator[Bar]:
+    """A progress bar for ``total`` bytes when ``enabled``, stderr is a terminal and
+    the transfer is large enough to be worth one."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal or (total is not None and total < PROGRESS_MIN):
+        yield Bar(None, None)
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with progress:
+        yield Bar(progress, progress.add_task(label, total=total))
+
+
+class CountingReader:
+    """A binary file that reports what is read from it (httpx streams multipart
+    file parts by ``read()``; its length comes from ``fileno()``)."""
+
+    def __init__(self, fh: BinaryIO, bar: Bar) -> None:
+        self._fh = fh
+        self._bar = bar
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self._bar.advance(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._fh.seek(offset, whence)
+        if pos == 0:
+            self._bar.reset()
+        return pos
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)

@@ -1,0 +1,319 @@
+"""``govshare record publish|list|show|fetch``: a clerk's records, through the
+department's broker API.
+
+Publishing streams the file (never held in memory) with an idempotency key: a
+retry with ``--idempotency-key`` returns the original record, never a second
+one. Fetching writes to a temporary file beside the target and renames it into
+place only once every byte arrived and its SHA-256 is the one anchored on chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from govshare.cli._client import (
+    BrokerClient,
+    BrokerProblem,
+    BrokerUnreachable,
+    broker_options,
+    check_record_id,
+    open_client,
+)
+from govshare.cli._transfer import CountingReader, transfer_bar
+from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.errors import GovShareError, InputError, IntegrityError
+
+_CHUNK = 256 * 1024
+_STATUSES = ["pending", "stored", "anchored", "failed"]
+
+
+@click.group()
+@common_options
+def record() -> None:
+    """Your department's records: publish, list, show, fetch (own and granted)."""
+
+
+# -- publish ---------------------------------------------------------------------------
+
+
+def _retry_hint(exc: GovShareError, key: str, retryable: bool) -> GovShareError:
+    """Add the idempotency key to an error after which a retry is safe and useful."""
+    exc.details["idempotency_key"] = key
+    if retryable:
+        exc.message = (
+            f"{exc.message.rstrip()} Retry with --idempotency-key {key}: the broker "
+            "returns the original record, never a second one."
+        )
+        exc.args = (exc.message,)
+    return exc
+
+
+@record.command("publish")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--category", required=True, help="A category your department declared.")
+@click.option(
+    "--subject", default=None, help="Who the record is about (only a keyed hash is anchored)."
+)
+@click.option(
+    "--supersedes", default=None, metavar="ID", help="The record this is a new version of."
+)
+@click.option(
+    "--idempotency-key",
+    default=None,
+    help="Retry an interrupted publish with the key it printed (default: a new key).",
+)
+@broker_options
+@common_options
+@pass_ctx
+def publish_cmd(
+    ctx: Ctx,
+    file: Path,
+    category: str,
+    subject: str | None,
+    supersedes: str | None,
+    idempotency_key: str | None,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """Publish FILE: the broker encrypts it, stores it and anchors its hash on chain."""
+    if not file.is_file():
+        raise InputError(f"{file} is not a readable file.")
+    if supersedes:
+        supersedes = check_record_id(supersedes)
+    key = (idempotency_key or "").strip() or f"cli-{uuid.uuid4().hex}"
+    size = file.stat().st_size
+    fields = {"category": category}
+    if subject:
+        fields["subject"] = subject
+    if supersedes:
+        fields["supersedes"] = supersedes
+    media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    with open_client(ctx, dept, token, broker_url) as client:
+        if not ctx.json_out:
+            click.echo(
+                f"Publishing {file.name} ({size} bytes) to {client.code}'s broker; "
+                f"idempotency key {key}",
+                err=True,
+            )
+        try:
+            with (
+                file.open("rb") as fh,
+                transfer_bar("uploading", size, enabled=not ctx.json_out) as bar,
+            ):
+                body = CountingReader(fh, bar)
+                resp = client.call(
+                    "POST",
+                    "/v1/records",
+                    headers={"Idempotency-Key": key},
+                    data=fields,
+                    files={"file": (file.name, body, media_type)},
+                )
+        except BrokerUnreachable as exc:
+            raise _retry_hint(exc, key, retryable=True) from None
+        except BrokerProblem as exc:
+            retryable = exc.status >= 500 or exc.code == "operation.in_progress"
+            raise _retry_hint(exc, key, retryable) from None
+    out: dict[str, Any] = {**resp.json(), "idempotency_key": key, "department": client.code}
+    if out.get("replayed"):
+        human = (
+            f"Already published under idempotency key {key}: record {out['record_id']} "
+            f"(anchored in block {out.get('block_number')})."
+        )
+    else:
+        human = (
+            f"Published record {out['record_id']}\n"
+            f"  category  {category}\n"
+            f"  sha256    {out.get('sha256')}\n"
+            f"  size      {out.get('size')} bytes\n"
+            f"  CID       {out.get('cid')}\n"
+            f"  anchored  block {out.get('block_number')}, tx {out.get('tx_hash')}"
+        )
+    ctx.emit(out, human)
+
+
+# -- list and show ---------------------------------------------------------------------
+
+
+@record.command("list")
+@click.option("--status", type=click.Choice(_STATUSES), default=None, help="Only this state.")
+@click.option("--category", default=None, help="Only this category.")
+@click.option("--limit", type=click.IntRange(1, 500), default=100, show_default=True)
+@broker_options
+@common_options
+@pass_ctx
+def list_cmd(
+    ctx: Ctx,
+    status: str | None,
+    category: str | None,
+    limit: int,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """Your department's records, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    if category:
+        params["category"] = category
+    with open_client(ctx, dept, token, broker_url) as client:
+        rows = client.call("GET", "/v1/records", params=params).json()
+
+    def human() -> None:
+        if not rows:
+            click.echo(f"{client.code} has no records yet.")
+            return
+        t = Table(title=f"{client.code}'s records")
+        for col in ["record", "category", "status", "size", "file", "published"]:
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                r["record_id"],
+                r["category"],
+                r["status"],
+                str(r.get("size") or "-"),
+                r.get("filename") or "-",
+                (r.get("created_at") or "-")[:19],
+            )
+        Console(width=220).print(t)
+
+    ctx.emit(rows, human)
+
+
+@record.command("show")
+@click.argument("record_id", metavar="ID")
+@broker_options
+@common_options
+@pass_ctx
+def show_cmd(
+    ctx: Ctx, record_id: str, dept: str, token: str | None, broker_url: str | None
+) -> None:
+    """One record: your own (with its local details) or another department's
+    public anchor on chain."""
+    rid = check_record_id(record_id)
+    with open_client(ctx, dept, token, broker_url) as client:
+        rec = client.call("GET", f"/v1/records/{rid}").json()
+    order = [
+        "record_id", "department", "category", "status", "sha256", "cid", "size",
+        "filename", "media_type", "subject_ref", "supersedes", "superseded_by",
+        "published_by", "anchor_tx", "anchor_block", "anchored_at", "created_at",
+    ]  # fmt: skip
+    lines = [f"  {k:<14} {rec[k]}" for k in order if rec.get(k) is not None]
+    ctx.emit(rec, "Record\n" + "\n".join(lines))
+
+
+# -- fetch -----------------------------------------------------------------------------
+
+
+def _download(
+    client: BrokerClient, rid: str, out: Path, grant: int | None, bar_on: bool
+) -> dict[str, Any]:
+    params = {"grant": grant} if grant else None
+    with client.stream("GET", f"/v1/records/{rid}/content", params=params) as resp:
+        total = int(resp.headers.get("content-length") or 0) or None
+        expected = (resp.headers.get("govshare-content-sha256") or "").lower()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        tmp = Path(tmp_name)
+        try:
+            sha = hashlib.sha256()
+            size = 0
+            with (
+                os.fdopen(fd, "wb") as fh,
+                transfer_bar("downloading", total, enabled=bar_on) as bar,
+            ):
+                for chunk in resp.iter_bytes(_CHUNK):
+                    fh.write(chunk)
+                    sha.update(chunk)
+                    size += len(chunk)
+                    bar.advance(len(chunk))
+                fh.flush()
+                os.fsync(fh.fileno())
+            if total is not None and size != total:
+                raise BrokerUnreachable(
+                    f"The transfer from {client.code}'s broker broke off after {size} of "
+                    f"{total} bytes; nothing was written. Fetch again."
+                )
+            digest = sha.hexdigest()
+            if not expected or digest != expected:
+                raise IntegrityError(
+                    f"What arrived does not have the SHA-256 the broker vouched for "
+                    f"({digest} vs {expected or 'none'}); nothing was written.",
+                )
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return {
+            "record_id": rid,
+            "path": str(out),
+            "size": size,
+            "sha256": digest,
+            "owner": resp.headers.get("govshare-record-owner"),
+            "grant_id": int(resp.headers["govshare-grant-id"])
+            if resp.headers.get("govshare-grant-id")
+            else None,
+            "receipt_seq": int(resp.headers["govshare-receipt-seq"])
+            if resp.headers.get("govshare-receipt-seq")
+            else None,
+        }
+
+
+@record.command("fetch")
+@click.argument("record_id", metavar="ID")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the record.",
+)
+@click.option("--grant", type=click.IntRange(min=1), default=None, help="Use this grant.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@broker_options
+@common_options
+@pass_ctx
+def fetch_cmd(
+    ctx: Ctx,
+    record_id: str,
+    output: Path,
+    grant: int | None,
+    force: bool,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """Fetch record ID into a file: your own, or another department's under a
+    grant (one use of it). Your broker checks the ciphertext against the anchored
+    CID and the plaintext against the anchored SHA-256; the file appears only
+    when every byte arrived and matches."""
+    rid = check_record_id(record_id)
+    out = output.expanduser().absolute()
+    if out.exists() and not force:
+        raise InputError(f"{output} already exists; pass --force to replace it.")
+    if not out.parent.is_dir():
+        raise InputError(f"The folder {out.parent} does not exist.")
+    with open_client(ctx, dept, token, broker_url) as client:
+        got = _download(client, rid, out, grant, bar_on=not ctx.json_out)
+    via = (
+        f"from {got['owner']} under grant #{got['grant_id']} (receipt {got['receipt_seq']})"
+        if got["grant_id"]
+        else "(own record)"
+    )
+    ctx.emit(
+        got,
+        f"Fetched record {rid} {via}\n"
+        f"  file    {output} ({got['size']} bytes)\n"
+        f"  sha256  {got['sha256']}  — matches the hash anchored on chain",
+    )

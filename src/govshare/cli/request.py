@@ -1,0 +1,150 @@
+"""``govshare request create|list``: asking another department for a record, and
+the requests that concern yours, through the department's broker API.
+
+A request is a transaction from your department's broker key; the owning
+department's administrator answers it with ``govshare grant approve|deny``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from govshare.cli._client import broker_options, check_record_id, open_client
+from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.profile import normalise_code
+from govshare.util import parse_duration
+
+_STATUSES = ["pending", "approved", "denied", "revoked", "expired"]
+
+
+@click.group()
+@common_options
+def request() -> None:
+    """Access requests: ask another department for a record; list yours."""
+
+
+@request.command("create")
+@click.option("--owner", required=True, metavar="CODE", help="The department holding the record.")
+@click.option("--record", "record_id", required=True, metavar="ID", help="The record's id.")
+@click.option("--purpose", required=True, help="Why you need it (recorded on chain).")
+@click.option("--legal-basis", default="", help="The law or regulation you rely on.")
+@click.option(
+    "--deadline",
+    default=None,
+    help="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d).",
+)
+@click.option(
+    "--idempotency-key",
+    default=None,
+    help="Retry an interrupted request with the same key (default: a new key).",
+)
+@broker_options
+@common_options
+@pass_ctx
+def create_cmd(
+    ctx: Ctx,
+    owner: str,
+    record_id: str,
+    purpose: str,
+    legal_basis: str,
+    deadline: str | None,
+    idempotency_key: str | None,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """Ask department OWNER for record ID, with a purpose."""
+    owner_code = normalise_code(owner)
+    rid = check_record_id(record_id)
+    if deadline:
+        parse_duration(deadline)  # a clear error before any network call
+    body: dict[str, Any] = {
+        "owner": owner_code,
+        "record_id": rid,
+        "purpose": purpose,
+        "legal_basis": legal_basis,
+    }
+    if deadline:
+        body["deadline"] = deadline
+    key = (idempotency_key or "").strip() or f"cli-{uuid.uuid4().hex}"
+    with open_client(ctx, dept, token, broker_url) as client:
+        out = client.call(
+            "POST", "/v1/requests", json=body, headers={"Idempotency-Key": key}
+        ).json()
+    out = {**out, "owner": owner_code, "record_id": rid, "idempotency_key": key}
+    req_id = out.get("request_id")
+    if req_id is None:
+        human = (
+            f"Request accepted by {client.code}'s broker (operation {out.get('operation_id')}) "
+            "but not on chain yet; see `govshare request list`."
+        )
+    else:
+        again = " (already sent under this idempotency key)" if out.get("replayed") else ""
+        human = (
+            f"Request #{req_id} sent to {owner_code} for record {rid}{again}.\n"
+            f"{owner_code}'s administrator decides: "
+            f"govshare grant approve {req_id} --dept {owner_code} --expires 30d --max-uses 1"
+        )
+    ctx.emit(out, human)
+
+
+@request.command("list")
+@click.option(
+    "--incoming", "direction", flag_value="incoming", help="Only requests for your records."
+)
+@click.option("--outgoing", "direction", flag_value="outgoing", help="Only your own requests.")
+@click.option("--status", type=click.Choice(_STATUSES), default=None, help="Only this state.")
+@click.option("--record", "record_id", default=None, metavar="ID", help="Only for this record.")
+@broker_options
+@common_options
+@pass_ctx
+def list_cmd(
+    ctx: Ctx,
+    direction: str | None,
+    status: str | None,
+    record_id: str | None,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """Requests for your department's records and by it, newest first."""
+    params: dict[str, Any] = {}
+    if direction:
+        params["direction"] = direction
+    if status:
+        params["status"] = status
+    if record_id:
+        params["record_id"] = check_record_id(record_id)
+    with open_client(ctx, dept, token, broker_url) as client:
+        resp = client.call("GET", "/v1/requests", params=params)
+    rows = resp.json()
+    synced = resp.headers.get("govshare-synced") != "false"
+    if not synced:
+        click.echo("Warning: the chain did not answer; this list may be out of date.", err=True)
+
+    def human() -> None:
+        if not rows:
+            click.echo("No requests.")
+            return
+        t = Table(title=f"Requests concerning {client.code}")
+        for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                str(r["id"]),
+                r["requester"],
+                r["owner"],
+                r["record_id"][:18] + "…",
+                r["purpose"],
+                r["status"] + (f" ({r['reason']})" if r.get("reason") else ""),
+                f"{r['uses']}/{r['max_uses']}" if r.get("max_uses") else "-",
+                (r.get("expires_at") or "-")[:19],
+            )
+        Console(width=220).print(t)
+
+    ctx.emit(rows, human)
