@@ -147,6 +147,10 @@ COMMANDS: dict[str, str] = {
     "grant": "govshare.cli.grant:grant",
     "serve": "govshare.cli.serve:serve",
     "audit": "govshare.cli.audit:audit",
+    "record": "govshare.cli.record:record",
+    "request": "govshare.cli.request:request",
+    "login": "govshare.cli.login:login",
+    "logout": "govshare.cli.login:logout",
 }
 
 
