@@ -1,16 +1,27 @@
 """``govshare dev …``: the one-machine development consortium.
 
-``dev chain start|stop|status`` runs the local anvil whose ledger persists
+``dev up|down|status`` run a whole consortium on this machine (chain, contracts,
+departments, one broker process each; see :mod:`govshare.cli.devnet`).
+``dev chain start|stop|status`` run the local anvil alone, its ledger kept
 under the govshare home.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from govshare.chain.devnode import DEFAULT_PORT, DevChain
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.home import chain_dir, ensure_dir
+
+if TYPE_CHECKING:
+    from govshare.cli.devnet import DevNetStatus
+
+# govshare.cli.devnet (profiles, HTTP) is imported by the commands that use it, so
+# `govshare dev chain status` stays quick.
 
 
 @click.group()
@@ -81,3 +92,140 @@ def chain_status(ctx: Ctx) -> None:
         else f"Dev chain not running (would listen on {st.url})"
     )
     ctx.emit(st.to_dict(), human)
+
+
+# -- the whole local consortium -------------------------------------------------------------
+
+
+def _print_status(st: DevNetStatus, *, verb: str) -> None:
+    click.echo(f"Local consortium {verb} (home {st.home})")
+    chain_state = f"running at {st.chain.url}" if st.chain.running else "stopped"
+    click.echo(
+        f"  chain     {chain_state}" + (f", block {st.chain.block}" if st.chain.running else "")
+    )
+    if not st.deployed:
+        click.echo("  ledger    not deployed (run `govshare dev up`)")
+    for b in st.brokers:
+        if b.running:
+            health = "ready" if b.ready else "running, not ready (chain or store unreachable?)"
+            click.echo(f"  {b.code:<9} {b.url}  pid {b.pid}, {health}")
+        else:
+            click.echo(f"  {b.code:<9} {b.url}  stopped")
+    if st.brokers:
+        click.echo(f"  tokens    {st.home}/depts/CODE/api.token (clerk), api-admin.token (admin)")
+        click.echo(f"  logs      {Path(st.brokers[0].log).parent}")
+
+
+@dev.command("up")
+@click.option(
+    "--departments",
+    default=None,
+    help="Comma-separated department codes (default TAX,MARKET,COURT; "
+    "on an existing home: the ones it has).",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Read the broker key password from this file (else $GOVSHARE_PASSWORD or a prompt).",
+)
+@click.option(
+    "--chain-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help=f"Port of the local chain (default {DEFAULT_PORT}; remembered).",
+)
+@click.option(
+    "--base-port",
+    type=click.IntRange(1024, 65000),
+    default=None,
+    help="First port tried for new departments' brokers (default 8701).",
+)
+@click.option("--wait", type=float, default=90.0, hidden=True, help="Seconds to wait for brokers.")
+@click.option("--scrypt-n", type=int, default=None, hidden=True, help="Keystore cost (tests).")
+@common_options
+@pass_ctx
+def up(
+    ctx: Ctx,
+    departments: str | None,
+    password_file: str | None,
+    chain_port: int | None,
+    base_port: int | None,
+    wait: float,
+    scrypt_n: int | None,
+) -> None:
+    """Start a consortium on this machine: chain, contracts, departments (keys,
+    a clerk and an administrator each), one broker process per department.
+
+    Run it again on the same home to resume it with its data: nothing is
+    deployed or generated twice. Stop everything with `govshare dev down`.
+    """
+    import os
+
+    from govshare.cli.devnet import FIRST_BROKER_PORT, DevNet, category_for
+    from govshare.crypto import resolve_password
+    from govshare.profile import ENV_ADMIN_PASSWORD, list_codes
+
+    codes = [c for c in (s.strip() for s in departments.split(",")) if c] if departments else None
+    fresh = not list_codes(ctx.home)
+    password = resolve_password(
+        None,
+        confirm=fresh,
+        password_file=password_file,
+        prompt="Broker key password: " if not fresh else "New broker key password: ",
+    )
+    admin_password = os.environ.get(ENV_ADMIN_PASSWORD) or None
+
+    def echo(line: str) -> None:
+        if not ctx.json_out:
+            click.echo(line, err=True)
+
+    st = DevNet(ctx.home).up(
+        codes,
+        password=password,
+        admin_password=admin_password,
+        chain_port=chain_port,
+        base_port=base_port or FIRST_BROKER_PORT,
+        scrypt_n=scrypt_n,
+        wait=wait,
+        echo=echo,
+    )
+
+    def human() -> None:
+        _print_status(st, verb="resumed" if st.resumed else "up")
+        first = st.brokers[0].code if st.brokers else "TAX"
+        click.echo(
+            "\nTry, as a clerk (the token is read from the file above):\n"
+            f"  govshare record publish FILE --category {category_for(first)[0]} --dept {first}\n"
+            f"  govshare record list --dept {first}\n"
+            "  govshare dev status        govshare dev down"
+        )
+
+    ctx.emit(st.to_dict(), human)
+
+
+@dev.command("down")
+@common_options
+@pass_ctx
+def down(ctx: Ctx) -> None:
+    """Stop this home's brokers, then its chain (everything is kept for `dev up`)."""
+    from govshare.cli.devnet import DevNet
+
+    out = DevNet(ctx.home).down()
+    human = f"Stopped the brokers of {', '.join(out['brokers_stopped']) or 'no department'}; " + (
+        "the chain stopped, its ledger saved."
+        if out["chain_stopped"]
+        else "the chain was not running."
+    )
+    ctx.emit(out, human)
+
+
+@dev.command("status")
+@common_options
+@pass_ctx
+def status(ctx: Ctx) -> None:
+    """Show the chain and each department's broker of this home."""
+    from govshare.cli.devnet import DevNet
+
+    st = DevNet(ctx.home).status()
+    ctx.emit(st.to_dict(), lambda: _print_status(st, verb="status"))

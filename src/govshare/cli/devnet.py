@@ -1,0 +1,510 @@
+"""The one-machine consortium behind ``govshare dev up|down|status``.
+
+``up`` brings a govshare home to a running consortium, doing only what is not
+done yet, so running it again resumes a home with its data:
+
+1. the local chain (anvil, its ledger kept under ``HOME/chain``);
+2. a profile per department (keys; endpoint ``http://127.0.0.1:PORT``);
+3. the contracts, deployed once with those departments as founders and a
+   majority threshold; then each department's demo catalog category;
+4. a clerk and an administrator user per department, their tokens saved for
+   the CLI (``HOME/depts/CODE/api.token`` and ``api-admin.token``, 0600);
+5. one ``govshare serve`` process per department, detached, on its
+   endpoint's port, with its own database and store under ``HOME/depts/CODE``.
+
+The broker password reaches the broker processes through their environment
+(``GOVSHARE_PASSWORD``), never their command line. Under ``HOME/dev/``:
+``devnet.json`` (the departments), ``CODE.pid`` and ``logs/CODE.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from govshare.chain.devnode import DevChain, DevChainStatus
+from govshare.cli._client import ADMIN_TOKEN_FILE, TOKEN_FILE, save_token, token_path
+from govshare.cli.init_cmd import FIRST_BROKER_PORT
+from govshare.errors import ConfigError, DeploymentStale, GovShareError, NotFound
+from govshare.home import chain_dir, deployment_path, dept_dir, ensure_dir
+from govshare.profile import (
+    CONFIG,
+    Profile,
+    create_profile,
+    list_codes,
+    load_profile,
+    normalise_code,
+)
+
+DEFAULT_DEPARTMENTS = ("TAX", "MARKET", "COURT")
+STATE = "devnet.json"
+NAMES = {
+    "TAX": "Tax Bureau",
+    "MARKET": "Market Regulator",
+    "COURT": "People's Court",
+    "CUSTOMS": "Customs Office",
+}
+#: One demo catalog category per department, so clerks can publish at once.
+CATEGORIES = {
+    "TAX": ("tax-clearance", "Tax clearance certificates of enterprises"),
+    "MARKET": ("business-licence", "Business licences and their status"),
+    "COURT": ("court-judgment", "Court judgments"),
+    "CUSTOMS": ("customs-declaration", "Customs declarations"),
+}
+# Runs `govshare serve` with this interpreter (no console script needed on PATH).
+_BOOT = "import sys; from govshare.cli.main import main; sys.exit(main())"
+# Configuration a broker of this home must not inherit from the caller's shell.
+_NOT_INHERITED = (
+    "GOVSHARE_DEPT",
+    "GOVSHARE_STORE",
+    "GOVSHARE_STORAGE",
+    "GOVSHARE_CHAIN_URL",
+    "GOVSHARE_RPC",
+    "GOVSHARE_DEPLOYMENT_FILE",
+    "GOVSHARE_SECRETS_DIR",
+    "GOVSHARE_PASSWORD_FILE",
+    "GOVSHARE_ADMIN_PASSWORD",
+    "GOVSHARE_TOKEN",
+    "GOVSHARE_BROKER_URL",
+)
+
+Echo = Callable[[str], None]
+
+
+def category_for(code: str) -> tuple[str, str]:
+    return CATEGORIES.get(code, (f"{code.lower().replace('_', '-')}-record", f"Records of {code}"))
+
+
+@dataclass
+class BrokerStatus:
+    code: str
+    url: str
+    pid: int | None
+    running: bool
+    ready: bool | None  # None: not asked (not running)
+    log: str
+    token_file: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class DevNetStatus:
+    home: str
+    chain: DevChainStatus
+    deployed: bool
+    departments: list[str]
+    brokers: list[BrokerStatus] = field(default_factory=list)
+    resumed: bool = False
+    threshold: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "home": self.home,
+            "chain": self.chain.to_dict(),
+            "deployed": self.deployed,
+            "departments": self.departments,
+            "threshold": self.threshold,
+            "resumed": self.resumed,
+            "brokers": [b.to_dict() for b in self.brokers],
+        }
+
+
+def _port_of(endpoint: str) -> int:
+    port = urlparse(endpoint).port
+    if port is None:
+        raise ConfigError(f"The endpoint {endpoint} names no port; dev up runs brokers locally.")
+    return port
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with contextlib.suppress(ChildProcessError):  # reap it if it is our child
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return False
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DevNet:
+    """The local consortium of one govshare home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.dir = home / "dev"
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / STATE
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+            return data
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise ConfigError(f"{self.state_file} is damaged; remove it and run dev up.") from None
+
+    def _save_state(self, data: dict[str, Any]) -> None:
+        ensure_dir(self.dir)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.state_file)
+
+    def departments(self) -> list[str]:
+        return list(self._state().get("departments", []))
+
+    def pid_file(self, code: str) -> Path:
+        return self.dir / f"{code}.pid"
+
+    def log_file(self, code: str) -> Path:
+        return self.dir / "logs" / f"{code}.log"
+
+    def chain(self) -> DevChain:
+        return DevChain(chain_dir(self.home))
+
+    # -- brokers -------------------------------------------------------------------------
+
+    def broker_pid(self, code: str) -> int | None:
+        """The pid of CODE's broker if it runs (and is ours, not a recycled pid)."""
+        try:
+            pid = int(self.pid_file(code).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _alive(pid):
+            return None
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"serve\0--dept\0" + code.encode() + b"\0" not in cmdline:
+                return None
+        return pid
+
+    def _start_broker(self, prof: Profile, password: str) -> None:
+        port = _port_of(prof.endpoint)
+        if _port_in_use(port):
+            raise ConfigError(
+                f"Port {port} ({prof.code}'s broker endpoint) is in use by another program; "
+                "stop it, or use another home (--home) whose departments use other ports "
+                "(dev up --base-port)."
+            )
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env["GOVSHARE_PASSWORD"] = password  # the environment, never the command line
+        env["GOVSHARE_HOME"] = str(self.home)
+        args = [sys.executable, "-c", _BOOT, "serve", "--dept", prof.code, "--home", str(self.home)]
+        log = self.log_file(prof.code)
+        ensure_dir(log.parent)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                args,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # detached: Ctrl-C in this terminal leaves it running
+                cwd=self.home,
+            )
+        self.pid_file(prof.code).write_text(str(proc.pid))
+
+    def _wait_ready(self, profiles: Sequence[Profile], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {p.code: p for p in profiles}
+        while pending:
+            for code, prof in list(pending.items()):
+                if self.broker_pid(code) is None:
+                    raise ConfigError(
+                        f"{code}'s broker exited while starting. The end of its log "
+                        f"({self.log_file(code)}):\n{_tail(self.log_file(code))}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(prof.endpoint + "/healthz", timeout=1.0).status_code == 200:
+                        del pending[code]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"The brokers of {', '.join(pending)} did not answer within {timeout:.0f}s; "
+                    f"see their logs under {self.dir / 'logs'}."
+                )
+            time.sleep(0.2)
+
+    def stop_brokers(self, timeout: float = 20.0) -> list[str]:
+        """SIGTERM every broker of this home, SIGKILL what is left after ``timeout``."""
+        stopping: dict[str, int] = {}
+        for pid_file in sorted(self.dir.glob("*.pid")) if self.dir.is_dir() else []:
+            code = pid_file.stem
+            pid = self.broker_pid(code)
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                stopping[code] = pid
+            else:
+                pid_file.unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        while any(_alive(p) for p in stopping.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in stopping.values():
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for code in stopping:
+            self.pid_file(code).unlink(missing_ok=True)
+        return sorted(stopping)
+
+    # -- up / down / status --------------------------------------------------------------
+
+    def up(
+        self,
+        codes: Sequence[str] | None,
+        *,
+        password: str,
+        admin_password: str | None = None,
+        chain_port: int | None = None,
+        base_port: int = FIRST_BROKER_PORT,
+        scrypt_n: int | None = None,
+        wait: float = 90.0,
+        echo: Echo = lambda _s: None,
+    ) -> DevNetStatus:
+        from govshare.broker.subjects import ensure_subject_key
+        from govshare.chain.ledger import Ledger
+
+        ensure_dir(self.home)
+        state = self._state()
+        deployed = deployment_path(self.home).is_file()
+        wanted = list(codes or state.get("departments") or DEFAULT_DEPARTMENTS)
+        wanted = [normalise_code(c) for c in wanted]
+        if len(set(wanted)) != len(wanted):
+            raise ConfigError("A department is listed twice in --departments.")
+
+        # 1. the chain
+        dc = self.chain()
+        if chain_port and dc.port != chain_port:
+            if dc.status().running:
+                raise ConfigError(
+                    f"This home's dev chain already runs on port {dc.port}; "
+                    "`govshare dev down` first to move it."
+                )
+            dc.port = chain_port
+        was_running = dc.status().running
+        st = dc.start()
+        echo(
+            f"Chain    {st.url} (chain id {st.chain_id}, block {st.block})"
+            + (" — already running" if was_running else "")
+        )
+
+        # 2. profiles
+        profiles: dict[str, Profile] = {}
+        taken = {_port_of(load_profile(self.home, c).endpoint) for c in list_codes(self.home)}
+        next_port = base_port
+        for code in wanted:
+            if (dept_dir(self.home, code) / CONFIG).is_file():
+                profiles[code] = load_profile(self.home, code)
+                continue
+            if deployed:
+                raise ConfigError(
+                    f"{code} has no profile in this home and the consortium is deployed: a new "
+                    f"department joins by a vote (`govshare init {code}`, then "
+                    f"`govshare dept propose add {code} --as MEMBER`)."
+                )
+            while next_port in taken or _port_in_use(next_port):
+                next_port += 1
+            taken.add(next_port)
+            kw: dict[str, Any] = {"scrypt_n": scrypt_n} if scrypt_n else {}
+            prof = create_profile(
+                self.home,
+                code,
+                NAMES.get(code, f"Department {code}"),
+                endpoint=f"http://127.0.0.1:{next_port}",
+                broker_password=password,
+                admin_password=admin_password or password,
+                **kw,
+            )
+            ensure_subject_key(self.home, prof.dir)
+            profiles[code] = prof
+            echo(f"Profile  {code}: broker {prof.broker_address}, endpoint {prof.endpoint}")
+
+        # 3. the contracts, once
+        if deployed:
+            try:
+                ledger = Ledger.from_deployment(deployment_path(self.home))
+            except DeploymentStale:
+                raise ConfigError(
+                    "The dev chain no longer holds this home's consortium (was its ledger "
+                    f"file {dc.state_file} removed?). Start over with a new home."
+                ) from None
+            members = ledger.registry.active_departments()
+            missing = [c for c in wanted if c not in members]
+            if missing:
+                raise ConfigError(
+                    f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not an active "
+                    f"member of this home's consortium (members: {', '.join(members)}); a "
+                    f"department joins by a vote (`govshare dept propose add CODE --as MEMBER`)."
+                )
+            threshold = int(state.get("threshold") or ledger.registry.threshold())
+            echo(f"Ledger   deployed already; members {', '.join(members)}")
+        else:
+            ledger, threshold = self._deploy(dc, [profiles[c] for c in wanted])
+            echo(
+                f"Ledger   deployed: founders {', '.join(wanted)}, "
+                f"threshold {threshold} of {len(wanted)}"
+            )
+        self._declare_categories(ledger, [profiles[c] for c in wanted], admin_password or password)
+        self._save_state(
+            {
+                "format": "govshare-devnet/1",
+                "departments": list(dict.fromkeys([*state.get("departments", []), *wanted])),
+                "threshold": threshold,
+                "created": state.get("created") or time.time(),
+            }
+        )
+
+        # 4. users and their tokens
+        for code in wanted:
+            self._ensure_users(code)
+
+        # 5. one broker process per department
+        starting = [profiles[c] for c in wanted if self.broker_pid(c) is None]
+        if starting:
+            # A wrong password would only show in the brokers' logs: check it here.
+            starting[0].unlock_broker(password)
+        for prof in starting:
+            self._start_broker(prof, password)
+        if starting:
+            echo(f"Brokers  starting {', '.join(p.code for p in starting)} ...")
+            self._wait_ready(starting, wait)
+        out = self.status(wanted)
+        out.resumed = deployed
+        return out
+
+    def _deploy(self, dc: DevChain, profiles: list[Profile]) -> tuple[Any, int]:
+        from govshare.chain.connection import Connection
+        from govshare.chain.contracts import DepartmentInit
+        from govshare.chain.deploy import deploy
+        from govshare.chain.devfund import faucet, fund_if_dev
+        from govshare.chain.ledger import Ledger
+        from govshare.chain.tx import Sender
+
+        conn = Connection(dc.url)
+        inits = [
+            DepartmentInit(
+                code=p.code,
+                name=p.name,
+                broker=p.broker_address,
+                admins=(p.admin_address,),
+                encryption_key=p.hpke_public_key,
+                endpoint=p.endpoint,
+            )
+            for p in profiles
+        ]
+        fund_if_dev(
+            conn, Sender(conn), [a for p in profiles for a in (p.broker_address, p.admin_address)]
+        )
+        threshold = len(profiles) // 2 + 1
+        path = deployment_path(self.home)
+        deploy(conn, faucet(), inits, threshold, path=path)
+        os.chmod(path, 0o644)
+        return Ledger.from_deployment(path), threshold
+
+    def _declare_categories(self, ledger: Any, profiles: list[Profile], admin_pw: str) -> None:
+        for prof in profiles:
+            if any(c.active for c in ledger.records.categories(prof.code)):
+                continue
+            category, description = category_for(prof.code)
+            admin = prof.unlock_admin(admin_pw)
+            ledger.records.declare_category(admin, category, description)
+
+    def _ensure_users(self, code: str) -> None:
+        from govshare.broker.db import Database
+        from govshare.broker.users import Users
+
+        db = Database.for_department(self.home, code)
+        try:
+            users = Users(db)
+            for role, file_name in (("clerk", TOKEN_FILE), ("admin", ADMIN_TOKEN_FILE)):
+                name = f"{code.lower().replace('_', '-')}-{role}"
+                try:
+                    users.get(name)
+                except NotFound:
+                    _, issued = users.add(name, role, code, label="govshare dev up")
+                    save_token(self.home, code, issued.token, file_name)
+                    continue
+                if not token_path(self.home, code, file_name).is_file():
+                    issued = users.issue_token(name, label="govshare dev up")
+                    save_token(self.home, code, issued.token, file_name)
+        finally:
+            db.close()
+
+    def down(self) -> dict[str, Any]:
+        stopped = self.stop_brokers()
+        chain_stopped = self.chain().stop()
+        return {"brokers_stopped": stopped, "chain_stopped": chain_stopped}
+
+    def status(self, codes: Sequence[str] | None = None) -> DevNetStatus:
+        known = list(codes or self.departments())
+        brokers = []
+        for code in known:
+            try:
+                endpoint = load_profile(self.home, code).endpoint
+            except GovShareError:
+                continue
+            pid = self.broker_pid(code)
+            ready = None
+            if pid is not None:
+                try:
+                    ready = httpx.get(endpoint + "/readyz", timeout=3.0).status_code == 200
+                except httpx.HTTPError:
+                    ready = False
+            brokers.append(
+                BrokerStatus(
+                    code=code,
+                    url=endpoint,
+                    pid=pid,
+                    running=pid is not None,
+                    ready=ready,
+                    log=str(self.log_file(code)),
+                    token_file=str(token_path(self.home, code)),
+                )
+            )
+        return DevNetStatus(
+            home=str(self.home),
+            chain=self.chain().status(),
+            deployed=deployment_path(self.home).is_file(),
+            departments=known,
+            brokers=brokers,
+            threshold=self._state().get("threshold"),
+        )
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:])
