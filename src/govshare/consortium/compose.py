@@ -2,14 +2,17 @@
 
 Per organisation: a Besu QBFT validator, a Kubo node in the private swarm and a
 govshare broker; for the whole consortium a one-shot ``prepare`` service (copies
-the generated secrets into per-service volumes owned by each image's user: Compose
-bind-mounts file secrets with the host's owner and mode, which the non-root images
-could not read) and a one-shot ``deploy`` service (contracts + founders).
+the generated secrets, each department's profile among them, into per-service
+volumes owned by each image's user: Compose bind-mounts file secrets with the
+host's owner and mode, which the non-root images could not read), a one-shot
+``deploy`` service (contracts + founders, once) and the operator's ``ops`` tool
+(profile ``ops``: only ``docker compose run`` starts it).
 
 Networks are ``internal`` (no route to or from the host) except ``edge``: the
-chain RPC (``rpc-<org>``: the org's broker and validator only), the validators' P2P
-(``chain``), the swarm (``swarm``) and each Kubo RPC (``ipfs-<org>``: the org's
-broker and Kubo only). Only the brokers publish a port.
+chain RPC (``rpc-<org>``: the org's broker and validator, the deploy service on the
+first one, ``ops`` on all), the validators' P2P (``chain``), the swarm (``swarm``)
+and each Kubo RPC (``ipfs-<org>``: the org's broker and Kubo only). Only the
+brokers publish a port, on ``127.0.0.1`` unless ``BROKER_BIND`` says otherwise.
 
 The YAML is rendered by hand (block style, deterministic) so the runtime needs no
 YAML library; the tests parse it back with PyYAML.
@@ -38,9 +41,28 @@ GOVSHARE_UID = 10001
 DEFAULT_ORGS = ("TAX", "MARKET", "HEALTH", "TRANSPORT")
 _ORG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}$")
 
+# Seconds a broker waits for its validator at start-up (`govshare serve --wait-chain`).
+BROKER_WAIT_CHAIN = 120
 BROKER_START = (
     'export GOVSHARE_KUBO_TOKEN="$$(cat /secrets/kubo_api_token)" && '
-    f"exec govshare serve --host 0.0.0.0 --port {BROKER_PORT}"
+    f"exec govshare serve --host 0.0.0.0 --port {BROKER_PORT} --wait-chain {BROKER_WAIT_CHAIN}"
+)
+KUBO_HEALTHCHECK = (
+    # busybox wget in the Kubo image; the RPC API answers POST only.
+    'wget -q -O /dev/null --post-data= --header "Authorization: Bearer '
+    f'$$(cat /secrets/kubo_api_token)" http://127.0.0.1:{API_PORT}/api/v0/id'
+)
+# Where the containers see things.
+GOVSHARE_HOME = "/var/lib/govshare"
+SECRETS = "/secrets"
+DEPLOYMENT_DIR = "/deployment"
+DEPLOYMENT_FILE = f"{DEPLOYMENT_DIR}/deployment.json"
+GENERATED = "/generated"
+# The ops service copies the deployment file into the generated folder (its govshare
+# home, where the departments' profiles are) before running the command it is given.
+OPS_ENTRYPOINT = (
+    f'if [ -s {DEPLOYMENT_FILE} ]; then cp {DEPLOYMENT_FILE} "$$GOVSHARE_HOME/deployment.json"; '
+    'fi; exec "$$@"'
 )
 BESU_HEALTHCHECK = (
     # The Besu image has bash but no curl: ask the RPC's /liveness over /dev/tcp.
@@ -48,6 +70,11 @@ BESU_HEALTHCHECK = (
     'printf "GET /liveness HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n" >&3 && '
     'grep -q "200 OK" <&3'
 )
+
+
+def majority(n: int) -> int:
+    """The default approval threshold: more than half of ``n`` departments."""
+    return n // 2 + 1
 
 
 def validate_orgs(orgs: Sequence[str]) -> list[str]:
@@ -120,7 +147,7 @@ def build_compose(
         "image": GOVSHARE_IMAGE,
         "user": "0:0",
         "entrypoint": ["/bin/sh", "/docker/prepare-volumes.sh"],
-        "command": [c.lower() for c in codes],
+        "command": list(codes),
         "volumes": prepare_volumes,
         "network_mode": "none",
         "restart": "no",
@@ -158,17 +185,8 @@ def build_compose(
             ],
             "networks": ["swarm", f"ipfs-{o}"],
             "depends_on": dict(done),
-            "healthcheck": _healthcheck(
-                [
-                    "CMD",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "/dev/null",
-                    "--post-data=",
-                    f"http://127.0.0.1:{API_PORT}/api/v0/version",
-                ]
-            ),
+            # With the broker's own token, on a path it may use: the same way in.
+            "healthcheck": _healthcheck(["CMD", "sh", "-c", KUBO_HEALTHCHECK]),
             "restart": "unless-stopped",
         }
         services[f"broker-{o}"] = {
@@ -179,18 +197,23 @@ def build_compose(
             # interfaces inside its container, the host sees only the published port.
             "command": ["/bin/sh", "-c", BROKER_START],
             "environment": {
-                "GOVSHARE_HOME": "/var/lib/govshare",
+                "GOVSHARE_HOME": GOVSHARE_HOME,
                 "GOVSHARE_DEPT": code,
                 "GOVSHARE_CHAIN_URL": f"http://{besu}:{DEFAULT_RPC_PORT}",
-                "GOVSHARE_DEPLOYMENT_FILE": "/deployment/deployment.json",
+                "GOVSHARE_DEPLOYMENT_FILE": DEPLOYMENT_FILE,
                 "GOVSHARE_STORAGE": f"kubo:http://{kubo}:{API_PORT}",
-                "GOVSHARE_SECRETS_DIR": "/secrets",
+                "GOVSHARE_SECRETS_DIR": SECRETS,
             },
-            "ports": [f"${{BROKER_PORT_{code}:-{BROKER_HOST_PORT_BASE + i}}}:{BROKER_PORT}"],
+            # Plain HTTP (serve has no TLS options): on 127.0.0.1 unless BROKER_BIND says
+            # otherwise; put a TLS-terminating proxy in front for other machines.
+            "ports": [
+                f"${{BROKER_BIND:-127.0.0.1}}:${{BROKER_PORT_{code}:-{BROKER_HOST_PORT_BASE + i}}}"
+                f":{BROKER_PORT}"
+            ],
             "volumes": [
-                f"broker-{o}-data:/var/lib/govshare",
-                f"broker-{o}-secrets:/secrets:ro",
-                "deployment:/deployment:ro",
+                f"broker-{o}-data:{GOVSHARE_HOME}",
+                f"broker-{o}-secrets:{SECRETS}:ro",
+                f"deployment:{DEPLOYMENT_DIR}:ro",
             ],
             "networks": [f"rpc-{o}", f"ipfs-{o}", "edge"],
             "depends_on": {
@@ -198,43 +221,79 @@ def build_compose(
                 kubo: {"condition": "service_healthy"},
                 "deploy": {"condition": "service_completed_successfully"},
             },
+            # Ready: the broker answers and its database, chain and store do too.
             "healthcheck": _healthcheck(
                 [
                     "CMD",
                     "python",
                     "-c",
-                    f"import socket; socket.create_connection(('127.0.0.1', {BROKER_PORT}), 3)",
-                ]
+                    "import urllib.request; "
+                    f"urllib.request.urlopen('http://127.0.0.1:{BROKER_PORT}/readyz', timeout=4)",
+                ],
+                "30s",
             ),
             "restart": "unless-stopped",
         }
 
+    rpc = f"http://{besu_service_host(codes[0])}:{DEFAULT_RPC_PORT}"
+    home_deployment = f"{GOVSHARE_HOME}/deployment.json"
     services["deploy"] = {
         "build": build,
         "image": GOVSHARE_IMAGE,
+        # Once: skipped when the deployment volume already holds a deployment; waits
+        # for the validators to produce blocks first.
+        "entrypoint": ["/bin/sh", "/docker/deploy-once.sh"],
         "command": [
             "govshare",
             "--home",
-            "/var/lib/govshare",
+            GOVSHARE_HOME,
             "consortium",
             "deploy",
             "--rpc",
-            f"http://{besu_service_host(codes[0])}:{DEFAULT_RPC_PORT}",
-            "--key-file",
-            "/secrets/deployer.key",
+            rpc,
             "--founders",
-            "/generated/founders.json",
+            f"{GENERATED}/founders.json",
+            "--threshold",
+            f"${{GOVSHARE_THRESHOLD:-{majority(len(codes))}}}",
+            "--key-file",
+            f"{SECRETS}/deployer.key",
+            "--out",
+            home_deployment,
         ],
+        "environment": {
+            "GOVSHARE_RPC": rpc,
+            "GOVSHARE_DEPLOYMENT_FILE": home_deployment,
+        },
         "volumes": [
-            "operator-secrets:/secrets:ro",
-            "deployment:/var/lib/govshare",
-            f"{gen}/founders.json:/generated/founders.json:ro",
+            f"{base}/deploy-once.sh:/docker/deploy-once.sh:ro",
+            f"operator-secrets:{SECRETS}:ro",
+            f"deployment:{GOVSHARE_HOME}",
+            f"{gen}/founders.json:{GENERATED}/founders.json:ro",
         ],
         "networks": [f"rpc-{first}"],
         "depends_on": {
             "prepare": {"condition": "service_completed_successfully"},
-            besu_service_host(codes[0]): {"condition": "service_healthy"},
+            **{besu_service_host(c): {"condition": "service_healthy"} for c in codes},
         },
+        "restart": "no",
+    }
+    # The operator's tool (not started by `up`): `docker compose run --rm ops govshare …`
+    # with the generated folder as its govshare home (every department's profile, the
+    # administrators' keystores and passwords), as the operator's own uid (the files are
+    # 0600), on every validator's RPC network.
+    services["ops"] = {
+        "build": build,
+        "image": GOVSHARE_IMAGE,
+        "profiles": ["ops"],
+        "user": "${OPERATOR_UID:-1000}:${OPERATOR_GID:-1000}",
+        "entrypoint": ["/bin/sh", "-c", OPS_ENTRYPOINT, "ops"],
+        "command": ["govshare", "--help"],
+        "environment": {
+            "GOVSHARE_HOME": GENERATED,
+            "GOVSHARE_RPC": rpc,
+        },
+        "volumes": [f"{gen}:{GENERATED}", f"deployment:{DEPLOYMENT_DIR}:ro"],
+        "networks": [f"rpc-{c.lower()}" for c in codes],
         "restart": "no",
     }
     return {"name": "govshare", "services": services, "networks": networks, "volumes": volumes}
