@@ -62,9 +62,12 @@ class Dept:
     hpke: HpkePrivateKey
     sock: socket.socket  # pre-bound: its port is the registered endpoint's
 
+    def __post_init__(self) -> None:
+        self._port = int(self.sock.getsockname()[1])
+
     @property
     def port(self) -> int:
-        return int(self.sock.getsockname()[1])
+        return self._port  # still known once the socket was handed over and closed
 
     @property
     def url(self) -> str:
@@ -258,21 +261,27 @@ def cli_env(world: World, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def spawn_serve(world: World, code: str, *, via_env: bool = False) -> ServeProcess:
+def spawn_serve(
+    world: World, code: str, *, via_env: bool = False, env: dict[str, str] | None = None
+) -> ServeProcess:
     """Start ``govshare serve`` for CODE on the department's registered port:
     with ``--dept``, or (``via_env``) configured as docker/compose.yml does,
-    through GOVSHARE_DEPT and GOVSHARE_DEPLOYMENT_FILE."""
+    through GOVSHARE_DEPT and GOVSHARE_DEPLOYMENT_FILE. ``env``: more variables
+    (e.g. the test-only crash hook). Can be called again after the process ended."""
     d = world[code]
     port = d.port
     d.sock.close()  # hand the port over to the child (it binds it at once)
     log = world.home / f"serve-{code.lower()}.log"
+    extra = env or {}
     if via_env:
-        env = cli_env(world, GOVSHARE_DEPT=code, GOVSHARE_DEPLOYMENT_FILE=str(world.deployment))
+        env = cli_env(
+            world, GOVSHARE_DEPT=code, GOVSHARE_DEPLOYMENT_FILE=str(world.deployment), **extra
+        )
         args = ["serve", "--port", str(port)]
     else:
-        env = cli_env(world)
+        env = cli_env(world, **extra)
         args = ["serve", "--dept", code, "--port", str(port)]
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         proc = subprocess.Popen(
             [str(GOVSHARE), *args], env=env, stdout=out, stderr=subprocess.STDOUT
         )
@@ -307,3 +316,33 @@ def serving(
     finally:
         for p in procs.values():
             p.stop()
+
+
+def run_cli(
+    world: World, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real ``govshare`` command line, as a user of this world's home."""
+    return subprocess.run(
+        [str(GOVSHARE), *args],
+        env=cli_env(world, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def add_clerks(world: World, codes: tuple[str, ...]) -> dict[str, str]:
+    """A clerk per department, its token saved where the CLI finds it (``govshare
+    login`` does the same); returns the tokens."""
+    from govshare.cli._client import save_token
+
+    tokens: dict[str, str] = {}
+    for code in codes:
+        db = Database.for_department(world.home, code)
+        try:
+            _, issued = Users(db).add(f"{code.lower()}-cli-clerk", "clerk", code)
+        finally:
+            db.close()
+        save_token(world.home, code, issued.token)
+        tokens[code] = issued.token
+    return tokens

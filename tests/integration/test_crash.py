@@ -1,0 +1,265 @@
+"""Crash safety and a chain that goes away, tried from the command line as a
+clerk would, against real ``govshare serve`` processes and this module's own
+anvil (its ledger kept in a state file, so the node can stop and come back).
+
+* SIGKILL at each step of a publish (the test-only hook of
+  ``govshare.broker.faults``), restart, retry with the same idempotency key:
+  exactly one anchored record per key, no orphan payload, nothing lost.
+* Chain down: writes refused with 503 ``chain.unavailable``, a granted fetch
+  refused (fail closed); a publish the broker accepted but could not anchor is
+  anchored once the node is back, without anyone retrying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from govshare.broker.db import Database, Record
+from govshare.chain.devnode import AnvilProcess, free_port, rpc_call
+from govshare.home import dept_dir
+from govshare.storage.local import LocalBlobStore
+from integration.world import (
+    CATEGORY,
+    GOVSHARE,
+    ServeProcess,
+    World,
+    add_clerks,
+    build_world,
+    cli_env,
+    run_cli,
+    spawn_serve,
+    wait_serving,
+)
+
+pytestmark = pytest.mark.integration
+
+CODES = ("TAX", "MARKET")
+CRASH_POINTS = [
+    "publish.before_store",
+    "publish.after_store",
+    "publish.anchor_sent",
+    "publish.anchor_receipt",
+]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
+    state = tmp_path_factory.mktemp("chain") / "state.json"
+    n = AnvilProcess(port=free_port(), state=state).start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    w = build_world(node.url, tmp_path_factory.mktemp("home"), codes=CODES)
+    add_clerks(w, CODES)
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def market(world: World) -> Iterator[ServeProcess]:
+    proc = spawn_serve(world, "MARKET")
+    wait_serving([proc])
+    yield proc
+    proc.stop()
+
+
+def cli_json(world: World, *args: str) -> tuple[int, Any]:
+    r = run_cli(world, *args, "--json")
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(r.stdout + r.stderr) from None
+
+
+def error_code(out: Any) -> str:
+    return str(out["error"]["code"])
+
+
+def publish(world: World, path: Path, key: str) -> tuple[int, Any]:
+    return cli_json(
+        world,
+        "record",
+        "publish",
+        str(path),
+        "--category",
+        CATEGORY,
+        "--dept",
+        "TAX",
+        "--idempotency-key",
+        key,
+    )
+
+
+def tax_rows(world: World) -> list[Record]:
+    db = Database.for_department(world.home, "TAX")
+    try:
+        with db.session(readonly=True) as s:
+            rows = list(s.scalars(select(Record)))
+            for r in rows:
+                s.expunge(r)
+            return rows
+    finally:
+        db.close()
+
+
+def assert_no_orphans(world: World) -> None:
+    """Every payload in TAX's store belongs to an anchored record, and the spool
+    holds nothing: no plaintext, no envelope left behind."""
+    rows = tax_rows(world)
+    assert all(r.status == "anchored" for r in rows), [(r.record_id, r.status) for r in rows]
+    store = LocalBlobStore(dept_dir(world.home, "TAX") / "blobs")
+    try:
+        pinned = {str(c) for c in store.pins()}
+    finally:
+        store.close()
+    assert pinned == {r.cid for r in rows}
+    assert list((dept_dir(world.home, "TAX") / "spool").iterdir()) == []
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_publish_killed_at_any_step_is_completed_once(
+    world: World, market: ServeProcess, tmp_path: Path, point: str
+) -> None:
+    data = os.urandom(300_000)
+    sha = hashlib.sha256(data).digest()
+    src = tmp_path / "certificate.pdf"
+    src.write_bytes(data)
+    key = f"crash-{point}"
+
+    doomed = spawn_serve(
+        world, "TAX", env={"GOVSHARE_TESTING": "1", "GOVSHARE_TEST_CRASH_AT": point}
+    )
+    wait_serving([doomed])
+    code, out = publish(world, src, key)
+    assert code == 1 and error_code(out) == "cli.broker_unreachable", out
+    assert out["error"]["details"]["idempotency_key"] == key
+    assert doomed.proc.wait(10) == -signal.SIGKILL  # killed where the hook says
+
+    tax = spawn_serve(world, "TAX")  # restarted, without the hook
+    try:
+        wait_serving([tax])
+        # the restarted broker resumes the operation by itself...
+        deadline = time.monotonic() + 30
+        while not any(r.sha256 == sha.hex() and r.status == "anchored" for r in tax_rows(world)):
+            assert time.monotonic() < deadline, "the resumed publish was not anchored"
+            time.sleep(0.3)
+        # ...and the clerk's retry with the same key gets that record, not a second one
+        code, again = publish(world, src, key)
+        assert code == 0, again
+        assert again["replayed"] is True
+        rid = again["record_id"]
+        assert [r.record_id for r in tax_rows(world) if r.sha256 == sha.hex()] == [rid]
+        assert ["0x" + x.hex() for x in world.ledger.records.records_by_hash(sha)] == [rid]
+        # nothing lost: TAX's clerk reads exactly the bytes back
+        out_file = tmp_path / "back.pdf"
+        code, got = cli_json(world, "record", "fetch", rid, "-o", str(out_file), "--dept", "TAX")
+        assert code == 0, got
+        assert out_file.read_bytes() == data
+        assert_no_orphans(world)
+    finally:
+        tax.stop()
+
+
+# -- the chain goes away (last: it stops and restarts this module's node) ------------------
+
+
+def test_chain_down_fails_closed_and_pending_work_completes_when_it_returns(
+    world: World, node: AnvilProcess, market: ServeProcess, tmp_path: Path
+) -> None:
+    tax = spawn_serve(world, "TAX")
+    try:
+        wait_serving([tax])
+        _chain_down(world, node, tax, tmp_path)
+    finally:
+        tax.stop()
+
+
+def _chain_down(world: World, node: AnvilProcess, tax: ServeProcess, tmp_path: Path) -> None:
+    # before: TAX publishes, MARKET asks, TAX's administrator approves (all from the CLI)
+    first = tmp_path / "first.pdf"
+    first.write_bytes(os.urandom(20_000))
+    code, pub = publish(world, first, "before-outage")
+    assert code == 0, pub
+    rid = pub["record_id"]
+    code, req = cli_json(
+        world, "request", "create", "--owner", "TAX", "--record", rid,
+        "--purpose", "business licence", "--dept", "MARKET",
+    )  # fmt: skip
+    assert code == 0, req
+    gid = str(req["request_id"])
+    code, ok = cli_json(
+        world, "grant", "approve", gid, "--dept", "TAX", "--expires", "1d", "--max-uses", "5", "-y"
+    )
+    assert code == 0, ok
+
+    # a publish the broker accepts, whose anchor the node takes but never mines...
+    rpc_call(node.url, "evm_setAutomine", [False])
+    pending_file = tmp_path / "pending.pdf"
+    pending_data = os.urandom(50_000)
+    pending_file.write_bytes(pending_data)
+    args = ["record", "publish", str(pending_file), "--category", CATEGORY, "--dept", "TAX"]
+    args += ["--idempotency-key", "during-outage", "--json"]
+    running = subprocess.Popen(
+        [str(GOVSHARE), *args], env=cli_env(world), stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while int(rpc_call(node.url, "txpool_status")["pending"], 16) == 0:
+        assert time.monotonic() < deadline and running.poll() is None, "no anchor was sent"
+        time.sleep(0.05)
+    # ...and then the node stops
+    node.stop()
+    stdout, _ = running.communicate(timeout=60)
+    answer = json.loads(stdout)
+    assert running.returncode == 1 and error_code(answer) == "chain.unavailable", answer
+    assert "will be anchored when it answers again" in answer["error"]["message"]
+
+    # while it is down: writes refused, reads that need a grant check refused
+    other = tmp_path / "other.pdf"
+    other.write_bytes(b"refused while the chain is down")
+    code, out = publish(world, other, "while-down")
+    assert code == 1 and error_code(out) == "chain.unavailable", out
+    code, out = cli_json(
+        world, "request", "create", "--owner", "TAX", "--record", rid,
+        "--purpose", "again", "--dept", "MARKET",
+    )  # fmt: skip
+    assert code == 1 and error_code(out) == "chain.unavailable", out
+    target = tmp_path / "granted.pdf"
+    code, out = cli_json(world, "record", "fetch", rid, "-o", str(target), "--dept", "MARKET")
+    assert code == 1 and error_code(out) == "chain.unavailable", out
+    assert not target.exists()
+    assert httpx.get(tax.url + "/readyz", timeout=10).status_code == 503
+    human = run_cli(world, "record", "fetch", rid, "-o", str(target), "--dept", "MARKET")
+    assert human.returncode == 1 and "Traceback" not in human.stderr
+    assert len(human.stderr.strip().splitlines()) == 1, human.stderr
+
+    # the node comes back on the same port with its ledger
+    node.start()
+    sha = hashlib.sha256(pending_data).hexdigest()
+    deadline = time.monotonic() + 60
+    while not any(r.sha256 == sha and r.status == "anchored" for r in tax_rows(world)):
+        assert time.monotonic() < deadline, "the accepted publish was not anchored"
+        time.sleep(0.5)
+    code, again = publish(world, pending_file, "during-outage")
+    assert code == 0 and again["replayed"] is True, again
+    assert len(world.ledger.records.records_by_hash(bytes.fromhex(sha))) == 1
+    # the grant works again, and the refused publish left nothing behind
+    code, got = cli_json(world, "record", "fetch", rid, "-o", str(target), "--dept", "MARKET")
+    assert code == 0, got
+    assert target.read_bytes() == first.read_bytes()
+    assert_no_orphans(world)
