@@ -131,6 +131,7 @@ fi
 
 # 1. The chain: genesis and validator keys; codes new to --orgs join the network.
 FRESH=0
+ADDED=()
 if [ -f "$GEN/genesis.json" ] && [ "$FORCE" = 0 ]; then
   say "reusing the network in $GEN (pass --force to make a new one)"
   [ -f "$GEN/kubo/swarm.key" ] || die "$GEN has a genesis but no kubo/swarm.key; use --force"
@@ -138,6 +139,7 @@ if [ -f "$GEN/genesis.json" ] && [ "$FORCE" = 0 ]; then
     if [ ! -f "$GEN/besu/${org,,}/key" ]; then
       say "adding $org's validator and Kubo node to the network"
       "${GS[@]}" consortium add-node --name "$org" --out "$GEN"
+      ADDED+=("$org")
     fi
   done
 else
@@ -256,9 +258,18 @@ fi
 } >"$GEN/.env"
 chmod 0600 "$GEN/.env"
 
+# admission_hint: what a department added to a running network still needs.
+admission_hint() {
+  for org in "${ADDED[@]+"${ADDED[@]}"}"; do
+    echo "$org joined the network's files; admit it (on chain, allowlists, validator vote):"
+    echo "  docker/add-department.sh $org"
+  done
+}
+
 if [ "$GENERATE_ONLY" = 1 ]; then
   say "generated $GEN (threshold $THRESHOLD of $N); start it with:"
   echo "  docker compose -f $COMPOSE_FILE --env-file $GEN/.env up -d --build"
+  admission_hint
   exit 0
 fi
 
@@ -277,3 +288,4 @@ Create each department's first users (the token is printed once):
 Administrators act with the ops tool, e.g.:
   docker compose -f $COMPOSE_FILE --env-file $GEN/.env run --rm ops govshare dept list
 EOF
+admission_hint

@@ -418,6 +418,7 @@ def test_fifth_department_joins(gen: Path, deployed: Path, chain: AnvilProcess, 
     orgs5 = [*ORGS, "COURT"]
     res = run_up(g5, "--orgs", ",".join(orgs5), "--name", "COURT=Supreme Court")
     assert "adding COURT's validator" in res.stdout
+    assert "docker/add-department.sh COURT" in res.stdout
     assert {o: (g5 / "besu" / o.lower() / "key").read_text() for o in ORGS} == old_keys
     nodes = json.loads((g5 / "nodes.json").read_text())["nodes"]
     assert [n["name"] for n in nodes] == orgs5
