@@ -45,6 +45,7 @@ from govshare.errors import InputError, ProfileNotFound
 from govshare.home import dept_dir, ensure_dir
 
 ENV_ADMIN_PASSWORD = "GOVSHARE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
+ENV_ADMIN_PASSWORD_FILE = "GOVSHARE_ADMIN_PASSWORD_FILE"  # noqa: S105
 
 CODE_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
 CONFIG = "config.json"
@@ -111,8 +112,14 @@ class Profile:
         return _account(load_eth_keystore(self.broker_keystore, pw))
 
     def unlock_admin(self, password: str | None = None) -> LocalAccount:
+        """The administrator's account. Its own password comes first from
+        ``$GOVSHARE_ADMIN_PASSWORD`` / ``$GOVSHARE_ADMIN_PASSWORD_FILE``, then from the
+        usual sources (``$GOVSHARE_PASSWORD``…, a prompt)."""
         pw = password if password is not None else os.environ.get(ENV_ADMIN_PASSWORD) or None
-        pw = resolve_password(pw, prompt=f"Password for {self.code}'s administrator key: ")
+        file = os.environ.get(ENV_ADMIN_PASSWORD_FILE) if pw is None else None
+        pw = resolve_password(
+            pw, password_file=file, prompt=f"Password for {self.code}'s administrator key: "
+        )
         return _account(load_eth_keystore(self.admin_keystore, pw))
 
     def unlock_hpke(self, password: str | None = None) -> HpkePrivateKey:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
+
+import pytest
 
 from govshare.crypto import load_eth_keystore, load_hpke_key
 
@@ -58,3 +61,20 @@ def test_init_refusals_change_nothing(cli: Cli) -> None:
     assert "No password given" in r.stderr
     err = cli.fails("init", "COURT", "--name", "Court", "--json", *FAST).json()["error"]
     assert err["code"] == "key.password_unavailable"
+
+
+def test_admin_password_from_its_own_file(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from govshare.profile import load_profile
+
+    cli.env["GOVSHARE_PASSWORD"] = "broker-pw"
+    cli.env["GOVSHARE_ADMIN_PASSWORD"] = "admin-pw"
+    cli.ok("init", "TAX", "--name", "Tax Bureau", *FAST)
+    prof = load_profile(cli.home, "TAX")
+    pw_file = tmp_path / "admin.pw"
+    pw_file.write_text("admin-pw\n")
+    monkeypatch.delenv("GOVSHARE_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("GOVSHARE_PASSWORD", "broker-pw")
+    monkeypatch.setenv("GOVSHARE_ADMIN_PASSWORD_FILE", str(pw_file))
+    assert prof.unlock_admin().address == prof.admin_address

@@ -3,6 +3,7 @@ department's administrator, and confirmation prompts."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,9 +41,14 @@ def yes_option(f: F) -> F:
     return click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")(f)
 
 
+ENV_DEPLOYMENT_FILE = "GOVSHARE_DEPLOYMENT_FILE"
+
+
 def open_ledger(ctx: Ctx, rpc: str | None) -> Ledger:
-    """The deployment of this home, on ``rpc`` or the URL it was deployed at."""
-    return Ledger.from_deployment(deployment_path(ctx.home), rpc)
+    """The deployment of this home (or ``$GOVSHARE_DEPLOYMENT_FILE``), on ``rpc``
+    or the URL it was deployed at."""
+    path = os.environ.get(ENV_DEPLOYMENT_FILE) or deployment_path(ctx.home)
+    return Ledger.from_deployment(path, rpc)
 
 
 def admin_of(ctx: Ctx, code: str) -> tuple[Profile, LocalAccount]:
