@@ -5,10 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: setup test test-fast check compile check-artifacts demo bench clean
+.PHONY: setup browser test test-fast check compile check-artifacts demo bench clean
 
 # venv + pip + npm ci; re-run only when the dependency manifests change.
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed browser
+
+# The browser tests drive Debian's chromium through Playwright (which cannot
+# download a browser here). Installed when missing, as root with apt; elsewhere
+# those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "chromium is not installed (needs root and apt): the browser tests will skip."; fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
