@@ -1,155 +1,280 @@
 """`make demo`: a local consortium, from nothing, narrated for a newcomer.
 
-Every step runs the real `govshare` command line against a real local chain
-(anvil), in a fresh demo home (`.demo/` in the repository, git-ignored), and
-prints the command before its output so you can re-type any of it.
+Every step runs the real `govshare` command line against real processes — a
+local chain (anvil) and one broker process per department — in a fresh demo
+home (`.demo/` in the repository, git-ignored; `GOVSHARE_DEMO_HOME` moves it),
+and prints the command before its output so you can re-type any of it.
 
-What it shows today (the ledger): three departments create their keys, deploy
-the consortium's contracts on a local chain, declare what records they hold,
-and vote a fourth department in — which only joins once the threshold of
-approvals from distinct departments is met.
+The story: the tax bureau (TAX) publishes a tax-clearance certificate; the
+market regulator (MARKET) asks for it to grant a business licence; TAX's
+administrator consents from the command line, with their own key; MARKET
+fetches it, decrypts it and proves it is the anchored document; the court
+(COURT), without a grant, is refused; TAX revokes; MARKET is refused. Then,
+briefly, the consortium votes a fourth department in. The demo exits non-zero
+as soon as a step does not behave as narrated.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import os
+import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import NoReturn
 
 from govshare.chain.devnode import DEFAULT_PORT, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-HOME = ROOT / ".demo"
+HOME = Path(os.environ.get("GOVSHARE_DEMO_HOME") or ROOT / ".demo").resolve()
+FILES = HOME / "files"
 GOVSHARE = Path(sys.executable).parent / "govshare"
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
 if not sys.stdout.isatty():
     BOLD = DIM = GREEN = RED = RESET = ""
 
 ENV = {
-    **os.environ,
+    **{k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")},
     "GOVSHARE_HOME": str(HOME),
     # Demo passwords. Real departments type theirs at a prompt, or keep them in
     # a file named by GOVSHARE_PASSWORD_FILE; the admin key has its own.
     "GOVSHARE_PASSWORD": "demo-broker-password",
     "GOVSHARE_ADMIN_PASSWORD": "demo-admin-password",
+    "COLUMNS": "120",
 }
+ENTERPRISE = "91110000710928411X"  # the enterprise's unified social credit code
 
 
 def say(text: str) -> None:
-    print(f"\n{BOLD}{textwrap.fill(textwrap.dedent(text).strip(), 88)}{RESET}")
+    print(f"\n{BOLD}{textwrap.fill(textwrap.dedent(text).strip(), 88)}{RESET}", flush=True)
 
 
-def run(*args: str, expect_ok: bool = True) -> subprocess.CompletedProcess[str]:
-    print(f"{DIM}${RESET} govshare {shlex.join(args)}")
+def fail(why: str) -> NoReturn:
+    print(f"{RED}The demo stopped: {why}{RESET}", flush=True)
+    dev_down()
+    sys.exit(1)
+
+
+def run(*args: str, expect_ok: bool = True) -> str:
+    """Run a govshare command, show it and its output; stop unless it did as expected."""
+    print(f"{DIM}${RESET} govshare {shlex.join(args)}", flush=True)
     proc = subprocess.run([str(GOVSHARE), *args], env=ENV, text=True, capture_output=True)
-    out = (proc.stdout + proc.stderr).rstrip()
+    # stderr first: progress lines ("Publishing ...") come before the result
+    out = (proc.stderr + proc.stdout).rstrip()
     if out:
-        print(textwrap.indent(out, "  "))
+        print(textwrap.indent(out, "  "), flush=True)
     if expect_ok and proc.returncode != 0:
-        print(f"{RED}The demo stopped: that command failed (exit {proc.returncode}).{RESET}")
-        stop_chain()
-        sys.exit(1)
+        fail(f"that command failed (exit {proc.returncode}).")
     if not expect_ok and proc.returncode == 0:
-        print(f"{RED}The demo stopped: that command should have been refused.{RESET}")
-        stop_chain()
-        sys.exit(1)
-    return proc
+        fail("that command should have been refused.")
+    return proc.stdout
 
 
-def stop_chain() -> None:
-    subprocess.run([str(GOVSHARE), "dev", "chain", "stop"], env=ENV, capture_output=True)
+def refused(code: str, *args: str) -> None:
+    """Run a command that must be refused with ``code`` (shown as JSON, with --json)."""
+    out = run(*args, "--json", expect_ok=False)
+    try:
+        got = json.loads(out)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        fail(f"expected a refusal with code {code}, got: {out!r}")
+    if got != code:
+        fail(f"expected a refusal with code {code}, got {got}.")
+    print(f"  {GREEN}refused, as it should be: {code}{RESET}", flush=True)
+
+
+def grab(pattern: str, text: str, what: str) -> str:
+    m = re.search(pattern, text)
+    if not m:
+        fail(f"could not find the {what} in that output.")
+    return m.group(1)
+
+
+def shown(path: Path) -> str:
+    """A path as typed from the current folder (relative when inside it)."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dev_down() -> None:
+    subprocess.run([str(GOVSHARE), "dev", "down"], env=ENV, capture_output=True, timeout=120)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def ports() -> tuple[int, int]:
+    """The chain's port and the first of four broker ports: the usual ones when
+    free, else free ones (so the demo runs beside anything already listening)."""
+    chain = DEFAULT_PORT if port_free(DEFAULT_PORT) else free_port()
+    base = 8701
+    while not all(port_free(base + i) for i in range(4)):
+        base = free_port()
+        if base > 65000:
+            base = 20000
+    return chain, base
+
+
+def certificate() -> Path:
+    FILES.mkdir(parents=True, exist_ok=True)
+    path = FILES / "tax-clearance-ACME.txt"
+    today = dt.date.today().isoformat()
+    path.write_text(
+        textwrap.dedent(f"""\
+        TAX CLEARANCE CERTIFICATE                          No. TC-{today.replace("-", "")}-0042
+
+        The Tax Bureau certifies that
+
+            ACME Trading Co., Ltd.
+            Unified social credit code {ENTERPRISE}
+
+        has filed all returns and owes no tax, surcharge or fine as of {today}.
+
+        Issued by the Tax Bureau, {today}.
+        """)
+    )
+    return path
 
 
 def main() -> int:
     if HOME.exists():
-        stop_chain()
+        dev_down()  # a previous demo's brokers and chain, if still running
         shutil.rmtree(HOME)
-
-    say("""govshare demo. Three government departments — a tax bureau (TAX), a market
-        regulator (MARKET) and a court (COURT) — set up a consortium ledger on this machine.""")
-
-    say(
-        "1. Each department creates its profile: a broker key (its service signs with it), "
-        "an administrator key (people consent and vote with it) and an encryption key pair."
-    )
-    run("init", "TAX", "--name", "Tax Bureau")
-    run("init", "MARKET", "--name", "Market Regulator")
-    run("init", "COURT", "--name", "People's Court")
-
-    say(
-        "2. Start the local chain. Its ledger is kept under the demo home, so a restart "
-        "keeps every department and vote."
-    )
-    port = DEFAULT_PORT
+    chain_port, base_port = ports()
     try:
-        import socket
+        return story(chain_port, base_port)
+    except KeyboardInterrupt:
+        fail("interrupted.")
 
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            port = free_port()  # 8545 is taken by something else: use a free port
-    except OSError:
-        pass
-    run("dev", "chain", "start", "--port", str(port))
 
-    say(
-        "3. Deploy the three contracts with the founders registered. Changes to the "
-        "membership need the approval of 2 distinct departments."
-    )
-    run("consortium", "deploy", "--founders", "TAX,MARKET,COURT", "--threshold", "2")
-    run("dept", "list")
+def story(chain_port: int, base_port: int) -> int:
+    say("""govshare demo. Three government departments — a tax bureau (TAX), a market
+        regulator (MARKET) and a court (COURT) — share records on a consortium ledger,
+        all on this machine.""")
 
     say(
-        "4. Each department declares, in its catalog, what records it holds, so that "
-        "others know what they may ask for. Declaring is an administrator's act."
+        "1. One command brings the consortium up: a local chain; a profile per department "
+        "(a broker key its service signs with, an administrator key people consent with, an "
+        "encryption key pair); the contracts, with the three as founders; a clerk and an "
+        "administrator user each; and one broker process per department, each with its own "
+        "database and encrypted store."
     )
     run(
-        "catalog",
-        "declare",
-        "tax-clearance",
-        "--description",
-        "Tax clearance certificate of an enterprise",
-        "--as",
-        "TAX",
-    )
-    run(
-        "catalog",
-        "declare",
-        "business-licence",
-        "--description",
-        "Business licence and its status",
-        "--as",
-        "MARKET",
-    )
-    run("catalog", "list")
+        "dev", "up", "--departments", "TAX,MARKET,COURT",
+        "--chain-port", str(chain_port), "--base-port", str(base_port),
+    )  # fmt: skip
 
     say(
-        "5. Customs asks to join. It creates its own profile and hands its public entry "
-        "to TAX, whose administrator proposes it. That is one approval of two."
+        "2. A TAX clerk publishes a tax-clearance certificate. The broker encrypts it with a "
+        "fresh key, stores the ciphertext, and anchors on chain only its SHA-256, the "
+        "ciphertext's CID and a keyed hash of the enterprise's id — never the document."
     )
-    run("init", "CUSTOMS", "--name", "Customs Office")
+    cert = certificate()
+    print(textwrap.indent(cert.read_text(), "    | ", lambda _line: True), flush=True)
+    out = run(
+        "record", "publish", shown(cert),
+        "--category", "tax-clearance", "--subject", ENTERPRISE, "--dept", "TAX",
+    )  # fmt: skip
+    rid = grab(r"Published record (0x[0-9a-f]{64})", out, "record id")
+
+    say("Anyone in the consortium can see that the record exists — but only its public anchor:")
+    public = run("record", "show", rid, "--dept", "MARKET")
+    anchored = grab(r"sha256\s+([0-9a-f]{64})", public, "anchored SHA-256")
+
+    say(
+        "3. MARKET needs it to decide ACME's business licence. Its clerk asks TAX, with a "
+        "purpose and a legal basis: a transaction from MARKET's broker key, on the record."
+    )
+    out = run(
+        "request", "create", "--owner", "TAX", "--record", rid,
+        "--purpose", "Business licence application of ACME Trading Co., Ltd.",
+        "--legal-basis", "Regulation on business registration, art. 12",
+        "--deadline", "3d", "--dept", "MARKET",
+    )  # fmt: skip
+    req = grab(r"Request #(\d+)", out, "request number")
+
+    say(
+        "4. TAX's administrator sees the request and consents from the command line, signing "
+        "with their own administrator key (a broker key cannot consent): 3 uses, 30 days."
+    )
+    run("request", "list", "--incoming", "--status", "pending", "--dept", "TAX")
+    run("grant", "approve", req, "--dept", "TAX", "--expires", "30d", "--max-uses", "3", "-y")
+
+    say(
+        "5. MARKET fetches it. MARKET's broker sends TAX's broker a request signed with its "
+        "registered key; TAX's broker checks the grant on chain, counts the use, and returns "
+        "the ciphertext with the data key wrapped for MARKET alone. MARKET's broker checks "
+        "the ciphertext against the anchored CID and the plaintext against the anchored "
+        "SHA-256 before writing a byte."
+    )
+    received = FILES / "received-by-MARKET.txt"
+    out = run("record", "fetch", rid, "-o", shown(received), "--dept", "MARKET")
+    fetched = grab(r"sha256\s+([0-9a-f]{64})", out, "SHA-256 of the fetched file")
+    original, copy = sha256_of(cert), sha256_of(received)
+    print(f"    SHA-256 of TAX's original    {original}")
+    print(f"    SHA-256 of MARKET's copy     {copy}")
+    print(f"    SHA-256 anchored on chain    {anchored}")
+    if not original == copy == fetched == anchored:
+        fail("the fetched document is not the anchored one.")
+    print(f"  {GREEN}identical: MARKET holds exactly the document TAX anchored{RESET}")
+
+    say("6. COURT has no grant. Its broker asks anyway; TAX's broker refuses.")
+    court_copy = FILES / "received-by-COURT.txt"
+    refused("grant.none", "record", "fetch", rid, "-o", shown(court_copy), "--dept", "COURT")
+    if court_copy.exists():
+        fail("a refused fetch left a file behind.")
+
+    say(
+        "7. The licence application is withdrawn; TAX's administrator revokes the grant. "
+        "From the next block TAX's broker refuses it (what MARKET already has stays with it)."
+    )
+    run(
+        "grant", "revoke", req, "--reason", "Licence application withdrawn",
+        "--dept", "TAX", "-y",
+    )  # fmt: skip
+    refused(
+        "grant.revoked",
+        "record", "fetch", rid, "-o", shown(FILES / "again.txt"), "--force", "--dept", "MARKET",
+    )  # fmt: skip
+    run("request", "list", "--outgoing", "--dept", "MARKET")
+
+    say(
+        "8. Membership is governed on chain too. Customs asks to join; TAX proposes it (one "
+        "approval of the two needed), MARKET approves, and Customs is a member."
+    )
+    run(
+        "init",
+        "CUSTOMS",
+        "--name",
+        "Customs Office",
+        "--endpoint",
+        f"http://127.0.0.1:{base_port + 3}",
+    )
     run("dept", "propose", "add", "CUSTOMS", "--as", "TAX", "-y")
-    run("dept", "proposals")
-
-    say(
-        "Customs is not a member yet, so it cannot vote for itself, and TAX cannot "
-        "approve twice: the contract refuses both."
-    )
-    run("dept", "approve", "1", "--as", "CUSTOMS", "-y", expect_ok=False)
-    run("dept", "approve", "1", "--as", "TAX", "-y", expect_ok=False)
-    run("dept", "show", "CUSTOMS", expect_ok=False)
-
-    say("MARKET's administrator approves: the threshold is met and Customs joins.")
     run("dept", "approve", "1", "--as", "MARKET", "-y")
     run("dept", "list")
 
-    stop_chain()
-    say(f"{GREEN}Done.{RESET}{BOLD} The ledger is saved in .demo/; to look around:")
-    print("  export GOVSHARE_HOME=$PWD/.demo")
-    print("  .venv/bin/govshare dev chain start")
-    print("  .venv/bin/govshare dept list --json")
+    say("9. Stop everything. The ledger, the stores and the databases stay in the demo home.")
+    run("dev", "down")
+
+    say(f"{GREEN}Done.{RESET}{BOLD} To look around in the demo's consortium:")
+    print(f"  export GOVSHARE_HOME={HOME}")
+    print("  .venv/bin/govshare dev up           # resumes it: same ledger, keys and records")
+    print("  .venv/bin/govshare record list --dept TAX")
+    print("  .venv/bin/govshare dev down")
     return 0
 
 

@@ -1,0 +1,50 @@
+"""`make demo` runs scripts/demo.py: run it end to end here too, so a demo that
+stops behaving as it narrates fails the suite. (The script itself exits
+non-zero when a step does not do what it says.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
+    env["GOVSHARE_DEMO_HOME"] = str(home)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "identical: MARKET holds exactly the document TAX anchored" in out
+    assert "refused, as it should be: grant.none" in out
+    assert "refused, as it should be: grant.revoked" in out
+    assert "Traceback" not in out
+    assert not (home / "files" / "received-by-COURT.txt").exists()
+
+    # dev down left nothing running
+    status = subprocess.run(
+        [str(Path(sys.executable).parent / "govshare"), "dev", "status", "--json"],
+        env={**env, "GOVSHARE_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    st = json.loads(status.stdout)
+    assert not st["chain"]["running"]
+    assert [b["running"] for b in st["brokers"]] == [False, False, False]
