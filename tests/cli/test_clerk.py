@@ -265,3 +265,9 @@ def test_dev_down_then_up_resumes_the_same_consortium(cli: Cli, files: Path) -> 
     back = files / "after-restart.pdf"
     ok_json(cli, "record", "fetch", before[-1]["record_id"], "-o", str(back), "--dept", "TAX")
     assert back.read_bytes() == (files / "certificate.pdf").read_bytes()
+
+
+def test_the_request_group_carries_remind_and_escalate(tmp_path: Path) -> None:
+    out = Cli(tmp_path / "home")("request", "--help")
+    assert out.exit_code == 0, out.output
+    assert "remind" in out.stdout and "escalate" in out.stdout

@@ -66,13 +66,16 @@ class CountingReader:
     """A binary file that reports what is read from it (httpx streams multipart
     file parts by ``read()``; its length comes from ``fileno()``)."""
 
-    def __init__(self, fh: BinaryIO, bar: Bar) -> None:
+    def __init__(self, fh: BinaryIO, bar: Bar, *, then: str | None = None) -> None:
         self._fh = fh
         self._bar = bar
+        self._then = then  # what the bar says once everything was read
 
     def read(self, n: int = -1) -> bytes:
         data = self._fh.read(n)
         self._bar.advance(len(data))
+        if not data and n != 0 and self._then:
+            self._bar.describe(self._then)
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:

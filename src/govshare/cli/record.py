@@ -111,7 +111,7 @@ def publish_cmd(
                 file.open("rb") as fh,
                 transfer_bar("uploading", size, enabled=not ctx.json_out) as bar,
             ):
-                body = CountingReader(fh, bar)
+                body = CountingReader(fh, bar, then="encrypting, storing, anchoring")
                 resp = client.call(
                     "POST",
                     "/v1/records",

@@ -148,3 +148,9 @@ def list_cmd(
         Console(width=220).print(t)
 
     ctx.emit(rows, human)
+
+
+# Supervision of overdue requests (催办 / 督办): `govshare request remind|escalate`.
+from govshare.cli import supervise  # noqa: E402 - registered once the group exists
+
+supervise.register(request)
