@@ -14,7 +14,7 @@ from govshare.api.auth import auth_rules_of, iter_routes, public, requires, rout
 from govshare.api.errors import PROBLEM_JSON
 from govshare.broker.db import Database, sqlite_url
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/audit"}
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def build_story(node: AnvilProcess, home: Path) -> Story:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     with AnvilProcess() as node:
         s = build_story(node, tmp_path_factory.mktemp("home"))

@@ -51,6 +51,18 @@ REQUEST_EXPIRY_SLACK = 60
 CLOCK_SLACK = 30
 
 
+def open_index(ledger: Ledger, path: Path) -> Indexer:
+    """The auditor's event index of ``ledger``'s deployment at ``path``; an index
+    built for another chain (a reset dev chain) is deleted and rebuilt."""
+    try:
+        return Indexer(ledger.conn, ledger.deployment, path)
+    except DeploymentStale:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(str(path) + suffix).unlink()
+        return Indexer(ledger.conn, ledger.deployment, path)
+
+
 def problem(code: str, message: str, **where: Any) -> dict[str, Any]:
     """One finding: a stable ``code``, a sentence, and where (department, batch, seq...)."""
     return {"code": code, "message": message, **{k: v for k, v in where.items() if v is not None}}
@@ -175,15 +187,7 @@ class AuditView:
         """Connect, open (or build) the index, and catch it up with the chain."""
         dep = deployment if isinstance(deployment, Deployment) else load_deployment(deployment)
         ledger = Ledger.from_deployment(dep, rpc)
-        try:
-            index = Indexer(ledger.conn, dep, index_path)
-        except DeploymentStale:
-            # the index is a cache of another chain (a reset dev chain): rebuild it
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(str(index_path) + suffix).unlink()
-            index = Indexer(ledger.conn, dep, index_path)
-        view = cls(ledger, index, sources)
+        view = cls(ledger, open_index(ledger, index_path), sources)
         if sync:
             view.sync()
         return view

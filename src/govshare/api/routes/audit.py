@@ -1,0 +1,182 @@
+"""The auditor's web page and read-only audit API of a broker.
+
+* ``GET /audit`` — the page (public: a shell with no data; it asks for a token);
+* ``GET /audit/view?record_id=…|hash=…`` — a trail (timeline, graph, receipts
+  with their proofs checked) or the records a SHA-256 is anchored as, as HTML;
+* ``GET /audit/status`` — this department's receipt batches and every overdue
+  request, as HTML;
+* ``GET /v1/audit/trail/{record_id}`` — the trail as JSON (``?format=prov``:
+  PROV-JSON);
+* ``GET /v1/audit/manifests/{cid}`` — one of this department's anchored receipt
+  manifests (what ``govshare audit --manifests http://…`` reads).
+
+All but the page need an administrator's or auditor's token. Verdicts come
+from the chain (the broker keeps an event index of its own,
+``audit-index.db`` beside its database) and from manifests checked against
+their anchored CIDs and roots, exactly as the ``govshare audit`` commands do;
+a file looked up by upload is hashed in the browser and never sent.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from govshare.api.auth import public
+from govshare.api.deps import OverseerUser, ServicesDep, SettingsDep
+from govshare.api.errors import problem_responses
+from govshare.audit.checks import audit_receipts, overdue_requests
+from govshare.audit.html import PAGE_CSS, render_matches, render_status, render_trail
+from govshare.audit.prov import trail_to_prov
+from govshare.audit.sources import ManifestSources, StoreSource
+from govshare.audit.trail import build_trail, verify_hash
+from govshare.audit.view import AuditView, open_index
+from govshare.broker.services import BrokerServices
+from govshare.errors import InputError, NotFound
+
+router = APIRouter(tags=["audit"])
+
+_TEMPLATE = FsPath(__file__).parent.parent / "templates" / "audit.html"
+
+_HASH = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+RecordId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="0x + 64 hex digits")]
+
+#: The page runs its one inline script and talks to this origin only.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+    "form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+_FRAGMENT_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+class _AuditState:
+    """The broker's own event index (one per app) and the lock that serialises
+    its use: audits are rare and read-only, the index is one SQLite connection."""
+
+    def __init__(self, svc: BrokerServices) -> None:
+        self.svc = svc
+        self.lock = threading.Lock()
+        self.index = open_index(svc.ledger, svc.spool.parent / "audit-index.db")
+
+    def view(self) -> AuditView:
+        sources = ManifestSources([StoreSource(self.svc.store, f"{self.svc.dept}'s store")])
+        v = AuditView(self.svc.ledger, self.index, sources)
+        v.sync()
+        return v
+
+
+def _state(request: Request, svc: BrokerServices) -> _AuditState:
+    app_state = request.app.state
+    with _INIT_LOCK:
+        st = getattr(app_state, "govshare_audit", None)
+        if st is None:
+            st = app_state.govshare_audit = _AuditState(svc)
+    return st
+
+
+_INIT_LOCK = threading.Lock()
+
+
+# The page and its fragments are not API: they stay out of the OpenAPI document.
+@router.get(
+    "/audit", response_class=HTMLResponse, dependencies=[Depends(public)], include_in_schema=False
+)
+def audit_page(settings: SettingsDep) -> HTMLResponse:
+    """The auditor's page: look up a record, a hash or a file; see the trail,
+    receipt batches and overdue requests."""
+    page = (
+        _TEMPLATE.read_text(encoding="utf-8")
+        .replace("{{css}}", PAGE_CSS)
+        .replace("{{department}}", html.escape(settings.department))
+    )
+    return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+
+@router.get("/audit/view", response_class=HTMLResponse, include_in_schema=False)
+def audit_view(
+    request: Request,
+    _user: OverseerUser,
+    svc: ServicesDep,
+    record_id: Annotated[str | None, Query(max_length=66)] = None,
+    hash: Annotated[str | None, Query(max_length=66)] = None,
+) -> HTMLResponse:
+    """A record's trail, or the records a SHA-256 is anchored as (an HTML fragment)."""
+    st = _state(request, svc)
+    with st.lock:
+        view = st.view()
+        if record_id:
+            body = render_trail(build_trail(view, record_id))
+        elif hash:
+            if not _HASH.match(hash):
+                raise InputError("A SHA-256 is 64 hex digits (0x optional).")
+            digest = bytes.fromhex(hash.removeprefix("0x"))
+            found = verify_hash(view, digest)
+            body = render_matches(
+                {"sha256": "0x" + digest.hex(), "anchored": bool(found), "records": found}
+            )
+        else:
+            raise InputError("Give a record id or a SHA-256.")
+    return HTMLResponse(body, headers=_FRAGMENT_HEADERS)
+
+
+@router.get("/audit/status", response_class=HTMLResponse, include_in_schema=False)
+def audit_status(request: Request, _user: OverseerUser, svc: ServicesDep) -> HTMLResponse:
+    """This department's receipt batches, checked, and every overdue request."""
+    st = _state(request, svc)
+    with st.lock:
+        view = st.view()
+        body = render_status(audit_receipts(view, svc.dept), overdue_requests(view))
+    return HTMLResponse(body, headers=_FRAGMENT_HEADERS)
+
+
+@router.get(
+    "/v1/audit/trail/{record_id}", responses=problem_responses(401, 403, 404, 422, 500, 503)
+)
+def audit_trail(
+    request: Request,
+    record_id: RecordId,
+    _user: OverseerUser,
+    svc: ServicesDep,
+    format: Annotated[str, Query(pattern="^(json|prov)$")] = "json",
+) -> JSONResponse:
+    """The trail of a record (``govshare audit trail --format json|prov``)."""
+    st = _state(request, svc)
+    with st.lock:
+        trail: dict[str, Any] = build_trail(st.view(), record_id)
+    return JSONResponse(trail_to_prov(trail) if format == "prov" else trail)
+
+
+@router.get(
+    "/v1/audit/manifests/{cid}",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/x-ndjson": {}}},
+        **problem_responses(401, 403, 404, 422, 500, 503),
+    },
+)
+def audit_manifest(
+    request: Request,
+    cid: Annotated[str, Path(min_length=10, max_length=128, pattern=r"^[A-Za-z0-9]+$")],
+    _user: OverseerUser,
+    svc: ServicesDep,
+) -> Response:
+    """One of this department's anchored receipt manifests, by its CID. (Only
+    manifests: the store's other blobs are not served here.)"""
+    access = svc.ledger.access
+    anchored = {
+        access.get_receipt_batch(svc.dept, i).manifest_cid
+        for i in range(1, access.receipt_batch_count(svc.dept) + 1)
+    }
+    if cid not in anchored or not svc.store.has(cid):
+        raise NotFound(f"{svc.dept} has anchored no receipt manifest {cid}.")
+    return Response(b"".join(svc.store.get(cid)), media_type="application/x-ndjson")
