@@ -313,6 +313,11 @@ class DevNet:
                 )
             dc.port = chain_port
         was_running = dc.status().running
+        if not was_running and _port_in_use(dc.port):
+            raise ConfigError(
+                f"Port {dc.port} is in use by another program; give this home's chain "
+                "another one with --chain-port."
+            )
         st = dc.start()
         echo(
             f"Chain    {st.url} (chain id {st.chain_id}, block {st.block})"
