@@ -51,16 +51,16 @@ REQUEST_EXPIRY_SLACK = 60
 CLOCK_SLACK = 30
 
 
-def open_index(ledger: Ledger, path: Path) -> Indexer:
+def open_index(ledger: Ledger, path: Path, *, reorg_window: int = 64) -> Indexer:
     """The auditor's event index of ``ledger``'s deployment at ``path``; an index
     built for another chain (a reset dev chain) is deleted and rebuilt."""
     try:
-        return Indexer(ledger.conn, ledger.deployment, path)
+        return Indexer(ledger.conn, ledger.deployment, path, reorg_window=reorg_window)
     except DeploymentStale:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 Path(str(path) + suffix).unlink()
-        return Indexer(ledger.conn, ledger.deployment, path)
+        return Indexer(ledger.conn, ledger.deployment, path, reorg_window=reorg_window)
 
 
 def problem(code: str, message: str, **where: Any) -> dict[str, Any]:
@@ -172,6 +172,9 @@ class AuditView:
         self._batches: dict[tuple[str, int], BatchAudit] = {}
         self._block_times: dict[int, int] = {}
         self._brokers: dict[str, list[tuple[str, int, int | None]]] | None = None
+        # a receipt's findings depend only on its bytes and on chain state read once
+        # per view, so a receipt seen in several manifests is checked once
+        self._checked: dict[tuple[str, bytes], list[dict[str, Any]]] = {}
         self._synced = False
 
     @classmethod
@@ -279,10 +282,11 @@ class AuditView:
     def batch_count(self, department: str) -> int:
         return self.ledger.access.receipt_batch_count(department)
 
-    def batch(self, department: str, index: int) -> BatchAudit:
-        """Batch ``index`` of ``department``, its manifest fetched and every receipt checked."""
+    def batch(self, department: str, index: int, *, fresh: bool = False) -> BatchAudit:
+        """Batch ``index`` of ``department``, its manifest fetched and every receipt
+        checked (once per view; ``fresh`` reads the chain and the manifest again)."""
         key = (department, index)
-        if key not in self._batches:
+        if fresh or key not in self._batches:
             self._batches[key] = self._audit_batch(department, index)
         return self._batches[key]
 
@@ -404,7 +408,10 @@ class AuditView:
             )
             # (not included ⇔ the manifest's root is not the anchored one: one batch
             # problem above says so, not one per receipt)
-            check.problems += self.check_receipt(r, department)
+            memo = (department, manifest.leaves[leaf_index])
+            if memo not in self._checked:
+                self._checked[memo] = self.check_receipt(r, department)
+            check.problems += self._checked[memo]
             out.receipts.append(check)
         return out
 

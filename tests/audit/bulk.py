@@ -1,0 +1,134 @@
+"""Making many records and receipts quickly, for the tamper tests and the benchmark.
+
+* :func:`bulk_anchor` anchors records with raw signed transactions, ``per_block``
+  to a block, mining by hand (anvil's automine makes one block per transaction,
+  and anvil 1.7.1 slows with every block: 10,000 anchors one by one take minutes).
+* :func:`synth_receipts` makes exchange receipts exactly as brokers do — the
+  requester's EIP-712 signature of the request, the owner's of the receipt —
+  signed with the departments' real (test) broker keys, without any HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import coincurve
+from eth_account.signers.local import LocalAccount
+
+from govshare.audit.receipts import ReceiptLeaf, receipt_digest, request_digest
+from govshare.chain.connection import RpcError
+from govshare.chain.contracts import AnchorInput
+from govshare.chain.ledger import Ledger
+from govshare.chain.tx import _node_went_away, sign_transaction
+
+ANCHOR_GAS = 400_000
+
+
+def bulk_anchor(
+    ledger: Ledger, account: LocalAccount, items: Sequence[AnchorInput], per_block: int = 120
+) -> None:
+    """Anchor ``items`` for ``account``'s department, ``per_block`` per block."""
+    conn = ledger.conn
+    records = ledger.records
+    fn = records._fn("anchor")
+    before = records.record_count()
+    nonce = conn.get_transaction_count(account.address, "pending")
+    base = int(conn.request("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+    fee = max(10 * base, 10**9)
+    key = bytes(account.key)
+    conn.request("evm_setAutomine", [False])
+    try:
+        for i in range(0, len(items), per_block):
+            raws = []
+            for item in items[i : i + per_block]:
+                raw, _ = sign_transaction(
+                    key,
+                    {
+                        "chainId": conn.chain_id,
+                        "nonce": nonce,
+                        "gas": ANCHOR_GAS,
+                        "to": records.address,
+                        "value": 0,
+                        "data": fn.encode(records._anchor_args(item)),
+                        "maxFeePerGas": fee,
+                        "maxPriorityFeePerGas": 0,
+                    },
+                )
+                raws.append(raw)
+                nonce += 1
+            answers = conn.batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws])
+            bad = [a for a in answers if isinstance(a, RpcError)]
+            if bad:
+                raise bad[0]
+            conn.request("evm_mine", [])
+    finally:
+        conn.request("evm_setAutomine", [True])
+        _node_went_away(conn.url)  # the sender's nonce cache is stale now
+    after = records.record_count()
+    if after != before + len(items):
+        raise RuntimeError(f"bulk anchoring: {after - before} of {len(items)} anchored")
+
+
+def _sign(key: bytes, digest: bytes) -> str:
+    sig = coincurve.PrivateKey(key).sign_recoverable(digest, hasher=None)
+    return "0x" + (sig[:64] + bytes([sig[64] + 27])).hex()
+
+
+@dataclass(frozen=True)
+class Use:
+    """A grant to spend: who, which record (and its anchored CID), from when."""
+
+    grant_id: int
+    requester: str
+    requester_key: bytes
+    record_id: str
+    cid: str
+
+
+def synth_receipts(
+    separator: bytes,
+    owner: str,
+    owner_key: bytes,
+    first_seq: int,
+    uses: Sequence[Use],
+    times: Sequence[int],
+) -> list[ReceiptLeaf]:
+    """Receipts ``first_seq``, ``first_seq + 1``, … — receipt ``k`` spends
+    ``uses[k % len(uses)]`` at ``times[k]`` — signed by both parties."""
+    out = []
+    for k, at in enumerate(times):
+        u = uses[k % len(uses)]
+        draft = ReceiptLeaf(
+            owner=owner,
+            seq=first_seq + k,
+            grant_id=u.grant_id,
+            record_id=u.record_id,
+            requester=u.requester,
+            request_hash="0x" + "00" * 32,
+            nonce=str(int.from_bytes(os.urandom(16), "big")),
+            request_expires_at=at + 60,
+            ciphertext_cid=u.cid,
+            capsule_hash="0x" + os.urandom(32).hex(),
+            issued_at=at,
+            requester_signature="",
+            owner_signature="",
+        )
+        req = request_digest(separator, draft)
+        signed = ReceiptLeaf(
+            **{
+                **draft.__dict__,
+                "request_hash": "0x" + req.hex(),
+                "requester_signature": _sign(u.requester_key, req),
+            }
+        )
+        out.append(
+            ReceiptLeaf(
+                **{
+                    **signed.__dict__,
+                    "owner_signature": _sign(owner_key, receipt_digest(separator, signed)),
+                }
+            )
+        )
+    return out
