@@ -8,10 +8,9 @@ anvil, as in production: each its own process, database and store.
     and anchored), vs the baseline: one raw pre-signed ``RecordRegistry.anchor``
     transaction per record (signing not timed), from C concurrent senders each
     sending one and waiting for its receipt before the next. anvil 1.7.1 mines
-    more slowly the longer its chain, so every run starts from one chain snapshot
-    and is undone after (evm_revert; TAX's broker is restarted, its nonces having
-    gone back); the order alternates per round; the ratio is the median of the
-    per-round ratios.
+    more slowly the longer its chain (and far more slowly after evm_revert), so
+    every run gets a fresh anvil and deployment; the order alternates per round;
+    the ratio is the median of the per-round ratios.
 (b) Cross-department fetch latency p50/p99: MARKET's clerk reads TAX's 1 KiB
     record (``GET /v1/records/{id}/content``: MARKET's broker signs an exchange
     request, TAX's broker checks the grant on chain, counts the use, answers with
@@ -34,7 +33,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -145,13 +146,6 @@ class Consortium:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-
-    def snapshot(self) -> str:
-        snap: str = self.conn.request("evm_snapshot", [])
-        return snap
-
-    def revert(self, snap: str) -> None:
-        self.conn.request("evm_revert", [snap])
 
     def client(self, code: str) -> httpx.Client:
         return httpx.Client(
@@ -292,6 +286,21 @@ def fetch_latency(c: Consortium, n: int) -> dict[str, tuple[float, float]]:
     return {"api": pct(api_t), "raw": pct(raw_t)}
 
 
+@contextmanager
+def consortium(clients: int, brokers: tuple[str, ...]) -> Iterator[Consortium]:
+    """A fresh anvil, deployment and brokers (anvil 1.7.1 mines more slowly the
+    longer its chain, and far more slowly after an evm_revert: each run gets a
+    chain of its own instead)."""
+    with tempfile.TemporaryDirectory(prefix="govshare-bench-") as tmp, AnvilProcess() as node:
+        c = Consortium(node, Path(tmp), clients)
+        try:
+            if brokers:
+                c.start_brokers(brokers)
+            yield c
+        finally:
+            c.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=200, help="records per publish run")
@@ -299,61 +308,46 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="raw/API run pairs")
     ap.add_argument("--fetches", type=int, default=300, help="timed fetches")
     args = ap.parse_args()
+    n, k = args.records, args.clients
 
-    with tempfile.TemporaryDirectory(prefix="govshare-bench-") as tmp, AnvilProcess() as node:
-        c = Consortium(node, Path(tmp), args.clients)
-        c.start_brokers()
-        try:
-            api_runs: list[float] = []
-            raw_runs: list[float] = []
-            # anvil 1.7.1 mines more slowly the longer its chain: every run starts
-            # from the same snapshot and is undone after. TAX's broker restarts after
-            # its run is undone (its nonces went back with the chain); the records it
-            # keeps in its database are simply no longer anchored.
-            for r in range(args.rounds):
-                runs = [
-                    lambda: raw_runs.append(raw_anchor_rate(c, args.records, args.clients)),
-                    lambda: api_runs.append(api_publish_rate(c, args.records, args.clients)),
-                ]
-                for run in runs if r % 2 == 0 else runs[::-1]:
-                    snap = c.snapshot()
-                    run()
-                    c.revert(snap)
-                    c.stop(("TAX",))
-                    c.start_brokers(("TAX",))
-            ratio = statistics.median(a / r for a, r in zip(api_runs, raw_runs, strict=True))
-            print(
-                f"\n(a) publish throughput: {args.records} records of 4 KiB per run, "
-                f"{args.clients} concurrent clients, {args.rounds} rounds, each run from one chain "
-                "snapshot"
-            )
-            print(f"{'path':62} {'records/s':>10} {'ratio':>7}")
-            print(
-                f"{'raw: one pre-signed anchor tx per record, wait for its receipt':62} "
-                f"{statistics.median(raw_runs):10.1f} {1.0:7.2f}"
-            )
-            print(
-                f"{'API: POST /v1/records (encrypt, store, anchor, answer)':62} "
-                f"{statistics.median(api_runs):10.1f} {ratio:7.2f}"
-            )
-            print(
-                f"  per round: raw {[round(x) for x in raw_runs]}, "
-                f"API {[round(x) for x in api_runs]}"
-            )
+    api_runs: list[float] = []
+    raw_runs: list[float] = []
 
-            lat = fetch_latency(c, args.fetches)
-            (ap50, ap99), (rp50, rp99) = lat["api"], lat["raw"]
-            print(f"\n(b) cross-department fetch of a 1 KiB record, {args.fetches} fetches (ms)")
-            print(f"{'path':62} {'p50':>8} {'p99':>8}")
-            print(
-                f"{'raw: one HTTP eth_call (grantStatus), keep-alive':62} {rp50:8.2f} {rp99:8.2f}"
-            )
-            print(
-                f"{'API: MARKET GET /v1/records/{id}/content via TAX':62} {ap50:8.2f} {ap99:8.2f}"
-            )
-            print(f"  ratio p50 {ap50 / rp50:.1f}x, p99 {ap99 / rp99:.1f}x")
-        finally:
-            c.stop()
+    def raw() -> None:
+        with consortium(k, ()) as c:
+            raw_runs.append(raw_anchor_rate(c, n, k))
+
+    def api() -> None:
+        with consortium(k, ("TAX",)) as c:
+            api_runs.append(api_publish_rate(c, n, k))
+
+    for r in range(args.rounds):
+        for run in (raw, api) if r % 2 == 0 else (api, raw):
+            run()
+    ratio = statistics.median(a / r for a, r in zip(api_runs, raw_runs, strict=True))
+    print(
+        f"\n(a) publish throughput: {n} records of 4 KiB per run, {k} concurrent clients, "
+        f"{args.rounds} rounds, each run on a fresh chain, order alternating"
+    )
+    print(f"{'path':62} {'records/s':>10} {'ratio':>7}")
+    print(
+        f"{'raw: one pre-signed anchor tx per record, wait for its receipt':62} "
+        f"{statistics.median(raw_runs):10.1f} {1.0:7.2f}"
+    )
+    print(
+        f"{'API: POST /v1/records (encrypt, store, anchor, answer)':62} "
+        f"{statistics.median(api_runs):10.1f} {ratio:7.2f}"
+    )
+    print(f"  per round: raw {[round(x) for x in raw_runs]}, API {[round(x) for x in api_runs]}")
+
+    with consortium(k, ("TAX", "MARKET")) as c:
+        lat = fetch_latency(c, args.fetches)
+    (ap50, ap99), (rp50, rp99) = lat["api"], lat["raw"]
+    print(f"\n(b) cross-department fetch of a 1 KiB record, {args.fetches} fetches (ms)")
+    print(f"{'path':62} {'p50':>8} {'p99':>8}")
+    print(f"{'raw: one HTTP eth_call (grantStatus), keep-alive':62} {rp50:8.2f} {rp99:8.2f}")
+    print(f"{'API: MARKET GET /v1/records/{id}/content via TAX':62} {ap50:8.2f} {ap99:8.2f}")
+    print(f"  ratio p50 {ap50 / rp50:.1f}x, p99 {ap99 / rp99:.1f}x")
     return 0
 
 
