@@ -353,7 +353,7 @@ def _request_trail(
                 grant=req.id,
             )
         )
-    overdue = req.status is RequestStatus.PENDING and view.ledger.now() > req.deadline
+    overdue = req.status is RequestStatus.PENDING and view.now() > req.deadline
     out = {
         "id": req.id,
         "record_id": "0x" + req.record_id.hex(),

@@ -175,6 +175,8 @@ class AuditView:
         # a receipt's findings depend only on its bytes and on chain state read once
         # per view, so a receipt seen in several manifests is checked once
         self._checked: dict[tuple[str, bytes], list[dict[str, Any]]] = {}
+        self._batch_events: dict[tuple[str, int], tuple[str | None, dict[int, int]]] | None = None
+        self._now: int | None = None
         self._synced = False
 
     @classmethod
@@ -203,6 +205,8 @@ class AuditView:
         n = self.index.run_once()
         self._synced = True
         self._brokers = None
+        self._batch_events = None
+        self._now = None
         return n
 
     # -- chain reads, cached ---------------------------------------------------------
@@ -226,6 +230,13 @@ class AuditView:
             except ContractReverted:
                 self._records[key] = None
         return self._records[key]
+
+    def now(self) -> int:
+        """The ledger's now (the later of the wall clock and the latest block),
+        read once per view."""
+        if self._now is None:
+            self._now = self.ledger.now()
+        return self._now
 
     def block_time(self, number: int) -> int:
         return self.block_times([number])[number]
@@ -255,7 +266,7 @@ class AuditView:
             times = self.block_times(e.block_number for e in events)
             periods: dict[str, list[tuple[str, int, int | None]]] = {}
             for e in events:
-                code_ = bytes.fromhex(str(e.args["code"])[2:]).rstrip(b"\0").decode()
+                code_ = _code(e.args["code"])
                 t = times[e.block_number]
                 lst = periods.setdefault(code_, [])
                 if e.event == "DepartmentAdded":
@@ -291,18 +302,21 @@ class AuditView:
         return self._batches[key]
 
     def _uses_recorded(self, department: str, index: int) -> tuple[str | None, dict[int, int]]:
-        tx = None
-        uses: dict[int, int] = {}
-        for e in self.index.events_for_department(
-            department, ["ReceiptsAnchored", "GrantUsesRecorded"]
-        ):
-            if int(e.args.get("batchIndex", -1)) != index:
-                continue
-            if e.event == "ReceiptsAnchored":
-                tx = e.tx_hash
-            else:
-                uses[int(e.args["grantId"])] = int(e.args["uses"])
-        return tx, uses
+        """The anchoring transaction of a batch and the uses it recorded per grant.
+        (Read by event name, once per view: a department's key in the index also
+        names every record it anchored, far more rows than its batches.)"""
+        if self._batch_events is None:
+            table: dict[tuple[str, int], tuple[str | None, dict[int, int]]] = {}
+            for e in self.index.events(["ReceiptsAnchored", "GrantUsesRecorded"]):
+                key = (_code(e.args["department"]), int(e.args["batchIndex"]))
+                tx, uses = table.get(key, (None, {}))
+                if e.event == "ReceiptsAnchored":
+                    tx = e.tx_hash
+                else:
+                    uses[int(e.args["grantId"])] = int(e.args["uses"])
+                table[key] = (tx, uses)
+            self._batch_events = table
+        return self._batch_events.get((department, index), (None, {}))
 
     def _audit_batch(self, department: str, index: int) -> BatchAudit:
         b = self.ledger.access.get_receipt_batch(department, index)
@@ -523,6 +537,10 @@ class AuditView:
                 )
             )
         return out
+
+
+def _code(value: Any) -> str:
+    return bytes.fromhex(str(value)[2:]).rstrip(b"\0").decode("ascii", "replace")
 
 
 def _span(values: list[int]) -> str:
