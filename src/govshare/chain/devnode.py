@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -112,7 +113,7 @@ def wait_ready(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
 
 
 def _anvil_args(
-    host: str, port: int, chain_id: int, state: Path | None, state_interval: int
+    host: str, port: int, chain_id: int, state: Path | None, state_interval: int, cache: Path
 ) -> list[str]:
     args = [
         str(find_anvil()),
@@ -135,6 +136,10 @@ def _anvil_args(
         str(0x10000),
         "--gas-limit",
         "60000000",
+        # Historical states spill to disk here, not to ~/.foundry/anvil/tmp, where a
+        # killed anvil leaves them behind for good (gigabytes after a long run).
+        "--cache-path",
+        str(cache),
     ]
     if state is not None:
         args += ["--state", str(state), "--state-interval", str(state_interval)]
@@ -164,13 +169,18 @@ class AnvilProcess:
         # More anvil options, e.g. ["--base-fee", "0", "--gas-price", "0"] for free gas.
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cache: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> AnvilProcess:
-        args = _anvil_args(self.host, self.port, self.chain_id, self.state, self.state_interval)
+        self._drop_cache()
+        self.cache = Path(tempfile.mkdtemp(prefix="govshare-anvil-"))
+        args = _anvil_args(
+            self.host, self.port, self.chain_id, self.state, self.state_interval, self.cache
+        )
         args += self.extra_args
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         try:
@@ -191,6 +201,12 @@ class AnvilProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout)
+        self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        if self.cache is not None:
+            shutil.rmtree(self.cache, ignore_errors=True)
+            self.cache = None
 
     def __enter__(self) -> AnvilProcess:
         return self.start()
@@ -235,6 +251,10 @@ class DevChain:
     @property
     def state_file(self) -> Path:
         return self.dir / "state.json"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.dir / "cache"
 
     @property
     def log_file(self) -> Path:
@@ -292,7 +312,11 @@ class DevChain:
                 "stop it or choose another port with --port."
             )
         (self.dir / "chain.json").write_text(json.dumps({"host": self.host, "port": self.port}))
-        args = _anvil_args(self.host, self.port, DEFAULT_CHAIN_ID, self.state_file, 1)
+        # The cache only serves the running process; what a killed one left is garbage.
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        args = _anvil_args(
+            self.host, self.port, DEFAULT_CHAIN_ID, self.state_file, 1, self.cache_dir
+        )
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -322,6 +346,7 @@ class DevChain:
         else:
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
         return True
 
 
