@@ -370,22 +370,29 @@ def overdue_cmd(
 # -- report ---------------------------------------------------------------------------------
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_AGO = re.compile(r"^\d+[smhdw]$")
 
 
 def parse_when(text: str, *, end: bool = False) -> int | None:
-    """``2026-05-01`` (the day's start, or with ``end`` its end), an ISO 8601
-    time, or Unix seconds; None for ``now`` (the ledger's now: the later of the
-    wall clock and the latest block)."""
+    """``2026-05-01`` or ``today`` (the day's start, or with ``end`` its end), an
+    ISO 8601 time, ``7d`` (that long ago), or Unix seconds; None for ``now`` (the
+    ledger's now: the later of the wall clock and the latest block)."""
     t = (text or "").strip()
     if t == "now":
         return None
+    if t == "today":
+        t = datetime.now(UTC).date().isoformat()
+    if _AGO.match(t):  # "7d": that long before now
+        from govshare.util import parse_duration
+
+        return int(datetime.now(UTC).timestamp()) - parse_duration(t)
     if t.isdigit():
         return int(t)
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(
-            f"{text!r} is not a date: use YYYY-MM-DD, an ISO 8601 time, or now."
+            f"{text!r} is not a date: use YYYY-MM-DD, today, an ISO 8601 time, 30d (ago) or now."
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -395,7 +402,9 @@ def parse_when(text: str, *, end: bool = False) -> int | None:
 
 
 @audit.command("report")
-@click.option("--since", required=True, help="Start: YYYY-MM-DD, an ISO 8601 time, or now.")
+@click.option(
+    "--since", required=True, help="Start: YYYY-MM-DD, today, an ISO 8601 time, or 30d (ago)."
+)
 @click.option("--until", default="now", show_default=True, help="End (a date counts whole).")
 @click.option("--dept", "dept_code", default=None, help="Only this department (as either party).")
 @click.option(
