@@ -214,3 +214,15 @@ def test_committed_write_survives_a_killed_process(tmp_path: Path) -> None:
             assert op is not None and op.payload == {"a": 1}
     finally:
         db.close()
+
+
+def test_department_database_is_private(tmp_path: Path) -> None:
+    """The broker database holds token hashes and receipts: owner-only, like the keys."""
+    import stat
+
+    db = Database.for_department(tmp_path, "TAX")
+    with db.session() as s:
+        s.execute(text("SELECT 1"))
+    db.close()
+    for f in (tmp_path / "depts" / "TAX").glob("broker.db*"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f

@@ -28,6 +28,7 @@ concurrency.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -525,8 +526,13 @@ class Database:
 
     @classmethod
     def for_department(cls, home: Path, dept: str) -> Database:
-        """The department's own broker database under the govshare home."""
-        return cls.open(sqlite_url(broker_db_path(home, dept)))
+        """The department's own broker database under the govshare home, readable
+        by its owner only (SQLite gives its -wal and -shm files the same mode)."""
+        path = broker_db_path(home, dept)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+        return cls.open(sqlite_url(path))
 
     @property
     def url(self) -> str:

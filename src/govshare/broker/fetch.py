@@ -229,7 +229,7 @@ def choose_grant(svc: BrokerServices, record_id: str, owner: str) -> int:
             svc.sync.run_once()
     raise NoGrant(
         f"{svc.dept} holds no grant for record {record_id}: ask {owner} for it first "
-        "(POST /v1/requests).",
+        "(`govshare request create`, or POST /v1/requests).",
         record_id=record_id,
     )
 
