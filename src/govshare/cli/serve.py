@@ -151,6 +151,20 @@ def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
     show_default=True,
     help="Anchor waiting receipts once the oldest has waited this many seconds.",
 )
+@click.option(
+    "--tls-cert",
+    envvar="GOVSHARE_TLS_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    envvar="GOVSHARE_TLS_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The PEM private key of --tls-cert.",
+)
 @click.option("--worker-interval", type=float, default=2.0, hidden=True)
 @click.option("--sync-interval", type=float, default=5.0, hidden=True)
 @common_options
@@ -170,11 +184,16 @@ def serve(
     log_level: str,
     receipt_batch_size: int,
     receipt_batch_age: float,
+    tls_cert: str | None,
+    tls_key: str | None,
     worker_interval: float,
     sync_interval: float,
 ) -> None:
     """Run department CODE's broker: its clerks' API and its peers' exchange."""
     import uvicorn
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("HTTPS needs both --tls-cert and --tls-key.")
 
     from govshare.api import ApiDeps, ApiSettings, create_app
     from govshare.api.logs import log_config
@@ -240,8 +259,9 @@ def serve(
     ).start()
     app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
     listen = port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
+    scheme = "https" if tls_cert else "http"
     click.echo(
-        f"{code}'s broker: http://{host}:{listen} (chain {ledger.url}, store {store!r}, "
+        f"{code}'s broker: {scheme}://{host}:{listen} (chain {ledger.url}, store {store!r}, "
         f"{resumed} operation(s) resumed). Ctrl-C stops it.",
         err=True,
     )
@@ -253,6 +273,8 @@ def serve(
             log_config=log_config(log_level.upper()),
             server_header=False,
             timeout_graceful_shutdown=10,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
         )
     finally:
         batcher.stop()
