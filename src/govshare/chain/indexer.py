@@ -81,6 +81,9 @@ CREATE TABLE IF NOT EXISTS event_keys (
     value TEXT NOT NULL,
     PRIMARY KEY (kind, value, event_id)
 ) WITHOUT ROWID;
+-- The cascade from events (a reorg rewind) finds an event's keys through this;
+-- without it every deleted event scanned the whole table (quadratic rewinds).
+CREATE INDEX IF NOT EXISTS event_keys_event ON event_keys (event_id);
 CREATE TABLE IF NOT EXISTS event_counts (event TEXT PRIMARY KEY, n INTEGER NOT NULL);
 """
 
