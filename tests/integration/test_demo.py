@@ -35,6 +35,11 @@ def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     assert "refused, as it should be: grant.none" in out
     assert "refused, as it should be: grant.revoked" in out
     assert "Traceback" not in out
+    # The auditor's part: the file is anchored, a one-byte forgery is not, the
+    # access receipt was anchored and verified, and the PROV export exists.
+    assert "not anchored, as it should be: one byte differs" in out
+    assert "All 1 receipt(s) verified." in out
+    assert (home / "files" / "trail.prov.json").is_file()
     assert not (home / "files" / "received-by-COURT.txt").exists()
 
     # dev down left nothing running
