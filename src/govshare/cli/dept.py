@@ -208,15 +208,19 @@ def propose_add(
     _after_propose(ctx, ledger, sent, f"add {init.code}")
 
 
-def _simple_proposal(verb: str, method: str, help_text: str) -> click.Command:
-    @click.argument("code")
+def _target_proposal(verb: str, method: str, help_text: str, *, account: bool) -> click.Command:
+    """A ``propose VERB TARGET --as CODE`` command: TARGET is a department code,
+    or (``account``) a supervisor account."""
+
+    @click.argument("target", metavar="ACCOUNT" if account else "CODE")
     @as_option
     @rpc_option
     @yes_option
     @common_options
     @pass_ctx
-    def cmd(ctx: Ctx, code: str, as_code: str, rpc: str | None, yes: bool) -> None:
-        target = normalise_code(code)
+    def cmd(ctx: Ctx, target: str, as_code: str, rpc: str | None, yes: bool) -> None:
+        if not account:
+            target = normalise_code(target)
         ledger = open_ledger(ctx, rpc)
         _, admin = admin_of(ctx, as_code)
         confirm(yes, f"Propose to {verb} {target} as {as_code.upper()}?")
@@ -227,21 +231,29 @@ def _simple_proposal(verb: str, method: str, help_text: str) -> click.Command:
     return click.command(verb)(cmd)
 
 
-propose.add_command(
-    _simple_proposal("suspend", "propose_suspend_department", "Propose suspending department CODE.")
-)
-propose.add_command(
-    _simple_proposal(
-        "remove", "propose_remove_department", "Propose removing department CODE for good."
-    )
-)
-propose.add_command(
-    _simple_proposal(
+for _verb, _method, _help, _account in [
+    ("suspend", "propose_suspend_department", "Propose suspending department CODE.", False),
+    ("remove", "propose_remove_department", "Propose removing department CODE for good.", False),
+    (
         "reactivate",
         "propose_reactivate_department",
         "Propose reactivating suspended department CODE.",
-    )
-)
+        False,
+    ),
+    (
+        "add-supervisor",
+        "propose_add_supervisor",
+        "Propose ACCOUNT as a supervisor (escalations).",
+        True,
+    ),
+    (
+        "remove-supervisor",
+        "propose_remove_supervisor",
+        "Propose removing supervisor ACCOUNT.",
+        True,
+    ),
+]:
+    propose.add_command(_target_proposal(_verb, _method, _help, account=_account))
 
 
 @propose.command("threshold")
@@ -257,36 +269,6 @@ def propose_threshold(ctx: Ctx, n: int, as_code: str, rpc: str | None, yes: bool
     _, admin = admin_of(ctx, as_code)
     confirm(yes, f"Propose threshold {n} as {as_code.upper()}?")
     _after_propose(ctx, ledger, ledger.registry.propose_threshold(admin, n), f"set threshold {n}")
-
-
-def _supervisor_proposal(verb: str, method: str, help_text: str) -> click.Command:
-    @click.argument("account")
-    @as_option
-    @rpc_option
-    @yes_option
-    @common_options
-    @pass_ctx
-    def cmd(ctx: Ctx, account: str, as_code: str, rpc: str | None, yes: bool) -> None:
-        ledger = open_ledger(ctx, rpc)
-        _, admin = admin_of(ctx, as_code)
-        confirm(yes, f"Propose to {verb} {account} as {as_code.upper()}?")
-        sent = getattr(ledger.registry, method)(admin, account)
-        _after_propose(ctx, ledger, sent, f"{verb} {account}")
-
-    cmd.__doc__ = help_text
-    return click.command(verb)(cmd)
-
-
-propose.add_command(
-    _supervisor_proposal(
-        "add-supervisor", "propose_add_supervisor", "Propose ACCOUNT as a supervisor (escalations)."
-    )
-)
-propose.add_command(
-    _supervisor_proposal(
-        "remove-supervisor", "propose_remove_supervisor", "Propose removing supervisor ACCOUNT."
-    )
-)
 
 
 @dept.command("approve")

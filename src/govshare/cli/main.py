@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +32,6 @@ class Ctx:
 
     home_opt: str | None = None
     json_out: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def home(self) -> Path:
