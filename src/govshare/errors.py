@@ -127,6 +127,13 @@ class TransactionTimeout(ChainError):
     status = 504
 
 
+class TransactionDropped(TransactionTimeout):
+    """A sent transaction the chain lost (its nonce now holds another): as
+    retryable as a timeout, but known at once."""
+
+    code = "chain.tx_dropped"
+
+
 class ContractReverted(ChainError):
     """The contract refused the call. ``reason`` is the custom error's name
     (e.g. ``AccessLedgerGrantExpired``) and ``args`` its decoded arguments."""

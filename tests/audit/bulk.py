@@ -18,10 +18,10 @@ import coincurve
 from eth_account.signers.local import LocalAccount
 
 from govshare.audit.receipts import ReceiptLeaf, receipt_digest, request_digest
-from govshare.chain.connection import RpcError
+from govshare.chain.connection import RpcError, node_went_away
 from govshare.chain.contracts import AnchorInput
 from govshare.chain.ledger import Ledger
-from govshare.chain.tx import _node_went_away, sign_transaction
+from govshare.chain.tx import sign_transaction
 
 ANCHOR_GAS = 400_000
 
@@ -65,7 +65,7 @@ def bulk_anchor(
             conn.request("evm_mine", [])
     finally:
         conn.request("evm_setAutomine", [True])
-        _node_went_away(conn.url)  # the sender's nonce cache is stale now
+        node_went_away(conn.url)  # the sender's nonce cache is stale now
     after = records.record_count()
     if after != before + len(items):
         raise RuntimeError(f"bulk anchoring: {after - before} of {len(items)} anchored")

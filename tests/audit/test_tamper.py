@@ -129,7 +129,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             ledger,
             # each snapshot revert looks like a reorg to the index: a short window keeps
             # it from re-reading the blocks of the 10,000 anchors every time
-            open_index(ledger, home / "audit-index.db", reorg_window=4),
+            open_index(ledger, home / "audit-index.db"),
             ManifestSources([StoreSource(store, "TAX's store")]),
         )
         sep = view.separator
@@ -153,9 +153,9 @@ def snapshot(scene: Scene) -> str:
 
 def revert(scene: Scene, snap: str) -> None:
     scene.ledger.conn.request("evm_revert", [snap])
-    from govshare.chain.tx import _node_went_away
+    from govshare.chain.connection import node_went_away
 
-    _node_went_away(scene.ledger.conn.url)
+    node_went_away(scene.ledger.conn.url)
 
 
 def test_the_clean_log_verifies_and_only_the_late_receipts_are_flagged(scene: Scene) -> None:

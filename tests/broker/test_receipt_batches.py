@@ -22,8 +22,8 @@ from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.receipt_batches import ReceiptBatcher
 from govshare.broker.serve_exchange import serve_exchange
 from govshare.broker.services import BrokerServices
+from govshare.chain.connection import node_went_away
 from govshare.chain.devnode import AnvilProcess
-from govshare.chain.tx import _node_went_away
 from integration.world import CATEGORY, World, build_world, make_services
 
 pytestmark = pytest.mark.integration
@@ -182,7 +182,7 @@ def test_a_batch_the_chain_lost_is_anchored_again(p_fixture: Pair, node: AnvilPr
     lost = (done.first_seq, done.last_seq)
     assert onchain_batches(p.tax)[-1] == lost
     conn.request("evm_revert", [snap])  # the dev chain lost its last blocks
-    _node_went_away(conn.url)  # as after a node restart: nonces are read again
+    node_went_away(conn.url)  # as after a node restart: nonces are read again
     assert lost not in onchain_batches(p.tax)
     again = ReceiptBatcher(p.tax, max_age=0).run_once(drive=True)
     assert again.action == "submitted" and (again.first_seq, again.last_seq) == lost

@@ -24,7 +24,7 @@ from typing import Any
 
 from govshare.audit.view import AuditView, problem
 from govshare.chain.contracts import AccessRequest, Record, RequestStatus
-from govshare.chain.indexer import IndexedEvent
+from govshare.chain.mirror import IndexedEvent
 from govshare.errors import InputError, NotFound
 from govshare.util import iso
 

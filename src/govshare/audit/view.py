@@ -5,8 +5,9 @@ receipt manifests, checked batch by batch.
     batch = view.batch("TAX", 3)           # BatchAudit: manifest found, root, receipts, problems
     view.sync()                            # catch the index up with the chain
 
-The index (:class:`govshare.chain.indexer.Indexer`, a SQLite file the auditor
-keeps, by default ``HOME/audit/index.db``) is only a cache of the chain's events:
+The index (:class:`govshare.chain.mirror.Mirror`: a SQLite file the auditor
+keeps, by default ``HOME/audit/index.db``, or a broker's own ledger mirror) is
+only a cache of the chain's events:
 delete it and it is rebuilt. Every fact that decides a verdict — records, grants,
 batches, roots — is read from the contracts; the index supplies transaction hashes,
 block numbers and the history of keys.
@@ -17,6 +18,7 @@ Nothing here needs a department's keys.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,8 +40,8 @@ from govshare.audit.receipts import (
 from govshare.audit.sources import ManifestSources
 from govshare.chain.contracts import AccessRequest, ReceiptBatch, Record, RequestStatus
 from govshare.chain.deploy import Deployment, load_deployment
-from govshare.chain.indexer import IndexedEvent, Indexer
 from govshare.chain.ledger import Ledger
+from govshare.chain.mirror import IndexedEvent, Mirror
 from govshare.errors import ContractReverted, DeploymentStale
 
 #: Seconds a receipt may be issued after its request's expiry (clock skew between
@@ -51,16 +53,33 @@ REQUEST_EXPIRY_SLACK = 60
 CLOCK_SLACK = 30
 
 
-def open_index(ledger: Ledger, path: Path, *, reorg_window: int = 64) -> Indexer:
-    """The auditor's event index of ``ledger``'s deployment at ``path``; an index
-    built for another chain (a reset dev chain) is deleted and rebuilt."""
-    try:
-        return Indexer(ledger.conn, ledger.deployment, path, reorg_window=reorg_window)
-    except DeploymentStale:
+def open_index(ledger: Ledger, path: Path) -> Mirror:
+    """The auditor's own ledger mirror of ``ledger``'s deployment, in a SQLite file
+    at ``path``; a file built for another chain (a reset dev chain) or by an older
+    govshare is deleted and rebuilt — it is only a cache of the chain's events."""
+
+    def drop() -> None:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 Path(str(path) + suffix).unlink()
-        return Indexer(ledger.conn, ledger.deployment, path, reorg_window=reorg_window)
+
+    if path.exists() and _legacy_index(path):
+        drop()
+    try:
+        return Mirror.open_file(ledger.conn, ledger.deployment, path)
+    except DeploymentStale:
+        drop()
+        return Mirror.open_file(ledger.conn, ledger.deployment, path)
+
+
+def _legacy_index(path: Path) -> bool:
+    """An index file of the indexer this mirror replaced (tables ``meta``, ``events``)."""
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError:
+        return True
+    return "events" in names and "mirror_events" not in names
 
 
 def problem(code: str, message: str, **where: Any) -> dict[str, Any]:
@@ -162,9 +181,12 @@ class BatchAudit:
 class AuditView:
     """The chain and the manifests, as an auditor reads them (cached per run)."""
 
-    def __init__(self, ledger: Ledger, index: Indexer, sources: ManifestSources) -> None:
+    def __init__(
+        self, ledger: Ledger, index: Mirror, sources: ManifestSources, *, owns_index: bool = False
+    ) -> None:
         self.ledger = ledger
         self.index = index
+        self._owns_index = owns_index
         self.sources = sources
         self.separator = domain_separator(ledger.chain_id, ledger.access.address)
         self._requests: dict[int, AccessRequest] = {}
@@ -192,13 +214,15 @@ class AuditView:
         """Connect, open (or build) the index, and catch it up with the chain."""
         dep = deployment if isinstance(deployment, Deployment) else load_deployment(deployment)
         ledger = Ledger.from_deployment(dep, rpc)
-        view = cls(ledger, open_index(ledger, index_path), sources)
+        view = cls(ledger, open_index(ledger, index_path), sources, owns_index=True)
         if sync:
             view.sync()
         return view
 
     def close(self) -> None:
-        self.index.close()
+        """Close the index if this view opened it (a broker's mirror stays open)."""
+        if self._owns_index:
+            self.index.close()
 
     def sync(self) -> int:
         """Bring the index up to the chain's head; returns the new events."""

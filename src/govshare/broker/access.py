@@ -4,7 +4,7 @@ requests for one's own, and keeping the broker's view of both in step with the c
     out = request_access(svc, principal, "TAX", record_id, "business licence", "art. 5")
     out.request_id                                   # the on-chain request id
     approve(ledger, admin_account, out.request_id, expires_in=30 * 86400, max_uses=3)
-    sync_requests(svc)                               # access_requests rows, from events
+    sync_requests(svc)                               # one mirror tick: access_requests rows
 
 * :func:`request_access` — a transaction from the requesting department's broker
   key (``requestAccess``), run as a one-step durable operation: a retry with the
@@ -13,25 +13,27 @@ requests for one's own, and keeping the broker's view of both in step with the c
 * :func:`approve`, :func:`deny`, :func:`revoke` — consent. They are signed by an
   *administrator's* key (the CLI unlocks it); a broker key cannot consent, the
   contract refuses it.
-* :func:`sync_requests` — reads the AccessLedger's events since the last
-  checkpoint and, for every request that concerns this department (as owner or
-  requester), copies its current state from ``getRequest`` into
-  ``access_requests``. Idempotent (a full copy, not a delta), so applying an
-  event twice is harmless; the checkpoint is committed with the rows.
+* :class:`RequestProjection` — derives ``access_requests`` from the broker's
+  ledger mirror (``chain/mirror.py``): for every AccessLedger event naming this
+  department (as owner or requester), the request's state is read once at the
+  tick's head and copied, in the transaction that stores the event. A rewind
+  re-reads (or forgets) the requests whose events were rewound.
+  :func:`sync_requests` runs one tick of the mirror.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection as DbConnection
 
-from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus, SyncState, utcnow
+from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus, utcnow
 from govshare.broker.errors import RecordUnknown
 from govshare.broker.outbox import JSON, StepContext, fingerprint, principal_of
 from govshare.broker.users import Principal, normalise_dept
@@ -39,20 +41,16 @@ from govshare.chain.contracts import AccessRequest as ChainRequest
 from govshare.chain.contracts import DepartmentStatus, decode_code, to_bytes32
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.chain.ledger import Ledger
+from govshare.chain.mirror import IndexedEvent, Projection
 from govshare.chain.tx import TxResult
 from govshare.errors import InputError, NotFound
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from govshare.broker.services import BrokerServices
 
 log = logging.getLogger(__name__)
 
 KIND = "request"
-SYNC_NAME = "access_ledger"
-#: Blocks per eth_getLogs call (Besu's default --rpc-max-logs-range is 5000).
-SYNC_RANGE = 2000
 
 _PURPOSE_MAX = 2000
 _EVENTS = frozenset(
@@ -69,7 +67,12 @@ _EVENTS = frozenset(
 
 
 def _ts(value: int) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value else None
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, ValueError, OSError):  # beyond what a datetime holds
+        return datetime.max.replace(tzinfo=UTC)
 
 
 # -- asking -----------------------------------------------------------------------------
@@ -187,7 +190,7 @@ def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
         tx_hash, block = "", svc.ledger.block_number()
     req = access.get_request(found)
     with svc.db.session() as s:
-        upsert_request(s, req, block)
+        upsert_request(s.connection(), req, block)
     return {"request_id": found, "tx_hash": tx_hash, "block_number": block}
 
 
@@ -232,7 +235,7 @@ def revoke(ledger: Ledger, admin: LocalAccount, grant_id: int, reason: str) -> T
     return ledger.access.revoke(admin, int(grant_id), reason.strip())
 
 
-# -- the local mirror of the chain ------------------------------------------------------
+# -- requests and grants, derived from the ledger mirror ---------------------------------
 
 _STATUS = {
     ChainStatus.PENDING: RequestStatus.PENDING,
@@ -242,16 +245,15 @@ _STATUS = {
 }
 
 
-def upsert_request(s: Session, req: ChainRequest, block: int) -> AccessRequest:
-    """Copy a request's on-chain state into ``access_requests`` (never backwards:
-    a row already updated from a later block is kept)."""
+def upsert_request(db: DbConnection, req: ChainRequest, block: int) -> None:
+    """Copy a request's on-chain state (read at ``block``) into ``access_requests``
+    — never backwards: a row already updated from a later block is kept."""
     key = str(req.id)
-    row = s.get(AccessRequest, key)
-    if row is not None and row.updated_block > block:
-        return row
-    if row is None:
-        row = AccessRequest(request_id=key, updated_block=block)
-        s.add(row)
+    stored = db.execute(
+        select(AccessRequest.updated_block).where(AccessRequest.request_id == key)
+    ).scalar()
+    if stored is not None and int(stored) > block:
+        return
     granted = req.status in (ChainStatus.APPROVED, ChainStatus.REVOKED)
     values: dict[str, Any] = {
         "requester": req.requester_department,
@@ -270,76 +272,82 @@ def upsert_request(s: Session, req: ChainRequest, block: int) -> AccessRequest:
         "updated_block": block,
         "updated_at": utcnow(),
     }
-    for k, v in values.items():
-        setattr(row, k, v)
-    return row
+    if stored is None:
+        db.execute(insert(AccessRequest).values(request_id=key, **values))
+    else:
+        db.execute(update(AccessRequest).where(AccessRequest.request_id == key).values(**values))
 
 
-class RequestSync:
-    """Follows the AccessLedger's events into one broker's ``access_requests``."""
+class RequestProjection(Projection):
+    """Keeps ``access_requests`` — the requests that concern this department, as
+    owner or requester — in step with the ledger mirror. An AccessLedger event
+    naming the department says the request changed: its state is read once, at
+    the tick's head (never at a historical block), and copied."""
 
     def __init__(self, svc: BrokerServices) -> None:
         self.svc = svc
-        self._lock = threading.Lock()
 
-    def run_once(self) -> int:
-        """Apply every event up to the chain's head; returns the requests updated.
-        Concurrent callers wait for the one running (then find little to do)."""
-        with self._lock:
-            return self._run()
+    def _ids(self, events: Sequence[IndexedEvent]) -> list[int]:
+        ids: set[int] = set()
+        for ev in events:
+            if ev.contract != "AccessLedger" or ev.event not in _EVENTS:
+                continue
+            depts = {
+                _code(v)
+                for k, v in ev.args.items()
+                if k in ("requesterDepartment", "ownerDepartment", "department")
+            }
+            if self.svc.dept in depts:
+                rid = ev.args.get("requestId", ev.args.get("grantId", 0))
+                if isinstance(rid, int) and rid > 0:
+                    ids.add(rid)
+        return sorted(ids)
 
-    def _checkpoint(self) -> tuple[int, str]:
-        deployment = self.svc.ledger.deployment
-        with self.svc.db.session(readonly=True) as s:
-            state = s.get(SyncState, SYNC_NAME)
-            if state is None:
-                return deployment.deploy_block - 1, ""
-            return state.block, state.block_hash
+    def _read(self, ids: list[int], head: int) -> dict[int, ChainRequest | None]:
+        return self.svc.ledger.access.get_requests(ids, block=head)
 
-    def _run(self) -> int:
-        ledger = self.svc.ledger
-        conn = ledger.conn
-        cp, cp_hash = self._checkpoint()
-        if cp_hash and conn.get_block(cp).get("hash") != cp_hash:
-            # The chain under this checkpoint changed (a reset dev chain): read it all again.
-            log.warning("chain changed under the request checkpoint; re-reading from deploy")
-            cp = ledger.deployment.deploy_block - 1
-        head = conn.block_number()
-        updated = 0
-        start = cp + 1
-        while start <= head:
-            end = min(head, start + SYNC_RANGE - 1)
-            ids: set[int] = set()
-            for raw in conn.get_logs(start, end, [ledger.access.address]):
-                ev = ledger.log_decoder(raw)
-                if ev is None or ev.name not in _EVENTS:
-                    continue
-                depts = {
-                    decode_code(v)
-                    for k, v in ev.args.items()
-                    if k in ("requesterDepartment", "ownerDepartment", "department")
-                    and isinstance(v, bytes)
-                }
-                if self.svc.dept in depts:
-                    ids.add(int(ev.args.get("requestId", ev.args.get("grantId", 0))))
-            requests = [ledger.access.get_request(i, block=end) for i in sorted(ids) if i]
-            end_hash = str(conn.get_block(end).get("hash", ""))
-            with self.svc.db.session() as s:
-                for req in requests:
-                    upsert_request(s, req, end)
-                state = s.get(SyncState, SYNC_NAME)
-                if state is None:
-                    state = SyncState(name=SYNC_NAME, block=end, block_hash=end_hash)
-                    s.add(state)
-                state.block, state.block_hash, state.updated_at = end, end_hash, utcnow()
-            updated += len(requests)
-            start = end + 1
-        return updated
+    def prepare(self, events: Sequence[IndexedEvent], head: int) -> Any:
+        return head, self._read(self._ids(events), head)
+
+    def apply(
+        self, db: DbConnection, events: Sequence[IndexedEvent], prepared: Any, head: int
+    ) -> None:
+        block, found = prepared
+        for req in found.values():
+            if req is not None:
+                upsert_request(db, req, block)
+
+    def prepare_rewind(self, removed: Sequence[IndexedEvent], fork: int, head: int) -> Any:
+        return head, self._read(self._ids(removed), head)
+
+    def apply_rewind(
+        self, db: DbConnection, removed: Sequence[IndexedEvent], prepared: Any, fork: int
+    ) -> None:
+        block, found = prepared
+        for rid, req in found.items():
+            row = AccessRequest.request_id == str(rid)
+            if req is None:  # the request itself was lost with the rewound blocks
+                db.execute(delete(AccessRequest).where(row))
+            else:
+                db.execute(update(AccessRequest).where(row).values(updated_block=fork))
+                upsert_request(db, req, block)
+
+    def reset(self, db: DbConnection) -> None:
+        db.execute(delete(AccessRequest))
+
+
+def _code(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return decode_code(bytes.fromhex(value[2:]))
+        except ValueError:
+            return ""
+    return ""
 
 
 def sync_requests(svc: BrokerServices) -> int:
-    """One pass of :class:`RequestSync` (a throwaway follower: for scripts and tests)."""
-    return RequestSync(svc).run_once()
+    """One tick of the broker's ledger mirror (for scripts and tests)."""
+    return svc.mirror.run_once()
 
 
 def forget_old_nonces(svc: BrokerServices, *, grace: int = 60) -> int:

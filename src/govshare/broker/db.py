@@ -5,12 +5,13 @@ models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
 
     records            this department's published records (hash, CID, own capsule)
     wrapped_keys       DEKs wrapped for other keys (capsules issued under a grant)
-    access_requests    requests and grants as seen on chain (kept by the indexer)
+    access_requests    requests and grants as seen on chain (derived by the mirror)
     operations         the outbox: durable multi-step operations (see ``outbox.py``)
     operation_steps    one row per step of an operation: intent, then result
     receipts           exchange receipts signed by both departments
     exchange_nonces    nonces of peer exchange requests already served (no replay)
-    sync_state         how far the broker has read the chain's events (``access.py``)
+    own_txs            transactions the broker sent, until the mirror confirms them
+    mirror_*           the ledger mirror: the chain's events and checkpoint (``chain/mirror.py``)
     users, api_tokens  who may call this broker's API (see ``users.py``)
 
 :meth:`Database.open` migrates the schema to the newest Alembic revision (the
@@ -66,6 +67,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
+from govshare.chain.mirror import metadata as mirror_metadata
 from govshare.errors import ConfigError
 from govshare.home import dept_dir
 
@@ -400,16 +402,38 @@ class ExchangeNonce(Base):
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class SyncState(Base):
-    """How far a follower of the chain got: the last block whose events are
-    applied (and its hash, to notice a reset dev chain)."""
+class OwnTxState(enum.StrEnum):
+    SENT = "sent"  # included in a block, as far as the broker knows
+    CONFIRMED = "confirmed"  # the mirror read its events from the canonical chain
+    DROPPED = "dropped"  # gone from the chain (a reorg, a restored dev chain): re-sent
 
-    __tablename__ = "sync_state"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    block: Mapped[int] = mapped_column(BigInteger)
-    block_hash: Mapped[str] = mapped_column(String(_ID))
+class OwnTx(Base):
+    """A transaction an operation step sent and saw mined. The ledger mirror
+    confirms it once it reads the transaction's events; if the chain loses it,
+    the step's operation is reopened and sends again (``broker/chainwatch.py``)."""
+
+    __tablename__ = "own_txs"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_values(OwnTxState)})", name="state"),
+        Index("ix_own_txs_state_block", "state", "block_number"),
+    )
+
+    tx_hash: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("operations.id", ondelete="CASCADE"), index=True
+    )
+    step_index: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=OwnTxState.SENT.value)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The ledger mirror's tables live in this database too, so a range of events, the
+# views derived from it (access_requests) and the checkpoint commit together.
+for _table in mirror_metadata.sorted_tables:
+    _table.to_metadata(Base.metadata)
 
 
 # -- engine and sessions -------------------------------------------------------------
@@ -533,6 +557,11 @@ class Database:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         os.chmod(path, 0o600)
         return cls.open(sqlite_url(path))
+
+    @property
+    def read_engine(self) -> Engine:
+        """The engine for reads (on SQLite, a plain BEGIN: no write lock)."""
+        return self._read_engine
 
     @property
     def url(self) -> str:

@@ -65,8 +65,18 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.orm import Session
 
-from govshare.broker.db import Database, Operation, OperationStep, OpState, StepState, utcnow
+from govshare.broker.db import (
+    Database,
+    Operation,
+    OperationStep,
+    OpState,
+    OwnTx,
+    OwnTxState,
+    StepState,
+    utcnow,
+)
 from govshare.broker.errors import IdempotencyConflict
 from govshare.broker.users import Principal
 from govshare.errors import (
@@ -146,12 +156,18 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * self.factor ** max(0, attempt - 1))
 
 
+#: Called in the reopening transaction: undo what the operation's completion
+#: claimed (a record shown anchored, a batch marked) — the chain lost it.
+ReopenHook = Callable[[Session, str, Mapping[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class OperationKind:
     name: str
     steps: tuple[Step, ...]
     retry: RetryPolicy
     result: Callable[[Mapping[str, JSON]], JSON] | None = None
+    on_reopen: ReopenHook | None = None
 
 
 @dataclass(frozen=True)
@@ -306,13 +322,16 @@ class Outbox:
         *,
         retry: RetryPolicy | None = None,
         result: Callable[[Mapping[str, JSON]], JSON] | None = None,
+        on_reopen: ReopenHook | None = None,
     ) -> OperationKind:
         """Declare an operation kind and its ordered, idempotent steps.
 
         ``result`` builds the operation's result from all step results (by
         name); by default it is the last step's result. Step names are stable
         identifiers: renaming or reordering the steps of a kind that may have
-        operations in flight breaks their resumption.
+        operations in flight breaks their resumption. ``on_reopen`` runs when
+        :meth:`reopen` sends a finished operation back (its transaction was
+        lost by the chain), with the operation's id and payload.
         """
         if kind in self._kinds:
             raise ValueError(f"operation kind {kind!r} is already registered")
@@ -322,7 +341,7 @@ class Outbox:
         names = [s.name for s in norm]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate step names in {kind!r}: {names}")
-        k = OperationKind(kind, norm, retry or self.default_retry, result)
+        k = OperationKind(kind, norm, retry or self.default_retry, result, on_reopen)
         self._kinds[kind] = k
         return k
 
@@ -535,6 +554,49 @@ class Outbox:
             view = self.get(view.id)
         return view
 
+    def reopen(
+        self, op_id: str, step_index: int, error: JSON, *, dropped_tx: str | None = None
+    ) -> bool:
+        """Send an operation back to step ``step_index``: the transaction that step
+        sent is no longer on chain (a reorg, a dev chain restored from an older
+        dump). The step runs again — as a resumed step, so it first looks for
+        its effect on chain — and so do the steps after it. ``error`` says why
+        (shown on the operation until it finishes again); ``dropped_tx`` is marked
+        dropped in the same transaction. Returns False if the operation is
+        unknown or is being driven right now (try again later)."""
+        now = self._clock()
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            kind = self._kinds.get(op.kind) if op is not None else None
+            if op is None or kind is None or op.state == OpState.RUNNING.value:
+                return False
+            for st in op.steps:
+                if st.step_index >= step_index:
+                    st.attempts = 0  # a fresh start: the lost send was not a failure
+            op.state = OpState.PENDING.value
+            op.step = step_index
+            op.step_name = kind.steps[step_index].name if step_index < len(kind.steps) else None
+            op.attempts = 0
+            op.error = _as_json(error, "the reopening reason")
+            op.result = None
+            op.finished_at = None
+            op.next_attempt_at = now
+            op.updated_at = now
+            if dropped_tx is not None:
+                tx = s.get(OwnTx, dropped_tx.lower())
+                if tx is not None:
+                    tx.state, tx.updated_at = OwnTxState.DROPPED.value, now
+            if kind.on_reopen is not None:
+                kind.on_reopen(s, op_id, dict(op.payload))
+        log.warning(
+            "outbox: operation %s (%s) reopened at step %d: %s",
+            op_id,
+            kind.name,
+            step_index,
+            error.get("code"),
+        )
+        return True
+
     # -- internals -----------------------------------------------------------------
 
     def _claim(self, op_id: str, *, due_check: bool = True) -> bool:
@@ -667,6 +729,7 @@ class Outbox:
             st.result = out
             st.error = None
             st.finished_at = now
+            _watch_tx(s, op_id, index, out, now)
             op.step = index + 1
             op.attempts = 0
             op.error = None
@@ -752,6 +815,31 @@ class Outbox:
         op.updated_at = now
         op.lease_owner = None
         op.lease_until = None
+
+
+def _watch_tx(s: Session, op_id: str, index: int, out: JSON, now: datetime) -> None:
+    """A step whose result names the transaction it saw mined (``tx_hash`` and
+    ``block_number``) is watched until the ledger mirror confirms it."""
+    tx_hash, block = out.get("tx_hash"), out.get("block_number")
+    if not (isinstance(tx_hash, str) and re.fullmatch(r"0x[0-9a-fA-F]{64}", tx_hash)):
+        return
+    if not isinstance(block, int) or isinstance(block, bool) or block < 0:
+        return
+    row = s.get(OwnTx, tx_hash.lower())
+    if row is None:
+        s.add(
+            OwnTx(
+                tx_hash=tx_hash.lower(),
+                operation_id=op_id,
+                step_index=index,
+                block_number=block,
+                state=OwnTxState.SENT.value,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        row.block_number, row.state, row.updated_at = block, OwnTxState.SENT.value, now
 
 
 class OutboxWorker:

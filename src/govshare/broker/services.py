@@ -16,6 +16,7 @@ cases (``publish``, ``request``, ``anchor_receipts``) on its outbox, so
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,12 @@ from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
 from govshare.broker.outbox import Outbox
 from govshare.broker.users import normalise_dept
 from govshare.chain.ledger import Ledger
+from govshare.chain.mirror import Mirror
 from govshare.crypto import HpkePrivateKey
 from govshare.home import ensure_dir
 from govshare.storage import BlobStore
+
+_mirror_log = logging.getLogger("govshare.broker.mirror")
 
 #: Default upload limit of ``POST /v1/records``.
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024
@@ -99,12 +103,25 @@ class BrokerServices:
 
         # the use cases register their steps
         from govshare.broker import access, publish, receipt_batches
+        from govshare.broker.chainwatch import OwnTxWatch
 
         publish.register(self)
         access.register(self)
         receipt_batches.register(self)
-        #: Keeps ``access_requests`` in step with the chain (one per broker: it locks).
-        self.sync = access.RequestSync(self)
+        #: The broker's one ledger mirror (in its database): the chain's events, the
+        #: requests and grants derived from them, and the check that this broker's
+        #: own transactions stayed on chain. One tick at a time (it locks).
+        self.mirror = Mirror(
+            ledger.conn,
+            ledger.deployment,
+            db.engine,
+            read_engine=db.read_engine,
+            projections=[access.RequestProjection(self), OwnTxWatch(self)],
+            on_stale="reset",
+            log_fn=_mirror_log.info,
+        )
+        #: What the housekeeper and the request routes tick (the mirror itself).
+        self.sync = self.mirror
 
     @property
     def domain(self) -> ExchangeDomain:

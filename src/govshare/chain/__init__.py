@@ -1,5 +1,5 @@
 """The chain layer: connection, contract wrappers, transaction sending, deploy,
-event indexer, local dev node.
+ledger mirror, local dev node.
 
 Public API (imported lazily, so ``govshare.chain.devnode`` stays cheap to load)::
 
@@ -8,7 +8,7 @@ Public API (imported lazily, so ``govshare.chain.devnode`` stays cheap to load):
     load_deployment(path, rpc_url=None, verify=True)      -> Deployment (checks the chain)
     DepartmentInit, Department, Record, AccessRequest, GrantStatus, Proposal, ...
     Sender, TxRequest, TxResult, PendingTx                 sending (nonces, gas, receipts)
-    Indexer                                                events → SQLite
+    Mirror                                                 the ledger mirror: events → SQL
     DevChain, AnvilProcess                                 the local dev chain
 """
 
@@ -30,7 +30,7 @@ _EXPORTS = {
     "TxResult": "tx",
     "PendingTx": "tx",
     "Event": "tx",
-    "Indexer": "indexer",
+    "Mirror": "mirror",
     "AccessLedger": "contracts",
     "AccessRequest": "contracts",
     "AccountBinding": "contracts",
@@ -78,8 +78,8 @@ __all__ = [
     "Event",
     "GrantReason",
     "GrantStatus",
-    "Indexer",
     "Ledger",
+    "Mirror",
     "PendingTx",
     "Proposal",
     "ProposalKind",
@@ -139,6 +139,6 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from govshare.chain.deploy import Deployment, deploy, load_deployment, verify_deployment
     from govshare.chain.devnode import AnvilProcess, DevChain
-    from govshare.chain.indexer import Indexer
     from govshare.chain.ledger import Ledger
+    from govshare.chain.mirror import Mirror
     from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult

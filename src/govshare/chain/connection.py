@@ -23,6 +23,7 @@ costs more than the node takes to answer an ``eth_call`` on anvil.
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -63,6 +64,24 @@ _RETRY_METHODS = [
 ]
 
 RevertDecoder = Callable[[bytes, str, str | None], GovShareError]
+
+# Bumped whenever a node was unreachable or its chain was seen to change under a
+# follower (a reorg, a dev chain restored from an older dump): nonce allocators
+# of that URL re-read their account's nonce before their next send.
+_EPOCHS: dict[str, int] = {}
+_EPOCHS_LOCK = threading.Lock()
+
+
+def node_went_away(url: str) -> None:
+    """Mark what was learnt from the node at ``url`` (nonces) as stale."""
+    key = url.rstrip("/")
+    with _EPOCHS_LOCK:
+        _EPOCHS[key] = _EPOCHS.get(key, 0) + 1
+
+
+def node_epoch(url: str) -> int:
+    """How many times the node at ``url`` went away (see :func:`node_went_away`)."""
+    return _EPOCHS.get(url.rstrip("/"), 0)
 
 
 class RpcError(ChainRejected):
@@ -198,6 +217,7 @@ class Connection:
         try:
             response = self.provider.make_request(RPCEndpoint(method), list(params))
         except _TRANSPORT_ERRORS as exc:
+            node_went_away(self.url)
             raise _unavailable(self.url, exc, self.timeout) from exc
         except GovShareError:
             raise
@@ -217,6 +237,7 @@ class Connection:
         try:
             responses = provider.make_batch_request([(RPCEndpoint(m), list(p)) for m, p in calls])
         except _TRANSPORT_ERRORS as exc:
+            node_went_away(self.url)
             raise _unavailable(self.url, exc, self.timeout) from exc
         except Web3Exception as exc:
             raise _unavailable(self.url, exc, self.timeout) from exc
@@ -250,6 +271,7 @@ class Connection:
         except GovShareError:
             raise
         except _TRANSPORT_ERRORS as exc:
+            node_went_away(self.url)
             raise _unavailable(self.url, exc, self.timeout) from exc
         except BlockNotFound as exc:
             raise ChainRejected(f"Block {block} does not exist on {self.url}.") from exc

@@ -26,7 +26,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from govshare.chain.abi import Artifact, FunctionCodec
-from govshare.chain.connection import Connection
+from govshare.chain.connection import Connection, RpcError
 from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
 from govshare.errors import InputError
 
@@ -533,6 +533,29 @@ class ContractWrapper:
         )
         return fn.decode(out)
 
+    def _call_many(
+        self, name: str, args: Sequence[Sequence[Any]], *, block: BlockId = "latest"
+    ) -> list[list[Any] | None]:
+        """``eth_call`` of ``name`` once per argument tuple, in one JSON-RPC batch.
+        A call that reverts gives ``None``; a node that is away raises."""
+        fn = self._fn(name)
+        tag = hex(block) if isinstance(block, int) else block
+        answers = self.conn.batch(
+            [
+                ("eth_call", [{"to": self.address, "data": "0x" + fn.encode(a).hex()}, tag])
+                for a in args
+            ]
+        )
+        out: list[list[Any] | None] = []
+        for answer in answers:
+            if isinstance(answer, RpcError):
+                if answer.revert_data() is None:
+                    raise answer
+                out.append(None)
+            else:
+                out.append(fn.decode(bytes.fromhex(str(answer)[2:])))
+        return out
+
     def _request(self, name: str, *args: Any, gas: int | None = None) -> TxRequest:
         fn = self._fn(name)
         return TxRequest(
@@ -930,6 +953,19 @@ class AccessLedger(ContractWrapper):
 
     def get_request(self, request_id: int, *, block: BlockId = "latest") -> AccessRequest:
         return AccessRequest.from_chain(self._call("getRequest", int(request_id), block=block)[0])
+
+    def get_requests(
+        self, request_ids: Sequence[int], *, block: BlockId = "latest"
+    ) -> dict[int, AccessRequest | None]:
+        """Several requests in one round trip; ``None`` for an id with no request."""
+        ids = [int(i) for i in request_ids]
+        found: dict[int, AccessRequest | None] = {}
+        for start in range(0, len(ids), 200):  # bounded batches
+            chunk = ids[start : start + 200]
+            answers = self._call_many("getRequest", [(i,) for i in chunk], block=block)
+            for i, answer in zip(chunk, answers, strict=True):
+                found[i] = AccessRequest.from_chain(answer[0]) if answer is not None else None
+        return found
 
     def requests(self) -> list[AccessRequest]:
         return [self.get_request(i) for i in range(1, self.request_count() + 1)]

@@ -33,6 +33,7 @@ byte-identical to eth-account's (tests compare them).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,15 +45,18 @@ import rlp
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
-from govshare.chain.connection import Connection, RpcError
+from govshare.chain.connection import Connection, RpcError, node_epoch, node_went_away
 from govshare.errors import (
     ChainError,
     ChainRejected,
     ChainUnavailable,
     ContractReverted,
     GovShareError,
+    TransactionDropped,
     TransactionTimeout,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_GAS_MARGIN = 1.25
 DEFAULT_RECEIPT_TIMEOUT = 120.0
@@ -62,6 +66,9 @@ DEFAULT_UNAVAILABLE_GRACE = 15.0
 # (the dev chain may have been reset or restored from an older dump meanwhile).
 IDLE_RESYNC_SECONDS = 20.0
 FILLER_GAS = 21_000
+#: Seconds a sent transaction may stay unmined before its account is checked for
+#: a nonce gap below it (the chain lost earlier transactions: a restored dev chain).
+GAP_CHECK_SECONDS = 1.0
 
 # -- signing ------------------------------------------------------------------
 
@@ -290,6 +297,8 @@ class PendingTx:
     request: TxRequest
     gas: int
     _sender_obj: Sender = field(repr=False)
+    # The signing account (the caller holds it anyway): lets a wait fill a nonce gap.
+    _account: LocalAccount | None = field(default=None, repr=False)
 
     def wait(self, timeout: float | None = None) -> TxResult:
         return self._sender_obj.wait(self, timeout)
@@ -332,8 +341,6 @@ class AccountState:
 
 _REGISTRY: dict[tuple[str, str, str], AccountState] = {}
 _REGISTRY_LOCK = threading.Lock()
-# Bumped whenever a node URL was unreachable: allocators of that URL resync.
-_EPOCHS: dict[str, int] = {}
 
 
 def account_state(url: str, address: str, genesis: str = "") -> AccountState:
@@ -345,15 +352,6 @@ def account_state(url: str, address: str, genesis: str = "") -> AccountState:
         if state is None:
             state = _REGISTRY[key] = AccountState(to_checksum_address(address))
         return state
-
-
-def _node_went_away(url: str) -> None:
-    with _REGISTRY_LOCK:
-        _EPOCHS[url.rstrip("/")] = _EPOCHS.get(url.rstrip("/"), 0) + 1
-
-
-def _epoch(url: str) -> int:
-    return _EPOCHS.get(url.rstrip("/"), 0)
 
 
 def _classify(err: RpcError) -> str:
@@ -547,7 +545,7 @@ class Sender:
 
     def _sync_nonce(self, state: AccountState) -> int:
         now = time.monotonic()
-        epoch = _epoch(self.conn.url)
+        epoch = node_epoch(self.conn.url)
         if (
             state.next_nonce is None
             or state.epoch != epoch
@@ -601,7 +599,7 @@ class Sender:
         except ChainUnavailable as exc:
             # Some may have arrived: read the nonce from the node next time.
             state.invalidate()
-            _node_went_away(self.conn.url)
+            node_went_away(self.conn.url)
             for job, (_, tx_hash) in zip(jobs, signed, strict=True):
                 job.finish(
                     error=ChainUnavailable(
@@ -620,7 +618,11 @@ class Sender:
         for i, (job, kind, answer) in enumerate(zip(jobs, kinds, answers, strict=True)):
             nonce, tx_hash = base + i, signed[i][1]
             if kind in ("ok", "known"):
-                job.finish(PendingTx(tx_hash, state.address, nonce, job.request, job.gas, self))
+                job.finish(
+                    PendingTx(
+                        tx_hash, state.address, nonce, job.request, job.gas, self, job.account
+                    )
+                )
                 continue
             assert isinstance(answer, RpcError)
             if kind == "nonce":
@@ -686,6 +688,7 @@ class Sender:
                 last_of[p.sender] = p
         interval = 0.002
         fetched_rest = False
+        gap_check_at = time.monotonic() + GAP_CHECK_SECONDS
         last_unavailable: ChainUnavailable | None = None
         down_since: float | None = None
         while True:
@@ -698,7 +701,7 @@ class Sender:
                 self._fetch_receipts(todo, receipts)
                 last_unavailable = down_since = None
             except ChainUnavailable as exc:
-                _node_went_away(self.conn.url)
+                node_went_away(self.conn.url)
                 last_unavailable = exc
                 down_since = down_since or time.monotonic()
             if all(p.tx_hash in receipts for p in pendings):
@@ -727,10 +730,52 @@ class Sender:
             if not fetched_rest and all(p.tx_hash in receipts for p in last_of.values()):
                 fetched_rest = True
                 continue  # the rest are mined too: fetch them now
+            if down_since is None and time.monotonic() >= gap_check_at:
+                gap_check_at = time.monotonic() + GAP_CHECK_SECONDS
+                self._mend_gaps([p for p in pendings if p.tx_hash not in receipts])
             time.sleep(interval)
             # Fast on anvil (mined within milliseconds), gentle on 2 s QBFT blocks.
             interval = min(interval * 1.5, 0.05)
         return [self._result(p, receipts[p.tx_hash]) for p in pendings]
+
+    def _mend_gaps(self, missing: Sequence[PendingTx]) -> None:
+        """Unmined transactions that can never be mined as they stand: the node
+        lost lower nonces of their account (a dev chain restored from an older
+        dump, a reorg that dropped them). Fill the gap below each with 0-value
+        self-transfers, so it mines; and give up on one the node no longer knows
+        while its nonce is taken (:class:`TransactionDropped`, so the caller's
+        resumed step checks the chain and sends again)."""
+        lowest: dict[str, PendingTx] = {}
+        for p in missing:
+            if p.sender not in lowest or p.nonce < lowest[p.sender].nonce:
+                lowest[p.sender] = p
+        for address, p in lowest.items():
+            try:
+                if self.conn.request("eth_getTransactionByHash", [p.tx_hash]) is None:
+                    account_state(self.conn.url, address, self.conn.genesis_hash).invalidate()
+                    raise TransactionDropped(
+                        f"Transaction {p.tx_hash} ({p.request.label}) is gone: the node no "
+                        "longer knows it (the chain lost it). Check the chain before sending "
+                        "again.",
+                        tx_hash=p.tx_hash,
+                        nonce=p.nonce,
+                    )
+                pool_next = self.conn.get_transaction_count(address, "pending")
+            except ChainUnavailable:
+                return  # the wait loop reports the node going away
+            if pool_next >= p.nonce or p._account is None:
+                continue  # no gap below it: the block is merely slow
+            state = account_state(self.conn.url, address, self.conn.genesis_hash)
+            with state.send_lock:
+                for nonce in range(pool_next, p.nonce):
+                    self._fill(state, p._account, nonce)
+            log.warning(
+                "sender: %s's nonces %d-%d were lost by the chain; filled so that %s mines",
+                address,
+                pool_next,
+                p.nonce - 1,
+                p.tx_hash,
+            )
 
     def _stuck_diagnosis(self, p: PendingTx) -> dict[str, Any]:
         """What the node says about a transaction that is not mined (for the

@@ -36,7 +36,7 @@ from govshare.audit.html import PAGE_CSS, render_matches, render_status, render_
 from govshare.audit.prov import trail_to_prov
 from govshare.audit.sources import ManifestSources, StoreSource
 from govshare.audit.trail import build_trail, verify_hash
-from govshare.audit.view import AuditView, open_index
+from govshare.audit.view import AuditView
 from govshare.broker.services import BrokerServices
 from govshare.errors import InputError, NotFound
 
@@ -60,17 +60,16 @@ _FRAGMENT_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-s
 
 
 class _AuditState:
-    """The broker's own event index (one per app) and the lock that serialises
-    its use: audits are rare and read-only, the index is one SQLite connection."""
+    """The lock that serialises audits on this broker (rare and read-only); they
+    read the broker's own ledger mirror."""
 
     def __init__(self, svc: BrokerServices) -> None:
         self.svc = svc
         self.lock = threading.Lock()
-        self.index = open_index(svc.ledger, svc.spool.parent / "audit-index.db")
 
     def view(self) -> AuditView:
         sources = ManifestSources([StoreSource(self.svc.store, f"{self.svc.dept}'s store")])
-        v = AuditView(self.svc.ledger, self.index, sources)
+        v = AuditView(self.svc.ledger, self.svc.mirror, sources)
         v.sync()
         return v
 
