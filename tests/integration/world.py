@@ -262,12 +262,18 @@ def cli_env(world: World, **extra: str) -> dict[str, str]:
 
 
 def spawn_serve(
-    world: World, code: str, *, via_env: bool = False, env: dict[str, str] | None = None
+    world: World,
+    code: str,
+    *,
+    via_env: bool = False,
+    env: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> ServeProcess:
     """Start ``govshare serve`` for CODE on the department's registered port:
     with ``--dept``, or (``via_env``) configured as docker/compose.yml does,
     through GOVSHARE_DEPT and GOVSHARE_DEPLOYMENT_FILE. ``env``: more variables
-    (e.g. the test-only crash hook). Can be called again after the process ended."""
+    (e.g. the test-only crash hook); ``options``: more command-line options. Can
+    be called again after the process ended."""
     d = world[code]
     port = d.port
     d.sock.close()  # hand the port over to the child (it binds it at once)
@@ -281,6 +287,7 @@ def spawn_serve(
     else:
         env = cli_env(world, **extra)
         args = ["serve", "--dept", code, "--port", str(port)]
+    args += options
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [str(GOVSHARE), *args], env=env, stdout=out, stderr=subprocess.STDOUT

@@ -326,9 +326,14 @@ class RequestProjection(Projection):
         block, found = prepared
         for rid, req in found.items():
             row = AccessRequest.request_id == str(rid)
-            if req is None:  # the request itself was lost with the rewound blocks
+            mine = req is not None and self.svc.dept in (
+                req.owner_department,
+                req.requester_department,
+            )
+            if not mine:  # lost with the rewound blocks (its id may now be another's)
                 db.execute(delete(AccessRequest).where(row))
             else:
+                assert req is not None
                 db.execute(update(AccessRequest).where(row).values(updated_block=fork))
                 upsert_request(db, req, block)
 

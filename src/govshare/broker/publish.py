@@ -37,12 +37,14 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from eth_utils import keccak
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from govshare.broker.db import OpState, Record, RecordStatus, utcnow
 from govshare.broker.errors import RecordUnknown, UnknownCategory
@@ -335,6 +337,19 @@ def register(svc: BrokerServices) -> None:
         ],
         retry=RETRY,
         result=result,
+        on_reopen=_unanchor,
+    )
+
+
+def _unanchor(s: Session, op_id: str, payload: Mapping[str, Any]) -> None:
+    """The chain lost this publish's anchor: the record is stored, not anchored,
+    until the anchor step lands again."""
+    s.execute(
+        update(Record)
+        .where(Record.operation_id == op_id, Record.status == RecordStatus.ANCHORED.value)
+        .values(
+            status=RecordStatus.STORED.value, anchor_tx=None, anchor_block=None, updated_at=utcnow()
+        )
     )
 
 

@@ -30,11 +30,13 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from govshare.audit.receipts import ReceiptLeaf, build_manifest, uses_per_grant
 from govshare.broker.db import OpState, Receipt
@@ -65,6 +67,18 @@ def register(svc: BrokerServices) -> None:
             ("mark", lambda ctx: _mark(svc, ctx)),
         ],
         result=lambda r: {**r["anchor"], "cid": r["manifest"]["cid"]},
+        on_reopen=lambda s, _op, payload: _unmark(svc, s, payload),
+    )
+
+
+def _unmark(svc: BrokerServices, s: Session, payload: Mapping[str, Any]) -> None:
+    """The chain lost this batch's anchor: its receipts are unanchored again until
+    the anchor step lands (and ``mark`` names the batch it lands as)."""
+    first, last = int(payload["first_seq"]), int(payload["last_seq"])
+    s.execute(
+        update(Receipt)
+        .where(Receipt.owner == svc.dept, Receipt.seq >= first, Receipt.seq <= last)
+        .values(batch_id=None)
     )
 
 
@@ -175,6 +189,7 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
         "last_seq": last,
         "root": root,
         "tx_hash": sent.tx_hash,
+        "block_number": sent.tx.block_number,
         "adopted": False,
     }
 
