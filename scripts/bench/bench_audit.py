@@ -4,7 +4,7 @@
     The record has 3 versions, 3 requests (2 grants, 1 denial) and 20 access
     receipts in 2 anchored batches, all real on this run's anvil. The auditor's
     event index holds those events plus 100,000 ``RecordAnchored`` events of
-    other records, written straight into the index (same schema, same keys) —
+    other records, written straight into the mirror (same schema, same keys) —
     anchoring 100,000 records on anvil 1.7.1 takes too long, since it rebuilds
     its whole state trie for every block; ``--onchain N`` anchors N extra
     records for real instead (120 per block), at that cost. Timed: the library
@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,7 @@ from govshare.audit.trail import build_trail  # noqa: E402
 from govshare.audit.view import AuditView, open_index  # noqa: E402
 from govshare.chain.contracts import AnchorInput, encode_category, encode_code  # noqa: E402
 from govshare.chain.devnode import AnvilProcess  # noqa: E402
+from govshare.chain.mirror import Mirror  # noqa: E402
 from govshare.storage import open_store  # noqa: E402
 from integration.world import CATEGORY, build_world  # noqa: E402
 
@@ -107,43 +109,49 @@ def story(world: Any, home: Path) -> tuple[str, list[str]]:
     return "0x" + versions[1].hex(), ["0x" + v.hex() for v in versions]
 
 
-def pad_index(db: Any, n: int, first_block: int) -> None:
-    """``n`` RecordAnchored events of other records, as the indexer stores them
-    (at block ``first_block``, one log index each)."""
+def pad_index(index: Mirror, n: int, first_block: int) -> None:
+    """``n`` RecordAnchored events of other records, as the mirror stores them
+    (at block ``first_block``, one log index each), with their keys."""
     dept = "0x" + encode_code("TAX").hex()
     cat = "0x" + encode_category(CATEGORY).hex()
-    db.execute("BEGIN IMMEDIATE")
-    for i in range(n):
-        rid = "0x" + os.urandom(32).hex()
-        args = {
-            "recordId": rid,
-            "department": dept,
-            "contentHash": "0x" + os.urandom(32).hex(),
-            "cid": CID,
-            "category": cat,
-            "subjectRef": "0x" + "00" * 32,
-            "previousRecordId": "0x" + "00" * 32,
-            "anchoredBy": "0x" + "00" * 20,
-        }
-        cur = db.execute(
-            "INSERT INTO events (block_number, block_hash, tx_hash, log_index, contract, "
-            "address, event, indexed_args, args) "
-            "VALUES (?, ?, ?, ?, 'RecordRegistry', ?, 'RecordAnchored', ?, ?)",
-            (
-                first_block,
-                "0x" + "00" * 32,
-                "0x" + os.urandom(32).hex(),
-                i,
-                "0x" + "00" * 20,
-                json.dumps({k: args[k] for k in ("recordId", "department", "contentHash")}),
-                json.dumps(args),
-            ),
-        )
-        db.executemany(
-            "INSERT INTO event_keys (event_id, kind, value) VALUES (?, ?, ?)",
-            [(cur.lastrowid, "record", rid), (cur.lastrowid, "department", "TAX")],
-        )
-    db.execute("COMMIT")
+    raw = index.engine.raw_connection()
+    try:
+        db = raw.cursor()
+        db.execute("BEGIN IMMEDIATE")
+        for i in range(n):
+            rid = "0x" + os.urandom(32).hex()
+            args = {
+                "recordId": rid,
+                "department": dept,
+                "contentHash": "0x" + os.urandom(32).hex(),
+                "cid": CID,
+                "category": cat,
+                "subjectRef": "0x" + "00" * 32,
+                "previousRecordId": "0x" + "00" * 32,
+                "anchoredBy": "0x" + "00" * 20,
+            }
+            db.execute(
+                "INSERT INTO mirror_events (block_number, block_hash, tx_hash, log_index, "
+                "contract, address, event, indexed_args, args) "
+                "VALUES (?, ?, ?, ?, 'RecordRegistry', ?, 'RecordAnchored', ?, ?)",
+                (
+                    first_block,
+                    "0x" + "00" * 32,
+                    "0x" + os.urandom(32).hex(),
+                    i,
+                    "0x" + "00" * 20,
+                    json.dumps({k: args[k] for k in ("recordId", "department", "contentHash")}),
+                    json.dumps(args),
+                ),
+            )
+            seq = db.lastrowid
+            db.executemany(
+                "INSERT INTO mirror_event_keys (event_seq, kind, value) VALUES (?, ?, ?)",
+                [(seq, "record", rid), (seq, "department", "TAX")],
+            )
+        db.execute("COMMIT")
+    finally:
+        raw.close()
 
 
 def bench_trail(records: int, runs: int, onchain: int) -> None:
@@ -164,10 +172,8 @@ def bench_trail(records: int, runs: int, onchain: int) -> None:
         index.run_once()
         synthetic = max(0, records - onchain)
         t = time.perf_counter()
-        pad_index(index.db, synthetic, 0)  # (block 0: before the deployment)
-        total = index.db.execute(
-            "SELECT COUNT(*) FROM events WHERE event = 'RecordAnchored'"
-        ).fetchone()[0]
+        pad_index(index, synthetic, 0)  # (block 0: before the deployment)
+        total = len(index.events("RecordAnchored"))
         print(
             f"(a) index: {total} RecordAnchored events ({synthetic} written into the index, "
             f"{total - synthetic} on chain); padding took {time.perf_counter() - t:.1f} s"
@@ -190,15 +196,17 @@ def bench_trail(records: int, runs: int, onchain: int) -> None:
         print(f"    audit trail (3 versions, 3 requests, 20 receipts verified): {ms(times)}")
 
         sql = (
-            "SELECT e.block_number, e.tx_hash, e.event, e.args FROM event_keys k "
-            "JOIN events e ON e.id = k.event_id WHERE k.kind = 'record' AND k.value = ? "
+            "SELECT e.block_number, e.tx_hash, e.event, e.args FROM mirror_event_keys k "
+            "JOIN mirror_events e ON e.seq = k.event_seq WHERE k.kind = 'record' AND k.value = ? "
             "ORDER BY e.block_number, e.log_index"
         )
         lookups = []
+        raw_db = sqlite3.connect(index.engine.url.database or "")
         for _ in range(runs * 10):
             t = time.perf_counter()
-            rows = index.db.execute(sql, (target,)).fetchall()
+            rows = raw_db.execute(sql, (target,)).fetchall()
             lookups.append(time.perf_counter() - t)
+        raw_db.close()
         assert rows
         print(f"    baseline 1, raw indexed SQLite lookup of the record's events: {ms(lookups)}")
 

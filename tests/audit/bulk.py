@@ -1,8 +1,9 @@
 """Making many records and receipts quickly, for the tamper tests and the benchmark.
 
-* :func:`bulk_anchor` anchors records with raw signed transactions, ``per_block``
-  to a block, mining by hand (anvil's automine makes one block per transaction,
-  and anvil 1.7.1 slows with every block: 10,000 anchors one by one take minutes).
+* :func:`bulk_anchor` (and :func:`bulk_requests`, :func:`bulk_send`) anchors records
+  with raw signed transactions, ``per_block`` to a block, mining by hand (anvil's
+  automine makes one block per transaction, and anvil 1.7.1 slows with every
+  block: 10,000 anchors one by one take minutes).
 * :func:`synth_receipts` makes exchange receipts exactly as brokers do — the
   requester's EIP-712 signature of the request, the owner's of the receipt —
   signed with the departments' real (test) broker keys, without any HTTP.
@@ -19,44 +20,48 @@ from eth_account.signers.local import LocalAccount
 
 from govshare.audit.receipts import ReceiptLeaf, receipt_digest, request_digest
 from govshare.chain.connection import RpcError, node_went_away
-from govshare.chain.contracts import AnchorInput
+from govshare.chain.contracts import AnchorInput, encode_code
 from govshare.chain.ledger import Ledger
 from govshare.chain.tx import sign_transaction
 
 ANCHOR_GAS = 400_000
+REQUEST_GAS = 400_000
 
 
-def bulk_anchor(
-    ledger: Ledger, account: LocalAccount, items: Sequence[AnchorInput], per_block: int = 120
+def bulk_send(
+    ledger: Ledger,
+    account: LocalAccount,
+    calls: Sequence[tuple[str, bytes, int]],
+    per_block: int = 120,
 ) -> None:
-    """Anchor ``items`` for ``account``'s department, ``per_block`` per block."""
+    """Send ``calls`` (to, data, gas) from ``account`` as raw signed transactions,
+    ``per_block`` to a block, mining by hand; raises if any is refused or fails."""
     conn = ledger.conn
-    records = ledger.records
-    fn = records._fn("anchor")
-    before = records.record_count()
     nonce = conn.get_transaction_count(account.address, "pending")
     base = int(conn.request("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
     fee = max(10 * base, 10**9)
     key = bytes(account.key)
     conn.request("evm_setAutomine", [False])
+    hashes: list[str] = []
     try:
-        for i in range(0, len(items), per_block):
+        for i in range(0, len(calls), per_block):
             raws = []
-            for item in items[i : i + per_block]:
-                raw, _ = sign_transaction(
+            for to, data, gas in calls[i : i + per_block]:
+                raw, tx_hash = sign_transaction(
                     key,
                     {
                         "chainId": conn.chain_id,
                         "nonce": nonce,
-                        "gas": ANCHOR_GAS,
-                        "to": records.address,
+                        "gas": gas,
+                        "to": to,
                         "value": 0,
-                        "data": fn.encode(records._anchor_args(item)),
+                        "data": data,
                         "maxFeePerGas": fee,
                         "maxPriorityFeePerGas": 0,
                     },
                 )
                 raws.append(raw)
+                hashes.append(tx_hash)
                 nonce += 1
             answers = conn.batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws])
             bad = [a for a in answers if isinstance(a, RpcError)]
@@ -66,9 +71,57 @@ def bulk_anchor(
     finally:
         conn.request("evm_setAutomine", [True])
         node_went_away(conn.url)  # the sender's nonce cache is stale now
+    for start in range(0, len(hashes), 200):
+        chunk = hashes[start : start + 200]
+        for h, receipt in zip(
+            chunk,
+            conn.batch([("eth_getTransactionReceipt", [h]) for h in chunk]),
+            strict=True,
+        ):
+            if not isinstance(receipt, dict) or int(receipt.get("status", "0x0"), 16) != 1:
+                raise RuntimeError(f"bulk sending: transaction {h} failed or is missing")
+
+
+def bulk_anchor(
+    ledger: Ledger, account: LocalAccount, items: Sequence[AnchorInput], per_block: int = 120
+) -> None:
+    """Anchor ``items`` for ``account``'s department, ``per_block`` per block."""
+    records = ledger.records
+    fn = records._fn("anchor")
+    before = records.record_count()
+    bulk_send(
+        ledger,
+        account,
+        [(records.address, fn.encode(records._anchor_args(item)), ANCHOR_GAS) for item in items],
+        per_block,
+    )
     after = records.record_count()
     if after != before + len(items):
         raise RuntimeError(f"bulk anchoring: {after - before} of {len(items)} anchored")
+
+
+def bulk_requests(
+    ledger: Ledger,
+    account: LocalAccount,
+    owner: str,
+    record_ids: Sequence[bytes],
+    purpose: str,
+    deadline: int,
+    per_block: int = 120,
+) -> None:
+    """``account``'s department asks ``owner`` for each of ``record_ids``."""
+    access = ledger.access
+    fn = access._fn("requestAccess")
+    code = encode_code(owner)
+    bulk_send(
+        ledger,
+        account,
+        [
+            (access.address, fn.encode([code, rid, purpose, "", deadline]), REQUEST_GAS)
+            for rid in record_ids
+        ],
+        per_block,
+    )
 
 
 def _sign(key: bytes, digest: bytes) -> str:

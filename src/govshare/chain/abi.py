@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,28 @@ def _name_value(value: Any, param: Mapping[str, Any]) -> Any:
             for i, (c, v) in enumerate(zip(param["components"], value, strict=True))
         }
     if typ == "address":
-        return to_checksum_address(value)
+        return checksum(value)
     return value
+
+
+@lru_cache(maxsize=4096)
+def checksum(address: str) -> str:
+    """EIP-55 checksummed address (cached: a ledger names few accounts, often)."""
+    return str(to_checksum_address(address))
+
+
+def _topic_value(topic: bytes, typ: str) -> Any:
+    """A static indexed argument straight from its 32-byte topic (what eth_abi
+    would decode, without its per-call overhead); None for other types."""
+    if typ == "bytes32":
+        return bytes(topic)
+    if typ == "address":
+        return checksum("0x" + topic[12:].hex())
+    if typ.startswith("uint") and typ[4:].isdigit():
+        bits = int(typ[4:])
+        value = int.from_bytes(topic, "big")
+        return value if value < 1 << bits else None
+    return None
 
 
 def _to_abi_value(value: Any, param: Mapping[str, Any]) -> Any:
@@ -120,8 +140,11 @@ class EventCodec:
             typ = type_string(param)
             if typ in ("string", "bytes") or typ.endswith("]") or typ.startswith("("):
                 out[param["name"]] = bytes(topic)
-            else:
-                out[param["name"]] = _name_value(abi_decode([typ], bytes(topic))[0], param)
+                continue
+            fast = _topic_value(bytes(topic), typ) if len(topic) == 32 else None
+            if fast is None:
+                fast = _name_value(abi_decode([typ], bytes(topic))[0], param)
+            out[param["name"]] = fast
         values = abi_decode([type_string(p) for p in self.data], data)
         for param, value in zip(self.data, values, strict=True):
             out[param["name"]] = _name_value(value, param)

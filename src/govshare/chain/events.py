@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from eth_abi.exceptions import DecodingError
-from eth_utils import to_checksum_address
 
-from govshare.chain.abi import Artifact, EventCodec
+from govshare.chain.abi import Artifact, EventCodec, checksum
 from govshare.chain.tx import Event
 
 
@@ -55,7 +54,7 @@ class LogDecoder:
             contract=contract,
             name=codec.name,
             args=args,
-            address=to_checksum_address(str(log["address"])),
+            address=checksum(str(log["address"])),
             block_number=_int(log["blockNumber"]),
             tx_hash=str(log["transactionHash"]),
             log_index=_int(log["logIndex"]),

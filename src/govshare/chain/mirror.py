@@ -493,11 +493,7 @@ class Mirror:
                 decoded.append((event, self._indexed_event(event, block_hash)))
         prepared = [p.prepare([r for _, r in decoded], head) for p in self.projections]
         with self.engine.begin() as db:
-            new: list[IndexedEvent] = []
-            for event, row in decoded:
-                seq = self._store(db, event, row)
-                if seq is not None:
-                    new.append(replace(row, seq=seq))
+            new = self._store(db, start, end, decoded)
             blocks = {end: end_hash}
             for r in new:
                 h = _bytes_of(r.block_hash)
@@ -529,34 +525,65 @@ class Mirror:
             indexed_args={k: v for k, v in args.items() if k in names},
         )
 
-    def _store(self, db: DbConnection, event: Event, e: IndexedEvent) -> int | None:
-        """Insert one event; its ``seq``, or None if it was stored before."""
-        res = db.execute(
-            _insert_ignore_stmt(db, mirror_events).values(
-                block_number=e.block_number,
-                block_hash=e.block_hash,
-                tx_hash=e.tx_hash,
-                log_index=e.log_index,
-                contract=e.contract,
-                address=e.address,
-                event=e.event,
-                indexed_args=json.dumps(e.indexed_args, sort_keys=True),
-                args=json.dumps(e.args, sort_keys=True),
+    def _store(
+        self,
+        db: DbConnection,
+        start: int,
+        end: int,
+        decoded: Sequence[tuple[Event, IndexedEvent]],
+    ) -> list[IndexedEvent]:
+        """Insert a range's events (those not stored before), their keys and
+        counts, in a few statements; returns the new ones with their ``seq``."""
+        if not decoded:
+            return []
+        in_range = (mirror_events.c.block_number >= start) & (mirror_events.c.block_number <= end)
+        seen = {
+            (str(h), int(i))
+            for h, i in db.execute(
+                sa.select(mirror_events.c.tx_hash, mirror_events.c.log_index).where(in_range)
             )
+        }
+        fresh = [(ev, row) for ev, row in decoded if (row.tx_hash, row.log_index) not in seen]
+        if not fresh:
+            return []
+        db.execute(
+            sa.insert(mirror_events),
+            [
+                {
+                    "block_number": r.block_number,
+                    "block_hash": r.block_hash,
+                    "tx_hash": r.tx_hash,
+                    "log_index": r.log_index,
+                    "contract": r.contract,
+                    "address": r.address,
+                    "event": r.event,
+                    "indexed_args": json.dumps(r.indexed_args, sort_keys=True),
+                    "args": json.dumps(r.args, sort_keys=True),
+                }
+                for _, r in fresh
+            ],
         )
-        key = res.inserted_primary_key if res.rowcount == 1 else None
-        if key is None:
-            return None  # seen before: applied already
-        seq = int(key[0])
-        keys = set(_keys(event))
-        if keys:
-            _insert_ignore(
-                db,
-                mirror_event_keys,
-                [{"kind": k, "value": v, "event_seq": seq} for k, v in keys],
+        seqs = {
+            (str(h), int(i)): int(q)
+            for h, i, q in db.execute(
+                sa.select(
+                    mirror_events.c.tx_hash, mirror_events.c.log_index, mirror_events.c.seq
+                ).where(in_range)
             )
-        _bump_count(db, e.event, 1)
-        return seq
+        }
+        new = [replace(r, seq=seqs[(r.tx_hash, r.log_index)]) for _, r in fresh]
+        keys = [
+            {"kind": kind, "value": value, "event_seq": row.seq}
+            for (ev, _), row in zip(fresh, new, strict=True)
+            for kind, value in set(_keys(ev))
+        ]
+        _insert_ignore(db, mirror_event_keys, keys)
+        counts: dict[str, int] = {}
+        for r in new:
+            counts[r.event] = counts.get(r.event, 0) + 1
+        for name, n in counts.items():
+            _bump_count(db, name, n)
+        return new
 
     def _prune_blocks(self, db: DbConnection) -> None:
         cutoff = db.execute(
