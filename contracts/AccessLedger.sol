@@ -18,8 +18,11 @@ import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
 contract AccessLedger is IAccessLedger, EIP712 {
     // Bounds on what a member writes (see {IAccessLedger} and docs/contracts.md): every
     // member's software must be able to read back whatever another member stored.
-    uint64 private constant _DEADLINE_HORIZON = 365 days;
-    uint64 private constant _EXPIRY_HORIZON = 3650 days;
+    // A year and ten years, counting leap days, and at least a day more than
+    // clients let a clerk ask for: a client clock ahead of the block time never
+    // turns an allowed duration into a refusal.
+    uint64 private constant _DEADLINE_HORIZON = 366 days;
+    uint64 private constant _EXPIRY_HORIZON = 3653 days;
     uint256 private constant _MAX_TEXT_LENGTH = 8192;
     uint256 private constant _MAX_CID_LENGTH = 128;
     uint64 private constant _MAX_RECEIPTS_PER_BATCH = 100_000;

@@ -347,14 +347,14 @@ interface IAccessLedger {
     // ------------------------------------------------------------------ views
 
     /**
-     * @notice How far ahead of the block time a request's deadline may be (365 days).
+     * @notice How far ahead of the block time a request's deadline may be: a year (366 days).
      *
      * Requirements: none.
      */
     function deadlineHorizon() external pure returns (uint64);
 
     /**
-     * @notice How far ahead of the block time a grant's expiry may be (3,650 days).
+     * @notice How far ahead of the block time a grant's expiry may be: ten years (3,653 days).
      *
      * Requirements: none.
      */

@@ -10,8 +10,8 @@ from .helpers import DAY, address_for, b32, dept_init, h32
 from .world import CATEGORY, CONTENT, RECORD, Ops, World
 
 YEAR = 365 * DAY
-DEADLINE_HORIZON = YEAR
-EXPIRY_HORIZON = 3650 * DAY
+DEADLINE_HORIZON = 366 * DAY
+EXPIRY_HORIZON = 3653 * DAY
 MAX_TEXT = 8192
 MAX_CID = 128
 MAX_NAME = 256
