@@ -41,6 +41,7 @@ from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.chain.ledger import Ledger
 from govshare.chain.tx import TxResult
 from govshare.errors import InputError, NotFound
+from govshare.util import chain_time
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -66,10 +67,6 @@ _EVENTS = frozenset(
         "RequestEscalated",
     }
 )
-
-
-def _ts(value: int) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value else None
 
 
 # -- asking -----------------------------------------------------------------------------
@@ -260,9 +257,9 @@ def upsert_request(s: Session, req: ChainRequest, block: int) -> AccessRequest:
         "status": _STATUS.get(req.status, RequestStatus.PENDING).value,
         "purpose": req.purpose,
         "legal_basis": req.legal_basis or None,
-        "deadline": _ts(req.deadline),
+        "deadline": chain_time(req.deadline),
         "grant_id": key if granted else None,
-        "expires_at": _ts(req.expires_at) if granted else None,
+        "expires_at": chain_time(req.expires_at) if granted else None,
         "max_uses": req.max_uses if granted else None,
         "uses": req.used_count,
         "decided_by": req.decided_by,
