@@ -32,6 +32,7 @@ from govshare.api.schemas import RequestOut
 from govshare.audit.checks import overdue_requests
 from govshare.audit.html import render_status, render_trail
 from govshare.audit.prov import trail_to_prov
+from govshare.audit.report import period_report, render_report_html, report_prov
 from govshare.audit.trail import build_trail
 from govshare.broker.access import upsert_request
 from govshare.broker.db import Database, sqlite_url
@@ -73,7 +74,7 @@ HOSTILE_TEXT = [
     "\x1b]8;;http://evil.example\x07link\x1b]8;;\x07",
     "line\rover\nwrite\x08\x07",
     "\u202eevil\u202c approved",
-    "<script>alert(1)</script>&amp;\"'",
+    "<script>alert(1)</script>&amp;\"'<img src=x>",
     "{deadline} {0} %s",
     "中文 العربية 😀",
     "\x00\x85\u2028",
@@ -404,11 +405,33 @@ def test_the_mirror_stores_and_the_api_answers_any_request(db: Database, data: b
 
 def fake_view(req: AccessRequest, rec: Any) -> Any:
     """An AuditView over one record and one request, answering like the real one."""
-    event = SimpleNamespace(event="AccessRequested", args={"requestId": req.id}, block_number=1)
+
+    def ev(name: str, **args: Any) -> Any:
+        return SimpleNamespace(event=name, args=args, block_number=1, tx_hash="0x" + "ee" * 32)
+
+    hexed = {k: "0x" + getattr(rec, k).hex() for k in ("record_id", "content_hash")}
+    all_events = [
+        ev(
+            "RecordAnchored",
+            recordId=hexed["record_id"],
+            department="0x" + rec.department.encode("utf-8", "replace").ljust(32, b"\0").hex(),
+            category="0x" + rec.category.encode("utf-8", "replace")[:32].ljust(32, b"\0").hex(),
+            previousRecordId="0x" + (rec.previous_record_id or b"\0" * 32).hex(),
+        ),
+        ev("AccessRequested", requestId=req.id),
+        ev("AccessApproved", requestId=req.id),
+        ev("AccessDenied", requestId=req.id),
+        ev("AccessRevoked", grantId=req.id),
+    ]
+
+    def events(names: Any) -> list[Any]:
+        wanted = [names] if isinstance(names, str) else list(names)
+        return [e for e in all_events if e.event in wanted]
+
     index = SimpleNamespace(
         events_for_record=lambda rid, name=None: [],
         events_for_request=lambda rid, names=None: [],
-        events=lambda names: [event] if "AccessRequested" in names else [],
+        events=events,
     )
     ledger = SimpleNamespace(
         chain_id=31337,
@@ -461,6 +484,28 @@ def test_trails_prov_and_the_auditor_page_render_any_values(request: bytes, reco
     finally:
         click.echo = real_echo  # type: ignore[assignment]
     assert_no_raw_controls(out.getvalue())
+
+
+@SETTINGS
+@given(
+    request=abi_values(outputs("AccessLedger", "getRequest")),
+    record=abi_values(outputs("RecordRegistry", "getRecord")),
+    since=uint(64),
+)
+def test_period_reports_render_any_values(request: bytes, record: bytes, since: int) -> None:
+    al = Fed(AccessLedger, "AccessLedger")
+    al.answers["getRequest"] = request
+    rr = Fed(RecordRegistry, "RecordRegistry")
+    rr.answers["getRecord"] = record
+    req, rec = al.wrapper.get_request(1), rr.wrapper.get_record("0x" + "11" * 32)
+    view = fake_view(req, rec)
+    for lo, hi in ((0, 2**64 - 1), (since, 2**64 - 1), (0, since)):
+        report = period_report(view, lo, hi)  # type: ignore[arg-type]
+        json.dumps(report)
+        page = render_report_html(report)
+        assert "<script>" not in page and "<img" not in page
+        prov = report_prov(view, report)  # type: ignore[arg-type]
+        ProvDocument.deserialize(content=json.dumps(prov), format="json")
 
 
 # -- values another department's broker sends --------------------------------------------
