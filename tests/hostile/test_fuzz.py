@@ -49,6 +49,7 @@ from govshare.chain.contracts import (
 )
 from govshare.chain.reverts import RevertDecoder
 from govshare.cli._render import SafeTable
+from govshare.errors import InputError
 from govshare.util import iso, printable
 
 NOW = int(time.time())
@@ -561,3 +562,27 @@ def test_the_fuzz_covers_every_view_the_wrappers_decode() -> None:
         if fn.is_view and any(p["type"] in ("tuple", "tuple[]", "string") for p in fn.outputs)
     }
     assert structs - fuzzed <= {"eip712Domain"}, structs - fuzzed
+
+
+def test_an_unknown_enum_number_is_marked_and_fails_closed() -> None:
+    from govshare.chain.contracts import DepartmentStatus, GrantReason
+
+    unknown = RequestStatus.from_chain(7)
+    assert unknown.value == "unknown-7" and not unknown.known
+    assert unknown is RequestStatus.from_chain(7)  # one stand-in per number
+    assert unknown not in list(RequestStatus) and unknown != RequestStatus.APPROVED
+    assert RequestStatus.from_chain(2) is RequestStatus.APPROVED and RequestStatus.APPROVED.known
+    assert DepartmentStatus.from_chain(9) is not DepartmentStatus.ACTIVE  # not active: refused
+    assert GrantReason.from_chain(255).value == "unknown-255"
+    with pytest.raises(InputError):
+        _ = unknown.index  # never sent back to a contract
+
+
+def test_department_codes_that_are_no_label_show_as_hex() -> None:
+    from govshare.chain.contracts import decode_code
+
+    assert decode_code(b"TAX".ljust(32, b"\0")) == "TAX"
+    assert decode_code(b"\0" * 32) == ""
+    hostile = b"\x1b[31mX".ljust(32, b"\0")
+    assert decode_code(hostile) == "0x" + hostile.hex()
+    assert decode_code(b"\xc3\x84B".ljust(32, b"\0")).startswith("0x")
