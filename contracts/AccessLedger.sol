@@ -16,6 +16,17 @@ import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
  * signed exchange requests to; the signatures themselves are checked off chain.
  */
 contract AccessLedger is IAccessLedger, EIP712 {
+    // Bounds on what a member writes (see {IAccessLedger} and docs/contracts.md): every
+    // member's software must be able to read back whatever another member stored.
+    // A year and ten years, counting leap days, and at least a day more than
+    // clients let a clerk ask for: a client clock ahead of the block time never
+    // turns an allowed duration into a refusal.
+    uint64 private constant _DEADLINE_HORIZON = 366 days;
+    uint64 private constant _EXPIRY_HORIZON = 3653 days;
+    uint256 private constant _MAX_TEXT_LENGTH = 8192;
+    uint256 private constant _MAX_CID_LENGTH = 128;
+    uint64 private constant _MAX_RECEIPTS_PER_BATCH = 100_000;
+
     IConsortiumRegistry private immutable _registry;
     IRecordRegistry private immutable _records;
 
@@ -57,7 +68,15 @@ contract AccessLedger is IAccessLedger, EIP712 {
             revert AccessLedgerRecordNotOwned(recordId, ownerDepartment, actualOwner);
         }
         if (bytes(purpose).length == 0) revert AccessLedgerEmptyPurpose();
+        if (bytes(purpose).length > _MAX_TEXT_LENGTH) {
+            revert AccessLedgerPurposeTooLong(bytes(purpose).length, _MAX_TEXT_LENGTH);
+        }
+        if (bytes(legalBasis).length > _MAX_TEXT_LENGTH) {
+            revert AccessLedgerLegalBasisTooLong(bytes(legalBasis).length, _MAX_TEXT_LENGTH);
+        }
         if (deadline <= block.timestamp) revert AccessLedgerInvalidDeadline(deadline, uint64(block.timestamp));
+        uint64 latestDeadline = uint64(block.timestamp) + _DEADLINE_HORIZON;
+        if (deadline > latestDeadline) revert AccessLedgerDeadlineTooFar(deadline, latestDeadline);
 
         requestId = ++_requestCount;
         Request storage r = _requests[requestId];
@@ -84,6 +103,8 @@ contract AccessLedger is IAccessLedger, EIP712 {
             revert AccessLedgerDepartmentNotActive(requester);
         }
         if (expiresAt <= block.timestamp) revert AccessLedgerInvalidExpiry(expiresAt, uint64(block.timestamp));
+        uint64 latestExpiry = uint64(block.timestamp) + _EXPIRY_HORIZON;
+        if (expiresAt > latestExpiry) revert AccessLedgerExpiryTooFar(expiresAt, latestExpiry);
         if (maxUses == 0) revert AccessLedgerInvalidMaxUses();
         r.status = RequestStatus.Approved;
         r.decidedBy = msg.sender;
@@ -100,7 +121,7 @@ contract AccessLedger is IAccessLedger, EIP712 {
     function deny(uint256 requestId, string calldata reason) external {
         Request storage r = _requireOwnerAdmin(requestId);
         if (r.status != RequestStatus.Pending) revert AccessLedgerRequestNotPending(requestId, r.status);
-        if (bytes(reason).length == 0) revert AccessLedgerEmptyReason();
+        _checkReason(reason);
         r.status = RequestStatus.Denied;
         r.decidedBy = msg.sender;
         r.decidedAt = uint64(block.timestamp);
@@ -112,7 +133,7 @@ contract AccessLedger is IAccessLedger, EIP712 {
     function revoke(uint256 grantId, string calldata reason) external {
         Request storage r = _requireOwnerAdmin(grantId);
         if (r.status != RequestStatus.Approved) revert AccessLedgerGrantNotApproved(grantId, r.status);
-        if (bytes(reason).length == 0) revert AccessLedgerEmptyReason();
+        _checkReason(reason);
         r.status = RequestStatus.Revoked;
         r.revokedBy = msg.sender;
         r.revokedAt = uint64(block.timestamp);
@@ -161,6 +182,31 @@ contract AccessLedger is IAccessLedger, EIP712 {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IAccessLedger
+    function deadlineHorizon() external pure returns (uint64) {
+        return _DEADLINE_HORIZON;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function expiryHorizon() external pure returns (uint64) {
+        return _EXPIRY_HORIZON;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function maxTextLength() external pure returns (uint256) {
+        return _MAX_TEXT_LENGTH;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function maxCidLength() external pure returns (uint256) {
+        return _MAX_CID_LENGTH;
+    }
+
+    /// @inheritdoc IAccessLedger
+    function maxReceiptsPerBatch() external pure returns (uint64) {
+        return _MAX_RECEIPTS_PER_BATCH;
+    }
 
     /// @inheritdoc IAccessLedger
     function registry() external view returns (IConsortiumRegistry) {
@@ -268,6 +314,13 @@ contract AccessLedger is IAccessLedger, EIP712 {
         if (block.timestamp <= r.deadline) revert AccessLedgerNotOverdue(requestId, r.deadline);
     }
 
+    /// @dev Reverts unless a denial or revocation reason is present and not too long.
+    function _checkReason(string calldata reason) private pure {
+        uint256 length = bytes(reason).length;
+        if (length == 0) revert AccessLedgerEmptyReason();
+        if (length > _MAX_TEXT_LENGTH) revert AccessLedgerReasonTooLong(length, _MAX_TEXT_LENGTH);
+    }
+
     /// @dev Reverts unless the batch's root, manifest and range are acceptable for `dept`.
     function _checkReceiptRange(bytes32 dept, bytes32 root, uint64 firstSeq, uint64 lastSeq, uint256 cidLength)
         private
@@ -275,9 +328,14 @@ contract AccessLedger is IAccessLedger, EIP712 {
     {
         if (root == bytes32(0)) revert AccessLedgerEmptyReceiptRoot();
         if (cidLength == 0) revert AccessLedgerEmptyCid();
+        if (cidLength > _MAX_CID_LENGTH) revert AccessLedgerCidTooLong(cidLength, _MAX_CID_LENGTH);
         if (lastSeq < firstSeq) revert AccessLedgerInvalidReceiptRange(firstSeq, lastSeq);
         uint64 expected = _lastReceiptSeq[dept] + 1;
         if (firstSeq != expected) revert AccessLedgerReceiptRangeNotContiguous(dept, expected, firstSeq);
+        // firstSeq >= 1 here, so the count cannot overflow
+        if (lastSeq - firstSeq >= _MAX_RECEIPTS_PER_BATCH) {
+            revert AccessLedgerReceiptBatchTooLarge(lastSeq - firstSeq + 1, _MAX_RECEIPTS_PER_BATCH);
+        }
     }
 
     /// @dev Reverts unless `uses` matches `grantIds`, has no zero entry and adds up to `receipts`.

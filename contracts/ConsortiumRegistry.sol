@@ -35,6 +35,15 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         AccountRole role;
     }
 
+    // Bounds on what a department registers (see {IConsortiumRegistry}): every member's
+    // software must be able to hold it, and `activeAccounts` must stay cheap to read.
+    uint256 private constant _MAX_NAME_LENGTH = 256;
+    uint256 private constant _MAX_ENDPOINT_LENGTH = 2048;
+    uint256 private constant _MAX_ENCRYPTION_KEY_LENGTH = 2048;
+    uint256 private constant _MAX_ADMINS = 32;
+    // A proposal's expiry must stay far from uint64's end.
+    uint64 private constant _MAX_PROPOSAL_LIFETIME = 365 days;
+
     uint64 private immutable _proposalLifetime;
 
     mapping(bytes32 code => DepartmentData) private _departments;
@@ -62,7 +71,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
      * Requirements:
      * - at least one founder, each valid as for {proposeAddDepartment}, codes and accounts distinct;
      * - 1 <= `threshold_` <= number of founders;
-     * - `proposalLifetime_` > 0;
+     * - 0 < `proposalLifetime_` <= {maxProposalLifetime};
      * - supervisors are non-zero, distinct and not department accounts.
      */
     constructor(
@@ -72,7 +81,9 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         address[] memory supervisors_
     ) {
         if (founders.length == 0) revert ConsortiumRegistryNoFounders();
-        if (proposalLifetime_ == 0) revert ConsortiumRegistryInvalidLifetime(proposalLifetime_);
+        if (proposalLifetime_ == 0 || proposalLifetime_ > _MAX_PROPOSAL_LIFETIME) {
+            revert ConsortiumRegistryInvalidLifetime(proposalLifetime_);
+        }
         _proposalLifetime = proposalLifetime_;
         for (uint256 i = 0; i < supervisors_.length; ++i) {
             _addSupervisor(supervisors_[i], 0);
@@ -182,7 +193,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     /// @inheritdoc IConsortiumRegistry
     function setEncryptionKey(bytes calldata encryptionKey) external {
         bytes32 code = _requireActiveAdmin();
-        if (encryptionKey.length == 0) revert ConsortiumRegistryEmptyEncryptionKey(code);
+        _checkEncryptionKey(code, encryptionKey);
         DepartmentData storage d = _departments[code];
         d.encryptionKey = encryptionKey;
         d.updatedAt = uint64(block.timestamp);
@@ -192,7 +203,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     /// @inheritdoc IConsortiumRegistry
     function setEndpoint(string calldata endpoint) external {
         bytes32 code = _requireActiveAdmin();
-        if (bytes(endpoint).length == 0) revert ConsortiumRegistryEmptyEndpoint(code);
+        _checkEndpoint(code, endpoint);
         DepartmentData storage d = _departments[code];
         d.endpoint = endpoint;
         d.updatedAt = uint64(block.timestamp);
@@ -204,6 +215,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         bytes32 code = _requireActiveAdmin();
         _requireBindable(account, code);
         DepartmentData storage d = _departments[code];
+        uint256 count = d.admins.length() + 1;
+        if (count > _MAX_ADMINS) revert ConsortiumRegistryTooManyAdmins(code, count, _MAX_ADMINS);
         d.admins.add(account);
         _bind(account, code, AccountRole.Admin);
         d.updatedAt = uint64(block.timestamp);
@@ -223,6 +236,31 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxNameLength() external pure returns (uint256) {
+        return _MAX_NAME_LENGTH;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxEndpointLength() external pure returns (uint256) {
+        return _MAX_ENDPOINT_LENGTH;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxEncryptionKeyLength() external pure returns (uint256) {
+        return _MAX_ENCRYPTION_KEY_LENGTH;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxAdmins() external pure returns (uint256) {
+        return _MAX_ADMINS;
+    }
+
+    /// @inheritdoc IConsortiumRegistry
+    function maxProposalLifetime() external pure returns (uint64) {
+        return _MAX_PROPOSAL_LIFETIME;
+    }
 
     /// @inheritdoc IConsortiumRegistry
     function activeDepartments() external view returns (bytes32[] memory codes) {
@@ -547,10 +585,15 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         bytes32 code = init.code;
         if (!isValidDepartmentCode(code)) revert ConsortiumRegistryInvalidCode(code);
         if (_departments[code].status != DepartmentStatus.None) revert ConsortiumRegistryDepartmentExists(code);
-        if (bytes(init.name).length == 0) revert ConsortiumRegistryEmptyName(code);
-        if (init.encryptionKey.length == 0) revert ConsortiumRegistryEmptyEncryptionKey(code);
-        if (bytes(init.endpoint).length == 0) revert ConsortiumRegistryEmptyEndpoint(code);
+        uint256 nameLength = bytes(init.name).length;
+        if (nameLength == 0) revert ConsortiumRegistryEmptyName(code);
+        if (nameLength > _MAX_NAME_LENGTH) revert ConsortiumRegistryNameTooLong(code, nameLength, _MAX_NAME_LENGTH);
+        _checkEncryptionKey(code, init.encryptionKey);
+        _checkEndpoint(code, init.endpoint);
         if (init.admins.length == 0) revert ConsortiumRegistryNoAdmins(code);
+        if (init.admins.length > _MAX_ADMINS) {
+            revert ConsortiumRegistryTooManyAdmins(code, init.admins.length, _MAX_ADMINS);
+        }
         // A new code has no bound accounts, so any bound account belongs to someone else.
         _requireBindable(init.broker, code);
         for (uint256 i = 0; i < init.admins.length; ++i) {
@@ -561,6 +604,21 @@ contract ConsortiumRegistry is IConsortiumRegistry {
                 if (init.admins[j] == admin) revert ConsortiumRegistryAccountInUse(admin, code);
             }
         }
+    }
+
+    /// @dev Reverts unless `key` is a present, not too long encryption key for `code`.
+    function _checkEncryptionKey(bytes32 code, bytes memory key) private pure {
+        if (key.length == 0) revert ConsortiumRegistryEmptyEncryptionKey(code);
+        if (key.length > _MAX_ENCRYPTION_KEY_LENGTH) {
+            revert ConsortiumRegistryEncryptionKeyTooLong(code, key.length, _MAX_ENCRYPTION_KEY_LENGTH);
+        }
+    }
+
+    /// @dev Reverts unless `endpoint` is a present, not too long endpoint for `code`.
+    function _checkEndpoint(bytes32 code, string memory endpoint) private pure {
+        uint256 length = bytes(endpoint).length;
+        if (length == 0) revert ConsortiumRegistryEmptyEndpoint(code);
+        if (length > _MAX_ENDPOINT_LENGTH) revert ConsortiumRegistryEndpointTooLong(code, length, _MAX_ENDPOINT_LENGTH);
     }
 
     /// @dev Reverts unless `code` is active and not the last active department.

@@ -11,6 +11,11 @@ import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
  * See {IRecordRegistry} and docs/contracts.md.
  */
 contract RecordRegistry is IRecordRegistry {
+    // Bounds on what a member writes (see {IRecordRegistry}): a broker keeps CIDs in
+    // columns of 128 characters.
+    uint256 private constant _MAX_CID_LENGTH = 128;
+    uint256 private constant _MAX_DESCRIPTION_LENGTH = 8192;
+
     IConsortiumRegistry private immutable _registry;
 
     mapping(bytes32 recordId => Record) private _records;
@@ -46,7 +51,7 @@ contract RecordRegistry is IRecordRegistry {
         bytes32 dept = _requireActiveBroker();
         if (recordId == bytes32(0)) revert RecordRegistryInvalidRecordId();
         if (contentHash == bytes32(0)) revert RecordRegistryInvalidContentHash(recordId);
-        if (bytes(cid).length == 0) revert RecordRegistryEmptyCid();
+        _checkCid(cid);
         if (_records[recordId].department != bytes32(0)) revert RecordRegistryRecordExists(recordId);
         if (previousRecordId != bytes32(0)) {
             Record storage prev = _records[previousRecordId];
@@ -85,7 +90,7 @@ contract RecordRegistry is IRecordRegistry {
         bytes32 dept = _requireActiveBroker();
         if (merkleRoot == bytes32(0)) revert RecordRegistryEmptyMerkleRoot();
         if (count == 0) revert RecordRegistryEmptyBatch();
-        if (bytes(manifestCid).length == 0) revert RecordRegistryEmptyCid();
+        _checkCid(manifestCid);
         _batches[dept].push(
             RecordBatch({
                 merkleRoot: merkleRoot,
@@ -105,6 +110,9 @@ contract RecordRegistry is IRecordRegistry {
     function declareCategory(bytes32 category, string calldata description, bytes32 schemaHash) external {
         bytes32 dept = _requireActiveAdmin();
         if (!isValidCategory(category)) revert RecordRegistryInvalidCategory(category);
+        if (bytes(description).length > _MAX_DESCRIPTION_LENGTH) {
+            revert RecordRegistryDescriptionTooLong(category, bytes(description).length, _MAX_DESCRIPTION_LENGTH);
+        }
         uint256 index = _catalogIndex[dept][category];
         if (index == 0) {
             _catalog[dept].push(
@@ -138,6 +146,16 @@ contract RecordRegistry is IRecordRegistry {
     }
 
     // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IRecordRegistry
+    function maxCidLength() external pure returns (uint256) {
+        return _MAX_CID_LENGTH;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function maxDescriptionLength() external pure returns (uint256) {
+        return _MAX_DESCRIPTION_LENGTH;
+    }
 
     /// @inheritdoc IRecordRegistry
     function registry() external view returns (IConsortiumRegistry) {
@@ -229,6 +247,13 @@ contract RecordRegistry is IRecordRegistry {
         if (role != IConsortiumRegistry.AccountRole.Admin || !_registry.isActiveAdmin(dept, msg.sender)) {
             revert RecordRegistryNotActiveAdmin(msg.sender);
         }
+    }
+
+    /// @dev Reverts unless `cid` is present and not too long.
+    function _checkCid(string calldata cid) private pure {
+        uint256 length = bytes(cid).length;
+        if (length == 0) revert RecordRegistryEmptyCid();
+        if (length > _MAX_CID_LENGTH) revert RecordRegistryCidTooLong(length, _MAX_CID_LENGTH);
     }
 
     /// @dev Reverts unless `dept` declared `category` and has not retired it.

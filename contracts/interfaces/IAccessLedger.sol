@@ -14,6 +14,11 @@ import {IRecordRegistry} from "./IRecordRegistry.sol";
  * A grant is an approved request and has the request's id. Ids are sequential from 1.
  * Times are block timestamps in seconds: a grant is usable while
  * `block.timestamp < expiresAt`; a request is overdue once `block.timestamp > deadline`.
+ *
+ * Every value a member writes is bounded, so that no member can store one that another
+ * member's software cannot read back: a deadline at most {deadlineHorizon} ahead, an
+ * expiry at most {expiryHorizon} ahead, texts of at most {maxTextLength} bytes, CIDs of
+ * at most {maxCidLength} bytes and receipt batches of at most {maxReceiptsPerBatch}.
  */
 interface IAccessLedger {
     // ------------------------------------------------------------------ types
@@ -94,6 +99,13 @@ interface IAccessLedger {
     error AccessLedgerEmptyPurpose();
     /// @notice The deadline `deadline` is not after the current block time `nowTime`.
     error AccessLedgerInvalidDeadline(uint64 deadline, uint64 nowTime);
+    /// @notice The deadline `deadline` is more than {deadlineHorizon} after the current block
+    /// time; the latest allowed now is `latestAllowed`.
+    error AccessLedgerDeadlineTooFar(uint64 deadline, uint64 latestAllowed);
+    /// @notice The purpose is `length` bytes long; at most `maxLength` are allowed.
+    error AccessLedgerPurposeTooLong(uint256 length, uint256 maxLength);
+    /// @notice The legal basis is `length` bytes long; at most `maxLength` are allowed.
+    error AccessLedgerLegalBasisTooLong(uint256 length, uint256 maxLength);
     /// @notice No request has `requestId`.
     error AccessLedgerUnknownRequest(uint256 requestId);
     /// @notice `account` is not an admin account of request `requestId`'s owning department,
@@ -108,10 +120,15 @@ interface IAccessLedger {
     error AccessLedgerGrantNotApproved(uint256 grantId, RequestStatus status);
     /// @notice The expiry `expiresAt` is not after the current block time `nowTime`.
     error AccessLedgerInvalidExpiry(uint64 expiresAt, uint64 nowTime);
+    /// @notice The expiry `expiresAt` is more than {expiryHorizon} after the current block
+    /// time; the latest allowed now is `latestAllowed`.
+    error AccessLedgerExpiryTooFar(uint64 expiresAt, uint64 latestAllowed);
     /// @notice A grant allows at least one use.
     error AccessLedgerInvalidMaxUses();
     /// @notice A denial or revocation needs a reason.
     error AccessLedgerEmptyReason();
+    /// @notice The denial or revocation reason is `length` bytes long; at most `maxLength` are allowed.
+    error AccessLedgerReasonTooLong(uint256 length, uint256 maxLength);
     /// @notice Request `requestId`'s deadline `deadline` has not passed yet.
     error AccessLedgerNotOverdue(uint256 requestId, uint64 deadline);
     /// @notice There is no supervisor to escalate to.
@@ -120,6 +137,10 @@ interface IAccessLedger {
     error AccessLedgerEmptyReceiptRoot();
     /// @notice A manifest CID must not be empty.
     error AccessLedgerEmptyCid();
+    /// @notice The manifest CID is `length` bytes long; at most `maxLength` are allowed.
+    error AccessLedgerCidTooLong(uint256 length, uint256 maxLength);
+    /// @notice A batch of `receipts` receipts is more than the `maxReceipts` one batch may hold.
+    error AccessLedgerReceiptBatchTooLarge(uint64 receipts, uint64 maxReceipts);
     /// @notice `lastSeq` is before `firstSeq`.
     error AccessLedgerInvalidReceiptRange(uint64 firstSeq, uint64 lastSeq);
     /// @notice `department`'s next batch must start at `expectedFirstSeq`, not `firstSeq`
@@ -223,8 +244,9 @@ interface IAccessLedger {
      * - the caller is the broker account of an active department;
      * - `ownerDepartment` is active and is not the caller's department;
      * - `recordId` exists and belongs to `ownerDepartment`;
-     * - `purpose` is not empty (`legalBasis` may be);
-     * - `deadline` > block.timestamp.
+     * - `purpose` is not empty (`legalBasis` may be); neither is longer than
+     *   {maxTextLength} bytes;
+     * - block.timestamp < `deadline` <= block.timestamp + {deadlineHorizon}.
      */
     function requestAccess(
         bytes32 ownerDepartment,
@@ -244,7 +266,8 @@ interface IAccessLedger {
      *   (a broker account never is);
      * - the request is pending;
      * - the requesting department is active;
-     * - `expiresAt` > block.timestamp and `maxUses` > 0.
+     * - block.timestamp < `expiresAt` <= block.timestamp + {expiryHorizon};
+     * - `maxUses` > 0.
      */
     function approve(uint256 requestId, bytes32 scope, uint64 expiresAt, uint32 maxUses) external;
 
@@ -255,7 +278,7 @@ interface IAccessLedger {
      * - the request exists;
      * - the caller is an admin account of the owning department, which is active;
      * - the request is pending;
-     * - `reason` is not empty.
+     * - `reason` is not empty and at most {maxTextLength} bytes long.
      */
     function deny(uint256 requestId, string calldata reason) external;
 
@@ -266,7 +289,7 @@ interface IAccessLedger {
      * - the grant exists;
      * - the caller is an admin account of the owning department, which is active;
      * - the grant is approved (not pending, denied or already revoked);
-     * - `reason` is not empty.
+     * - `reason` is not empty and at most {maxTextLength} bytes long.
      */
     function revoke(uint256 grantId, string calldata reason) external;
 
@@ -279,9 +302,10 @@ interface IAccessLedger {
      *
      * Requirements:
      * - the caller is the broker account of an active department;
-     * - `root` is not zero and `manifestCid` is not empty;
+     * - `root` is not zero and `manifestCid` is not empty and at most {maxCidLength} bytes;
      * - `lastSeq` >= `firstSeq`, and `firstSeq` is exactly one after the department's last
      *   anchored sequence number (1 for the first batch): no gap, no overlap;
+     * - the range holds at most {maxReceiptsPerBatch} receipts;
      * - `grantIds` and `uses` have the same length; every use count is > 0 and they add up to
      *   the number of receipts in the range;
      * - every grant is owned by the caller's department and was approved (it may since have
@@ -321,6 +345,41 @@ interface IAccessLedger {
     function escalate(uint256 requestId) external;
 
     // ------------------------------------------------------------------ views
+
+    /**
+     * @notice How far ahead of the block time a request's deadline may be: a year (366 days).
+     *
+     * Requirements: none.
+     */
+    function deadlineHorizon() external pure returns (uint64);
+
+    /**
+     * @notice How far ahead of the block time a grant's expiry may be: ten years (3,653 days).
+     *
+     * Requirements: none.
+     */
+    function expiryHorizon() external pure returns (uint64);
+
+    /**
+     * @notice Longest purpose, legal basis, or denial or revocation reason, in bytes (8,192).
+     *
+     * Requirements: none.
+     */
+    function maxTextLength() external pure returns (uint256);
+
+    /**
+     * @notice Longest receipt manifest CID, in bytes (128).
+     *
+     * Requirements: none.
+     */
+    function maxCidLength() external pure returns (uint256);
+
+    /**
+     * @notice Most receipts one batch may anchor (100,000).
+     *
+     * Requirements: none.
+     */
+    function maxReceiptsPerBatch() external pure returns (uint64);
 
     /**
      * @notice The consortium registry this ledger reads.

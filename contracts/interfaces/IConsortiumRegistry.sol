@@ -11,6 +11,10 @@ pragma solidity ^0.8.24;
  * left-aligned and zero padded (e.g. `"TAX"`). An account belongs to at most one
  * department, as its broker or as one of its admins, and is never reused by another
  * department (so a signature always names one department, also in old records).
+ *
+ * What a department registers is bounded so that every member's software can hold it:
+ * a name of at most {maxNameLength} bytes, an endpoint of at most {maxEndpointLength},
+ * an encryption key of at most {maxEncryptionKeyLength} and at most {maxAdmins} admins.
  */
 interface IConsortiumRegistry {
     // ------------------------------------------------------------------ types
@@ -100,6 +104,15 @@ interface IConsortiumRegistry {
     error ConsortiumRegistryEmptyEndpoint(bytes32 code);
     /// @notice A department must have at least one admin.
     error ConsortiumRegistryNoAdmins(bytes32 code);
+    /// @notice Department `code`'s name is `length` bytes long; at most `maxLength` are allowed.
+    error ConsortiumRegistryNameTooLong(bytes32 code, uint256 length, uint256 maxLength);
+    /// @notice Department `code`'s endpoint is `length` bytes long; at most `maxLength` are allowed.
+    error ConsortiumRegistryEndpointTooLong(bytes32 code, uint256 length, uint256 maxLength);
+    /// @notice Department `code`'s encryption key is `length` bytes long; at most `maxLength`
+    /// are allowed.
+    error ConsortiumRegistryEncryptionKeyTooLong(bytes32 code, uint256 length, uint256 maxLength);
+    /// @notice Department `code` would have `count` admins; at most `maxAdmins` are allowed.
+    error ConsortiumRegistryTooManyAdmins(bytes32 code, uint256 count, uint256 maxAdmins);
     /// @notice The zero address cannot be a broker, admin or supervisor.
     error ConsortiumRegistryZeroAccount();
     /// @notice `account` is (or was) an account of department `code` and cannot be bound again.
@@ -204,8 +217,9 @@ interface IConsortiumRegistry {
      *
      * Requirements:
      * - the caller is an admin of an active department;
-     * - `department` is valid: code format, non-empty name, encryption key and endpoint,
-     *   at least one admin, no zero, duplicate, supervisor or already bound account;
+     * - `department` is valid: code format, non-empty name, encryption key and endpoint
+     *   within {maxNameLength}, {maxEncryptionKeyLength} and {maxEndpointLength} bytes,
+     *   1 to {maxAdmins} admins, no zero, duplicate, supervisor or already bound account;
      * - no department with that code exists.
      */
     function proposeAddDepartment(DepartmentInit calldata department) external returns (uint256 proposalId);
@@ -310,7 +324,7 @@ interface IConsortiumRegistry {
      *
      * Requirements:
      * - the caller is an admin of an active department;
-     * - `encryptionKey` is not empty.
+     * - `encryptionKey` is not empty and at most {maxEncryptionKeyLength} bytes long.
      */
     function setEncryptionKey(bytes calldata encryptionKey) external;
 
@@ -319,7 +333,7 @@ interface IConsortiumRegistry {
      *
      * Requirements:
      * - the caller is an admin of an active department;
-     * - `endpoint` is not empty.
+     * - `endpoint` is not empty and at most {maxEndpointLength} bytes long.
      */
     function setEndpoint(string calldata endpoint) external;
 
@@ -329,7 +343,8 @@ interface IConsortiumRegistry {
      * Requirements:
      * - the caller is an admin of an active department;
      * - `account` is not zero, not a supervisor, and not bound to another department
-     *   (nor currently the broker or an admin of this one).
+     *   (nor currently the broker or an admin of this one);
+     * - the department has fewer than {maxAdmins} admins.
      */
     function addAdmin(address account) external;
 
@@ -343,6 +358,41 @@ interface IConsortiumRegistry {
     function removeAdmin(address account) external;
 
     // ------------------------------------------------------------------ views
+
+    /**
+     * @notice Longest department name, in bytes (256).
+     *
+     * Requirements: none.
+     */
+    function maxNameLength() external pure returns (uint256);
+
+    /**
+     * @notice Longest broker endpoint URL, in bytes (2,048).
+     *
+     * Requirements: none.
+     */
+    function maxEndpointLength() external pure returns (uint256);
+
+    /**
+     * @notice Longest encryption public key, in bytes (2,048).
+     *
+     * Requirements: none.
+     */
+    function maxEncryptionKeyLength() external pure returns (uint256);
+
+    /**
+     * @notice Most admin accounts one department may have (32).
+     *
+     * Requirements: none.
+     */
+    function maxAdmins() external pure returns (uint256);
+
+    /**
+     * @notice Longest proposal lifetime the constructor accepts, in seconds (365 days).
+     *
+     * Requirements: none.
+     */
+    function maxProposalLifetime() external pure returns (uint64);
 
     /**
      * @notice Codes of all active departments, in no particular order.

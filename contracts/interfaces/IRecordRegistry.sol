@@ -11,6 +11,8 @@ import {IConsortiumRegistry} from "./IConsortiumRegistry.sol";
  * Records are anchored by an active department's broker account, always for that
  * broker's own department. Catalog entries are managed by the department's admins.
  * A record's category must be declared, and not retired, in its department's catalog.
+ * CIDs are at most {maxCidLength} bytes and catalog descriptions at most
+ * {maxDescriptionLength}, so every member's software can store what another wrote.
  */
 interface IRecordRegistry {
     // ------------------------------------------------------------------ types
@@ -61,6 +63,8 @@ interface IRecordRegistry {
     error RecordRegistryInvalidContentHash(bytes32 recordId);
     /// @notice The CID must not be empty.
     error RecordRegistryEmptyCid();
+    /// @notice The CID is `length` bytes long; at most `maxLength` are allowed.
+    error RecordRegistryCidTooLong(uint256 length, uint256 maxLength);
     /// @notice A record with `recordId` is anchored already.
     error RecordRegistryRecordExists(bytes32 recordId);
     /// @notice No record has `recordId`.
@@ -75,6 +79,8 @@ interface IRecordRegistry {
     error RecordRegistryUnknownCategory(bytes32 department, bytes32 category);
     /// @notice `department` retired `category`.
     error RecordRegistryCategoryRetired(bytes32 department, bytes32 category);
+    /// @notice The description of `category` is `length` bytes long; at most `maxLength` are allowed.
+    error RecordRegistryDescriptionTooLong(bytes32 category, uint256 length, uint256 maxLength);
     /// @notice A batch's Merkle root must not be zero.
     error RecordRegistryEmptyMerkleRoot();
     /// @notice A batch must contain at least one record.
@@ -127,7 +133,8 @@ interface IRecordRegistry {
      *
      * Requirements:
      * - the caller is the broker account of an active department;
-     * - `recordId` and `contentHash` are not zero, `cid` is not empty;
+     * - `recordId` and `contentHash` are not zero, `cid` is not empty and at most
+     *   {maxCidLength} bytes long;
      * - no record with `recordId` exists;
      * - if `previousRecordId` is not zero: it exists, belongs to the caller's department
      *   and has not been superseded yet;
@@ -149,7 +156,8 @@ interface IRecordRegistry {
      *
      * Requirements:
      * - the caller is the broker account of an active department;
-     * - `merkleRoot` is not zero, `count` > 0, `manifestCid` is not empty.
+     * - `merkleRoot` is not zero, `count` > 0, `manifestCid` is not empty and at most
+     *   {maxCidLength} bytes long.
      */
     function anchorBatch(bytes32 merkleRoot, uint32 count, string calldata manifestCid)
         external
@@ -163,7 +171,8 @@ interface IRecordRegistry {
      *
      * Requirements:
      * - the caller is an admin account of an active department;
-     * - `category` is 1-32 characters of `[A-Za-z0-9._-]`, left-aligned, zero padded.
+     * - `category` is 1-32 characters of `[A-Za-z0-9._-]`, left-aligned, zero padded;
+     * - `description` is at most {maxDescriptionLength} bytes long.
      */
     function declareCategory(bytes32 category, string calldata description, bytes32 schemaHash) external;
 
@@ -178,6 +187,20 @@ interface IRecordRegistry {
     function retireCategory(bytes32 category) external;
 
     // ------------------------------------------------------------------ views
+
+    /**
+     * @notice Longest record or batch manifest CID, in bytes (128).
+     *
+     * Requirements: none.
+     */
+    function maxCidLength() external pure returns (uint256);
+
+    /**
+     * @notice Longest catalog description, in bytes (8,192).
+     *
+     * Requirements: none.
+     */
+    function maxDescriptionLength() external pure returns (uint256);
 
     /**
      * @notice The registry this contract reads departments from.

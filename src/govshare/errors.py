@@ -11,6 +11,7 @@ sentences a clerk can act on; they never contain a key, a password or a token.
     │   └── DeploymentNotFound
     │       └── DeploymentStale        the chain holds no govshare contracts at those addresses
     ├── InputError                     a malformed argument (id, CID, file, option)
+    │   └── OutOfRange                 a well-formed number beyond its bound (HTTP 422)
     ├── NotFound                       an unknown department / record / request / CID
     ├── KeyError_                      keystores and passwords
     │   └── WrongPassword
@@ -85,6 +86,14 @@ class DeploymentNotFound(ConfigError):
 class InputError(GovShareError):
     code = "input.invalid"
     status = 400
+
+
+class OutOfRange(InputError):
+    """A well-formed value beyond what it may be: a deadline past the contracts'
+    horizon, a number that does not fit the 64 bits it is stored in."""
+
+    code = "input.out_of_range"
+    status = 422
 
 
 class NotFound(GovShareError):

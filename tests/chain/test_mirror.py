@@ -370,31 +370,3 @@ def test_restart_resumes_from_the_checkpoint(private_chain, tmp_path: Path) -> N
     _produce(c, 1)
     assert again.run_once() == 5
     assert_exact(again, ground_truth(conn, c))
-
-
-def test_a_tick_costs_the_same_at_1000_and_20000_blocks(private_chain, tmp_path: Path) -> None:
-    conn, c = private_chain
-    ix = Mirror.open_file(conn, c.deployment, tmp_path / "ix.db")
-
-    def tick_after_one_round() -> tuple[list[str], int]:
-        ix.run_once()  # caught up with the mined blocks
-        _produce(c, 1)
-        conn.take()
-        n = ix.run_once()
-        return conn.take(), n
-
-    miner = Connection(conn.url, timeout=300)  # mining thousands of blocks takes a while
-    miner.request("anvil_mine", [hex(1_000)])
-    short_calls, short_events = tick_after_one_round()
-    for _ in range(19):  # in steps: anvil mines 1,000 at a time much faster than 19,000
-        miner.request("anvil_mine", [hex(1_000)])
-    assert conn.block_number() > 20_000
-    long_calls, long_events = tick_after_one_round()
-    assert short_events == long_events == 5
-    # The same requests, and no historical state read: eth_call is never used.
-    assert sorted(short_calls) == sorted(long_calls)
-    assert "eth_call" not in long_calls
-    assert sorted(long_calls) == sorted(
-        ["eth_blockNumber", "eth_getBlockByNumber", "eth_getBlockByNumber", "eth_getLogs"]
-    )
-    assert_exact(ix, ground_truth(conn, c))

@@ -305,12 +305,16 @@ def test_estimate_covers_estimate_gas(consortium) -> None:
     L.records.declare_category(tax.admin, "gas", "gas")
     reqs = [
         L.records.anchor_request(AnchorInput(_os.urandom(32), _os.urandom(32), "b" * n, "gas"))
-        for n in (1, 46, 200, 2000)
+        for n in (1, 46, 100, 128)  # (a CID is at most 128 bytes)
     ]
     fast = L.sender.estimate_many(tax.broker, reqs)
     for req, gas in zip(reqs, fast, strict=True):
         params = {"from": tax.broker.address, "to": req.to, "data": "0x" + req.data.hex()}
         assert gas >= int(conn_estimate(L.conn, params), 16)
+    # long strings cost the most storage: a 2,000-byte catalog description
+    req = L.records._request("declareCategory", b"gas".ljust(32, b"\0"), "d" * 2000, b"\0" * 32)
+    params = {"from": tax.admin.address, "to": req.to, "data": "0x" + req.data.hex()}
+    assert L.sender.estimate(tax.admin, req) >= int(conn_estimate(L.conn, params), 16)
     assert L.sender._use_access_list
 
 

@@ -155,7 +155,7 @@ class Chain:
 
     # -- calls
 
-    def send(self, fn: Any, sender: str) -> Any:
+    def send(self, fn: Any, sender: str, gas: int = GAS) -> Any:
         """Send `fn` from `sender`; return the receipt, or raise the decoded Revert."""
         try:
             data = fn._encode_transaction_data()
@@ -165,7 +165,7 @@ class Chain:
             "from": sender,
             "to": fn.address,
             "data": data,
-            "gas": GAS,
+            "gas": gas,
             "gasPrice": GAS_PRICE,
         }
         try:

@@ -11,6 +11,13 @@ from govshare.broker.db import Role
 from govshare.broker.outbox import OperationView
 from govshare.broker.users import UserInfo
 
+#: The largest integer the API accepts where a number is stored or compared: a
+#: database's signed 64-bit column. Anything larger is a 422, never a 500.
+MAX_INT64 = 2**63 - 1
+#: Unix seconds and ids signed by peers are uint64 / uint256 on chain; 64 bits is
+#: more than any real one needs.
+MAX_UINT64 = 2**64 - 1
+
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
@@ -143,16 +150,25 @@ class PublishOut(BaseModel):
 # -- requests and grants ---------------------------------------------------------------
 
 
+#: Text that goes on chain for every member to read: no control character but
+#: tab and newline (escape sequences, NUL, which PostgreSQL cannot store).
+_NO_CONTROLS = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+
+
 class RequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
     record_id: str = Field(pattern=_RECORD_ID)
-    purpose: str = Field(min_length=1, max_length=2000, examples=["business licence"])
-    legal_basis: str = Field(default="", max_length=2000)
+    purpose: str = Field(
+        min_length=1, max_length=2000, pattern=_NO_CONTROLS, examples=["business licence"]
+    )
+    legal_basis: str = Field(default="", max_length=2000, pattern=_NO_CONTROLS)
     deadline: str | None = Field(
         default=None,
-        description="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d)",
+        max_length=32,
+        description="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d, at most "
+        "365d; a longer one is refused with input.out_of_range)",
         examples=["3d"],
     )
 
@@ -221,7 +237,7 @@ class ExchangeRequestIn(BaseModel):
 
     requester: str = Field(min_length=2, max_length=16, examples=["MARKET"])
     owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
-    grant_id: int = Field(ge=1)
+    grant_id: int = Field(ge=1, le=MAX_UINT64)
     record_id: str = Field(pattern=_RECORD_ID)
     nonce: str = Field(pattern=r"^[0-9]{1,78}$", description="uint256, decimal text")
-    expires_at: int = Field(ge=0, description="Unix seconds")
+    expires_at: int = Field(ge=0, le=MAX_UINT64, description="Unix seconds")

@@ -45,7 +45,10 @@ def _qn(value: str) -> dict[str, str]:
 
 
 def _t(ts: int | None) -> str | None:
-    return iso(ts) if ts else None
+    """An xsd:dateTime, or None (the attribute is left out) for no time and for a
+    time beyond the year 9999, which xsd:dateTime readers refuse."""
+    text = iso(ts)
+    return None if text in ("-", "never") else text
 
 
 class _Doc:

@@ -44,6 +44,7 @@ from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import IndexedEvent, Projection
 from govshare.chain.tx import TxResult
 from govshare.errors import InputError, NotFound
+from govshare.util import chain_time
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -64,15 +65,6 @@ _EVENTS = frozenset(
         "RequestEscalated",
     }
 )
-
-
-def _ts(value: int) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, ValueError, OSError):  # beyond what a datetime holds
-        return datetime.max.replace(tzinfo=UTC)
 
 
 # -- asking -----------------------------------------------------------------------------
@@ -262,9 +254,9 @@ def upsert_request(db: DbConnection, req: ChainRequest, block: int) -> None:
         "status": _STATUS.get(req.status, RequestStatus.PENDING).value,
         "purpose": req.purpose,
         "legal_basis": req.legal_basis or None,
-        "deadline": _ts(req.deadline),
+        "deadline": chain_time(req.deadline),
         "grant_id": key if granted else None,
-        "expires_at": _ts(req.expires_at) if granted else None,
+        "expires_at": chain_time(req.expires_at) if granted else None,
         "max_uses": req.max_uses if granted else None,
         "uses": req.used_count,
         "decided_by": req.decided_by,

@@ -353,8 +353,9 @@ class AccessRequest(Base):
     deadline: Mapped[datetime | None]
     grant_id: Mapped[str | None] = mapped_column(String(_ID), unique=True)
     expires_at: Mapped[datetime | None]
-    max_uses: Mapped[int | None] = mapped_column(Integer)
-    uses: Mapped[int] = mapped_column(Integer, default=0)
+    # uint32 on chain: beyond PostgreSQL's 32-bit INTEGER
+    max_uses: Mapped[int | None] = mapped_column(BigInteger)
+    uses: Mapped[int] = mapped_column(BigInteger, default=0)
     decided_by: Mapped[str | None] = mapped_column(String(42))  # the admin's account
     reason: Mapped[str | None] = mapped_column(Text)
     updated_block: Mapped[int] = mapped_column(BigInteger)  # block of the last event applied

@@ -45,6 +45,7 @@ from eth_utils import keccak
 from govshare.broker.errors import BadSignature, ExchangeMalformed, ReceiptInvalid
 from govshare.chain.contracts import decode_code, encode_code
 from govshare.errors import ConfigError, GovShareError
+from govshare.util import MAX_DATETIME_SECONDS
 
 DOMAIN_NAME = "govshare"
 DOMAIN_VERSION = "1"
@@ -340,8 +341,8 @@ class ExchangeReceipt:
                 request_hash=bytes.fromhex(request_hash[2:]),
                 ciphertext_cid=headers[H_CIPHERTEXT_CID],
                 capsule_hash=bytes.fromhex(capsule[2:]),
-                seq=int(headers[H_RECEIPT_SEQ]),
-                issued_at=int(headers[H_RECEIPT_ISSUED_AT]),
+                seq=_bounded(headers[H_RECEIPT_SEQ], _MAX_SEQ),
+                issued_at=_bounded(headers[H_RECEIPT_ISSUED_AT], MAX_DATETIME_SECONDS),
             )
             signature = parse_signature(headers[H_RECEIPT_SIGNATURE], "receipt signature")
         except (KeyError, ValueError, BadSignature):
@@ -350,6 +351,21 @@ class ExchangeReceipt:
                 "missing or malformed); nothing was released."
             ) from None
         return receipt, signature
+
+
+#: Largest receipt number a broker keeps (its database stores signed 64-bit integers).
+_MAX_SEQ = 2**63 - 1
+
+
+def _bounded(text: str, maximum: int) -> int:
+    """A positive decimal number from another department, at most ``maximum``
+    (ValueError otherwise: what a receipt header holds must fit where it is kept)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise ValueError("not a bounded decimal")
+    value = int(text)
+    if not 1 <= value <= maximum:
+        raise ValueError("out of range")
+    return value
 
 
 def encode_capsule(capsule: bytes) -> str:

@@ -63,6 +63,7 @@ from govshare.crypto import DecryptResult, decrypt_to_file, unwrap_dek
 from govshare.errors import GovShareError, IntegrityError
 from govshare.storage import BlockCorrupted, parse_cid
 from govshare.storage.unixfs import FileImporter
+from govshare.util import FAR_FUTURE, chain_time
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -381,7 +382,8 @@ def _keep_receipt(
                     request_expires_at=req.expires_at,
                     ciphertext_cid=receipt.ciphertext_cid,
                     capsule_hash="0x" + receipt.capsule_hash.hex(),
-                    issued_at=datetime.fromtimestamp(receipt.issued_at, UTC),
+                    # (the owner's number: from_headers bounds it to a real date)
+                    issued_at=chain_time(receipt.issued_at) or FAR_FUTURE,
                     requester_signature="0x" + requester_sig.hex(),
                     owner_signature="0x" + owner_sig.hex(),
                 )

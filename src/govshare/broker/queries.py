@@ -21,6 +21,7 @@ from govshare.broker.db import AccessRequest, Database, Receipt, Record, Request
 from govshare.broker.errors import RecordUnknown
 from govshare.chain.contracts import to_bytes32
 from govshare.errors import InputError
+from govshare.util import chain_time
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
@@ -37,10 +38,6 @@ class Direction(enum.StrEnum):
 
 def _iso(d: datetime | None) -> str | None:
     return d.isoformat() if d else None
-
-
-def _ts(value: int) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value else None
 
 
 @dataclass(frozen=True)
@@ -140,7 +137,11 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
     superseded = "0x" + rec.superseded_by.hex() if rec.superseded_by else None
     if view is not None:
         return RecordView(
-            **{**asdict(view), "superseded_by": superseded, "anchored_at": _ts(rec.anchored_at)}
+            **{
+                **asdict(view),
+                "superseded_by": superseded,
+                "anchored_at": chain_time(rec.anchored_at),
+            }
         )
     return RecordView(
         record_id=rid,
@@ -153,7 +154,7 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
         supersedes="0x" + rec.previous_record_id.hex() if rec.previous_record_id else None,
         superseded_by=superseded,
         anchor_block=rec.block_number,
-        anchored_at=_ts(rec.anchored_at),
+        anchored_at=chain_time(rec.anchored_at),
     )
 
 

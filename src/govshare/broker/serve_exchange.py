@@ -72,6 +72,7 @@ from govshare.chain.contracts import AccountRole, GrantReason
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.crypto import unwrap_dek, wrap_dek
 from govshare.errors import ContractReverted, GovShareError
+from govshare.util import FAR_FUTURE, chain_time
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -252,7 +253,8 @@ def _spend(
                 ExchangeNonce(
                     signer=signer,
                     nonce=str(req.nonce),
-                    expires_at=datetime.fromtimestamp(req.expires_at, UTC),
+                    # (checked above: in the future, within MAX_REQUEST_TTL)
+                    expires_at=chain_time(req.expires_at) or FAR_FUTURE,
                 )
             )
             s.flush()  # the UNIQUE (signer, nonce) constraint speaks now

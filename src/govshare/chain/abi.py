@@ -15,13 +15,38 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
+from eth_abi.codec import ABICodec
+from eth_abi.decoding import StringDecoder
+from eth_abi.registry import BaseEquals, registry
 from eth_utils import keccak, to_checksum_address
 
 from govshare.errors import ConfigError
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
+
+
+class _LenientString(StringDecoder):
+    """A Solidity ``string`` is any bytes (the EVM never checks UTF-8): invalid
+    sequences a member wrote decode to U+FFFD instead of failing the whole call,
+    and so does NUL, which no text column (PostgreSQL's) can store."""
+
+    def __init__(self) -> None:
+        super().__init__(handle_string_errors="replace")
+
+    def decode(self, stream: Any) -> str:
+        return str(super().decode(stream)).replace("\0", "\ufffd")
+
+
+def _lenient_codec() -> ABICodec:
+    reg = registry.copy()
+    reg.unregister_decoder("string")
+    reg.register_decoder(BaseEquals("string"), _LenientString, label="string")
+    return ABICodec(reg)
+
+
+#: Decodes what the chain returns; strings never fail (see :class:`_LenientString`).
+abi_decode = _lenient_codec().decode
 CONTRACT_NAMES: tuple[str, ...] = ("ConsortiumRegistry", "RecordRegistry", "AccessLedger")
 
 

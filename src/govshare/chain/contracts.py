@@ -7,8 +7,16 @@ Nothing above ``chain/`` sees an ABI: callers pass and get Python values.
 * Ids and hashes (record id, content hash, subject reference, Merkle roots)
   are ``bytes`` (32); inputs may also be 0x-hex strings. A zero ``bytes32``
   that means "none" (no previous version, no subject) is ``None``.
-* Enums are Python enums with readable values; times are Unix seconds (block
-  timestamps); accounts are checksummed address strings.
+* Enums are Python enums with readable values; a number the enum does not know
+  (a newer contract) decodes to a marked member outside it (``unknown-7``) that
+  equals no known one. Times are Unix seconds (block timestamps), exactly as
+  stored: render them with :func:`govshare.util.chain_time` / ``iso``, which are
+  total. Accounts are checksummed address strings. Strings are as written by
+  their member (invalid UTF-8 becomes U+FFFD): escape them before a terminal
+  shows them (:func:`govshare.util.printable`).
+* Integers sent to a contract are checked against their Solidity type first: a
+  value that does not fit raises :class:`~govshare.errors.OutOfRange`, not an
+  encoding error.
 * State-changing methods take the signing ``LocalAccount`` first and return a
   :class:`TxResult` (hash, block, decoded events), or :class:`Sent` with the
   new id when the contract creates one.
@@ -28,7 +36,7 @@ from eth_utils import is_address, to_checksum_address
 from govshare.chain.abi import Artifact, FunctionCodec
 from govshare.chain.connection import Connection, RpcError
 from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
-from govshare.errors import InputError
+from govshare.errors import InputError, OutOfRange
 
 ZERO32 = b"\0" * 32
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -54,8 +62,16 @@ def encode_code(code: str) -> bytes:
 
 
 def decode_code(value: bytes) -> str:
-    """bytes32 → ``"TAX"`` (``""`` for zero)."""
-    return bytes(value).rstrip(b"\0").decode("ascii", errors="replace")
+    """bytes32 → ``"TAX"`` (``""`` for zero). Bytes that are no printable ASCII
+    label (the contracts never store one) come back as their 0x-hex, so what is
+    shown is always safe to print."""
+    raw = bytes(value)
+    text = raw.rstrip(b"\0")
+    if not text:
+        return ""
+    if text.isascii() and text.decode("ascii").isprintable():
+        return text.decode("ascii")
+    return "0x" + raw.hex()
 
 
 def encode_category(category: str) -> bytes:
@@ -114,6 +130,19 @@ def to_address(value: str, what: str = "account") -> str:
     return to_checksum_address(value)
 
 
+def to_uint(value: int, bits: int, what: str) -> int:
+    """``value`` as a Solidity ``uint<bits>``; one that does not fit raises
+    :class:`OutOfRange` (a clean 422 instead of an ABI encoding error)."""
+    n = int(value)
+    if not 0 <= n < 1 << bits:
+        raise OutOfRange(
+            f"The {what} {n} does not fit the contract's {bits}-bit field "
+            f"(0 to {(1 << bits) - 1}).",
+            what=what,
+        )
+    return n
+
+
 def _opt32(value: bytes) -> bytes | None:
     return None if bytes(value) == ZERO32 else bytes(value)
 
@@ -149,13 +178,38 @@ class _ChainEnum(enum.Enum):
 
     @classmethod
     def from_chain(cls, value: int) -> Any:
+        """The member numbered ``value``; a number this enum does not know (a newer
+        contract) is a marked stand-in, ``unknown-<n>``, that is not one of the
+        members, equals none of them and is never iterated: every check of a known
+        status fails closed, and rendering it never raises."""
         members = list(cls)
-        if not 0 <= value < len(members):
-            raise InputError(f"Unknown {cls.__name__} value {value} from the chain.")
-        return members[value]
+        if 0 <= value < len(members):
+            return members[value]
+        return cls._unknown(int(value))
+
+    @classmethod
+    def _unknown(cls, value: int) -> Any:
+        cache = cls.__dict__.get("_unknown_members")
+        if cache is None:
+            cache = {}
+            type.__setattr__(cls, "_unknown_members", cache)
+        member = cache.get(value)
+        if member is None:
+            member = object.__new__(cls)
+            member._name_ = f"UNKNOWN_{value}"
+            member._value_ = f"unknown-{value}"
+            cache[value] = member
+        return member
+
+    @property
+    def known(self) -> bool:
+        """False for the stand-in of a number the enum does not know."""
+        return self in type(self)
 
     @property
     def index(self) -> int:
+        if not self.known:
+            raise InputError(f"{self.value} is not a {type(self).__name__} a contract accepts.")
         return list(type(self)).index(self)
 
 
@@ -634,6 +688,23 @@ class ConsortiumRegistry(ContractWrapper):
     def active_departments(self, *, block: BlockId = "latest") -> list[str]:
         return [decode_code(c) for c in self._call("activeDepartments", block=block)[0]]
 
+    # bounds on what a department registers (the contract refuses more)
+
+    def max_name_length(self) -> int:
+        return int(self._call("maxNameLength")[0])
+
+    def max_endpoint_length(self) -> int:
+        return int(self._call("maxEndpointLength")[0])
+
+    def max_encryption_key_length(self) -> int:
+        return int(self._call("maxEncryptionKeyLength")[0])
+
+    def max_admins(self) -> int:
+        return int(self._call("maxAdmins")[0])
+
+    def max_proposal_lifetime(self) -> int:
+        return int(self._call("maxProposalLifetime")[0])
+
     def active_department_count(self) -> int:
         return int(self._call("activeDepartmentCount")[0])
 
@@ -760,7 +831,7 @@ class RecordRegistry(ContractWrapper):
             account,
             "anchorBatch",
             to_bytes32(merkle_root, "Merkle root"),
-            int(count),
+            to_uint(count, 32, "record count"),
             manifest_cid,
         )
         return Sent(int(tx.event("RecordBatchAnchored").args["sequence"]), tx)
@@ -788,6 +859,13 @@ class RecordRegistry(ContractWrapper):
 
     def registry_address(self) -> str:
         return str(self._call("registry")[0])
+
+    def max_cid_length(self) -> int:
+        """Longest record or manifest CID the contract accepts, in bytes."""
+        return int(self._call("maxCidLength")[0])
+
+    def max_description_length(self) -> int:
+        return int(self._call("maxDescriptionLength")[0])
 
     def record_exists(self, record_id: bytes | str, *, block: BlockId = "latest") -> bool:
         return bool(self._call("recordExists", to_bytes32(record_id, "record id"), block=block)[0])
@@ -887,7 +965,7 @@ class AccessLedger(ContractWrapper):
             to_bytes32(record_id, "record id"),
             purpose,
             legal_basis,
-            int(deadline),
+            to_uint(deadline, 64, "deadline"),
         )
         return Sent(int(tx.event("AccessRequested").args["requestId"]), tx)
 
@@ -902,7 +980,12 @@ class AccessLedger(ContractWrapper):
     ) -> TxResult:
         """Approve a request (signed by an admin of the owning department)."""
         return self._transact(
-            account, "approve", int(request_id), encode_scope(scope), int(expires_at), int(max_uses)
+            account,
+            "approve",
+            to_uint(request_id, 256, "request id"),
+            encode_scope(scope),
+            to_uint(expires_at, 64, "expiry"),
+            to_uint(max_uses, 32, "number of uses"),
         )
 
     def deny(self, account: LocalAccount, request_id: int, reason: str) -> TxResult:
@@ -926,11 +1009,11 @@ class AccessLedger(ContractWrapper):
             account,
             "anchorReceipts",
             to_bytes32(root, "receipt root"),
-            int(first_seq),
-            int(last_seq),
+            to_uint(first_seq, 64, "first sequence number"),
+            to_uint(last_seq, 64, "last sequence number"),
             manifest_cid,
-            [int(g) for g, _ in pairs],
-            [int(u) for _, u in pairs],
+            [to_uint(g, 256, "grant id") for g, _ in pairs],
+            [to_uint(u, 32, "number of uses") for _, u in pairs],
         )
         return Sent(int(tx.event("ReceiptsAnchored").args["batchIndex"]), tx)
 
@@ -947,6 +1030,24 @@ class AccessLedger(ContractWrapper):
 
     def records_address(self) -> str:
         return str(self._call("records")[0])
+
+    def deadline_horizon(self) -> int:
+        """Seconds after the block time a request's deadline may be, at most."""
+        return int(self._call("deadlineHorizon")[0])
+
+    def expiry_horizon(self) -> int:
+        """Seconds after the block time a grant's expiry may be, at most."""
+        return int(self._call("expiryHorizon")[0])
+
+    def max_text_length(self) -> int:
+        """Longest purpose, legal basis or reason the contract accepts, in bytes."""
+        return int(self._call("maxTextLength")[0])
+
+    def max_cid_length(self) -> int:
+        return int(self._call("maxCidLength")[0])
+
+    def max_receipts_per_batch(self) -> int:
+        return int(self._call("maxReceiptsPerBatch")[0])
 
     def request_count(self) -> int:
         return int(self._call("requestCount")[0])

@@ -10,7 +10,6 @@ match on it, and on ``code_for_reason``) and a sentence from the table below.
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -20,6 +19,7 @@ from eth_abi.exceptions import DecodingError
 
 from govshare.chain.abi import PANIC, Artifact, ErrorCodec, error_table
 from govshare.errors import ContractReverted, GovShareError, Unauthorized
+from govshare.util import MAX_DATETIME_SECONDS, chain_time, printable
 
 # Errors that mean "this account may not do this" (→ Unauthorized, HTTP 403).
 AUTH_ERRORS = frozenset(
@@ -47,6 +47,21 @@ SENTENCES: dict[str, str] = {
     "ConsortiumRegistryEmptyEncryptionKey": "Department {code} needs an encryption public key.",
     "ConsortiumRegistryEmptyEndpoint": "Department {code} needs a broker endpoint URL.",
     "ConsortiumRegistryNoAdmins": "Department {code} needs at least one administrator account.",
+    "ConsortiumRegistryNameTooLong": (
+        "Department {code}'s name is {length} bytes long; at most {maxLength} are allowed."
+    ),
+    "ConsortiumRegistryEndpointTooLong": (
+        "Department {code}'s broker endpoint URL is {length} bytes long; at most {maxLength} "
+        "are allowed."
+    ),
+    "ConsortiumRegistryEncryptionKeyTooLong": (
+        "Department {code}'s encryption public key is {length} bytes long; at most {maxLength} "
+        "are allowed."
+    ),
+    "ConsortiumRegistryTooManyAdmins": (
+        "Department {code} would have {count} administrator accounts; at most {maxAdmins} are "
+        "allowed."
+    ),
     "ConsortiumRegistryZeroAccount": (
         "The zero address cannot be a broker, administrator or supervisor account."
     ),
@@ -77,7 +92,10 @@ SENTENCES: dict[str, str] = {
         "A threshold of {threshold} is not possible with {activeCount} active departments; "
         "it must be between 1 and {activeCount}."
     ),
-    "ConsortiumRegistryInvalidLifetime": "A proposal's lifetime must be more than zero seconds.",
+    "ConsortiumRegistryInvalidLifetime": (
+        "A proposal's lifetime of {lifetime} seconds is not possible: it must be between one "
+        "second and 365 days."
+    ),
     "ConsortiumRegistryNoFounders": "A consortium needs at least one founding department.",
     "ConsortiumRegistryAlreadySupervisor": "{account} is already a supervisor.",
     "ConsortiumRegistryNotSupervisor": "{account} is not a supervisor.",
@@ -111,6 +129,10 @@ SENTENCES: dict[str, str] = {
         "Record {recordId} needs a content hash (the sha256 of the document)."
     ),
     "RecordRegistryEmptyCid": "A record needs the CID of its stored ciphertext.",
+    "RecordRegistryCidTooLong": (
+        "The CID is {length} bytes long; at most {maxLength} are allowed (a CID of a stored "
+        "ciphertext has about 60)."
+    ),
     "RecordRegistryRecordExists": "Record {recordId} is already anchored.",
     "RecordRegistryUnknownRecord": "There is no anchored record {recordId}.",
     "RecordRegistryNotRecordOwner": (
@@ -134,6 +156,10 @@ SENTENCES: dict[str, str] = {
         "can be anchored."
     ),
     "RecordRegistryEmptyMerkleRoot": "A record batch needs a Merkle root.",
+    "RecordRegistryDescriptionTooLong": (
+        "The description of category {category} is {length} bytes long; at most {maxLength} are "
+        "allowed."
+    ),
     "RecordRegistryEmptyBatch": "A record batch must contain at least one record.",
     "RecordRegistryUnknownBatch": "Department {department} has no record batch {sequence}.",
     # AccessLedger
@@ -152,6 +178,16 @@ SENTENCES: dict[str, str] = {
         "The deadline {deadline} is not in the future (the chain's time is {nowTime})."
     ),
     "AccessLedgerUnknownRequest": "There is no request {requestId}.",
+    "AccessLedgerDeadlineTooFar": (
+        "The deadline {deadline} is too far ahead: a request's deadline may be at most a year "
+        "away, so {latestAllowed} at the latest."
+    ),
+    "AccessLedgerPurposeTooLong": (
+        "The purpose is {length} bytes long; at most {maxLength} are allowed."
+    ),
+    "AccessLedgerLegalBasisTooLong": (
+        "The legal basis is {length} bytes long; at most {maxLength} are allowed."
+    ),
     "AccessLedgerNotOwnerAdmin": (
         "Only an administrator of the department that owns the record can decide on request "
         "{requestId}; {account} is not one."
@@ -168,11 +204,25 @@ SENTENCES: dict[str, str] = {
         "The expiry {expiresAt} is not in the future (the chain's time is {nowTime})."
     ),
     "AccessLedgerInvalidMaxUses": "A grant must allow at least one use.",
+    "AccessLedgerExpiryTooFar": (
+        "The expiry {expiresAt} is too far ahead: a grant may last at most ten years, so until "
+        "{latestAllowed} at the latest."
+    ),
     "AccessLedgerEmptyReason": "Give a reason for the denial or revocation.",
     "AccessLedgerNotOverdue": "Request {requestId} is not overdue yet; its deadline is {deadline}.",
+    "AccessLedgerReasonTooLong": (
+        "The reason is {length} bytes long; at most {maxLength} are allowed."
+    ),
     "AccessLedgerNoSupervisors": "No supervisor is registered to escalate to.",
     "AccessLedgerEmptyReceiptRoot": "A receipt batch needs a Merkle root.",
     "AccessLedgerEmptyCid": "A receipt batch needs the CID of its manifest.",
+    "AccessLedgerCidTooLong": (
+        "The receipt manifest's CID is {length} bytes long; at most {maxLength} are allowed."
+    ),
+    "AccessLedgerReceiptBatchTooLarge": (
+        "A receipt batch of {receipts} receipts is too large; one batch holds at most "
+        "{maxReceipts}."
+    ),
     "AccessLedgerInvalidReceiptRange": (
         "The receipt range {firstSeq}..{lastSeq} is reversed: the last sequence number comes "
         "before the first."
@@ -218,7 +268,7 @@ ENUM_ARGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("AccessLedgerRequestNotPending", "status"): _REQUEST_STATUS,
     ("AccessLedgerGrantNotApproved", "status"): _REQUEST_STATUS,
 }
-_TIME_ARGS = frozenset({"deadline", "nowTime", "expiresAt"})
+_TIME_ARGS = frozenset({"deadline", "nowTime", "expiresAt", "latestAllowed"})
 
 PANIC_REASONS = {
     0x01: "an internal consistency check failed",
@@ -252,7 +302,9 @@ def _display(error: str, name: str, value: Any) -> Any:
     if enum is not None and isinstance(value, int):
         return enum[value] if value < len(enum) else str(value)
     if name in _TIME_ARGS and isinstance(value, int):
-        when = _dt.datetime.fromtimestamp(value, tz=_dt.UTC)
+        when = chain_time(value)
+        if when is None or value > MAX_DATETIME_SECONDS:
+            return f"{value} (beyond the year 9999)" if value else "0"
         return when.strftime("%Y-%m-%d %H:%M:%S UTC")
     if isinstance(value, bytes):
         if len(value) == 32:
@@ -312,8 +364,9 @@ class RevertDecoder:
         except DecodingError:
             args = {}
         if codec.name == "Error":
+            # (a node or another contract wrote this text: it is shown, never obeyed)
             return ContractReverted(
-                f"The contract refused {context}: {args.get('message', '')}",
+                f"The contract refused {context}: {printable(args.get('message', ''))}",
                 reason="Error",
                 args=args,
                 context=context,

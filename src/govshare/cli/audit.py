@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from govshare.cli.main import EXIT_ERROR, Ctx, common_options, pass_ctx
+from govshare.util import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,7 +89,7 @@ def open_view(
 
 def fail(ctx: Ctx, sentence: str) -> None:
     """Exit non-zero with one sentence on stderr (after any report was printed)."""
-    click.echo(f"Error: {sentence}", err=True)
+    click.echo(f"Error: {printable(sentence)}", err=True)
     click.get_current_context().exit(EXIT_ERROR)
 
 
@@ -102,7 +103,7 @@ def write_out(data: str, output: str | None) -> None:
 
 def _problems_text(problems: list[dict[str, Any]], limit: int = 20) -> None:
     for p in problems[:limit]:
-        click.echo(f"  ✗ [{p['code']}] {p['message']}")
+        click.echo(f"  ✗ [{p['code']}] {printable(p['message'])}")
     if len(problems) > limit:
         click.echo(f"  … and {len(problems) - limit} more (use --json for all).")
 
@@ -227,7 +228,7 @@ def _trail_text(t: dict[str, Any]) -> None:
         )
     click.echo("Timeline:")
     for e in t["timeline"]:
-        click.echo(f"  {e['at_iso']}  {e['kind']:<17} {e['text']}")
+        click.echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
     r = t["receipts"]
     click.echo(
         f"Receipts: {r['anchored']} anchored, {r['verified']} verified "
@@ -357,8 +358,9 @@ def overdue_cmd(
         for r in out["requests"]:
             hours = r["overdue_seconds"] / 3600
             click.echo(
-                f"#{r['id']} {r['requester']} → {r['owner']}: {r['purpose']!r}, deadline "
-                f"{r['deadline_iso']} ({hours:.1f} h overdue), {r['reminders']} reminder(s), "
+                f"#{r['id']} {r['requester']} → {r['owner']}: "
+                f"{printable(repr(r['purpose']))}, deadline {r['deadline_iso']} "
+                f"({hours:.1f} h overdue), {r['reminders']} reminder(s), "
                 f"{r['escalations']} escalation(s)"
             )
             for h in r["history"]:

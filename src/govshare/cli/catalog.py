@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from govshare.cli._chain import admin_of, as_option, open_ledger, rpc_option
+from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
@@ -85,7 +85,7 @@ def list_cmd(ctx: Ctx, dept_code: str | None, retired: bool, rpc: str | None) ->
         if not entries:
             click.echo("No categories declared.")
             return
-        t = Table(title="Catalog")
+        t = SafeTable(title="Catalog")
         for col in ["department", "category", "description", "active", "updated"]:
             t.add_column(col)
         for e in entries:

@@ -26,7 +26,7 @@ from govshare.crypto import load_eth_keystore, resolve_password
 from govshare.errors import ConfigError, InputError
 from govshare.home import chain_dir, deployment_path
 from govshare.profile import load_profile
-from govshare.util import parse_duration
+from govshare.util import MAX_PROPOSAL_LIFETIME, parse_duration
 
 
 @click.group()
@@ -129,7 +129,7 @@ def _deployer(key_file: str | None, keystore: str | None, conn: Connection) -> L
 @click.option(
     "--proposal-lifetime",
     default=None,
-    help="How long a proposal stays open, e.g. 7d, 12h (default 7d).",
+    help="How long a proposal stays open, e.g. 7d, 12h (default 7d, at most 365d).",
 )
 @click.option(
     "--supervisor",
@@ -177,8 +177,12 @@ def deploy_cmd(
             f"A deployment file already exists at {out_path}; every command of this home uses "
             "it. Pass --force to deploy a new consortium and replace it."
         )
+    lifetime = (
+        parse_duration(proposal_lifetime, MAX_PROPOSAL_LIFETIME, what="proposal lifetime")
+        if proposal_lifetime
+        else None
+    )
     inits = _founder_inits(ctx, founders)
-    lifetime = parse_duration(proposal_lifetime) if proposal_lifetime else None
     if rpc is None:
         dc = DevChain(chain_dir(ctx.home))
         if not dc.status().running:

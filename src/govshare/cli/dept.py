@@ -15,12 +15,12 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from govshare.chain.contracts import DepartmentInit, Proposal, ProposalStatus
 from govshare.chain.devfund import fund_if_dev
 from govshare.chain.ledger import Ledger
 from govshare.cli._chain import admin_of, as_option, confirm, open_ledger, rpc_option, yes_option
+from govshare.cli._render import SafeTable
 from govshare.cli.consortium import _init_from_public
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.crypto import (
@@ -39,7 +39,7 @@ from govshare.profile import (
     load_profile,
     normalise_code,
 )
-from govshare.util import iso
+from govshare.util import iso, printable
 
 
 @click.group()
@@ -69,7 +69,7 @@ def list_cmd(ctx: Ctx, rpc: str | None) -> None:
     threshold = ledger.registry.threshold()
 
     def human() -> None:
-        t = Table(title=f"Departments (threshold {threshold})")
+        t = SafeTable(title=f"Departments (threshold {threshold})")
         for col in ["code", "name", "status", "broker", "admins", "endpoint"]:
             t.add_column(col)
         for r in rows:
@@ -90,7 +90,7 @@ def show_cmd(ctx: Ctx, code: str, rpc: str | None) -> None:
     """One department's registry entry."""
     ledger = open_ledger(ctx, rpc)
     d = _dept_dict(ledger.registry.get_department(normalise_code(code)))
-    lines = [f"{k:<15} {v}" for k, v in d.items() if k != "admins"]
+    lines = [f"{k:<15} {printable(v)}" for k, v in d.items() if k != "admins"]
     lines += [f"{'admin':<15} {a}" for a in d["admins"]]
     ctx.emit(d, "\n".join(lines))
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from govshare.chain.contracts import AccessRequest, RequestStatus
 from govshare.chain.ledger import Ledger
 from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
+from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.errors import InputError, NotFound
 from govshare.profile import normalise_code
-from govshare.util import iso, parse_duration
+from govshare.util import MAX_GRANT_EXPIRY, iso, parse_duration, printable
 
 
 def dept_option(f: Any) -> Any:
@@ -62,7 +62,8 @@ def _get_request(ledger: Ledger, request_id: int) -> AccessRequest:
 def _describe(r: AccessRequest) -> str:
     return (
         f"Request #{r.id}: {r.requester_department} asks {r.owner_department} for record "
-        f"0x{r.record_id.hex()}\n  purpose: {r.purpose}\n  legal basis: {r.legal_basis or '-'}"
+        f"0x{r.record_id.hex()}\n  purpose: {printable(r.purpose)}"
+        f"\n  legal basis: {printable(r.legal_basis or '-')}"
         f"\n  asked by {r.requested_by} at {iso(r.requested_at)}, deadline {iso(r.deadline)}"
     )
 
@@ -78,7 +79,9 @@ def _check_owner(r: AccessRequest, dept_code: str) -> None:
 
 @grant.command("approve")
 @click.argument("request_id", metavar="REQUEST", type=int)
-@click.option("--expires", required=True, help="How long the grant lasts, e.g. 30d, 12h.")
+@click.option(
+    "--expires", required=True, help="How long the grant lasts, e.g. 30d, 12h (at most 3650d)."
+)
 @click.option(
     "--max-uses",
     type=click.IntRange(1, 2**32 - 1),
@@ -107,7 +110,7 @@ def approve_cmd(
     yes: bool,
 ) -> None:
     """Approve REQUEST: a grant for --max-uses fetches until --expires from now."""
-    seconds = parse_duration(expires)
+    seconds = parse_duration(expires, MAX_GRANT_EXPIRY, what="grant lifetime")
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
     r = _get_request(ledger, request_id)
@@ -231,7 +234,7 @@ def list_cmd(
         if not out:
             click.echo("No requests.")
             return
-        t = Table(title="Requests and grants")
+        t = SafeTable(title="Requests and grants")
         for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:
             t.add_column(col)
         for d in out:

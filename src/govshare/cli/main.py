@@ -19,6 +19,7 @@ import click
 from govshare import __version__
 from govshare.errors import GovShareError
 from govshare.home import resolve_home
+from govshare.util import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -121,7 +122,8 @@ class GovShareGroup(click.Group):
             if obj is not None and obj.json_out:
                 click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
             else:
-                click.echo(f"Error: {exc.message}", err=True)
+                # (messages may quote what another department wrote on chain)
+                click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
             ctx.exit(EXIT_ERROR)
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from govshare.cli._client import (
     BrokerClient,
@@ -29,9 +28,11 @@ from govshare.cli._client import (
     check_record_id,
     open_client,
 )
+from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.errors import GovShareError, InputError, IntegrityError
+from govshare.util import printable
 
 _CHUNK = 256 * 1024
 _STATUSES = ["pending", "stored", "anchored", "failed"]
@@ -174,7 +175,7 @@ def list_cmd(
         if not rows:
             click.echo(f"{client.code} has no records yet.")
             return
-        t = Table(title=f"{client.code}'s records")
+        t = SafeTable(title=f"{client.code}'s records")
         for col in ["record", "category", "status", "size", "file", "published"]:
             t.add_column(col)
         for r in rows:
@@ -209,7 +210,7 @@ def show_cmd(
         "filename", "media_type", "subject_ref", "supersedes", "superseded_by",
         "published_by", "anchor_tx", "anchor_block", "anchored_at", "created_at",
     ]  # fmt: skip
-    lines = [f"  {k:<14} {rec[k]}" for k in order if rec.get(k) is not None]
+    lines = [f"  {k:<14} {printable(rec[k])}" for k in order if rec.get(k) is not None]
     ctx.emit(rec, "Record\n" + "\n".join(lines))
 
 

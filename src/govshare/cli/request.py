@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from govshare.cli._client import broker_options, check_record_id, open_client
+from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.profile import normalise_code
-from govshare.util import parse_duration
+from govshare.util import MAX_REQUEST_DEADLINE, parse_duration
 
 _STATUSES = ["pending", "approved", "denied", "revoked", "expired"]
 
@@ -36,7 +36,7 @@ def request() -> None:
 @click.option(
     "--deadline",
     default=None,
-    help="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d).",
+    help="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d, at most 365d).",
 )
 @click.option(
     "--idempotency-key",
@@ -61,8 +61,8 @@ def create_cmd(
     """Ask department OWNER for record ID, with a purpose."""
     owner_code = normalise_code(owner)
     rid = check_record_id(record_id)
-    if deadline:
-        parse_duration(deadline)  # a clear error before any network call
+    if deadline:  # a clear error before any network call
+        parse_duration(deadline, MAX_REQUEST_DEADLINE, what="deadline")
     body: dict[str, Any] = {
         "owner": owner_code,
         "record_id": rid,
@@ -131,7 +131,7 @@ def list_cmd(
         if not rows:
             click.echo("No requests.")
             return
-        t = Table(title=f"Requests concerning {client.code}")
+        t = SafeTable(title=f"Requests concerning {client.code}")
         for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:
             t.add_column(col)
         for r in rows:
@@ -143,11 +143,19 @@ def list_cmd(
                 r["purpose"],
                 r["status"] + (f" ({r['reason']})" if r.get("reason") else ""),
                 f"{r['uses']}/{r['max_uses']}" if r.get("max_uses") else "-",
-                (r.get("expires_at") or "-")[:19],
+                _when(r.get("expires_at")),
             )
         Console(width=220).print(t)
 
     ctx.emit(rows, human)
+
+
+def _when(text: str | None) -> str:
+    """An API time for the table: to the second; the broker's stand-in for a time
+    beyond the year 9999 (9999-12-31T23:59:59) reads as "never"."""
+    if not text:
+        return "-"
+    return "never" if text.startswith("9999-12-31T23:59:59") else text[:19]
 
 
 # Supervision of overdue requests (催办 / 督办): `govshare request remind|escalate`.

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from govshare.api.deps import ClerkUser, CurrentUser, ReaderUser, ServicesDep
 from govshare.api.errors import problem_response, problem_responses
-from govshare.api.schemas import PublishOut, RecordOut
+from govshare.api.schemas import MAX_INT64, PublishOut, RecordOut
 from govshare.api.uploads import receive_upload
 from govshare.broker.db import OpState
 from govshare.broker.errors import IdempotencyKeyRequired, OperationInProgress
@@ -179,7 +179,7 @@ def get_records(
     ] = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> list[RecordOut]:
     """This department's records, newest first."""
     views = list_records(
@@ -217,7 +217,8 @@ def get_content(
     _user: ReaderUser,
     svc: ServicesDep,
     grant: Annotated[
-        int | None, Query(ge=1, description="Use this grant (default: the best one held)")
+        int | None,
+        Query(ge=1, le=MAX_INT64, description="Use this grant (default: the best one held)"),
     ] = None,
 ) -> StreamingResponse:
     """The record's content. An own record is decrypted from this broker's

@@ -13,12 +13,18 @@ from fastapi.responses import JSONResponse
 
 from govshare.api.deps import ClerkUser, CurrentUser, OverseerUser, ServicesDep
 from govshare.api.errors import problem_response, problem_responses
-from govshare.api.schemas import ReceiptOut, RequestCreate, RequestCreated, RequestOut
+from govshare.api.schemas import (
+    MAX_INT64,
+    ReceiptOut,
+    RequestCreate,
+    RequestCreated,
+    RequestOut,
+)
 from govshare.broker.access import request_access
 from govshare.broker.queries import list_receipts, list_requests
 from govshare.broker.services import BrokerServices
 from govshare.errors import GovShareError
-from govshare.util import parse_duration
+from govshare.util import MAX_REQUEST_DEADLINE, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,11 @@ def create_request(
     """Ask another department for one of its records, with a purpose (and a
     legal basis): a transaction from this department's broker key. The owner's
     administrator decides by ``deadline`` (default 3 days)."""
-    deadline = parse_duration(body.deadline) if body.deadline else None
+    deadline = (
+        parse_duration(body.deadline, MAX_REQUEST_DEADLINE, what="deadline")
+        if body.deadline
+        else None
+    )
     out = request_access(
         svc,
         user,
@@ -148,11 +158,11 @@ def get_grants(
 def get_receipts(
     _user: OverseerUser,
     svc: ServicesDep,
-    grant: Annotated[int | None, Query(ge=1)] = None,
+    grant: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
     record_id: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{64}$")] = None,
     owner: Annotated[str | None, Query(min_length=2, max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> list[ReceiptOut]:
     """Exchange receipts this broker keeps, signed by both departments: those it
     issued as owner (its own gap-free sequence) and those it received as
