@@ -106,6 +106,23 @@ def _tail(log: Path | None, lines: int = 15) -> str:
     return "\n--- last lines of its log ---\n" + "\n".join(text) if text else ""
 
 
+def _clashed(exc: EngineFailed) -> bool:
+    return "address already in use" in str(exc).lower()
+
+
+def _first_start(start: Callable[[], None], repick: Callable[[], None], tries: int = 3) -> None:
+    """Start; if a chosen free port was taken before the engine bound it (another
+    process won the race), choose new ports and try again, a bounded number of times."""
+    for attempt in range(tries):
+        try:
+            start()
+            return
+        except EngineFailed as exc:
+            if attempt == tries - 1 or not _clashed(exc):
+                raise
+            repick()
+
+
 def _stop_process(proc: subprocess.Popen[bytes] | None, *, hard: bool, timeout: float) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -227,7 +244,6 @@ class KuboDaemon:
     def _init(self) -> None:
         # The `test` profile: loopback addresses, no bootstrap, no mDNS/AutoTLS/AutoConf.
         self._run("init", "--profile=test", "--empty-repo")
-        self.peer_id = json.loads((self.repo / "config").read_text())["Identity"]["PeerID"]
         if self.swarm_key is not None:
             path = self.repo / "swarm.key"
             path.write_text(self.swarm_key)
@@ -279,8 +295,24 @@ class KuboDaemon:
     def start(self, timeout: float = 60.0) -> KuboDaemon:
         if self.running:
             return self
+        if self.peer_id is not None:  # a restart: same repo, same ports
+            self._start(timeout)
+            return self
         if not (self.repo / "config").exists():
             self._init()
+
+        def repick() -> None:
+            self.api_port, self.gateway_port, self.swarm_port = (
+                free_port(),
+                free_port(),
+                free_port(),
+            )
+            self._write_config()
+
+        _first_start(lambda: self._start(timeout), repick)
+        return self
+
+    def _start(self, timeout: float) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 # --migrate=false: a repo made by this very binary never needs one.
@@ -290,14 +322,17 @@ class KuboDaemon:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        self.peer_id = poll(
-            self._probe_id,
-            timeout=timeout,
-            what=f"Kubo at {self.api_url}",
-            proc=self.proc,
-            log=self.log,
-        )
-        return self
+        try:
+            self.peer_id = poll(
+                self._probe_id,
+                timeout=timeout,
+                what=f"Kubo at {self.api_url}",
+                proc=self.proc,
+                log=self.log,
+            )
+        except EngineFailed:
+            _stop_process(self.proc, hard=True, timeout=10)
+            raise
 
     def stop(self, *, hard: bool = False, timeout: float = 30.0) -> None:
         """SIGTERM (Kubo closes its repo cleanly) or, with ``hard``, SIGKILL."""
@@ -388,6 +423,7 @@ class PostgresCluster:
         self.port = free_port()
         self.password = secrets.token_hex(16)
         self.started = False
+        self.ever_started = False
 
     def __repr__(self) -> str:
         return f"PostgresCluster(127.0.0.1:{self.port})"
@@ -439,6 +475,19 @@ class PostgresCluster:
                 )
             finally:
                 pwfile.unlink()
+        if self.ever_started:  # a restart: same data, same port
+            self._pg_start()
+        else:
+            _first_start(self._pg_start, self._repick)
+        self.started = self.ever_started = True
+        if fresh:
+            self.create_database(self.USER)
+        return self
+
+    def _repick(self) -> None:
+        self.port = free_port()
+
+    def _pg_start(self) -> None:
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
@@ -450,22 +499,9 @@ class PostgresCluster:
         )
         # -w: pg_ctl itself waits (bounded by -t) until the server accepts connections.
         self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
-        self.started = True
-        if fresh:
-            self.create_database(self.USER)
-        return self
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` (over the private socket); returns its URL."""
@@ -540,6 +576,13 @@ class GethDevNode:
             return None
 
     def start(self, timeout: float = 60.0) -> GethDevNode:
+        def repick() -> None:
+            self.port, self.authrpc_port = free_port(), free_port()
+
+        _first_start(lambda: self._start(timeout), repick)
+        return self
+
+    def _start(self, timeout: float) -> None:
         args = [
             str(self.exe),
             "--dev",
@@ -563,8 +606,17 @@ class GethDevNode:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        poll(self._probe, timeout=timeout, what=f"geth at {self.url}", proc=self.proc, log=self.log)
-        return self
+        try:
+            poll(
+                self._probe,
+                timeout=timeout,
+                what=f"geth at {self.url}",
+                proc=self.proc,
+                log=self.log,
+            )
+        except EngineFailed:
+            _stop_process(self.proc, hard=True, timeout=10)
+            raise
 
     def stop(self, *, hard: bool = False, timeout: float = 30.0) -> None:
         _stop_process(self.proc, hard=hard, timeout=timeout)

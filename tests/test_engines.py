@@ -5,8 +5,9 @@ engine on loopback, and these smoke tests show it does what the next suites need
 * PostgreSQL: a private cluster; SQLAlchemy/psycopg connect; the broker's schema
   migrates onto it.
 * geth --dev: chain id, blocks every second, the funded developer key, and the
-  cancun rules the contracts are compiled for (geth v1.17's dev genesis enables
-  every fork through Osaka at time 0, so cancun's opcodes run).
+  cancun rules the contracts are compiled for (geth v1.17.10's dev genesis turns
+  on Shanghai, Cancun, Prague, Osaka and Bogota at time 0, so cancun's opcodes
+  run; the committed contracts also deploy there unchanged).
 """
 
 from __future__ import annotations
@@ -94,6 +95,34 @@ def test_two_kubo_daemons_peer_over_loopback(tmp_path: Path) -> None:
         b.rpc("swarm/connect", arg=a.swarm_addr)
         got = b.rpc("block/get", arg=cid, timeout="20s").content
         assert got == b"shared by a"
+
+
+def test_a_port_taken_before_kubo_binds_it_is_chosen_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """free_port() can lose a race with another process; the first start re-picks."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    real = engines.free_port
+    ports = iter([busy])
+    monkeypatch.setattr(engines, "free_port", lambda host="127.0.0.1": next(ports, None) or real())
+    try:
+        daemon = engines.KuboDaemon(tmp_path / "k")
+    except engines.EngineUnavailable as exc:
+        taken.close()
+        pytest.skip(str(exc))
+    try:
+        assert daemon.api_port == busy
+        with engines.running(daemon):
+            assert daemon.api_port != busy
+            assert daemon.rpc("id").json()["ID"] == daemon.peer_id
+        assert "address already in use" in daemon.log.read_text()
+    finally:
+        taken.close()
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
@@ -207,6 +236,29 @@ def test_geth_dev_key_is_funded_and_its_transactions_mine(geth_dev: engines.Geth
     tx_hash = geth_dev.rpc("eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
     receipt = _wait_for(lambda: geth_dev.rpc("eth_getTransactionReceipt", tx_hash))
     assert receipt["status"] == "0x1"
+
+
+def test_the_committed_contracts_deploy_on_geth_dev(geth_dev: engines.GethDevNode) -> None:
+    """The cancun-compiled artifacts deploy and verify on geth as on anvil (all three
+    are under geth's 24 KiB code-size limit; anvil runs with a larger one)."""
+    from eth_account import Account
+
+    from govshare.chain.connection import Connection
+    from govshare.chain.contracts import DepartmentInit
+    from govshare.chain.deploy import deploy, verify_deployment
+
+    broker, admin = Account.create(), Account.create()
+    founder = DepartmentInit(
+        code="TAX",
+        name="Tax office",
+        broker=broker.address,
+        admins=(admin.address,),
+        encryption_key=b"\x01" * 32,
+        endpoint="http://127.0.0.1:1",
+    )
+    deployment = deploy(geth_dev.url, Account.from_key(engines.GETH_DEV_KEY), [founder], 1)
+    verify_deployment(Connection(geth_dev.url), deployment)
+    assert deployment.chain_id == engines.GETH_DEV_CHAIN_ID
 
 
 def test_engines_poll_fails_early_when_the_process_dies(tmp_path: Path) -> None:
