@@ -5,10 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: setup browser test test-fast check compile check-artifacts demo bench clean
+.PHONY: setup browser engines test test-fast check compile check-artifacts demo bench clean
 
 # venv + pip + npm ci; re-run only when the dependency manifests change.
-setup: $(VENV)/.installed node_modules/.installed browser
+setup: $(VENV)/.installed node_modules/.installed browser engines
+
+# Real engines for the tests: the pinned Kubo and geth built into .tools/bin with
+# Go (once; skipped when they already report the pinned versions), and Debian's
+# PostgreSQL server when root. What cannot be had is said, and its tests skip.
+engines:
+	@scripts/provision_engines.sh
 
 # The browser tests drive Debian's chromium through Playwright (which cannot
 # download a browser here). Installed when missing, as root with apt; elsewhere
@@ -53,4 +59,4 @@ bench: setup
 	$(PY) scripts/bench/run_all.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .tools .pytest_cache .mypy_cache .ruff_cache

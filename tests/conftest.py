@@ -1,4 +1,6 @@
-"""Shared fixtures. Tests that need a chain start a real anvil and stop it."""
+"""Shared fixtures. Tests that need a chain start a real anvil and stop it; tests
+that need Kubo, PostgreSQL or geth get one from ``engines.py`` for the session
+(skipped, with the reason, where that engine cannot run here)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import engines
 from govshare.chain.devnode import AnvilProcess
 
 # anvil's development mnemonic accounts (public test keys, funded on every anvil).
@@ -37,3 +40,53 @@ def anvil() -> Iterator[AnvilProcess]:
 @pytest.fixture(scope="session")
 def anvil_url(anvil: AnvilProcess) -> str:
     return anvil.url
+
+
+def pytest_report_header() -> list[str]:
+    """Which real engines this run has (or why not), at the top of every run."""
+    found = []
+    for name, version in (("kubo", engines.kubo_version), ("geth", engines.geth_version)):
+        try:
+            found.append(f"{name} {version()}")
+        except engines.EngineUnavailable as exc:
+            found.append(f"no {name} ({exc})")
+    try:
+        found.append(f"postgresql {engines.find_pg_bin().parent.name}")
+    except engines.EngineUnavailable:
+        found.append("no postgresql server")
+    return ["engines: " + "; ".join(found)]
+
+
+@pytest.fixture(scope="session")
+def kubo_daemon() -> Iterator[engines.KuboDaemon]:
+    """A stock-configured Kubo daemon for the session (loopback, no bootstrap, no
+    routing). Tests that kill, restart or reconfigure one start their own."""
+    try:
+        daemon = engines.KuboDaemon()
+    except engines.EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    with engines.running(daemon):
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[engines.PostgresCluster]:
+    """A private PostgreSQL cluster for the session; ``create_database`` gives a
+    fresh database (and its SQLAlchemy URL) to each test that needs isolation."""
+    try:
+        cluster = engines.PostgresCluster()
+    except engines.EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    with engines.running(cluster):
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def geth_dev() -> Iterator[engines.GethDevNode]:
+    """``geth --dev --dev.period 1`` for the session (a second Ethereum client beside anvil)."""
+    try:
+        node = engines.GethDevNode()
+    except engines.EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    with engines.running(node):
+        yield node

@@ -1,38 +1,76 @@
-"""Backends for the storage conformance suite: the local store, and the Kubo client
-talking to a fake Kubo (``fake_kubo.FakeKubo``) through ``httpx.MockTransport``."""
+"""Backends for the storage conformance suite: the embedded local store, and the
+Kubo client talking to a real Kubo daemon (``engines.KuboDaemon``, built by
+``make setup``; those cases skip, saying why, where it cannot run)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from govshare.storage import BlobStore, KuboBlobStore, LocalBlobStore
+import engines
+from govshare.storage import CID, BlobStore, KuboBlobStore, LocalBlobStore
+from govshare.storage.unixfs import import_stream
 
-from .fake_kubo import FakeKubo
+TOKEN = "s3cret-token"
+
+# Import defaults unlike Kubo's stock ones (IPIP-499's unixfs-v1-2025 profile, and
+# trickle): our client must pass every CID-shaping option itself, so the CIDs in
+# these tests would change if it relied on any node default.
+ODD_IMPORT_DEFAULTS = {
+    "Import.CidVersion": 1,
+    "Import.UnixFSRawLeaves": True,
+    "Import.UnixFSChunker": "size-1048576",
+    "Import.UnixFSFileMaxLinks": 1024,
+    "Import.UnixFSDAGLayout": "trickle",
+    "Import.HashFunction": "sha2-512",
+}
 
 
 @dataclass
 class Backend:
     name: str
     store: BlobStore
-    blocks: LocalBlobStore  # where the blocks physically are (to damage them)
-    fake: FakeKubo | None = None
+    workdir: Path  # a scratch directory of this test's own
+    block_file: Callable[[CID], Path]  # the file on disk holding one block (to damage it)
+
+    def dag_files(self, data: bytes, *, cid_version: int = 0) -> list[Path]:
+        """The files holding every block of ``data``'s DAG as ``put`` stores it (root last)."""
+        cids: list[CID] = []
+        import_stream(io.BytesIO(data), lambda c, _b: cids.append(c), cid_version=cid_version)
+        return [self.block_file(c) for c in dict.fromkeys(cids)]
+
+
+@pytest.fixture(scope="session")
+def storage_kubo() -> Iterator[engines.KuboDaemon]:
+    """The storage suite's own Kubo: an API token, and odd import defaults."""
+    try:
+        daemon = engines.KuboDaemon(token=TOKEN, config=ODD_IMPORT_DEFAULTS)
+    except engines.EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    with engines.running(daemon):
+        yield daemon
+
+
+@pytest.fixture
+def kubo_store(storage_kubo: engines.KuboDaemon) -> Iterator[KuboBlobStore]:
+    store = KuboBlobStore(storage_kubo.api_url, token=TOKEN, backoff=0)
+    yield store
+    store.close()
 
 
 @pytest.fixture(params=["local", "kubo"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    local = LocalBlobStore(tmp_path / "blobs")
     if request.param == "local":
-        yield Backend("local", local, local)
+        local = LocalBlobStore(tmp_path / "blobs")
+        yield Backend("local", local, tmp_path, local._path)
         return
-    fake = FakeKubo(local, token="s3cret-token")
-    store = KuboBlobStore(
-        "http://127.0.0.1:5001", token="s3cret-token", transport=fake.transport(), backoff=0
-    )
-    yield Backend("kubo", store, local, fake)
+    daemon: engines.KuboDaemon = request.getfixturevalue("storage_kubo")
+    store = KuboBlobStore(daemon.api_url, token=TOKEN, backoff=0)
+    yield Backend("kubo", store, tmp_path, daemon.block_file)
     store.close()
 
 

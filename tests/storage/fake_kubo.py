@@ -1,22 +1,15 @@
 """A fake Kubo RPC API for ``httpx.MockTransport``, backed by our own local store.
 
-No Kubo can run here, so the Kubo backend is tested against the request and
-response shapes of Kubo's RPC reference (https://docs.ipfs.tech/reference/kubo/rpc/):
+The Kubo backend runs against real Kubo daemons (``test_kubo_daemon.py``, the
+conformance suite). This double stays for what a real, honest daemon cannot be
+made to do on cue: lie about a CID, refuse exactly one connection, time out, or
+show that nothing was sent. It answers in the shapes the real daemon gives
+(``add``: NDJSON ``{"Name", "Hash", "Size"}``; ``block/stat``: ``{"Key", "Size"}``;
+``block/get``: the raw block; errors: HTTP 500 ``{"Message", "Code": 0,
+"Type": "error"}``; HTTP 403 without the right bearer token).
 
-* every command is ``POST /api/v0/<cmd>`` with arguments in the query string;
-* ``add`` takes a multipart file and answers NDJSON ``{"Name", "Hash", "Size"}``
-  (``Size`` a string, the DAG's cumulative size);
-* ``block/stat`` answers ``{"Key": cid, "Size": n}``; ``block/get`` the raw block;
-* ``pin/add`` / ``pin/rm`` answer ``{"Pins": [cid]}``;
-* ``repo/gc`` answers NDJSON ``{"Key": {"/": cid}}``;
-* ``dag/export`` streams a CARv1; ``dag/import`` takes a multipart CAR and
-  answers NDJSON ``{"Root": {"Cid": {"/": cid}, "PinErrorMsg": ""}}``;
-* errors are HTTP 500 with ``{"Message": "...", "Code": 0, "Type": "error"}``;
-  a request without the right ``Authorization: Bearer`` token (when Kubo's
-  ``API.Authorizations`` is set) gets HTTP 403.
-
-The fake keeps a log of requests so tests can assert what the client sent, and
-has switches to misbehave (lie about a CID, return a tampered block, be down).
+It logs requests so tests can assert what the client sent, and has switches to
+misbehave (lie about a CID, be down).
 """
 
 from __future__ import annotations
@@ -60,7 +53,6 @@ class FakeKubo:
     token: str | None = None
     down: bool = False
     lie_about_cid: bool = False
-    tamper_blocks: bool = False
     requests: list[httpx.Request] = field(default_factory=list)
 
     def transport(self) -> httpx.MockTransport:
@@ -122,8 +114,6 @@ class FakeKubo:
         if not path.exists():
             return _err(f"block was not found locally (offline): ipld: could not find {cid}")
         data = path.read_bytes()  # as Kubo's blockstore would hand it out
-        if self.tamper_blocks and data:
-            data = bytes([data[0] ^ 1]) + data[1:]
         return httpx.Response(200, content=data, headers={"Content-Type": "text/plain"})
 
     def _block_stat(self, request: httpx.Request, params: httpx.QueryParams) -> httpx.Response:
@@ -132,33 +122,3 @@ class FakeKubo:
         if not path.exists():
             return _err(f"block was not found locally (offline): ipld: could not find {cid}")
         return httpx.Response(200, json={"Key": str(cid), "Size": path.stat().st_size})
-
-    def _pin_add(self, request: httpx.Request, params: httpx.QueryParams) -> httpx.Response:
-        cid = self._cid(params)
-        self.store.pin(cid)
-        return httpx.Response(200, json={"Pins": [str(cid)]})
-
-    def _pin_rm(self, request: httpx.Request, params: httpx.QueryParams) -> httpx.Response:
-        cid = self._cid(params)
-        try:
-            self.store.unpin(cid)
-        except GovShareError:
-            return _err("not pinned or pinned indirectly")
-        return httpx.Response(200, json={"Pins": [str(cid)]})
-
-    def _repo_gc(self, request: httpx.Request, params: httpx.QueryParams) -> httpx.Response:
-        report = self.store.gc()
-        return _ndjson([{"Key": {"/": str(c)}} for c in report.removed])
-
-    def _dag_export(self, request: httpx.Request, params: httpx.QueryParams) -> httpx.Response:
-        cid = self._cid(params)
-        out = io.BytesIO()
-        self.store.export_car(cid, out)
-        return httpx.Response(200, content=out.getvalue())
-
-    def _dag_import(self, request: httpx.Request, params: httpx.QueryParams) -> httpx.Response:
-        data = _multipart_file(request)
-        result = self.store.import_car(
-            io.BytesIO(data), pin_roots=params.get("pin-roots") == "true"
-        )
-        return _ndjson([{"Root": {"Cid": {"/": str(r)}, "PinErrorMsg": ""}} for r in result.roots])

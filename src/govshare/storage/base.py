@@ -42,6 +42,8 @@ class BlobStat:
 
 @dataclass(frozen=True, slots=True)
 class GCReport:
+    # Blocks deleted. Kubo keys blocks by multihash alone and reports each as a
+    # raw-codec CIDv1: compare them with ``multihash``, not the whole CID.
     removed: list[CID] = field(default_factory=list)
     freed_bytes: int = 0
 

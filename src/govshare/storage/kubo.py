@@ -1,8 +1,10 @@
 """A :class:`~govshare.storage.base.BlobStore` over Kubo's RPC API (``/api/v0``), via httpx.
 
 * ``put`` — ``POST /api/v0/add`` with ``cid-version``, ``raw-leaves``,
-  ``chunker=size-262144`` and ``pin`` always passed explicitly (a node's
-  ``Import.*`` config cannot change the CID behind our back), the file streamed
+  ``chunker=size-262144``, ``max-file-links=174``, ``hash``, ``trickle`` and
+  ``pin`` always passed explicitly (a node's ``Import.*`` config cannot change
+  the CID behind our back; ``Import.UnixFSPBNodeFieldOrder=data-first`` has no
+  per-request override, and such a node's CIDs are refused as different), the file streamed
   as multipart. While uploading, the same bytes run through our own importer
   (hashing only): Kubo's answer must equal the CID we computed, or the put fails.
 * ``get`` — ``POST /api/v0/block/get`` block by block from the root, each block
@@ -12,10 +14,17 @@
   was added with — a DAG made another way (trickle, other chunk size, imported
   from a CAR) would be unverifiable. Block-wise fetching verifies any UnixFS DAG
   and never releases an unverified byte.
-* ``has``/``stat`` — ``block/stat`` (``offline=true``: never wait on the swarm)
-  and the root block; ``pin``/``unpin`` — ``pin/add``/``pin/rm``; ``gc`` —
-  ``repo/gc``; CAR — ``dag/export`` (every block re-hashed as it streams) and
+* ``has``/``stat`` — ``block/stat`` and the root block; ``pin``/``unpin`` —
+  ``pin/add``/``pin/rm``; ``gc`` — ``repo/gc``; CAR — ``dag/export`` (every block
+  re-hashed as it streams, and the DAG checked complete: a block Kubo could not
+  find ends its stream early with only an HTTP trailer to say so) and
   ``dag/import`` (the CAR is verified locally before it is sent).
+
+Reads, pins and exports use only the node's own blocks (``offline=true``), as the
+local store does: an online Kubo asked for a block it lacks would otherwise wait
+on the swarm, for ever when it has no peers. ``swarm_timeout=N`` lets the node
+fetch missing blocks from its swarm, each request bounded by Kubo's ``timeout``
+option; what is still missing then is :class:`BlobNotFound`.
 
 Authentication: ``Authorization: Bearer <token>`` for Kubo's
 ``API.Authorizations``. The token never appears in an error or a log line.
@@ -48,6 +57,7 @@ from govshare.storage.errors import (
 from govshare.storage.unixfs import (
     CHUNK_SIZE,
     MAX_BLOCK_SIZE,
+    MAX_LINKS,
     FileImporter,
     file_node_info,
     read_file,
@@ -56,6 +66,8 @@ from govshare.storage.unixfs import (
 ENV_TOKEN = "GOVSHARE_KUBO_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=120.0, pool=5.0)
 _NOT_FOUND_HINTS = ("not found", "could not find", "no link named", "not pinned")
+# Kubo's answer when its `timeout` option ran out (here: a swarm fetch found nothing).
+_DEADLINE = "context deadline exceeded"
 
 
 class KuboBlobStore:
@@ -72,6 +84,7 @@ class KuboBlobStore:
         retries: int = 3,
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
+        swarm_timeout: float | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         token = token if token is not None else os.environ.get(ENV_TOKEN) or None
@@ -84,6 +97,9 @@ class KuboBlobStore:
         )
         self._retries = max(0, retries)
         self._backoff = backoff
+        if swarm_timeout is not None and swarm_timeout <= 0:
+            raise ValueError("swarm_timeout must be a positive number of seconds, or None")
+        self.swarm_timeout = swarm_timeout
 
     def __repr__(self) -> str:
         return f"KuboBlobStore({self.api_url!r})"  # never the token
@@ -152,6 +168,11 @@ class KuboBlobStore:
         low = message.lower()
         if any(hint in low for hint in _NOT_FOUND_HINTS):
             raise BlobNotFound(f"Kubo has no such content: {message}")
+        if _DEADLINE in low and self.swarm_timeout is not None:
+            raise BlobNotFound(
+                f"Kubo found no such content, locally or in its swarm within"
+                f" {self.swarm_timeout:g} s"
+            )
         raise KuboError(f"Kubo refused the request: {message or f'HTTP {status}'}")
 
     def _post(
@@ -185,10 +206,16 @@ class KuboBlobStore:
                 out.append(item)
         return out
 
+    def _reach(self) -> dict[str, str]:
+        """Query options for commands that may need blocks the node does not hold."""
+        if self.swarm_timeout is None:
+            return {"offline": "true"}
+        return {"timeout": f"{self.swarm_timeout:g}s"}
+
     # --- blocks ------------------------------------------------------------------------------
 
     def _block_get(self, cid: CID) -> bytes:
-        response = self._post("block/get", {"arg": str(cid)})
+        response = self._post("block/get", {"arg": str(cid), **self._reach()})
         data = response.content
         if len(data) > MAX_BLOCK_SIZE:
             raise KuboError(f"Kubo returned an oversized block for {cid}")
@@ -221,6 +248,9 @@ class KuboBlobStore:
             "cid-version": str(cid_version),
             "raw-leaves": _flag(raw),
             "chunker": f"size-{CHUNK_SIZE}",
+            # Kubo's Import.UnixFSFileMaxLinks (1024 under its unixfs-v1-2025 profile)
+            # would otherwise reshape every file of more than 174 chunks.
+            "max-file-links": str(MAX_LINKS),
             "pin": _flag(pin),
             "hash": "sha2-256",
             "trickle": "false",
@@ -251,7 +281,10 @@ class KuboBlobStore:
         expected = local[0].finish().cid
         if remote != expected:
             raise BlockCorrupted(
-                f"Kubo stored the file as {remote} but its bytes hash to {expected}",
+                f"Kubo stored the file as {remote} but its bytes make {expected} as"
+                " `ipfs add` builds it: either the node changed the bytes, or a node-wide"
+                " setting shaped another DAG (Import.UnixFSPBNodeFieldOrder=data-first"
+                " has no per-request override; set it back to links-first)",
                 kubo=str(remote),
                 expected=str(expected),
             )
@@ -277,7 +310,7 @@ class KuboBlobStore:
 
     def stat(self, cid: CID | str) -> BlobStat:
         c = parse_cid(cid)
-        info = self._json(self._post("block/stat", {"arg": str(c), "offline": "true"}))
+        info = self._json(self._post("block/stat", {"arg": str(c), **self._reach()}))
         block = self._block_get(c)
         c.check_verifiable()
         c.verify(block, where="block from Kubo")
@@ -288,7 +321,14 @@ class KuboBlobStore:
 
     def pin(self, cid: CID | str) -> None:
         c = parse_cid(cid)
-        self._post("pin/add", {"arg": str(c), "recursive": "true", "progress": "false"})
+        # Kubo 0.43's pin/add waits until its timeout when a block *below* the root is
+        # missing, even offline; dag/stat walks the same DAG and fails at once.
+        self._ndjson(
+            self._post("dag/stat", {"arg": str(c), "progress": "false", **self._reach()}).text
+        )
+        self._post(
+            "pin/add", {"arg": str(c), "recursive": "true", "progress": "false", **self._reach()}
+        )
 
     def unpin(self, cid: CID | str) -> None:
         c = parse_cid(cid)
@@ -310,7 +350,7 @@ class KuboBlobStore:
         c = parse_cid(cid)
         response = self._send(
             lambda: self._client.build_request(
-                "POST", "dag/export", params={"arg": str(c), "progress": "false"}
+                "POST", "dag/export", params={"arg": str(c), "progress": "false", **self._reach()}
             ),
             stream=True,
         )
@@ -321,11 +361,23 @@ class KuboBlobStore:
                 raise KuboError(f"Kubo exported a CAR for {roots} instead of {c}")
             out.write(carlib.encode_header(roots))
             count = 0
+            seen: set[bytes] = set()
+            wanted: set[bytes] = {bytes(c.to_v1())}
             for block_cid, block in carlib.read_sections(reader):  # each block verified
                 raw = bytes(block_cid)
                 out.write(encode_varint(len(raw) + len(block)) + raw)
                 out.write(block)
                 count += 1
+                seen.add(bytes(block_cid.to_v1()))
+                wanted.update(bytes(link.to_v1()) for link in carlib.links_of(block_cid, block))
+            if wanted - seen:
+                # Kubo reports a block it could not find only in an HTTP trailer, after
+                # a clean-looking end of the CAR: a missing link is how we learn of it.
+                raise BlobNotFound(
+                    f"Kubo's export of {c} lacks {len(wanted - seen)} of the DAG's blocks:"
+                    " the node does not hold the whole DAG",
+                    cid=str(c),
+                )
             return count
         except httpx.HTTPError as exc:
             raise StorageUnavailable(
