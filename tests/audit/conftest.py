@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from govshare.broker.access import approve, deny, request_access, revoke
+from govshare.broker.access import request_access
+from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.exchange import ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.receipt_batches import ReceiptBatcher

@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from govshare.audit.receipts import ReceiptLeaf, parse_manifest
 from govshare.broker import receipt_batches
-from govshare.broker.access import approve, request_access
+from govshare.broker.access import request_access
+from govshare.broker.consent import approve
 from govshare.broker.db import OpState, Receipt
 from govshare.broker.exchange import ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file

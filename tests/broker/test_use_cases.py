@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from govshare.broker.access import approve, deny, request_access, revoke, sync_requests
+from govshare.broker.access import request_access, sync_requests
+from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.db import AccessRequest, OpState, Record, RecordStatus
 from govshare.broker.errors import IdempotencyConflict, RecordUnknown, UnknownCategory
 from govshare.broker.fetch import fetch
