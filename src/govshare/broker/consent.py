@@ -45,10 +45,12 @@ class Decision:
 
     @property
     def tx_hash(self) -> str:
+        """The transaction's hash."""
         return self.tx.tx_hash
 
     @property
     def block_number(self) -> int:
+        """The block the transaction was mined in."""
         return self.tx.block_number
 
 
@@ -79,10 +81,12 @@ class Supervision:
 
     @property
     def tx_hash(self) -> str:
+        """The transaction's hash."""
         return self.tx.tx_hash
 
     @property
     def block_number(self) -> int:
+        """The block the transaction was mined in."""
         return self.tx.block_number
 
 

@@ -71,10 +71,12 @@ class ProposalOutcome:
 
     @property
     def tx_hash(self) -> str:
+        """The transaction's hash."""
         return self.tx.tx_hash
 
     @property
     def block_number(self) -> int:
+        """The block the transaction was mined in."""
         return self.tx.block_number
 
 
@@ -299,6 +301,7 @@ class CatalogChange:
 
     @property
     def tx_hash(self) -> str:
+        """The transaction's hash."""
         return self.tx.tx_hash
 
 

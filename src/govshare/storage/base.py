@@ -52,6 +52,8 @@ class GCReport:
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
+    """What :meth:`BlobStore.sweep_leftovers` removed."""
+
     files: int = 0  # temporary files removed
     bytes: int = 0  # their size
 
