@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from govshare.broker.access import approve, deny, revoke
+from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.exchange import H_SIGNATURE, ExchangeRequest
 from govshare.chain.devnode import AnvilProcess
 from govshare.storage import parse_cid

@@ -23,14 +23,15 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from govshare.broker.access import approve, deny, request_access, revoke
+from govshare.broker.access import request_access
+from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.exchange import ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file
-from govshare.broker.receipt_batches import ReceiptBatcher
+from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
 from govshare.broker.serve_exchange import serve_exchange
 from govshare.broker.services import BrokerServices
 from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, World, build_world, make_services
+from integration.world import CATEGORY, World, build_world, open_runtime
 
 GOVSHARE = Path(sys.executable).parent / "govshare"
 SCHEMAS = Path(__file__).parent.parent.parent / "docs" / "schemas"
@@ -50,6 +51,7 @@ class Story:
     overdue: int
     supervisor: str
     extra: dict[str, Any] = field(default_factory=dict)
+    runtimes: list[BrokerRuntime] = field(default_factory=list)
 
     @property
     def home(self) -> Path:
@@ -75,7 +77,14 @@ def _publish(svc: BrokerServices, data: bytes, key: str, supersedes: str | None)
 
 def build_story(node: AnvilProcess, home: Path) -> Story:
     w = build_world(node.url, home)
-    tax, market, court = (make_services(w, c) for c in ("TAX", "MARKET", "COURT"))
+    # TAX's runtime anchors receipts by threes, and whatever waits at once
+    batching = RuntimeSettings(receipt_batch_size=3, receipt_batch_age=0)
+    runtimes = [
+        open_runtime(w, c, batching if c == "TAX" else None) for c in ("TAX", "MARKET", "COURT")
+    ]
+    for rt in runtimes:
+        rt.start(threads=False)
+    tax, market, court = (rt.svc for rt in runtimes)
     versions: list[str] = []
     files = []
     for i, data in enumerate(FILES):
@@ -109,9 +118,10 @@ def build_story(node: AnvilProcess, home: Path) -> Story:
         exchange(tax, market, g_market, versions[0])
     for _ in range(2):
         exchange(tax, court, g_court, versions[1])
-    batcher = ReceiptBatcher(tax, max_count=3, max_age=0)
-    assert batcher.run_once(drive=True).last_seq == 3
-    assert batcher.run_once(drive=True).last_seq == 5
+    runtimes[0].run_once()  # the batcher submits 1-3, the outbox worker anchors them
+    assert tax.ledger.access.last_receipt_seq("TAX") == 3
+    runtimes[0].run_once()
+    assert tax.ledger.access.last_receipt_seq("TAX") == 5
 
     # a supervisor, voted in; an overdue request, reminded and escalated
     sup = Account.create().address
@@ -134,6 +144,7 @@ def build_story(node: AnvilProcess, home: Path) -> Story:
         denied,
         overdue,
         sup,
+        runtimes=runtimes,
     )
 
 
@@ -142,9 +153,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     with AnvilProcess() as node:
         s = build_story(node, tmp_path_factory.mktemp("home"))
         yield s
-        for svc in (s.tax, s.market, s.court):
-            svc.close()
-            svc.db.close()
+        for rt in s.runtimes:
+            rt.stop()
         s.world.close()
 
 

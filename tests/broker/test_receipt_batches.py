@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from govshare.audit.receipts import ReceiptLeaf, parse_manifest
 from govshare.broker import receipt_batches
-from govshare.broker.access import approve, request_access
+from govshare.broker.access import request_access
+from govshare.broker.consent import approve
 from govshare.broker.db import OpState, Receipt
 from govshare.broker.exchange import ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file
@@ -24,7 +25,7 @@ from govshare.broker.serve_exchange import serve_exchange
 from govshare.broker.services import BrokerServices
 from govshare.chain.connection import node_went_away
 from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, World, build_world, make_services
+from integration.world import CATEGORY, World, build_world, open_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,8 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(world: World) -> Iterator[Pair]:
-    tax, market = make_services(world, "TAX"), make_services(world, "MARKET")
+    runtimes = [open_runtime(world, "TAX"), open_runtime(world, "MARKET")]
+    tax, market = (rt.svc for rt in runtimes)
     staged = stage_file(tax, io.BytesIO(b"a tax clearance certificate"))
     out = publish(tax, "user:1", "cert", staged, PublishRequest(CATEGORY))
     req = request_access(
@@ -61,9 +63,8 @@ def pair(world: World) -> Iterator[Pair]:
     assert req.request_id is not None
     approve(tax.ledger, world["TAX"].admin, req.request_id, max_uses=1000, expires_in=86400)
     yield Pair(tax, market, str(out.record_id), int(req.request_id))
-    for svc in (tax, market):
-        svc.close()
-        svc.db.close()
+    for rt in runtimes:
+        rt.stop()
 
 
 def exchange(p: Pair, n: int = 1) -> list[int]:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from govshare.broker.access import approve, deny, request_access, revoke, sync_requests
+from govshare.broker.access import request_access, sync_requests
+from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.db import AccessRequest, OpState, Record, RecordStatus
 from govshare.broker.errors import IdempotencyConflict, RecordUnknown, UnknownCategory
 from govshare.broker.fetch import fetch
@@ -25,7 +26,7 @@ from govshare.broker.subjects import subject_ref
 from govshare.chain.devnode import AnvilProcess
 from govshare.crypto import decrypt_bytes, unwrap_dek
 from govshare.errors import ChainUnavailable, ContractReverted, InputError, Unauthorized
-from integration.world import CATEGORY, World, build_world, make_services
+from integration.world import CATEGORY, World, build_world, open_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +41,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def tax(world: World) -> Iterator[BrokerServices]:
-    svc = make_services(world, "TAX")
-    yield svc
-    svc.close()
-    svc.db.close()
+    with open_runtime(world, "TAX") as runtime:
+        yield runtime.svc
 
 
 @pytest.fixture(scope="module")
 def market(world: World) -> Iterator[BrokerServices]:
-    svc = make_services(world, "MARKET")
-    yield svc
-    svc.close()
-    svc.db.close()
+    with open_runtime(world, "MARKET") as runtime:
+        yield runtime.svc
 
 
 def put(svc: BrokerServices, data: bytes, key: str, **meta: object) -> object:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from audit.conftest import govshare
-from govshare.broker.access import approve
+from govshare.broker.consent import approve
 from govshare.broker.db import Database
 from govshare.broker.users import Users
 from govshare.chain.devnode import AnvilProcess

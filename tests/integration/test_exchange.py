@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from govshare.broker.access import approve, revoke
+from govshare.broker.consent import approve, revoke
 from govshare.broker.db import Database
 from govshare.broker.users import Users
 from govshare.chain.devnode import AnvilProcess

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from govshare.api import ApiDeps, ApiSettings, create_app
 from govshare.broker.db import Database
+from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
 from govshare.broker.services import BrokerServices, Limits
 from govshare.broker.subjects import ensure_subject_key, load_subject_key
 from govshare.broker.users import Users
@@ -171,14 +172,19 @@ class ThreadServer:
 
 @dataclass
 class Broker:
-    """One department's broker, in this process, over real HTTP."""
+    """One department's broker, in this process, over real HTTP (its runtime
+    started without threads: tests move the workers with ``runtime.run_once()``)."""
 
     dept: Dept
-    svc: BrokerServices
+    runtime: BrokerRuntime
     app: FastAPI
     server: ThreadServer
     client: httpx.Client
     tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def svc(self) -> BrokerServices:
+        return self.runtime.svc
 
     @property
     def code(self) -> str:
@@ -190,8 +196,7 @@ class Broker:
     def close(self) -> None:
         self.client.close()
         self.server.stop()
-        self.svc.close()
-        self.svc.db.close()
+        self.runtime.stop()
 
 
 def make_services(world: World, code: str, **limits: int) -> BrokerServices:
@@ -211,8 +216,17 @@ def make_services(world: World, code: str, **limits: int) -> BrokerServices:
     )
 
 
+def open_runtime(
+    world: World, code: str, settings: RuntimeSettings | None = None, **limits: int
+) -> BrokerRuntime:
+    """CODE's broker runtime (not started): its services, owned and closed by it."""
+    return BrokerRuntime(make_services(world, code, **limits), settings)
+
+
 def start_broker(world: World, code: str, **limits: int) -> Broker:
-    svc = make_services(world, code, **limits)
+    runtime = open_runtime(world, code, **limits)
+    runtime.start(threads=False)
+    svc = runtime.svc
     users = Users(svc.db)
     tokens = {}
     for name, role in [("clerk", "clerk"), ("admin", "admin"), ("auditor", "auditor")]:
@@ -221,7 +235,7 @@ def start_broker(world: World, code: str, **limits: int) -> Broker:
     app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
     server = ThreadServer(app, world[code].sock).start()
     client = httpx.Client(base_url=world[code].url, timeout=30)
-    return Broker(world[code], svc, app, server, client, tokens)
+    return Broker(world[code], runtime, app, server, client, tokens)
 
 
 # -- brokers as processes ------------------------------------------------------------------

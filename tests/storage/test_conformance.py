@@ -16,10 +16,12 @@ from govshare.storage import (
     CID,
     GC,
     PIN,
+    SWEEP,
     BlobNotFound,
     BlobStore,
     BlockCorrupted,
     InvalidCID,
+    UnsupportedOperation,
     compute_cid,
     save_to,
 )
@@ -36,6 +38,16 @@ def _data(n: int) -> bytes:
 def test_backend_is_a_blobstore(backend: Backend) -> None:
     assert isinstance(backend.store, BlobStore)
     assert {PIN, GC, CAR} <= backend.store.capabilities
+
+
+def test_sweep_is_there_exactly_when_declared(backend: Backend) -> None:
+    cid = backend.store.put(io.BytesIO(b"stays"))
+    if SWEEP in backend.store.capabilities:
+        assert backend.store.sweep_leftovers().files == 0
+        assert backend.store.has(cid)
+    else:
+        with pytest.raises(UnsupportedOperation):
+            backend.store.sweep_leftovers()
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -18,7 +18,18 @@ def test_exported_members() -> None:
 
 def test_backends_match_the_protocol_signatures() -> None:
     for backend in (storage.LocalBlobStore, storage.KuboBlobStore):
-        for name in ("put", "get", "has", "stat", "pin", "unpin", "gc", "export_car", "import_car"):
+        for name in (
+            "put",
+            "get",
+            "has",
+            "stat",
+            "pin",
+            "unpin",
+            "gc",
+            "sweep_leftovers",
+            "export_car",
+            "import_car",
+        ):
             proto = inspect.signature(getattr(BlobStore, name))
             impl = inspect.signature(getattr(backend, name))
             assert list(proto.parameters) == list(impl.parameters), (backend, name)

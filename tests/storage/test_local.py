@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from govshare.errors import StorageError
-from govshare.storage import BlockCorrupted, LocalBlobStore, compute_cid
+from govshare.storage import SWEEP, BlockCorrupted, LocalBlobStore, compute_cid
 
 
 class Breaks(io.RawIOBase):
@@ -64,6 +68,42 @@ def test_gc_sweeps_crash_leftovers(local_store: LocalBlobStore) -> None:
     (local_store.root / "tmp" / "blk-left-over").write_bytes(b"half a block")
     local_store.gc()
     assert list((local_store.root / "tmp").iterdir()) == []
+
+
+_WRITER = (
+    "import sys; from govshare.storage import LocalBlobStore; "
+    "LocalBlobStore(sys.argv[1]).put(sys.stdin.buffer)"
+)
+
+
+def test_sweep_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    """A put killed mid-way (SIGKILL: no clean-up) leaves its staged blocks in
+    tmp/; sweep_leftovers removes them and nothing else."""
+    root = tmp_path / "s"
+    store = LocalBlobStore(root)
+    kept = store.put(io.BytesIO(b"an earlier record"))
+    assert SWEEP in store.capabilities
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(root)], stdin=subprocess.PIPE)
+    try:
+        assert writer.stdin is not None
+        # 21 chunks: 20 staged blocks (the importer keeps the last chunk back
+        # until more arrives), below the group commit of 64
+        writer.stdin.write(os.urandom(21 * 262_144))
+        writer.stdin.flush()
+        deadline = time.monotonic() + 60
+        while len(list((root / "tmp").iterdir())) < 20:
+            assert time.monotonic() < deadline and writer.poll() is None, "the writer stalled"
+            time.sleep(0.02)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+        if writer.stdin is not None:
+            writer.stdin.close()
+    report = LocalBlobStore(root).sweep_leftovers()
+    assert report.files == 20 and report.bytes >= 20 * 262_144
+    assert list((root / "tmp").iterdir()) == []
+    assert store.pins() == [kept] and b"".join(store.get(kept)) == b"an earlier record"
+    assert store.sweep_leftovers().files == 0
 
 
 def test_damaged_copy_is_repaired_by_the_next_put(local_store: LocalBlobStore) -> None:

@@ -1,18 +1,14 @@
-"""Requests and consent: asking another department for a record, deciding on
-requests for one's own, and keeping the broker's view of both in step with the chain.
+"""Requests: asking another department for a record, and keeping the broker's
+view of requests in step with the chain (consent itself: :mod:`govshare.broker.consent`).
 
     out = request_access(svc, principal, "TAX", record_id, "business licence", "art. 5")
     out.request_id                                   # the on-chain request id
-    approve(ledger, admin_account, out.request_id, expires_in=30 * 86400, max_uses=3)
     sync_requests(svc)                               # one mirror tick: access_requests rows
 
 * :func:`request_access` — a transaction from the requesting department's broker
   key (``requestAccess``), run as a one-step durable operation: a retry with the
   same ``Idempotency-Key`` returns the same request, and a step that runs again
   after a crash first looks for the request it may already have sent.
-* :func:`approve`, :func:`deny`, :func:`revoke` — consent. They are signed by an
-  *administrator's* key (the CLI unlocks it); a broker key cannot consent, the
-  contract refuses it.
 * :class:`RequestProjection` — derives ``access_requests`` from the broker's
   ledger mirror (``chain/mirror.py``): for every AccessLedger event naming this
   department (as owner or requester), the request's state is read once at the
@@ -29,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from eth_account.signers.local import LocalAccount
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection as DbConnection
 
@@ -40,9 +35,7 @@ from govshare.broker.users import Principal, normalise_dept
 from govshare.chain.contracts import AccessRequest as ChainRequest
 from govshare.chain.contracts import DepartmentStatus, decode_code, to_bytes32
 from govshare.chain.contracts import RequestStatus as ChainStatus
-from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import IndexedEvent, Projection
-from govshare.chain.tx import TxResult
 from govshare.errors import InputError, NotFound
 from govshare.util import chain_time
 
@@ -184,47 +177,6 @@ def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
     with svc.db.session() as s:
         upsert_request(s.connection(), req, block)
     return {"request_id": found, "tx_hash": tx_hash, "block_number": block}
-
-
-# -- consent (administrator keys) -----------------------------------------------------
-
-
-def approve(
-    ledger: Ledger,
-    admin: LocalAccount,
-    request_id: int,
-    *,
-    max_uses: int,
-    expires_at: int | None = None,
-    expires_in: int | None = None,
-    scope: bytes | str | None = None,
-) -> TxResult:
-    """Approve a request (consent), signed by an administrator of the owning
-    department: usable until ``expires_at`` (or ``expires_in`` seconds from now,
-    chain time) for at most ``max_uses`` fetches."""
-    if (expires_at is None) == (expires_in is None):
-        raise InputError("Give the grant's expiry as expires_at or expires_in (one of them).")
-    if max_uses < 1:
-        raise InputError("A grant allows at least one use (max_uses ≥ 1).")
-    when = int(expires_at) if expires_at is not None else ledger.now() + int(expires_in or 0)
-    return ledger.access.approve(
-        admin, int(request_id), expires_at=when, max_uses=int(max_uses), scope=scope
-    )
-
-
-def deny(ledger: Ledger, admin: LocalAccount, request_id: int, reason: str) -> TxResult:
-    """Deny a request with a reason, signed by an administrator of the owning department."""
-    if not (reason or "").strip():
-        raise InputError("Say why the request is denied (a reason is required).")
-    return ledger.access.deny(admin, int(request_id), reason.strip())
-
-
-def revoke(ledger: Ledger, admin: LocalAccount, grant_id: int, reason: str) -> TxResult:
-    """Revoke a grant, signed by an administrator of the owning department. From
-    the next block on, the owner's broker refuses it."""
-    if not (reason or "").strip():
-        raise InputError("Say why the grant is revoked (a reason is required).")
-    return ledger.access.revoke(admin, int(grant_id), reason.strip())
 
 
 # -- requests and grants, derived from the ledger mirror ---------------------------------

@@ -4,13 +4,12 @@ request events, forget expired exchange nonces, clear the spool."""
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from typing import TYPE_CHECKING
 
 from govshare.broker.access import forget_old_nonces
 from govshare.broker.publish import cleanup_spool
+from govshare.broker.workers import Health, Worker
 from govshare.errors import GovShareError
 
 if TYPE_CHECKING:
@@ -22,47 +21,33 @@ log = logging.getLogger(__name__)
 SPOOL_EVERY = 600.0
 
 
-class Housekeeper:
+class Housekeeper(Worker):
     """A daemon thread: every ``interval`` seconds, sync ``access_requests`` from
-    the chain and drop expired nonces; every :data:`SPOOL_EVERY`, clean the spool."""
+    the chain and drop expired nonces; every :data:`SPOOL_EVERY`, clean the spool.
+
+    Quiet when idle: the request sync's failures are logged when they start
+    (or change cause) and when it works again, not every round."""
+
+    name = "housekeeping"
 
     def __init__(self, svc: BrokerServices, *, interval: float = 5.0) -> None:
-        if not (interval > 0 and math.isfinite(interval)):
-            raise ValueError("interval must be a positive number of seconds")
+        super().__init__(interval=interval, log=log)
         self.svc = svc
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.sync_health = Health(log, "housekeeping: request sync")
         self._last_spool = 0.0
 
-    def start(self) -> Housekeeper:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="housekeeper", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
     def run_once(self) -> None:
+        """One round: request sync (a chain that is away postpones it), nonces,
+        and the spool when its turn has come."""
         try:
             self.svc.sync.run_once()
         except GovShareError as exc:  # the chain is away: try again next round
-            log.info("housekeeping: request sync postponed (%s)", exc.code)
+            self.sync_health.failed(exc)
+        else:
+            self.sync_health.ok()
         forget_old_nonces(self.svc)
         if time.monotonic() - self._last_spool >= SPOOL_EVERY:
             self._last_spool = time.monotonic()
             removed = cleanup_spool(self.svc)
             if removed:
                 log.info("housekeeping: removed %d stale spool file(s)", removed)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("housekeeping failed; will try again")
-            self._stop.wait(self.interval)

@@ -53,9 +53,7 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -79,6 +77,7 @@ from govshare.broker.db import (
 )
 from govshare.broker.errors import IdempotencyConflict
 from govshare.broker.users import Principal
+from govshare.broker.workers import Worker
 from govshare.errors import (
     ChainUnavailable,
     GovShareError,
@@ -757,19 +756,22 @@ class Outbox:
         give_up = attempt >= retry.max_attempts
         error = _error_dict(exc, retryable=not give_up, step=name, error_id=None)
         delay = retry.delay(attempt)
-        log.warning(
-            "outbox: operation %s step %s failed transiently (attempt %d/%d): %s",
-            op_id,
-            name,
-            attempt,
-            retry.max_attempts,
-            error["code"],
-        )
         with self.db.session() as s:
             op = s.get(Operation, op_id)
             st = s.get(OperationStep, (op_id, index))
             if op is None or st is None or op.lease_owner != self.instance:
                 return None
+            # Said once per cause: a chain that stays away is not news every retry.
+            same = (op.error or {}).get("code") == error["code"] and not give_up
+            log.log(
+                logging.DEBUG if same else logging.WARNING,
+                "outbox: operation %s step %s failed transiently (attempt %d/%d): %s",
+                op_id,
+                name,
+                attempt,
+                retry.max_attempts,
+                error["code"],
+            )
             st.state = StepState.FAILED.value
             st.error = error
             st.finished_at = now
@@ -842,35 +844,17 @@ def _watch_tx(s: Session, op_id: str, index: int, out: JSON, now: datetime) -> N
         row.block_number, row.state, row.updated_at = block, OwnTxState.SENT.value, now
 
 
-class OutboxWorker:
+class OutboxWorker(Worker):
     """A background thread that calls :meth:`Outbox.resume_pending` every
     ``interval`` seconds: retries after transient errors complete without a
-    client asking again (``govshare serve`` starts one)."""
+    client asking again (the broker's runtime starts one)."""
+
+    name = "outbox-worker"
 
     def __init__(self, outbox: Outbox, *, interval: float = 2.0) -> None:
-        if not (interval > 0 and math.isfinite(interval)):
-            raise ValueError("interval must be a positive number of seconds")
+        super().__init__(interval=interval, log=log)
         self.outbox = outbox
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> OutboxWorker:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.outbox.resume_pending()
-            except Exception:
-                log.exception("outbox worker: resume_pending failed; will try again")
-            self._stop.wait(self.interval)
+    def run_once(self) -> list[OperationView]:
+        """Drive every due operation once; returns them in their state afterwards."""
+        return self.outbox.resume_pending()

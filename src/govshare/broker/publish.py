@@ -509,10 +509,15 @@ def _anchor_tx(svc: BrokerServices, record_id: str, block_number: int) -> str | 
     return None
 
 
-def cleanup_spool(svc: BrokerServices, *, older_than: float = 3600.0) -> int:
+def cleanup_spool(svc: BrokerServices, *, older_than: float | None = 3600.0) -> int:
     """Delete spooled files no unfinished operation needs: staged uploads and
     envelopes of finished (or never submitted) publishes, and fetched plaintext
-    left behind, once older than ``older_than`` seconds. Returns how many."""
+    left behind, once older than ``older_than`` seconds (``None``: whatever their
+    age — at start-up, when nothing can be in flight). Returns how many.
+
+    An unfinished publish owns its staged upload (its payload's ``upload``) and
+    its envelope (``<operation id>.enc``): it resumes from them, so they stay.
+    A half-written ``.enc.tmp`` goes: the ``encrypt`` step writes it afresh."""
     import time
 
     keep: set[str] = set()
@@ -520,13 +525,13 @@ def cleanup_spool(svc: BrokerServices, *, older_than: float = 3600.0) -> int:
         if op.kind == KIND:
             keep.add(str(op.payload.get("upload", "")))
             keep.add(f"{op.id}.enc")
-    cutoff = time.time() - older_than
+    cutoff = None if older_than is None else time.time() - older_than
     removed = 0
     for path in svc.spool.iterdir():
         if path.name in keep or not path.is_file():
             continue
         try:
-            if path.stat().st_mtime < cutoff:
+            if cutoff is None or path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
         except FileNotFoundError:

@@ -41,7 +41,8 @@ from sqlalchemy.orm import Session
 from govshare.audit.receipts import ReceiptLeaf, build_manifest, uses_per_grant
 from govshare.broker.db import OpState, Receipt
 from govshare.broker.outbox import JSON, OperationView, StepContext, fingerprint
-from govshare.errors import ContractReverted, GovShareError, IntegrityError
+from govshare.broker.workers import Worker
+from govshare.errors import ContractReverted, IntegrityError
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -55,6 +56,9 @@ DEFAULT_MAX_COUNT = 256
 DEFAULT_MAX_AGE = 30.0
 #: A batch never holds more than this (a manifest line is about 800 bytes).
 HARD_MAX_COUNT = 10_000
+#: A failed batch is tried again after ``retry_after`` seconds, doubling with each
+#: failure up to this: what failed for good must not be retried (and logged) forever.
+MAX_RETRY_AFTER = 3600.0
 
 
 def register(svc: BrokerServices) -> None:
@@ -216,15 +220,19 @@ class BatchDecision:
     operation: OperationView | None = None
 
 
-class ReceiptBatcher:
+class ReceiptBatcher(Worker):
     """Decides when to anchor this department's receipts, and submits the batch.
 
     ``max_count``: anchor as soon as this many receipts wait (and never more in
     one batch); ``max_age``: anchor whatever waits once the oldest receipt has
     waited this many seconds. ``start()`` runs :meth:`run_once` every
     ``interval`` seconds in a daemon thread; the outbox worker (or this call,
-    with ``drive``) runs the submitted operation.
+    with ``drive``) runs the submitted operation. A failed batch is retried
+    after ``retry_after`` seconds, then twice as long after each failure (up to
+    :data:`MAX_RETRY_AFTER`), and its failure is logged once.
     """
+
+    name = "receipt-batcher"
 
     def __init__(
         self,
@@ -239,16 +247,13 @@ class ReceiptBatcher:
             raise ValueError(f"max_count is 1 to {HARD_MAX_COUNT}")
         if not (max_age >= 0 and math.isfinite(max_age)):
             raise ValueError("max_age must be a number of seconds")
-        if not (interval > 0 and math.isfinite(interval)):
-            raise ValueError("interval must be a positive number of seconds")
+        super().__init__(interval=interval, log=log)
         self.svc = svc
         self.max_count = max_count
         self.max_age = max_age
-        self.interval = interval
         self.retry_after = retry_after
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._reported: str | None = None  # the failed operation last logged
 
     # -- deciding ---------------------------------------------------------------------
 
@@ -305,38 +310,18 @@ class ReceiptBatcher:
                 return sub.operation
             if existing.state is OpState.FAILED:
                 finished = existing.finished_at or existing.updated_at
-                if (datetime.now(UTC) - finished).total_seconds() < self.retry_after:
-                    log.warning(
-                        "receipts: anchoring %d-%d failed (%s); retrying later",
-                        first,
-                        last,
-                        (existing.error or {}).get("code"),
-                    )
+                wait = min(MAX_RETRY_AFTER, self.retry_after * 2 ** (attempt - 1))
+                if (datetime.now(UTC) - finished).total_seconds() < wait:
+                    if self._reported != existing.id:  # once per failure, not per round
+                        self._reported = existing.id
+                        log.warning(
+                            "receipts: anchoring %d-%d failed (%s); retrying in %d s",
+                            first,
+                            last,
+                            (existing.error or {}).get("code"),
+                            wait,
+                        )
                     return None
             elif not existing.finished:
                 return existing
         return None
-
-    # -- the thread -------------------------------------------------------------------
-
-    def start(self) -> ReceiptBatcher:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="receipt-batcher", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except GovShareError as exc:  # the chain is away: try again next round
-                log.info("receipts: batching postponed (%s)", exc.code)
-            except Exception:
-                log.exception("receipts: batching failed; will try again")
-            self._stop.wait(self.interval)

@@ -4,7 +4,7 @@ department's administrator, and confirmation prompts."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -49,6 +49,13 @@ def open_ledger(ctx: Ctx, rpc: str | None) -> Ledger:
     or the URL it was deployed at."""
     path = os.environ.get(ENV_DEPLOYMENT_FILE) or deployment_path(ctx.home)
     return Ledger.from_deployment(path, rpc)
+
+
+def dev_funder(ledger: Ledger) -> Callable[[Sequence[str]], object]:
+    """Gives new accounts gas on the dev chain (does nothing on any other)."""
+    from govshare.chain.devfund import fund_if_dev
+
+    return lambda addresses: fund_if_dev(ledger.conn, ledger.sender, addresses)
 
 
 def admin_of(ctx: Ctx, code: str) -> tuple[Profile, LocalAccount]:

@@ -3,13 +3,13 @@ so others know what they may ask for."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
+from govshare.broker import governance
 from govshare.cli._chain import admin_of, as_option, open_ledger, rpc_option
 from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, pass_ctx
@@ -41,20 +41,21 @@ def declare_cmd(
     ctx: Ctx, category: str, description: str, schema: str | None, as_code: str, rpc: str | None
 ) -> None:
     """Declare (or update) CATEGORY in your department's catalog."""
-    if not description.strip():
-        raise InputError("The description is empty: say what these records hold.")
-    schema_hash = None
+    document = None
     if schema:
         try:
-            schema_hash = hashlib.sha256(Path(schema).read_bytes()).digest()
+            document = Path(schema).read_bytes()
         except OSError as exc:
             raise InputError(f"Cannot read the schema file {schema} ({exc.strerror}).") from None
+    governance.prepare_declaration(category, description, schema=document)
     ledger = open_ledger(ctx, rpc)
     prof, admin = admin_of(ctx, as_code)
-    tx = ledger.records.declare_category(admin, category, description, schema_hash)
-    entry = _entry(ledger.records.get_category(prof.code, category))
+    done = governance.declare_category(
+        ledger, admin, prof.code, category, description, schema=document
+    )
+    entry = _entry(done.category)
     ctx.emit(
-        {**entry, "tx_hash": tx.tx_hash}, f"{prof.code} declared category '{entry['category']}'."
+        {**entry, "tx_hash": done.tx_hash}, f"{prof.code} declared category '{entry['category']}'."
     )
 
 

@@ -8,37 +8,31 @@ key (``--as CODE``): a broker key cannot vote.
 from __future__ import annotations
 
 import json
-import os
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
-from govshare.chain.contracts import DepartmentInit, Proposal, ProposalStatus
-from govshare.chain.devfund import fund_if_dev
-from govshare.chain.ledger import Ledger
-from govshare.cli._chain import admin_of, as_option, confirm, open_ledger, rpc_option, yes_option
+from govshare.broker import governance
+from govshare.broker.governance import ProposalOutcome, ProposalView
+from govshare.chain.contracts import DepartmentInit
+from govshare.cli._chain import (
+    admin_of,
+    as_option,
+    confirm,
+    dev_funder,
+    open_ledger,
+    rpc_option,
+    yes_option,
+)
 from govshare.cli._render import SafeTable
 from govshare.cli.consortium import _init_from_public
 from govshare.cli.main import Ctx, common_options, pass_ctx
-from govshare.crypto import (
-    EthKey,
-    generate_keypair,
-    resolve_password,
-    save_eth_keystore,
-    save_hpke_key,
-)
+from govshare.crypto import resolve_password
 from govshare.errors import InputError
-from govshare.profile import (
-    BROKER_KEYSTORE,
-    HPKE_KEY,
-    Profile,
-    check_endpoint,
-    load_profile,
-    normalise_code,
-)
+from govshare.profile import load_profile, normalise_code
 from govshare.util import iso, printable
 
 
@@ -95,12 +89,13 @@ def show_cmd(ctx: Ctx, code: str, rpc: str | None) -> None:
     ctx.emit(d, "\n".join(lines))
 
 
-def _proposal_dict(ledger: Ledger, p: Proposal, threshold: int) -> dict[str, Any]:
+def _proposal_dict(v: ProposalView) -> dict[str, Any]:
+    p = v.proposal
     out: dict[str, Any] = p.to_dict()
     out["kind"] = p.kind.value
     out["status"] = p.status.value
-    out["approved_by"] = ledger.registry.proposal_approvals(p.id)
-    out["threshold"] = threshold
+    out["approved_by"] = list(v.approved_by)
+    out["threshold"] = v.threshold
     out["expires"] = iso(p.expires_at)
     return out
 
@@ -120,11 +115,7 @@ def proposals_cmd(ctx: Ctx, show_all: bool, rpc: str | None) -> None:
     """Open proposals and who approved them."""
     ledger = open_ledger(ctx, rpc)
     threshold = ledger.registry.threshold()
-    items = [
-        _proposal_dict(ledger, p, threshold)
-        for p in ledger.registry.proposals()
-        if show_all or p.status is ProposalStatus.PENDING
-    ]
+    items = [_proposal_dict(v) for v in governance.list_proposals(ledger, include_closed=show_all)]
 
     def human() -> None:
         if not items:
@@ -147,11 +138,11 @@ def propose() -> None:
     """Propose a change; it takes effect when enough departments approve."""
 
 
-def _after_propose(ctx: Ctx, ledger: Ledger, sent: Any, what: str) -> None:
-    pid = int(sent.value)
-    p = _proposal_dict(ledger, ledger.registry.get_proposal(pid), ledger.registry.threshold())
-    data = {**p, "tx_hash": sent.tx_hash, "block": sent.block_number}
-    done = p["status"] == "executed"
+def _after_propose(ctx: Ctx, out: ProposalOutcome, what: str) -> None:
+    p = _proposal_dict(out.view)
+    pid = p["id"]
+    data = {**p, "tx_hash": out.tx_hash, "block": out.block_number}
+    done = out.executed
     ctx.emit(
         data,
         f"Proposal #{pid} to {what} "
@@ -203,12 +194,16 @@ def propose_add(
     ledger = open_ledger(ctx, rpc)
     _, admin = admin_of(ctx, as_code)
     confirm(yes, f"Propose adding {init.code} ({init.name}) as {as_code.upper()}?")
-    sent = ledger.registry.propose_add_department(admin, init)
-    fund_if_dev(ledger.conn, ledger.sender, [init.broker, *init.admins])
-    _after_propose(ctx, ledger, sent, f"add {init.code}")
+    out = governance.propose_add_department(ledger, admin, init, fund=dev_funder(ledger))
+    _after_propose(ctx, out, f"add {init.code}")
 
 
-def _target_proposal(verb: str, method: str, help_text: str, *, account: bool) -> click.Command:
+Propose = Callable[[Any, Any, str], ProposalOutcome]
+
+
+def _target_proposal(
+    verb: str, propose: Propose, help_text: str, *, account: bool
+) -> click.Command:
     """A ``propose VERB TARGET --as CODE`` command: TARGET is a department code,
     or (``account``) a supervisor account."""
 
@@ -224,36 +219,46 @@ def _target_proposal(verb: str, method: str, help_text: str, *, account: bool) -
         ledger = open_ledger(ctx, rpc)
         _, admin = admin_of(ctx, as_code)
         confirm(yes, f"Propose to {verb} {target} as {as_code.upper()}?")
-        sent = getattr(ledger.registry, method)(admin, target)
-        _after_propose(ctx, ledger, sent, f"{verb} {target}")
+        _after_propose(ctx, propose(ledger, admin, target), f"{verb} {target}")
 
     cmd.__doc__ = help_text
     return click.command(verb)(cmd)
 
 
-for _verb, _method, _help, _account in [
-    ("suspend", "propose_suspend_department", "Propose suspending department CODE.", False),
-    ("remove", "propose_remove_department", "Propose removing department CODE for good.", False),
+_TARGETS: list[tuple[str, Propose, str, bool]] = [
+    (
+        "suspend",
+        governance.propose_suspend_department,
+        "Propose suspending department CODE.",
+        False,
+    ),
+    (
+        "remove",
+        governance.propose_remove_department,
+        "Propose removing department CODE for good.",
+        False,
+    ),
     (
         "reactivate",
-        "propose_reactivate_department",
+        governance.propose_reactivate_department,
         "Propose reactivating suspended department CODE.",
         False,
     ),
     (
         "add-supervisor",
-        "propose_add_supervisor",
+        governance.propose_add_supervisor,
         "Propose ACCOUNT as a supervisor (escalations).",
         True,
     ),
     (
         "remove-supervisor",
-        "propose_remove_supervisor",
+        governance.propose_remove_supervisor,
         "Propose removing supervisor ACCOUNT.",
         True,
     ),
-]:
-    propose.add_command(_target_proposal(_verb, _method, _help, account=_account))
+]
+for _verb, _propose, _help, _account in _TARGETS:
+    propose.add_command(_target_proposal(_verb, _propose, _help, account=_account))
 
 
 @propose.command("threshold")
@@ -268,7 +273,7 @@ def propose_threshold(ctx: Ctx, n: int, as_code: str, rpc: str | None, yes: bool
     ledger = open_ledger(ctx, rpc)
     _, admin = admin_of(ctx, as_code)
     confirm(yes, f"Propose threshold {n} as {as_code.upper()}?")
-    _after_propose(ctx, ledger, ledger.registry.propose_threshold(admin, n), f"set threshold {n}")
+    _after_propose(ctx, governance.propose_threshold(ledger, admin, n), f"set threshold {n}")
 
 
 @dept.command("approve")
@@ -281,32 +286,24 @@ def propose_threshold(ctx: Ctx, n: int, as_code: str, rpc: str | None, yes: bool
 def approve_cmd(ctx: Ctx, proposal: int, as_code: str, rpc: str | None, yes: bool) -> None:
     """Approve PROPOSAL for your department; it executes once the threshold is met."""
     ledger = open_ledger(ctx, rpc)
-    threshold = ledger.registry.threshold()
-    p = _proposal_dict(ledger, ledger.registry.get_proposal(proposal), threshold)
+    p = _proposal_dict(governance.proposal_view(ledger, proposal))
     _, admin = admin_of(ctx, as_code)
     confirm(yes, f"Approve {_describe(p)} as {as_code.upper()}?")
-    sent = ledger.registry.approve(admin, proposal)
-    after = _proposal_dict(ledger, ledger.registry.get_proposal(proposal), threshold)
-    data = {**after, "executed": bool(sent.value), "tx_hash": sent.tx_hash}
+    out = governance.approve_proposal(ledger, admin, proposal)
+    after = _proposal_dict(out.view)
+    data = {**after, "executed": out.executed, "tx_hash": out.tx_hash}
     ctx.emit(
         data,
         f"Approved proposal #{proposal}: "
         + (
             "the threshold is met and it has taken effect."
-            if sent.value
-            else f"{after['approval_count']} of {threshold} approvals so far."
+            if out.executed
+            else f"{after['approval_count']} of {after['threshold']} approvals so far."
         ),
     )
 
 
 # -- rotation -------------------------------------------------------------------
-
-
-def _retire(path: Path) -> None:
-    """Keep a replaced key file (old capsules and signatures may still need it)."""
-    retired = path.parent / "retired"
-    retired.mkdir(mode=0o700, exist_ok=True)
-    os.replace(path, retired / f"{int(time.time())}-{path.name}")
 
 
 @dept.command("rotate")
@@ -342,58 +339,22 @@ def rotate_cmd(
     ledger = open_ledger(ctx, rpc)
     prof, admin = admin_of(ctx, as_code)
     confirm(yes, f"Change {prof.code}'s registry entry on chain?")
-    changes: dict[str, Any] = {}
-    if endpoint:
-        url = check_endpoint(endpoint)
-        changes["endpoint"] = ledger.registry.set_endpoint(admin, url).tx_hash
-        prof.endpoint = url
-    for a in add_admins:
-        changes.setdefault("admins_added", []).append(ledger.registry.add_admin(admin, a).tx_hash)
-        fund_if_dev(ledger.conn, ledger.sender, [a])
+    pw = None
     if new_broker_key or new_encryption_key:
         pw = resolve_password(None, prompt=f"Password for {prof.code}'s broker key: ")
-        if new_broker_key:
-            changes["broker"] = _rotate_broker(ledger, prof, admin, pw)
-        if new_encryption_key:
-            changes["encryption_key"] = _rotate_hpke(ledger, prof, admin, pw)
-    for a in remove_admins:
-        changes.setdefault("admins_removed", []).append(
-            ledger.registry.remove_admin(admin, a).tx_hash
-        )
-    prof.save()
-    d = _dept_dict(ledger.registry.get_department(prof.code))
-    ctx.emit(
-        {"department": d, "transactions": changes},
-        f"{prof.code} updated on chain: {', '.join(changes)}.",
+    out = governance.rotate(
+        ledger,
+        admin,
+        prof,
+        endpoint=endpoint,
+        new_broker_key=new_broker_key,
+        new_encryption_key=new_encryption_key,
+        add_admins=add_admins,
+        remove_admins=remove_admins,
+        key_password=pw,
+        fund=dev_funder(ledger),
     )
-
-
-def _rotate_broker(ledger: Ledger, prof: Profile, admin: Any, pw: str) -> str:
-    new = EthKey.generate()
-    tmp = prof.dir / (BROKER_KEYSTORE + ".new")
-    save_eth_keystore(tmp, new, pw, overwrite=True)
-    try:
-        fund_if_dev(ledger.conn, ledger.sender, [new.address])
-        tx = ledger.registry.set_broker(admin, new.address).tx_hash
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _retire(prof.broker_keystore)
-    os.replace(tmp, prof.broker_keystore)
-    prof.broker_address = new.address
-    return tx
-
-
-def _rotate_hpke(ledger: Ledger, prof: Profile, admin: Any, pw: str) -> str:
-    key, public = generate_keypair()
-    tmp = prof.dir / (HPKE_KEY + ".new")
-    save_hpke_key(tmp, key, pw, dept=prof.code, overwrite=True)
-    try:
-        tx = ledger.registry.set_encryption_key(admin, public).tx_hash
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _retire(prof.hpke_key_file)
-    os.replace(tmp, prof.hpke_key_file)
-    prof.hpke_public_key = public
-    return tx
+    ctx.emit(
+        {"department": _dept_dict(out.department), "transactions": out.transactions},
+        f"{prof.code} updated on chain: {', '.join(out.transactions)}.",
+    )

@@ -438,12 +438,14 @@ class DevNet:
         return Ledger.from_deployment(path), threshold
 
     def _declare_categories(self, ledger: Any, profiles: list[Profile], admin_pw: str) -> None:
+        from govshare.broker import governance
+
         for prof in profiles:
             if any(c.active for c in ledger.records.categories(prof.code)):
                 continue
             category, description = category_for(prof.code)
             admin = prof.unlock_admin(admin_pw)
-            ledger.records.declare_category(admin, category, description)
+            governance.declare_category(ledger, admin, prof.code, category, description)
 
     def _ensure_users(self, code: str) -> None:
         from govshare.broker.db import Database

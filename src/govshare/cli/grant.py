@@ -13,12 +13,11 @@ from typing import Any
 import click
 from rich.console import Console
 
-from govshare.chain.contracts import AccessRequest, RequestStatus
-from govshare.chain.ledger import Ledger
+from govshare.broker import consent
+from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
 from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, pass_ctx
-from govshare.errors import InputError, NotFound
 from govshare.profile import normalise_code
 from govshare.util import MAX_GRANT_EXPIRY, iso, parse_duration, printable
 
@@ -40,23 +39,20 @@ def grant() -> None:
     """Consent: approve, deny or revoke access to your department's records."""
 
 
-def request_dict(ledger: Ledger, r: AccessRequest) -> dict[str, Any]:
+def request_dict(r: AccessRequest, st: GrantStatus) -> dict[str, Any]:
     d: dict[str, Any] = r.to_dict()
     d["status"] = r.status.value
     d["record_id"] = "0x" + r.record_id.hex()
     d["scope"] = r.scope_label if r.status is not RequestStatus.PENDING else None
     for k in ["deadline", "requested_at", "decided_at", "expires_at", "revoked_at"]:
         d[f"{k}_iso"] = iso(d[k])
-    st = ledger.access.grant_status(r.id)
     d["usable"] = st.usable
     d["usable_reason"] = st.reason.value
     return d
 
 
-def _get_request(ledger: Ledger, request_id: int) -> AccessRequest:
-    if request_id < 1 or request_id > ledger.access.request_count():
-        raise NotFound(f"There is no request {request_id}.")
-    return ledger.access.get_request(request_id)
+def _decision_dict(done: consent.Decision) -> dict[str, Any]:
+    return {**request_dict(done.request, done.grant), "tx_hash": done.tx_hash}
 
 
 def _describe(r: AccessRequest) -> str:
@@ -66,15 +62,6 @@ def _describe(r: AccessRequest) -> str:
         f"\n  legal basis: {printable(r.legal_basis or '-')}"
         f"\n  asked by {r.requested_by} at {iso(r.requested_at)}, deadline {iso(r.deadline)}"
     )
-
-
-def _check_owner(r: AccessRequest, dept_code: str) -> None:
-    # The contract enforces this too; saying it before signing is kinder.
-    if r.owner_department != dept_code:
-        raise InputError(
-            f"Request #{r.id} asks {r.owner_department}, not {dept_code}: only an "
-            f"administrator of {r.owner_department} can decide on it."
-        )
 
 
 @grant.command("approve")
@@ -113,19 +100,25 @@ def approve_cmd(
     seconds = parse_duration(expires, MAX_GRANT_EXPIRY, what="grant lifetime")
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
-    r = _get_request(ledger, request_id)
-    _check_owner(r, code)
-    _, admin = admin_of(ctx, code)
-    expires_at = ledger.now() + seconds
-    confirm(yes, f"{_describe(r)}\nApprove it for {max_uses} use(s) until {iso(expires_at)}?")
-    tx = ledger.access.approve(
-        admin, request_id, expires_at=expires_at, max_uses=max_uses, scope=scope
+    plan = consent.prepare_approval(
+        ledger, request_id, dept=code, max_uses=max_uses, expires_in=seconds
     )
-    d = {**request_dict(ledger, ledger.access.get_request(request_id)), "tx_hash": tx.tx_hash}
+    _, admin = admin_of(ctx, code)
+    r = plan.request
+    confirm(yes, f"{_describe(r)}\nApprove it for {max_uses} use(s) until {iso(plan.expires_at)}?")
+    done = consent.approve(
+        ledger,
+        admin,
+        request_id,
+        max_uses=max_uses,
+        expires_at=plan.expires_at,
+        scope=scope,
+        dept=code,
+    )
     ctx.emit(
-        d,
+        _decision_dict(done),
         f"Approved request #{request_id} for {r.requester_department}: "
-        f"{max_uses} use(s) until {iso(expires_at)} (grant #{request_id}).",
+        f"{max_uses} use(s) until {iso(plan.expires_at)} (grant #{request_id}).",
     )
 
 
@@ -141,17 +134,13 @@ def deny_cmd(
     ctx: Ctx, request_id: int, reason: str, dept_code: str, rpc: str | None, yes: bool
 ) -> None:
     """Deny REQUEST, with a reason."""
-    if not reason.strip():
-        raise InputError("Say why the request is denied (--reason).")
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
-    r = _get_request(ledger, request_id)
-    _check_owner(r, code)
+    r = consent.prepare_denial(ledger, request_id, reason, dept=code)
     _, admin = admin_of(ctx, code)
     confirm(yes, f"{_describe(r)}\nDeny it?")
-    tx = ledger.access.deny(admin, request_id, reason)
-    d = {**request_dict(ledger, ledger.access.get_request(request_id)), "tx_hash": tx.tx_hash}
-    ctx.emit(d, f"Denied request #{request_id} of {r.requester_department}.")
+    done = consent.deny(ledger, admin, request_id, reason, dept=code)
+    ctx.emit(_decision_dict(done), f"Denied request #{request_id} of {r.requester_department}.")
 
 
 @grant.command("revoke")
@@ -166,19 +155,15 @@ def revoke_cmd(
     ctx: Ctx, grant_id: int, reason: str, dept_code: str, rpc: str | None, yes: bool
 ) -> None:
     """Revoke GRANT: from the next block the owner's broker refuses it."""
-    if not reason.strip():
-        raise InputError("Say why the grant is revoked (--reason).")
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
-    r = _get_request(ledger, grant_id)
-    _check_owner(r, code)
+    r = consent.prepare_revocation(ledger, grant_id, reason, dept=code)
     _, admin = admin_of(ctx, code)
     confirm(
         yes, f"{_describe(r)}\nRevoke grant #{grant_id}? Data already delivered stays delivered."
     )
-    tx = ledger.access.revoke(admin, grant_id, reason)
-    d = {**request_dict(ledger, ledger.access.get_request(grant_id)), "tx_hash": tx.tx_hash}
-    ctx.emit(d, f"Revoked grant #{grant_id} of {r.requester_department}.")
+    done = consent.revoke(ledger, admin, grant_id, reason, dept=code)
+    ctx.emit(_decision_dict(done), f"Revoked grant #{grant_id} of {r.requester_department}.")
 
 
 @grant.command("list")
@@ -228,7 +213,7 @@ def list_cmd(
             continue
         if status and r.status.value != status:
             continue
-        out.append(request_dict(ledger, r))
+        out.append(request_dict(r, ledger.access.grant_status(r.id)))
 
     def human() -> None:
         if not out:

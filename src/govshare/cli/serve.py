@@ -4,10 +4,11 @@ Unlocks the department's broker key and HPKE key (one password: ``--password-fil
 ``$GOVSHARE_PASSWORD``, ``$GOVSHARE_PASSWORD_FILE`` or a prompt), opens its
 database (``HOME/depts/CODE/broker.db``, migrated), its blob store (``local:``
 under ``HOME/depts/CODE/blobs`` unless ``--store``), and the ledger of the
-deployment file; resumes the operations a previous run left unfinished, starts
-the outbox worker, the chain follower and the receipt batcher (anchors this
-department's exchange receipts, ``--receipt-batch-size`` / ``--receipt-batch-age``),
-and serves the API with uvicorn.
+deployment file; then its runtime (:class:`~govshare.broker.runtime.BrokerRuntime`)
+resumes the operations a previous run left unfinished, removes a crash's
+leftovers, and starts the outbox worker, the chain follower and the receipt
+batcher (anchors this department's exchange receipts, ``--receipt-batch-size`` /
+``--receipt-batch-age``); and serves the API with uvicorn.
 
 Environment (the docker compose file sets these): ``GOVSHARE_DEPT``,
 ``GOVSHARE_DEPLOYMENT_FILE``, ``GOVSHARE_CHAIN_URL`` (or ``GOVSHARE_RPC``),
@@ -198,10 +199,7 @@ def serve(
     from govshare.api import ApiDeps, ApiSettings, create_app
     from govshare.api.logs import log_config
     from govshare.broker.db import Database
-    from govshare.broker.housekeeping import Housekeeper
-    from govshare.broker.outbox import OutboxWorker
-    from govshare.broker.publish import cleanup_spool
-    from govshare.broker.receipt_batches import ReceiptBatcher
+    from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
     from govshare.broker.services import BrokerServices, Limits
     from govshare.broker.subjects import load_subject_key
     from govshare.crypto import resolve_password
@@ -246,26 +244,28 @@ def serve(
         spool=folder / "spool",
         limits=Limits(max_upload=limit),
     )
-    warning = _registration_warning(svc, profile.hpke_public_key)
-    if warning:
-        click.echo(f"Warning: {warning}", err=True)
-
-    resumed = svc.outbox.recover()
-    cleanup_spool(svc)
-    worker = OutboxWorker(svc.outbox, interval=worker_interval).start()
-    keeper = Housekeeper(svc, interval=sync_interval).start()
-    batcher = ReceiptBatcher(
-        svc, max_count=receipt_batch_size, max_age=receipt_batch_age, interval=worker_interval
-    ).start()
-    app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
-    listen = port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
-    scheme = "https" if tls_cert else "http"
-    click.echo(
-        f"{code}'s broker: {scheme}://{host}:{listen} (chain {ledger.url}, store {store!r}, "
-        f"{resumed} operation(s) resumed). Ctrl-C stops it.",
-        err=True,
+    runtime = BrokerRuntime(
+        svc,
+        RuntimeSettings(
+            worker_interval=worker_interval,
+            sync_interval=sync_interval,
+            receipt_batch_size=receipt_batch_size,
+            receipt_batch_age=receipt_batch_age,
+        ),
     )
     try:
+        warning = _registration_warning(svc, profile.hpke_public_key)
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
+        startup = runtime.start()
+        app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
+        listen = port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
+        scheme = "https" if tls_cert else "http"
+        click.echo(
+            f"{code}'s broker: {scheme}://{host}:{listen} (chain {ledger.url}, store {store!r}, "
+            f"{startup.resumed} operation(s) resumed). Ctrl-C stops it.",
+            err=True,
+        )
         uvicorn.run(
             app,
             host=host,
@@ -277,11 +277,7 @@ def serve(
             ssl_keyfile=tls_key,
         )
     finally:
-        batcher.stop()
-        worker.stop()
-        keeper.stop()
-        svc.close()
-        db.close()
+        runtime.stop()
 
 
 def _password_in_env() -> bool:

@@ -51,33 +51,6 @@ def _signer(ctx: Ctx, code: str, key: str) -> Any:
     return prof.unlock_admin() if key == "admin" else prof.unlock_broker()
 
 
-def _check(ledger: Any, request_id: int, code: str, verb: str) -> Any:
-    """The request, if ``code`` may ``verb`` it now; else a sentence saying why not."""
-    from govshare.chain.contracts import RequestStatus
-    from govshare.errors import InputError, NotFound
-    from govshare.util import iso
-
-    if request_id < 1 or request_id > ledger.access.request_count():
-        raise NotFound(f"There is no request {request_id}.")
-    r = ledger.access.get_request(request_id)
-    if r.requester_department != code:
-        raise InputError(
-            f"Request #{request_id} was made by {r.requester_department}, not {code}: only "
-            f"the requesting department can {verb} it."
-        )
-    if r.status is not RequestStatus.PENDING:
-        raise InputError(
-            f"Request #{request_id} is {r.status.value} already: the owner has answered, "
-            f"there is nothing to {verb}."
-        )
-    if ledger.now() <= r.deadline:
-        raise InputError(
-            f"Request #{request_id} is not overdue: {r.owner_department} has until "
-            f"{iso(r.deadline)} to decide."
-        )
-    return r
-
-
 def _describe(r: Any) -> str:
     from govshare.util import iso
 
@@ -88,10 +61,10 @@ def _describe(r: Any) -> str:
     )
 
 
-def _result(ledger: Any, request_id: int, tx: Any) -> dict[str, Any]:
-    r = ledger.access.get_request(request_id)
+def _result(done: Any) -> dict[str, Any]:
+    r = done.request
     return {
-        "request_id": request_id,
+        "request_id": r.id,
         "requester": r.requester_department,
         "owner": r.owner_department,
         "deadline": r.deadline,
@@ -99,8 +72,8 @@ def _result(ledger: Any, request_id: int, tx: Any) -> dict[str, Any]:
         "escalation_count": r.escalation_count,
         "last_reminded_at": r.last_reminded_at,
         "last_escalated_at": r.last_escalated_at,
-        "tx_hash": tx.tx_hash,
-        "block_number": tx.block_number,
+        "tx_hash": done.tx_hash,
+        "block_number": done.block_number,
     }
 
 
@@ -111,20 +84,21 @@ def _result(ledger: Any, request_id: int, tx: Any) -> dict[str, Any]:
 @pass_ctx
 def remind(ctx: Ctx, request_id: int, dept_code: str, key: str, rpc: str | None, yes: bool) -> None:
     """Remind the owner of overdue REQUEST (催办): an on-chain event."""
+    from govshare.broker import consent
     from govshare.cli._chain import confirm, open_ledger
     from govshare.profile import normalise_code
 
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
-    r = _check(ledger, request_id, code, "remind")
+    r = consent.prepare_reminder(ledger, request_id, dept=code)
     account = _signer(ctx, code, key)
     confirm(yes, f"{_describe(r)}\nRemind {r.owner_department}?")
-    tx = ledger.access.remind(account, request_id)
-    out = _result(ledger, request_id, tx)
+    done = consent.remind(ledger, account, request_id, dept=code)
+    out = _result(done)
     ctx.emit(
         out,
         f"Reminded {r.owner_department} of request #{request_id} "
-        f"(reminder {out['reminder_count']}, transaction {tx.tx_hash}).",
+        f"(reminder {out['reminder_count']}, transaction {done.tx_hash}).",
     )
 
 
@@ -137,30 +111,25 @@ def escalate(
     ctx: Ctx, request_id: int, dept_code: str, key: str, rpc: str | None, yes: bool
 ) -> None:
     """Escalate overdue REQUEST to the consortium's supervisors (督办)."""
+    from govshare.broker import consent
     from govshare.cli._chain import confirm, open_ledger
-    from govshare.errors import InputError
     from govshare.profile import normalise_code
 
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
-    r = _check(ledger, request_id, code, "escalate")
-    supervisors = ledger.registry.supervisors()
-    if not supervisors:
-        raise InputError(
-            "The consortium has no supervisors to escalate to; its members can add one "
-            "(a governance proposal)."
-        )
+    plan = consent.prepare_escalation(ledger, request_id, dept=code)
     account = _signer(ctx, code, key)
     confirm(
         yes,
-        f"{_describe(r)}\nEscalate it to the supervisors ({', '.join(supervisors)})?",
+        f"{_describe(plan.request)}\nEscalate it to the supervisors "
+        f"({', '.join(plan.supervisors)})?",
     )
-    tx = ledger.access.escalate(account, request_id)
-    out = {**_result(ledger, request_id, tx), "supervisors": supervisors}
+    done = consent.escalate(ledger, account, request_id, dept=code)
+    out = {**_result(done), "supervisors": list(done.supervisors)}
     ctx.emit(
         out,
-        f"Escalated request #{request_id} of {code} to {len(supervisors)} supervisor(s) "
-        f"(escalation {out['escalation_count']}, transaction {tx.tx_hash}).",
+        f"Escalated request #{request_id} of {code} to {len(done.supervisors)} supervisor(s) "
+        f"(escalation {out['escalation_count']}, transaction {done.tx_hash}).",
     )
 
 

@@ -21,7 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from govshare.storage.base import CAR, GC, PIN, BlobStat, BlobStore, CarImport, GCReport
+from govshare.storage.base import (
+    CAR,
+    GC,
+    PIN,
+    SWEEP,
+    BlobStat,
+    BlobStore,
+    CarImport,
+    GCReport,
+    SweepReport,
+)
 from govshare.storage.cid import CID, parse_cid
 from govshare.storage.errors import (
     BlobNotFound,
@@ -45,6 +55,7 @@ __all__ = [
     "FACTORIES",
     "GC",
     "PIN",
+    "SWEEP",
     "BlobNotFound",
     "BlobStat",
     "BlobStore",
@@ -58,6 +69,7 @@ __all__ = [
     "KuboBlobStore",
     "KuboError",
     "LocalBlobStore",
+    "SweepReport",
     "UnsupportedCID",
     "UnsupportedOperation",
     "compute_cid",

@@ -20,6 +20,7 @@ from govshare.storage.cid import CID
 PIN = "pin"  # pin / unpin / pins
 GC = "gc"  # gc(): drop blocks no pin reaches
 CAR = "car"  # export_car / import_car
+SWEEP = "sweep"  # sweep_leftovers(): delete temporary files of interrupted writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,17 @@ class GCReport:
 
     def to_dict(self) -> dict[str, object]:
         return {"removed": [str(c) for c in self.removed], "freed_bytes": self.freed_bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    """What :meth:`BlobStore.sweep_leftovers` removed."""
+
+    files: int = 0  # temporary files removed
+    bytes: int = 0  # their size
+
+    def to_dict(self) -> dict[str, object]:
+        return {"files": self.files, "bytes": self.bytes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +110,11 @@ class BlobStore(Protocol):
 
     def gc(self) -> GCReport:
         """Delete blocks no pin reaches (capability ``gc``)."""
+        ...
+
+    def sweep_leftovers(self) -> SweepReport:
+        """Delete the temporary files writes that never finished left behind (a
+        killed process); waits for writes in progress (capability ``sweep``)."""
         ...
 
     def export_car(self, cid: CID | str, out: BinaryIO) -> int:

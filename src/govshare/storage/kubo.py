@@ -45,7 +45,7 @@ from typing import Any, BinaryIO, cast
 import httpx
 
 from govshare.storage import car as carlib
-from govshare.storage.base import CAR, GC, PIN, BlobStat, CarImport, GCReport
+from govshare.storage.base import CAR, GC, PIN, BlobStat, CarImport, GCReport, SweepReport
 from govshare.storage.cid import CID, encode_varint, parse_cid
 from govshare.storage.errors import (
     BlobNotFound,
@@ -53,6 +53,7 @@ from govshare.storage.errors import (
     InvalidCID,
     KuboError,
     StorageUnavailable,
+    UnsupportedOperation,
 )
 from govshare.storage.unixfs import (
     CHUNK_SIZE,
@@ -345,6 +346,10 @@ class KuboBlobStore:
                 except InvalidCID:
                     continue
         return GCReport(removed, 0)
+
+    def sweep_leftovers(self) -> SweepReport:
+        # Kubo keeps its own repository: nothing of an interrupted add is ours to remove.
+        raise UnsupportedOperation(f"{self!r} does not support sweep")
 
     def export_car(self, cid: CID | str, out: BinaryIO) -> int:
         c = parse_cid(cid)

@@ -3,7 +3,7 @@
 Layout under the store's root::
 
     blocks/XY/<cidv1>     one file per block (XY: first byte of the digest, in hex)
-    tmp/                  blocks being written (leftovers from a crash are swept by gc)
+    tmp/                  blocks being written (a crash's leftovers: sweep_leftovers, gc)
     pins.json             recursive pins, rewritten atomically
     gc.lock               put/import hold it shared, gc exclusive: gc never sees half a DAG
     pins.lock             serialises pin-set updates between processes
@@ -12,7 +12,8 @@ Writes are crash-safe: each block goes to a temp file, is fsynced, then renamed
 into place (in groups of 64 blocks, flushed by a helper thread so that the fsyncs
 run back to back while the caller encrypts and hashes the next group), then
 the directories are fsynced — all before the CID is returned. A crash leaves at
-worst unreferenced temp files, which gc removes. Reads hash every block against
+worst unreferenced temp files, which :meth:`LocalBlobStore.sweep_leftovers` (the
+broker calls it at start-up) and gc remove. Reads hash every block against
 its CID; a block that does not match raises :class:`BlockCorrupted` and no byte
 of it is returned.
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from govshare.storage import car as carlib
-from govshare.storage.base import CAR, GC, PIN, BlobStat, CarImport, GCReport
+from govshare.storage.base import CAR, GC, PIN, SWEEP, BlobStat, CarImport, GCReport, SweepReport
 from govshare.storage.cid import CID, parse_cid
 from govshare.storage.errors import (
     BlobNotFound,
@@ -48,7 +49,7 @@ _BATCH = 64  # blocks per group commit (16 MiB of 256 KiB chunks)
 class LocalBlobStore:
     """A :class:`~govshare.storage.base.BlobStore` in a local directory."""
 
-    capabilities = frozenset({PIN, GC, CAR})
+    capabilities = frozenset({PIN, GC, CAR, SWEEP})
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -320,6 +321,25 @@ class LocalBlobStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
             return GCReport(removed, freed)
+
+    def sweep_leftovers(self) -> SweepReport:
+        # Writers hold gc.lock (shared) and pins.lock while their temp files exist:
+        # holding both exclusively, every file left in tmp/ belongs to a dead writer.
+        with (
+            self._thread_lock,
+            self._flock("gc.lock", exclusive=True),
+            self._flock("pins.lock", exclusive=True),
+        ):
+            files = size = 0
+            for tmp in (self.root / "tmp").iterdir():
+                try:
+                    n = tmp.stat().st_size
+                    tmp.unlink()
+                except OSError:
+                    continue
+                files += 1
+                size += n
+            return SweepReport(files, size)
 
     # --- CAR ---------------------------------------------------------------------------------
 

@@ -1,0 +1,340 @@
+"""Governance of the consortium: membership votes, a department's own registry
+entry (key rotation), and its catalog of record categories.
+
+    out = propose_add_department(ledger, admin, init, fund=funder)
+    out.view.proposal.id, out.executed                 # executed: the threshold was met at once
+    approve_proposal(ledger, other_admin, out.view.proposal.id)
+    rotate(ledger, admin, profile, new_broker_key=True, key_password=pw, fund=funder)
+    declare_category(ledger, admin, "TAX", "tax-clearance", "Tax clearance certificates")
+
+Every transaction here is signed by an *administrator's* key (a ``LocalAccount``
+the caller unlocked): a broker key cannot vote, rotate or declare; the contract
+refuses it. Each action returns what the chain holds after it, for the caller
+to render.
+
+Funding new accounts with gas on the dev chain is the caller's business: the
+actions that bring in an account (a new department's, an added administrator,
+a new broker key) hand it to ``fund`` — a callable taking a list of addresses —
+when one is given, at the moment it needs the funds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from govshare.chain.contracts import (
+    Category,
+    Department,
+    DepartmentInit,
+    Proposal,
+    ProposalStatus,
+    Sent,
+    to_address,
+)
+from govshare.chain.ledger import Ledger
+from govshare.chain.tx import TxResult
+from govshare.crypto import EthKey, generate_keypair, save_eth_keystore, save_hpke_key
+from govshare.errors import InputError
+from govshare.profile import BROKER_KEYSTORE, HPKE_KEY, Profile, check_endpoint, normalise_code
+
+#: Gives gas to new accounts (on the dev chain); called with their addresses.
+Funder = Callable[[Sequence[str]], object]
+
+
+# -- proposals --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    """A proposal, the departments that approved it, and the threshold it needs."""
+
+    proposal: Proposal
+    approved_by: tuple[str, ...]
+    threshold: int
+
+
+@dataclass(frozen=True)
+class ProposalOutcome:
+    """A governance transaction that was mined, and the proposal after it."""
+
+    view: ProposalView
+    tx: TxResult
+    executed: bool
+
+    @property
+    def tx_hash(self) -> str:
+        """The transaction's hash."""
+        return self.tx.tx_hash
+
+    @property
+    def block_number(self) -> int:
+        """The block the transaction was mined in."""
+        return self.tx.block_number
+
+
+def proposal_view(
+    ledger: Ledger, proposal_id: int, *, threshold: int | None = None
+) -> ProposalView:
+    """Proposal ``proposal_id`` as the chain holds it now (the contract's error
+    for an unknown one)."""
+    p = ledger.registry.get_proposal(int(proposal_id))
+    return ProposalView(
+        p,
+        tuple(ledger.registry.proposal_approvals(p.id)),
+        ledger.registry.threshold() if threshold is None else threshold,
+    )
+
+
+def list_proposals(ledger: Ledger, *, include_closed: bool = False) -> list[ProposalView]:
+    """Open proposals (``include_closed``: executed and expired ones too), oldest first."""
+    threshold = ledger.registry.threshold()
+    return [
+        proposal_view(ledger, p.id, threshold=threshold)
+        for p in ledger.registry.proposals()
+        if include_closed or p.status is ProposalStatus.PENDING
+    ]
+
+
+def _proposed(ledger: Ledger, sent: Sent[int]) -> ProposalOutcome:
+    view = proposal_view(ledger, int(sent.value))
+    return ProposalOutcome(view, sent.tx, view.proposal.status is ProposalStatus.EXECUTED)
+
+
+def propose_add_department(
+    ledger: Ledger, admin: LocalAccount, init: DepartmentInit, *, fund: Funder | None = None
+) -> ProposalOutcome:
+    """Propose admitting a department (its public entry: code, name, accounts,
+    encryption key, endpoint). Its accounts get gas from ``fund``."""
+    sent = ledger.registry.propose_add_department(admin, init)
+    if fund is not None:
+        fund([init.broker, *init.admins])
+    return _proposed(ledger, sent)
+
+
+def propose_suspend_department(ledger: Ledger, admin: LocalAccount, code: str) -> ProposalOutcome:
+    """Propose suspending a member department."""
+    return _proposed(
+        ledger, ledger.registry.propose_suspend_department(admin, normalise_code(code))
+    )
+
+
+def propose_remove_department(ledger: Ledger, admin: LocalAccount, code: str) -> ProposalOutcome:
+    """Propose removing a department for good."""
+    return _proposed(ledger, ledger.registry.propose_remove_department(admin, normalise_code(code)))
+
+
+def propose_reactivate_department(
+    ledger: Ledger, admin: LocalAccount, code: str
+) -> ProposalOutcome:
+    """Propose reactivating a suspended department."""
+    sent = ledger.registry.propose_reactivate_department(admin, normalise_code(code))
+    return _proposed(ledger, sent)
+
+
+def propose_threshold(ledger: Ledger, admin: LocalAccount, threshold: int) -> ProposalOutcome:
+    """Propose a new approval threshold (the contract bounds it by the member count)."""
+    return _proposed(ledger, ledger.registry.propose_threshold(admin, int(threshold)))
+
+
+def propose_add_supervisor(ledger: Ledger, admin: LocalAccount, account: str) -> ProposalOutcome:
+    """Propose an account as a supervisor (it receives escalations)."""
+    sent = ledger.registry.propose_add_supervisor(admin, to_address(account))
+    return _proposed(ledger, sent)
+
+
+def propose_remove_supervisor(ledger: Ledger, admin: LocalAccount, account: str) -> ProposalOutcome:
+    """Propose removing a supervisor."""
+    sent = ledger.registry.propose_remove_supervisor(admin, to_address(account))
+    return _proposed(ledger, sent)
+
+
+def approve_proposal(ledger: Ledger, admin: LocalAccount, proposal_id: int) -> ProposalOutcome:
+    """Approve a proposal for the signer's department; it executes in the same
+    transaction once the threshold is met (``executed``)."""
+    sent = ledger.registry.approve(admin, int(proposal_id))
+    return ProposalOutcome(proposal_view(ledger, proposal_id), sent.tx, bool(sent.value))
+
+
+def execute_proposal(ledger: Ledger, admin: LocalAccount, proposal_id: int) -> ProposalOutcome:
+    """Execute a proposal whose approvals reached the threshold but which did
+    not execute (the threshold fell after the last approval, say)."""
+    tx = ledger.registry.execute(admin, int(proposal_id))
+    view = proposal_view(ledger, proposal_id)
+    return ProposalOutcome(view, tx, view.proposal.status is ProposalStatus.EXECUTED)
+
+
+# -- a department's own entry: rotation ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What a rotation changed: the registry entry after it, and the
+    transaction hashes by change (``endpoint``, ``broker``, ``encryption_key``,
+    ``admins_added``, ``admins_removed``)."""
+
+    department: Department
+    transactions: dict[str, Any] = field(default_factory=dict)
+
+
+def retire_key_file(path: Path) -> Path:
+    """Move a replaced key file to ``retired/`` beside it (old capsules and
+    signatures may still need it); returns its new path."""
+    retired = path.parent / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    target = retired / f"{int(time.time())}-{path.name}"
+    os.replace(path, target)
+    return target
+
+
+def rotate(
+    ledger: Ledger,
+    admin: LocalAccount,
+    profile: Profile,
+    *,
+    endpoint: str | None = None,
+    new_broker_key: bool = False,
+    new_encryption_key: bool = False,
+    add_admins: Iterable[str] = (),
+    remove_admins: Iterable[str] = (),
+    key_password: str | None = None,
+    fund: Funder | None = None,
+) -> Rotation:
+    """Change the department's own registry entry, signed by one of its
+    administrators, and keep ``profile`` (its files) in step.
+
+    In this order: the endpoint; added admins; a new broker key; a new HPKE key;
+    removed admins (last, so the signer never removes itself before the rest).
+    A new key is written beside the old one (encrypted with ``key_password``),
+    registered, and only then put in place; the old file moves to ``retired/``.
+    Every input is checked before the first transaction; the profile is saved
+    with whatever was changed on chain, even when a later step fails.
+    """
+    url = check_endpoint(endpoint) if endpoint else None
+    added = [to_address(a) for a in add_admins]
+    removed = [to_address(a) for a in remove_admins]
+    if (new_broker_key or new_encryption_key) and not key_password:
+        raise InputError("A new key needs a password to encrypt its keystore with.")
+    changes: dict[str, Any] = {}
+    try:
+        if url:
+            changes["endpoint"] = ledger.registry.set_endpoint(admin, url).tx_hash
+            profile.endpoint = url
+        for a in added:
+            changes.setdefault("admins_added", []).append(
+                ledger.registry.add_admin(admin, a).tx_hash
+            )
+            if fund is not None:
+                fund([a])
+        if new_broker_key:
+            changes["broker"] = _rotate_broker(ledger, profile, admin, str(key_password), fund)
+        if new_encryption_key:
+            changes["encryption_key"] = _rotate_hpke(ledger, profile, admin, str(key_password))
+        for a in removed:
+            changes.setdefault("admins_removed", []).append(
+                ledger.registry.remove_admin(admin, a).tx_hash
+            )
+    finally:
+        profile.save()  # the profile follows the chain, also after a partial rotation
+    return Rotation(ledger.registry.get_department(profile.code), changes)
+
+
+def _rotate_broker(
+    ledger: Ledger, prof: Profile, admin: LocalAccount, pw: str, fund: Funder | None
+) -> str:
+    new = EthKey.generate()
+    tmp = prof.dir / (BROKER_KEYSTORE + ".new")
+    save_eth_keystore(tmp, new, pw, overwrite=True)
+    try:
+        if fund is not None:
+            fund([new.address])  # before it is registered: the broker can transact at once
+        tx = ledger.registry.set_broker(admin, new.address).tx_hash
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    retire_key_file(prof.broker_keystore)
+    os.replace(tmp, prof.broker_keystore)
+    prof.broker_address = new.address
+    return tx
+
+
+def _rotate_hpke(ledger: Ledger, prof: Profile, admin: LocalAccount, pw: str) -> str:
+    key, public = generate_keypair()
+    tmp = prof.dir / (HPKE_KEY + ".new")
+    save_hpke_key(tmp, key, pw, dept=prof.code, overwrite=True)
+    try:
+        tx = ledger.registry.set_encryption_key(admin, public).tx_hash
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    retire_key_file(prof.hpke_key_file)
+    os.replace(tmp, prof.hpke_key_file)
+    prof.hpke_public_key = public
+    return tx
+
+
+# -- the catalog ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A checked catalog declaration, ready to send."""
+
+    category: str
+    description: str
+    schema_hash: bytes | None
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """A catalog transaction that was mined, and the category's entry after it."""
+
+    category: Category
+    tx: TxResult
+
+    @property
+    def tx_hash(self) -> str:
+        """The transaction's hash."""
+        return self.tx.tx_hash
+
+
+def prepare_declaration(
+    category: str, description: str, *, schema: bytes | None = None
+) -> Declaration:
+    """Check a declaration before anything is unlocked or signed; a schema
+    document is recorded on chain as its SHA-256."""
+    text = (description or "").strip()
+    if not text:
+        raise InputError("The description is empty: say what these records hold.")
+    digest = hashlib.sha256(schema).digest() if schema is not None else None
+    return Declaration(category, description, digest)
+
+
+def declare_category(
+    ledger: Ledger,
+    admin: LocalAccount,
+    dept: str,
+    category: str,
+    description: str,
+    *,
+    schema: bytes | None = None,
+) -> CatalogChange:
+    """Declare (or update) ``category`` in ``dept``'s catalog, signed by one of
+    its administrators."""
+    d = prepare_declaration(category, description, schema=schema)
+    tx = ledger.records.declare_category(admin, d.category, d.description, d.schema_hash)
+    return CatalogChange(ledger.records.get_category(normalise_code(dept), d.category), tx)
+
+
+def retire_category(ledger: Ledger, admin: LocalAccount, dept: str, category: str) -> CatalogChange:
+    """Retire ``category`` from ``dept``'s catalog: no new records of it can be
+    anchored (existing ones stay)."""
+    tx = ledger.records.retire_category(admin, category)
+    return CatalogChange(ledger.records.get_category(normalise_code(dept), category), tx)

@@ -1,0 +1,146 @@
+"""Consent and supervision as use cases, against a real chain (this module's own
+anvil): every check before signing, the expiry in chain time, typed results;
+each refusal a sentence, with nothing sent."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from govshare.broker import consent, governance
+from govshare.chain.contracts import GrantReason, RequestStatus
+from govshare.chain.devnode import AnvilProcess
+from govshare.errors import ContractReverted, InputError, NotFound, Unauthorized
+from integration.world import CATEGORY, World, build_world
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with AnvilProcess() as node:
+        w = build_world(node.url, tmp_path_factory.mktemp("home"))
+        yield w
+        w.close()
+
+
+def ask(world: World, requester: str = "MARKET", deadline_in: int = 3600) -> int:
+    """A fresh TAX record, and ``requester``'s request for it (broker key)."""
+    rid = "0x" + os.urandom(32).hex()
+    ledger = world.ledger
+    ledger.records.anchor(
+        world["TAX"].broker, rid, hashlib.sha256(rid.encode()).digest(), "bafkreiexample", CATEGORY
+    )
+    sent = ledger.access.request_access(
+        world[requester].broker, "TAX", rid, "licence", "art. 5", ledger.now() + deadline_in
+    )
+    return int(sent.value)
+
+
+def test_approve_checks_first_then_consents_in_chain_time(world: World) -> None:
+    ledger, admin = world.ledger, world["TAX"].admin
+    rid = ask(world)
+    before = ledger.block_number()
+    with pytest.raises(NotFound, match="no request 999999"):
+        consent.prepare_approval(ledger, 999_999, dept="TAX", max_uses=1, expires_in=60)
+    with pytest.raises(NotFound):
+        consent.prepare_approval(ledger, 0, dept="TAX", max_uses=1, expires_in=60)
+    with pytest.raises(InputError, match="only an administrator of TAX"):
+        consent.prepare_approval(ledger, rid, dept="MARKET", max_uses=1, expires_in=60)
+    with pytest.raises(InputError, match="at least one use"):
+        consent.prepare_approval(ledger, rid, dept="TAX", max_uses=0, expires_in=60)
+    with pytest.raises(InputError, match="one of them"):
+        consent.prepare_approval(ledger, rid, dept="TAX", max_uses=1)
+    with pytest.raises(InputError, match="one of them"):
+        consent.prepare_approval(ledger, rid, dept="TAX", max_uses=1, expires_in=1, expires_at=2)
+    # the same refusals from the action itself, before it signs
+    with pytest.raises(InputError, match="only an administrator of TAX"):
+        consent.approve(ledger, admin, rid, max_uses=1, expires_in=60, dept="MARKET")
+    assert ledger.block_number() == before  # nothing was sent
+
+    plan = consent.prepare_approval(ledger, rid, dept="TAX", max_uses=3, expires_in=3600)
+    assert plan.request.id == rid and plan.request.status is RequestStatus.PENDING
+    assert abs(plan.expires_at - (ledger.now() + 3600)) <= 5  # chain time, not the wall clock
+    done = consent.approve(
+        ledger, admin, rid, max_uses=3, expires_at=plan.expires_at, scope="read", dept="TAX"
+    )
+    assert done.request.status is RequestStatus.APPROVED
+    assert (done.request.expires_at, done.request.max_uses) == (plan.expires_at, 3)
+    assert done.request.decided_by == admin.address and done.request.scope_label == "read"
+    assert done.grant.usable and done.tx_hash.startswith("0x") and done.block_number > before
+    # a decision the contract refuses keeps its revert reason
+    with pytest.raises(ContractReverted) as again:
+        consent.approve(ledger, admin, rid, max_uses=1, expires_in=60, dept="TAX")
+    assert again.value.reason == "AccessLedgerRequestNotPending"
+
+
+def test_only_the_owner_admin_consents(world: World) -> None:
+    ledger = world.ledger
+    rid = ask(world)
+    # without dept the owner check is the contract's: a broker key, another admin
+    for who in (world["TAX"].broker, world["MARKET"].admin):
+        with pytest.raises(Unauthorized):
+            consent.approve(ledger, who, rid, max_uses=1, expires_in=60)
+    assert ledger.access.get_request(rid).status is RequestStatus.PENDING
+
+
+def test_deny_and_revoke_need_a_reason_and_report_the_outcome(world: World) -> None:
+    ledger, admin = world.ledger, world["TAX"].admin
+    denied, granted = ask(world), ask(world, "COURT")
+    before = ledger.block_number()
+    for blank in ("", "   "):
+        with pytest.raises(InputError, match="Say why the request is denied"):
+            consent.deny(ledger, admin, denied, blank, dept="TAX")
+        with pytest.raises(InputError, match="Say why the grant is revoked"):
+            consent.prepare_revocation(ledger, granted, blank, dept="TAX")
+    with pytest.raises(InputError, match="only an administrator"):
+        consent.prepare_denial(ledger, denied, "no", dept="COURT")
+    assert ledger.block_number() == before
+
+    out = consent.deny(ledger, admin, denied, "  no legal basis ", dept="TAX")
+    assert out.request.status is RequestStatus.DENIED
+    assert out.request.deny_reason == "no legal basis" and not out.grant.usable
+
+    consent.approve(ledger, admin, granted, max_uses=1, expires_in=600, dept="TAX")
+    gone = consent.revoke(ledger, admin, granted, "case closed", dept="TAX")
+    assert gone.request.status is RequestStatus.REVOKED
+    assert gone.request.revoke_reason == "case closed"
+    assert (gone.grant.usable, gone.grant.reason) == (False, GrantReason.REVOKED)
+
+
+def test_the_supervision_loop(world: World) -> None:
+    ledger = world.ledger
+    rid = ask(world, deadline_in=60)
+    market = world["MARKET"]
+    with pytest.raises(InputError, match="not overdue"):
+        consent.prepare_reminder(ledger, rid, dept="MARKET")
+    with pytest.raises(NotFound):
+        consent.remind(ledger, market.admin, 999_999, dept="MARKET")
+    ledger.conn.request("evm_increaseTime", [300])
+    ledger.conn.request("evm_mine", [])
+    with pytest.raises(InputError, match="only the requesting department"):
+        consent.prepare_reminder(ledger, rid, dept="COURT")
+
+    first = consent.remind(ledger, market.admin, rid, dept="MARKET")
+    assert first.request.reminder_count == 1 and first.request.last_reminded_at > 0
+    second = consent.remind(ledger, market.broker, rid, dept="MARKET")  # the broker key may too
+    assert second.request.reminder_count == 2
+
+    with pytest.raises(InputError, match="no supervisors"):
+        consent.prepare_escalation(ledger, rid, dept="MARKET")
+    sup = "0x" + "5e" * 20
+    pid = governance.propose_add_supervisor(ledger, world["TAX"].admin, sup).view.proposal.id
+    assert governance.approve_proposal(ledger, world["COURT"].admin, pid).executed
+    plan = consent.prepare_escalation(ledger, rid, dept="MARKET")
+    assert plan.request.id == rid and plan.supervisors
+    up = consent.escalate(ledger, market.admin, rid, dept="MARKET")
+    assert up.request.escalation_count == 1 and up.supervisors == plan.supervisors
+
+    # the decision closes the loop
+    consent.approve(ledger, world["TAX"].admin, rid, max_uses=1, expires_in=60, dept="TAX")
+    for prepare in (consent.prepare_reminder, consent.prepare_escalation):
+        with pytest.raises(InputError, match="approved already"):
+            prepare(ledger, rid, dept="MARKET")

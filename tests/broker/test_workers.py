@@ -1,0 +1,162 @@
+"""The broker's loops speak only when something changes: a failure when it
+starts (or changes cause), the recovery once, never a line per idle round.
+Rounds are moved by calling ``tick()`` / ``resume_pending()``, never by sleeping."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from govshare.broker import receipt_batches
+from govshare.broker.db import Database, OpState, utcnow
+from govshare.broker.outbox import Outbox, OutboxWorker, RetryPolicy, StepContext
+from govshare.broker.receipt_batches import ReceiptBatcher
+from govshare.broker.workers import Worker
+from govshare.errors import ChainUnavailable, IntegrityError, StorageUnavailable
+
+
+def lines(caplog: pytest.LogCaptureFixture, at: int = logging.INFO) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= at]
+
+
+class Scripted(Worker):
+    """A worker whose rounds fail or work as the test says."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        super().__init__(interval=1.0, log=logging.getLogger("govshare.test.scripted"))
+        self.next: BaseException | None = None
+        self.rounds = 0
+
+    def run_once(self) -> None:
+        self.rounds += 1
+        if self.next is not None:
+            raise self.next
+
+
+def test_a_loop_logs_transitions_not_rounds(caplog: pytest.LogCaptureFixture) -> None:
+    w = Scripted()
+    caplog.set_level(logging.INFO, logger="govshare")
+    for _ in range(5):
+        w.tick()  # idle: nothing to say
+    assert lines(caplog) == []
+    w.next = ChainUnavailable("The chain node at x is not reachable.")
+    for _ in range(4):
+        w.tick()
+    w.next = StorageUnavailable("Kubo is not answering.")  # another cause: said once more
+    for _ in range(3):
+        w.tick()
+    w.next = None
+    for _ in range(3):
+        w.tick()
+    w.next = RuntimeError("a bug")
+    for _ in range(3):
+        w.tick()
+    assert w.rounds == 18 and w.health.failing == "RuntimeError"
+    assert lines(caplog) == [
+        ("WARNING", "scripted: postponed (chain.unavailable); will try again"),
+        ("WARNING", "scripted: postponed (storage.unavailable); will try again"),
+        ("INFO", "scripted: working again (after storage.unavailable)"),
+        ("ERROR", "scripted failed; will try again"),
+    ]
+    # the unexpected error comes with its traceback, once
+    assert [r.exc_info is not None for r in caplog.records if r.levelname == "ERROR"] == [True]
+    # and no secret-bearing message of a chain error is logged, only its code
+    assert "not reachable" not in caplog.text
+
+
+def test_a_worker_refuses_a_bad_interval() -> None:
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            OutboxWorker(Outbox.__new__(Outbox), interval=bad)
+
+
+def test_an_operation_retried_for_the_same_cause_is_logged_once(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = Outbox(db, retry=RetryPolicy(max_attempts=50, base_delay=0.0))
+    down = [True]
+
+    def anchor(ctx: StepContext) -> dict[str, Any]:
+        if down[0]:
+            raise ChainUnavailable("The chain node at x is not reachable.")
+        return {"ok": True}
+
+    outbox.register("demo", [("anchor", anchor)])
+    op = outbox.submit("demo", "k", "system", "0" * 64, {}, run=False).operation
+    worker = OutboxWorker(outbox)
+    caplog.set_level(logging.INFO, logger="govshare")
+    for _ in range(6):
+        worker.tick()  # a retry each round: no backoff with base_delay 0
+    assert outbox.get(op.id).state is OpState.PENDING
+    warned = lines(caplog, logging.WARNING)
+    assert len(warned) == 1 and "chain.unavailable" in warned[0][1], warned
+    down[0] = False
+    worker.tick()
+    assert outbox.get(op.id).state is OpState.DONE
+    for _ in range(3):
+        worker.tick()  # idle again
+    assert len(lines(caplog)) == 1
+
+
+def _failed_batches(db: Database, *, finished_ago: float) -> tuple[Outbox, Any]:
+    """An outbox whose anchor_receipts operations fail for good, as if they
+    finished ``finished_ago`` seconds ago; the batcher's services hold only it."""
+    outbox = Outbox(db, clock=lambda: utcnow() - timedelta(seconds=finished_ago))
+
+    def gap(ctx: StepContext) -> dict[str, Any]:
+        raise IntegrityError("a gap on chain")
+
+    outbox.register(receipt_batches.KIND, [("anchor", gap)])
+    return outbox, SimpleNamespace(outbox=outbox)
+
+
+def _fail(outbox: Outbox, op_id: str) -> None:
+    assert outbox.run(op_id).state is OpState.FAILED
+
+
+def test_a_failed_batch_is_logged_once_and_retried_with_backoff(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox, svc = _failed_batches(db, finished_ago=90)
+    batcher = ReceiptBatcher(svc, retry_after=60)
+    caplog.set_level(logging.INFO, logger="govshare")
+    first = batcher._submit(1, 3)
+    assert first is not None
+    _fail(outbox, first.id)
+    # 90 s after the first failure: past retry_after (60 s), a numbered retry
+    second = batcher._submit(1, 3)
+    assert second is not None and second.id != first.id
+    _fail(outbox, second.id)
+    # the second failure waits twice as long (120 s): not yet, and said once
+    for _ in range(5):
+        assert batcher._submit(1, 3) is None
+    warned = lines(caplog, logging.WARNING)
+    assert warned == [
+        ("WARNING", "receipts: anchoring 1-3 failed (integrity.mismatch); retrying in 120 s")
+    ]
+
+
+def _retries(outbox: Outbox, batcher: ReceiptBatcher, limit: int) -> int:
+    n = 0
+    while n < limit and (op := batcher._submit(1, 3)) is not None:
+        _fail(outbox, op.id)
+        n += 1
+    return n
+
+
+def test_retries_of_a_failed_batch_back_off_doubling(db: Database) -> None:
+    # failures 2000 s old: the waits of 60, 120, …, 1920 s have passed, 3600 s not
+    outbox, svc = _failed_batches(db, finished_ago=2000)
+    assert _retries(outbox, ReceiptBatcher(svc, retry_after=60), 50) == 7
+
+
+def test_a_failed_batch_is_still_retried_every_hour(db: Database) -> None:
+    # failures an hour and a bit old: the wait stops doubling at an hour
+    outbox, svc = _failed_batches(db, finished_ago=receipt_batches.MAX_RETRY_AFTER + 100)
+    assert _retries(outbox, ReceiptBatcher(svc, retry_after=60), 12) == 12
