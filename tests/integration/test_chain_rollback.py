@@ -280,3 +280,62 @@ def test_a_lost_receipt_batch_is_anchored_again_once(
         db.close()
     code, audit = cli_json(world, "audit", "receipts")
     assert code == 0 and audit["ok"], audit
+
+
+def test_a_lost_decision_is_sent_again_once_from_its_journal(
+    world: World,
+    node: AnvilProcess,
+    brokers: dict[str, ServeProcess],
+    tokens: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    from govshare.broker import consent
+    from govshare.broker.signed import department_journal
+
+    ledger = world.ledger
+    lost_id = None
+    for attempt in range(TRIES):
+        pub = api_publish(brokers["TAX"], tokens["TAX"], os.urandom(3_000), f"decide-{attempt}")
+        code, req = cli_json(
+            world, "request", "create", "--owner", "TAX", "--record", pub["record_id"],
+            "--purpose", "licence check", "--dept", "MARKET",
+        )  # fmt: skip
+        assert code == 0, req
+        request_id = int(req["request_id"])
+        wait_for(dumped(node), "anvil did not dump its state")  # the request is safe
+        # What `govshare grant approve` runs, in this process: the acknowledgement is
+        # its return, and the node is killed at once.
+        with department_journal(world.home, "TAX", ledger) as journal:
+            done = consent.approve(
+                ledger, world["TAX"].admin, request_id, max_uses=1, expires_in=3600,
+                dept="TAX", journal=journal,
+            )  # fmt: skip
+        assert done.request.status.value == "approved"
+        crash_and_restart(node)
+        if ledger.access.get_request(request_id).status.value == "pending":
+            lost_id = request_id
+            break
+    assert lost_id is not None, f"the chain never lost a decision in {TRIES} tries"
+
+    # TAX's broker sends the administrator's signed bytes again: the same transaction.
+    wait_for(
+        lambda: ledger.access.get_request(lost_id).status.value == "approved",
+        "the lost decision was not sent again",
+    )
+    logs = ledger.conn.get_logs(
+        ledger.deployment.deploy_block, ledger.block_number(), [ledger.access.address]
+    )
+    approvals = [
+        ev
+        for raw in logs
+        if (ev := ledger.log_decoder(raw)) is not None
+        and ev.name == "AccessApproved"
+        and ev.args["requestId"] == lost_id
+    ]
+    assert len(approvals) == 1 and approvals[0].tx_hash == done.tx_hash, approvals
+    assert approvals[0].args["approvedBy"] == world["TAX"].admin.address
+    out = tmp_path / "granted.pdf"
+    code, got = cli_json(
+        world, "record", "fetch", pub["record_id"], "-o", str(out), "--dept", "MARKET"
+    )
+    assert code == 0, got

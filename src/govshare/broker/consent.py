@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
+from govshare.broker.outbox import Outbox
+from govshare.broker.signed import send_journaled
 from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.chain.ledger import Ledger
 from govshare.chain.tx import TxResult
@@ -185,11 +187,14 @@ def approve(
     expires_in: int | None = None,
     scope: bytes | str | None = None,
     dept: str | None = None,
+    journal: Outbox | None = None,
 ) -> Decision:
     """Approve a request (consent), signed by an administrator of the owning
     department: usable until ``expires_at`` (or ``expires_in`` seconds from now,
     chain time) for at most ``max_uses`` fetches. ``dept``: the department the
-    administrator acts for, checked against the request's owner before signing."""
+    administrator acts for, checked against the request's owner before signing.
+    ``journal``: the department's outbox, which keeps the signed decision so its
+    broker can send it again if the chain loses it (see ``signed.py``)."""
     plan = prepare_approval(
         ledger,
         request_id,
@@ -198,27 +203,41 @@ def approve(
         expires_at=expires_at,
         expires_in=expires_in,
     )
-    tx = ledger.access.approve(
-        admin, plan.request.id, expires_at=plan.expires_at, max_uses=plan.max_uses, scope=scope
+    req = ledger.access.approve_request(
+        plan.request.id, expires_at=plan.expires_at, max_uses=plan.max_uses, scope=scope
     )
-    return _decided(ledger, plan.request.id, tx)
+    return _decided(ledger, plan.request.id, send_journaled(journal, ledger, admin, req))
 
 
 def deny(
-    ledger: Ledger, admin: LocalAccount, request_id: int, reason: str, *, dept: str | None = None
+    ledger: Ledger,
+    admin: LocalAccount,
+    request_id: int,
+    reason: str,
+    *,
+    dept: str | None = None,
+    journal: Outbox | None = None,
 ) -> Decision:
     """Deny a request with a reason, signed by an administrator of the owning department."""
     r = prepare_denial(ledger, request_id, reason, dept=dept)
-    return _decided(ledger, r.id, ledger.access.deny(admin, r.id, reason.strip()))
+    req = ledger.access.deny_request(r.id, reason.strip())
+    return _decided(ledger, r.id, send_journaled(journal, ledger, admin, req))
 
 
 def revoke(
-    ledger: Ledger, admin: LocalAccount, grant_id: int, reason: str, *, dept: str | None = None
+    ledger: Ledger,
+    admin: LocalAccount,
+    grant_id: int,
+    reason: str,
+    *,
+    dept: str | None = None,
+    journal: Outbox | None = None,
 ) -> Decision:
     """Revoke a grant, signed by an administrator of the owning department. From
     the next block on, the owner's broker refuses it."""
     r = prepare_revocation(ledger, grant_id, reason, dept=dept)
-    return _decided(ledger, r.id, ledger.access.revoke(admin, r.id, reason.strip()))
+    req = ledger.access.revoke_request(r.id, reason.strip())
+    return _decided(ledger, r.id, send_journaled(journal, ledger, admin, req))
 
 
 # -- supervision (催办 / 督办) -------------------------------------------------------------
@@ -263,17 +282,32 @@ def prepare_escalation(ledger: Ledger, request_id: int, *, dept: str) -> Escalat
     return EscalationPlan(r, supervisors)
 
 
-def remind(ledger: Ledger, account: LocalAccount, request_id: int, *, dept: str) -> Supervision:
+def remind(
+    ledger: Ledger,
+    account: LocalAccount,
+    request_id: int,
+    *,
+    dept: str,
+    journal: Outbox | None = None,
+) -> Supervision:
     """Remind the owner of an overdue request (an on-chain event), signed by the
     requesting department's administrator or broker key."""
     r = prepare_reminder(ledger, request_id, dept=dept)
-    tx = ledger.access.remind(account, r.id)
+    tx = send_journaled(journal, ledger, account, ledger.access.remind_request(r.id))
     return Supervision(ledger.access.get_request(r.id), tx)
 
 
-def escalate(ledger: Ledger, account: LocalAccount, request_id: int, *, dept: str) -> Supervision:
+def escalate(
+    ledger: Ledger,
+    account: LocalAccount,
+    request_id: int,
+    *,
+    dept: str,
+    journal: Outbox | None = None,
+) -> Supervision:
     """Escalate an overdue request to the consortium's supervisors, signed by the
     requesting department's administrator or broker key."""
     plan = prepare_escalation(ledger, request_id, dept=dept)
-    tx = ledger.access.escalate(account, plan.request.id)
+    req = ledger.access.escalate_request(plan.request.id)
+    tx = send_journaled(journal, ledger, account, req)
     return Supervision(ledger.access.get_request(plan.request.id), tx, plan.supervisors)

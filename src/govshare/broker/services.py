@@ -102,12 +102,13 @@ class BrokerServices:
         self._lock = threading.Lock()
 
         # the use cases register their steps
-        from govshare.broker import access, publish, receipt_batches
+        from govshare.broker import access, publish, receipt_batches, signed
         from govshare.broker.chainwatch import OwnTxWatch
 
         publish.register(self)
         access.register(self)
         receipt_batches.register(self)
+        signed.register(self.outbox, ledger)  # administrators' journaled decisions
         #: The broker's one ledger mirror (in its database): the chain's events, the
         #: requests and grants derived from them, and the check that this broker's
         #: own transactions stayed on chain. One tick at a time (it locks).

@@ -969,6 +969,23 @@ class AccessLedger(ContractWrapper):
         )
         return Sent(int(tx.event("AccessRequested").args["requestId"]), tx)
 
+    def approve_request(
+        self,
+        request_id: int,
+        *,
+        expires_at: int,
+        max_uses: int,
+        scope: bytes | str | None = None,
+    ) -> TxRequest:
+        """The unsent approval (see :meth:`approve`)."""
+        return self._request(
+            "approve",
+            to_uint(request_id, 256, "request id"),
+            encode_scope(scope),
+            to_uint(expires_at, 64, "expiry"),
+            to_uint(max_uses, 32, "number of uses"),
+        )
+
     def approve(
         self,
         account: LocalAccount,
@@ -979,20 +996,22 @@ class AccessLedger(ContractWrapper):
         scope: bytes | str | None = None,
     ) -> TxResult:
         """Approve a request (signed by an admin of the owning department)."""
-        return self._transact(
-            account,
-            "approve",
-            to_uint(request_id, 256, "request id"),
-            encode_scope(scope),
-            to_uint(expires_at, 64, "expiry"),
-            to_uint(max_uses, 32, "number of uses"),
+        req = self.approve_request(
+            request_id, expires_at=expires_at, max_uses=max_uses, scope=scope
         )
+        return self.sender.transact(account, req)
+
+    def deny_request(self, request_id: int, reason: str) -> TxRequest:
+        return self._request("deny", int(request_id), reason)
 
     def deny(self, account: LocalAccount, request_id: int, reason: str) -> TxResult:
-        return self._transact(account, "deny", int(request_id), reason)
+        return self.sender.transact(account, self.deny_request(request_id, reason))
+
+    def revoke_request(self, grant_id: int, reason: str) -> TxRequest:
+        return self._request("revoke", int(grant_id), reason)
 
     def revoke(self, account: LocalAccount, grant_id: int, reason: str) -> TxResult:
-        return self._transact(account, "revoke", int(grant_id), reason)
+        return self.sender.transact(account, self.revoke_request(grant_id, reason))
 
     def anchor_receipts(
         self,
@@ -1017,11 +1036,17 @@ class AccessLedger(ContractWrapper):
         )
         return Sent(int(tx.event("ReceiptsAnchored").args["batchIndex"]), tx)
 
+    def remind_request(self, request_id: int) -> TxRequest:
+        return self._request("remind", int(request_id))
+
     def remind(self, account: LocalAccount, request_id: int) -> TxResult:
-        return self._transact(account, "remind", int(request_id))
+        return self.sender.transact(account, self.remind_request(request_id))
+
+    def escalate_request(self, request_id: int) -> TxRequest:
+        return self._request("escalate", int(request_id))
 
     def escalate(self, account: LocalAccount, request_id: int) -> TxResult:
-        return self._transact(account, "escalate", int(request_id))
+        return self.sender.transact(account, self.escalate_request(request_id))
 
     # views
 

@@ -304,6 +304,18 @@ class PendingTx:
         return self._sender_obj.wait(self, timeout)
 
 
+@dataclass(frozen=True)
+class SignedTx:
+    """A signed transaction not sent yet (see :meth:`Sender.sign`)."""
+
+    raw: bytes
+    tx_hash: str
+    sender: str
+    nonce: int
+    request: TxRequest
+    gas: int
+
+
 # -- nonce state --------------------------------------------------------------
 
 
@@ -533,6 +545,34 @@ class Sender:
                 first_error.details["sent"] = [p.tx_hash for p in out]
             raise first_error
         return out
+
+    def sign(self, account: LocalAccount, req: TxRequest) -> SignedTx:
+        """Estimate (unless ``req.gas``; a revert is raised here, costing no
+        nonce) and sign ``req`` with the account's next nonce, without sending it:
+        for a caller that must keep the signed bytes before they go out (an
+        administrator's decision, journaled so the broker can send it again if
+        the chain loses it). Send it with :meth:`send_signed`."""
+        gas = self.estimate(account, req)
+        state = account_state(self.conn.url, account.address, self.conn.genesis_hash)
+        with state.send_lock:
+            nonce = self._sync_nonce(state)
+            fees = self.gas.fees()
+            raw, tx_hash = self._sign(_Job(account, req, gas), nonce, fees)
+            state.next_nonce = nonce + 1
+        return SignedTx(raw, tx_hash, account.address, nonce, req, gas)
+
+    def send_signed(self, signed: SignedTx) -> PendingTx:
+        """Broadcast a transaction from :meth:`sign` (again, if need be: a node
+        that has it already answers "known"). Raises :class:`ChainRejected` when
+        its nonce was used by another transaction since."""
+        try:
+            self.conn.send_raw_transaction(signed.raw)
+        except RpcError as exc:
+            if _classify(exc) != "known":
+                raise _rejected(exc, signed.request.label, signed.tx_hash) from exc
+        return PendingTx(
+            signed.tx_hash, signed.sender, signed.nonce, signed.request, signed.gas, self
+        )
 
     def _lead(self, state: AccountState, job: _Job) -> None:
         with state.send_lock:

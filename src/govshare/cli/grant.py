@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 
 from govshare.broker import consent
+from govshare.broker.signed import department_journal
 from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
 from govshare.cli._render import SafeTable
@@ -106,15 +107,17 @@ def approve_cmd(
     _, admin = admin_of(ctx, code)
     r = plan.request
     confirm(yes, f"{_describe(r)}\nApprove it for {max_uses} use(s) until {iso(plan.expires_at)}?")
-    done = consent.approve(
-        ledger,
-        admin,
-        request_id,
-        max_uses=max_uses,
-        expires_at=plan.expires_at,
-        scope=scope,
-        dept=code,
-    )
+    with department_journal(ctx.home, code, ledger) as journal:
+        done = consent.approve(
+            ledger,
+            admin,
+            request_id,
+            max_uses=max_uses,
+            expires_at=plan.expires_at,
+            scope=scope,
+            dept=code,
+            journal=journal,
+        )
     ctx.emit(
         _decision_dict(done),
         f"Approved request #{request_id} for {r.requester_department}: "
@@ -139,7 +142,8 @@ def deny_cmd(
     r = consent.prepare_denial(ledger, request_id, reason, dept=code)
     _, admin = admin_of(ctx, code)
     confirm(yes, f"{_describe(r)}\nDeny it?")
-    done = consent.deny(ledger, admin, request_id, reason, dept=code)
+    with department_journal(ctx.home, code, ledger) as journal:
+        done = consent.deny(ledger, admin, request_id, reason, dept=code, journal=journal)
     ctx.emit(_decision_dict(done), f"Denied request #{request_id} of {r.requester_department}.")
 
 
@@ -162,7 +166,8 @@ def revoke_cmd(
     confirm(
         yes, f"{_describe(r)}\nRevoke grant #{grant_id}? Data already delivered stays delivered."
     )
-    done = consent.revoke(ledger, admin, grant_id, reason, dept=code)
+    with department_journal(ctx.home, code, ledger) as journal:
+        done = consent.revoke(ledger, admin, grant_id, reason, dept=code, journal=journal)
     ctx.emit(_decision_dict(done), f"Revoked grant #{grant_id} of {r.requester_department}.")
 
 

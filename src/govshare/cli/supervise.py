@@ -85,6 +85,7 @@ def _result(done: Any) -> dict[str, Any]:
 def remind(ctx: Ctx, request_id: int, dept_code: str, key: str, rpc: str | None, yes: bool) -> None:
     """Remind the owner of overdue REQUEST (催办): an on-chain event."""
     from govshare.broker import consent
+    from govshare.broker.signed import department_journal
     from govshare.cli._chain import confirm, open_ledger
     from govshare.profile import normalise_code
 
@@ -93,7 +94,8 @@ def remind(ctx: Ctx, request_id: int, dept_code: str, key: str, rpc: str | None,
     r = consent.prepare_reminder(ledger, request_id, dept=code)
     account = _signer(ctx, code, key)
     confirm(yes, f"{_describe(r)}\nRemind {r.owner_department}?")
-    done = consent.remind(ledger, account, request_id, dept=code)
+    with department_journal(ctx.home, code, ledger) as journal:
+        done = consent.remind(ledger, account, request_id, dept=code, journal=journal)
     out = _result(done)
     ctx.emit(
         out,
@@ -112,6 +114,7 @@ def escalate(
 ) -> None:
     """Escalate overdue REQUEST to the consortium's supervisors (督办)."""
     from govshare.broker import consent
+    from govshare.broker.signed import department_journal
     from govshare.cli._chain import confirm, open_ledger
     from govshare.profile import normalise_code
 
@@ -124,7 +127,8 @@ def escalate(
         f"{_describe(plan.request)}\nEscalate it to the supervisors "
         f"({', '.join(plan.supervisors)})?",
     )
-    done = consent.escalate(ledger, account, request_id, dept=code)
+    with department_journal(ctx.home, code, ledger) as journal:
+        done = consent.escalate(ledger, account, request_id, dept=code, journal=journal)
     out = {**_result(done), "supervisors": list(done.supervisors)}
     ctx.emit(
         out,
