@@ -46,5 +46,11 @@ def dept_dir(home: Path, code: str) -> Path:
     return home / "depts" / code.upper()
 
 
+def mirror_path(home: Path) -> Path:
+    """The ledger mirror this home's commands read (``audit``, ``grant list``): a
+    cache of the chain's events, rebuilt from the chain when deleted."""
+    return home / "audit" / "index.db"
+
+
 def blob_dir(home: Path) -> Path:
     return home / "blobs"

@@ -30,6 +30,7 @@ from govshare.broker.outbox import Outbox
 from govshare.broker.signed import send_journaled
 from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.chain.ledger import Ledger
+from govshare.chain.mirror import Mirror
 from govshare.chain.tx import TxResult
 from govshare.errors import InputError, NotFound
 from govshare.util import iso
@@ -172,6 +173,51 @@ def _decided(ledger: Ledger, request_id: int, tx: TxResult) -> Decision:
     return Decision(
         ledger.access.get_request(request_id), ledger.access.grant_status(request_id), tx
     )
+
+
+# -- what waits for a decision -------------------------------------------------------------
+
+
+def list_requests(
+    ledger: Ledger,
+    mirror: Mirror,
+    *,
+    dept: str | None = None,
+    direction: str | None = None,
+    status: str | None = None,
+) -> list[tuple[AccessRequest, GrantStatus]]:
+    """Requests on chain (those to or from ``dept``; ``direction`` "incoming" or
+    "outgoing" narrows to one side), with their grants' status, oldest first.
+
+    Which requests exist is read from ``mirror`` (brought up to date first: one
+    tick), their state from the chain at its head in two batched round trips —
+    never one call per request."""
+    if direction not in (None, "incoming", "outgoing"):
+        raise InputError("direction is incoming or outgoing.")
+    if direction and not dept:
+        raise InputError("Say which department's incoming or outgoing requests to list.")
+    mirror.run_once()
+    events = (
+        mirror.events_for_department(dept, "AccessRequested")
+        if dept
+        else mirror.events("AccessRequested")
+    )
+    ids = sorted({int(e.args["requestId"]) for e in events})
+    found = ledger.access.get_requests(ids)
+    grants = ledger.access.grant_statuses(ids)
+    out = []
+    for rid in ids:
+        r = found.get(rid)
+        if r is None or rid not in grants:
+            continue  # gone since the mirror read it (a rewind): the next list shows it
+        if direction == "incoming" and r.owner_department != dept:
+            continue
+        if direction == "outgoing" and r.requester_department != dept:
+            continue
+        if status and r.status.value != status:
+            continue
+        out.append((r, grants[rid]))
+    return out
 
 
 # -- consent ----------------------------------------------------------------------------

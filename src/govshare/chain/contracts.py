@@ -1093,6 +1093,20 @@ class AccessLedger(ContractWrapper):
                 found[i] = AccessRequest.from_chain(answer[0]) if answer is not None else None
         return found
 
+    def grant_statuses(
+        self, grant_ids: Sequence[int], *, block: BlockId = "latest"
+    ) -> dict[int, GrantStatus]:
+        """``grantStatus`` of several grants in one round trip."""
+        ids = [int(i) for i in grant_ids]
+        found: dict[int, GrantStatus] = {}
+        for start in range(0, len(ids), 200):
+            chunk = ids[start : start + 200]
+            answers = self._call_many("grantStatus", [(i,) for i in chunk], block=block)
+            for i, answer in zip(chunk, answers, strict=True):
+                if answer is not None:
+                    found[i] = GrantStatus(i, bool(answer[0]), GrantReason.from_chain(answer[1]))
+        return found
+
     def requests(self) -> list[AccessRequest]:
         return [self.get_request(i) for i in range(1, self.request_count() + 1)]
 

@@ -27,8 +27,6 @@ from govshare.util import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-INDEX = Path("audit") / "index.db"
-
 
 def view_options(f: F) -> F:
     f = click.option(
@@ -73,7 +71,7 @@ def open_view(
     from govshare.audit.sources import ManifestSources
     from govshare.audit.view import AuditView
     from govshare.errors import DeploymentNotFound
-    from govshare.home import deployment_path
+    from govshare.home import deployment_path, mirror_path
 
     home = ctx.home
     dep = Path(deployment_file) if deployment_file else deployment_path(home)
@@ -82,7 +80,7 @@ def open_view(
             f"No deployment file at {dep}: an auditor needs the consortium's deployment file "
             "(--deployment FILE, or HOME/deployment.json)."
         )
-    index = Path(index_path) if index_path else home / INDEX
+    index = Path(index_path) if index_path else mirror_path(home)
     sources = ManifestSources.from_urls(manifest_urls, home=home)
     return AuditView.open(dep, index, sources, rpc)
 

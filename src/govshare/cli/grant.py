@@ -203,22 +203,21 @@ def revoke_cmd(
 def list_cmd(
     ctx: Ctx, dept_code: str | None, status: str | None, direction: str | None, rpc: str | None
 ) -> None:
-    """Requests and grants on chain (pending ones are what waits for your decision)."""
+    """Requests and grants on chain (pending ones are what waits for your decision).
+    Read through this home's ledger mirror (HOME/audit/index.db), then the chain."""
     if direction and not dept_code:
         raise click.UsageError("--incoming/--outgoing need --dept CODE.")
+    from govshare.audit.view import open_index
+    from govshare.home import mirror_path
+
     code = normalise_code(dept_code) if dept_code else None
     ledger = open_ledger(ctx, rpc)
-    out = []
-    for r in ledger.access.requests():
-        if code and code not in (r.owner_department, r.requester_department):
-            continue
-        if direction == "incoming" and r.owner_department != code:
-            continue
-        if direction == "outgoing" and r.requester_department != code:
-            continue
-        if status and r.status.value != status:
-            continue
-        out.append(request_dict(r, ledger.access.grant_status(r.id)))
+    mirror = open_index(ledger, mirror_path(ctx.home))
+    try:
+        rows = consent.list_requests(ledger, mirror, dept=code, direction=direction, status=status)
+    finally:
+        mirror.close()
+    out = [request_dict(r, g) for r, g in rows]
 
     def human() -> None:
         if not out:
