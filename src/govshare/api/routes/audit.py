@@ -11,8 +11,8 @@
   manifests (what ``govshare audit --manifests http://…`` reads).
 
 All but the page need an administrator's or auditor's token. Verdicts come
-from the chain (the broker keeps an event index of its own,
-``audit-index.db`` beside its database) and from manifests checked against
+from the chain (through the broker's own ledger mirror, in its database) and
+from manifests checked against
 their anchored CIDs and roots, exactly as the ``govshare audit`` commands do;
 a file looked up by upload is hashed in the browser and never sent.
 """
