@@ -44,6 +44,8 @@ from govshare.chain.contracts import (
     AccessLedger,
     AccessRequest,
     ConsortiumRegistry,
+    GrantReason,
+    GrantStatus,
     RecordRegistry,
     RequestStatus,
 )
@@ -177,14 +179,7 @@ def render_everywhere(r: AccessRequest) -> str:
     """Every CLI rendering of a request; returns what a terminal would get."""
     from govshare.cli import grant, supervise
 
-    fake_ledger = SimpleNamespace(
-        access=SimpleNamespace(
-            grant_status=lambda _id: SimpleNamespace(
-                usable=False, reason=SimpleNamespace(value="expired")
-            )
-        )
-    )
-    d = grant.request_dict(fake_ledger, r)  # type: ignore[arg-type]
+    d = grant.request_dict(r, GrantStatus(r.id, False, GrantReason.EXPIRED))
     json.dumps(d, default=str)
     table = SafeTable(title="Requests and grants")
     for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:
