@@ -34,8 +34,8 @@ contract AccessLedger is IAccessLedger, EIP712 {
     mapping(uint256 requestId => Request) private _requests;
     mapping(bytes32 recordId => uint256[]) private _requestsByRecord;
 
+    /// Each department's receipt batches; the last one's `lastSeq` is where the next starts.
     mapping(bytes32 department => ReceiptBatch[]) private _receiptBatches;
-    mapping(bytes32 department => uint64) private _lastReceiptSeq;
 
     /**
      * @notice Binds the ledger to the consortium registry and the record registry.
@@ -80,7 +80,6 @@ contract AccessLedger is IAccessLedger, EIP712 {
 
         requestId = ++_requestCount;
         Request storage r = _requests[requestId];
-        r.id = requestId;
         r.requesterDepartment = requester;
         r.ownerDepartment = ownerDepartment;
         r.recordId = recordId;
@@ -255,8 +254,10 @@ contract AccessLedger is IAccessLedger, EIP712 {
     }
 
     /// @inheritdoc IAccessLedger
-    function lastReceiptSeq(bytes32 department) external view returns (uint64) {
-        return _lastReceiptSeq[department];
+    function lastReceiptSeq(bytes32 department) public view returns (uint64) {
+        ReceiptBatch[] storage batches = _receiptBatches[department];
+        uint256 n = batches.length;
+        return n == 0 ? 0 : batches[n - 1].lastSeq;
     }
 
     /// @inheritdoc IAccessLedger
@@ -330,7 +331,7 @@ contract AccessLedger is IAccessLedger, EIP712 {
         if (cidLength == 0) revert AccessLedgerEmptyCid();
         if (cidLength > _MAX_CID_LENGTH) revert AccessLedgerCidTooLong(cidLength, _MAX_CID_LENGTH);
         if (lastSeq < firstSeq) revert AccessLedgerInvalidReceiptRange(firstSeq, lastSeq);
-        uint64 expected = _lastReceiptSeq[dept] + 1;
+        uint64 expected = lastReceiptSeq(dept) + 1;
         if (firstSeq != expected) revert AccessLedgerReceiptRangeNotContiguous(dept, expected, firstSeq);
         // firstSeq >= 1 here, so the count cannot overflow
         if (lastSeq - firstSeq >= _MAX_RECEIPTS_PER_BATCH) {
@@ -352,7 +353,8 @@ contract AccessLedger is IAccessLedger, EIP712 {
         if (total != receipts) revert AccessLedgerReceiptCountMismatch(receipts, total);
     }
 
-    /// @dev Appends a receipt batch for `dept`, advances its sequence and emits {ReceiptsAnchored}.
+    /// @dev Appends a receipt batch for `dept` (which advances its sequence) and emits
+    /// {ReceiptsAnchored}.
     function _storeReceiptBatch(
         bytes32 dept,
         bytes32 root,
@@ -367,7 +369,6 @@ contract AccessLedger is IAccessLedger, EIP712 {
         b.manifestCid = manifestCid;
         b.anchoredBy = msg.sender;
         b.anchoredAt = uint64(block.timestamp);
-        _lastReceiptSeq[dept] = lastSeq;
         batchIndex = _receiptBatches[dept].length;
         emit ReceiptsAnchored(dept, batchIndex, root, firstSeq, lastSeq, manifestCid, msg.sender);
     }

@@ -66,7 +66,6 @@ contract RecordRegistry is IRecordRegistry {
         }
         _requireActiveCategory(dept, category);
         Record storage r = _records[recordId];
-        r.recordId = recordId;
         r.department = dept;
         r.contentHash = contentHash;
         r.cid = cid;
@@ -75,7 +74,6 @@ contract RecordRegistry is IRecordRegistry {
         r.previousRecordId = previousRecordId;
         r.anchoredBy = msg.sender;
         r.anchoredAt = uint64(block.timestamp);
-        r.blockNumber = uint64(block.number);
         _byHash[contentHash].push(recordId);
         ++_recordCount;
         emit RecordAnchored(recordId, dept, contentHash, cid, category, subjectRef, previousRecordId, msg.sender);
@@ -94,10 +92,10 @@ contract RecordRegistry is IRecordRegistry {
         _batches[dept].push(
             RecordBatch({
                 merkleRoot: merkleRoot,
-                count: count,
                 manifestCid: manifestCid,
                 anchoredBy: msg.sender,
-                anchoredAt: uint64(block.timestamp)
+                anchoredAt: uint64(block.timestamp),
+                count: count
             })
         );
         sequence = uint64(_batches[dept].length);

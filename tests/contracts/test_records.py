@@ -47,7 +47,6 @@ def test_anchor(world: World) -> None:
     }
     block = c.w3.eth.get_block("latest")
     assert r.getRecord(rid).call() == (
-        rid,
         b32("TAX"),
         h32("content"),
         "bafyCID",
@@ -57,7 +56,6 @@ def test_anchor(world: World) -> None:
         NONE,
         world.broker("TAX"),
         block["timestamp"],
-        block["number"],
     )
     assert r.recordExists(rid).call() is True
     assert r.ownerOf(rid).call() == b32("TAX")
@@ -88,12 +86,12 @@ def test_version_chain(world: World) -> None:
         "newRecordId": v2,
         "department": b32("TAX"),
     }
-    assert r.getRecord(v1).call()[7] == v2
-    assert r.getRecord(v2).call()[6] == v1
+    assert r.getRecord(v1).call()[6] == v2
+    assert r.getRecord(v2).call()[5] == v1
     rv = c.reverts(anchor(world, v3, prev=v1), world.broker("TAX"))
     assert (rv.name, rv.args) == ("RecordRegistryAlreadySuperseded", (v1, v2))
     c.send(anchor(world, v3, prev=v2), world.broker("TAX"))
-    assert r.getRecord(v2).call()[7] == v3
+    assert r.getRecord(v2).call()[6] == v3
 
 
 @pytest.mark.parametrize(
@@ -174,10 +172,10 @@ def test_anchor_batch(world: World) -> None:
     assert r.batchCount(b32("COURT")).call() == 0
     assert r.getBatch(b32("TAX"), 2).call() == (
         h32("root2"),
-        7,
         "bafyManifest2",
         world.broker("TAX"),
         anchored_at,
+        7,
     )
     for seq in (0, 3):
         rv = c.call_reverts(r.getBatch(b32("TAX"), seq))
