@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity 0.8.37;
 
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
@@ -40,9 +40,12 @@ contract AccessLedger is IAccessLedger, EIP712 {
     /**
      * @notice Binds the ledger to the consortium registry and the record registry.
      *
-     * Requirements: none (the deployer wires the right addresses).
+     * Requirements:
+     * - neither `registry_` nor `records_` is the zero address.
      */
     constructor(IConsortiumRegistry registry_, IRecordRegistry records_) EIP712("govshare", "1") {
+        if (address(registry_) == address(0)) revert AccessLedgerZeroRegistry();
+        if (address(records_) == address(0)) revert AccessLedgerZeroRecords();
         _registry = registry_;
         _records = records_;
     }
@@ -154,10 +157,13 @@ contract AccessLedger is IAccessLedger, EIP712 {
         bytes32 dept = _requireActiveBroker();
         _checkReceiptRange(dept, root, firstSeq, lastSeq, bytes(manifestCid).length);
         _checkReceiptUses(grantIds, uses, lastSeq - firstSeq + 1);
-        batchIndex = _storeReceiptBatch(dept, root, firstSeq, lastSeq, manifestCid);
+        batchIndex = _receiptBatches[dept].length + 1;
+        // Each grant is checked right before its uses are added, not all first: a grant
+        // listed twice must meet its quota with the uses of both entries.
         for (uint256 i = 0; i < grantIds.length; ++i) {
             _recordUses(dept, batchIndex, grantIds[i], uses[i]);
         }
+        _storeReceiptBatch(dept, batchIndex, root, firstSeq, lastSeq, manifestCid);
     }
 
     // -------------------------------------------------------------- supervision
@@ -353,15 +359,16 @@ contract AccessLedger is IAccessLedger, EIP712 {
         if (total != receipts) revert AccessLedgerReceiptCountMismatch(receipts, total);
     }
 
-    /// @dev Appends a receipt batch for `dept` (which advances its sequence) and emits
-    /// {ReceiptsAnchored}.
+    /// @dev Appends `dept`'s receipt batch number `batchIndex` (which advances its sequence)
+    /// and emits {ReceiptsAnchored}.
     function _storeReceiptBatch(
         bytes32 dept,
+        uint256 batchIndex,
         bytes32 root,
         uint64 firstSeq,
         uint64 lastSeq,
         string calldata manifestCid
-    ) private returns (uint256 batchIndex) {
+    ) private {
         ReceiptBatch storage b = _receiptBatches[dept].push();
         b.root = root;
         b.firstSeq = firstSeq;
@@ -369,7 +376,6 @@ contract AccessLedger is IAccessLedger, EIP712 {
         b.manifestCid = manifestCid;
         b.anchoredBy = msg.sender;
         b.anchoredAt = uint64(block.timestamp);
-        batchIndex = _receiptBatches[dept].length;
         emit ReceiptsAnchored(dept, batchIndex, root, firstSeq, lastSeq, manifestCid, msg.sender);
     }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity 0.8.37;
 
 import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
@@ -102,15 +102,17 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         if (proposalLifetime_ == 0 || proposalLifetime_ > _MAX_PROPOSAL_LIFETIME) {
             revert ConsortiumRegistryInvalidLifetime(proposalLifetime_);
         }
+        if (threshold_ == 0 || threshold_ > founders.length) {
+            revert ConsortiumRegistryInvalidThreshold(threshold_, founders.length);
+        }
         _proposalLifetime = proposalLifetime_;
+        // Each supervisor and founder is checked against those added before it, so these
+        // checks cannot all come first.
         for (uint256 i = 0; i < supervisors_.length; ++i) {
             _addSupervisor(supervisors_[i], 0);
         }
         for (uint256 i = 0; i < founders.length; ++i) {
             _addDepartment(founders[i], 0);
-        }
-        if (threshold_ == 0 || threshold_ > founders.length) {
-            revert ConsortiumRegistryInvalidThreshold(threshold_, founders.length);
         }
         _threshold = threshold_;
         emit ThresholdChanged(0, threshold_, 0);
@@ -510,11 +512,10 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         if (approvals >= _threshold) _execute(proposalId);
     }
 
-    /// @dev Applies proposal `proposalId`, re-validating it against the current state.
+    /// @dev Applies proposal `proposalId`, re-validating it against the current state (each
+    /// kind checks before it changes anything), then marks it executed.
     function _execute(uint256 proposalId) private {
         ProposalData storage p = _proposals[proposalId];
-        p.status = ProposalStatus.Executed;
-        p.executedAt = uint64(block.timestamp);
         ProposalKind kind = p.kind;
         bytes32 code = p.targetDepartment;
         if (kind == ProposalKind.AddDepartment) {
@@ -548,6 +549,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             if (!_supervisors.remove(account)) revert ConsortiumRegistryNotSupervisor(account);
             emit SupervisorRemoved(account, proposalId);
         }
+        p.status = ProposalStatus.Executed;
+        p.executedAt = uint64(block.timestamp);
         emit ProposalExecuted(proposalId, kind, msg.sender);
     }
 

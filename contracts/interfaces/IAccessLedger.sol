@@ -85,6 +85,10 @@ interface IAccessLedger {
 
     // ----------------------------------------------------------------- errors
 
+    /// @notice The consortium registry's address must not be zero.
+    error AccessLedgerZeroRegistry();
+    /// @notice The record registry's address must not be zero.
+    error AccessLedgerZeroRecords();
     /// @notice `account` is not the broker account of an active department.
     error AccessLedgerNotActiveBroker(address account);
     /// @notice Department `department` is not active (or unknown).

@@ -54,6 +54,8 @@ interface IRecordRegistry {
 
     // ----------------------------------------------------------------- errors
 
+    /// @notice The consortium registry's address must not be zero.
+    error RecordRegistryZeroRegistry();
     /// @notice `account` is not the broker account of an active department.
     error RecordRegistryNotActiveBroker(address account);
     /// @notice `account` is not an admin account of an active department.

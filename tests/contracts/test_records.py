@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import b32, event_names, h32, one_event
+from .helpers import b32, deploy_reverts, event_names, h32, one_event
 from .world import CATEGORY, CONTENT, RECORD, Ops, World
 
 NONE = b"\0" * 32
+ZERO = "0x0000000000000000000000000000000000000000"
 
 
 def rec(world: World):
@@ -139,6 +140,16 @@ def test_anchor_with_retired_category(world: World) -> None:
     c.send(rec(world).retireCategory(CATEGORY["TAX"]), world.admin("TAX"))
     rv = c.reverts(anchor(world, h32("n")), world.broker("TAX"))
     assert (rv.name, rv.args) == ("RecordRegistryCategoryRetired", (b32("TAX"), CATEGORY["TAX"]))
+    # A new version refused for its category leaves the previous one current.
+    rv = c.reverts(anchor(world, h32("n"), prev=RECORD["TAX"]), world.broker("TAX"))
+    assert (rv.name, rv.args) == ("RecordRegistryCategoryRetired", (b32("TAX"), CATEGORY["TAX"]))
+    assert rec(world).getRecord(RECORD["TAX"]).call()[6] == NONE
+
+
+def test_constructor_refuses_a_zero_registry(world: World) -> None:
+    w3 = world.chain.w3
+    rv = deploy_reverts(w3, "RecordRegistry", w3.eth.accounts[0], ZERO)
+    assert (rv.name, rv.args) == ("RecordRegistryZeroRegistry", ())
 
 
 def test_rotated_out_broker_cannot_anchor(world: World) -> None:
