@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity 0.8.37;
 
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
@@ -34,15 +34,18 @@ contract AccessLedger is IAccessLedger, EIP712 {
     mapping(uint256 requestId => Request) private _requests;
     mapping(bytes32 recordId => uint256[]) private _requestsByRecord;
 
+    /// Each department's receipt batches; the last one's `lastSeq` is where the next starts.
     mapping(bytes32 department => ReceiptBatch[]) private _receiptBatches;
-    mapping(bytes32 department => uint64) private _lastReceiptSeq;
 
     /**
      * @notice Binds the ledger to the consortium registry and the record registry.
      *
-     * Requirements: none (the deployer wires the right addresses).
+     * Requirements:
+     * - neither `registry_` nor `records_` is the zero address.
      */
     constructor(IConsortiumRegistry registry_, IRecordRegistry records_) EIP712("govshare", "1") {
+        if (address(registry_) == address(0)) revert AccessLedgerZeroRegistry();
+        if (address(records_) == address(0)) revert AccessLedgerZeroRecords();
         _registry = registry_;
         _records = records_;
     }
@@ -80,7 +83,6 @@ contract AccessLedger is IAccessLedger, EIP712 {
 
         requestId = ++_requestCount;
         Request storage r = _requests[requestId];
-        r.id = requestId;
         r.requesterDepartment = requester;
         r.ownerDepartment = ownerDepartment;
         r.recordId = recordId;
@@ -155,10 +157,13 @@ contract AccessLedger is IAccessLedger, EIP712 {
         bytes32 dept = _requireActiveBroker();
         _checkReceiptRange(dept, root, firstSeq, lastSeq, bytes(manifestCid).length);
         _checkReceiptUses(grantIds, uses, lastSeq - firstSeq + 1);
-        batchIndex = _storeReceiptBatch(dept, root, firstSeq, lastSeq, manifestCid);
+        batchIndex = _receiptBatches[dept].length + 1;
+        // Each grant is checked right before its uses are added, not all first: a grant
+        // listed twice must meet its quota with the uses of both entries.
         for (uint256 i = 0; i < grantIds.length; ++i) {
             _recordUses(dept, batchIndex, grantIds[i], uses[i]);
         }
+        _storeReceiptBatch(dept, batchIndex, root, firstSeq, lastSeq, manifestCid);
     }
 
     // -------------------------------------------------------------- supervision
@@ -255,8 +260,10 @@ contract AccessLedger is IAccessLedger, EIP712 {
     }
 
     /// @inheritdoc IAccessLedger
-    function lastReceiptSeq(bytes32 department) external view returns (uint64) {
-        return _lastReceiptSeq[department];
+    function lastReceiptSeq(bytes32 department) public view returns (uint64) {
+        ReceiptBatch[] storage batches = _receiptBatches[department];
+        uint256 n = batches.length;
+        return n == 0 ? 0 : batches[n - 1].lastSeq;
     }
 
     /// @inheritdoc IAccessLedger
@@ -330,7 +337,7 @@ contract AccessLedger is IAccessLedger, EIP712 {
         if (cidLength == 0) revert AccessLedgerEmptyCid();
         if (cidLength > _MAX_CID_LENGTH) revert AccessLedgerCidTooLong(cidLength, _MAX_CID_LENGTH);
         if (lastSeq < firstSeq) revert AccessLedgerInvalidReceiptRange(firstSeq, lastSeq);
-        uint64 expected = _lastReceiptSeq[dept] + 1;
+        uint64 expected = lastReceiptSeq(dept) + 1;
         if (firstSeq != expected) revert AccessLedgerReceiptRangeNotContiguous(dept, expected, firstSeq);
         // firstSeq >= 1 here, so the count cannot overflow
         if (lastSeq - firstSeq >= _MAX_RECEIPTS_PER_BATCH) {
@@ -352,14 +359,16 @@ contract AccessLedger is IAccessLedger, EIP712 {
         if (total != receipts) revert AccessLedgerReceiptCountMismatch(receipts, total);
     }
 
-    /// @dev Appends a receipt batch for `dept`, advances its sequence and emits {ReceiptsAnchored}.
+    /// @dev Appends `dept`'s receipt batch number `batchIndex` (which advances its sequence)
+    /// and emits {ReceiptsAnchored}.
     function _storeReceiptBatch(
         bytes32 dept,
+        uint256 batchIndex,
         bytes32 root,
         uint64 firstSeq,
         uint64 lastSeq,
         string calldata manifestCid
-    ) private returns (uint256 batchIndex) {
+    ) private {
         ReceiptBatch storage b = _receiptBatches[dept].push();
         b.root = root;
         b.firstSeq = firstSeq;
@@ -367,8 +376,6 @@ contract AccessLedger is IAccessLedger, EIP712 {
         b.manifestCid = manifestCid;
         b.anchoredBy = msg.sender;
         b.anchoredAt = uint64(block.timestamp);
-        _lastReceiptSeq[dept] = lastSeq;
-        batchIndex = _receiptBatches[dept].length;
         emit ReceiptsAnchored(dept, batchIndex, root, firstSeq, lastSeq, manifestCid, msg.sender);
     }
 

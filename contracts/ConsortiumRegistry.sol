@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity 0.8.37;
 
 import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet.sol";
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
@@ -35,6 +35,24 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         AccountRole role;
     }
 
+    /// A proposal as stored; {getProposal} adds what is derived: its id (the key), its
+    /// creation time (`expiresAt` - the immutable lifetime), its approval count (the length
+    /// of its approval list) and the Expired status.
+    struct ProposalData {
+        // proposer, kind, status and expiresAt share one storage slot: creating a proposal
+        // and checking that it is open touch one slot
+        address proposer;
+        ProposalKind kind;
+        ProposalStatus status;
+        uint64 expiresAt;
+        // targetAccount and executedAt share one storage slot
+        address targetAccount;
+        uint64 executedAt;
+        bytes32 proposerDepartment;
+        bytes32 targetDepartment;
+        uint256 newThreshold;
+    }
+
     // Bounds on what a department registers (see {IConsortiumRegistry}): every member's
     // software must be able to hold it, and `activeAccounts` must stay cheap to read.
     uint256 private constant _MAX_NAME_LENGTH = 256;
@@ -59,7 +77,7 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     uint256 private _threshold;
 
     uint256 private _proposalCount;
-    mapping(uint256 id => Proposal) private _proposals;
+    mapping(uint256 id => ProposalData) private _proposals;
     mapping(uint256 id => DepartmentInit) private _proposedDepartments;
     mapping(uint256 id => bytes32[]) private _approvals;
     mapping(uint256 id => mapping(bytes32 code => bool)) private _approved;
@@ -84,15 +102,17 @@ contract ConsortiumRegistry is IConsortiumRegistry {
         if (proposalLifetime_ == 0 || proposalLifetime_ > _MAX_PROPOSAL_LIFETIME) {
             revert ConsortiumRegistryInvalidLifetime(proposalLifetime_);
         }
+        if (threshold_ == 0 || threshold_ > founders.length) {
+            revert ConsortiumRegistryInvalidThreshold(threshold_, founders.length);
+        }
         _proposalLifetime = proposalLifetime_;
+        // Each supervisor and founder is checked against those added before it, so these
+        // checks cannot all come first.
         for (uint256 i = 0; i < supervisors_.length; ++i) {
             _addSupervisor(supervisors_[i], 0);
         }
         for (uint256 i = 0; i < founders.length; ++i) {
             _addDepartment(founders[i], 0);
-        }
-        if (threshold_ == 0 || threshold_ > founders.length) {
-            revert ConsortiumRegistryInvalidThreshold(threshold_, founders.length);
         }
         _threshold = threshold_;
         emit ThresholdChanged(0, threshold_, 0);
@@ -378,9 +398,23 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     }
 
     /// @inheritdoc IConsortiumRegistry
-    function getProposal(uint256 proposalId) external view returns (Proposal memory p) {
-        p = _proposals[_requireProposal(proposalId)];
-        p.status = _statusOf(p);
+    function getProposal(uint256 proposalId) external view returns (Proposal memory) {
+        ProposalData storage p = _proposals[_requireProposal(proposalId)];
+        uint64 expiresAt = p.expiresAt;
+        return Proposal({
+            id: proposalId,
+            kind: p.kind,
+            status: _statusOf(p),
+            proposerDepartment: p.proposerDepartment,
+            proposer: p.proposer,
+            targetDepartment: p.targetDepartment,
+            targetAccount: p.targetAccount,
+            newThreshold: p.newThreshold,
+            createdAt: expiresAt - _proposalLifetime,
+            expiresAt: expiresAt,
+            executedAt: p.executedAt,
+            approvalCount: uint32(_approvals[proposalId].length)
+        });
     }
 
     /// @inheritdoc IConsortiumRegistry
@@ -424,13 +458,13 @@ contract ConsortiumRegistry is IConsortiumRegistry {
 
     /// @dev Reverts unless `proposalId` exists, is pending and not expired.
     function _requireOpen(uint256 proposalId) private view {
-        Proposal storage p = _proposals[_requireProposal(proposalId)];
+        ProposalData storage p = _proposals[_requireProposal(proposalId)];
         if (p.status != ProposalStatus.Pending) revert ConsortiumRegistryProposalNotPending(proposalId, p.status);
         if (block.timestamp >= p.expiresAt) revert ConsortiumRegistryProposalExpired(proposalId, p.expiresAt);
     }
 
     /// @dev Stored status, with Expired substituted for a pending proposal past its lifetime.
-    function _statusOf(Proposal memory p) private view returns (ProposalStatus) {
+    function _statusOf(ProposalData storage p) private view returns (ProposalStatus) {
         if (p.status == ProposalStatus.Pending && block.timestamp >= p.expiresAt) return ProposalStatus.Expired;
         return p.status;
     }
@@ -453,19 +487,16 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     ) private returns (uint256 id) {
         id = ++_proposalCount;
         uint64 expiresAt = uint64(block.timestamp) + _proposalLifetime;
-        _proposals[id] = Proposal({
-            id: id,
+        _proposals[id] = ProposalData({
+            proposer: msg.sender,
             kind: kind,
             status: ProposalStatus.Pending,
-            proposerDepartment: proposerCode,
-            proposer: msg.sender,
-            targetDepartment: targetDepartment,
-            targetAccount: targetAccount,
-            newThreshold: newThreshold,
-            createdAt: uint64(block.timestamp),
             expiresAt: expiresAt,
+            targetAccount: targetAccount,
             executedAt: 0,
-            approvalCount: 0
+            proposerDepartment: proposerCode,
+            targetDepartment: targetDepartment,
+            newThreshold: newThreshold
         });
         emit ProposalCreated(
             id, kind, proposerCode, msg.sender, targetDepartment, targetAccount, newThreshold, expiresAt
@@ -476,17 +507,15 @@ contract ConsortiumRegistry is IConsortiumRegistry {
     function _recordApproval(uint256 proposalId, bytes32 code) private {
         _approved[proposalId][code] = true;
         _approvals[proposalId].push(code);
-        _proposals[proposalId].approvalCount += 1;
         uint256 approvals = _activeApprovals(proposalId);
         emit ProposalApproved(proposalId, code, msg.sender, approvals);
         if (approvals >= _threshold) _execute(proposalId);
     }
 
-    /// @dev Applies proposal `proposalId`, re-validating it against the current state.
+    /// @dev Applies proposal `proposalId`, re-validating it against the current state (each
+    /// kind checks before it changes anything), then marks it executed.
     function _execute(uint256 proposalId) private {
-        Proposal storage p = _proposals[proposalId];
-        p.status = ProposalStatus.Executed;
-        p.executedAt = uint64(block.timestamp);
+        ProposalData storage p = _proposals[proposalId];
         ProposalKind kind = p.kind;
         bytes32 code = p.targetDepartment;
         if (kind == ProposalKind.AddDepartment) {
@@ -520,6 +549,8 @@ contract ConsortiumRegistry is IConsortiumRegistry {
             if (!_supervisors.remove(account)) revert ConsortiumRegistryNotSupervisor(account);
             emit SupervisorRemoved(account, proposalId);
         }
+        p.status = ProposalStatus.Executed;
+        p.executedAt = uint64(block.timestamp);
         emit ProposalExecuted(proposalId, kind, msg.sender);
     }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-pragma solidity ^0.8.24;
+pragma solidity 0.8.37;
 
 import {IConsortiumRegistry} from "./interfaces/IConsortiumRegistry.sol";
 import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
@@ -31,9 +31,11 @@ contract RecordRegistry is IRecordRegistry {
     /**
      * @notice Binds this registry of records to the consortium registry `registry_`.
      *
-     * Requirements: none (the deployer wires the right address).
+     * Requirements:
+     * - `registry_` is not the zero address.
      */
     constructor(IConsortiumRegistry registry_) {
+        if (address(registry_) == address(0)) revert RecordRegistryZeroRegistry();
         _registry = registry_;
     }
 
@@ -53,8 +55,8 @@ contract RecordRegistry is IRecordRegistry {
         if (contentHash == bytes32(0)) revert RecordRegistryInvalidContentHash(recordId);
         _checkCid(cid);
         if (_records[recordId].department != bytes32(0)) revert RecordRegistryRecordExists(recordId);
+        Record storage prev = _records[previousRecordId];
         if (previousRecordId != bytes32(0)) {
-            Record storage prev = _records[previousRecordId];
             if (prev.department == bytes32(0)) revert RecordRegistryUnknownRecord(previousRecordId);
             if (prev.department != dept) {
                 revert RecordRegistryNotRecordOwner(previousRecordId, prev.department, dept);
@@ -62,11 +64,12 @@ contract RecordRegistry is IRecordRegistry {
             if (prev.supersededBy != bytes32(0)) {
                 revert RecordRegistryAlreadySuperseded(previousRecordId, prev.supersededBy);
             }
-            prev.supersededBy = recordId;
         }
         _requireActiveCategory(dept, category);
+
+        // Every check passed: only now does anything change.
+        if (previousRecordId != bytes32(0)) prev.supersededBy = recordId;
         Record storage r = _records[recordId];
-        r.recordId = recordId;
         r.department = dept;
         r.contentHash = contentHash;
         r.cid = cid;
@@ -75,7 +78,6 @@ contract RecordRegistry is IRecordRegistry {
         r.previousRecordId = previousRecordId;
         r.anchoredBy = msg.sender;
         r.anchoredAt = uint64(block.timestamp);
-        r.blockNumber = uint64(block.number);
         _byHash[contentHash].push(recordId);
         ++_recordCount;
         emit RecordAnchored(recordId, dept, contentHash, cid, category, subjectRef, previousRecordId, msg.sender);
@@ -94,10 +96,10 @@ contract RecordRegistry is IRecordRegistry {
         _batches[dept].push(
             RecordBatch({
                 merkleRoot: merkleRoot,
-                count: count,
                 manifestCid: manifestCid,
                 anchoredBy: msg.sender,
-                anchoredAt: uint64(block.timestamp)
+                anchoredAt: uint64(block.timestamp),
+                count: count
             })
         );
         sequence = uint64(_batches[dept].length);

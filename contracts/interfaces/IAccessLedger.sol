@@ -45,9 +45,9 @@ interface IAccessLedger {
         QuotaExhausted // 8: anchored uses reached maxUses
     }
 
-    /// @notice A request and, once decided, its decision, grant terms and supervision history.
+    /// @notice A request and, once decided, its decision, grant terms and supervision history,
+    /// as stored under its id (the struct does not repeat the id).
     struct Request {
-        uint256 id;
         bytes32 requesterDepartment;
         bytes32 ownerDepartment;
         bytes32 recordId;
@@ -85,6 +85,10 @@ interface IAccessLedger {
 
     // ----------------------------------------------------------------- errors
 
+    /// @notice The consortium registry's address must not be zero.
+    error AccessLedgerZeroRegistry();
+    /// @notice The record registry's address must not be zero.
+    error AccessLedgerZeroRecords();
     /// @notice `account` is not the broker account of an active department.
     error AccessLedgerNotActiveBroker(address account);
     /// @notice Department `department` is not active (or unknown).
@@ -403,7 +407,8 @@ interface IAccessLedger {
     function requestCount() external view returns (uint256);
 
     /**
-     * @notice Request (or grant) `requestId`, with everything that happened to it.
+     * @notice Request (or grant) `requestId`, with everything that happened to it (the
+     * struct does not repeat the id).
      *
      * Requirements:
      * - the request exists.
@@ -433,7 +438,8 @@ interface IAccessLedger {
     function isOverdue(uint256 requestId) external view returns (bool);
 
     /**
-     * @notice The last receipt sequence number `department` has anchored (0 if none).
+     * @notice The last receipt sequence number `department` has anchored (0 if none): its
+     * last receipt batch's `lastSeq`.
      *
      * Requirements: none.
      */

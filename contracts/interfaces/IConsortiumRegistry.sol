@@ -76,7 +76,9 @@ interface IConsortiumRegistry {
         uint64 updatedAt; // block timestamp of the last change to it
     }
 
-    /// @notice A governance proposal. Fields a kind does not use are zero.
+    /// @notice A governance proposal as {getProposal} returns it. Fields a kind does not use
+    /// are zero. `id`, `createdAt`, `approvalCount` and an `Expired` status are derived when
+    /// read, not stored.
     struct Proposal {
         uint256 id;
         ProposalKind kind;

@@ -17,9 +17,10 @@ import {IConsortiumRegistry} from "./IConsortiumRegistry.sol";
 interface IRecordRegistry {
     // ------------------------------------------------------------------ types
 
-    /// @notice An anchored record. `supersededBy` is zero until a newer version is anchored.
+    /// @notice An anchored record, as stored under its id. `supersededBy` is zero until a
+    /// newer version is anchored. The id is the key it is read with, and the block and
+    /// transaction that anchored it are those of its {RecordAnchored} event: neither is stored.
     struct Record {
-        bytes32 recordId;
         bytes32 department;
         bytes32 contentHash; // sha256 of the plaintext
         string cid; // CID of the ciphertext
@@ -29,16 +30,16 @@ interface IRecordRegistry {
         bytes32 supersededBy; // the version that superseded this one, or zero
         address anchoredBy;
         uint64 anchoredAt;
-        uint64 blockNumber;
     }
 
     /// @notice A Merkle batch of records, numbered per department from 1.
     struct RecordBatch {
         bytes32 merkleRoot;
-        uint32 count;
         string manifestCid;
+        // anchoredBy, anchoredAt and count share one storage slot
         address anchoredBy;
         uint64 anchoredAt;
+        uint32 count;
     }
 
     /// @notice A catalog entry: a category of records a department holds.
@@ -53,6 +54,8 @@ interface IRecordRegistry {
 
     // ----------------------------------------------------------------- errors
 
+    /// @notice The consortium registry's address must not be zero.
+    error RecordRegistryZeroRegistry();
     /// @notice `account` is not the broker account of an active department.
     error RecordRegistryNotActiveBroker(address account);
     /// @notice `account` is not an admin account of an active department.
@@ -217,7 +220,8 @@ interface IRecordRegistry {
     function recordExists(bytes32 recordId) external view returns (bool);
 
     /**
-     * @notice The anchored record `recordId`.
+     * @notice The anchored record `recordId` (the struct does not repeat the id; the block
+     * that anchored it is its {RecordAnchored} event's).
      *
      * Requirements:
      * - the record exists.

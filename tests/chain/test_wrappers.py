@@ -209,7 +209,11 @@ def test_records_round_trip(consortium: Consortium) -> None:
     assert rec.record_id == r1 and rec.department == "TAX" and rec.content_hash == sha(b"v1")
     assert rec.cid == "bafy-v1" and rec.category == "tax-clearance" and rec.subject_ref == subject
     assert rec.previous_record_id is None and rec.superseded_by is None
-    assert rec.block_number == tx.block_number
+    # The contract keeps no block number: the anchoring event has it, found by the id.
+    anchored = recs.anchored_event(r1)
+    assert anchored is not None and anchored.args["recordId"] == r1
+    assert (anchored.tx_hash, anchored.block_number) == (tx.tx_hash, tx.block_number)
+    assert recs.anchored_event(rid()) is None
     r2 = rid()
     tx2 = recs.anchor(
         tax.broker, "0x" + r2.hex(), sha(b"v2"), "bafy-v2", "tax-clearance", previous_record_id=r1

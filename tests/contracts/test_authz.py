@@ -263,4 +263,4 @@ def test_no_broker_or_foreign_admin_can_consent(world: World, ops: Ops) -> None:
     for who in (world.broker("TAX"), world.admin("MARKET"), world.admin("COURT")):
         r = world.chain.reverts(_led(world).approve(rid, SCOPE, world.chain.now() + DAY, 1), who)
         assert (r.name, r.args) == ("AccessLedgerNotOwnerAdmin", (rid, who))
-    assert _led(world).getRequest(rid).call()[9] == 1
+    assert _led(world).getRequest(rid).call()[8] == 1

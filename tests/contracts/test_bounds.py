@@ -75,7 +75,7 @@ def test_a_deadline_at_the_horizon_is_accepted_one_second_more_is_not(world: Wor
     )
     t = at_next_block(world)
     c.send(_request(world, t + DEADLINE_HORIZON), world.broker("MARKET"))
-    assert led(world).getRequest(1).call()[6] == t + DEADLINE_HORIZON
+    assert led(world).getRequest(1).call()[5] == t + DEADLINE_HORIZON
 
 
 @pytest.mark.parametrize("offset", [None, -1, 0])
@@ -100,7 +100,7 @@ def test_purpose_and_legal_basis_are_bounded(world: World) -> None:
     c.send(
         _request(world, later, purpose=full, legal_basis=full), world.broker("MARKET"), 20_000_000
     )
-    assert led(world).getRequest(1).call()[4:6] == (full, full)
+    assert led(world).getRequest(1).call()[3:5] == (full, full)
 
 
 # ------------------------------------------------------------------- expiries
@@ -127,7 +127,7 @@ def test_an_expiry_at_the_horizon_is_accepted_one_second_more_is_not(
     )
     t = at_next_block(world)
     c.send(f.approve(rid, SCOPE, t + EXPIRY_HORIZON, 2**32 - 1), world.admin("TAX"))
-    assert f.getRequest(rid).call()[14:16] == (t + EXPIRY_HORIZON, 2**32 - 1)
+    assert f.getRequest(rid).call()[13:15] == (t + EXPIRY_HORIZON, 2**32 - 1)
 
 
 @pytest.mark.parametrize("offset", [None, -1, 0])

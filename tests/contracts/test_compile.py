@@ -92,3 +92,10 @@ def test_every_error_is_prefixed_and_every_event_past_tense(compiled: dict[Path,
         for e in obj["abi"]:
             if e["type"] == "event" and e["name"] != "EIP712DomainChanged":
                 assert e["name"].endswith("ed"), e["name"]
+
+
+def test_deployable_contracts_pin_the_compiler_they_are_built_with(script: ModuleType) -> None:
+    """What is deployed was compiled by exactly one solc; interfaces may stay a range."""
+    for name in script.CONTRACTS:
+        source = (ROOT / "contracts" / f"{name}.sol").read_text("utf-8")
+        assert f"pragma solidity {script.EXPECTED_SOLC};" in source, name

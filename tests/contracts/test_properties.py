@@ -195,8 +195,8 @@ class GrantMachine(_Base):
         now = self.c.now()
         for rid, m in self.model.items():
             req = f.getRequest(rid).call()
-            assert req[9] == m["status"]
-            assert req[16] == m["used"] <= max(m["max"], 0)
+            assert req[8] == m["status"]
+            assert req[15] == m["used"] <= max(m["max"], 0)
             usable, reason = f.grantStatus(rid).call()
             expect = m["status"] == APPROVED and now < m["expires"] and m["used"] < m["max"]
             assert usable is expect, (rid, m, reason)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import b32, event_names, h32, one_event
+from .helpers import b32, deploy_reverts, event_names, h32, one_event
 from .world import CATEGORY, CONTENT, RECORD, Ops, World
 
 NONE = b"\0" * 32
+ZERO = "0x0000000000000000000000000000000000000000"
 
 
 def rec(world: World):
@@ -47,7 +48,6 @@ def test_anchor(world: World) -> None:
     }
     block = c.w3.eth.get_block("latest")
     assert r.getRecord(rid).call() == (
-        rid,
         b32("TAX"),
         h32("content"),
         "bafyCID",
@@ -57,7 +57,6 @@ def test_anchor(world: World) -> None:
         NONE,
         world.broker("TAX"),
         block["timestamp"],
-        block["number"],
     )
     assert r.recordExists(rid).call() is True
     assert r.ownerOf(rid).call() == b32("TAX")
@@ -88,12 +87,12 @@ def test_version_chain(world: World) -> None:
         "newRecordId": v2,
         "department": b32("TAX"),
     }
-    assert r.getRecord(v1).call()[7] == v2
-    assert r.getRecord(v2).call()[6] == v1
+    assert r.getRecord(v1).call()[6] == v2
+    assert r.getRecord(v2).call()[5] == v1
     rv = c.reverts(anchor(world, v3, prev=v1), world.broker("TAX"))
     assert (rv.name, rv.args) == ("RecordRegistryAlreadySuperseded", (v1, v2))
     c.send(anchor(world, v3, prev=v2), world.broker("TAX"))
-    assert r.getRecord(v2).call()[7] == v3
+    assert r.getRecord(v2).call()[6] == v3
 
 
 @pytest.mark.parametrize(
@@ -141,6 +140,16 @@ def test_anchor_with_retired_category(world: World) -> None:
     c.send(rec(world).retireCategory(CATEGORY["TAX"]), world.admin("TAX"))
     rv = c.reverts(anchor(world, h32("n")), world.broker("TAX"))
     assert (rv.name, rv.args) == ("RecordRegistryCategoryRetired", (b32("TAX"), CATEGORY["TAX"]))
+    # A new version refused for its category leaves the previous one current.
+    rv = c.reverts(anchor(world, h32("n"), prev=RECORD["TAX"]), world.broker("TAX"))
+    assert (rv.name, rv.args) == ("RecordRegistryCategoryRetired", (b32("TAX"), CATEGORY["TAX"]))
+    assert rec(world).getRecord(RECORD["TAX"]).call()[6] == NONE
+
+
+def test_constructor_refuses_a_zero_registry(world: World) -> None:
+    w3 = world.chain.w3
+    rv = deploy_reverts(w3, "RecordRegistry", w3.eth.accounts[0], ZERO)
+    assert (rv.name, rv.args) == ("RecordRegistryZeroRegistry", ())
 
 
 def test_rotated_out_broker_cannot_anchor(world: World) -> None:
@@ -174,10 +183,10 @@ def test_anchor_batch(world: World) -> None:
     assert r.batchCount(b32("COURT")).call() == 0
     assert r.getBatch(b32("TAX"), 2).call() == (
         h32("root2"),
-        7,
         "bafyManifest2",
         world.broker("TAX"),
         anchored_at,
+        7,
     )
     for seq in (0, 3):
         rv = c.call_reverts(r.getBatch(b32("TAX"), seq))

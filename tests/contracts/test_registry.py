@@ -99,6 +99,8 @@ def _bad(base: str = "NEW", **changes: object) -> tuple:
         ([_bad("AA")], 1, 0, [], "ConsortiumRegistryInvalidLifetime", (0,)),
         ([_bad("AA")], 0, 60, [], "ConsortiumRegistryInvalidThreshold", (0, 1)),
         ([_bad("AA")], 2, 60, [], "ConsortiumRegistryInvalidThreshold", (2, 1)),
+        # The threshold is checked before any founder is registered.
+        ([_bad("AA", name="")], 0, 60, [], "ConsortiumRegistryInvalidThreshold", (0, 1)),
         ([_bad("AA", code=b32("a"))], 1, 60, [], "ConsortiumRegistryInvalidCode", (b32("a"),)),
         ([_bad("AA", name="")], 1, 60, [], "ConsortiumRegistryEmptyName", (b32("AA"),)),
         ([_bad("AA", key=b"")], 1, 60, [], "ConsortiumRegistryEmptyEncryptionKey", (b32("AA"),)),

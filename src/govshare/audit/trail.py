@@ -60,7 +60,7 @@ def _version_dict(rec: Record, n: int, this: str, anchored: IndexedEvent | None)
         "anchored_by": rec.anchored_by,
         "anchored_at": rec.anchored_at,
         "anchored_at_iso": iso(rec.anchored_at),
-        "block_number": rec.block_number,
+        "block_number": anchored.block_number if anchored else None,
         "tx_hash": anchored.tx_hash if anchored else None,
         "previous_record_id": _hex(rec.previous_record_id),
         "superseded_by": _hex(rec.superseded_by),

@@ -467,7 +467,11 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
                 "cannot complete. Publish the file again with a new Idempotency-Key.",
                 record_id=rid,
             )
-        return _anchor_tx(svc, rid, rec.block_number) or "", rec.block_number
+        # The contract keeps no block number: the anchoring event has it (and the tx).
+        anchored = records.anchored_event(rid, from_block=svc.ledger.deployment.deploy_block)
+        if anchored is None:  # a node that pruned its logs: at the latest by now
+            return "", svc.ledger.block_number()
+        return anchored.tx_hash, anchored.block_number
 
     found = adopt()  # a previous attempt's transaction may have landed
     if found is None:
@@ -493,20 +497,6 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
         anchor_block=block_number,
     )
     return {"record_id": rid, "tx_hash": tx_hash, "block_number": block_number}
-
-
-def _anchor_tx(svc: BrokerServices, record_id: str, block_number: int) -> str | None:
-    """The hash of the transaction that anchored ``record_id`` (from its event)."""
-    logs = svc.ledger.conn.get_logs(block_number, block_number, [svc.ledger.records.address])
-    for raw in logs:
-        ev = svc.ledger.log_decoder(raw)
-        if (
-            ev is not None
-            and ev.name == "RecordAnchored"
-            and "0x" + ev.args["recordId"].hex() == record_id
-        ):
-            return ev.tx_hash
-    return None
 
 
 def cleanup_spool(svc: BrokerServices, *, older_than: float | None = 3600.0) -> int:

@@ -143,6 +143,9 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
                 "anchored_at": chain_time(rec.anchored_at),
             }
         )
+    # The anchoring block is the RecordAnchored event's (the contract keeps none), from
+    # the broker's mirror: unknown until the mirror has read that block.
+    anchored = svc.mirror.events_for_record(rid, "RecordAnchored")
     return RecordView(
         record_id=rid,
         department=rec.department,
@@ -153,7 +156,7 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
         status="anchored",
         supersedes="0x" + rec.previous_record_id.hex() if rec.previous_record_id else None,
         superseded_by=superseded,
-        anchor_block=rec.block_number,
+        anchor_block=anchored[0].block_number if anchored else None,
         anchored_at=chain_time(rec.anchored_at),
     )
 

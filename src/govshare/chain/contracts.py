@@ -35,6 +35,7 @@ from eth_utils import is_address, to_checksum_address
 
 from govshare.chain.abi import Artifact, FunctionCodec
 from govshare.chain.connection import Connection, RpcError
+from govshare.chain.events import LogDecoder
 from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
 from govshare.errors import InputError, OutOfRange
 
@@ -373,6 +374,10 @@ class Proposal(_Data):
 
 @dataclass(frozen=True)
 class Record(_Data):
+    """An anchored record. The contract stores neither its id (the key it is read with)
+    nor the block that anchored it: that is its ``RecordAnchored`` event's
+    (:meth:`RecordRegistry.anchored_event`, or a ledger mirror)."""
+
     record_id: bytes
     department: str
     content_hash: bytes
@@ -383,12 +388,12 @@ class Record(_Data):
     superseded_by: bytes | None
     anchored_by: str
     anchored_at: int
-    block_number: int
 
     @classmethod
-    def from_chain(cls, r: Mapping[str, Any]) -> Record:
+    def from_chain(cls, r: Mapping[str, Any], record_id: bytes) -> Record:
+        """``r`` as ``getRecord(record_id)`` returned it."""
         return cls(
-            record_id=bytes(r["recordId"]),
+            record_id=bytes(record_id),
             department=decode_code(r["department"]),
             content_hash=bytes(r["contentHash"]),
             cid=r["cid"],
@@ -398,7 +403,6 @@ class Record(_Data):
             superseded_by=_opt32(r["supersededBy"]),
             anchored_by=r["anchoredBy"],
             anchored_at=r["anchoredAt"],
-            block_number=r["blockNumber"],
         )
 
 
@@ -476,9 +480,10 @@ class AccessRequest(_Data):
         return text if text.isprintable() else "0x" + self.scope.hex()
 
     @classmethod
-    def from_chain(cls, r: Mapping[str, Any]) -> AccessRequest:
+    def from_chain(cls, r: Mapping[str, Any], request_id: int) -> AccessRequest:
+        """``r`` as ``getRequest(request_id)`` returned it (the struct has no id)."""
         return cls(
-            id=r["id"],
+            id=int(request_id),
             requester_department=decode_code(r["requesterDepartment"]),
             owner_department=decode_code(r["ownerDepartment"]),
             record_id=bytes(r["recordId"]),
@@ -872,9 +877,32 @@ class RecordRegistry(ContractWrapper):
 
     def get_record(self, record_id: bytes | str, *, block: BlockId = "latest") -> Record:
         """The anchored record (raises ``ContractReverted`` if unknown)."""
-        return Record.from_chain(
-            self._call("getRecord", to_bytes32(record_id, "record id"), block=block)[0]
+        rid = to_bytes32(record_id, "record id")
+        return Record.from_chain(self._call("getRecord", rid, block=block)[0], rid)
+
+    def anchored_event(self, record_id: bytes | str, *, from_block: int = 0) -> Event | None:
+        """The ``RecordAnchored`` event of ``record_id`` (its transaction and block), found
+        by the indexed id in one ``eth_getLogs`` from ``from_block`` (the deployment's
+        block); ``None`` when the chain holds no such event."""
+        rid = to_bytes32(record_id, "record id")
+        codec = self.artifact.event("RecordAnchored")
+        logs = self.conn.request(
+            "eth_getLogs",
+            [
+                {
+                    "address": self.address,
+                    "fromBlock": hex(int(from_block)),
+                    "toBlock": "latest",
+                    "topics": ["0x" + codec.topic.hex(), "0x" + rid.hex()],
+                }
+            ],
         )
+        decode = LogDecoder({self.address: self.artifact})
+        for raw in logs or []:
+            event = decode(raw)
+            if event is not None and event.name == "RecordAnchored":
+                return event
+        return None
 
     def owner_of(self, record_id: bytes | str) -> str | None:
         return decode_code(self._call("ownerOf", to_bytes32(record_id, "record id"))[0]) or None
@@ -1078,7 +1106,8 @@ class AccessLedger(ContractWrapper):
         return int(self._call("requestCount")[0])
 
     def get_request(self, request_id: int, *, block: BlockId = "latest") -> AccessRequest:
-        return AccessRequest.from_chain(self._call("getRequest", int(request_id), block=block)[0])
+        raw = self._call("getRequest", int(request_id), block=block)[0]
+        return AccessRequest.from_chain(raw, int(request_id))
 
     def get_requests(
         self, request_ids: Sequence[int], *, block: BlockId = "latest"
@@ -1090,7 +1119,7 @@ class AccessLedger(ContractWrapper):
             chunk = ids[start : start + 200]
             answers = self._call_many("getRequest", [(i,) for i in chunk], block=block)
             for i, answer in zip(chunk, answers, strict=True):
-                found[i] = AccessRequest.from_chain(answer[0]) if answer is not None else None
+                found[i] = AccessRequest.from_chain(answer[0], i) if answer is not None else None
         return found
 
     def grant_statuses(

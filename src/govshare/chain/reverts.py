@@ -117,6 +117,9 @@ SENTENCES: dict[str, str] = {
         "{threshold} are needed."
     ),
     # RecordRegistry
+    "RecordRegistryZeroRegistry": (
+        "The record registry cannot be deployed without the consortium registry's address."
+    ),
     "RecordRegistryNotActiveBroker": (
         "{account} is not the broker account of an active department, so it cannot anchor records."
     ),
@@ -163,6 +166,12 @@ SENTENCES: dict[str, str] = {
     "RecordRegistryEmptyBatch": "A record batch must contain at least one record.",
     "RecordRegistryUnknownBatch": "Department {department} has no record batch {sequence}.",
     # AccessLedger
+    "AccessLedgerZeroRegistry": (
+        "The access ledger cannot be deployed without the consortium registry's address."
+    ),
+    "AccessLedgerZeroRecords": (
+        "The access ledger cannot be deployed without the record registry's address."
+    ),
     "AccessLedgerNotActiveBroker": (
         "{account} is not the broker account of an active department, so it cannot do this."
     ),
