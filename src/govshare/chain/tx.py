@@ -24,10 +24,9 @@ assigned, signed and sent in one critical section, in order, and:
 Under asyncio the same machinery runs in worker threads (``*_async``), so the
 event loop never blocks on the lock or on the node.
 
-Signing uses the account's key (an eth-account ``LocalAccount``) with coincurve
-directly: eth-account's ``sign_transaction`` spends ~0.4 ms per transaction in
-validation and formatting, more than anvil takes to mine one. The output is
-byte-identical to eth-account's (tests compare them).
+Signing is eth-account's (``LocalAccount.sign_transaction``; its key backend is
+coincurve's native secp256k1). The key stays in the ``LocalAccount`` the caller
+unlocked: nothing here keeps a copy of it.
 """
 
 from __future__ import annotations
@@ -38,12 +37,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol, cast
 
-import coincurve
-import rlp
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from govshare.chain.connection import Connection, RpcError, node_epoch, node_went_away
 from govshare.errors import (
@@ -73,52 +70,19 @@ GAP_CHECK_SECONDS = 1.0
 # -- signing ------------------------------------------------------------------
 
 
-def _addr_bytes(address: str | None) -> bytes:
-    return b"" if not address else bytes.fromhex(address[2:])
-
-
-_KEYS: dict[bytes, coincurve.PrivateKey] = {}
-
-
-def _curve_key(key: bytes) -> coincurve.PrivateKey:
-    pk = _KEYS.get(key)
-    if pk is None:
-        pk = _KEYS[key] = coincurve.PrivateKey(key)
-    return pk
-
-
-def sign_transaction(key: bytes, tx: Mapping[str, Any]) -> tuple[bytes, str]:
-    """Sign an EIP-1559 (``type`` 2) or legacy EIP-155 (``type`` 0) transaction.
-
-    ``tx`` has ``chainId, nonce, gas, to (None to create), value, data`` and
-    either ``maxFeePerGas``/``maxPriorityFeePerGas`` or ``gasPrice``. Returns
-    the raw transaction and its hash (0x-hex)."""
-    pk = _curve_key(key)
-    to = _addr_bytes(tx.get("to"))
-    data = bytes(tx.get("data", b""))
-    value = int(tx.get("value", 0))
-    if int(tx.get("type", 2)) == 2:
-        body = [
-            int(tx["chainId"]),
-            int(tx["nonce"]),
-            int(tx["maxPriorityFeePerGas"]),
-            int(tx["maxFeePerGas"]),
-            int(tx["gas"]),
-            to,
-            value,
-            data,
-            [],
-        ]
-        sig = pk.sign_recoverable(keccak(b"\x02" + rlp.encode(body)), hasher=None)
-        r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
-        raw = b"\x02" + rlp.encode([*body, v, r, s])
-    else:
-        chain_id = int(tx["chainId"])
-        body = [int(tx["nonce"]), int(tx["gasPrice"]), int(tx["gas"]), to, value, data]
-        sig = pk.sign_recoverable(keccak(rlp.encode([*body, chain_id, 0, 0])), hasher=None)
-        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
-        raw = rlp.encode([*body, sig[64] + 35 + 2 * chain_id, r, s])
-    return raw, "0x" + keccak(raw).hex()
+def signed_transaction(account: LocalAccount, tx: Mapping[str, Any]) -> tuple[bytes, str]:
+    """Sign an EIP-1559 (``type`` 2) or legacy EIP-155 (``type`` 0) transaction
+    with ``account`` (eth-account). ``tx`` has ``chainId, nonce, gas, to (None to
+    create), value, data`` and either ``maxFeePerGas``/``maxPriorityFeePerGas``
+    or ``gasPrice``. Returns the raw transaction and its hash (0x-hex)."""
+    fields = dict(tx)
+    to = fields.pop("to", None)
+    if to:  # None: contract creation. 20 bytes: any hex case (eth-account wants checksums)
+        fields["to"] = bytes.fromhex(to[2:]) if isinstance(to, str) else bytes(to)
+    if int(fields.get("type", 2)) == 0:
+        fields.pop("type")  # eth-account knows a legacy transaction by its gasPrice
+    signed = account.sign_transaction(cast(Any, fields))
+    return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
 
 
 # -- gas ----------------------------------------------------------------------
@@ -606,7 +570,7 @@ class Sender:
             "data": job.request.data,
             **fees,
         }
-        return sign_transaction(bytes(job.account.key), tx)
+        return signed_transaction(job.account, tx)
 
     def _send_raw(self, raws: Sequence[bytes]) -> list[Any]:
         if len(raws) == 1:
@@ -686,8 +650,8 @@ class Sender:
         """Occupy ``nonce`` with a 0-value self-transfer so later ones can mine.
         False if that failed too (the caller resyncs; the next send fills it)."""
         self.gas.refresh()
-        raw, _ = sign_transaction(
-            bytes(account.key),
+        raw, _ = signed_transaction(
+            account,
             {
                 "chainId": self.conn.chain_id,
                 "nonce": nonce,
