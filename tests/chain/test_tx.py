@@ -271,6 +271,60 @@ def test_injected_nonce_error_in_batch_resyncs(conn: Connection, fresh_account, 
     assert conn.get_transaction_count(acct.address, "latest") == 6
 
 
+def test_a_round_cut_short_by_the_node_leaves_no_gap(
+    conn: Connection, fresh_account, monkeypatch
+) -> None:
+    """A round goes out in chunks, each signed while the one before is on its
+    way. The node goes away on the second: the first chunk's transactions are
+    sent, the second's in doubt, the rest never left; the next send resyncs
+    from the node and takes the first free nonce."""
+    monkeypatch.setattr(txmod, "SIGN_CHUNK", 3)
+    acct = fresh_account()
+    sender = Sender(conn)
+    real_batch = conn.batch
+    sends: list[int] = []
+
+    def flaky(calls):
+        if calls and calls[0][0] == "eth_sendRawTransaction":
+            sends.append(len(calls))
+            if len(sends) == 2:
+                raise ChainUnavailable("The chain node is not reachable (injected).")
+        return real_batch(calls)
+
+    monkeypatch.setattr(conn, "batch", flaky)
+    with pytest.raises(ChainUnavailable, match="may or may not") as err:
+        sender.submit_many(acct, [_transfer(acct.address) for _ in range(8)])
+    assert sends == [3, 3]  # nothing after the chunk that failed
+    assert len(err.value.details["sent"]) == 3
+    monkeypatch.setattr(conn, "batch", real_batch)
+    assert sender.transact(acct, _transfer(acct.address)).nonce == 3
+    assert conn.get_transaction_count(acct.address, "latest") == 4
+
+
+def test_a_round_whose_signing_fails_sends_only_what_was_signed(
+    conn: Connection, fresh_account, monkeypatch
+) -> None:
+    monkeypatch.setattr(txmod, "SIGN_CHUNK", 3)
+    acct = fresh_account()
+    sender = Sender(conn)
+    real_sign = txmod.signed_transaction
+    signed: list[int] = []
+
+    def failing(account, tx):
+        signed.append(tx["nonce"])
+        if len(signed) == 5:
+            raise ValueError("cannot sign (injected)")
+        return real_sign(account, tx)
+
+    monkeypatch.setattr(txmod, "signed_transaction", failing)
+    with pytest.raises(ValueError, match="injected"):
+        sender.submit_many(acct, [_transfer(acct.address) for _ in range(8)])
+    monkeypatch.setattr(txmod, "signed_transaction", real_sign)
+    # the first chunk went out; the nonces of the others were given back
+    assert sender.transact(acct, _transfer(acct.address)).nonce == 3
+    assert conn.get_transaction_count(acct.address, "latest") == 4
+
+
 def test_receipt_timeout(conn: Connection, fresh_account) -> None:
     acct = fresh_account()
     sender = Sender(conn)

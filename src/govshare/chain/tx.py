@@ -26,7 +26,9 @@ event loop never blocks on the lock or on the node.
 
 Signing is eth-account's (``LocalAccount.sign_transaction``; its key backend is
 coincurve's native secp256k1). The key stays in the ``LocalAccount`` the caller
-unlocked: nothing here keeps a copy of it.
+unlocked: nothing here keeps a copy of it. eth-account takes about as long to
+sign a transaction as anvil to mine one, so a round is signed and sent in chunks
+of :data:`SIGN_CHUNK`, the next chunk signed while the node works on the last.
 """
 
 from __future__ import annotations
@@ -281,6 +283,24 @@ class SignedTx:
 
 
 # -- nonce state --------------------------------------------------------------
+
+#: Transactions per chunk of a send round (see :meth:`Sender._sign_and_send`).
+SIGN_CHUNK = 25
+
+
+@dataclass
+class _Round:
+    """What became of one send round: ``signed`` in order, the first ``sent`` of
+    them sent; ``answers``: the node's, one for each of the first ones;
+    ``failed``: the error that cut the sends short (those sent but not answered
+    are in doubt); ``unsigned``: the error that stopped signing. Nothing from
+    ``sent`` on reached the node."""
+
+    signed: list[tuple[bytes, str]] = field(default_factory=list)
+    sent: int = 0
+    answers: list[Any] = field(default_factory=list)
+    failed: Exception | None = None
+    unsigned: Exception | None = None
 
 
 @dataclass
@@ -594,17 +614,63 @@ class Sender:
             if not isinstance(exc, Exception):
                 raise
 
+    def _sign_and_send(self, jobs: list[_Job], base: int, fees: Mapping[str, int]) -> _Round:
+        """Sign ``jobs`` with nonces from ``base`` and send them, in order, in
+        chunks of :data:`SIGN_CHUNK`: the node works on one chunk while the next
+        is signed (eth-account takes about as long to sign a transaction as anvil
+        to mine one). The node gets the same transactions in the same order as
+        from one batch; nothing is sent after a chunk whose send failed."""
+        out = _Round()
+        chunks = [jobs[i : i + SIGN_CHUNK] for i in range(0, len(jobs), SIGN_CHUNK)]
+
+        def send(raws: list[bytes]) -> None:
+            try:
+                out.answers.extend(self._send_raw(raws))
+            except Exception as exc:  # reported with the round (the jobs are in doubt)
+                out.failed = exc
+
+        sending: threading.Thread | None = None
+        try:
+            for n, chunk in enumerate(chunks):
+                first = base + len(out.signed)
+                part = [self._sign(job, first + i, fees) for i, job in enumerate(chunk)]
+                out.signed.extend(part)
+                if sending is not None:
+                    sending.join()
+                if out.failed is not None:
+                    break
+                raws = [raw for raw, _ in part]
+                out.sent += len(raws)
+                if n == len(chunks) - 1:
+                    send(raws)  # nothing left to sign meanwhile
+                else:
+                    sending = threading.Thread(target=send, args=(raws,), daemon=True)
+                    sending.start()
+        except Exception as exc:  # signing failed: the chunks sent before stay sent
+            out.unsigned = exc
+        finally:
+            if sending is not None:
+                sending.join()
+        return out
+
     def _send_round_inner(self, state: AccountState, jobs: list[_Job]) -> None:
         base = self._sync_nonce(state)
         fees = self.gas.fees()
-        signed = [self._sign(job, base + i, fees) for i, job in enumerate(jobs)]
-        try:
-            answers = self._send_raw([raw for raw, _ in signed])
-        except ChainUnavailable as exc:
-            # Some may have arrived: read the nonce from the node next time.
+        rnd = self._sign_and_send(jobs, base, fees)
+        answered = len(rnd.answers)
+        if rnd.failed is not None or rnd.unsigned is not None:
+            # Not all of the round reached the node: read the nonce from it next time.
             state.invalidate()
-            node_went_away(self.conn.url)
-            for job, (_, tx_hash) in zip(jobs, signed, strict=True):
+        if rnd.failed is not None:
+            exc = rnd.failed
+            if isinstance(exc, ChainUnavailable):
+                node_went_away(self.conn.url)
+            # Those of the chunk that failed may or may not have arrived.
+            in_doubt = zip(jobs[answered : rnd.sent], rnd.signed[answered : rnd.sent], strict=True)
+            for job, (_, tx_hash) in in_doubt:
+                if not isinstance(exc, ChainUnavailable):
+                    job.finish(error=exc)
+                    continue
                 job.finish(
                     error=ChainUnavailable(
                         f"{exc.message} The transaction ({job.request.label}) may or may "
@@ -613,14 +679,16 @@ class Sender:
                         **exc.details,
                     )
                 )
-            return
+        for job in jobs[rnd.sent :]:
+            job.finish(error=rnd.failed or rnd.unsigned)  # never sent
 
+        answers = rnd.answers
         kinds = ["ok" if not isinstance(a, RpcError) else _classify(a) for a in answers]
         last_ok = max((i for i, k in enumerate(kinds) if k in ("ok", "known")), default=-1)
         retry: list[_Job] = []
-        stale = False
-        for i, (job, kind, answer) in enumerate(zip(jobs, kinds, answers, strict=True)):
-            nonce, tx_hash = base + i, signed[i][1]
+        stale = rnd.failed is not None
+        for i, (job, kind, answer) in enumerate(zip(jobs, kinds, answers, strict=False)):
+            nonce, tx_hash = base + i, rnd.signed[i][1]
             if kind in ("ok", "known"):
                 job.finish(
                     PendingTx(
