@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # the test helpers make receipts as brokers do
@@ -210,7 +210,7 @@ def bench_trail(records: int, runs: int, onchain: int) -> None:
         assert rows
         print(f"    baseline 1, raw indexed SQLite lookup of the record's events: {ms(lookups)}")
 
-        session = requests.Session()
+        session = httpx.Client()  # keep-alive
         rr, ac = ledger.records, ledger.access
         calls: list[tuple[str, bytes]] = []
         for v in versions:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # the bulk helpers of the test suite
@@ -44,7 +44,7 @@ from integration.world import CATEGORY, build_world  # noqa: E402
 
 def raw_logs_rate(url: str, addresses: list[str], first: int, head: int) -> tuple[int, float]:
     """Events and seconds for reading ``[first, head]`` with bare eth_getLogs."""
-    session = requests.Session()
+    session = httpx.Client()  # keep-alive
     t = time.perf_counter()
     n = 0
     for start in range(first, head + 1, DEFAULT_RANGE):

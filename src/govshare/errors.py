@@ -27,7 +27,7 @@ sentences a clerk can act on; they never contain a key, a password or a token.
     │   └── StorageUnavailable
     └── DevNodeError                   starting / stopping the local dev chain
 
-Lower layers translate foreign exceptions (web3, httpx, sqlite, OS) into these
+Lower layers translate foreign exceptions (httpx, JSON-RPC, sqlite, OS) into these
 with ``raise X(...) from exc`` so nothing foreign leaks past ``chain/`` or
 ``storage/``.
 """

@@ -22,7 +22,7 @@ from govshare.audit.receipts import ReceiptLeaf, receipt_digest, request_digest
 from govshare.chain.connection import RpcError, node_went_away
 from govshare.chain.contracts import AnchorInput, encode_code
 from govshare.chain.ledger import Ledger
-from govshare.chain.tx import sign_transaction
+from govshare.chain.tx import signed_transaction
 
 ANCHOR_GAS = 400_000
 REQUEST_GAS = 400_000
@@ -40,15 +40,14 @@ def bulk_send(
     nonce = conn.get_transaction_count(account.address, "pending")
     base = int(conn.request("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
     fee = max(10 * base, 10**9)
-    key = bytes(account.key)
     conn.request("evm_setAutomine", [False])
     hashes: list[str] = []
     try:
         for i in range(0, len(calls), per_block):
             raws = []
             for to, data, gas in calls[i : i + per_block]:
-                raw, tx_hash = sign_transaction(
-                    key,
+                raw, tx_hash = signed_transaction(
+                    account,
                     {
                         "chainId": conn.chain_id,
                         "nonce": nonce,

@@ -3,7 +3,7 @@ accounts (so tests never share a nonce sequence), and freshly deployed consortia
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,9 @@ CODES = ("TAX", "MARKET", "COURT")
 
 
 @pytest.fixture(scope="session")
-def conn(anvil_url: str) -> Connection:
-    return connect(anvil_url)
+def conn(anvil_url: str) -> Iterator[Connection]:
+    with connect(anvil_url) as c:
+        yield c
 
 
 def _funded(conn: Connection) -> LocalAccount:

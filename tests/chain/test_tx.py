@@ -1,16 +1,21 @@
-"""Sending: signing equals eth-account's, the nonce allocator under threads and
+"""Sending: signed transactions carry their fields and sender, the nonce allocator under threads and
 asyncio, resync after injected failures, gas policies."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+import coincurve
 import pytest
+import rlp
 from eth_account import Account
 from eth_keys import KeyAPI
+from eth_utils import keccak, to_checksum_address
 
 from govshare.chain import tx as txmod
 from govshare.chain.connection import Connection, RpcError
@@ -21,7 +26,7 @@ from govshare.chain.tx import (
     TxRequest,
     account_state,
     gas_policy,
-    sign_transaction,
+    signed_transaction,
 )
 from govshare.errors import ChainRejected, ChainUnavailable, TransactionTimeout
 
@@ -37,8 +42,48 @@ def _assert_gapless(conn: Connection, address: str, results: list, expected: int
     assert conn.get_transaction_count(address, "pending") == expected
 
 
-def test_eth_keys_uses_coincurve() -> None:
+def test_eth_account_signs_with_coincurve(monkeypatch) -> None:
+    """eth-account's key backend is coincurve's native secp256k1 (installed)."""
     assert type(KeyAPI().backend).__name__ == "CoinCurveECCBackend"
+    calls: list[bytes] = []
+    real = coincurve.PrivateKey.sign_recoverable
+
+    def spy(self: coincurve.PrivateKey, message: bytes, hasher: object = None) -> bytes:
+        calls.append(message)
+        return real(self, message, hasher=hasher)
+
+    monkeypatch.setattr(coincurve.PrivateKey, "sign_recoverable", spy)
+    tx = {"chainId": 1, "nonce": 0, "gas": 21_000, "value": 0, "data": b"", "gasPrice": 1}
+    signed_transaction(Account.create(), {**tx, "to": None})
+    assert len(calls) == 1
+
+
+def _int(value: bytes) -> int:
+    return int.from_bytes(value, "big")
+
+
+def _decode(raw: bytes) -> dict:
+    """A raw transaction as a node parses it (RLP, EIP-2718 envelope), without
+    eth-account: what was signed is what goes on the wire."""
+    if raw[0] == 2:
+        chain_id, nonce, tip, max_fee, gas, to, value, data, access, y, _, _ = rlp.decode(raw[1:])
+        assert access == [] and _int(y) in (0, 1)
+        fields = {"type": 2, "maxPriorityFeePerGas": _int(tip), "maxFeePerGas": _int(max_fee)}
+        chain = _int(chain_id)
+    else:
+        nonce, price, gas, to, value, data, v, _, _ = rlp.decode(raw)
+        chain = (_int(v) - 35) // 2  # EIP-155: v = 35 + 2 * chain id + parity
+        assert _int(v) - 35 - 2 * chain in (0, 1)
+        fields = {"type": 0, "gasPrice": _int(price)}
+    return {
+        **fields,
+        "chainId": chain,
+        "nonce": _int(nonce),
+        "gas": _int(gas),
+        "to": to_checksum_address(to) if to else None,
+        "value": _int(value),
+        "data": data,
+    }
 
 
 @pytest.mark.parametrize(
@@ -50,19 +95,38 @@ def test_eth_keys_uses_coincurve() -> None:
     ],
 )
 @pytest.mark.parametrize("to", [None, "0x000000000000000000000000000000000000dEaD"])
-def test_signing_matches_eth_account(fields: dict, to: str | None) -> None:
+def test_signed_transaction_decodes_to_its_fields_and_sender(fields: dict, to: str | None) -> None:
     acct = Account.create()
     for nonce, data in [(0, b""), (7, b"\x01\x02" * 40), (2**20, bytes(range(256)))]:
         tx = {"chainId": 31337, "nonce": nonce, "gas": 123_456, "value": 5, "data": data, **fields}
-        ours_raw, ours_hash = sign_transaction(bytes(acct.key), {**tx, "to": to})
-        ref_tx = {**tx, "data": data}
-        if to is not None:
-            ref_tx["to"] = to
-        if fields["type"] == 0:
-            ref_tx.pop("type")
-        ref = acct.sign_transaction(ref_tx)
-        assert ours_raw == bytes(ref.raw_transaction)
-        assert ours_hash == "0x" + bytes(ref.hash).hex()
+        raw, tx_hash = signed_transaction(acct, {**tx, "to": to})
+        assert _decode(raw) == {**tx, "to": to}
+        assert Account.recover_transaction(raw) == acct.address
+        assert tx_hash == "0x" + keccak(raw).hex()
+
+
+def test_any_hex_case_of_the_recipient_signs() -> None:
+    """eth-account refuses a mixed-case address that is not a checksum; callers
+    may hold lower-case ones (from a node's JSON, a user)."""
+    acct = Account.create()
+    to = "0x000000000000000000000000000000000000dEaD"
+    tx = {"chainId": 1, "nonce": 0, "gas": 21_000, "value": 0, "data": b"", "gasPrice": 1}
+    raw, _ = signed_transaction(acct, {**tx, "to": to.lower()})
+    assert _decode(raw)["to"] == to
+
+
+def test_no_key_outlives_its_account(conn: Connection, fresh_account) -> None:
+    """Signing keeps no copy of a key: once the unlocked account is gone, no
+    secp256k1 private key object is left in the process."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    sender.transact(acct, _transfer(acct.address))
+    sender.sign(acct, _transfer(acct.address))
+    gone = weakref.ref(acct)
+    del acct
+    gc.collect()
+    assert gone() is None
+    assert not [o for o in gc.get_objects() if isinstance(o, coincurve.PrivateKey)]
 
 
 def test_500_concurrent_threads_one_key(conn: Connection, fresh_account) -> None:
@@ -106,8 +170,8 @@ def test_resync_after_key_used_elsewhere(conn: Connection, fresh_account) -> Non
     sender = Sender(conn)
     sender.transact(acct, _transfer(acct.address))
     for n in (1, 2, 3):  # behind the sender's back (value 1: not the same bytes as ours)
-        raw, _ = sign_transaction(
-            bytes(acct.key),
+        raw, _ = signed_transaction(
+            acct,
             {
                 "chainId": conn.chain_id,
                 "nonce": n,
@@ -186,8 +250,8 @@ def test_injected_nonce_error_in_batch_resyncs(conn: Connection, fresh_account, 
             calls["n"] += 1
             # Take nonce 0 with another transaction first, then send ours. (It
             # differs from ours — value 1 — or the node would call ours "known".)
-            raw, _ = sign_transaction(
-                bytes(acct.key),
+            raw, _ = signed_transaction(
+                acct,
                 {
                     "chainId": conn.chain_id,
                     "nonce": 0,
@@ -205,6 +269,60 @@ def test_injected_nonce_error_in_batch_resyncs(conn: Connection, fresh_account, 
     results = sender.transact_many(acct, [_transfer(acct.address) for _ in range(5)])
     assert sorted(r.nonce for r in results) == [1, 2, 3, 4, 5]
     assert conn.get_transaction_count(acct.address, "latest") == 6
+
+
+def test_a_round_cut_short_by_the_node_leaves_no_gap(
+    conn: Connection, fresh_account, monkeypatch
+) -> None:
+    """A round goes out in chunks, each signed while the one before is on its
+    way. The node goes away on the second: the first chunk's transactions are
+    sent, the second's in doubt, the rest never left; the next send resyncs
+    from the node and takes the first free nonce."""
+    monkeypatch.setattr(txmod, "SIGN_CHUNK", 3)
+    acct = fresh_account()
+    sender = Sender(conn)
+    real_batch = conn.batch
+    sends: list[int] = []
+
+    def flaky(calls):
+        if calls and calls[0][0] == "eth_sendRawTransaction":
+            sends.append(len(calls))
+            if len(sends) == 2:
+                raise ChainUnavailable("The chain node is not reachable (injected).")
+        return real_batch(calls)
+
+    monkeypatch.setattr(conn, "batch", flaky)
+    with pytest.raises(ChainUnavailable, match="may or may not") as err:
+        sender.submit_many(acct, [_transfer(acct.address) for _ in range(8)])
+    assert sends == [3, 3]  # nothing after the chunk that failed
+    assert len(err.value.details["sent"]) == 3
+    monkeypatch.setattr(conn, "batch", real_batch)
+    assert sender.transact(acct, _transfer(acct.address)).nonce == 3
+    assert conn.get_transaction_count(acct.address, "latest") == 4
+
+
+def test_a_round_whose_signing_fails_sends_only_what_was_signed(
+    conn: Connection, fresh_account, monkeypatch
+) -> None:
+    monkeypatch.setattr(txmod, "SIGN_CHUNK", 3)
+    acct = fresh_account()
+    sender = Sender(conn)
+    real_sign = txmod.signed_transaction
+    signed: list[int] = []
+
+    def failing(account, tx):
+        signed.append(tx["nonce"])
+        if len(signed) == 5:
+            raise ValueError("cannot sign (injected)")
+        return real_sign(account, tx)
+
+    monkeypatch.setattr(txmod, "signed_transaction", failing)
+    with pytest.raises(ValueError, match="injected"):
+        sender.submit_many(acct, [_transfer(acct.address) for _ in range(8)])
+    monkeypatch.setattr(txmod, "signed_transaction", real_sign)
+    # the first chunk went out; the nonces of the others were given back
+    assert sender.transact(acct, _transfer(acct.address)).nonce == 3
+    assert conn.get_transaction_count(acct.address, "latest") == 4
 
 
 def test_receipt_timeout(conn: Connection, fresh_account) -> None:

@@ -33,8 +33,10 @@ def contracts_anvil() -> Iterator[AnvilProcess]:
 
 
 @pytest.fixture(scope="session")
-def _world(contracts_anvil: AnvilProcess) -> World:
-    return build_world(contracts_anvil.url)
+def _world(contracts_anvil: AnvilProcess) -> Iterator[World]:
+    world = build_world(contracts_anvil.url)
+    yield world
+    world.chain.rpc.close()
 
 
 @pytest.fixture

@@ -2,26 +2,24 @@
 transactions from impersonated accounts, decode custom errors, read events.
 
 Deliberately small and independent of ``govshare.chain`` (which is the runtime's own
-layer): these tests pin down the contracts themselves.
+layer): these tests pin down the contracts themselves. A contract's functions read
+like ``registry.functions.threshold().call()``; results come back as the ABI says:
+one output as itself, several as a list, a struct as a tuple, an array as a list,
+addresses checksummed.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
-
-with warnings.catch_warnings():
-    # web3 7 imports websockets' legacy client, which warns on import; we use HTTP only.
-    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
-    from web3 import Web3
-    from web3.contract import Contract
-    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "contracts" / "build"
@@ -105,18 +103,175 @@ def _normalise(v: Any) -> Any:
     return v
 
 
-def _revert_data(exc: Exception) -> str | None:
-    data = getattr(exc, "data", None)
-    if isinstance(data, dict):
-        data = data.get("data")
-    return data if isinstance(data, str) else None
+def _types(inputs: list[dict[str, Any]]) -> list[str]:
+    return [_canonical_type(i) for i in inputs]
+
+
+def _normalise_as(abi_type: dict[str, Any], value: Any) -> Any:
+    """A decoded value shaped as the ABI says (eth-abi gives tuples for arrays too)."""
+    t = abi_type["type"]
+    if t.endswith("]"):
+        inner = {**abi_type, "type": t[: t.rindex("[")]}
+        return [_normalise_as(inner, v) for v in value]
+    if t == "tuple":
+        return tuple(
+            _normalise_as(c, v) for c, v in zip(abi_type["components"], value, strict=True)
+        )
+    if t == "address":
+        return to_checksum_address(value)
+    return value
+
+
+class NodeError(Exception):
+    """The node refused a request; ``data`` holds revert data, if any."""
+
+    def __init__(self, method: str, error: dict[str, Any]) -> None:
+        super().__init__(f"{method}: {error.get('message')}")
+        self.error = error
+        data = error.get("data")
+        self.data = data.get("data") if isinstance(data, dict) else data
+
+
+class Rpc:
+    """JSON-RPC to the tests' anvil over one keep-alive httpx client."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(timeout=30)
+        self.chain_id = int(self.request("eth_chainId"), 16)
+
+    def request(self, method: str, *params: Any) -> Any:
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        answer = self._http.post(self.url, json=body).raise_for_status().json()
+        if answer.get("error") is not None:
+            raise NodeError(method, answer["error"])
+        return answer["result"]
+
+    @property
+    def accounts(self) -> list[str]:
+        return [to_checksum_address(a) for a in self.request("eth_accounts")]
+
+    def block(self, number: int | str = "latest") -> dict[str, Any]:
+        """A block's ``number`` and ``timestamp`` as ints."""
+        tag = hex(number) if isinstance(number, int) else number
+        raw = self.request("eth_getBlockByNumber", tag, False)
+        return {**raw, "number": int(raw["number"], 16), "timestamp": int(raw["timestamp"], 16)}
+
+    def receipt(self, tx_hash: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The receipt of ``tx_hash`` (anvil mines at once), numbers as ints and
+        logs as :func:`_format_log` gives them."""
+        deadline = time.monotonic() + timeout
+        while (raw := self.request("eth_getTransactionReceipt", tx_hash)) is None:
+            assert time.monotonic() < deadline, f"{tx_hash} not mined"
+            time.sleep(0.01)
+        created = raw.get("contractAddress")
+        return {
+            **raw,
+            "status": int(raw["status"], 16),
+            "blockNumber": int(raw["blockNumber"], 16),
+            "gasUsed": int(raw["gasUsed"], 16),
+            "contractAddress": to_checksum_address(created) if created else None,
+            "logs": [_format_log(log) for log in raw["logs"]],
+        }
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _format_log(log: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **log,
+        "address": to_checksum_address(log["address"]),
+        "topics": [bytes.fromhex(t[2:]) for t in log["topics"]],
+        "data": bytes.fromhex(log["data"][2:]),
+    }
+
+
+class FunctionCall:
+    """``contract.functions.name(*args)``: ``call()`` it, or send it with :meth:`Chain.send`."""
+
+    def __init__(self, contract: Contract, entry: dict[str, Any], args: tuple[Any, ...]) -> None:
+        self.contract = contract
+        self.address = contract.address
+        self.entry = entry
+        types = _types(entry["inputs"])
+        selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
+        self.data = "0x" + (selector + abi_encode(types, list(args))).hex()
+
+    def call(self, tx: dict[str, Any] | None = None) -> Any:
+        params = {"to": self.address, "data": self.data}
+        if tx and tx.get("from"):
+            params["from"] = tx["from"]
+        out = bytes.fromhex(self.contract.rpc.request("eth_call", params, "latest")[2:])
+        outputs = self.entry["outputs"]
+        values = abi_decode(_types(outputs), out)
+        shaped = [_normalise_as(o, v) for o, v in zip(outputs, values, strict=True)]
+        return shaped[0] if len(shaped) == 1 else shaped
+
+
+class EventType:
+    """``contract.events.Name()``: decodes that event's logs."""
+
+    def __init__(self, contract: Contract, entry: dict[str, Any]) -> None:
+        self.contract = contract
+        self.entry = entry
+        self.topic = keccak(text=f"{entry['name']}({','.join(_types(entry['inputs']))})")
+
+    def process_log(self, log: dict[str, Any]) -> dict[str, Any]:
+        """``{"event": name, "args": {...}}``; ValueError if ``log`` is another event."""
+        topics = log["topics"]
+        if not topics or bytes(topics[0]) != self.topic:
+            raise ValueError("not this event")
+        indexed = [i for i in self.entry["inputs"] if i["indexed"]]
+        plain = [i for i in self.entry["inputs"] if not i["indexed"]]
+        args: dict[str, Any] = {}
+        for inp, topic in zip(indexed, topics[1:], strict=True):
+            args[inp["name"]] = _normalise_as(inp, abi_decode([_canonical_type(inp)], topic)[0])
+        for inp, value in zip(plain, abi_decode(_types(plain), bytes(log["data"])), strict=True):
+            args[inp["name"]] = _normalise_as(inp, value)
+        return {"event": self.entry["name"], "args": args}
+
+    def get_logs(self, from_block: int = 0) -> list[dict[str, Any]]:
+        flt = {"address": self.contract.address, "fromBlock": hex(from_block), "toBlock": "latest"}
+        raw = self.contract.rpc.request("eth_getLogs", {**flt, "topics": ["0x" + self.topic.hex()]})
+        return [self.process_log(_format_log(log)) for log in raw]
+
+
+class _Namespace:
+    def __init__(self, contract: Contract, kind: str) -> None:
+        self._contract = contract
+        self._entries = {e["name"]: e for e in contract.abi if e["type"] == kind}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            entry = self._entries[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        if entry["type"] == "function":
+            return lambda *args: FunctionCall(self._contract, entry, args)
+        return lambda: EventType(self._contract, entry)
+
+
+class Contract:
+    """A deployed contract: ``functions.name(*args)``, ``events.Name()``."""
+
+    def __init__(self, rpc: Rpc, abi: list[dict[str, Any]], address: str) -> None:
+        self.rpc = rpc
+        self.abi = abi
+        self.address = to_checksum_address(address)
+        self.functions = _Namespace(self, "function")
+        self.events = _Namespace(self, "event")
+
+
+def _revert_data(exc: NodeError) -> str | None:
+    return exc.data if isinstance(exc.data, str) and exc.data != "0x" else None
 
 
 @dataclass
 class Chain:
     """One anvil with the three contracts deployed; accounts are impersonated."""
 
-    w3: Web3
+    rpc: Rpc
     registry: Contract
     records: Contract
     ledger: Contract
@@ -128,60 +283,55 @@ class Chain:
     def account(self, label: str) -> str:
         addr = address_for(label)
         if addr not in self.funded:
-            self.w3.provider.make_request("anvil_setBalance", [addr, hex(10**24)])
+            self.rpc.request("anvil_setBalance", addr, hex(10**24))
             self.funded.add(addr)
         return addr
 
     def now(self) -> int:
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        return int(self.rpc.block("latest")["timestamp"])
 
     def mine(self, timestamp: int | None = None) -> None:
         """Mine one block, at `timestamp` if given (later calls then run at that time)."""
         params = [hex(timestamp)] if timestamp is not None else []
-        self.w3.provider.make_request("evm_mine", params)
+        self.rpc.request("evm_mine", *params)
 
     def set_next_timestamp(self, timestamp: int) -> None:
-        self.w3.provider.make_request("evm_setNextBlockTimestamp", [hex(timestamp)])
+        self.rpc.request("evm_setNextBlockTimestamp", hex(timestamp))
 
     def snapshot(self) -> str:
-        snap = str(self.w3.provider.make_request("evm_snapshot", [])["result"])
+        snap = str(self.rpc.request("evm_snapshot"))
         self._funded_at[snap] = set(self.funded)
         return snap
 
     def revert_to(self, snap: str) -> None:
-        assert self.w3.provider.make_request("evm_revert", [snap])["result"] is True
+        assert self.rpc.request("evm_revert", snap) is True
         # Balances set after the snapshot are gone with it.
         self.funded = self._funded_at.pop(snap)
 
     # -- calls
 
-    def send(self, fn: Any, sender: str, gas: int = GAS) -> Any:
+    def send(self, fn: FunctionCall, sender: str, gas: int = GAS) -> dict[str, Any]:
         """Send `fn` from `sender`; return the receipt, or raise the decoded Revert."""
-        try:
-            data = fn._encode_transaction_data()
-        except AttributeError:  # pragma: no cover - web3 internals moved
-            data = fn.build_transaction({"from": sender, "gas": GAS, "gasPrice": GAS_PRICE})["data"]
         tx = {
             "from": sender,
             "to": fn.address,
-            "data": data,
-            "gas": gas,
-            "gasPrice": GAS_PRICE,
+            "data": fn.data,
+            "gas": hex(gas),
+            "gasPrice": hex(GAS_PRICE),
         }
         try:
             # eth_call first: it yields the revert data a mined failure would hide.
-            self.w3.eth.call(tx, "pending")
-        except (ContractCustomError, ContractLogicError, ContractPanicError) as exc:
+            self.rpc.request("eth_call", tx, "pending")
+        except NodeError as exc:
             payload = _revert_data(exc)
             if payload:
                 raise decode_revert(payload) from None
             raise
-        tx_hash = self.w3.eth.send_transaction(tx)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10, poll_latency=0.01)
+        receipt = self.rpc.receipt(self.rpc.request("eth_sendTransaction", tx))
         assert receipt["status"] == 1, f"mined but failed: {receipt}"
         return receipt
 
-    def reverts(self, fn: Any, sender: str) -> Revert:
+    def reverts(self, fn: FunctionCall, sender: str) -> Revert:
         """Send `fn` from `sender`, expecting a revert; return it."""
         try:
             self.send(fn, sender)
@@ -189,16 +339,16 @@ class Chain:
             return r
         raise AssertionError("expected a revert, the transaction succeeded")
 
-    def call(self, fn: Any, sender: str | None = None) -> Any:
+    def call(self, fn: FunctionCall, sender: str | None = None) -> Any:
         try:
             return fn.call({"from": sender} if sender else {})
-        except (ContractCustomError, ContractLogicError) as exc:
+        except NodeError as exc:
             payload = _revert_data(exc)
             if payload:
                 raise decode_revert(payload) from None
             raise
 
-    def call_reverts(self, fn: Any) -> Revert:
+    def call_reverts(self, fn: FunctionCall) -> Revert:
         try:
             self.call(fn)
         except Revert as r:
@@ -215,7 +365,7 @@ def events(receipt: Any, contract: Contract, name: str) -> list[dict[str, Any]]:
             continue
         try:
             decoded = event.process_log(log)
-        except Exception:
+        except ValueError:
             continue
         out.append(dict(decoded["args"]))
     return out
@@ -238,13 +388,21 @@ def one_event(receipt: Any, contract: Contract, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def deploy(w3: Web3, name: str, deployer: str, *args: Any) -> Contract:
+def _deploy_data(name: str, args: tuple[Any, ...]) -> tuple[dict[str, Any], str]:
     art = artifact(name)
-    factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    tx_hash = factory.constructor(*args).transact({"from": deployer, "gas": 15_000_000})
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10, poll_latency=0.01)
+    ctor = next((e for e in art["abi"] if e["type"] == "constructor"), {"inputs": []})
+    encoded = abi_encode(_types(ctor["inputs"]), list(args))
+    return art, str(art["bytecode"]) + encoded.hex()
+
+
+def deploy(rpc: Rpc, name: str, deployer: str, *args: Any) -> Contract:
+    art, data = _deploy_data(name, args)
+    tx_hash = rpc.request(
+        "eth_sendTransaction", {"from": deployer, "data": data, "gas": hex(15_000_000)}
+    )
+    receipt = rpc.receipt(tx_hash)
     assert receipt["status"] == 1, f"deploying {name} failed"
-    return w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+    return Contract(rpc, art["abi"], receipt["contractAddress"])
 
 
 def dept_init(code: str, *, admins: int = 1, prefix: str = "") -> tuple[Any, ...]:
@@ -260,20 +418,18 @@ def dept_init(code: str, *, admins: int = 1, prefix: str = "") -> tuple[Any, ...
     )
 
 
-def connect(url: str) -> Web3:
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
-    w3.provider.make_request("anvil_autoImpersonateAccount", [True])
-    return w3
+def connect(url: str) -> Rpc:
+    rpc = Rpc(url)
+    rpc.request("anvil_autoImpersonateAccount", True)
+    return rpc
 
 
-def deploy_reverts(w3: Web3, name: str, deployer: str, *args: Any) -> Revert:
+def deploy_reverts(rpc: Rpc, name: str, deployer: str, *args: Any) -> Revert:
     """Deploying `name` with `args` must revert; return the decoded error."""
-    art = artifact(name)
-    factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-    data = factory.constructor(*args).data_in_transaction
+    _, data = _deploy_data(name, args)
     try:
-        w3.eth.call({"from": deployer, "data": data, "gas": 15_000_000})
-    except (ContractCustomError, ContractLogicError) as exc:
+        rpc.request("eth_call", {"from": deployer, "data": data, "gas": hex(15_000_000)})
+    except NodeError as exc:
         payload = _revert_data(exc)
         assert payload, f"revert without data: {exc!r}"
         return decode_revert(payload)

@@ -286,8 +286,8 @@ def test_self_management_is_bounded(world: World) -> None:
 def test_the_proposal_lifetime_is_bounded(world: World, lifetime: int) -> None:
     from .helpers import deploy_reverts
 
-    w3 = world.chain.w3
+    rpc = world.chain.rpc
     rv = deploy_reverts(
-        w3, "ConsortiumRegistry", w3.eth.accounts[0], [dept_init("AA")], 1, lifetime, []
+        rpc, "ConsortiumRegistry", rpc.accounts[0], [dept_init("AA")], 1, lifetime, []
     )
     assert (rv.name, rv.args) == ("ConsortiumRegistryInvalidLifetime", (lifetime,))

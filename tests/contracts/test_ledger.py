@@ -488,7 +488,7 @@ def test_views(world: World) -> None:
     assert (rv.name, rv.args) == ("AccessLedgerUnknownRequest", (1,))
     assert f.isOverdue(1).call() is False
     domain = f.eip712Domain().call()
-    assert domain[1:5] == ["govshare", "1", c.w3.eth.chain_id, c.ledger.address]
+    assert domain[1:5] == ["govshare", "1", c.rpc.chain_id, c.ledger.address]
 
 
 @pytest.mark.parametrize("max_uses", [1, 2**32 - 1])

@@ -7,7 +7,6 @@ import pytest
 from .helpers import (
     address_for,
     b32,
-    connect,
     deploy,
     deploy_reverts,
     dept_init,
@@ -63,10 +62,10 @@ def test_deployment_registers_founders_threshold_and_supervisors(world: World) -
 
 
 def test_deployment_events(world: World) -> None:
-    w3 = connect(world.chain.w3.provider.endpoint_uri)
-    deployer = w3.eth.accounts[0]
+    rpc = world.chain.rpc
+    deployer = rpc.accounts[0]
     c = deploy(
-        w3,
+        rpc,
         "ConsortiumRegistry",
         deployer,
         [dept_init("AA", prefix="dep-aa")],
@@ -155,9 +154,9 @@ def _bad(base: str = "NEW", **changes: object) -> tuple:
 def test_constructor_reverts(
     world: World, founders, threshold, lifetime, sups, error, args
 ) -> None:
-    w3 = world.chain.w3
+    rpc = world.chain.rpc
     r = deploy_reverts(
-        w3, "ConsortiumRegistry", w3.eth.accounts[0], founders, threshold, lifetime, sups
+        rpc, "ConsortiumRegistry", rpc.accounts[0], founders, threshold, lifetime, sups
     )
     assert (r.name, r.args) == (error, args)
 
@@ -441,8 +440,8 @@ def test_shrinking_below_threshold_clamps_it(world: World, ops: Ops) -> None:
 
 
 def test_last_active_department_cannot_go(world: World) -> None:
-    w3 = world.chain.w3
-    solo = deploy(w3, "ConsortiumRegistry", w3.eth.accounts[0], [dept_init("SOLO")], 1, 60, [])
+    rpc = world.chain.rpc
+    solo = deploy(rpc, "ConsortiumRegistry", rpc.accounts[0], [dept_init("SOLO")], 1, 60, [])
     admin = address_for("SOLO:admin0")
     world.chain.account("SOLO:admin0")
     for fn in ("proposeSuspendDepartment", "proposeRemoveDepartment"):

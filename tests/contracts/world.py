@@ -33,15 +33,15 @@ class World:
 
 
 def build_world(url: str) -> World:
-    w3 = connect(url)
-    deployer = w3.eth.accounts[0]
+    rpc = connect(url)
+    deployer = rpc.accounts[0]
     founders = [dept_init(c, admins=2 if c == "TAX" else 1) for c in CODES]
     registry = deploy(
-        w3, "ConsortiumRegistry", deployer, founders, THRESHOLD, LIFETIME, [SUPERVISOR]
+        rpc, "ConsortiumRegistry", deployer, founders, THRESHOLD, LIFETIME, [SUPERVISOR]
     )
-    records = deploy(w3, "RecordRegistry", deployer, registry.address)
-    ledger = deploy(w3, "AccessLedger", deployer, registry.address, records.address)
-    chain = Chain(w3=w3, registry=registry, records=records, ledger=ledger)
+    records = deploy(rpc, "RecordRegistry", deployer, registry.address)
+    ledger = deploy(rpc, "AccessLedger", deployer, registry.address, records.address)
+    chain = Chain(rpc=rpc, registry=registry, records=records, ledger=ledger)
     for code in CODES:
         chain.account(f"{code}:broker")
         chain.account(f"{code}:admin0")

@@ -220,9 +220,11 @@ class AuditView:
         return view
 
     def close(self) -> None:
-        """Close the index if this view opened it (a broker's mirror stays open)."""
+        """Close the index and the ledger if this view opened them (a broker's
+        mirror and ledger stay open)."""
         if self._owns_index:
             self.index.close()
+            self.ledger.close()
 
     def sync(self) -> int:
         """Bring the index up to the chain's head; returns the new events."""

@@ -1,67 +1,82 @@
-"""One JSON-RPC connection to the chain, with web3.py underneath.
+"""One JSON-RPC connection to a chain node, over httpx.
 
-What this adds to a plain ``Web3(HTTPProvider(url))``:
+What a :class:`Connection` does, and why:
 
-* The chain id is read once, when connecting, and cached. web3.py's default
-  ``validation`` middleware asks the node for it before every ``eth_call`` /
-  ``eth_estimateGas`` (measured 5 ms instead of 1 ms per call on anvil); we
-  remove it. We sign every transaction ourselves with the cached chain id, so
-  the check it made is already done.
-* Besu QBFT blocks carry ~100 bytes of ``extraData``. ``ExtraDataToPOAMiddleware``
-  is *always* injected: it only renames a field of block results, costs nothing
-  on anvil, and saves a detection round trip (and a surprise) on Besu.
-* Every request has a timeout; transport failures become :class:`ChainUnavailable`
-  with a sentence saying what to do, node errors become :class:`RpcError`, and a
-  revert becomes the contract's decoded custom error (through ``revert_decoder``).
-  Nothing from web3 or requests leaks past this module.
-
-The hot paths (``call``, ``estimate_gas``, ``send_raw_transaction``) go straight
-to ``provider.make_request``: middleware formatting is for ``w3.eth`` users and
-costs more than the node takes to answer an ``eth_call`` on anvil.
+* One ``httpx.Client`` per connection: keep-alive (an ``eth_call`` on anvil
+  takes less time than a new TCP connection), a bounded pool shared by the
+  threads of a broker, and a timeout on every request. :meth:`Connection.close`
+  (or ``with``) releases its sockets.
+* The chain id is read once, when connecting, and cached: every transaction is
+  signed locally with it, so nothing asks the node again.
+* Answers are plain JSON: numbers, hashes and data stay 0x-hex strings, blocks
+  included. A Besu QBFT block's ``extraData`` (about a hundred bytes, not the
+  32 of a mainnet header) is just a longer string here.
+* Batches: several requests in one HTTP round trip, answers matched by id (a
+  node may answer them in any order), each item a result or an
+  :class:`RpcError`. Batches of ``eth_sendRawTransaction`` are how the sender
+  sends a group of transactions.
+* A read whose keep-alive connection the node (or a proxy) had closed while it
+  sat in the pool is sent once more at once; a transaction never is (its
+  outcome is then unknown, and the sender resynchronises instead).
+* Errors: a transport failure becomes :class:`ChainUnavailable` with a sentence
+  saying what to do (and :func:`node_went_away` is told), a node's error object
+  becomes :class:`RpcError`, and a revert becomes the contract's decoded custom
+  error (through ``revert_decoder``). Nothing from httpx leaks past this module.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-import warnings
+import weakref
 from collections.abc import Callable, Sequence
+from types import TracebackType
 from typing import Any, NoReturn, cast
 
-import requests
+import httpx
 
-with warnings.catch_warnings():
-    # web3 7 imports websockets' legacy client, which warns on import; govshare
-    # talks HTTP only. Scoped so `filterwarnings = error` still guards the rest.
-    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
-    from web3 import HTTPProvider, Web3
-    from web3.exceptions import BlockNotFound, Web3Exception
-    from web3.middleware import ExtraDataToPOAMiddleware
-    from web3.providers import BaseProvider
-    from web3.providers.rpc.utils import ExceptionRetryConfiguration
-    from web3.types import RPCEndpoint
-
-from govshare.errors import ChainRejected, ChainUnavailable, GovShareError
+from govshare.errors import ChainError, ChainRejected, ChainUnavailable, GovShareError
 
 DEFAULT_TIMEOUT = 10.0
 
 # JSON-RPC methods whose failure on a dropped connection is safe to retry once
-# (reads; a re-sent raw transaction is answered "already known" at worst).
-_RETRY_METHODS = [
-    "eth_chainId",
-    "eth_blockNumber",
-    "eth_getBlockByNumber",
-    "eth_getBlockByHash",
-    "eth_getCode",
-    "eth_getTransactionCount",
-    "eth_getTransactionReceipt",
-    "eth_getLogs",
-    "eth_call",
-    "eth_estimateGas",
-    "eth_feeHistory",
-    "eth_gasPrice",
-    "eth_maxPriorityFeePerGas",
-]
+# (reads; a raw transaction is never re-sent here: the sender resyncs instead).
+_RETRY_METHODS = frozenset(
+    {
+        "eth_chainId",
+        "eth_blockNumber",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_getCode",
+        "eth_getBalance",
+        "eth_getTransactionCount",
+        "eth_getTransactionByHash",
+        "eth_getTransactionReceipt",
+        "eth_getLogs",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_createAccessList",
+        "eth_feeHistory",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+    }
+)
+
+# How a pooled keep-alive connection that the other side closed shows up when it
+# is reused: nothing, or a reset, instead of an answer. (Not ConnectError: a node
+# that refuses connections is down, and is reported at once.)
+_DROPPED: tuple[type[Exception], ...] = (
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
+
+# Enough for a broker's request threads, workers and mirror at once; idle
+# connections are closed after a few seconds, well before any node's own idle
+# timeout (so a reused one is rarely found dropped).
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=5.0)
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 RevertDecoder = Callable[[bytes, str, str | None], GovShareError]
 
@@ -89,7 +104,10 @@ class RpcError(ChainRejected):
 
     def __init__(self, method: str, error: dict[str, Any], url: str) -> None:
         self.method = method
-        self.rpc_code = int(error.get("code", 0) or 0)
+        try:
+            self.rpc_code = int(error.get("code", 0) or 0)
+        except (TypeError, ValueError):
+            self.rpc_code = 0
         self.rpc_message = str(error.get("message", ""))
         self.rpc_data = error.get("data")
         super().__init__(
@@ -123,17 +141,16 @@ class RpcError(ChainRejected):
         return None
 
 
+def _error_object(method: str, error: Any, url: str) -> RpcError:
+    # A node that answers a bare string (or worse) still gets a readable error.
+    return RpcError(method, error if isinstance(error, dict) else {"message": str(error)}, url)
+
+
 def _unavailable(url: str, exc: BaseException, timeout: float) -> ChainUnavailable:
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, httpx.TimeoutException):
         return ChainUnavailable(
             f"The chain node at {url} did not answer within {timeout:g}s. It may be "
             "overloaded or stuck; try again shortly, or check the node's log.",
-            url=url,
-        )
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return ChainUnavailable(
-            f"The chain node at {url} answered HTTP {exc.response.status_code}. Check that "
-            "the URL points to the node's JSON-RPC endpoint and that the node is healthy.",
             url=url,
         )
     return ChainUnavailable(
@@ -143,59 +160,74 @@ def _unavailable(url: str, exc: BaseException, timeout: float) -> ChainUnavailab
     )
 
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    requests.RequestException,
-    OSError,
-    json.JSONDecodeError,
-)
+def _http_status(url: str, status: int) -> ChainUnavailable:
+    return ChainUnavailable(
+        f"The chain node at {url} answered HTTP {status}. Check that "
+        "the URL points to the node's JSON-RPC endpoint and that the node is healthy.",
+        url=url,
+        http_status=status,
+    )
+
+
+def _malformed(url: str) -> ChainUnavailable:
+    return ChainUnavailable(
+        f"The chain node at {url} answered something that is not JSON-RPC. Check that "
+        "the URL points to the node's JSON-RPC endpoint and not to another service.",
+        url=url,
+    )
+
+
+def _is_rpc_error(data: Any) -> bool:
+    """Whether ``data`` is a JSON-RPC error answer (some nodes send one with an
+    HTTP error status: it is still the node's answer)."""
+    items = data if isinstance(data, list) else [data]
+    return bool(items) and all(isinstance(i, dict) and i.get("error") is not None for i in items)
 
 
 class Connection:
-    """A connection to one chain node by URL (HTTP)."""
+    """A connection to one chain node by URL (HTTP). Close it when done
+    (:meth:`close`, or use it as a context manager)."""
 
     def __init__(
         self,
         url: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        provider: BaseProvider | None = None,
         revert_decoder: RevertDecoder | None = None,
         expected_chain_id: int | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """Connect to ``url``: read the chain id and the genesis block's hash.
+        ``transport`` replaces the network (tests pass ``httpx.MockTransport``)."""
         self.url = url
         self.timeout = timeout
-        if provider is None:
-            provider = HTTPProvider(
-                url,
-                request_kwargs={"timeout": timeout},
-                # One quick retry of reads on a dropped keep-alive connection; a
-                # node that is really down is reported at once, not after ~2 s.
-                exception_retry_configuration=ExceptionRetryConfiguration(
-                    errors=(requests.ConnectionError,),
-                    retries=2,
-                    backoff_factor=0.05,
-                    method_allowlist=_RETRY_METHODS,
-                ),
-            )
-        self.provider = provider
-        self.w3 = Web3(provider)
-        onion = self.w3.middleware_onion
-        # Chain-id validation per call (replaced by the cached id), ENS lookups,
-        # gas price / gas estimate strategies: the sender does all of that itself.
-        for name in ("validation", "ens_name_to_address", "gas_price_strategy", "gas_estimate"):
-            if name in {n for _, n in onion.middleware}:
-                onion.remove(name)
-        onion.inject(ExtraDataToPOAMiddleware, name="extradata_to_poa", layer=0)
         self._revert_decoder = revert_decoder
-        self.chain_id: int = int(self.request("eth_chainId", []), 16)
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout),
+            limits=_LIMITS,
+            headers=_HEADERS,
+            follow_redirects=False,
+            transport=transport,
+        )
+        # A connection dropped without close() still releases its sockets when it
+        # is collected (a one-shot command need not care; long-lived owners close).
+        self._release = weakref.finalize(self, self._http.close)
         try:
-            genesis = self.request("eth_getBlockByNumber", ["0x0", False])
-        except RpcError:  # a pruned node may not serve block 0
-            genesis = None
+            self.chain_id: int = int(self.request("eth_chainId", []), 16)
+            try:
+                genesis = self.request("eth_getBlockByNumber", ["0x0", False])
+            except RpcError:  # a pruned node may not serve block 0
+                genesis = None
+        except BaseException:
+            self.close()
+            raise
         # Identifies this chain beyond its id: a dev chain reset at the same URL
         # has another genesis block (nonce allocators are keyed by it).
         self.genesis_hash: str = str(genesis.get("hash", "")) if isinstance(genesis, dict) else ""
         if expected_chain_id is not None and expected_chain_id != self.chain_id:
+            self.close()
             raise ChainRejected(
                 f"The chain node at {url} is on chain {self.chain_id}, but the deployment "
                 f"was made on chain {expected_chain_id}. Point --rpc to the right network.",
@@ -206,48 +238,107 @@ class Connection:
     def __repr__(self) -> str:
         return f"Connection({self.url!r}, chain_id={self.chain_id})"
 
+    def close(self) -> None:
+        """Close the pooled HTTP connections. Using the connection afterwards
+        raises :class:`ChainError`."""
+        self._closed = True
+        self._release()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def set_revert_decoder(self, decoder: RevertDecoder | None) -> None:
         self._revert_decoder = decoder
 
     # -- raw requests -----------------------------------------------------------
 
-    def request(self, method: str, params: Sequence[Any]) -> Any:
-        """One JSON-RPC request, bypassing middleware. Returns ``result``; raises
-        :class:`ChainUnavailable` or :class:`RpcError`."""
+    def _post(self, body: bytes, retry: bool) -> Any:
+        """POST one JSON-RPC body; the decoded JSON answer. Transport failures,
+        HTTP errors and non-JSON answers raise :class:`ChainUnavailable`."""
+        if self._closed:
+            raise ChainError(
+                f"The connection to the chain node at {self.url} was closed; open a new one.",
+                url=self.url,
+            )
         try:
-            response = self.provider.make_request(RPCEndpoint(method), list(params))
-        except _TRANSPORT_ERRORS as exc:
+            try:
+                response = self._http.post(self.url, content=body)
+            except _DROPPED:
+                if not retry:
+                    raise
+                response = self._http.post(self.url, content=body)
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             node_went_away(self.url)
             raise _unavailable(self.url, exc, self.timeout) from exc
-        except GovShareError:
-            raise
-        except Web3Exception as exc:  # web3 wraps some transport failures in its own types
-            raise _unavailable(self.url, exc, self.timeout) from exc
-        error = response.get("error")
+        try:
+            data = json.loads(response.content)
+        except ValueError:  # not JSON (or not UTF-8)
+            data = None
+        if not response.is_success:
+            if _is_rpc_error(data):
+                return data
+            node_went_away(self.url)
+            raise _http_status(self.url, response.status_code)
+        if data is None:
+            node_went_away(self.url)
+            raise _malformed(self.url)
+        return data
+
+    def request(self, method: str, params: Sequence[Any]) -> Any:
+        """One JSON-RPC request. Returns ``result``; raises
+        :class:`ChainUnavailable` or :class:`RpcError`."""
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        answer = self._post(json.dumps(body).encode(), method in _RETRY_METHODS)
+        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+            node_went_away(self.url)
+            raise _malformed(self.url)
+        error = answer.get("error")
         if error is not None:
-            raise RpcError(method, cast(dict[str, Any], error), self.url)
-        return response.get("result")
+            raise _error_object(method, error, self.url)
+        return answer.get("result")
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several requests in one HTTP round trip. Each item of the answer is
-        the result or an :class:`RpcError` instance (returned, not raised)."""
+        the result or an :class:`RpcError` instance (returned, not raised). A
+        node that refuses the whole batch raises :class:`RpcError`."""
         if not calls:
             return []
-        provider = cast(Any, self.provider)
-        try:
-            responses = provider.make_batch_request([(RPCEndpoint(m), list(p)) for m, p in calls])
-        except _TRANSPORT_ERRORS as exc:
+        ids = [next(self._ids) for _ in calls]
+        body = [
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
+            for i, (method, params) in zip(ids, calls, strict=True)
+        ]
+        retry = all(method in _RETRY_METHODS for method, _ in calls)
+        answers = self._post(json.dumps(body).encode(), retry)
+        if isinstance(answers, dict) and answers.get("error") is not None:
+            raise _error_object("batch", answers["error"], self.url)
+        if not isinstance(answers, list):
             node_went_away(self.url)
-            raise _unavailable(self.url, exc, self.timeout) from exc
-        except Web3Exception as exc:
-            raise _unavailable(self.url, exc, self.timeout) from exc
-        if isinstance(responses, dict):  # the node refused the whole batch
-            raise RpcError("batch", cast(dict[str, Any], responses.get("error") or {}), self.url)
+            raise _malformed(self.url)
+        by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
+        if any(i not in by_id for i in ids):
+            # geth answers an oversized batch with one error in place of them all.
+            if len(answers) == 1 and _is_rpc_error(answers):
+                raise _error_object("batch", answers[0]["error"], self.url)
+            # A lost answer could be a transaction sent or not: never guess.
+            node_went_away(self.url)
+            raise _malformed(self.url)
         out: list[Any] = []
-        for (method, _), resp in zip(calls, responses, strict=True):
-            err = resp.get("error")
+        for i, (method, _) in zip(ids, calls, strict=True):
+            answer = by_id[i]
+            error = answer.get("error")
             out.append(
-                RpcError(method, cast(dict[str, Any], err), self.url) if err else resp.get("result")
+                _error_object(method, error, self.url)
+                if error is not None
+                else answer.get("result")
             )
         return out
 
@@ -263,21 +354,20 @@ class Connection:
     def block_number(self) -> int:
         return int(self.request("eth_blockNumber", []), 16)
 
-    def get_block(self, block: int | str = "latest", full: bool = False) -> dict[str, Any]:
-        """A block through web3's formatters (``proofOfAuthorityData`` holds QBFT's
-        extraData). Raises :class:`ChainRejected` if the block does not exist."""
-        try:
-            result = self.w3.eth.get_block(cast(Any, block), full)
-        except GovShareError:
-            raise
-        except _TRANSPORT_ERRORS as exc:
-            node_went_away(self.url)
-            raise _unavailable(self.url, exc, self.timeout) from exc
-        except BlockNotFound as exc:
-            raise ChainRejected(f"Block {block} does not exist on {self.url}.") from exc
-        except Web3Exception as exc:
-            raise _unavailable(self.url, exc, self.timeout) from exc
-        return dict(result)
+    def get_block(self, block: int | str | bytes = "latest", full: bool = False) -> dict[str, Any]:
+        """A block as the node sends it: numbers and hashes are 0x-hex strings
+        (``int(block["timestamp"], 16)``); ``extraData`` is whatever length the
+        chain uses. ``block`` is a number, a tag (``"latest"``) or a 32-byte hash.
+        Raises :class:`ChainRejected` if the block does not exist."""
+        if isinstance(block, bytes):
+            block = "0x" + block.hex()
+        if isinstance(block, str) and len(block) == 66 and block.startswith("0x"):
+            result = self.request("eth_getBlockByHash", [block, full])
+        else:
+            result = self.request("eth_getBlockByNumber", [_block_id(block), full])
+        if not isinstance(result, dict):
+            raise ChainRejected(f"Block {block} does not exist on {self.url}.", block=str(block))
+        return cast(dict[str, Any], result)
 
     def get_code(self, address: str, block: int | str = "latest") -> bytes:
         return bytes.fromhex(self.request("eth_getCode", [address, _block_id(block)])[2:])

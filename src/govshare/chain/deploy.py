@@ -262,8 +262,10 @@ def load_deployment(
             url = rpc_url or deployment.rpc_url
             if not url:
                 raise ConfigError("No chain URL: pass --rpc URL.")
-            conn = Connection(url, timeout=timeout)
-        verify_deployment(conn, deployment)
+            with Connection(url, timeout=timeout) as own:
+                verify_deployment(own, deployment)
+        else:
+            verify_deployment(conn, deployment)
     return deployment
 
 
@@ -294,7 +296,20 @@ def deploy(
             f"got {threshold}.",
             threshold=threshold,
         )
-    conn = rpc if isinstance(rpc, Connection) else Connection(rpc)
+    if not isinstance(rpc, Connection):
+        with Connection(rpc) as conn:
+            return deploy(
+                conn,
+                deployer,
+                founders,
+                threshold,
+                proposal_lifetime=proposal_lifetime,
+                supervisors=supervisors,
+                path=path,
+                gas=gas,
+                timeout=timeout,
+            )
+    conn = rpc
     artifacts: dict[str, Artifact] = {name: load_artifact(name) for name in CONTRACT_NAMES}
     sender = Sender(conn, gas=gas, revert_decoder=RevertDecoder(artifacts.values()))
     founders_chain = [f.to_chain() for f in founders]

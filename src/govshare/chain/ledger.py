@@ -37,6 +37,9 @@ class Ledger:
     ) -> None:
         self.conn = conn
         self.deployment = deployment
+        # from_deployment opened the connection, so close() closes it; a connection
+        # passed in belongs to the caller.
+        self._owns_conn = False
         artifacts = {name: load_artifact(name) for name in CONTRACT_NAMES}
         self.revert_decoder = RevertDecoder(artifacts.values())
         conn.set_revert_decoder(self.revert_decoder)
@@ -83,9 +86,26 @@ class Ledger:
             deployment = load_deployment(source, verify=False)
         url = rpc_url or deployment.rpc_url
         conn = Connection(url, timeout=timeout)
-        if verify:
-            load_deployment(deployment.to_dict(), conn=conn)
-        return cls(conn, deployment, gas=gas, receipt_timeout=receipt_timeout)
+        try:
+            if verify:
+                load_deployment(deployment.to_dict(), conn=conn)
+            ledger = cls(conn, deployment, gas=gas, receipt_timeout=receipt_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        ledger._owns_conn = True
+        return ledger
+
+    def close(self) -> None:
+        """Close the connection if :meth:`from_deployment` opened it."""
+        if self._owns_conn:
+            self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def chain_id(self) -> int:

@@ -301,6 +301,7 @@ class Mirror:
         if on_stale not in ("raise", "reset"):
             raise ValueError("on_stale is 'raise' or 'reset'")
         self.conn = conn
+        self._own_conn: Connection | None = None
         self.deployment = deployment
         self.engine = engine
         self.read_engine = read_engine or engine
@@ -389,8 +390,11 @@ class Mirror:
             db.execute(sa.delete(table))
 
     def close(self) -> None:
-        """Release the database connections of a mirror opened with :meth:`open_file`."""
+        """Release the database connections of a mirror opened with :meth:`open_file`,
+        and the chain connection if the mirror opened it."""
         self.engine.dispose()
+        if self._own_conn is not None:
+            self._own_conn.close()
 
     # -- the checkpoint ----------------------------------------------------------------
 
@@ -419,6 +423,7 @@ class Mirror:
     def _require_conn(self) -> Connection:
         if self.conn is None:
             self.conn = Connection(self.deployment.rpc_url)
+            self._own_conn = self.conn  # opened here: close() closes it
         return self.conn
 
     def _batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -940,12 +945,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             range_size=args.range,
             log_fn=say,
         )
-        if args.once:
-            n = mirror.run_once()
-            say(f"stored {n} events; checkpoint block {mirror.checkpoint}")
-        else:
-            mirror.run_forever(poll_interval=args.poll, stop=stop)
-        mirror.close()
+        try:
+            if args.once:
+                n = mirror.run_once()
+                say(f"stored {n} events; checkpoint block {mirror.checkpoint}")
+            else:
+                mirror.run_forever(poll_interval=args.poll, stop=stop)
+        finally:
+            mirror.close()
+            conn.close()
     except (GovShareError, ConfigError) as exc:
         say(exc.message)
         return 1

@@ -24,10 +24,11 @@ assigned, signed and sent in one critical section, in order, and:
 Under asyncio the same machinery runs in worker threads (``*_async``), so the
 event loop never blocks on the lock or on the node.
 
-Signing uses the account's key (an eth-account ``LocalAccount``) with coincurve
-directly: eth-account's ``sign_transaction`` spends ~0.4 ms per transaction in
-validation and formatting, more than anvil takes to mine one. The output is
-byte-identical to eth-account's (tests compare them).
+Signing is eth-account's (``LocalAccount.sign_transaction``; its key backend is
+coincurve's native secp256k1). The key stays in the ``LocalAccount`` the caller
+unlocked: nothing here keeps a copy of it. eth-account takes about as long to
+sign a transaction as anvil to mine one, so a round is signed and sent in chunks
+of :data:`SIGN_CHUNK`, the next chunk signed while the node works on the last.
 """
 
 from __future__ import annotations
@@ -38,12 +39,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol, cast
 
-import coincurve
-import rlp
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from govshare.chain.connection import Connection, RpcError, node_epoch, node_went_away
 from govshare.errors import (
@@ -73,52 +72,19 @@ GAP_CHECK_SECONDS = 1.0
 # -- signing ------------------------------------------------------------------
 
 
-def _addr_bytes(address: str | None) -> bytes:
-    return b"" if not address else bytes.fromhex(address[2:])
-
-
-_KEYS: dict[bytes, coincurve.PrivateKey] = {}
-
-
-def _curve_key(key: bytes) -> coincurve.PrivateKey:
-    pk = _KEYS.get(key)
-    if pk is None:
-        pk = _KEYS[key] = coincurve.PrivateKey(key)
-    return pk
-
-
-def sign_transaction(key: bytes, tx: Mapping[str, Any]) -> tuple[bytes, str]:
-    """Sign an EIP-1559 (``type`` 2) or legacy EIP-155 (``type`` 0) transaction.
-
-    ``tx`` has ``chainId, nonce, gas, to (None to create), value, data`` and
-    either ``maxFeePerGas``/``maxPriorityFeePerGas`` or ``gasPrice``. Returns
-    the raw transaction and its hash (0x-hex)."""
-    pk = _curve_key(key)
-    to = _addr_bytes(tx.get("to"))
-    data = bytes(tx.get("data", b""))
-    value = int(tx.get("value", 0))
-    if int(tx.get("type", 2)) == 2:
-        body = [
-            int(tx["chainId"]),
-            int(tx["nonce"]),
-            int(tx["maxPriorityFeePerGas"]),
-            int(tx["maxFeePerGas"]),
-            int(tx["gas"]),
-            to,
-            value,
-            data,
-            [],
-        ]
-        sig = pk.sign_recoverable(keccak(b"\x02" + rlp.encode(body)), hasher=None)
-        r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
-        raw = b"\x02" + rlp.encode([*body, v, r, s])
-    else:
-        chain_id = int(tx["chainId"])
-        body = [int(tx["nonce"]), int(tx["gasPrice"]), int(tx["gas"]), to, value, data]
-        sig = pk.sign_recoverable(keccak(rlp.encode([*body, chain_id, 0, 0])), hasher=None)
-        r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
-        raw = rlp.encode([*body, sig[64] + 35 + 2 * chain_id, r, s])
-    return raw, "0x" + keccak(raw).hex()
+def signed_transaction(account: LocalAccount, tx: Mapping[str, Any]) -> tuple[bytes, str]:
+    """Sign an EIP-1559 (``type`` 2) or legacy EIP-155 (``type`` 0) transaction
+    with ``account`` (eth-account). ``tx`` has ``chainId, nonce, gas, to (None to
+    create), value, data`` and either ``maxFeePerGas``/``maxPriorityFeePerGas``
+    or ``gasPrice``. Returns the raw transaction and its hash (0x-hex)."""
+    fields = dict(tx)
+    to = fields.pop("to", None)
+    if to:  # None: contract creation. 20 bytes: any hex case (eth-account wants checksums)
+        fields["to"] = bytes.fromhex(to[2:]) if isinstance(to, str) else bytes(to)
+    if int(fields.get("type", 2)) == 0:
+        fields.pop("type")  # eth-account knows a legacy transaction by its gasPrice
+    signed = account.sign_transaction(cast(Any, fields))
+    return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
 
 
 # -- gas ----------------------------------------------------------------------
@@ -317,6 +283,24 @@ class SignedTx:
 
 
 # -- nonce state --------------------------------------------------------------
+
+#: Transactions per chunk of a send round (see :meth:`Sender._sign_and_send`).
+SIGN_CHUNK = 25
+
+
+@dataclass
+class _Round:
+    """What became of one send round: ``signed`` in order, the first ``sent`` of
+    them sent; ``answers``: the node's, one for each of the first ones;
+    ``failed``: the error that cut the sends short (those sent but not answered
+    are in doubt); ``unsigned``: the error that stopped signing. Nothing from
+    ``sent`` on reached the node."""
+
+    signed: list[tuple[bytes, str]] = field(default_factory=list)
+    sent: int = 0
+    answers: list[Any] = field(default_factory=list)
+    failed: Exception | None = None
+    unsigned: Exception | None = None
 
 
 @dataclass
@@ -606,7 +590,7 @@ class Sender:
             "data": job.request.data,
             **fees,
         }
-        return sign_transaction(bytes(job.account.key), tx)
+        return signed_transaction(job.account, tx)
 
     def _send_raw(self, raws: Sequence[bytes]) -> list[Any]:
         if len(raws) == 1:
@@ -630,17 +614,63 @@ class Sender:
             if not isinstance(exc, Exception):
                 raise
 
+    def _sign_and_send(self, jobs: list[_Job], base: int, fees: Mapping[str, int]) -> _Round:
+        """Sign ``jobs`` with nonces from ``base`` and send them, in order, in
+        chunks of :data:`SIGN_CHUNK`: the node works on one chunk while the next
+        is signed (eth-account takes about as long to sign a transaction as anvil
+        to mine one). The node gets the same transactions in the same order as
+        from one batch; nothing is sent after a chunk whose send failed."""
+        out = _Round()
+        chunks = [jobs[i : i + SIGN_CHUNK] for i in range(0, len(jobs), SIGN_CHUNK)]
+
+        def send(raws: list[bytes]) -> None:
+            try:
+                out.answers.extend(self._send_raw(raws))
+            except Exception as exc:  # reported with the round (the jobs are in doubt)
+                out.failed = exc
+
+        sending: threading.Thread | None = None
+        try:
+            for n, chunk in enumerate(chunks):
+                first = base + len(out.signed)
+                part = [self._sign(job, first + i, fees) for i, job in enumerate(chunk)]
+                out.signed.extend(part)
+                if sending is not None:
+                    sending.join()
+                if out.failed is not None:
+                    break
+                raws = [raw for raw, _ in part]
+                out.sent += len(raws)
+                if n == len(chunks) - 1:
+                    send(raws)  # nothing left to sign meanwhile
+                else:
+                    sending = threading.Thread(target=send, args=(raws,), daemon=True)
+                    sending.start()
+        except Exception as exc:  # signing failed: the chunks sent before stay sent
+            out.unsigned = exc
+        finally:
+            if sending is not None:
+                sending.join()
+        return out
+
     def _send_round_inner(self, state: AccountState, jobs: list[_Job]) -> None:
         base = self._sync_nonce(state)
         fees = self.gas.fees()
-        signed = [self._sign(job, base + i, fees) for i, job in enumerate(jobs)]
-        try:
-            answers = self._send_raw([raw for raw, _ in signed])
-        except ChainUnavailable as exc:
-            # Some may have arrived: read the nonce from the node next time.
+        rnd = self._sign_and_send(jobs, base, fees)
+        answered = len(rnd.answers)
+        if rnd.failed is not None or rnd.unsigned is not None:
+            # Not all of the round reached the node: read the nonce from it next time.
             state.invalidate()
-            node_went_away(self.conn.url)
-            for job, (_, tx_hash) in zip(jobs, signed, strict=True):
+        if rnd.failed is not None:
+            exc = rnd.failed
+            if isinstance(exc, ChainUnavailable):
+                node_went_away(self.conn.url)
+            # Those of the chunk that failed may or may not have arrived.
+            in_doubt = zip(jobs[answered : rnd.sent], rnd.signed[answered : rnd.sent], strict=True)
+            for job, (_, tx_hash) in in_doubt:
+                if not isinstance(exc, ChainUnavailable):
+                    job.finish(error=exc)
+                    continue
                 job.finish(
                     error=ChainUnavailable(
                         f"{exc.message} The transaction ({job.request.label}) may or may "
@@ -649,14 +679,16 @@ class Sender:
                         **exc.details,
                     )
                 )
-            return
+        for job in jobs[rnd.sent :]:
+            job.finish(error=rnd.failed or rnd.unsigned)  # never sent
 
+        answers = rnd.answers
         kinds = ["ok" if not isinstance(a, RpcError) else _classify(a) for a in answers]
         last_ok = max((i for i, k in enumerate(kinds) if k in ("ok", "known")), default=-1)
         retry: list[_Job] = []
-        stale = False
-        for i, (job, kind, answer) in enumerate(zip(jobs, kinds, answers, strict=True)):
-            nonce, tx_hash = base + i, signed[i][1]
+        stale = rnd.failed is not None
+        for i, (job, kind, answer) in enumerate(zip(jobs, kinds, answers, strict=False)):
+            nonce, tx_hash = base + i, rnd.signed[i][1]
             if kind in ("ok", "known"):
                 job.finish(
                     PendingTx(
@@ -686,8 +718,8 @@ class Sender:
         """Occupy ``nonce`` with a 0-value self-transfer so later ones can mine.
         False if that failed too (the caller resyncs; the next send fills it)."""
         self.gas.refresh()
-        raw, _ = sign_transaction(
-            bytes(account.key),
+        raw, _ = signed_transaction(
+            account,
             {
                 "chainId": self.conn.chain_id,
                 "nonce": nonce,

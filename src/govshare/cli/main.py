@@ -135,8 +135,9 @@ def cli() -> None:
 
 
 # Each domain's group lives in its own module, imported only when used: the
-# chain stack (web3, eth-account) costs about a second to import, and
-# `govshare dev chain status` or `govshare blob add` should not pay for it.
+# chain stack (eth-account, and the BLS code eth-keyfile imports) costs most of
+# a second to import, and `govshare dev chain status` or `govshare blob add`
+# should not pay for it.
 COMMANDS: dict[str, str] = {
     "init": "govshare.cli.init_cmd:init",
     "dev": "govshare.cli.dev:dev",

@@ -241,8 +241,8 @@ def _registry_accounts(rpc: str, deployment: Path) -> list[str]:
     """Active departments' broker and admin accounts, from ConsortiumRegistry.activeAccounts()."""
     from govshare.chain import Ledger  # the chain layer is only needed for --rpc
 
-    ledger = Ledger.from_deployment(deployment, rpc_url=rpc)
-    return [str(a) for a in ledger.registry.active_accounts()]
+    with Ledger.from_deployment(deployment, rpc_url=rpc) as ledger:
+        return [str(a) for a in ledger.registry.active_accounts()]
 
 
 @click.command("allowlists")

@@ -278,6 +278,7 @@ def serve(
         )
     finally:
         runtime.stop()
+        ledger.close()
 
 
 def _password_in_env() -> bool:
