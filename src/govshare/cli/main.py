@@ -118,13 +118,31 @@ class GovShareGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GovShareError as exc:
-            obj = ctx.find_object(Ctx)
-            if obj is not None and obj.json_out:
-                click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
-            else:
-                # (messages may quote what another department wrote on chain)
-                click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
-            ctx.exit(EXIT_ERROR)
+            _render_error(ctx, exc)
+        except Exception as exc:
+            translated = _database_outage(exc)
+            if translated is None:
+                raise
+            _render_error(ctx, translated)
+
+
+def _render_error(ctx: click.Context, exc: GovShareError) -> None:
+    obj = ctx.find_object(Ctx)
+    if obj is not None and obj.json_out:
+        click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
+    else:
+        # (messages may quote what another department wrote on chain)
+        click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
+    ctx.exit(EXIT_ERROR)
+
+
+def _database_outage(exc: Exception) -> GovShareError | None:
+    """A database outage no lower layer translated (e.g. the ledger mirror's)."""
+    if "sqlalchemy" not in sys.modules:  # nothing touched a database: keep start-up light
+        return None
+    from govshare.broker.db import database_unavailable
+
+    return database_unavailable(exc)
 
 
 @click.group(cls=GovShareGroup, context_settings={"help_option_names": ["-h", "--help"]})
