@@ -107,8 +107,7 @@ def loud(caplog: pytest.LogCaptureFixture) -> list[tuple[str, int, str]]:
     return [
         (r.name, r.levelno, r.getMessage())
         for r in caplog.records
-        if r.levelno >= logging.INFO
-        and r.name.startswith("govshare")
+        if r.levelno >= logging.INFO and r.name.startswith("govshare")
     ]
 
 

@@ -2,9 +2,9 @@
 with a user's bearer token.
 
 The broker is found at the endpoint of the department's profile (``--broker`` /
-``$GOVSHARE_BROKER_URL`` override it). The token comes from ``--token``, else
-``$GOVSHARE_TOKEN``, else the file ``govshare login`` (or ``govshare dev up``)
-saved for the department: ``HOME/depts/CODE/api.token`` (0600).
+the ``broker_url`` setting override it). The token comes from ``--token``, else
+the ``token`` setting (``GOVSHARE_TOKEN``), else the file ``govshare login`` (or
+``govshare dev up``) saved for the department: ``HOME/depts/CODE/api.token`` (0600).
 
 An answer in ``application/problem+json`` becomes the registered error class of
 its ``code`` (:func:`govshare.errors.from_problem`), keeping the broker's code,
@@ -27,7 +27,7 @@ import click
 import httpx
 
 from govshare.broker.errors import AuthError, InvalidToken
-from govshare.cli.main import Ctx
+from govshare.cli.main import Ctx, from_settings
 from govshare.errors import ConfigError, GovShareError, InputError, from_problem
 from govshare.home import dept_dir
 from govshare.profile import load_profile, normalise_code
@@ -35,7 +35,6 @@ from govshare.profile import load_profile, normalise_code
 F = TypeVar("F", bound=Callable[..., Any])
 
 ENV_TOKEN = "GOVSHARE_TOKEN"  # noqa: S105 - a variable's name
-ENV_BROKER = "GOVSHARE_BROKER_URL"
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name
 ADMIN_TOKEN_FILE = "api-admin.token"  # noqa: S105 - a file name
 RECORD_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -87,23 +86,20 @@ def broker_options(f: F) -> F:
     f = click.option(
         "--broker",
         "broker_url",
-        envvar=ENV_BROKER,
-        default=None,
+        default=from_settings("broker_url"),
         metavar="URL",
-        help="Broker URL (default: the endpoint of the department's profile).",
+        help="Broker URL (env GOVSHARE_BROKER_URL; default: the department profile's endpoint).",
     )(f)
     f = click.option(
         "--token",
-        envvar=ENV_TOKEN,
-        default=None,
-        show_envvar=True,
-        help="Your API token (default: the one `govshare login` saved for --dept).",
+        default=from_settings("token"),
+        help="Your API token (env GOVSHARE_TOKEN; default: the one `govshare login` saved).",
     )(f)
     f = click.option(
         "--dept",
         "dept",
         required=True,
-        envvar="GOVSHARE_DEPT",
+        default=from_settings("dept"),
         metavar="CODE",
         help="Your department: its broker answers (env GOVSHARE_DEPT).",
     )(f)
