@@ -82,7 +82,7 @@ class Consortium:
                 home, code, f"Department {code}", endpoint=f"http://127.0.0.1:{port}",
                 broker_password=PASSWORD, admin_password=PASSWORD, scrypt_n=1024,
             )  # fmt: skip
-            ensure_subject_key(home, prof.dir, env={})
+            ensure_subject_key(home, prof.dir)
             for addr in (prof.broker_address, prof.admin_address):
                 self.conn.request("anvil_setBalance", [addr, hex(10**24)])
             self.profiles[code] = prof

@@ -1,5 +1,6 @@
-"""Where govshare keeps its state: the home directory (``--home``, ``GOVSHARE_HOME``,
-default ``~/.govshare``) and the fixed layout under it.
+"""Where govshare keeps its state: the home directory (``--home``, else the
+``home`` setting — ``GOVSHARE_HOME`` —, else ``~/.govshare``) and the fixed layout
+under it.
 
     HOME/
       deployment.json        chain id, contract addresses, deploy block (written by deploy)
@@ -13,16 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ENV_HOME = "GOVSHARE_HOME"
-
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The govshare home: the explicit argument, else ``$GOVSHARE_HOME``, else ``~/.govshare``."""
+    """The govshare home: ``explicit`` (``--home`` or the ``home`` setting), else
+    ``~/.govshare``."""
     if explicit:
         return Path(explicit).expanduser().resolve()
-    env = os.environ.get(ENV_HOME)
-    if env:
-        return Path(env).expanduser().resolve()
     return (Path.home() / ".govshare").resolve()
 
 

@@ -13,6 +13,7 @@ The broker key is what the department's broker service uses, unattended, for
 anchoring and requesting; the admin key is what an administrator consents and
 votes with, from the CLI. They are unlocked with different passwords when
 ``GOVSHARE_ADMIN_PASSWORD`` is set (recommended), else with the one password.
+The password settings reach the profile as :class:`~govshare.settings.Passwords`.
 No secret is ever written to ``config.json``.
 """
 
@@ -43,9 +44,9 @@ from govshare.crypto import (
 from govshare.crypto.keystore import DEFAULT_SCRYPT_N
 from govshare.errors import InputError, ProfileNotFound
 from govshare.home import dept_dir, ensure_dir
+from govshare.settings import Passwords
 
-ENV_ADMIN_PASSWORD = "GOVSHARE_ADMIN_PASSWORD"  # noqa: S105 - a variable's name
-ENV_ADMIN_PASSWORD_FILE = "GOVSHARE_ADMIN_PASSWORD_FILE"  # noqa: S105
+_NO_PASSWORDS = Passwords()
 
 CODE_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
 CONFIG = "config.json"
@@ -107,24 +108,44 @@ class Profile:
             "hpke_public_key": "0x" + self.hpke_public_key.hex(),
         }
 
-    def unlock_broker(self, password: str | None = None) -> LocalAccount:
-        pw = resolve_password(password, prompt=f"Password for {self.code}'s broker key: ")
-        return _account(load_eth_keystore(self.broker_keystore, pw))
+    def unlock_broker(
+        self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
+    ) -> LocalAccount:
+        """The broker's account: ``password``, else the password settings, else a prompt."""
+        return _account(
+            load_eth_keystore(self.broker_keystore, self._broker_pw(password, passwords))
+        )
 
-    def unlock_admin(self, password: str | None = None) -> LocalAccount:
+    def unlock_admin(
+        self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
+    ) -> LocalAccount:
         """The administrator's account. Its own password comes first from
-        ``$GOVSHARE_ADMIN_PASSWORD`` / ``$GOVSHARE_ADMIN_PASSWORD_FILE``, then from the
-        usual sources (``$GOVSHARE_PASSWORD``…, a prompt)."""
-        pw = password if password is not None else os.environ.get(ENV_ADMIN_PASSWORD) or None
-        file = os.environ.get(ENV_ADMIN_PASSWORD_FILE) if pw is None else None
+        ``GOVSHARE_ADMIN_PASSWORD`` / ``GOVSHARE_ADMIN_PASSWORD_FILE`` (``passwords``),
+        then from the broker key's sources (``GOVSHARE_PASSWORD``…, a prompt)."""
+        pw = password if password is not None else passwords.admin or None
+        file = passwords.admin_file if pw is None else None
         pw = resolve_password(
-            pw, password_file=file, prompt=f"Password for {self.code}'s administrator key: "
+            pw,
+            password_file=file,
+            configured=passwords.broker,
+            configured_file=passwords.broker_file,
+            prompt=f"Password for {self.code}'s administrator key: ",
         )
         return _account(load_eth_keystore(self.admin_keystore, pw))
 
-    def unlock_hpke(self, password: str | None = None) -> HpkePrivateKey:
-        pw = resolve_password(password, prompt=f"Password for {self.code}'s broker key: ")
-        return load_hpke_key(self.hpke_key_file, pw)
+    def unlock_hpke(
+        self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
+    ) -> HpkePrivateKey:
+        """The department's HPKE key (the broker key's password)."""
+        return load_hpke_key(self.hpke_key_file, self._broker_pw(password, passwords))
+
+    def _broker_pw(self, password: str | None, passwords: Passwords) -> str:
+        return resolve_password(
+            password,
+            configured=passwords.broker,
+            configured_file=passwords.broker_file,
+            prompt=f"Password for {self.code}'s broker key: ",
+        )
 
     def save(self) -> None:
         doc = {

@@ -327,3 +327,20 @@ def test_operations_are_visible_to_their_owner_and_overseers(broker: Broker) -> 
     # someone else's operation looks exactly like an unknown one
     assert mine["detail"] == f"No operation {op.id!r}."
     assert set(mine) == set(unknown)
+
+
+def test_a_database_that_went_away_is_a_503_problem_not_a_traceback(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = Path(broker.db.engine.url.database or "")
+    broker.db.engine.dispose()  # (the pool would keep the old file open)
+    for p in path.parent.glob(path.name + "*"):
+        p.unlink()
+    path.mkdir()  # something that is not a database file takes its place
+    r = broker.client.get("/v1/me", headers=broker.auth("clara"))
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["code"] == "db.unavailable" and "cannot be opened" in body["detail"]
+    assert "Traceback" not in caplog.text
+    ready = broker.client.get("/readyz").json()
+    assert ready["checks"]["database"]["code"] == "db.unavailable"

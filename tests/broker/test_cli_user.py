@@ -110,3 +110,17 @@ def test_refusals(tax: Cli, users: Users) -> None:
     bad_role = tax.fails("user", "add", "erin", "--role", "root", "--dept", "TAX")
     assert bad_role.exit_code == 2 and "root" in bad_role.stderr
     assert [u.name for u in users.list_users() if u.name == "erin"] == []
+
+
+def test_a_damaged_database_is_one_sentence_and_a_typed_error(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    cli = Cli(tmp_path_factory.mktemp("cli") / "home")
+    cli.env["GOVSHARE_PASSWORD"] = "broker-pw"
+    cli.ok("init", "TAX", "--name", "Tax Bureau", "--scrypt-n", "1024")
+    (cli.home / "depts" / "TAX" / "broker.db").write_bytes(b"not a database " * 512)
+    err = cli.fails("user", "list", "--dept", "TAX", "--json").json()["error"]
+    assert err["code"] == "db.unavailable" and "damaged" in err["message"]
+    human = cli.fails("user", "list", "--dept", "TAX")
+    assert human.stderr.startswith("Error: The broker's database cannot be used now")
+    assert human.stderr.count("\n") == 1

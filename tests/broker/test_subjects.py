@@ -45,21 +45,21 @@ def test_reference_is_the_documented_hmac_and_ignores_spelling() -> None:
         subject_ref(b"short", "x")
 
 
-def test_key_from_env_file_or_profile(tmp_path: Path) -> None:
+def test_key_from_settings_file_or_profile(tmp_path: Path) -> None:
     prof = tmp_path / "depts" / "TAX"
     prof.mkdir(parents=True)
     with pytest.raises(ConfigError, match="subject key"):
-        load_subject_key(prof, env={})
+        load_subject_key(prof)
     write_subject_key(prof, KEY)
     assert (prof / SUBJECT_KEY_FILE).stat().st_mode & 0o777 == 0o600
-    assert load_subject_key(prof, env={}) == KEY
+    assert load_subject_key(prof) == KEY
     other = bytes(32)
-    assert load_subject_key(prof, env={ENV_SUBJECT_KEY: other.hex()}) == other
+    assert load_subject_key(prof, key=other.hex()) == other
     f = tmp_path / "k"
     f.write_text("0x" + other.hex() + "\n")
-    assert load_subject_key(prof, env={ENV_SUBJECT_KEY_FILE: str(f)}) == other
+    assert load_subject_key(prof, key_file=f) == other
     with pytest.raises(ConfigError):
-        load_subject_key(prof, env={ENV_SUBJECT_KEY: "zz"})
+        load_subject_key(prof, key="zz")
     with pytest.raises(InputError):  # never silently replaced
         write_subject_key(prof, other)
 
@@ -68,14 +68,14 @@ def test_init_shares_one_key_across_a_home(tmp_path: Path) -> None:
     tax, market = tmp_path / "depts" / "TAX", tmp_path / "depts" / "MARKET"
     tax.mkdir(parents=True)
     market.mkdir(parents=True)
-    key, how = ensure_subject_key(tmp_path, tax, env={})
+    key, how = ensure_subject_key(tmp_path, tax)
     assert how == "generated" and len(key) == 32
-    again, how = ensure_subject_key(tmp_path, market, env={})
+    again, how = ensure_subject_key(tmp_path, market)
     assert (again, how) == (key, "copied from TAX")
     court = tmp_path / "depts" / "COURT"
     court.mkdir()
     given = os.urandom(32)
-    assert ensure_subject_key(tmp_path, court, env={ENV_SUBJECT_KEY: given.hex()}) == (given, "env")
+    assert ensure_subject_key(tmp_path, court, key=given.hex()) == (given, "env")
 
 
 def test_govshare_init_writes_one_shared_subject_key(cli: Cli) -> None:

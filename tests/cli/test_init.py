@@ -67,6 +67,7 @@ def test_admin_password_from_its_own_file(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from govshare.profile import load_profile
+    from govshare.settings import load_settings
 
     cli.env["GOVSHARE_PASSWORD"] = "broker-pw"
     cli.env["GOVSHARE_ADMIN_PASSWORD"] = "admin-pw"
@@ -77,4 +78,5 @@ def test_admin_password_from_its_own_file(
     monkeypatch.delenv("GOVSHARE_ADMIN_PASSWORD", raising=False)
     monkeypatch.setenv("GOVSHARE_PASSWORD", "broker-pw")
     monkeypatch.setenv("GOVSHARE_ADMIN_PASSWORD_FILE", str(pw_file))
-    assert prof.unlock_admin().address == prof.admin_address
+    passwords = load_settings().passwords()  # what the CLI's entry point reads
+    assert prof.unlock_admin(passwords=passwords).address == prof.admin_address

@@ -244,8 +244,8 @@ def test_brokers_environment_is_what_serve_reads() -> None:
         env = svc["environment"]
         assert set(env) <= envvars, set(env) - envvars
         assert env["GOVSHARE_DEPT"] == org
-        assert env["GOVSHARE_CHAIN_URL"] == f"http://besu-{o}:8545"
-        assert env["GOVSHARE_STORAGE"] == f"kubo:http://kubo-{o}:5001"
+        assert env["GOVSHARE_RPC"] == f"http://besu-{o}:8545"
+        assert env["GOVSHARE_STORE"] == f"kubo:http://kubo-{o}:5001"
         mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
         assert mounts[env["GOVSHARE_SECRETS_DIR"]] == f"broker-{o}-secrets"
         assert mounts[env["GOVSHARE_HOME"]] == f"broker-{o}-data"

@@ -339,8 +339,8 @@ def test_broker_starts_from_its_secrets_volume_and_users_get_in(
         compose.DEPLOYMENT_DIR: deployed.parent,
     }
     env = env_with(**{k: container_path(v, mapping) for k, v in env_c.items()})
-    env["GOVSHARE_CHAIN_URL"] = chain.url
-    env["GOVSHARE_STORAGE"] = f"local:{tmp_path / 'blobs'}"  # Kubo is not here
+    env["GOVSHARE_RPC"] = chain.url
+    env["GOVSHARE_STORE"] = f"local:{tmp_path / 'blobs'}"  # Kubo is not here
     assert "GOVSHARE_PASSWORD" not in env  # the password comes from the secrets volume
     port = free_port("127.0.0.1")
     wait = re.search(r"--wait-chain (\d+)", svc["command"][-1])

@@ -196,44 +196,51 @@ def test_property_loaders_only_raise_govshare_errors(
 def test_resolve_password_sources_in_order(tmp_path: Path) -> None:
     pwfile = tmp_path / "pw"
     pwfile.write_text("from-file\n")
-    env = {keystore.ENV_PASSWORD: "from-env", keystore.ENV_PASSWORD_FILE: str(pwfile)}
-    assert keystore.resolve_password("explicit", env=env) == "explicit"
-    assert keystore.resolve_password(password_file=pwfile, env={}) == "from-file"
-    assert keystore.resolve_password(env=env) == "from-env"
-    assert keystore.resolve_password(env={keystore.ENV_PASSWORD_FILE: str(pwfile)}) == "from-file"
+    settings = {"configured": "from-env", "configured_file": pwfile}
+    assert keystore.resolve_password("explicit", **settings) == "explicit"
+    assert keystore.resolve_password(password_file=pwfile) == "from-file"
+    assert keystore.resolve_password(**settings) == "from-env"
+    assert keystore.resolve_password(configured_file=pwfile) == "from-file"
     asked: list[str] = []
 
     def ask(prompt: str) -> str:
         asked.append(prompt)
         return "typed"
 
-    assert keystore.resolve_password(env={}, interactive=True, ask=ask) == "typed"
-    assert keystore.resolve_password(env={}, interactive=True, confirm=True, ask=ask) == "typed"
+    assert keystore.resolve_password(interactive=True, ask=ask) == "typed"
+    assert keystore.resolve_password(interactive=True, confirm=True, ask=ask) == "typed"
     assert len(asked) == 3 and asked[-1].startswith("Repeat")
 
 
 def test_resolve_password_failures(tmp_path: Path) -> None:
     with pytest.raises(PasswordUnavailable) as info:
-        keystore.resolve_password(env={}, interactive=False)
+        keystore.resolve_password(interactive=False)
     assert "GOVSHARE_PASSWORD" in info.value.message
     answers = iter(["one", "two"])
     with pytest.raises(PasswordMismatch):
-        keystore.resolve_password(
-            env={}, interactive=True, confirm=True, ask=lambda _p: next(answers)
-        )
+        keystore.resolve_password(interactive=True, confirm=True, ask=lambda _p: next(answers))
     with pytest.raises(InputError):
-        keystore.resolve_password(env={}, interactive=True, ask=lambda _p: "")
+        keystore.resolve_password(interactive=True, ask=lambda _p: "")
     with pytest.raises(PasswordUnavailable):
-        keystore.resolve_password(password_file=tmp_path / "missing", env={})
+        keystore.resolve_password(password_file=tmp_path / "missing")
     empty = tmp_path / "empty"
     empty.write_text("\n")
     with pytest.raises(InputError):
-        keystore.resolve_password(password_file=empty, env={})
+        keystore.resolve_password(password_file=empty)
 
 
-def test_resolve_password_reads_the_real_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_password_takes_the_environment_through_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from govshare.settings import load_settings
+
     monkeypatch.setenv(keystore.ENV_PASSWORD, "s3cret-env")
-    assert keystore.resolve_password() == "s3cret-env"
+    # read once at the entry point, then passed down: the helper itself never reads it
+    monkeypatch.setattr("sys.stdin", None)
+    with pytest.raises(PasswordUnavailable):
+        keystore.resolve_password()
+    passwords = load_settings().passwords()
+    assert keystore.resolve_password(configured=passwords.broker) == "s3cret-env"
 
 
 # ------------------------------------------------------------------ no secret leaks
@@ -257,7 +264,7 @@ def test_no_secret_in_repr_str_errors_or_logs(
         lambda: keystore.load_eth_keystore(eth_path, PASSWORD + "x"),
         lambda: keystore.save_hpke_key(hpke_path, sk, PASSWORD, scrypt_n=N),
         lambda: keystore.resolve_password(
-            env={}, interactive=True, confirm=True, ask=lambda _p: next(answers)
+            interactive=True, confirm=True, ask=lambda _p: next(answers)
         ),
     ):
         with pytest.raises(GovShareError) as info:

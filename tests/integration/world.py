@@ -115,7 +115,7 @@ def build_world(
             admin_password=PASSWORD,
             scrypt_n=SCRYPT_N,
         )
-        ensure_subject_key(home, prof.dir, env={})
+        ensure_subject_key(home, prof.dir)
         broker, admin = prof.unlock_broker(PASSWORD), prof.unlock_admin(PASSWORD)
         for acct in (broker, admin):
             conn.request("anvil_setBalance", [acct.address, hex(10**21)])
@@ -210,7 +210,7 @@ def make_services(world: World, code: str, **limits: int) -> BrokerServices:
         store=open_store(f"local:{folder / 'blobs'}"),
         account=d.broker,
         hpke=d.hpke,
-        subject_key=load_subject_key(d.profile.dir, env={}),
+        subject_key=load_subject_key(d.profile.dir),
         spool=folder / "spool",
         limits=Limits(**limits) if limits else None,
     )

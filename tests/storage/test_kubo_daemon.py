@@ -171,8 +171,11 @@ def test_the_token_is_required_and_never_shown(storage_kubo: engines.KuboDaemon)
 def test_the_token_from_the_environment(
     storage_kubo: engines.KuboDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from govshare.settings import load_settings
+
     monkeypatch.setenv("GOVSHARE_KUBO_TOKEN", TOKEN)
-    store = open_store(f"kubo:{storage_kubo.api_url}")
+    settings = load_settings()  # the entry point's one read; the store gets the value
+    store = open_store(f"kubo:{storage_kubo.api_url}", token=settings.secret("kubo_token"))
     assert isinstance(store, KuboBlobStore)
     cid = store.put(io.BytesIO(b"via the environment"))
     assert store.has(cid)

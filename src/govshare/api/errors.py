@@ -10,6 +10,8 @@
   ``input.malformed_json`` when the body is not JSON at all;
 * unknown path / wrong method → 404 ``http.not_found`` / 405
   ``http.method_not_allowed``;
+* a database failure (locked, disk full, server down) → 503 ``db.unavailable``
+  with a sentence;
 * anything unexpected → a generic 500 ``internal`` with an ``error_id`` that is
   also in the log line (with the traceback, redacted), never in the response.
 
@@ -30,8 +32,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from govshare.broker.db import DATABASE_FAILURES, database_unavailable
 from govshare.broker.errors import AuthError, InvalidToken
-from govshare.errors import ContractReverted, GovShareError
+from govshare.errors import (
+    ContractReverted,
+    GovShareError,
+    InternalError,
+    MalformedJSON,
+    MethodNotAllowed,
+    NoSuchPath,
+    RequestInvalid,
+)
 
 log = logging.getLogger("govshare.api")
 
@@ -141,8 +152,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         return problem_response(
-            400,
-            "input.malformed_json",
+            MalformedJSON.status,
+            MalformedJSON.code,
             "The request body is not valid JSON.",
             instance=request.url.path,
         )
@@ -151,8 +162,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for e in errors
     ]
     return problem_response(
-        422,
-        "input.validation_failed",
+        RequestInvalid.status,
+        RequestInvalid.code,
         "The request is not valid: see errors.",
         instance=request.url.path,
         errors=fields,
@@ -160,8 +171,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 _HTTP_CODES = {
-    404: ("http.not_found", "There is nothing at this path."),
-    405: ("http.method_not_allowed", "This path does not accept this method."),
+    404: (NoSuchPath.code, "There is nothing at this path."),
+    405: (MethodNotAllowed.code, "This path does not accept this method."),
 }
 
 
@@ -179,8 +190,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database failure a use case did not translate: the same 503 problem."""
+    translated = database_unavailable(exc)
+    if translated is None:  # a bug (a constraint, bad SQL): the generic 500
+        raise exc
+    return await _govshare_error(request, translated)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GovShareError, _govshare_error)
+    for db_error in DATABASE_FAILURES:
+        app.add_exception_handler(db_error, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(UnexpectedErrorMiddleware)
@@ -223,8 +244,8 @@ class UnexpectedErrorMiddleware:
             if started:  # too late for a clean answer: let the server drop it
                 raise
             response = problem_response(
-                500,
-                "internal",
+                InternalError.status,
+                InternalError.code,
                 f"The broker hit an unexpected error. Quote error id {error_id} to its operator.",
                 instance=scope.get("path"),
                 error_id=error_id,

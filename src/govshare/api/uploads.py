@@ -24,7 +24,7 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from govshare.broker.errors import UploadTooLarge
+from govshare.broker.errors import NotMultipart, UploadTooLarge
 from govshare.broker.publish import StagedUpload, new_spool_name
 from govshare.errors import InputError
 
@@ -33,11 +33,6 @@ MAX_FIELD = 8 * 1024
 MAX_FIELDS = 16
 #: Room for the multipart framing and the text fields around the file.
 FRAMING_ALLOWANCE = 64 * 1024
-
-
-class NotMultipart(InputError):
-    code = "input.not_multipart"
-    status = 415
 
 
 @dataclass

@@ -3,6 +3,8 @@
     IntegrityError (govshare.errors)
     └── ProofError                  (422) a Merkle proof that cannot be right (sizes, lengths)
         └── RootMismatchError       (422) the proof leads to another root than the anchored one
+    InputError (govshare.errors)
+    └── ManifestError               (422) a receipt manifest or line that does not parse
     AuditFailed                     (422) an audit found problems (the report says which)
     ManifestUnavailable             (404) no source holds a receipt batch's manifest
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from govshare.errors import GovShareError, IntegrityError
+from govshare.errors import GovShareError, InputError, IntegrityError
 
 
 class ProofError(IntegrityError):
@@ -22,6 +24,7 @@ class ProofError(IntegrityError):
 
     code = "audit.proof_invalid"
     status = 422
+    remedy = "Get the proof again from the chain and the manifest; a bad one proves nothing."
 
 
 class RootMismatchError(ProofError):
@@ -30,6 +33,7 @@ class RootMismatchError(ProofError):
     ``calculated`` what the evidence hashes to."""
 
     code = "audit.root_mismatch"
+    remedy = "Treat the evidence as altered: report it to the supervisor with the report."
 
     def __init__(
         self, expected: bytes, calculated: bytes, message: str | None = None, **details: Any
@@ -53,6 +57,7 @@ class AuditFailed(GovShareError):
 
     code = "audit.failed"
     status = 422
+    remedy = "Read the problems listed; each names the record, grant or receipt at fault."
 
 
 class ManifestUnavailable(GovShareError):
@@ -60,3 +65,12 @@ class ManifestUnavailable(GovShareError):
 
     code = "audit.manifest_unavailable"
     status = 404
+    remedy = "Give a source that holds it (--manifests: a member's Kubo or broker URL)."
+
+
+class ManifestError(InputError):
+    """A manifest or a receipt line that does not parse (or is not canonical)."""
+
+    code = "audit.manifest_malformed"
+    status = 422
+    remedy = "Treat the manifest as damaged or forged; fetch it from another member's store."

@@ -46,8 +46,8 @@ from typing import Any
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 
+from govshare.audit.errors import ManifestError
 from govshare.audit.merkle import MerkleTree, leaf_hash
-from govshare.errors import InputError
 
 MANIFEST_FORMAT = "govshare-receipt-manifest/1"
 LEAF_VERSION = 1
@@ -55,13 +55,6 @@ TREE = "rfc6962-sha256"
 
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 _SIG = re.compile(r"0x[0-9a-fA-F]{130}")
-
-
-class ManifestError(InputError):
-    """A manifest or a receipt line that does not parse (or is not canonical)."""
-
-    code = "audit.manifest_malformed"
-    status = 422
 
 
 def canonical_json(value: Any) -> bytes:

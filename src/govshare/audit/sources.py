@@ -12,15 +12,14 @@ so) but never pass off another one. So any of these will do:
 * ``kubo:http://HOST:5001`` — a Kubo node of the private swarm (it fetches
   from the owner's node by CID);
 * ``http(s)://BROKER`` — a department broker's read-only
-  ``GET /v1/audit/manifests/{cid}`` (an auditor or admin token of that broker in
-  ``$GOVSHARE_AUDIT_TOKEN``).
+  ``GET /v1/audit/manifests/{cid}`` (an auditor or admin token of that broker:
+  the ``audit_token`` setting, ``GOVSHARE_AUDIT_TOKEN``).
 
 :func:`default_sources` uses every local store of the home when none is named.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,6 @@ from govshare.audit.errors import ManifestUnavailable
 from govshare.errors import GovShareError, InputError
 from govshare.storage import BlobStore, compute_cid, open_store, parse_cid
 
-ENV_TOKEN = "GOVSHARE_AUDIT_TOKEN"  # noqa: S105 - a variable's name
 #: Manifests are small (about 800 bytes a receipt, at most 10,000 receipts a batch).
 MAX_MANIFEST = 64 * 1024 * 1024
 
@@ -86,21 +84,30 @@ class HttpSource:
         return r.content
 
 
-def open_source(url: str, *, home: Path | None = None) -> ManifestSource:
-    """A source from its URL (``local:PATH``, ``kubo:URL``, ``http(s)://BROKER``)."""
+def open_source(
+    url: str,
+    *,
+    home: Path | None = None,
+    token: str | None = None,
+    kubo_token: str | None = None,
+) -> ManifestSource:
+    """A source from its URL (``local:PATH``, ``kubo:URL``, ``http(s)://BROKER``);
+    ``token`` is a broker's API token, ``kubo_token`` a Kubo RPC API's."""
     if url.startswith(("http://", "https://")):
-        return HttpSource(url, os.environ.get(ENV_TOKEN))
+        return HttpSource(url, token)
     if url.startswith(("local:", "kubo:")):
-        return StoreSource(open_store(url, home=home), url)
+        return StoreSource(open_store(url, home=home, token=kubo_token), url)
     raise InputError(
         f"{url!r} is not a manifest source: use local:PATH, kubo:http://HOST:5001 "
         "or a broker's http(s):// URL."
     )
 
 
-def default_sources(home: Path) -> list[ManifestSource]:
+def default_sources(
+    home: Path, store: str | None = None, *, kubo_token: str | None = None
+) -> list[ManifestSource]:
     """Every blob store found in the govshare home (each department's, and the
-    home's own), plus ``$GOVSHARE_STORE`` when set."""
+    home's own), plus ``store`` (the ``store`` setting) when given."""
     out: list[ManifestSource] = []
     depts = home / "depts"
     if depts.is_dir():
@@ -109,9 +116,8 @@ def default_sources(home: Path) -> list[ManifestSource]:
                 out.append(open_source(f"local:{d / 'blobs'}"))
     if (home / "blobs").is_dir():
         out.append(open_source(f"local:{home / 'blobs'}"))
-    env = os.environ.get("GOVSHARE_STORE")
-    if env:
-        out.append(open_source(env, home=home))
+    if store:
+        out.append(open_source(store, home=home, kubo_token=kubo_token))
     return out
 
 
@@ -124,9 +130,19 @@ class ManifestSources:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
-    def from_urls(cls, urls: Iterable[str], *, home: Path) -> ManifestSources:
-        given = [open_source(u, home=home) for u in urls]
-        return cls(given or default_sources(home))
+    def from_urls(
+        cls,
+        urls: Iterable[str],
+        *,
+        home: Path,
+        token: str | None = None,
+        store: str | None = None,
+        kubo_token: str | None = None,
+    ) -> ManifestSources:
+        """The sources named by ``urls``, else the home's stores and ``store``;
+        the tokens are the ``audit_token`` and ``kubo_token`` settings."""
+        given = [open_source(u, home=home, token=token, kubo_token=kubo_token) for u in urls]
+        return cls(given or default_sources(home, store, kubo_token=kubo_token))
 
     def describe(self) -> list[str]:
         return [s.name for s in self.sources]

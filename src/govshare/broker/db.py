@@ -57,7 +57,17 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    NotSupportedError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -68,7 +78,7 @@ from sqlalchemy.orm import (
 )
 
 from govshare.chain.mirror import metadata as mirror_metadata
-from govshare.errors import ConfigError
+from govshare.errors import ConfigError, DatabaseUnavailable
 from govshare.home import dept_dir
 
 if TYPE_CHECKING:
@@ -466,6 +476,65 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
+# -- database failures -----------------------------------------------------------------
+
+#: What a database that cannot be used now raises (SQLite locked past the busy
+#: timeout, disk full, a read-only or damaged file; PostgreSQL down): each becomes
+#: :class:`~govshare.errors.DatabaseUnavailable`. OperationalError is a DatabaseError.
+DATABASE_FAILURES: tuple[type[SQLAlchemyError], ...] = (DatabaseError, InterfaceError, PoolTimeout)
+# Bugs, not outages: a constraint (handled where expected), bad SQL, bad data.
+_NOT_FAILURES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
+
+# What the driver says → what a clerk or operator reads (first match wins).
+_CAUSES = (
+    ("locked", "another writer held it locked past the busy timeout"),
+    ("busy", "another writer held it locked past the busy timeout"),
+    ("disk is full", "the disk is full"),
+    ("no space left", "the disk is full"),
+    ("readonly", "its file is read-only"),
+    ("read-only", "its file is read-only"),
+    ("disk i/o error", "the disk failed to read or write it"),
+    ("unable to open", "its file cannot be opened (missing folder or permissions)"),
+    ("no such table", "its file is missing or was replaced"),
+    ("not a database", "its file is damaged (not a database)"),
+    ("malformed", "its file is damaged"),
+    ("connection refused", "the database server refuses connections (is it running?)"),
+    ("could not connect", "the database server cannot be reached"),
+    ("connection", "the connection to the database server failed"),
+    ("timeout", "the database did not answer in time"),
+    ("terminating", "the database server is shutting down"),
+)
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """``exc`` as a :class:`DatabaseUnavailable` when it is a database outage,
+    else None. The sentence names the cause, never the SQL or a password."""
+    if not isinstance(exc, DATABASE_FAILURES) or isinstance(exc, _NOT_FAILURES):
+        return None
+    said = str(getattr(exc, "orig", None) or exc).lower()
+    cause = next(
+        (why for needle, why in _CAUSES if needle in said),
+        f"the database driver reported {type(getattr(exc, 'orig', None) or exc).__name__}",
+    )
+    return DatabaseUnavailable(
+        f"The broker's database cannot be used now: {cause}. Nothing was changed; "
+        "retry once it is fixed.",
+        cause=type(getattr(exc, "orig", None) or exc).__name__,
+    )
+
+
+@contextmanager
+def translate_database_errors() -> Iterator[None]:
+    """Re-raise a database outage inside the block as :class:`DatabaseUnavailable`."""
+    try:
+        yield
+    except DATABASE_FAILURES as exc:
+        translated = database_unavailable(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
 def _parse_url(url: str | URL) -> URL:
     try:
         return make_url(url)
@@ -540,7 +609,11 @@ class Database:
         db = cls(engine)
         if migrate:
             try:
-                db.migrate()
+                with translate_database_errors():
+                    db.migrate()
+            except DatabaseUnavailable:
+                engine.dispose()
+                raise
             except SQLAlchemyError as exc:
                 engine.dispose()
                 raise ConfigError(
@@ -585,14 +658,16 @@ class Database:
 
     @contextmanager
     def session(self, *, readonly: bool = False) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back on error."""
+        """One transaction: committed when the block ends, rolled back on error.
+        A database outage raises :class:`~govshare.errors.DatabaseUnavailable`."""
         maker = self._reader if readonly else self._writer
-        with maker() as s, s.begin():
+        with translate_database_errors(), maker() as s, s.begin():
             yield s
 
     def ping(self) -> None:
-        """A trivial query; raises if the database cannot answer (readiness probe)."""
-        with self._read_engine.connect() as conn:
+        """A trivial query; raises :class:`~govshare.errors.DatabaseUnavailable`
+        if the database cannot answer (readiness probe)."""
+        with translate_database_errors(), self._read_engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
     def close(self) -> None:

@@ -14,6 +14,7 @@
     ├── InputError (govshare.errors)
     │   ├── IdempotencyKeyRequired      (400) a write without an Idempotency-Key header
     │   ├── UploadTooLarge              (413) an upload above the broker's size limit
+    │   ├── NotMultipart                (415) a publish that is not multipart/form-data
     │   ├── UnknownCategory             (422) a category the department has not declared
     │   └── ExchangeMalformed           (400) a peer's exchange request that does not parse
     ├── NotFound (govshare.errors)
@@ -37,13 +38,10 @@
         ├── CiphertextMismatch          (502) what the owner sent is not the anchored CID
         └── ReceiptInvalid              (502) the owner's receipt does not verify
 
-Every error a peer's broker may answer in an exchange (the ``grant.*``,
-``exchange.*`` and ``record.unknown`` codes) is listed in :data:`PEER_ERRORS`,
-so the requesting broker re-raises the same class, with the same code, to its
+A peer's refusal in an exchange comes back as problem+json; the requesting
+broker rebuilds it with :func:`govshare.errors.from_problem` and re-raises the
+refusals in :data:`PEER_REFUSALS` as the same class, with the same code, to its
 own clerk.
-
-They live here (not in ``govshare/errors.py``) while the broker takes shape;
-their codes are stable already.
 """
 
 from __future__ import annotations
@@ -54,43 +52,67 @@ from govshare.errors import GovShareError, InputError, IntegrityError, NotFound
 
 
 class AuthError(GovShareError):
+    """Who is calling cannot be established: no bearer token."""
+
     code = "auth.required"
     status = 401
+    remedy = "Send a bearer token (`govshare login`, --token or GOVSHARE_TOKEN)."
 
 
 class InvalidToken(AuthError):
+    """The bearer token is unknown, malformed, revoked or expired."""
+
     code = "auth.invalid_token"
     status = 401
+    remedy = "Log in again (`govshare login`) or ask an administrator for a new token."
 
 
 class Forbidden(GovShareError):
+    """The caller is known but may not do this (role or department)."""
+
     code = "auth.forbidden"
     status = 403
+    remedy = "Ask an administrator for the role the message names."
 
 
 class Conflict(GovShareError):
+    """The request conflicts with the current state."""
+
     code = "conflict"
     status = 409
+    remedy = "Read the current state (a list or show command), then retry if it still applies."
 
 
 class IdempotencyConflict(Conflict):
+    """An Idempotency-Key reused with another request body."""
+
     code = "idempotency.conflict"
     status = 409
+    remedy = "Use a new idempotency key for a different request."
 
 
 class OperationInProgress(Conflict):
+    """The operation under this Idempotency-Key is still running."""
+
     code = "idempotency.in_progress"
     status = 409
+    remedy = "Retry the same request later with the same key; it will not run twice."
 
 
 class AlreadyExists(Conflict):
+    """The thing to create exists already (e.g. a user name)."""
+
     code = "conflict.exists"
     status = 409
+    remedy = "Pick another name, or use the existing one."
 
 
 class NonceReplayed(Conflict):
+    """A peer's exchange request nonce was seen before: a replay."""
+
     code = "exchange.replayed"
     status = 409
+    remedy = "The requesting broker must sign a fresh request; a replay is refused by design."
 
 
 class OperationFailed(GovShareError):
@@ -98,6 +120,7 @@ class OperationFailed(GovShareError):
 
     code = "operation.failed"
     status = 500
+    remedy = "Fix the cause the stored error names, then try again with a new idempotency key."
 
     def __init__(self, message: str, *, error: dict[str, Any] | None = None, **details: Any):
         super().__init__(message, error=error or {}, **details)
@@ -105,39 +128,65 @@ class OperationFailed(GovShareError):
 
 
 class BrokerNotConfigured(GovShareError):
+    """The broker API runs without a ledger and blob store."""
+
     code = "broker.not_configured"
     status = 503
+    remedy = "Start the broker with `govshare serve` (it connects the chain and the store)."
 
 
 # -- publishing and uploads -------------------------------------------------------------
 
 
 class IdempotencyKeyRequired(InputError):
+    """A write without an Idempotency-Key header."""
+
     code = "idempotency.key_required"
     status = 400
+    remedy = "Send an Idempotency-Key header (the CLI does it for you)."
 
 
 class UploadTooLarge(InputError):
+    """An upload above the broker's size limit."""
+
     code = "input.too_large"
     status = 413
+    remedy = "Split the record, or ask the operator to raise --max-upload / GOVSHARE_MAX_UPLOAD."
+
+
+class NotMultipart(InputError):
+    """A publish that is not multipart/form-data with a file part."""
+
+    code = "input.not_multipart"
+    status = 415
+    remedy = "Send the record as multipart/form-data with a 'file' part (the CLI does)."
 
 
 class UnknownCategory(InputError):
+    """A category the department has not declared in its catalog."""
+
     code = "record.unknown_category"
     status = 422
+    remedy = "Declare it first (`govshare catalog add`) or use a declared one."
 
 
 class RecordUnknown(NotFound):
+    """No such record, on chain or held by this broker."""
+
     code = "record.unknown"
     status = 404
+    remedy = "Check the record id (`govshare record list`)."
 
 
 # -- grants ---------------------------------------------------------------------------
 
 
 class GrantUnknown(NotFound):
+    """No such grant on chain."""
+
     code = "grant.unknown"
     status = 404
+    remedy = "Check the grant id (`govshare grant list`)."
 
 
 class GrantRefused(GovShareError):
@@ -145,119 +194,169 @@ class GrantRefused(GovShareError):
 
     code = "grant.refused"
     status = 403
+    remedy = "Ask the owner's administrator for a (new) grant."
 
 
 class NoGrant(GrantRefused):
+    """This department holds no usable grant for the record."""
+
     code = "grant.none"
+    remedy = "Request access first (`govshare request create`) and wait for approval."
 
 
 class GrantPending(GrantRefused):
+    """The request is not decided yet by the owner's administrator."""
+
     code = "grant.pending"
+    remedy = "Wait for the decision, or remind them (`govshare request remind`)."
 
 
 class GrantDenied(GrantRefused):
+    """The owner's administrator denied the request."""
+
     code = "grant.denied"
+    remedy = "Read the reason given; file a new request if it can be met."
 
 
 class GrantRevoked(GrantRefused):
+    """The grant was revoked."""
+
     code = "grant.revoked"
+    remedy = "Ask the owner's administrator; a new request is needed."
 
 
 class GrantExpired(GrantRefused):
+    """The grant has expired."""
+
     code = "grant.expired"
+    remedy = "File a new request for the record."
 
 
 class GrantQuotaExhausted(GrantRefused):
+    """The grant's use quota is spent."""
+
     code = "grant.quota_exhausted"
+    remedy = "File a new request for the record."
 
 
 class GrantDepartmentInactive(GrantRefused):
+    """The owner or the requester is suspended or removed from the consortium."""
+
     code = "grant.department_inactive"
+    remedy = "Wait until the department is active again (a consortium vote)."
 
 
 class GrantMismatch(GrantRefused):
+    """The grant is for another department or record."""
+
     code = "grant.mismatch"
+    remedy = "Use the grant issued for this record and department."
 
 
 # -- the exchange protocol --------------------------------------------------------------
 
 
 class ExchangeMalformed(InputError):
+    """A peer's exchange request that does not parse."""
+
     code = "exchange.malformed"
     status = 400
+    remedy = "Upgrade the requesting broker to a matching govshare version."
 
 
 class ExchangeAuthError(GovShareError):
+    """A peer's exchange request that is not acceptable."""
+
     code = "exchange.unauthenticated"
     status = 401
+    remedy = "Check the requesting broker's key against the registry."
 
 
 class SignatureRequired(ExchangeAuthError):
+    """An exchange request without a Govshare-Signature header."""
+
     code = "exchange.signature_required"
+    remedy = "Send exchange requests through a govshare broker: it signs them."
 
 
 class BadSignature(ExchangeAuthError):
+    """The exchange request's signature does not verify."""
+
     code = "exchange.bad_signature"
+    remedy = "Check the requesting broker's key and clock; sign the request again."
 
 
 class WrongSigner(ExchangeAuthError):
+    """Signed, but not by the department's registered broker key."""
+
     code = "exchange.wrong_signer"
     status = 403
+    remedy = "Rotate the registry's broker key or use the registered one."
 
 
 class ExchangeExpired(ExchangeAuthError):
+    """The exchange request's expiry has passed."""
+
     code = "exchange.expired"
+    remedy = "Sign a fresh request; check both machines' clocks."
 
 
 class PeerError(GovShareError):
+    """The owner's broker failed us."""
+
     code = "exchange.peer_error"
     status = 502
+    remedy = "Retry later; tell the owner's operator if it repeats."
 
 
 class PeerUnreachable(PeerError):
+    """The owner's broker cannot be reached or cannot serve now."""
+
     code = "exchange.peer_unreachable"
     status = 503
+    remedy = "Retry later; check the endpoint the registry holds for the owner."
 
 
 class TransferIncomplete(PeerError):
+    """The ciphertext stream broke off mid-way."""
+
     code = "exchange.transfer_incomplete"
     status = 502
+    remedy = "Fetch again: nothing partial was kept."
 
 
 class PeerRefused(PeerError):
+    """The owner's broker refused with a code this broker does not know."""
+
     code = "exchange.peer_refused"
     status = 502
+    remedy = "Read its code and message; the owner may run another govshare version."
 
 
 class CiphertextMismatch(IntegrityError):
+    """What the owner sent is not the anchored CID."""
+
     code = "exchange.ciphertext_mismatch"
     status = 502
+    remedy = "Do not use it; report it to the owner's operator and the supervisor."
 
 
 class ReceiptInvalid(IntegrityError):
+    """The owner's receipt does not verify."""
+
     code = "exchange.receipt_invalid"
     status = 502
+    remedy = "Report it to the owner's operator: the exchange cannot be proven."
 
 
-#: Codes an owner's broker may answer an exchange with, and the class the
-#: requester re-raises for each (the same code reaches the requester's clerk).
-PEER_ERRORS: dict[str, type[GovShareError]] = {
-    cls.code: cls
-    for cls in (
-        RecordUnknown,
-        GrantUnknown,
-        GrantPending,
-        GrantDenied,
-        GrantRevoked,
-        GrantExpired,
-        GrantQuotaExhausted,
-        GrantDepartmentInactive,
-        GrantMismatch,
-        ExchangeMalformed,
-        SignatureRequired,
-        BadSignature,
-        WrongSigner,
-        ExchangeExpired,
-        NonceReplayed,
-    )
-}
+#: The refusals an owner's broker may answer an exchange with that the requester
+#: re-raises as they are (the same class and code reach the requester's clerk);
+#: any other answer becomes a :class:`PeerRefused` or :class:`PeerUnreachable`.
+PEER_REFUSALS: tuple[type[GovShareError], ...] = (
+    RecordUnknown,
+    GrantUnknown,
+    GrantRefused,
+    ExchangeMalformed,
+    ExchangeAuthError,
+    NonceReplayed,
+)

@@ -1,7 +1,7 @@
 """Test-only fault injection: a broker process that kills itself at a named point.
 
-Inert unless the environment says ``GOVSHARE_TESTING=1`` *and*
-``GOVSHARE_TEST_CRASH_AT`` names the point. ``tests/integration/test_crash.py``
+Inert unless armed: ``govshare serve`` arms the point named by the settings
+``GOVSHARE_TEST_CRASH_AT`` when ``GOVSHARE_TESTING=1`` too. ``tests/integration/test_crash.py``
 uses it to SIGKILL a ``govshare serve`` process at each step of a publish and
 checks that a retry with the same idempotency key finds everything intact.
 
@@ -15,11 +15,17 @@ from __future__ import annotations
 import os
 import signal
 
-ENV_TESTING = "GOVSHARE_TESTING"
-ENV_CRASH_AT = "GOVSHARE_TEST_CRASH_AT"
+# The one armed point of this process (one broker per process; tests only).
+_armed: str | None = None
+
+
+def arm(point: str | None) -> None:
+    """Arm ``point`` (None disarms): the process dies when it reaches it."""
+    global _armed
+    _armed = point or None
 
 
 def crash_point(name: str) -> None:
     """Die at once (SIGKILL: no cleanup, no flush) if a test armed ``name``."""
-    if os.environ.get(ENV_TESTING) == "1" and os.environ.get(ENV_CRASH_AT) == name:
+    if _armed is not None and _armed == name:
         os.kill(os.getpid(), signal.SIGKILL)

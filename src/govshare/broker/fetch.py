@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker.db import AccessRequest, Receipt, Record, RecordStatus, RequestStatus
 from govshare.broker.errors import (
-    PEER_ERRORS,
+    PEER_REFUSALS,
     CiphertextMismatch,
     GrantDepartmentInactive,
     NoGrant,
@@ -60,7 +60,7 @@ from govshare.broker.exchange import (
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.contracts import to_bytes32
 from govshare.crypto import DecryptResult, decrypt_to_file, unwrap_dek
-from govshare.errors import GovShareError, IntegrityError
+from govshare.errors import IntegrityError, from_problem
 from govshare.storage import BlockCorrupted, parse_cid
 from govshare.storage.unixfs import FileImporter
 from govshare.util import FAR_FUTURE, chain_time
@@ -317,9 +317,14 @@ def _raise_refusal(resp: httpx.Response, owner: str) -> None:
             f"{owner}'s stored copy of the record is damaged ({detail}); nothing was released.",
             owner=owner,
         )
-    cls: type[GovShareError] | None = PEER_ERRORS.get(code)
-    if cls is not None:
-        raise cls(f"{owner}'s broker refused: {detail}", owner=owner)
+    if isinstance(body, dict) and code:
+        # The peer's own details are not relayed: they describe its state, not ours.
+        err = from_problem(
+            {"code": code}, resp.status_code, message=f"{owner}'s broker refused: {detail}"
+        )
+        if isinstance(err, PEER_REFUSALS):
+            err.details = {"owner": owner}
+            raise err
     if resp.status_code in (502, 503, 504):
         raise PeerUnreachable(
             f"{owner}'s broker cannot serve now ({code or resp.status_code}): {detail}",

@@ -40,13 +40,16 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from govshare.broker.services import BrokerServices
+    from govshare.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """How often the workers run, and when receipts are anchored."""
+    """How often the workers run, and when receipts are anchored: the runtime's
+    part of :class:`govshare.settings.Settings` (:meth:`from_settings`), kept as
+    its own small value so tests build a runtime without the environment."""
 
     #: Seconds between rounds of the outbox worker and the receipt batcher.
     worker_interval: float = 2.0
@@ -56,6 +59,16 @@ class RuntimeSettings:
     receipt_batch_size: int = DEFAULT_MAX_COUNT
     #: Anchor waiting receipts once the oldest has waited this many seconds.
     receipt_batch_age: float = DEFAULT_MAX_AGE
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuntimeSettings:
+        """The runtime's settings out of govshare's (``GOVSHARE_WORKER_INTERVAL`` ...)."""
+        return cls(
+            worker_interval=settings.worker_interval,
+            sync_interval=settings.sync_interval,
+            receipt_batch_size=settings.receipt_batch_size,
+            receipt_batch_age=settings.receipt_batch_age,
+        )
 
 
 @dataclass(frozen=True)

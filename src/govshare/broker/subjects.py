@@ -13,8 +13,8 @@ clerk can ask for "TAX's record about company X") and never put on chain.
 
 Where the key comes from, in order:
 
-1. ``$GOVSHARE_SUBJECT_KEY`` (64 hex digits);
-2. the file named by ``$GOVSHARE_SUBJECT_KEY_FILE``;
+1. the ``subject_key`` setting (``GOVSHARE_SUBJECT_KEY``, 64 hex digits);
+2. the file named by the ``subject_key_file`` setting (``GOVSHARE_SUBJECT_KEY_FILE``);
 3. ``subject.key`` in the department's profile directory (64 hex digits, 0600).
 
 ``govshare init`` writes ``subject.key``: from (1) or (2) when set, else a copy
@@ -33,7 +33,6 @@ import hmac
 import os
 import secrets
 import unicodedata
-from collections.abc import Mapping
 from pathlib import Path
 
 from govshare.errors import ConfigError, InputError
@@ -93,22 +92,28 @@ def _read(path: Path, where: str) -> bytes:
         ) from None
 
 
-def key_from_env(env: Mapping[str, str] | None = None) -> bytes | None:
-    """The key given by ``$GOVSHARE_SUBJECT_KEY`` or ``$GOVSHARE_SUBJECT_KEY_FILE``, if any."""
-    environ = os.environ if env is None else env
-    if environ.get(ENV_SUBJECT_KEY):
-        return _parse(environ[ENV_SUBJECT_KEY], ENV_SUBJECT_KEY)
-    if environ.get(ENV_SUBJECT_KEY_FILE):
-        path = Path(environ[ENV_SUBJECT_KEY_FILE])
-        return _read(path, ENV_SUBJECT_KEY_FILE)
+def configured_key(
+    key: str | None = None, key_file: str | os.PathLike[str] | None = None
+) -> bytes | None:
+    """The key the settings give (``subject_key``, else ``subject_key_file``), if any."""
+    if key:
+        return _parse(key, ENV_SUBJECT_KEY)
+    if key_file:
+        return _read(Path(key_file), ENV_SUBJECT_KEY_FILE)
     return None
 
 
-def load_subject_key(profile_dir: Path, env: Mapping[str, str] | None = None) -> bytes:
-    """The consortium subject key for a department's broker (see the module docstring)."""
-    key = key_from_env(env)
-    if key is not None:
-        return key
+def load_subject_key(
+    profile_dir: Path,
+    *,
+    key: str | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """The consortium subject key for a department's broker: ``key`` / ``key_file``
+    (the settings), else the profile's ``subject.key`` (see the module docstring)."""
+    given = configured_key(key, key_file)
+    if given is not None:
+        return given
     path = Path(profile_dir) / SUBJECT_KEY_FILE
     if not path.is_file():
         raise ConfigError(
@@ -136,12 +141,17 @@ def write_subject_key(profile_dir: Path, key: bytes) -> Path:
 
 
 def ensure_subject_key(
-    home: Path, profile_dir: Path, env: Mapping[str, str] | None = None
+    home: Path,
+    profile_dir: Path,
+    *,
+    key: str | None = None,
+    key_file: str | os.PathLike[str] | None = None,
 ) -> tuple[bytes, str]:
     """Give a new profile its subject key; returns the key and where it came from
-    (``"env"``, ``"copied from CODE"``, ``"existing"`` or ``"generated"``)."""
+    (``"env"``: ``key`` / ``key_file``, the settings; ``"copied from CODE"``,
+    ``"existing"`` or ``"generated"``)."""
     existing = Path(profile_dir) / SUBJECT_KEY_FILE
-    given = key_from_env(env)
+    given = configured_key(key, key_file)
     if given is not None:
         write_subject_key(profile_dir, given)
         return given, "env"
@@ -152,9 +162,9 @@ def ensure_subject_key(
         for other in sorted(depts.iterdir()):
             candidate = other / SUBJECT_KEY_FILE
             if other != Path(profile_dir) and candidate.is_file():
-                key = _read(candidate, f"{other.name}/{SUBJECT_KEY_FILE}")
-                write_subject_key(profile_dir, key)
-                return key, f"copied from {other.name}"
-    key = secrets.token_bytes(KEY_SIZE)
-    write_subject_key(profile_dir, key)
-    return key, "generated"
+                copied = _read(candidate, f"{other.name}/{SUBJECT_KEY_FILE}")
+                write_subject_key(profile_dir, copied)
+                return copied, f"copied from {other.name}"
+    fresh = secrets.token_bytes(KEY_SIZE)
+    write_subject_key(profile_dir, fresh)
+    return fresh, "generated"

@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 
+from govshare.broker.db import database_unavailable
 from govshare.errors import GovShareError
 
 
@@ -72,7 +73,8 @@ class Worker:
         try:
             self.run_once()
         except Exception as exc:  # the loop must survive anything a round raises
-            self.health.failed(exc)
+            # a database outage is a known reason (logged by its code), not a bug
+            self.health.failed(database_unavailable(exc) or exc)
         else:
             self.health.ok()
 

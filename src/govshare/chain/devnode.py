@@ -51,12 +51,12 @@ def _platform_package() -> str:
     return f"anvil-{system}-{machine}"
 
 
-def find_anvil() -> Path:
-    """Locate the anvil binary: ``$GOVSHARE_ANVIL``, the npm package in a
-    ``node_modules`` above the current directory or this source tree, or PATH."""
-    env = os.environ.get(ENV_ANVIL)
-    if env:
-        p = Path(env)
+def find_anvil(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Locate the anvil binary: ``explicit`` (the ``anvil`` setting,
+    ``GOVSHARE_ANVIL``), the npm package in a ``node_modules`` above the current
+    directory or this source tree, or PATH."""
+    if explicit:
+        p = Path(explicit)
         if p.is_file() and os.access(p, os.X_OK):
             return p
         raise DevNodeError(f"{ENV_ANVIL} points to {p}, which is not an executable file.")
@@ -113,10 +113,16 @@ def wait_ready(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
 
 
 def _anvil_args(
-    host: str, port: int, chain_id: int, state: Path | None, state_interval: int, cache: Path
+    host: str,
+    port: int,
+    chain_id: int,
+    state: Path | None,
+    state_interval: int,
+    cache: Path,
+    anvil: Path | None = None,
 ) -> list[str]:
     args = [
-        str(find_anvil()),
+        str(find_anvil(anvil)),
         "--host",
         host,
         "--port",
@@ -159,8 +165,10 @@ class AnvilProcess:
         state_interval: int = 1,
         log: Path | None = None,
         extra_args: list[str] | None = None,
+        anvil: Path | None = None,
     ) -> None:
         self.host = host
+        self.anvil = anvil
         self.port = port or free_port(host)
         self.chain_id = chain_id
         self.state = state
@@ -179,7 +187,13 @@ class AnvilProcess:
         self._drop_cache()
         self.cache = Path(tempfile.mkdtemp(prefix="govshare-anvil-"))
         args = _anvil_args(
-            self.host, self.port, self.chain_id, self.state, self.state_interval, self.cache
+            self.host,
+            self.port,
+            self.chain_id,
+            self.state,
+            self.state_interval,
+            self.cache,
+            self.anvil,
         )
         args += self.extra_args
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
@@ -231,10 +245,19 @@ class DevChainStatus:
 class DevChain:
     """The persistent dev chain of a govshare home (``govshare dev chain …``)."""
 
-    def __init__(self, directory: Path, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        anvil: Path | None = None,
+    ):
         self.dir = directory
         self.host = host
         self.port = port
+        #: The anvil binary (the ``anvil`` setting), else found by :func:`find_anvil`.
+        self.anvil = anvil
         cfg = self._read_config()
         if cfg:
             self.host = cfg.get("host", host)
@@ -315,7 +338,7 @@ class DevChain:
         # The cache only serves the running process; what a killed one left is garbage.
         shutil.rmtree(self.cache_dir, ignore_errors=True)
         args = _anvil_args(
-            self.host, self.port, DEFAULT_CHAIN_ID, self.state_file, 1, self.cache_dir
+            self.host, self.port, DEFAULT_CHAIN_ID, self.state_file, 1, self.cache_dir, self.anvil
         )
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(

@@ -3,7 +3,6 @@ department's administrator, and confirmation prompts."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -11,7 +10,7 @@ import click
 from eth_account.signers.local import LocalAccount
 
 from govshare.chain.ledger import Ledger
-from govshare.cli.main import Ctx
+from govshare.cli.main import Ctx, from_settings
 from govshare.home import deployment_path
 from govshare.profile import Profile, load_profile
 
@@ -21,8 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def rpc_option(f: F) -> F:
     return click.option(
         "--rpc",
-        envvar="GOVSHARE_RPC",
-        default=None,
+        default=from_settings("rpc"),
         help="Chain JSON-RPC URL (default: the one in the home's deployment file).",
     )(f)
 
@@ -32,7 +30,7 @@ def as_option(f: F) -> F:
         "--as",
         "as_code",
         required=True,
-        envvar="GOVSHARE_DEPT",
+        default=from_settings("dept"),
         help="Act as this department: sign with its administrator key.",
     )(f)
 
@@ -41,13 +39,10 @@ def yes_option(f: F) -> F:
     return click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")(f)
 
 
-ENV_DEPLOYMENT_FILE = "GOVSHARE_DEPLOYMENT_FILE"
-
-
 def open_ledger(ctx: Ctx, rpc: str | None) -> Ledger:
-    """The deployment of this home (or ``$GOVSHARE_DEPLOYMENT_FILE``), on ``rpc``
+    """The deployment of this home (or the ``deployment_file`` setting), on ``rpc``
     or the URL it was deployed at."""
-    path = os.environ.get(ENV_DEPLOYMENT_FILE) or deployment_path(ctx.home)
+    path = ctx.settings.deployment_file or deployment_path(ctx.home)
     return Ledger.from_deployment(path, rpc)
 
 
@@ -61,7 +56,7 @@ def dev_funder(ledger: Ledger) -> Callable[[Sequence[str]], object]:
 def admin_of(ctx: Ctx, code: str) -> tuple[Profile, LocalAccount]:
     """The profile of ``code`` and its unlocked administrator account."""
     prof = load_profile(ctx.home, code)
-    return prof, prof.unlock_admin()
+    return prof, prof.unlock_admin(passwords=ctx.settings.passwords())
 
 
 def confirm(yes: bool, question: str) -> None:

@@ -2,12 +2,13 @@
 with a user's bearer token.
 
 The broker is found at the endpoint of the department's profile (``--broker`` /
-``$GOVSHARE_BROKER_URL`` override it). The token comes from ``--token``, else
-``$GOVSHARE_TOKEN``, else the file ``govshare login`` (or ``govshare dev up``)
-saved for the department: ``HOME/depts/CODE/api.token`` (0600).
+the ``broker_url`` setting override it). The token comes from ``--token``, else
+the ``token`` setting (``GOVSHARE_TOKEN``), else the file ``govshare login`` (or
+``govshare dev up``) saved for the department: ``HOME/depts/CODE/api.token`` (0600).
 
-An answer in ``application/problem+json`` becomes a :class:`BrokerProblem`
-carrying the broker's stable ``code``; a broker that cannot be reached becomes
+An answer in ``application/problem+json`` becomes the registered error class of
+its ``code`` (:func:`govshare.errors.from_problem`), keeping the broker's code,
+sentence and details; a broker that cannot be reached becomes
 :class:`BrokerUnreachable`. The root command prints either as one sentence (or
 as JSON with ``--json``).
 """
@@ -25,15 +26,15 @@ from typing import Any, TypeVar
 import click
 import httpx
 
-from govshare.cli.main import Ctx
-from govshare.errors import ConfigError, GovShareError, InputError
+from govshare.broker.errors import AuthError, InvalidToken
+from govshare.cli.main import Ctx, from_settings
+from govshare.errors import ConfigError, GovShareError, InputError, from_problem
 from govshare.home import dept_dir
 from govshare.profile import load_profile, normalise_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ENV_TOKEN = "GOVSHARE_TOKEN"  # noqa: S105 - a variable's name
-ENV_BROKER = "GOVSHARE_BROKER_URL"
 TOKEN_FILE = "api.token"  # noqa: S105 - a file name
 ADMIN_TOKEN_FILE = "api-admin.token"  # noqa: S105 - a file name
 RECORD_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -42,27 +43,20 @@ RECORD_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 
 
-class BrokerProblem(GovShareError):
-    """The broker refused, with a problem+json answer: its ``code`` is kept."""
-
-    status = 502
-
-    def __init__(self, code: str, status: int, message: str, **details: Any) -> None:
-        super().__init__(message, **details)
-        self.code = code  # type: ignore[misc]  # the broker's code, per instance
-        self.status = status  # type: ignore[misc]
-
-
 class BrokerUnreachable(GovShareError):
     """The broker did not answer (not running, wrong URL, or died mid-way)."""
 
     code = "cli.broker_unreachable"
     status = 503
+    remedy = "Start the broker (`govshare dev up` / `govshare serve`) or fix --broker."
 
 
 class TokenMissing(ConfigError):
+    """No API token for the department: none given, none saved."""
+
     code = "cli.token_missing"
     status = 401
+    remedy = "Run `govshare login --dept CODE`, or pass --token / set GOVSHARE_TOKEN."
 
 
 def token_path(home: Path, code: str, name: str = TOKEN_FILE) -> Path:
@@ -92,23 +86,20 @@ def broker_options(f: F) -> F:
     f = click.option(
         "--broker",
         "broker_url",
-        envvar=ENV_BROKER,
-        default=None,
+        default=from_settings("broker_url"),
         metavar="URL",
-        help="Broker URL (default: the endpoint of the department's profile).",
+        help="Broker URL (env GOVSHARE_BROKER_URL; default: the department profile's endpoint).",
     )(f)
     f = click.option(
         "--token",
-        envvar=ENV_TOKEN,
-        default=None,
-        show_envvar=True,
-        help="Your API token (default: the one `govshare login` saved for --dept).",
+        default=from_settings("token"),
+        help="Your API token (env GOVSHARE_TOKEN; default: the one `govshare login` saved).",
     )(f)
     f = click.option(
         "--dept",
         "dept",
         required=True,
-        envvar="GOVSHARE_DEPT",
+        default=from_settings("dept"),
         metavar="CODE",
         help="Your department: its broker answers (env GOVSHARE_DEPT).",
     )(f)
@@ -135,33 +126,33 @@ def _resolve_token(home: Path, code: str, token: str | None) -> str:
 
 
 def _problem(resp: httpx.Response, code: str) -> GovShareError:
-    """The broker's problem+json answer as an exception with its code."""
+    """The broker's problem+json answer as its registered error, code kept."""
     try:
         body = resp.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("code"), str):
-        detail = str(body.get("detail") or body.get("title") or f"HTTP {resp.status_code}")
-        details: dict[str, Any] = dict(body.get("details") or {})
-        if body.get("errors"):
-            fields = ", ".join(
-                ".".join(str(x) for x in e.get("loc", [])[1:]) or "?" for e in body["errors"]
-            )
-            detail = f"{detail.rstrip('.')} ({fields})."
-            details["errors"] = body["errors"]
-        if body.get("error_id"):
-            details["error_id"] = body["error_id"]
-        if body["code"] in ("auth.required", "auth.invalid_token"):
-            detail += (
-                f" Check the token for {code} (--token, ${ENV_TOKEN}, or "
-                f"`govshare login --dept {code}`)."
-            )
-        return BrokerProblem(str(body["code"]), resp.status_code, detail, **details)
-    return BrokerProblem(
-        f"http.{resp.status_code}",
-        resp.status_code,
-        f"{code}'s broker answered HTTP {resp.status_code} {resp.reason_phrase}.",
-    )
+    if not (isinstance(body, dict) and isinstance(body.get("code"), str)):
+        return from_problem(
+            None,
+            resp.status_code,
+            message=f"{code}'s broker answered HTTP {resp.status_code} {resp.reason_phrase}.",
+        )
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {resp.status_code}")
+    extra: dict[str, Any] = {}
+    if body.get("errors"):
+        fields = ", ".join(
+            ".".join(str(x) for x in e.get("loc", [])[1:]) or "?" for e in body["errors"]
+        )
+        detail = f"{detail.rstrip('.')} ({fields})."
+        extra["errors"] = body["errors"]
+    if body.get("error_id"):
+        extra["error_id"] = body["error_id"]
+    if body["code"] in (AuthError.code, InvalidToken.code):
+        detail += (
+            f" Check the token for {code} (--token, ${ENV_TOKEN}, or "
+            f"`govshare login --dept {code}`)."
+        )
+    return from_problem(body, resp.status_code, message=detail, **extra)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from govshare.cli.main import EXIT_ERROR, Ctx, common_options, pass_ctx
+from govshare.cli.main import EXIT_ERROR, Ctx, common_options, from_settings, pass_ctx
 from govshare.util import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,15 +47,13 @@ def view_options(f: F) -> F:
     f = click.option(
         "--deployment",
         "deployment_file",
-        envvar="GOVSHARE_DEPLOYMENT_FILE",
+        default=from_settings("deployment_file"),
         type=click.Path(dir_okay=False),
-        default=None,
         help="Deployment file (default HOME/deployment.json).",
     )(f)
     f = click.option(
         "--rpc",
-        envvar="GOVSHARE_RPC",
-        default=None,
+        default=from_settings("rpc"),
         help="Chain JSON-RPC URL (default: the deployment file's).",
     )(f)
     return f
@@ -81,7 +79,14 @@ def open_view(
             "(--deployment FILE, or HOME/deployment.json)."
         )
     index = Path(index_path) if index_path else mirror_path(home)
-    sources = ManifestSources.from_urls(manifest_urls, home=home)
+    settings = ctx.settings
+    sources = ManifestSources.from_urls(
+        manifest_urls,
+        home=home,
+        token=settings.secret("audit_token"),
+        store=settings.store,
+        kubo_token=settings.secret("kubo_token"),
+    )
     return AuditView.open(dep, index, sources, rpc)
 
 

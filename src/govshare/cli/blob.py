@@ -1,8 +1,9 @@
 """``govshare blob``: put files into the blob store and get them back, by CID.
 
-The store is the local one under the govshare home unless ``--store`` (or
-``$GOVSHARE_STORE``) names another, e.g. ``kubo:http://127.0.0.1:5001`` (token
-from ``$GOVSHARE_KUBO_TOKEN``). CIDs are the ones ``ipfs add`` gives.
+The store is the local one under the govshare home unless ``--store`` (or the
+``store`` setting, ``GOVSHARE_STORE``) names another, e.g.
+``kubo:http://127.0.0.1:5001`` (token: the ``kubo_token`` setting,
+``GOVSHARE_KUBO_TOKEN``). CIDs are the ones ``ipfs add`` gives.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import BinaryIO
 
 import click
 
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.errors import InputError
 from govshare.storage import CAR, GC, PIN, BlobStore, open_store, parse_cid, require, save_to
 
@@ -21,13 +22,14 @@ store_option = click.option(
     "--store",
     "store_url",
     metavar="URL",
-    default=None,
-    help="local:PATH or kubo:http://HOST:5001 (default: local store under the home).",
+    default=from_settings("store"),
+    help="local:PATH or kubo:http://HOST:5001 (env GOVSHARE_STORE; default: local store "
+    "under the home).",
 )
 
 
 def _open(ctx: Ctx, url: str | None) -> BlobStore:
-    return open_store(url, home=ctx.home)
+    return open_store(url, home=ctx.home, token=ctx.settings.secret("kubo_token"))
 
 
 def _open_input(path: str) -> BinaryIO:

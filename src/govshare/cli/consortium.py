@@ -21,11 +21,12 @@ from govshare.chain.devfund import faucet, fund_if_dev, is_dev_chain
 from govshare.chain.devnode import DevChain
 from govshare.chain.tx import Sender
 from govshare.cli import net
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.crypto import load_eth_keystore, resolve_password
 from govshare.errors import ConfigError, InputError
 from govshare.home import chain_dir, deployment_path
 from govshare.profile import load_profile
+from govshare.settings import Passwords
 from govshare.util import MAX_PROPOSAL_LIFETIME, parse_duration
 
 
@@ -83,11 +84,18 @@ def _init_from_public(e: object, where: str) -> DepartmentInit:
         ) from None
 
 
-def _deployer(key_file: str | None, keystore: str | None, conn: Connection) -> LocalAccount:
+def _deployer(
+    key_file: str | None, keystore: str | None, conn: Connection, passwords: Passwords
+) -> LocalAccount:
     if key_file and keystore:
         raise click.UsageError("Pass --key-file or --deployer-keystore, not both.")
     if keystore:
-        pw = resolve_password(None, prompt="Password for the deployer keystore: ")
+        pw = resolve_password(
+            None,
+            configured=passwords.broker,
+            configured_file=passwords.broker_file,
+            prompt="Password for the deployer keystore: ",
+        )
         acct: LocalAccount = Account.from_key(load_eth_keystore(keystore, pw).private_bytes())
         return acct
     if key_file:
@@ -110,8 +118,7 @@ def _deployer(key_file: str | None, keystore: str | None, conn: Connection) -> L
 @consortium.command("deploy")
 @click.option(
     "--rpc",
-    envvar="GOVSHARE_RPC",
-    default=None,
+    default=from_settings("rpc"),
     help="Chain JSON-RPC URL (default: the local dev chain of this home).",
 )
 @click.option(
@@ -184,7 +191,7 @@ def deploy_cmd(
     )
     inits = _founder_inits(ctx, founders)
     if rpc is None:
-        dc = DevChain(chain_dir(ctx.home))
+        dc = DevChain(chain_dir(ctx.home), anvil=ctx.settings.anvil)
         if not dc.status().running:
             raise ConfigError(
                 "No --rpc given and the local dev chain is not running: start it with "
@@ -192,7 +199,7 @@ def deploy_cmd(
             )
         rpc = dc.url
     conn = Connection(rpc)
-    deployer = _deployer(key_file, deployer_keystore, conn)
+    deployer = _deployer(key_file, deployer_keystore, conn, ctx.settings.passwords())
     sender = Sender(conn)
     funded = fund_if_dev(conn, sender, [a for i in inits for a in (i.broker, *i.admins)])
     dep = deploy(

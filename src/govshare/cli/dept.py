@@ -341,7 +341,13 @@ def rotate_cmd(
     confirm(yes, f"Change {prof.code}'s registry entry on chain?")
     pw = None
     if new_broker_key or new_encryption_key:
-        pw = resolve_password(None, prompt=f"Password for {prof.code}'s broker key: ")
+        passwords = ctx.settings.passwords()
+        pw = resolve_password(
+            None,
+            configured=passwords.broker,
+            configured_file=passwords.broker_file,
+            prompt=f"Password for {prof.code}'s broker key: ",
+        )
     out = governance.rotate(
         ledger,
         admin,

@@ -38,7 +38,8 @@ def chain() -> None:
 
 def _devchain(ctx: Ctx, port: int | None = None) -> DevChain:
     d = chain_dir(ctx.home)
-    return DevChain(d, port=port) if port else DevChain(d)
+    anvil = ctx.settings.anvil
+    return DevChain(d, port=port, anvil=anvil) if port else DevChain(d, anvil=anvil)
 
 
 @chain.command("start")
@@ -160,27 +161,28 @@ def up(
     Run it again on the same home to resume it with its data: nothing is
     deployed or generated twice. Stop everything with `govshare dev down`.
     """
-    import os
-
     from govshare.cli.devnet import FIRST_BROKER_PORT, DevNet, category_for
     from govshare.crypto import resolve_password
-    from govshare.profile import ENV_ADMIN_PASSWORD, list_codes
+    from govshare.profile import list_codes
 
     codes = [c for c in (s.strip() for s in departments.split(",")) if c] if departments else None
     fresh = not list_codes(ctx.home)
+    passwords = ctx.settings.passwords()
     password = resolve_password(
         None,
         confirm=fresh,
         password_file=password_file,
+        configured=passwords.broker,
+        configured_file=passwords.broker_file,
         prompt="Broker key password: " if not fresh else "New broker key password: ",
     )
-    admin_password = os.environ.get(ENV_ADMIN_PASSWORD) or None
+    admin_password = passwords.admin
 
     def echo(line: str) -> None:
         if not ctx.json_out:
             click.echo(line, err=True)
 
-    st = DevNet(ctx.home).up(
+    st = DevNet(ctx.home, ctx.settings).up(
         codes,
         password=password,
         admin_password=admin_password,
@@ -211,7 +213,7 @@ def down(ctx: Ctx) -> None:
     """Stop this home's brokers, then its chain (everything is kept for `dev up`)."""
     from govshare.cli.devnet import DevNet
 
-    out = DevNet(ctx.home).down()
+    out = DevNet(ctx.home, ctx.settings).down()
     human = f"Stopped the brokers of {', '.join(out['brokers_stopped']) or 'no department'}; " + (
         "the chain stopped, its ledger saved."
         if out["chain_stopped"]
@@ -227,5 +229,5 @@ def status(ctx: Ctx) -> None:
     """Show the chain and each department's broker of this home."""
     from govshare.cli.devnet import DevNet
 
-    st = DevNet(ctx.home).status()
+    st = DevNet(ctx.home, ctx.settings).status()
     ctx.emit(st.to_dict(), lambda: _print_status(st, verb="status"))

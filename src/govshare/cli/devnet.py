@@ -48,6 +48,7 @@ from govshare.profile import (
     load_profile,
     normalise_code,
 )
+from govshare.settings import Settings
 
 DEFAULT_DEPARTMENTS = ("TAX", "MARKET", "COURT")
 STATE = "devnet.json"
@@ -66,7 +67,8 @@ CATEGORIES = {
 }
 # Runs `govshare serve` with this interpreter (no console script needed on PATH).
 _BOOT = "import sys; from govshare.cli.main import main; sys.exit(main())"
-# Configuration a broker of this home must not inherit from the caller's shell.
+# Configuration a broker of this home must not inherit from the caller's shell
+# (the retired names too: the broker would only warn about them).
 _NOT_INHERITED = (
     "GOVSHARE_DEPT",
     "GOVSHARE_STORE",
@@ -154,9 +156,11 @@ def _alive(pid: int) -> bool:
 class DevNet:
     """The local consortium of one govshare home."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, settings: Settings | None = None) -> None:
         self.home = home
         self.dir = home / "dev"
+        #: The caller's settings (the anvil binary, the subject key); defaults if None.
+        self.settings = settings if settings is not None else Settings.defaults()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -189,7 +193,7 @@ class DevNet:
         return self.dir / "logs" / f"{code}.log"
 
     def chain(self) -> DevChain:
-        return DevChain(chain_dir(self.home))
+        return DevChain(chain_dir(self.home), anvil=self.settings.anvil)
 
     # -- brokers -------------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class DevNet:
                 "stop it, or use another home (--home) whose departments use other ports "
                 "(dev up --base-port)."
             )
+        # the child reads its own settings: pass the environment on, minus this home's
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         env["GOVSHARE_PASSWORD"] = password  # the environment, never the command line
         env["GOVSHARE_HOME"] = str(self.home)
@@ -351,7 +356,12 @@ class DevNet:
                 admin_password=admin_password or password,
                 **kw,
             )
-            ensure_subject_key(self.home, prof.dir)
+            ensure_subject_key(
+                self.home,
+                prof.dir,
+                key=self.settings.secret("subject_key"),
+                key_file=self.settings.subject_key_file,
+            )
             profiles[code] = prof
             echo(f"Profile  {code}: broker {prof.broker_address}, endpoint {prof.endpoint}")
 

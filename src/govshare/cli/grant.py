@@ -18,7 +18,7 @@ from govshare.broker.signed import department_journal
 from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
 from govshare.cli._render import SafeTable
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.profile import normalise_code
 from govshare.util import MAX_GRANT_EXPIRY, iso, parse_duration, printable
 
@@ -29,7 +29,7 @@ def dept_option(f: Any) -> Any:
         "--as",
         "dept_code",
         required=True,
-        envvar="GOVSHARE_DEPT",
+        default=from_settings("dept"),
         help="Your department (its administrator key signs).",
     )(f)
 
@@ -175,8 +175,7 @@ def revoke_cmd(
 @click.option(
     "--dept",
     "dept_code",
-    default=None,
-    envvar="GOVSHARE_DEPT",
+    default=from_settings("dept"),
     help="Only requests to or from this department.",
 )
 @click.option(

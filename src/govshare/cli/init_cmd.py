@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.crypto import resolve_password
 from govshare.crypto.errors import PasswordUnavailable
 from govshare.crypto.keystore import DEFAULT_SCRYPT_N
-from govshare.profile import ENV_ADMIN_PASSWORD, create_profile, list_codes, normalise_code
+from govshare.profile import create_profile, list_codes, normalise_code
 
 FIRST_BROKER_PORT = 8701
 
@@ -57,19 +55,23 @@ def init(
     code = normalise_code(code)  # refuse a bad code before asking for passwords
     if endpoint is None:
         endpoint = f"http://127.0.0.1:{FIRST_BROKER_PORT + len(list_codes(home))}"
+    settings = ctx.settings
+    passwords = settings.passwords()
     broker_pw = resolve_password(
         None,
         confirm=True,
         password_file=password_file,
+        configured=passwords.broker,
+        configured_file=passwords.broker_file,
         prompt=f"New password for {code}'s broker key: ",
     )
-    admin_pw = os.environ.get(ENV_ADMIN_PASSWORD)
+    admin_pw = passwords.admin
     if not admin_pw:
         try:
             admin_pw = resolve_password(
                 None,
                 confirm=True,
-                env={},
+                configured_file=passwords.admin_file,
                 prompt=f"New password for {code}'s administrator key: ",
             )
         except PasswordUnavailable:  # no terminal: scripts use one password for both
@@ -86,7 +88,12 @@ def init(
     # The consortium subject key (HMAC of subject ids): shared by all members.
     from govshare.broker.subjects import ensure_subject_key
 
-    _key, source = ensure_subject_key(home, prof.dir)
+    _key, source = ensure_subject_key(
+        home,
+        prof.dir,
+        key=settings.secret("subject_key"),
+        key_file=settings.subject_key_file,
+    )
     subject_note = {
         "env": "from GOVSHARE_SUBJECT_KEY(_FILE)",
         "existing": "kept",

@@ -16,7 +16,7 @@ from govshare.cli._client import (
     save_token,
     token_path,
 )
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
 
@@ -26,14 +26,13 @@ from govshare.profile import normalise_code
     "--dept",
     "dept",
     required=True,
-    envvar="GOVSHARE_DEPT",
+    default=from_settings("dept"),
     metavar="CODE",
     help="The department whose broker the token is for.",
 )
 @click.option(
     "--token",
-    envvar=ENV_TOKEN,
-    default=None,
+    default=from_settings("token"),
     help=f"The token (default: ${ENV_TOKEN}, else asked without echo).",
 )
 @click.option("--broker", "broker_url", default=None, metavar="URL", help="Broker URL.")
@@ -72,7 +71,7 @@ def login(ctx: Ctx, dept: str, token: str | None, broker_url: str | None, no_che
     "--dept",
     "dept",
     required=True,
-    envvar="GOVSHARE_DEPT",
+    default=from_settings("dept"),
     metavar="CODE",
     help="The department whose saved token to forget.",
 )

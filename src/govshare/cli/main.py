@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +20,9 @@ from govshare import __version__
 from govshare.errors import GovShareError
 from govshare.home import resolve_home
 from govshare.util import printable
+
+if TYPE_CHECKING:
+    from govshare.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,14 +32,27 @@ EXIT_ERROR = 1
 
 @dataclass
 class Ctx:
-    """Options shared by every command."""
+    """Options shared by every command, and the settings, read once per command line."""
 
     home_opt: str | None = None
     json_out: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """The ``GOVSHARE_*`` settings, read from the environment the first time a
+        command needs one (pydantic is not light: `govshare --help` skips it)."""
+        if self._settings is None:
+            from govshare.settings import load_settings, retired_names
+
+            self._settings = load_settings()
+            for warning in retired_names():
+                click.echo(f"Warning: {warning}", err=True)
+        return self._settings
 
     @property
     def home(self) -> Path:
-        return resolve_home(self.home_opt)
+        return resolve_home(self.home_opt or self.settings.home)
 
     def emit(self, data: Any, human: Callable[[], None] | str | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else the human form."""
@@ -48,6 +64,22 @@ class Ctx:
             click.echo(human)
         else:
             click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def from_settings(name: str) -> Callable[[], Any]:
+    """A click option default taken from the setting ``name`` (``GOVSHARE_NAME``):
+    the options' one way to the environment. A flag given on the command line wins."""
+
+    def default() -> Any:
+        ctx = click.get_current_context(silent=True)
+        obj = ctx.find_object(Ctx) if ctx is not None else None
+        if obj is None:
+            obj = Ctx()
+        value = obj.settings.secret(name)
+        return str(value) if isinstance(value, Path) else value
+
+    default.__name__ = f"GOVSHARE_{name.upper()}"
+    return default
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
@@ -118,13 +150,31 @@ class GovShareGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GovShareError as exc:
-            obj = ctx.find_object(Ctx)
-            if obj is not None and obj.json_out:
-                click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
-            else:
-                # (messages may quote what another department wrote on chain)
-                click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
-            ctx.exit(EXIT_ERROR)
+            _render_error(ctx, exc)
+        except Exception as exc:
+            translated = _database_outage(exc)
+            if translated is None:
+                raise
+            _render_error(ctx, translated)
+
+
+def _render_error(ctx: click.Context, exc: GovShareError) -> None:
+    obj = ctx.find_object(Ctx)
+    if obj is not None and obj.json_out:
+        click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
+    else:
+        # (messages may quote what another department wrote on chain)
+        click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
+    ctx.exit(EXIT_ERROR)
+
+
+def _database_outage(exc: Exception) -> GovShareError | None:
+    """A database outage no lower layer translated (e.g. the ledger mirror's)."""
+    if "sqlalchemy" not in sys.modules:  # nothing touched a database: keep start-up light
+        return None
+    from govshare.broker.db import database_unavailable
+
+    return database_unavailable(exc)
 
 
 @click.group(cls=GovShareGroup, context_settings={"help_option_names": ["-h", "--help"]})

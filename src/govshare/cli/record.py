@@ -20,9 +20,9 @@ from typing import Any
 import click
 from rich.console import Console
 
+from govshare.broker.errors import OperationInProgress
 from govshare.cli._client import (
     BrokerClient,
-    BrokerProblem,
     BrokerUnreachable,
     broker_options,
     check_record_id,
@@ -122,8 +122,8 @@ def publish_cmd(
                 )
         except BrokerUnreachable as exc:
             raise _retry_hint(exc, key, retryable=True) from None
-        except BrokerProblem as exc:
-            retryable = exc.status >= 500 or exc.code == "operation.in_progress"
+        except GovShareError as exc:  # the broker's answer, rebuilt
+            retryable = exc.status >= 500 or isinstance(exc, OperationInProgress)
             raise _retry_hint(exc, key, retryable) from None
     out: dict[str, Any] = {**resp.json(), "idempotency_key": key, "department": client.code}
     if out.get("replayed"):

@@ -1,7 +1,7 @@
 """``govshare serve --dept CODE``: run one department's broker.
 
 Unlocks the department's broker key and HPKE key (one password: ``--password-file``,
-``$GOVSHARE_PASSWORD``, ``$GOVSHARE_PASSWORD_FILE`` or a prompt), opens its
+``GOVSHARE_PASSWORD``, ``GOVSHARE_PASSWORD_FILE`` or a prompt), opens its
 database (``HOME/depts/CODE/broker.db``, migrated), its blob store (``local:``
 under ``HOME/depts/CODE/blobs`` unless ``--store``), and the ledger of the
 deployment file; then its runtime (:class:`~govshare.broker.runtime.BrokerRuntime`)
@@ -10,46 +10,58 @@ leftovers, and starts the outbox worker, the chain follower and the receipt
 batcher (anchors this department's exchange receipts, ``--receipt-batch-size`` /
 ``--receipt-batch-age``); and serves the API with uvicorn.
 
-Environment (the docker compose file sets these): ``GOVSHARE_DEPT``,
-``GOVSHARE_DEPLOYMENT_FILE``, ``GOVSHARE_CHAIN_URL`` (or ``GOVSHARE_RPC``),
-``GOVSHARE_STORAGE`` (or ``GOVSHARE_STORE``), ``GOVSHARE_SECRETS_DIR`` (a
+Every option is a setting (``docs/settings.md``): ``--rpc`` is ``GOVSHARE_RPC``,
+``--store`` ``GOVSHARE_STORE``, ``--profile-dir`` ``GOVSHARE_SECRETS_DIR`` (a
 directory holding the profile and keys instead of ``HOME/depts/CODE``, and
-optionally the password in ``broker.password``).
+optionally the password in ``broker.password``), and so on. The flags given on
+the command line override the environment; the broker is built from the one
+resulting :class:`~govshare.settings.Settings`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import click
+from click.core import ParameterSource
 
 from govshare.cli.main import Ctx, common_options, pass_ctx
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
     from govshare.chain.ledger import Ledger
+    from govshare.settings import Settings
 
 DEFAULT_PORT = 8443
 #: In ``--profile-dir`` (a container's secrets mount): the broker key's password.
 PASSWORD_FILE = "broker.password"  # noqa: S105 - a file name
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+# Each flag → the setting it overrides (the rest share the flag's name).
+_FLAG_SETTING = {
+    "store_url": "store",
+    "deployment_file": "deployment_file",
+    "profile_dir": "secrets_dir",
+}
 
 log = logging.getLogger("govshare.serve")
 
 
 def parse_size(text: str) -> int:
     """``"256MiB"``, ``"1G"``, ``"4096"`` → bytes."""
-    m = _SIZE.match(text or "")
-    if not m or int(m.group(1)) <= 0:
-        raise click.BadParameter(f"{text!r} is not a size (e.g. 256MiB, 1GiB, 4096).")
-    unit = (m.group(2) or "").lower()[:1]
-    return int(m.group(1)) * _UNITS[unit]
+    from govshare.settings import parse_size as _parse
+
+    try:
+        return _parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.") from None
+
+
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else parse_size(value)
 
 
 def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
@@ -71,133 +83,135 @@ def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
 @click.command("serve")
 @click.option(
     "--dept",
-    envvar="GOVSHARE_DEPT",
-    required=True,
+    default=None,
     metavar="CODE",
     help="The department whose broker this is (env GOVSHARE_DEPT).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default=None,
+    show_default="127.0.0.1",
+    help="Address to listen on (env GOVSHARE_HOST).",
+)
 @click.option(
     "--port",
-    type=int,
+    type=click.IntRange(1, 65535),
     default=None,
-    help=f"Port (default: the port of the profile's endpoint, else {DEFAULT_PORT}).",
+    help=f"Port (env GOVSHARE_PORT; default: the port of the profile's endpoint, else "
+    f"{DEFAULT_PORT}).",
 )
 @click.option(
     "--store",
     "store_url",
-    envvar=["GOVSHARE_STORAGE", "GOVSHARE_STORE"],
     default=None,
-    help="Blob store URL (default local: under the department's folder).",
+    help="Blob store URL (env GOVSHARE_STORE; default local: under the department's folder).",
 )
 @click.option(
     "--rpc",
-    envvar=["GOVSHARE_CHAIN_URL", "GOVSHARE_RPC"],
     default=None,
-    help="Chain JSON-RPC URL (default: the deployment file's).",
+    help="Chain JSON-RPC URL (env GOVSHARE_RPC; default: the deployment file's).",
 )
 @click.option(
     "--deployment",
     "deployment_file",
-    envvar="GOVSHARE_DEPLOYMENT_FILE",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Deployment file (default HOME/deployment.json).",
+    help="Deployment file (env GOVSHARE_DEPLOYMENT_FILE; default HOME/deployment.json).",
 )
 @click.option(
     "--profile-dir",
-    envvar="GOVSHARE_SECRETS_DIR",
     type=click.Path(file_okay=False),
     default=None,
-    help="Read the profile and keys from this folder instead of HOME/depts/CODE.",
+    help="Read the profile and keys from this folder instead of HOME/depts/CODE "
+    "(env GOVSHARE_SECRETS_DIR).",
 )
 @click.option(
     "--password-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Read the broker key password from this file.",
+    help="Read the broker key password from this file (wins over GOVSHARE_PASSWORD).",
 )
 @click.option(
     "--max-upload",
-    default="256MiB",
-    show_default=True,
-    help="Largest record accepted for publishing.",
+    default=None,
+    callback=_size,
+    show_default="256MiB",
+    help="Largest record accepted for publishing (env GOVSHARE_MAX_UPLOAD).",
 )
 @click.option(
     "--wait-chain",
-    type=float,
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for the chain node at start-up.",
+    type=click.FloatRange(0),
+    default=None,
+    show_default="30",
+    help="Seconds to wait for the chain node at start-up (env GOVSHARE_WAIT_CHAIN).",
 )
 @click.option(
     "--log-level",
-    default="info",
-    show_default=True,
+    default=None,
+    show_default="info",
     type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Env GOVSHARE_LOG_LEVEL.",
 )
 @click.option(
     "--receipt-batch-size",
-    envvar="GOVSHARE_RECEIPT_BATCH_SIZE",
     type=click.IntRange(1, 10_000),
-    default=256,
-    show_default=True,
+    default=None,
+    show_default="256",
     help="Anchor receipts as soon as this many wait (and at most this many per batch).",
 )
 @click.option(
     "--receipt-batch-age",
-    envvar="GOVSHARE_RECEIPT_BATCH_AGE",
     type=click.FloatRange(0),
-    default=30.0,
-    show_default=True,
+    default=None,
+    show_default="30",
     help="Anchor waiting receipts once the oldest has waited this many seconds.",
 )
 @click.option(
     "--tls-cert",
-    envvar="GOVSHARE_TLS_CERT",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+    help="Serve HTTPS with this PEM certificate (chain); needs --tls-key (env GOVSHARE_TLS_CERT).",
 )
 @click.option(
     "--tls-key",
-    envvar="GOVSHARE_TLS_KEY",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="The PEM private key of --tls-cert.",
+    help="The PEM private key of --tls-cert (env GOVSHARE_TLS_KEY).",
 )
-@click.option("--worker-interval", type=float, default=2.0, hidden=True)
-@click.option("--sync-interval", type=float, default=5.0, hidden=True)
+@click.option("--worker-interval", type=float, default=None, hidden=True)
+@click.option("--sync-interval", type=float, default=None, hidden=True)
 @common_options
 @pass_ctx
-def serve(
-    ctx: Ctx,
-    dept: str,
-    host: str,
-    port: int | None,
-    store_url: str | None,
-    rpc: str | None,
-    deployment_file: str | None,
-    profile_dir: str | None,
-    password_file: str | None,
-    max_upload: str,
-    wait_chain: float,
-    log_level: str,
-    receipt_batch_size: int,
-    receipt_batch_age: float,
-    tls_cert: str | None,
-    tls_key: str | None,
-    worker_interval: float,
-    sync_interval: float,
-) -> None:
+def serve(ctx: Ctx, **flags: Any) -> None:
     """Run department CODE's broker: its clerks' API and its peers' exchange."""
+    run_broker(ctx.home, _settings_with_flags(ctx.settings, flags))
+
+
+def _settings_with_flags(settings: Settings, flags: dict[str, Any]) -> Settings:
+    """``settings`` with the flags given on the command line in place (a flag wins)."""
+    click_ctx = click.get_current_context()
+    given = {
+        _FLAG_SETTING.get(name, name): value
+        for name, value in flags.items()
+        if click_ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+    if "password_file" in given:  # the most specific source: above GOVSHARE_PASSWORD
+        given["password"] = None
+    return settings.with_overrides(**given)
+
+
+def run_broker(home: Path, settings: Settings) -> None:
+    """Run one department's broker from ``settings`` until it is stopped."""
     import uvicorn
 
-    if bool(tls_cert) != bool(tls_key):
+    if not settings.dept:
+        raise click.UsageError("Missing option '--dept' (or GOVSHARE_DEPT).")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
         raise click.UsageError("HTTPS needs both --tls-cert and --tls-key.")
 
     from govshare.api import ApiDeps, ApiSettings, create_app
     from govshare.api.logs import log_config
+    from govshare.broker import faults
     from govshare.broker.db import Database
     from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
     from govshare.broker.services import BrokerServices, Limits
@@ -205,33 +219,44 @@ def serve(
     from govshare.crypto import resolve_password
     from govshare.home import deployment_path, dept_dir
     from govshare.profile import load_profile, load_profile_dir, normalise_code
+    from govshare.settings import Passwords
     from govshare.storage import open_store
 
-    limit = parse_size(max_upload)
-    home = ctx.home
-    code = normalise_code(dept)
-    if profile_dir and (Path(profile_dir) / "config.json").is_file():
-        profile = load_profile_dir(Path(profile_dir))
+    code = normalise_code(settings.dept)
+    profile_dir = settings.secrets_dir
+    if profile_dir and (profile_dir / "config.json").is_file():
+        profile = load_profile_dir(profile_dir)
     else:
         profile = load_profile(home, code)
     if profile.code != code:
         raise click.UsageError(f"The profile in {profile.dir} is {profile.code}'s, not {code}'s.")
-    if password_file is None and profile_dir and not _password_in_env():
+    passwords = settings.passwords()
+    if passwords.broker is None and passwords.broker_file is None and profile_dir:
         # a container's secrets mount may carry the password beside the keys
-        candidate = Path(profile_dir) / PASSWORD_FILE
+        candidate = profile_dir / PASSWORD_FILE
         if candidate.is_file():
-            password_file = str(candidate)
+            passwords = Passwords(broker_file=candidate)
+
     password = resolve_password(
-        None, password_file=password_file, prompt=f"Password for {code}'s broker key: "
+        None,
+        configured=passwords.broker,
+        configured_file=passwords.broker_file,
+        prompt=f"Password for {code}'s broker key: ",
     )
     account = profile.unlock_broker(password)
     hpke = profile.unlock_hpke(password)
-    subject_key = load_subject_key(profile.dir)
+    subject_key = load_subject_key(
+        profile.dir, key=settings.secret("subject_key"), key_file=settings.subject_key_file
+    )
 
-    deployment = Path(deployment_file) if deployment_file else deployment_path(home)
-    ledger = _connect(deployment, rpc, wait_chain)
+    deployment = settings.deployment_file or deployment_path(home)
+    ledger = _connect(deployment, settings.rpc, settings.wait_chain)
     folder = dept_dir(home, code)
-    store = open_store(store_url or f"local:{folder / 'blobs'}", home=home)
+    store = open_store(
+        settings.store or f"local:{folder / 'blobs'}",
+        home=home,
+        token=settings.secret("kubo_token"),
+    )
     db = Database.for_department(home, code)
     svc = BrokerServices(
         dept=code,
@@ -242,51 +267,36 @@ def serve(
         hpke=hpke,
         subject_key=subject_key,
         spool=folder / "spool",
-        limits=Limits(max_upload=limit),
+        limits=Limits(max_upload=settings.max_upload),
     )
-    runtime = BrokerRuntime(
-        svc,
-        RuntimeSettings(
-            worker_interval=worker_interval,
-            sync_interval=sync_interval,
-            receipt_batch_size=receipt_batch_size,
-            receipt_batch_age=receipt_batch_age,
-        ),
-    )
+    faults.arm(settings.test_crash_at if settings.testing else None)
+    runtime = BrokerRuntime(svc, RuntimeSettings.from_settings(settings))
     try:
         warning = _registration_warning(svc, profile.hpke_public_key)
         if warning:
             click.echo(f"Warning: {warning}", err=True)
         startup = runtime.start()
         app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
-        listen = port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
-        scheme = "https" if tls_cert else "http"
+        listen = settings.port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
+        scheme = "https" if settings.tls_cert else "http"
         click.echo(
-            f"{code}'s broker: {scheme}://{host}:{listen} (chain {ledger.url}, store {store!r}, "
-            f"{startup.resumed} operation(s) resumed). Ctrl-C stops it.",
+            f"{code}'s broker: {scheme}://{settings.host}:{listen} (chain {ledger.url}, "
+            f"store {store!r}, {startup.resumed} operation(s) resumed). Ctrl-C stops it.",
             err=True,
         )
         uvicorn.run(
             app,
-            host=host,
+            host=settings.host,
             port=listen,
-            log_config=log_config(log_level.upper()),
+            log_config=log_config(settings.log_level.upper()),
             server_header=False,
             timeout_graceful_shutdown=10,
-            ssl_certfile=tls_cert,
-            ssl_keyfile=tls_key,
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
         )
     finally:
         runtime.stop()
         ledger.close()
-
-
-def _password_in_env() -> bool:
-    import os
-
-    from govshare.crypto import ENV_PASSWORD, ENV_PASSWORD_FILE
-
-    return bool(os.environ.get(ENV_PASSWORD) or os.environ.get(ENV_PASSWORD_FILE))
 
 
 def _endpoint_port(endpoint: str) -> int | None:

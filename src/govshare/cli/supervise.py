@@ -20,12 +20,12 @@ from typing import Any
 
 import click
 
-from govshare.cli.main import Ctx, GovShareGroup, common_options, pass_ctx
+from govshare.cli.main import Ctx, GovShareGroup, common_options, from_settings, pass_ctx
 
 
 def _options(f: Any) -> Any:
     f = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")(f)
-    f = click.option("--rpc", envvar="GOVSHARE_RPC", default=None, help="Chain JSON-RPC URL.")(f)
+    f = click.option("--rpc", default=from_settings("rpc"), help="Chain JSON-RPC URL.")(f)
     f = click.option(
         "--key",
         type=click.Choice(["admin", "broker"]),
@@ -38,7 +38,7 @@ def _options(f: Any) -> Any:
         "--dept",
         "dept_code",
         required=True,
-        envvar="GOVSHARE_DEPT",
+        default=from_settings("dept"),
         help="Your department: the one that made the request.",
     )(f)
     return f
@@ -48,7 +48,10 @@ def _signer(ctx: Ctx, code: str, key: str) -> Any:
     from govshare.profile import load_profile
 
     prof = load_profile(ctx.home, code)
-    return prof.unlock_admin() if key == "admin" else prof.unlock_broker()
+    passwords = ctx.settings.passwords()
+    if key == "admin":
+        return prof.unlock_admin(passwords=passwords)
+    return prof.unlock_broker(passwords=passwords)
 
 
 def _describe(r: Any) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 
 if TYPE_CHECKING:
     from govshare.broker.users import IssuedToken, Users
@@ -30,7 +30,7 @@ def dept_option(f: F) -> F:
         "--dept",
         "dept",
         required=True,
-        envvar="GOVSHARE_DEPT",
+        default=from_settings("dept"),
         metavar="CODE",
         help="The department whose broker this is (env GOVSHARE_DEPT).",
     )(f)

@@ -199,9 +199,9 @@ def build_compose(
             "environment": {
                 "GOVSHARE_HOME": GOVSHARE_HOME,
                 "GOVSHARE_DEPT": code,
-                "GOVSHARE_CHAIN_URL": f"http://{besu}:{DEFAULT_RPC_PORT}",
+                "GOVSHARE_RPC": f"http://{besu}:{DEFAULT_RPC_PORT}",
                 "GOVSHARE_DEPLOYMENT_FILE": DEPLOYMENT_FILE,
-                "GOVSHARE_STORAGE": f"kubo:http://{kubo}:{API_PORT}",
+                "GOVSHARE_STORE": f"kubo:http://{kubo}:{API_PORT}",
                 "GOVSHARE_SECRETS_DIR": SECRETS,
             },
             # Plain HTTP (serve has no TLS options): on 127.0.0.1 unless BROKER_BIND says

@@ -19,9 +19,10 @@ rename), never overwritten unless asked:
 
       aad = "govshare-hpke-key/v1" ‖ 0x00 ‖ public_key ‖ utf8(dept)
 
-Passwords (:func:`resolve_password`): an explicit argument, else ``$GOVSHARE_PASSWORD``,
-else the file named by ``$GOVSHARE_PASSWORD_FILE`` (first line), else a hidden prompt on
-the terminal (asked twice when creating a key). A wrong password raises
+Passwords (:func:`resolve_password`): an explicit argument, else the password
+settings the caller passes (``GOVSHARE_PASSWORD``, else the first line of the file
+named by ``GOVSHARE_PASSWORD_FILE``), else a hidden prompt on the terminal (asked
+twice when creating a key). A wrong password raises
 :class:`govshare.errors.WrongPassword`. No message, ``repr`` or log line carries a
 password or key.
 """
@@ -95,27 +96,28 @@ def resolve_password(
     confirm: bool = False,
     prompt: str = "Password: ",
     password_file: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
+    configured: str | None = None,
+    configured_file: str | os.PathLike[str] | None = None,
     interactive: bool | None = None,
     ask: Callable[[str], str] = getpass.getpass,
 ) -> str:
     """Find the password for a keystore.
 
-    In order: ``explicit``; ``password_file``; ``$GOVSHARE_PASSWORD``; the file
-    named by ``$GOVSHARE_PASSWORD_FILE``; a hidden prompt when ``interactive``
+    In order: ``explicit``; ``password_file``; ``configured`` (the password
+    setting, ``GOVSHARE_PASSWORD``); ``configured_file`` (``GOVSHARE_PASSWORD_FILE``);
+    a hidden prompt when ``interactive``
     (default: when stdin is a terminal), asked twice if ``confirm``. Raises
     :class:`PasswordUnavailable` when there is no source, ``PasswordMismatch``
     when the two answers differ, ``InputError`` for an empty password.
     """
-    environ = os.environ if env is None else env
     if explicit is not None:
         return _nonempty(explicit, "The password")
     if password_file is not None:
         return _read_password_file(Path(password_file))
-    if environ.get(ENV_PASSWORD):
-        return environ[ENV_PASSWORD]
-    if environ.get(ENV_PASSWORD_FILE):
-        return _read_password_file(Path(environ[ENV_PASSWORD_FILE]))
+    if configured:
+        return configured
+    if configured_file:
+        return _read_password_file(Path(configured_file))
     if interactive is None:
         interactive = sys.stdin is not None and sys.stdin.isatty()
     if not interactive:

@@ -10,7 +10,8 @@ Backends are picked by URL scheme from :data:`FACTORIES` (a plain dict):
 * ``local:PATH`` — :class:`LocalBlobStore`, the embedded store (``local:`` alone:
   ``blobs/`` under the govshare home).
 * ``kubo:http://HOST:5001`` — :class:`KuboBlobStore`, Kubo's RPC API; the bearer
-  token comes from the ``token`` argument, else ``$GOVSHARE_KUBO_TOKEN``.
+  token comes from the ``token`` argument (the ``kubo_token`` setting,
+  ``GOVSHARE_KUBO_TOKEN``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,6 @@ __all__ = [
     "save_to",
 ]
 
-ENV_STORE = "GOVSHARE_STORE"
-
 
 def _local(rest: str, *, home: Path | None = None, **_: Any) -> BlobStore:
     if rest:
@@ -109,8 +108,10 @@ def open_store(
     token: str | None = None,
     **options: Any,
 ) -> BlobStore:
-    """Open the blob store named by ``url`` (default ``$GOVSHARE_STORE``, else ``local:``)."""
-    url = url or os.environ.get(ENV_STORE) or "local:"
+    """Open the blob store named by ``url`` (default ``local:``; the ``store``
+    setting, ``GOVSHARE_STORE``, is the caller's to pass). ``token`` is a Kubo
+    RPC API's bearer token (the ``kubo_token`` setting)."""
+    url = url or "local:"
     scheme, sep, rest = url.partition(":")
     factory = FACTORIES.get(scheme) if sep else None
     if factory is None:

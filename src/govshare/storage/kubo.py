@@ -64,6 +64,7 @@ from govshare.storage.unixfs import (
     read_file,
 )
 
+#: The setting that gives the token (quoted in messages; read by govshare.settings).
 ENV_TOKEN = "GOVSHARE_KUBO_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=120.0, pool=5.0)
 _NOT_FOUND_HINTS = ("not found", "could not find", "no link named", "not pinned")
@@ -88,7 +89,6 @@ class KuboBlobStore:
         swarm_timeout: float | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        token = token if token is not None else os.environ.get(ENV_TOKEN) or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(
             base_url=self.api_url + "/api/v0/",

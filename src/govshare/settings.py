@@ -1,0 +1,335 @@
+"""Every ``GOVSHARE_*`` setting, in one object read once at the entry points.
+
+    settings = load_settings()                  # the environment, validated
+    settings = settings.with_overrides(port=9000)   # command-line flags win
+
+The ``govshare`` command reads it when a command first needs it (the root
+group's :class:`~govshare.cli.main.Ctx`); ``govshare serve`` takes its flags
+into it. Everything below the CLI receives values from it — no other module
+reads ``os.environ`` for a ``GOVSHARE_*`` name. The table in ``docs/settings.md``
+is generated from this class (``scripts/gen_settings_doc.py``) and a test fails
+when they disagree.
+
+Each setting has one name: ``GOVSHARE_`` + the field name in capitals. The old
+second names (``GOVSHARE_CHAIN_URL``, ``GOVSHARE_STORAGE``) are no longer read;
+:func:`retired_names` says so when they are set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from govshare.errors import ConfigError
+
+PREFIX = "GOVSHARE_"
+
+#: Names an earlier release read, and the one to use instead.
+RETIRED: dict[str, str] = {
+    "GOVSHARE_CHAIN_URL": "GOVSHARE_RPC",
+    "GOVSHARE_STORAGE": "GOVSHARE_STORE",
+}
+
+#: ``GOVSHARE_*`` names the scripts in ``scripts/`` and ``docker/`` read (not
+#: govshare itself): documented in their own table, never warned about.
+SCRIPT_VARIABLES: dict[str, str] = {
+    "GOVSHARE_GENERATED_DIR": "where `scripts/consortium_up.sh` and "
+    "`docker/add-department.sh` write the generated network (default docker/generated)",
+    "GOVSHARE_SCRYPT_N": "keystore cost for `scripts/consortium_up.sh` (tests only)",
+    "GOVSHARE_THRESHOLD": "the governance threshold `docker/compose.yml` deploys with",
+    "GOVSHARE_CHAIN_ID": "printed by `scripts/consortium_up.sh` for the operator",
+    "GOVSHARE_OPS": "`docker/add-department.sh`: the command that runs a command in ops (tests)",
+    "GOVSHARE_OPS_GENERATED": "`docker/add-department.sh`: the generated folder as ops sees it",
+    "GOVSHARE_OPS_RPC": "`docker/add-department.sh`: one RPC URL for every validator (tests)",
+    "GOVSHARE_SOLC": "`scripts/compile_contracts.py`: a native solc instead of solcjs",
+    "GOVSHARE_DEMO_HOME": "`scripts/demo.py`: where the demo keeps its home (default .demo)",
+}
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """``"256MiB"``, ``"1G"``, ``"4096"`` → bytes; ValueError for anything else."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError("a size must be positive")
+        return text
+    m = _SIZE.match(str(text or ""))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size (e.g. 256MiB, 1GiB, 4096)")
+    return int(m.group(1)) * _UNITS[(m.group(2) or "").lower()[:1]]
+
+
+class Settings(BaseSettings):
+    """govshare's settings: each field is the environment variable ``GOVSHARE_`` +
+    its name in capitals. The first line of each description is the docs' table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        case_sensitive=False,
+        env_ignore_empty=True,  # GOVSHARE_X= (empty) means unset, as shells use it
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # -- where things are ---------------------------------------------------------------
+    home: Path | None = Field(
+        default=None,
+        description="The govshare home: profiles, keys, deployment file, local chain and "
+        "blobs (default ~/.govshare; `--home`).",
+    )
+    dept: str | None = Field(
+        default=None,
+        description="Your department's code, for every command's `--dept` / `--as` "
+        "(and the department `govshare serve` runs).",
+    )
+    deployment_file: Path | None = Field(
+        default=None,
+        description="The deployment file naming the consortium's contracts "
+        "(default HOME/deployment.json; `--deployment`).",
+    )
+    rpc: str | None = Field(
+        default=None,
+        description="The chain node's JSON-RPC URL (default: the deployment file's; `--rpc`). "
+        "Replaces GOVSHARE_CHAIN_URL.",
+    )
+    store: str | None = Field(
+        default=None,
+        description="The blob store URL: `local:PATH` or `kubo:http://HOST:5001` (default "
+        "local: under the department's folder; `--store`). Replaces GOVSHARE_STORAGE.",
+    )
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="`govshare serve`: read the profile, keys and `broker.password` from "
+        "this folder instead of HOME/depts/CODE (a container's secrets; `--profile-dir`).",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="The broker the clerk commands call (default: the endpoint of the "
+        "department's profile; `--broker`).",
+    )
+    anvil: Path | None = Field(
+        default=None,
+        description="The anvil binary for the local dev chain (default: the npm package, "
+        "then PATH).",
+    )
+
+    # -- secrets --------------------------------------------------------------------------
+    password: SecretStr | None = Field(
+        default=None,
+        description="The broker key password (else GOVSHARE_PASSWORD_FILE or a prompt).",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="A file whose first line is the broker key password (`--password-file` wins).",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="The administrator key's own password (else GOVSHARE_ADMIN_PASSWORD_FILE, "
+        "else the broker key's sources).",
+    )
+    admin_password_file: Path | None = Field(
+        default=None, description="A file whose first line is the administrator key's password."
+    )
+    subject_key: SecretStr | None = Field(
+        default=None,
+        description="The consortium's subject key, 64 hex digits (else "
+        "GOVSHARE_SUBJECT_KEY_FILE, else the profile's subject.key).",
+    )
+    subject_key_file: Path | None = Field(
+        default=None, description="A file holding the consortium's subject key."
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Your broker API token for the clerk commands (else the one "
+        "`govshare login` saved; `--token`).",
+    )
+    audit_token: SecretStr | None = Field(
+        default=None,
+        description="The API token `govshare audit` sends to a broker URL given as a "
+        "manifest source.",
+    )
+    kubo_token: SecretStr | None = Field(
+        default=None, description="The bearer token of the Kubo RPC API of a `kubo:` store."
+    )
+
+    # -- govshare serve ---------------------------------------------------------------------
+    host: str = Field(
+        default="127.0.0.1", description="`govshare serve`: the address to listen on."
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`govshare serve`: the port (default: the profile endpoint's, else 8443).",
+    )
+    max_upload: int = Field(
+        default=256 * 1024**2,
+        description="`govshare serve`: the largest record accepted for publishing, "
+        "e.g. 256MiB, 1GiB, 4096 (bytes).",
+    )
+    wait_chain: float = Field(
+        default=30.0,
+        ge=0,
+        description="`govshare serve`: seconds to wait for the chain node at start.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="`govshare serve`: the log level."
+    )
+    receipt_batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="`govshare serve`: anchor exchange receipts as soon as this many wait "
+        "(and at most this many per batch).",
+    )
+    receipt_batch_age: float = Field(
+        default=30.0,
+        ge=0,
+        description="`govshare serve`: anchor waiting receipts once the oldest has waited "
+        "this many seconds.",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="`govshare serve`: serve HTTPS with this PEM certificate chain "
+        "(needs GOVSHARE_TLS_KEY).",
+    )
+    tls_key: Path | None = Field(
+        default=None, description="`govshare serve`: the PEM private key of GOVSHARE_TLS_CERT."
+    )
+    worker_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="`govshare serve`: seconds between rounds of the outbox worker and the "
+        "receipt batcher.",
+    )
+    sync_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="`govshare serve`: seconds between housekeeping rounds (request sync, nonces).",
+    )
+
+    # -- tests ----------------------------------------------------------------------------
+    testing: bool = Field(
+        default=False, description="Tests only: allows GOVSHARE_TEST_CRASH_AT to arm a crash point."
+    )
+    test_crash_at: str | None = Field(
+        default=None,
+        description="Tests only: the named point at which `govshare serve` kills itself "
+        "(`broker/faults.py`).",
+    )
+
+    @field_validator("max_upload", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> int:
+        return parse_size(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    # -- derived values -----------------------------------------------------------------
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        """Every setting at its default, without reading the environment."""
+        return cls.model_validate({})
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with ``values`` (the flags given on a command line) in place of
+        these, validated the same way (None unsets a setting)."""
+        try:
+            return type(self).model_validate({**self.model_dump(), **values})
+        except ValidationError as exc:
+            raise _config_error(exc, source="option") from None
+
+    def passwords(self) -> Passwords:
+        """The password sources, for :meth:`govshare.profile.Profile.unlock_broker` & co."""
+        return Passwords(
+            broker=_secret(self.password),
+            broker_file=self.password_file,
+            admin=_secret(self.admin_password),
+            admin_file=self.admin_password_file,
+        )
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret setting (``token``, ``kubo_token``, ...), or None."""
+        value = getattr(self, name)
+        return _secret(value) if isinstance(value, SecretStr) else value
+
+
+@dataclass(frozen=True)
+class Passwords:
+    """Where key passwords come from when none is typed: the password settings.
+    Never printed (the values are left out of ``repr``)."""
+
+    broker: str | None = field(default=None, repr=False)
+    broker_file: Path | None = None
+    admin: str | None = field(default=None, repr=False)
+    admin_file: Path | None = None
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+#: The settings whose values are never shown (in errors, repr or the docs).
+SECRET_FIELDS = frozenset(
+    name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+)
+
+
+def env_name(field_name: str) -> str:
+    """``"rpc"`` → ``"GOVSHARE_RPC"``."""
+    return PREFIX + field_name.upper()
+
+
+def load_settings() -> Settings:
+    """The settings from this process's environment (``GOVSHARE_*``), validated.
+
+    A value that does not validate raises :class:`~govshare.errors.ConfigError`
+    with one sentence naming the variable (never echoing a secret)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise _config_error(exc, source="env") from None
+
+
+def retired_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each ``GOVSHARE_*`` name set that govshare does not read:
+    a retired name, or a name it does not know (a typo?)."""
+    env = os.environ if environ is None else environ
+    known = {env_name(n) for n in Settings.model_fields} | set(SCRIPT_VARIABLES)
+    out = []
+    for name in sorted(k for k in env if k.upper().startswith(PREFIX)):
+        if name.upper() in RETIRED:
+            out.append(
+                f"{name} is no longer read: set {RETIRED[name.upper()]} instead "
+                "(see docs/settings.md)."
+            )
+        elif name.upper() not in known:
+            out.append(f"{name} is not a govshare setting and is ignored (see docs/settings.md).")
+    return out
+
+
+def _config_error(exc: ValidationError, *, source: str) -> ConfigError:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first.get("loc") else "?"
+    where = env_name(name) if source == "env" else f"--{name.replace('_', '-')}"
+    shown = "" if name in SECRET_FIELDS else f"={str(first.get('input'))[:80]!r}"
+    why = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(
+        f"The setting {where}{shown} is not valid: {why}{more}.".replace("..", "."),
+        setting=env_name(name),
+    )
