@@ -19,9 +19,10 @@ import yaml
 
 from govshare.broker.subjects import SUBJECT_KEY_FILE
 from govshare.cli.consortium import deploy_cmd
-from govshare.cli.serve import PASSWORD_FILE, serve
+from govshare.cli.serve import PASSWORD_FILE
 from govshare.consortium import compose
 from govshare.profile import ADMIN_KEYSTORE, BROKER_KEYSTORE, CONFIG, HPKE_KEY
+from govshare.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -233,11 +234,11 @@ def test_deploy_service_passes_every_required_flag(orgs: tuple[str, ...]) -> Non
 
 def test_brokers_environment_is_what_serve_reads() -> None:
     doc = compose.build_compose(compose.DEFAULT_ORGS)
-    envvars: set[str] = {"GOVSHARE_HOME"}  # the common --home
-    for p in serve.params:
-        ev = p.envvar
-        envvars |= set([ev] if isinstance(ev, str) else (ev or []))
-    assert _option(serve, "--profile-dir").envvar == "GOVSHARE_SECRETS_DIR"
+    # serve reads its environment through the one Settings object: every name the
+    # compose file sets must be one of its settings (a misspelt name would be ignored).
+    envvars = {env_name(f) for f in Settings.model_fields}
+    assert "GOVSHARE_SECRETS_DIR" in envvars and "GOVSHARE_HOME" in envvars
+    assert "GOVSHARE_KUBO_TOKEN" in envvars  # set by the start command below
     for org in compose.DEFAULT_ORGS:
         o = org.lower()
         svc = doc["services"][f"broker-{o}"]

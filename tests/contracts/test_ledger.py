@@ -32,14 +32,14 @@ def led(world: World):
 
 def test_constructor_refuses_zero_addresses(world: World) -> None:
     c = world.chain
-    zero, deployer = "0x" + "00" * 20, c.w3.eth.accounts[0]
+    zero, deployer = "0x" + "00" * 20, c.rpc.accounts[0]
     cases = [
         ((zero, c.records.address), "AccessLedgerZeroRegistry"),
         ((c.registry.address, zero), "AccessLedgerZeroRecords"),
         ((zero, zero), "AccessLedgerZeroRegistry"),
     ]
     for args, error in cases:
-        rv = deploy_reverts(c.w3, "AccessLedger", deployer, *args)
+        rv = deploy_reverts(c.rpc, "AccessLedger", deployer, *args)
         assert (rv.name, rv.args) == (error, ())
 
 

@@ -147,8 +147,8 @@ def test_anchor_with_retired_category(world: World) -> None:
 
 
 def test_constructor_refuses_a_zero_registry(world: World) -> None:
-    w3 = world.chain.w3
-    rv = deploy_reverts(w3, "RecordRegistry", w3.eth.accounts[0], ZERO)
+    rpc = world.chain.rpc
+    rv = deploy_reverts(rpc, "RecordRegistry", rpc.accounts[0], ZERO)
     assert (rv.name, rv.args) == ("RecordRegistryZeroRegistry", ())
 
 
