@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from govshare.audit.errors import ManifestUnavailable, RootMismatchError
+from govshare.audit.errors import ManifestError, ManifestUnavailable, RootMismatchError
 from govshare.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from govshare.audit.receipts import (
     MANIFEST_FORMAT,
-    ManifestError,
     ReceiptLeaf,
     domain_separator,
     parse_manifest,
