@@ -487,7 +487,7 @@ class Mirror:
                 return None
             try:
                 event = self.decoder(raw)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 — one hostile log must not stall the mirror
                 log.warning(
                     "mirror: skipped an undecodable log in tx %s (%s)",
                     str(raw.get("transactionHash"))[:66],

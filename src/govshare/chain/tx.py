@@ -626,7 +626,7 @@ class Sender:
         def send(raws: list[bytes]) -> None:
             try:
                 out.answers.extend(self._send_raw(raws))
-            except Exception as exc:  # reported with the round (the jobs are in doubt)
+            except Exception as exc:  # noqa: BLE001 — handed to the round (the jobs are in doubt)
                 out.failed = exc
 
         sending: threading.Thread | None = None
@@ -646,7 +646,8 @@ class Sender:
                 else:
                     sending = threading.Thread(target=send, args=(raws,), daemon=True)
                     sending.start()
-        except Exception as exc:  # signing failed: the chunks sent before stay sent
+        # Signing failed: the chunks sent before stay sent, the rest fail their jobs.
+        except Exception as exc:  # noqa: BLE001 — each unsent job's caller gets it
             out.unsigned = exc
         finally:
             if sending is not None:
