@@ -455,7 +455,7 @@ class AuditView:
         check.problems += self._checked[memo]
         return check
 
-    def check_receipt(self, r: ReceiptLeaf, department: str) -> list[dict[str, Any]]:
+    def check_receipt(self, r: ReceiptLeaf, department: str) -> list[dict[str, Any]]:  # noqa: C901 — a checklist, one branch per receipt property
         """The content of one receipt: both signatures, the grant at that time,
         the ciphertext served. Returns the problems (empty when all holds)."""
         where = {"department": department, "seq": r.seq, "grant": r.grant_id}

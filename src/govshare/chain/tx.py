@@ -654,7 +654,7 @@ class Sender:
                 sending.join()
         return out
 
-    def _send_round_inner(self, state: AccountState, jobs: list[_Job]) -> None:
+    def _send_round_inner(self, state: AccountState, jobs: list[_Job]) -> None:  # noqa: C901 — every outcome of a sent round, job by job
         base = self._sync_nonce(state)
         fees = self.gas.fees()
         rnd = self._sign_and_send(jobs, base, fees)
@@ -746,7 +746,7 @@ class Sender:
         :class:`TransactionTimeout` if it is not mined within ``timeout``."""
         return self.wait_many([pending], timeout)[0]
 
-    def wait_many(
+    def wait_many(  # noqa: C901 — one poll loop with its timeout and outage exits
         self, pendings: Sequence[PendingTx], timeout: float | None = None
     ) -> list[TxResult]:
         """Receipts of several transactions. Polls only the highest-nonce
