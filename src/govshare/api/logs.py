@@ -70,7 +70,9 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string: keep the template only
+        # A filter must never raise: a broken format string or an argument whose
+        # __str__ fails (any exception type) keeps the template only.
+        except Exception:  # noqa: BLE001 — a log filter must not raise on any record
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None

@@ -85,39 +85,8 @@ def audit_receipts(
                     department=code,
                 )
             )
-        for h, n in hashes.items():
-            if n > 1:
-                problems.append(
-                    problem(
-                        "receipt.replayed",
-                        f"{code} has {n} receipts for the same request {h[:18]}…: one signed "
-                        "request was served more than once.",
-                        department=code,
-                    )
-                )
-        for grant_id, n in sorted(per_grant.items()):
-            g = view.request(grant_id)
-            if g is None:
-                continue
-            if n > g.max_uses:
-                problems.append(
-                    problem(
-                        "grant.over_quota",
-                        f"Grant #{grant_id} has {n} receipts for a quota of {g.max_uses}.",
-                        department=code,
-                        grant=grant_id,
-                    )
-                )
-            if complete and g.owner_department == code and n != g.used_count:
-                problems.append(
-                    problem(
-                        "grant.uses_mismatch",
-                        f"Grant #{grant_id}: {n} receipt(s) in {code}'s manifests, but "
-                        f"{g.used_count} use(s) anchored on chain.",
-                        department=code,
-                        grant=grant_id,
-                    )
-                )
+        problems += _replay_problems(code, hashes)
+        problems += _grant_problems(view, code, per_grant, complete)
         departments.append(
             {
                 "department": code,
@@ -127,11 +96,79 @@ def audit_receipts(
                 "grants": {str(g): n for g, n in sorted(per_grant.items())},
             }
         )
-    held_checked = 0
+    held_checked, held_problems = _held_problems(held, dept, anchored)
+    problems += held_problems
+    return {
+        "format": RECEIPTS_FORMAT,
+        "chain_id": view.ledger.chain_id,
+        "block": view.ledger.block_number(),
+        "departments": departments,
+        "batches": batches,
+        "receipts_checked": sum(d["receipts"] for d in departments),
+        "held_checked": held_checked,
+        "manifest_sources": view.sources.describe(),
+        "rejected_sources": [{"source": s, "cid": c} for s, c in view.sources.rejected],
+        "problems": problems,
+        "ok": not problems,
+    }
+
+
+def _replay_problems(code: str, hashes: Counter[str]) -> list[dict[str, Any]]:
+    """One problem per request hash ``code`` served more than once."""
+    return [
+        problem(
+            "receipt.replayed",
+            f"{code} has {n} receipts for the same request {h[:18]}…: one signed "
+            "request was served more than once.",
+            department=code,
+        )
+        for h, n in hashes.items()
+        if n > 1
+    ]
+
+
+def _grant_problems(
+    view: AuditView, code: str, per_grant: Counter[int], complete: bool
+) -> list[dict[str, Any]]:
+    """Receipts per grant against its quota and (when every manifest of ``code``
+    was found and matched) against the uses anchored on chain."""
+    problems: list[dict[str, Any]] = []
+    for grant_id, n in sorted(per_grant.items()):
+        g = view.request(grant_id)
+        if g is None:
+            continue
+        if n > g.max_uses:
+            problems.append(
+                problem(
+                    "grant.over_quota",
+                    f"Grant #{grant_id} has {n} receipts for a quota of {g.max_uses}.",
+                    department=code,
+                    grant=grant_id,
+                )
+            )
+        if complete and g.owner_department == code and n != g.used_count:
+            problems.append(
+                problem(
+                    "grant.uses_mismatch",
+                    f"Grant #{grant_id}: {n} receipt(s) in {code}'s manifests, but "
+                    f"{g.used_count} use(s) anchored on chain.",
+                    department=code,
+                    grant=grant_id,
+                )
+            )
+    return problems
+
+
+def _held_problems(
+    held: Iterable[ReceiptLeaf], dept: str | None, anchored: dict[tuple[str, int], bytes]
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many held receipts (of ``dept``) were checked, and those not anchored as held."""
+    checked = 0
+    problems: list[dict[str, Any]] = []
     for r in held:
         if dept and r.owner != dept:
             continue
-        held_checked += 1
+        checked += 1
         leaf = anchored.get((r.owner, r.seq))
         if leaf is None:
             problems.append(
@@ -155,19 +192,7 @@ def audit_receipts(
                     grant=r.grant_id,
                 )
             )
-    return {
-        "format": RECEIPTS_FORMAT,
-        "chain_id": view.ledger.chain_id,
-        "block": view.ledger.block_number(),
-        "departments": departments,
-        "batches": batches,
-        "receipts_checked": sum(d["receipts"] for d in departments),
-        "held_checked": held_checked,
-        "manifest_sources": view.sources.describe(),
-        "rejected_sources": [{"source": s, "cid": c} for s, c in view.sources.rejected],
-        "problems": problems,
-        "ok": not problems,
-    }
+    return checked, problems
 
 
 def overdue_requests(view: AuditView, dept: str | None = None) -> dict[str, Any]:

@@ -295,7 +295,7 @@ def recover_signer(digest: bytes, signature: str) -> str | None:
         return None
     try:
         pub = PublicKey.from_signature_and_message(raw[:64] + bytes([recid]), digest, hasher=None)
-    except Exception:  # coincurve raises plain Exception for points that do not exist
+    except Exception:  # noqa: BLE001 — coincurve raises plain Exception for non-points
         return None
     return "0x" + keccak(pub.format(compressed=False)[1:])[-20:].hex()
 

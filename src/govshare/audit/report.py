@@ -16,12 +16,14 @@ from __future__ import annotations
 import html
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from govshare.audit.prov import trails_to_prov
 from govshare.audit.trail import build_trail
 from govshare.audit.view import AuditView
-from govshare.chain.contracts import RequestStatus, decode_category
+from govshare.chain.contracts import AccessRequest, RequestStatus, decode_category
+from govshare.chain.mirror import IndexedEvent
 from govshare.util import iso
 
 REPORT_FORMAT = "govshare-report/1"
@@ -36,37 +38,90 @@ def _code(value: Any) -> str:
     return bytes.fromhex(str(value)[2:]).rstrip(b"\0").decode("ascii", "replace")
 
 
-def period_report(
+_Row = Callable[[AccessRequest, IndexedEvent, int], dict[str, Any]]
+_Mine = Callable[..., bool]
+
+
+def _published_row(e: IndexedEvent, t: int) -> dict[str, Any]:
+    a = e.args
+    return {
+        "record_id": a["recordId"],
+        "department": _code(a["department"]),
+        "category": decode_category(bytes.fromhex(a["category"][2:])),
+        "previous_record_id": a["previousRecordId"] if int(a["previousRecordId"], 16) else None,
+        "at": t,
+        "at_iso": iso(t),
+        "tx_hash": e.tx_hash,
+    }
+
+
+def _request_row(r: AccessRequest, e: IndexedEvent, t: int) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "requester": r.requester_department,
+        "owner": r.owner_department,
+        "record_id": "0x" + r.record_id.hex(),
+        "purpose": r.purpose,
+        "at": t,
+        "at_iso": iso(t),
+        "deadline": r.deadline,
+        "status": r.status.value,
+        "tx_hash": e.tx_hash,
+    }
+
+
+def _decision_row(r: AccessRequest, e: IndexedEvent, t: int) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "kind": "approved" if e.event == "AccessApproved" else "denied",
+        "owner": r.owner_department,
+        "requester": r.requester_department,
+        "by": r.decided_by,
+        "at": r.decided_at,
+        "at_iso": iso(r.decided_at),
+        "delay_seconds": r.decided_at - r.requested_at,
+        "after_deadline": r.decided_at > r.deadline,
+        "tx_hash": e.tx_hash,
+    }
+
+
+def _revocation_row(r: AccessRequest, e: IndexedEvent, t: int) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "owner": r.owner_department,
+        "requester": r.requester_department,
+        "by": r.revoked_by,
+        "at": r.revoked_at,
+        "at_iso": iso(r.revoked_at),
+        "reason": r.revoke_reason,
+        "tx_hash": e.tx_hash,
+    }
+
+
+#: event -> (report section, the argument naming the request, its row)
+_REQUEST_ROWS: dict[str, tuple[str, str, _Row]] = {
+    "AccessRequested": ("requests", "requestId", _request_row),
+    "AccessApproved": ("decisions", "requestId", _decision_row),
+    "AccessDenied": ("decisions", "requestId", _decision_row),
+    "AccessRevoked": ("revocations", "grantId", _revocation_row),
+}
+
+
+def _period_rows(
     view: AuditView,
+    events: list[IndexedEvent],
+    times: dict[int, int],
     since: int,
     until: int,
-    dept: str | None = None,
-    *,
-    bulk_count: int = BULK_COUNT,
-    bulk_window: int = BULK_WINDOW,
-) -> dict[str, Any]:
-    """The report for ``[since, until]`` (Unix seconds), of one department
-    (as owner or requester) or of all."""
-
-    def mine(*codes: str) -> bool:
-        return dept is None or dept in codes
-
-    events = view.index.events(
-        [
-            "RecordAnchored",
-            "AccessRequested",
-            "AccessApproved",
-            "AccessDenied",
-            "AccessRevoked",
-            "ReceiptsAnchored",
-        ]
-    )
-    times = view.block_times(e.block_number for e in events)
-
-    published: list[dict[str, Any]] = []
-    requests: list[dict[str, Any]] = []
-    decisions: list[dict[str, Any]] = []
-    revocations: list[dict[str, Any]] = []
+    mine: _Mine,
+) -> tuple[dict[str, list[dict[str, Any]]], set[tuple[str, int]]]:
+    """The period's rows per section, and every anchored receipt batch (of any time)."""
+    rows: dict[str, list[dict[str, Any]]] = {
+        "published": [],
+        "requests": [],
+        "decisions": [],
+        "revocations": [],
+    }
     batch_keys: set[tuple[str, int]] = set()
     for e in events:
         t = times[e.block_number]
@@ -75,73 +130,26 @@ def period_report(
             batch_keys.add((_code(a["department"]), int(a["batchIndex"])))
         if not since <= t <= until:
             continue
-        if e.event == "RecordAnchored" and mine(_code(a["department"])):
-            published.append(
-                {
-                    "record_id": a["recordId"],
-                    "department": _code(a["department"]),
-                    "category": decode_category(bytes.fromhex(a["category"][2:])),
-                    "previous_record_id": a["previousRecordId"]
-                    if int(a["previousRecordId"], 16)
-                    else None,
-                    "at": t,
-                    "at_iso": iso(t),
-                    "tx_hash": e.tx_hash,
-                }
-            )
-        elif e.event == "AccessRequested":
-            r = view.request(int(a["requestId"]))
-            if r is None or not mine(r.requester_department, r.owner_department):
-                continue
-            requests.append(
-                {
-                    "id": r.id,
-                    "requester": r.requester_department,
-                    "owner": r.owner_department,
-                    "record_id": "0x" + r.record_id.hex(),
-                    "purpose": r.purpose,
-                    "at": t,
-                    "at_iso": iso(t),
-                    "deadline": r.deadline,
-                    "status": r.status.value,
-                    "tx_hash": e.tx_hash,
-                }
-            )
-        elif e.event in ("AccessApproved", "AccessDenied"):
-            r = view.request(int(a["requestId"]))
-            if r is None or not mine(r.requester_department, r.owner_department):
-                continue
-            decisions.append(
-                {
-                    "id": r.id,
-                    "kind": "approved" if e.event == "AccessApproved" else "denied",
-                    "owner": r.owner_department,
-                    "requester": r.requester_department,
-                    "by": r.decided_by,
-                    "at": r.decided_at,
-                    "at_iso": iso(r.decided_at),
-                    "delay_seconds": r.decided_at - r.requested_at,
-                    "after_deadline": r.decided_at > r.deadline,
-                    "tx_hash": e.tx_hash,
-                }
-            )
-        elif e.event == "AccessRevoked":
-            r = view.request(int(a["grantId"]))
-            if r is None or not mine(r.requester_department, r.owner_department):
-                continue
-            revocations.append(
-                {
-                    "id": r.id,
-                    "owner": r.owner_department,
-                    "requester": r.requester_department,
-                    "by": r.revoked_by,
-                    "at": r.revoked_at,
-                    "at_iso": iso(r.revoked_at),
-                    "reason": r.revoke_reason,
-                    "tx_hash": e.tx_hash,
-                }
-            )
+        if e.event == "RecordAnchored":
+            if mine(_code(a["department"])):
+                rows["published"].append(_published_row(e, t))
+        elif e.event in _REQUEST_ROWS:
+            section, id_arg, row = _REQUEST_ROWS[e.event]
+            r = view.request(int(a[id_arg]))
+            if r is not None and mine(r.requester_department, r.owner_department):
+                rows[section].append(row(r, e, t))
+    return rows, batch_keys
 
+
+def _receipt_accesses(
+    view: AuditView,
+    batch_keys: set[tuple[str, int]],
+    since: int,
+    until: int,
+    mine: _Mine,
+) -> tuple[list[dict[str, Any]], dict[int, list[int]], dict[int, dict[str, Any]]]:
+    """The anchored receipts of the period: the anomalies their checks found, the
+    access times per grant, and each grant's parties."""
     anomalies: list[dict[str, Any]] = []
     accesses: dict[int, list[int]] = defaultdict(list)
     access_meta: dict[int, dict[str, Any]] = {}
@@ -161,38 +169,31 @@ def period_report(
             for p in c.problems:
                 kind = "outside_grant_window" if p["code"] in _WINDOW_CODES else "receipt_invalid"
                 anomalies.append({"kind": kind, **p})
+    return anomalies, accesses, access_meta
 
-    per_grant: list[dict[str, Any]] = []
-    for grant_id, stamps in sorted(accesses.items()):
-        stamps.sort()
-        g = view.request(grant_id)
-        per_grant.append(
-            {
-                "grant_id": grant_id,
-                **access_meta[grant_id],
-                "accesses": len(stamps),
-                "first_at_iso": iso(stamps[0]),
-                "last_at_iso": iso(stamps[-1]),
-                "max_uses": g.max_uses if g else None,
+
+def _bulk_pull(grant_id: int, stamps: list[int], count: int, window: int) -> dict[str, Any] | None:
+    """The first run of ``count`` accesses (sorted ``stamps``) within ``window`` seconds."""
+    lo = 0
+    for hi in range(len(stamps)):
+        while stamps[hi] - stamps[lo] > window:
+            lo += 1
+        if hi - lo + 1 >= count:
+            return {
+                "kind": "bulk_pull",
+                "code": "access.bulk",
+                "message": f"Grant #{grant_id}: {hi - lo + 1} accesses within "
+                f"{window} s (from {iso(stamps[lo])}).",
+                "grant": grant_id,
             }
-        )
-        lo = 0
-        for hi in range(len(stamps)):
-            while stamps[hi] - stamps[lo] > bulk_window:
-                lo += 1
-            if hi - lo + 1 >= bulk_count:
-                anomalies.append(
-                    {
-                        "kind": "bulk_pull",
-                        "code": "access.bulk",
-                        "message": f"Grant #{grant_id}: {hi - lo + 1} accesses within "
-                        f"{bulk_window} s (from {iso(stamps[lo])}).",
-                        "grant": grant_id,
-                    }
-                )
-                break
+    return None
 
-    now = view.ledger.now()
+
+def _deadline_anomalies(
+    view: AuditView, events: list[IndexedEvent], since: int, until: int, mine: _Mine, now: int
+) -> list[dict[str, Any]]:
+    """Requests whose deadline falls in the period: left undecided past it, or decided late."""
+    anomalies: list[dict[str, Any]] = []
     decided = {
         int(e.args["requestId"]) for e in events if e.event in ("AccessApproved", "AccessDenied")
     }
@@ -226,6 +227,60 @@ def period_report(
                     "request": r.id,
                 }
             )
+    return anomalies
+
+
+def period_report(
+    view: AuditView,
+    since: int,
+    until: int,
+    dept: str | None = None,
+    *,
+    bulk_count: int = BULK_COUNT,
+    bulk_window: int = BULK_WINDOW,
+) -> dict[str, Any]:
+    """The report for ``[since, until]`` (Unix seconds), of one department
+    (as owner or requester) or of all."""
+
+    def mine(*codes: str) -> bool:
+        return dept is None or dept in codes
+
+    events = view.index.events(
+        [
+            "RecordAnchored",
+            "AccessRequested",
+            "AccessApproved",
+            "AccessDenied",
+            "AccessRevoked",
+            "ReceiptsAnchored",
+        ]
+    )
+    times = view.block_times(e.block_number for e in events)
+    rows, batch_keys = _period_rows(view, events, times, since, until, mine)
+    published, requests = rows["published"], rows["requests"]
+    decisions, revocations = rows["decisions"], rows["revocations"]
+
+    anomalies, accesses, access_meta = _receipt_accesses(view, batch_keys, since, until, mine)
+    per_grant: list[dict[str, Any]] = []
+    for grant_id, stamps in sorted(accesses.items()):
+        stamps.sort()
+        g = view.request(grant_id)
+        per_grant.append(
+            {
+                "grant_id": grant_id,
+                **access_meta[grant_id],
+                "accesses": len(stamps),
+                "first_at_iso": iso(stamps[0]),
+                "last_at_iso": iso(stamps[-1]),
+                "max_uses": g.max_uses if g else None,
+            }
+        )
+        bulk = _bulk_pull(grant_id, stamps, bulk_count, bulk_window)
+        if bulk is not None:
+            anomalies.append(bulk)
+
+    now = view.ledger.now()
+    anomalies += _deadline_anomalies(view, events, since, until, mine, now)
 
     delays = [int(d["delay_seconds"]) for d in decisions]
     return {

@@ -146,7 +146,7 @@ _ORDER = {
 }
 
 
-def _request_trail(
+def _request_trail(  # noqa: C901 — one request's life in event order: requested, decided, revoked, reminded
     view: AuditView, req: AccessRequest, version: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], int, int]:
     events = view.index.events_for_request(req.id)

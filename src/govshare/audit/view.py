@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from govshare.audit.errors import ManifestUnavailable, RootMismatchError
+from govshare.audit.errors import ManifestError, ManifestUnavailable, RootMismatchError
 from govshare.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from govshare.audit.receipts import (
     MANIFEST_FORMAT,
-    ManifestError,
+    Manifest,
     ReceiptLeaf,
     domain_separator,
     parse_manifest,
@@ -405,23 +405,11 @@ class AuditView:
         expected = list(range(b.first_seq, b.last_seq + 1))
         seqs = [r.seq for r in manifest.receipts]
         if seqs != expected:
-            missing = sorted(set(expected) - set(seqs))
-            extra = sorted(set(seqs) - set(expected))
-            dup = sorted(s for s, n in Counter(seqs).items() if n > 1)
-            parts = []
-            if missing:
-                parts.append(f"missing {_span(missing)}")
-            if extra:
-                parts.append(f"outside the range {_span(extra)}")
-            if dup:
-                parts.append(f"twice {_span(dup)}")
-            if not parts:
-                parts.append("out of order")
             out.problems.append(
                 problem(
                     "manifest.sequence",
                     f"Batch {index} of {department} anchors receipts {b.first_seq} to "
-                    f"{b.last_seq}, but its manifest has them " + "; ".join(parts) + ".",
+                    f"{b.last_seq}, but its manifest has them {_sequence_faults(expected, seqs)}.",
                     **where,
                 )
             )
@@ -437,25 +425,37 @@ class AuditView:
             )
         # each receipt: its inclusion proof against the anchored root, then its content
         for leaf_index, r in zip(manifest.positions, manifest.receipts, strict=True):
-            proof = tree.inclusion_proof(leaf_index)
-            try:
-                verify_inclusion(leaf_index, tree.size, tree.leaf(leaf_index), proof, b.root)
-                included = True
-            except RootMismatchError:
-                included = False
-            check = ReceiptCheck(
-                r, department, index, leaf_index, tree.size, b.root, proof, included
+            out.receipts.append(
+                self._receipt_check(department, index, b.root, tree, manifest, leaf_index, r)
             )
-            # (not included ⇔ the manifest's root is not the anchored one: one batch
-            # problem above says so, not one per receipt)
-            memo = (department, manifest.leaves[leaf_index])
-            if memo not in self._checked:
-                self._checked[memo] = self.check_receipt(r, department)
-            check.problems += self._checked[memo]
-            out.receipts.append(check)
         return out
 
-    def check_receipt(self, r: ReceiptLeaf, department: str) -> list[dict[str, Any]]:
+    def _receipt_check(
+        self,
+        department: str,
+        index: int,
+        root: bytes,
+        tree: MerkleTree,
+        manifest: Manifest,
+        leaf_index: int,
+        r: ReceiptLeaf,
+    ) -> ReceiptCheck:
+        proof = tree.inclusion_proof(leaf_index)
+        try:
+            verify_inclusion(leaf_index, tree.size, tree.leaf(leaf_index), proof, root)
+            included = True
+        except RootMismatchError:
+            included = False
+        check = ReceiptCheck(r, department, index, leaf_index, tree.size, root, proof, included)
+        # (not included ⇔ the manifest's root is not the anchored one: one batch
+        # problem above says so, not one per receipt)
+        memo = (department, manifest.leaves[leaf_index])
+        if memo not in self._checked:
+            self._checked[memo] = self.check_receipt(r, department)
+        check.problems += self._checked[memo]
+        return check
+
+    def check_receipt(self, r: ReceiptLeaf, department: str) -> list[dict[str, Any]]:  # noqa: C901 — a checklist, one branch per receipt property
         """The content of one receipt: both signatures, the grant at that time,
         the ciphertext served. Returns the problems (empty when all holds)."""
         where = {"department": department, "seq": r.seq, "grant": r.grant_id}
@@ -567,6 +567,21 @@ class AuditView:
 
 def _code(value: Any) -> str:
     return bytes.fromhex(str(value)[2:]).rstrip(b"\0").decode("ascii", "replace")
+
+
+def _sequence_faults(expected: list[int], seqs: list[int]) -> str:
+    """How the receipt numbers ``seqs`` differ from ``expected``, in words."""
+    missing = sorted(set(expected) - set(seqs))
+    extra = sorted(set(seqs) - set(expected))
+    dup = sorted(s for s, n in Counter(seqs).items() if n > 1)
+    parts = []
+    if missing:
+        parts.append(f"missing {_span(missing)}")
+    if extra:
+        parts.append(f"outside the range {_span(extra)}")
+    if dup:
+        parts.append(f"twice {_span(dup)}")
+    return "; ".join(parts) or "out of order"
 
 
 def _span(values: list[int]) -> str:

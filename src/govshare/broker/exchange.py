@@ -110,7 +110,9 @@ def _digest(message: SignableMessage) -> bytes:
 def _recover(message: SignableMessage, signature: bytes, what: str) -> str:
     try:
         return str(Account.recover_message(message, signature=signature))
-    except Exception:  # eth-keys raises several kinds for a signature that is no point
+    # eth-account/eth-keys raise several undocumented kinds (and coincurve a plain
+    # Exception) for a signature that is no point; each means "does not verify".
+    except Exception:  # noqa: BLE001 — re-raised as the typed BadSignature
         raise BadSignature(f"The {what} does not verify: it is not a valid signature.") from None
 
 

@@ -659,7 +659,7 @@ class Outbox:
                 out = _as_json(step.run(ctx), f"the result of step {step.name!r}")
             except kind.retry.transient as exc:
                 return self._record_transient(op_id, index, step.name, exc, attempt, kind.retry)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 — any other step error fails the op, recorded
                 self._record_permanent(op_id, index, step.name, exc)
                 return None
             results[step.name] = out

@@ -129,7 +129,7 @@ def grant_refusal(reason: GrantReason, grant_id: int) -> GovShareError:
     return cls(_SENTENCES.get(reason, "Grant {grant} is not usable.").format(grant=grant_id))
 
 
-def serve_exchange(
+def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its documented order
     svc: BrokerServices, body: Mapping[str, Any] | Any, signature: bytes
 ) -> ExchangeAnswer:
     """Check a peer's signed exchange request and, if every check passes, spend

@@ -72,7 +72,7 @@ class Worker:
         """One round, its failure recorded instead of raised."""
         try:
             self.run_once()
-        except Exception as exc:  # the loop must survive anything a round raises
+        except Exception as exc:  # noqa: BLE001 — the loop must survive any round; health logs it
             # a database outage is a known reason (logged by its code), not a bug
             self.health.failed(database_unavailable(exc) or exc)
         else:

@@ -32,10 +32,13 @@ class _LenientString(StringDecoder):
     and so does NUL, which no text column (PostgreSQL's) can store."""
 
     def __init__(self) -> None:
-        super().__init__(handle_string_errors="replace")
+        # eth-abi's StringDecoder is unannotated, and mypy's untyped_calls_exclude
+        # does not see through super().
+        super().__init__(handle_string_errors="replace")  # type: ignore[no-untyped-call]
 
     def decode(self, stream: Any) -> str:
-        return str(super().decode(stream)).replace("\0", "\ufffd")
+        text = str(super().decode(stream))  # type: ignore[no-untyped-call]
+        return text.replace("\0", "\ufffd")
 
 
 def _lenient_codec() -> ABICodec:

@@ -28,7 +28,7 @@ import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
@@ -178,7 +178,7 @@ class _ChainEnum(enum.Enum):
     """An enum stored on chain as uint8, in declaration order."""
 
     @classmethod
-    def from_chain(cls, value: int) -> Any:
+    def from_chain(cls, value: int) -> Self:
         """The member numbered ``value``; a number this enum does not know (a newer
         contract) is a marked stand-in, ``unknown-<n>``, that is not one of the
         members, equals none of them and is never iterated: every check of a known
@@ -189,7 +189,7 @@ class _ChainEnum(enum.Enum):
         return cls._unknown(int(value))
 
     @classmethod
-    def _unknown(cls, value: int) -> Any:
+    def _unknown(cls, value: int) -> Self:
         cache = cls.__dict__.get("_unknown_members")
         if cache is None:
             cache = {}

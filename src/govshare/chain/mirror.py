@@ -195,7 +195,7 @@ def _is_address(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("0x") and len(value) == 42
 
 
-def _keys(event: Event) -> Iterator[tuple[str, str]]:
+def _keys(event: Event) -> Iterator[tuple[str, str]]:  # noqa: C901 — one table of which args index which key
     for name, value in event.args.items():
         if name in _DEPARTMENT_ARGS and isinstance(value, bytes):
             code = decode_code(value)
@@ -487,7 +487,7 @@ class Mirror:
                 return None
             try:
                 event = self.decoder(raw)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 — one hostile log must not stall the mirror
                 log.warning(
                     "mirror: skipped an undecodable log in tx %s (%s)",
                     str(raw.get("transactionHash"))[:66],

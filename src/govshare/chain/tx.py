@@ -626,7 +626,7 @@ class Sender:
         def send(raws: list[bytes]) -> None:
             try:
                 out.answers.extend(self._send_raw(raws))
-            except Exception as exc:  # reported with the round (the jobs are in doubt)
+            except Exception as exc:  # noqa: BLE001 — handed to the round (the jobs are in doubt)
                 out.failed = exc
 
         sending: threading.Thread | None = None
@@ -646,14 +646,15 @@ class Sender:
                 else:
                     sending = threading.Thread(target=send, args=(raws,), daemon=True)
                     sending.start()
-        except Exception as exc:  # signing failed: the chunks sent before stay sent
+        # Signing failed: the chunks sent before stay sent, the rest fail their jobs.
+        except Exception as exc:  # noqa: BLE001 — each unsent job's caller gets it
             out.unsigned = exc
         finally:
             if sending is not None:
                 sending.join()
         return out
 
-    def _send_round_inner(self, state: AccountState, jobs: list[_Job]) -> None:
+    def _send_round_inner(self, state: AccountState, jobs: list[_Job]) -> None:  # noqa: C901 — every outcome of a sent round, job by job
         base = self._sync_nonce(state)
         fees = self.gas.fees()
         rnd = self._sign_and_send(jobs, base, fees)
@@ -745,7 +746,7 @@ class Sender:
         :class:`TransactionTimeout` if it is not mined within ``timeout``."""
         return self.wait_many([pending], timeout)[0]
 
-    def wait_many(
+    def wait_many(  # noqa: C901 — one poll loop with its timeout and outage exits
         self, pendings: Sequence[PendingTx], timeout: float | None = None
     ) -> list[TxResult]:
         """Receipts of several transactions. Polls only the highest-nonce

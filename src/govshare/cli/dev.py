@@ -161,7 +161,8 @@ def up(
     Run it again on the same home to resume it with its data: nothing is
     deployed or generated twice. Stop everything with `govshare dev down`.
     """
-    from govshare.cli.devnet import FIRST_BROKER_PORT, DevNet, category_for
+    from govshare.cli.devnet import DevNet, category_for
+    from govshare.cli.init_cmd import FIRST_BROKER_PORT
     from govshare.crypto import resolve_password
     from govshare.profile import list_codes
 

@@ -285,7 +285,7 @@ class DevNet:
 
     # -- up / down / status --------------------------------------------------------------
 
-    def up(
+    def up(  # noqa: C901 — the resumable bring-up, in its numbered steps
         self,
         codes: Sequence[str] | None,
         *,

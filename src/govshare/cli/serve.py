@@ -182,7 +182,7 @@ def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
 @click.option("--sync-interval", type=float, default=None, hidden=True)
 @common_options
 @pass_ctx
-def serve(ctx: Ctx, **flags: Any) -> None:
+def serve(ctx: Ctx, /, **flags: Any) -> None:
     """Run department CODE's broker: its clerks' API and its peers' exchange."""
     run_broker(ctx.home, _settings_with_flags(ctx.settings, flags))
 

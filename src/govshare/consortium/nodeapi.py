@@ -92,7 +92,7 @@ class VoteOutcome:
     discarded: list[NodeResult]
 
 
-def vote_validator(
+def vote_validator(  # noqa: C901 — refuse, vote, wait, discard: one sequence
     address: str,
     add: bool,
     urls: Sequence[str],

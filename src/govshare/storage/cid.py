@@ -15,6 +15,7 @@ on arbitrary input.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from govshare.storage.errors import BlockCorrupted, InvalidCID, UnsupportedCID
@@ -141,6 +142,14 @@ def b32decode(text: str) -> bytes:
     return bytes(out)
 
 
+#: The multibase prefixes a CID string may carry, and their decoders.
+_MULTIBASE: dict[str, Callable[[str], bytes]] = {
+    "b": b32decode,
+    "B": lambda body: b32decode(body.lower()),
+    "z": b58decode,
+    "f": bytes.fromhex,
+}
+
 # --- CID ----------------------------------------------------------------------------------
 
 
@@ -176,17 +185,10 @@ class CID:
             if len(text) == 46 and text.startswith("Qm"):
                 raw = b58decode(text)
                 return cls.from_bytes(raw)
-            prefix, body = text[0], text[1:]
-            if prefix == "b":
-                raw = b32decode(body)
-            elif prefix == "B":
-                raw = b32decode(body.lower())
-            elif prefix == "z":
-                raw = b58decode(body)
-            elif prefix == "f":
-                raw = bytes.fromhex(body)
-            else:
+            decode = _MULTIBASE.get(text[0])
+            if decode is None:
                 raise ValueError("unknown multibase prefix")
+            raw = decode(text[1:])
         except ValueError as exc:
             raise InvalidCID(f"{_short(text)} is not a valid CID: {exc}") from exc
         cid = cls.from_bytes(raw)

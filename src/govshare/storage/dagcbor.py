@@ -38,7 +38,7 @@ def _head(major: int, n: int, out: bytearray) -> None:
         out += bytes([(major << 5) | 27]) + n.to_bytes(8, "big")
 
 
-def _enc(value: Any, out: bytearray) -> None:
+def _enc(value: Any, out: bytearray) -> None:  # noqa: C901 — the dag-cbor type table, one branch per kind
     if value is False:
         out.append(0xF4)
     elif value is True:
@@ -116,55 +116,74 @@ def _dec(buf: bytes | memoryview, pos: int, depth: int) -> tuple[Any, int]:
     if major == 1:
         return -1 - arg, pos
     if major in (2, 3):
-        end = pos + arg
-        if end > len(buf):
-            raise InvalidBlock("invalid dag-cbor: truncated string")
-        raw = bytes(buf[pos:end])
-        if major == 2:
-            return raw, end
-        try:
-            return raw.decode("utf-8"), end
-        except UnicodeDecodeError as exc:
-            raise InvalidBlock("invalid dag-cbor: text is not UTF-8") from exc
+        return _dec_string(buf, pos, arg, text=major == 3)
     if major == 4:
-        if arg > len(buf) - pos:  # every item takes at least one byte
-            raise InvalidBlock("invalid dag-cbor: list longer than its block")
-        items = []
-        for _ in range(arg):
-            item, pos = _dec(buf, pos, depth + 1)
-            items.append(item)
-        return items, pos
+        return _dec_list(buf, pos, arg, depth)
     if major == 5:
-        if arg > len(buf) - pos:
-            raise InvalidBlock("invalid dag-cbor: map longer than its block")
-        result: dict[str, Any] = {}
-        for _ in range(arg):
-            key, pos = _dec(buf, pos, depth + 1)
-            if not isinstance(key, str):
-                raise InvalidBlock("invalid dag-cbor: map keys must be text")
-            if key in result:
-                raise InvalidBlock("invalid dag-cbor: duplicate map key")
-            result[key], pos = _dec(buf, pos, depth + 1)
-        return result, pos
+        return _dec_map(buf, pos, arg, depth)
     if major == 6:
-        if arg != _CID_TAG:
-            raise InvalidBlock(f"invalid dag-cbor: tag {arg} is not allowed")
-        raw, pos = _dec(buf, pos, depth + 1)
-        if not isinstance(raw, bytes) or not raw or raw[0] != 0:
-            raise InvalidBlock("invalid dag-cbor: a link must be bytes starting with 0x00")
-        try:
-            return CID.from_bytes(raw[1:]), pos
-        except InvalidCID as exc:
-            raise InvalidBlock(f"invalid dag-cbor link: {exc.message}") from exc
-    # major 7
+        return _dec_link(buf, pos, arg, depth)
+    return _dec_simple(info, arg), pos  # major 7
+
+
+def _dec_string(buf: bytes | memoryview, pos: int, length: int, *, text: bool) -> tuple[Any, int]:
+    end = pos + length
+    if end > len(buf):
+        raise InvalidBlock("invalid dag-cbor: truncated string")
+    raw = bytes(buf[pos:end])
+    if not text:
+        return raw, end
+    try:
+        return raw.decode("utf-8"), end
+    except UnicodeDecodeError as exc:
+        raise InvalidBlock("invalid dag-cbor: text is not UTF-8") from exc
+
+
+def _dec_list(buf: bytes | memoryview, pos: int, count: int, depth: int) -> tuple[Any, int]:
+    if count > len(buf) - pos:  # every item takes at least one byte
+        raise InvalidBlock("invalid dag-cbor: list longer than its block")
+    items = []
+    for _ in range(count):
+        item, pos = _dec(buf, pos, depth + 1)
+        items.append(item)
+    return items, pos
+
+
+def _dec_map(buf: bytes | memoryview, pos: int, count: int, depth: int) -> tuple[Any, int]:
+    if count > len(buf) - pos:
+        raise InvalidBlock("invalid dag-cbor: map longer than its block")
+    result: dict[str, Any] = {}
+    for _ in range(count):
+        key, pos = _dec(buf, pos, depth + 1)
+        if not isinstance(key, str):
+            raise InvalidBlock("invalid dag-cbor: map keys must be text")
+        if key in result:
+            raise InvalidBlock("invalid dag-cbor: duplicate map key")
+        result[key], pos = _dec(buf, pos, depth + 1)
+    return result, pos
+
+
+def _dec_link(buf: bytes | memoryview, pos: int, tag: int, depth: int) -> tuple[Any, int]:
+    if tag != _CID_TAG:
+        raise InvalidBlock(f"invalid dag-cbor: tag {tag} is not allowed")
+    raw, pos = _dec(buf, pos, depth + 1)
+    if not isinstance(raw, bytes) or not raw or raw[0] != 0:
+        raise InvalidBlock("invalid dag-cbor: a link must be bytes starting with 0x00")
+    try:
+        return CID.from_bytes(raw[1:]), pos
+    except InvalidCID as exc:
+        raise InvalidBlock(f"invalid dag-cbor link: {exc.message}") from exc
+
+
+def _dec_simple(info: int, arg: int) -> Any:
     if info == 20:
-        return False, pos
+        return False
     if info == 21:
-        return True, pos
+        return True
     if info == 22:
-        return None, pos
+        return None
     if info == 27:
-        return struct.unpack(">d", arg.to_bytes(8, "big"))[0], pos
+        return struct.unpack(">d", arg.to_bytes(8, "big"))[0]
     raise InvalidBlock("invalid dag-cbor: unsupported simple value or float width")
 
 

@@ -152,7 +152,7 @@ class LocalBlobStore:
         for f in flushes:
             try:
                 self._dirty |= f.result()
-            except BaseException as exc:  # re-raised below, once every batch has ended
+            except BaseException as exc:  # noqa: BLE001 — re-raised once every batch has ended
                 error = error or exc
         if self._flusher is not None:
             self._flusher.shutdown(wait=True)

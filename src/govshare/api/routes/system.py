@@ -92,7 +92,7 @@ def _timed(probe: Probe) -> Check:
         probe()
     except GovShareError as exc:
         return Check(ok=False, seconds=_since(start), code=exc.code, detail=exc.message)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — any probe failure is a failed check, not a 500
         # A foreign exception's message may quote internals: say only its kind.
         return Check(
             ok=False,
