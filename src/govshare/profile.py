@@ -26,10 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING, Any
 
 from govshare.crypto import (
     EthKey,
@@ -45,6 +42,9 @@ from govshare.crypto.keystore import DEFAULT_SCRYPT_N
 from govshare.errors import InputError, ProfileNotFound
 from govshare.home import dept_dir, ensure_dir
 from govshare.settings import Passwords
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 _NO_PASSWORDS = Passwords()
 
@@ -166,8 +166,7 @@ class Profile:
 
 
 def _account(key: EthKey) -> LocalAccount:
-    acct: LocalAccount = Account.from_key(key.private_bytes())
-    return acct
+    return key.account()
 
 
 def create_profile(

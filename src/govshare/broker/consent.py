@@ -23,8 +23,7 @@ these checks let through (a request already decided, say) with its own error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING
 
 from govshare.broker.outbox import Outbox
 from govshare.broker.signed import send_journaled
@@ -34,6 +33,9 @@ from govshare.chain.mirror import Mirror
 from govshare.chain.tx import TxResult
 from govshare.errors import InputError, NotFound
 from govshare.util import iso
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 # -- results ----------------------------------------------------------------------------
 

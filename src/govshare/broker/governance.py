@@ -26,9 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING, Any
 
 from govshare.chain.contracts import (
     Category,
@@ -44,6 +42,9 @@ from govshare.chain.tx import TxResult
 from govshare.crypto import EthKey, generate_keypair, save_eth_keystore, save_hpke_key
 from govshare.errors import InputError
 from govshare.profile import BROKER_KEYSTORE, HPKE_KEY, Profile, check_endpoint, normalise_code
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 #: Gives gas to new accounts (on the dev chain); called with their addresses.
 Funder = Callable[[Sequence[str]], object]

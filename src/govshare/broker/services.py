@@ -20,9 +20,9 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from eth_account.signers.local import LocalAccount
 
 from govshare.broker.db import Database
 from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
@@ -33,6 +33,9 @@ from govshare.chain.mirror import Mirror
 from govshare.crypto import HpkePrivateKey
 from govshare.home import ensure_dir
 from govshare.storage import BlobStore
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 _mirror_log = logging.getLogger("govshare.broker.mirror")
 

@@ -24,15 +24,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING, Any
 
 from govshare.broker.db import Database, broker_db_path
 from govshare.broker.outbox import JSON, Outbox, StepContext, fingerprint
 from govshare.chain.ledger import Ledger
 from govshare.chain.tx import PendingTx, SignedTx, TxRequest, TxResult
 from govshare.errors import ChainRejected, IntegrityError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 KIND = "signed_tx"
 

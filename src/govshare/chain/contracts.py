@@ -28,9 +28,8 @@ import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from govshare.chain.abi import Artifact, FunctionCodec
@@ -38,6 +37,9 @@ from govshare.chain.connection import Connection, RpcError
 from govshare.chain.events import LogDecoder
 from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
 from govshare.errors import InputError, OutOfRange
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 ZERO32 = b"\0" * 32
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"

@@ -31,9 +31,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from govshare.chain.abi import CONTRACT_NAMES, Artifact, load_artifact
@@ -42,6 +41,9 @@ from govshare.chain.contracts import DepartmentInit, to_address
 from govshare.chain.reverts import RevertDecoder
 from govshare.chain.tx import GasMode, Sender
 from govshare.errors import ConfigError, DeploymentNotFound, DeploymentStale, InputError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 FORMAT = "govshare-deployment/1"
 DEFAULT_PROPOSAL_LIFETIME = 7 * 24 * 3600

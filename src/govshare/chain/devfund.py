@@ -9,13 +9,15 @@ administrators can transact. On any other chain this does nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING
 
 from govshare.chain.connection import Connection
 from govshare.chain.devnode import DEFAULT_CHAIN_ID
 from govshare.chain.tx import Sender, TxRequest
+from govshare.crypto.keys import local_account
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 # anvil's account 0 for the mnemonic "test test ... junk": public knowledge, dev only.
 FAUCET_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -24,8 +26,7 @@ MIN_BALANCE_WEI = 10 * 10**18
 
 
 def faucet() -> LocalAccount:
-    acct: LocalAccount = Account.from_key(FAUCET_KEY)
-    return acct
+    return local_account(FAUCET_KEY)
 
 
 def is_dev_chain(conn: Connection) -> bool:

@@ -39,9 +39,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, cast
 
-from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from govshare.chain.connection import Connection, RpcError, node_epoch, node_went_away
@@ -54,6 +53,9 @@ from govshare.errors import (
     TransactionDropped,
     TransactionTimeout,
 )
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 log = logging.getLogger(__name__)
 

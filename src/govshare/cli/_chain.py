@@ -4,15 +4,17 @@ department's administrator, and confirmation prompts."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from eth_account.signers.local import LocalAccount
 
 from govshare.chain.ledger import Ledger
 from govshare.cli.main import Ctx, from_settings
 from govshare.home import deployment_path
 from govshare.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 F = TypeVar("F", bound=Callable[..., Any])
 

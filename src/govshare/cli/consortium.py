@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from govshare.chain.connection import Connection
 from govshare.chain.contracts import DepartmentInit
@@ -23,6 +22,10 @@ from govshare.chain.tx import Sender
 from govshare.cli import net
 from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.crypto import load_eth_keystore, resolve_password
+from govshare.crypto.keys import local_account
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 from govshare.errors import ConfigError, InputError
 from govshare.home import chain_dir, deployment_path
 from govshare.profile import load_profile
@@ -96,12 +99,11 @@ def _deployer(
             configured_file=passwords.broker_file,
             prompt="Password for the deployer keystore: ",
         )
-        acct: LocalAccount = Account.from_key(load_eth_keystore(keystore, pw).private_bytes())
-        return acct
+        return load_eth_keystore(keystore, pw).account()
     if key_file:
         try:
             raw = Path(key_file).read_text().strip()
-            acct = Account.from_key(raw)
+            acct = local_account(raw)
         except OSError as exc:
             raise InputError(f"The key file {key_file} cannot be read ({exc.strerror}).") from None
         except (ValueError, TypeError):

@@ -6,12 +6,15 @@ so it cannot happen by accident in an f-string or a ``logger.debug(obj)``.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from govshare.crypto.errors import InvalidKey
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = ["EthKey", "HpkePrivateKey", "check_public_key", "generate_keypair"]
 
@@ -124,5 +127,20 @@ class EthKey(_Secret):
         """The raw 32-byte secret (to sign with eth-account). Never log it."""
         return self._raw
 
+    def account(self) -> LocalAccount:
+        """This key as an eth-account signer (the one object that holds it unlocked)."""
+        return local_account(self._raw)
+
     def _label(self) -> str:
         return self.address
+
+
+def local_account(key: bytes | str) -> LocalAccount:
+    """An eth-account signer for ``key`` (32 raw bytes or their hex).
+
+    eth-account costs most of a second to import, so it is imported here, when a
+    key is unlocked, and not by every command that only reads or talks HTTP."""
+    from eth_account import Account
+
+    acct: LocalAccount = Account.from_key(key)
+    return acct
