@@ -5,14 +5,18 @@ Rounds are moved by calling ``tick()`` / ``resume_pending()``, never by sleeping
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from fakeclock import ManualClock
 from govshare.broker import receipt_batches
-from govshare.broker.db import Database, OpState
+from govshare.broker.db import Database, ExchangeNonce, OpState
+from govshare.broker.housekeeping import SPOOL_EVERY, Housekeeper
 from govshare.broker.outbox import Outbox, OutboxWorker, RetryPolicy, StepContext
 from govshare.broker.receipt_batches import ReceiptBatcher
 from govshare.broker.workers import Worker
@@ -166,3 +170,41 @@ def test_retries_of_a_failed_batch_back_off_doubling_up_to_an_hour(db: Database)
         op = batcher._submit(1, 3)
         assert op is not None, wait
         _fail(outbox, op.id)
+
+
+def test_housekeeping_forgets_nonces_and_cleans_the_spool_as_its_clock_moves(
+    db: Database, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    svc: Any = SimpleNamespace(
+        db=db,
+        clock=clock,
+        outbox=Outbox(db, clock=clock),
+        spool=spool,
+        sync=SimpleNamespace(run_once=lambda: 0),
+    )
+
+    def nonces() -> int:
+        with db.session(readonly=True) as s:
+            return int(s.scalar(select(func.count()).select_from(ExchangeNonce)) or 0)
+
+    with db.session() as s:  # a request that expires now
+        s.add(ExchangeNonce(signer="0x" + "11" * 20, nonce="1", expires_at=clock.utc()))
+    keeper = Housekeeper(svc)
+    keeper.run_once()  # the first round cleans the spool too
+    assert nonces() == 1  # within the grace (60 s) after its expiry
+    old = spool / "upload-old.part"
+    old.write_bytes(b"left by a crash")
+    os.utime(old, (clock.now() - 7200, clock.now() - 7200))
+    clock.advance(61)
+    keeper.run_once()
+    assert nonces() == 0
+    assert old.exists()  # the spool's turn comes every SPOOL_EVERY seconds only
+    clock.advance(SPOOL_EVERY - 62)
+    keeper.run_once()
+    assert old.exists()
+    clock.advance(1)
+    keeper.run_once()
+    assert not old.exists()
