@@ -1,13 +1,17 @@
-"""A clock that moves only when a test says so (the broker side's fake clock;
-the chain side moves with ``evm_increaseTime`` / ``anvil_mine``)."""
+"""A clock that moves only when a test says so (the broker side's fake clock),
+and :func:`warp_chain` for the chain side (``evm_increaseTime`` + ``evm_mine``)."""
 
 from __future__ import annotations
 
 import math
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from govshare.clock import utcnow
+
+if TYPE_CHECKING:
+    from govshare.chain.connection import Connection
 
 
 class ManualClock:
@@ -37,3 +41,10 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock({self._now!r})"
+
+
+def warp_chain(conn: Connection, seconds: int) -> None:
+    """Move a dev chain's clock ``seconds`` forward and mine a block there, so
+    ``Ledger.now()`` (the later of the clock and the latest block) sees it."""
+    conn.request("evm_increaseTime", [seconds])
+    conn.request("evm_mine", [])
