@@ -93,7 +93,7 @@ def poll(
         if time.monotonic() > deadline:
             raise EngineFailed(f"{what}: not ready within {timeout:.0f} s{_tail(log)}")
         time.sleep(pause)
-        pause = min(pause * 2, 0.25)
+        pause = min(pause * 2, 0.1)
 
 
 def _tail(log: Path | None, lines: int = 15) -> str:

@@ -24,7 +24,6 @@ import hashlib
 import io
 import os
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,9 +162,7 @@ def test_the_clean_log_verifies_and_only_the_late_receipts_are_flagged(scene: Sc
     try:
         scene.anchor(scene.batch_receipts(SLOT))
         scene.view.sync()
-        t = time.perf_counter()
         report = audit_receipts(scene.view, "TAX")
-        elapsed = time.perf_counter() - t
         assert report["receipts_checked"] == N_RECEIPTS
         codes = {p["code"] for p in report["problems"]}
         late = [p for p in report["problems"] if p["code"] == "receipt.after_revocation"]
@@ -173,7 +170,6 @@ def test_the_clean_log_verifies_and_only_the_late_receipts_are_flagged(scene: Sc
         assert sorted(p["seq"] for p in late) == list(LATE)
         assert all(p["grant"] == scene.revoked_grant for p in late)
         assert codes == {"receipt.after_revocation"}
-        assert elapsed < 60, elapsed
     finally:
         revert(scene, snap)
         scene.view.sync()

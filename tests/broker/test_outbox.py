@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from fakeclock import ManualClock
 from govshare.broker.db import Database, Operation, OperationStep, OpState, StepState
 from govshare.broker.errors import IdempotencyConflict
 from govshare.broker.outbox import (
@@ -32,12 +33,8 @@ CHILD = Path(outbox_child.__file__)
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, factor=2.0)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+def a_clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC).timestamp())
 
 
 def count_ops(db: Database) -> int:
@@ -298,7 +295,7 @@ def test_unexpected_errors_are_logged_with_an_id_not_returned(
 
 
 def test_without_wait_a_transient_error_leaves_it_pending_for_later(db: Database) -> None:
-    clock = Clock()
+    clock = a_clock()
     down = [True]
 
     def anchor(ctx: StepContext) -> dict[str, Any]:
@@ -310,11 +307,13 @@ def test_without_wait_a_transient_error_leaves_it_pending_for_later(db: Database
     outbox.register("demo", [("anchor", anchor)])
     op = outbox.submit("demo", "k", "system", "0" * 64, {}, wait=False).operation
     assert op.state is OpState.PENDING
-    assert op.next_attempt_at == clock.now + timedelta(seconds=10)
+    assert op.next_attempt_at == clock.utc() + timedelta(seconds=10)
     assert op.error is not None and op.error["retryable"] is True
     down[0] = False
     assert outbox.resume_pending() == []  # not due yet
-    clock.now += timedelta(seconds=11)
+    clock.advance(9)
+    assert outbox.resume_pending() == []  # a second early: still not due
+    clock.advance(2)
     [done] = outbox.resume_pending()
     assert done.state is OpState.DONE and done.error is None
 
@@ -418,7 +417,7 @@ def test_a_step_that_keeps_crashing_is_given_up(tmp_path: Path) -> None:
 
 
 def test_an_expired_lease_is_taken_over(db: Database) -> None:
-    clock = Clock()
+    clock = a_clock()
     calls: list[str] = []
     outbox = Outbox(db, clock=clock, lease=timedelta(minutes=1))
     three_steps(outbox, calls)
@@ -427,10 +426,10 @@ def test_an_expired_lease_is_taken_over(db: Database) -> None:
         s.execute(
             update(Operation)
             .where(Operation.id == op.id)
-            .values(state="running", lease_owner="other", lease_until=clock.now)
+            .values(state="running", lease_owner="other", lease_until=clock.utc())
         )
     assert outbox.resume_pending() == []  # lease still valid at this instant
-    clock.now += timedelta(seconds=1)
+    clock.advance(1)
     [done] = outbox.resume_pending()
     assert done.state is OpState.DONE and calls == ["encrypt", "store", "anchor"]
 

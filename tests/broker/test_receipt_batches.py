@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from fakeclock import ManualClock
 from govshare.audit.receipts import ReceiptLeaf, parse_manifest
 from govshare.broker import receipt_batches
 from govshare.broker.access import request_access
@@ -89,8 +90,12 @@ def onchain_batches(svc: BrokerServices) -> list[tuple[int, int]]:
     ]
 
 
-def test_batches_by_count_then_by_time_and_the_manifest_matches_the_root(p_fixture: Pair) -> None:
+def test_batches_by_count_then_by_time_and_the_manifest_matches_the_root(
+    p_fixture: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
     p = p_fixture
+    clock = ManualClock()
+    monkeypatch.setattr(p.tax, "clock", clock)  # receipts are issued, and aged, on it
     assert exchange(p, 7) == list(range(1, 8))
     batcher = ReceiptBatcher(p.tax, max_count=3, max_age=3600)
     first = batcher.run_once(drive=True)
@@ -99,10 +104,13 @@ def test_batches_by_count_then_by_time_and_the_manifest_matches_the_root(p_fixtu
     assert batcher.run_once(drive=True).last_seq == 6
     waiting = batcher.run_once(drive=True)
     assert waiting.action == "waiting" and (waiting.first_seq, waiting.last_seq) == (7, 7)
-    # by time: the seventh has waited long enough once max_age is 0
-    timed = ReceiptBatcher(p.tax, max_count=3, max_age=0).run_once(drive=True)
+    # by time: the seventh is anchored once it has waited max_age on the clock
+    clock.advance(3599)
+    assert batcher.run_once(drive=True).action == "waiting"
+    clock.advance(1)
+    timed = batcher.run_once(drive=True)
     assert timed.action == "submitted" and (timed.first_seq, timed.last_seq) == (7, 7)
-    assert ReceiptBatcher(p.tax, max_age=0).run_once(drive=True).action == "none"
+    assert batcher.run_once(drive=True).action == "none"
 
     assert onchain_batches(p.tax) == [(1, 3), (4, 6), (7, 7)]
     assert p.tax.ledger.access.get_request(p.grant).used_count == 7

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from fakeclock import ManualClock
 from govshare.broker.access import request_access, sync_requests
 from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.db import AccessRequest, OpState, Record, RecordStatus
@@ -151,6 +152,8 @@ def test_a_lost_anchor_answer_is_resumed_without_a_second_anchor(
     def lands_then_fails(*args: Any, **kw: Any) -> LostAnswer:
         return LostAnswer(real(*args, **kw))
 
+    clock = ManualClock()
+    monkeypatch.setattr(tax.outbox, "clock", clock)  # the retry's backoff is read on it
     monkeypatch.setattr(tax.ledger.records, "submit_anchor", lands_then_fails)
     out = put(tax, b"lost answer", "pub-lost")
     assert out.state is OpState.PENDING and out.error and out.error["retryable"]
@@ -158,7 +161,8 @@ def test_a_lost_anchor_answer_is_resumed_without_a_second_anchor(
     with tax.db.session(readonly=True) as s:
         assert s.get(Record, out.record_id).status == RecordStatus.STORED.value
     monkeypatch.setattr(tax.ledger.records, "submit_anchor", real)
-    time.sleep(0.6)  # the retry's backoff
+    assert out.operation_id not in {op.id for op in tax.outbox.resume_pending()}  # not due
+    clock.advance(1)  # past the retry's backoff (0.5 s)
     done = [op for op in tax.outbox.resume_pending() if op.id == out.operation_id]
     assert done and done[0].state is OpState.DONE
     assert done[0].result["tx_hash"] == sent[0]  # adopted: found by its event

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from fakeclock import ManualClock
 from govshare.broker.db import ApiToken, Database, Role
 from govshare.broker.errors import AlreadyExists, InvalidToken
 from govshare.broker.users import (
@@ -94,19 +95,30 @@ def test_expired_token(users: Users) -> None:
         users.authenticate(issued.token)
 
 
+def test_a_token_expires_when_the_clock_reaches_its_expiry(db: Database) -> None:
+    clock = ManualClock()
+    users = Users(db, clock=clock)
+    _, issued = users.add("alice", "clerk", "TAX", expires_at=clock.utc() + timedelta(hours=1))
+    clock.advance(3599)
+    assert users.authenticate(issued.token).name == "alice"
+    clock.advance(1)
+    with pytest.raises(InvalidToken):
+        users.authenticate(issued.token)
+
+
 def test_last_used_is_recorded_but_not_on_every_call(db: Database) -> None:
-    now = [datetime(2026, 1, 1, tzinfo=UTC)]
-    users = Users(db, clock=lambda: now[0], touch_every=timedelta(minutes=1))
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    users = Users(db, clock=clock, touch_every=timedelta(minutes=1))
     _, issued = users.add("alice", "clerk", "TAX")
     users.authenticate(issued.token)
     first = users.tokens("alice")[0].last_used_at
-    assert first == now[0]
-    now[0] += timedelta(seconds=10)
+    assert first == clock.utc()
+    clock.advance(10)
     users.authenticate(issued.token)
     assert users.tokens("alice")[0].last_used_at == first
-    now[0] += timedelta(minutes=2)
+    clock.advance(120)
     users.authenticate(issued.token)
-    assert users.tokens("alice")[0].last_used_at == now[0]
+    assert users.tokens("alice")[0].last_used_at == clock.utc()
 
 
 def test_duplicate_name_and_bad_input(users: Users) -> None:

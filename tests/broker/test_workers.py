@@ -5,14 +5,18 @@ Rounds are moved by calling ``tick()`` / ``resume_pending()``, never by sleeping
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from fakeclock import ManualClock
 from govshare.broker import receipt_batches
-from govshare.broker.db import Database, OpState, utcnow
+from govshare.broker.db import Database, ExchangeNonce, OpState
+from govshare.broker.housekeeping import SPOOL_EVERY, Housekeeper
 from govshare.broker.outbox import Outbox, OutboxWorker, RetryPolicy, StepContext
 from govshare.broker.receipt_batches import ReceiptBatcher
 from govshare.broker.workers import Worker
@@ -104,16 +108,17 @@ def test_an_operation_retried_for_the_same_cause_is_logged_once(
     assert len(lines(caplog)) == 1
 
 
-def _failed_batches(db: Database, *, finished_ago: float) -> tuple[Outbox, Any]:
-    """An outbox whose anchor_receipts operations fail for good, as if they
-    finished ``finished_ago`` seconds ago; the batcher's services hold only it."""
-    outbox = Outbox(db, clock=lambda: utcnow() - timedelta(seconds=finished_ago))
+def _failed_batches(db: Database) -> tuple[Outbox, ManualClock, Any]:
+    """An outbox whose anchor_receipts operations fail for good, and the clock
+    it and the batcher read; the batcher's services hold only those."""
+    clock = ManualClock()
+    outbox = Outbox(db, clock=clock)
 
     def gap(ctx: StepContext) -> dict[str, Any]:
         raise IntegrityError("a gap on chain")
 
     outbox.register(receipt_batches.KIND, [("anchor", gap)])
-    return outbox, SimpleNamespace(outbox=outbox)
+    return outbox, clock, SimpleNamespace(outbox=outbox, clock=clock)
 
 
 def _fail(outbox: Outbox, op_id: str) -> None:
@@ -123,40 +128,83 @@ def _fail(outbox: Outbox, op_id: str) -> None:
 def test_a_failed_batch_is_logged_once_and_retried_with_backoff(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    outbox, svc = _failed_batches(db, finished_ago=90)
+    outbox, clock, svc = _failed_batches(db)
     batcher = ReceiptBatcher(svc, retry_after=60)
     caplog.set_level(logging.INFO, logger="govshare")
     first = batcher._submit(1, 3)
     assert first is not None
     _fail(outbox, first.id)
-    # 90 s after the first failure: past retry_after (60 s), a numbered retry
+    assert batcher._submit(1, 3) is None  # retry_after (60 s) has not passed
+    clock.advance(90)
+    # 90 s after the first failure: past retry_after, a numbered retry
     second = batcher._submit(1, 3)
     assert second is not None and second.id != first.id
     _fail(outbox, second.id)
     # the second failure waits twice as long (120 s): not yet, and said once
     for _ in range(5):
         assert batcher._submit(1, 3) is None
+        clock.advance(20)
     warned = lines(caplog, logging.WARNING)
     assert warned == [
-        ("WARNING", "receipts: anchoring 1-3 failed (integrity.mismatch); retrying in 120 s")
+        ("WARNING", "receipts: anchoring 1-3 failed (integrity.mismatch); retrying in 60 s"),
+        ("WARNING", "receipts: anchoring 1-3 failed (integrity.mismatch); retrying in 120 s"),
     ]
+    clock.advance(20)  # 120 s after the second failure
+    third = batcher._submit(1, 3)
+    assert third is not None and third.id not in (first.id, second.id)
 
 
-def _retries(outbox: Outbox, batcher: ReceiptBatcher, limit: int) -> int:
-    n = 0
-    while n < limit and (op := batcher._submit(1, 3)) is not None:
+def test_retries_of_a_failed_batch_back_off_doubling_up_to_an_hour(db: Database) -> None:
+    """Each retry becomes due exactly when the clock passes its wait: 60, 120,
+    …, 1920 s, then an hour (the wait stops doubling), and an hour again."""
+    outbox, clock, svc = _failed_batches(db)
+    batcher = ReceiptBatcher(svc, retry_after=60)
+    op = batcher._submit(1, 3)
+    assert op is not None
+    _fail(outbox, op.id)
+    waits = [60 * 2**k for k in range(6)] + [receipt_batches.MAX_RETRY_AFTER] * 3
+    for wait in waits:
+        clock.advance(wait - 1)
+        assert batcher._submit(1, 3) is None, wait  # a second early
+        clock.advance(1)
+        op = batcher._submit(1, 3)
+        assert op is not None, wait
         _fail(outbox, op.id)
-        n += 1
-    return n
 
 
-def test_retries_of_a_failed_batch_back_off_doubling(db: Database) -> None:
-    # failures 2000 s old: the waits of 60, 120, …, 1920 s have passed, 3600 s not
-    outbox, svc = _failed_batches(db, finished_ago=2000)
-    assert _retries(outbox, ReceiptBatcher(svc, retry_after=60), 50) == 7
+def test_housekeeping_forgets_nonces_and_cleans_the_spool_as_its_clock_moves(
+    db: Database, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    svc: Any = SimpleNamespace(
+        db=db,
+        clock=clock,
+        outbox=Outbox(db, clock=clock),
+        spool=spool,
+        sync=SimpleNamespace(run_once=lambda: 0),
+    )
 
+    def nonces() -> int:
+        with db.session(readonly=True) as s:
+            return int(s.scalar(select(func.count()).select_from(ExchangeNonce)) or 0)
 
-def test_a_failed_batch_is_still_retried_every_hour(db: Database) -> None:
-    # failures an hour and a bit old: the wait stops doubling at an hour
-    outbox, svc = _failed_batches(db, finished_ago=receipt_batches.MAX_RETRY_AFTER + 100)
-    assert _retries(outbox, ReceiptBatcher(svc, retry_after=60), 12) == 12
+    with db.session() as s:  # a request that expires now
+        s.add(ExchangeNonce(signer="0x" + "11" * 20, nonce="1", expires_at=clock.utc()))
+    keeper = Housekeeper(svc)
+    keeper.run_once()  # the first round cleans the spool too
+    assert nonces() == 1  # within the grace (60 s) after its expiry
+    old = spool / "upload-old.part"
+    old.write_bytes(b"left by a crash")
+    os.utime(old, (clock.now() - 7200, clock.now() - 7200))
+    clock.advance(61)
+    keeper.run_once()
+    assert nonces() == 0
+    assert old.exists()  # the spool's turn comes every SPOOL_EVERY seconds only
+    clock.advance(SPOOL_EVERY - 62)
+    keeper.run_once()
+    assert old.exists()
+    clock.advance(1)
+    keeper.run_once()
+    assert not old.exists()

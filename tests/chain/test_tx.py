@@ -456,25 +456,25 @@ def test_node_without_access_lists_falls_back(conn: Connection, fresh_account, m
     assert not sender._use_access_list
 
 
+@pytest.mark.timeout(120)
 def test_a_node_that_stops_answering_ends_the_wait_for_a_receipt() -> None:
     """Sent, then the node goes away: the wait gives up after
-    ``unavailable_grace`` with ChainUnavailable (not after the full receipt
-    timeout), naming the transaction whose outcome is unknown."""
+    ``unavailable_grace`` with ChainUnavailable, naming the transaction whose
+    outcome is unknown. The receipt timeout is a day: a wait that ignored the
+    grace would hang, and the test's timeout would fail it."""
     from govshare.chain.devnode import AnvilProcess
 
     node = AnvilProcess().start()
     try:
         conn = Connection(node.url)
-        sender = Sender(conn, receipt_timeout=60, unavailable_grace=1.0)
+        sender = Sender(conn, receipt_timeout=86_400, unavailable_grace=0.2)
         acct = Account.create()
         conn.request("anvil_setBalance", [acct.address, hex(10**20)])
         conn.request("evm_setAutomine", [False])
         pending = sender.submit(acct, _transfer(acct.address))
         node.stop(hard=True)
-        t0 = time.monotonic()
         with pytest.raises(ChainUnavailable, match="outcome is unknown") as info:
             pending.wait()
-        assert time.monotonic() - t0 < 10
         assert info.value.details["tx_hash"] == pending.tx_hash
     finally:
         node.stop()

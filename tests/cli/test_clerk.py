@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import pytest
 
 from cli.conftest import Cli, Result
+from fakeclock import warp_chain
+from govshare.chain.connection import Connection
 from govshare.chain.devnode import free_port
 from govshare.storage.cid import parse_cid
 
@@ -185,7 +186,9 @@ def test_every_refusal_from_the_cli(cli: Cli, files: Path) -> None:
 
     brief = _request(cli, rid, purpose="brief")
     _grant(cli, brief, expires="2s")
-    time.sleep(3)
+    rpc = json.loads((cli.home / "deployment.json").read_text())["rpc_url"]
+    with Connection(rpc) as chain:
+        warp_chain(chain, 3)  # the chain's clock passes the grant's expiry
     fetch_refused("grant.expired", "--grant", brief)
 
     revoked = _request(cli, rid, purpose="revoked")

@@ -373,7 +373,7 @@ def test_broker_starts_from_its_secrets_volume_and_users_get_in(
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+            time.sleep(0.1)
         # The documented one-liner, `… exec broker-tax govshare user add …`: same env.
         res = subprocess.run(
             [

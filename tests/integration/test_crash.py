@@ -158,7 +158,7 @@ def test_a_publish_killed_at_any_step_is_completed_once(
         deadline = time.monotonic() + 30
         while not any(r.sha256 == sha.hex() and r.status == "anchored" for r in tax_rows(world)):
             assert time.monotonic() < deadline, "the resumed publish was not anchored"
-            time.sleep(0.3)
+            time.sleep(0.1)
         # ...and the clerk's retry with the same key gets that record, not a second one
         code, again = publish(world, src, key)
         assert code == 0, again
@@ -254,7 +254,7 @@ def _chain_down(world: World, node: AnvilProcess, tax: ServeProcess, tmp_path: P
     deadline = time.monotonic() + 60
     while not any(r.sha256 == sha and r.status == "anchored" for r in tax_rows(world)):
         assert time.monotonic() < deadline, "the accepted publish was not anchored"
-        time.sleep(0.5)
+        time.sleep(0.1)
     code, again = publish(world, pending_file, "during-outage")
     assert code == 0 and again["replayed"] is True, again
     assert len(world.ledger.records.records_by_hash(bytes.fromhex(sha))) == 1

@@ -77,7 +77,7 @@ class ApiDeps:
         }
         return cls(
             db=services.db,
-            users=Users(services.db),
+            users=Users(services.db, clock=services.clock),
             outbox=services.outbox,
             probes={**default, **dict(probes or {})},
             services=services,

@@ -22,13 +22,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection as DbConnection
 
-from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus, utcnow
+from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus
 from govshare.broker.errors import RecordUnknown
 from govshare.broker.outbox import JSON, StepContext, fingerprint, principal_of
 from govshare.broker.users import Principal, normalise_dept
@@ -36,6 +36,7 @@ from govshare.chain.contracts import AccessRequest as ChainRequest
 from govshare.chain.contracts import DepartmentStatus, decode_code, to_bytes32
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.chain.mirror import IndexedEvent, Projection
+from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import InputError, NotFound
 from govshare.util import chain_time
 
@@ -175,7 +176,7 @@ def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
         tx_hash, block = "", svc.ledger.block_number()
     req = access.get_request(found)
     with svc.db.session() as s:
-        upsert_request(s.connection(), req, block)
+        upsert_request(s.connection(), req, block, clock=svc.clock)
     return {"request_id": found, "tx_hash": tx_hash, "block_number": block}
 
 
@@ -189,7 +190,9 @@ _STATUS = {
 }
 
 
-def upsert_request(db: DbConnection, req: ChainRequest, block: int) -> None:
+def upsert_request(
+    db: DbConnection, req: ChainRequest, block: int, *, clock: Clock = SYSTEM_CLOCK
+) -> None:
     """Copy a request's on-chain state (read at ``block``) into ``access_requests``
     — never backwards: a row already updated from a later block is kept."""
     key = str(req.id)
@@ -214,7 +217,7 @@ def upsert_request(db: DbConnection, req: ChainRequest, block: int) -> None:
         "decided_by": req.decided_by,
         "reason": req.revoke_reason or req.deny_reason or None,
         "updated_block": block,
-        "updated_at": utcnow(),
+        "updated_at": utcnow(clock),
     }
     if stored is None:
         db.execute(insert(AccessRequest).values(request_id=key, **values))
@@ -259,7 +262,7 @@ class RequestProjection(Projection):
         block, found = prepared
         for req in found.values():
             if req is not None:
-                upsert_request(db, req, block)
+                upsert_request(db, req, block, clock=self.svc.clock)
 
     def prepare_rewind(self, removed: Sequence[IndexedEvent], fork: int, head: int) -> Any:
         return head, self._read(self._ids(removed), head)
@@ -279,7 +282,7 @@ class RequestProjection(Projection):
             else:
                 assert req is not None
                 db.execute(update(AccessRequest).where(row).values(updated_block=fork))
-                upsert_request(db, req, block)
+                upsert_request(db, req, block, clock=self.svc.clock)
 
     def reset(self, db: DbConnection) -> None:
         db.execute(delete(AccessRequest))
@@ -301,8 +304,8 @@ def sync_requests(svc: BrokerServices) -> int:
 
 def forget_old_nonces(svc: BrokerServices, *, grace: int = 60) -> int:
     """Drop exchange nonces whose requests expired more than ``grace`` seconds
-    ago: a replay of those is refused as expired anyway."""
-    cutoff = datetime.fromtimestamp(datetime.now(UTC).timestamp() - grace, UTC)
+    ago (by ``svc.clock``): a replay of those is refused as expired anyway."""
+    cutoff = utcnow(svc.clock) - timedelta(seconds=grace)
     with svc.db.session() as s:
         res = s.execute(delete(ExchangeNonce).where(ExchangeNonce.expires_at < cutoff))
         return int(getattr(res, "rowcount", 0) or 0)

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection as DbConnection
 
-from govshare.broker.db import OwnTx, OwnTxState, utcnow
+from govshare.broker.db import OwnTx, OwnTxState
 from govshare.chain.connection import RpcError
 from govshare.chain.mirror import IndexedEvent, Projection
+from govshare.clock import utcnow
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -49,7 +50,7 @@ class OwnTxWatch(Projection):
         db.execute(
             update(OwnTx)
             .where(OwnTx.state == OwnTxState.CONFIRMED.value, OwnTx.block_number > fork)
-            .values(state=OwnTxState.SENT.value, updated_at=utcnow())
+            .values(state=OwnTxState.SENT.value, updated_at=utcnow(self.svc.clock))
         )
 
     def after_tick(self, checkpoint: int, head: int) -> None:
@@ -74,7 +75,7 @@ class OwnTxWatch(Projection):
                 s.execute(
                     update(OwnTx)
                     .where(and_(OwnTx.tx_hash.in_(seen), OwnTx.state == OwnTxState.SENT.value))
-                    .values(state=OwnTxState.CONFIRMED.value, updated_at=utcnow())
+                    .values(state=OwnTxState.CONFIRMED.value, updated_at=utcnow(self.svc.clock))
                 )
         missing = [x for x in suspects if x[0] not in seen]
         if not missing:

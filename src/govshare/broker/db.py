@@ -78,6 +78,7 @@ from sqlalchemy.orm import (
 )
 
 from govshare.chain.mirror import metadata as mirror_metadata
+from govshare.clock import utcnow
 from govshare.errors import ConfigError, DatabaseUnavailable
 from govshare.home import dept_dir
 
@@ -89,13 +90,11 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: Milliseconds a connection waits for SQLite's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# Column defaults below read the system clock (``utcnow``); wherever a time is
+# compared with *now*, the code writes it from the clock it was given instead.
+
 # Option on an engine/connection telling the SQLite "begin" hook which BEGIN to emit.
 _BEGIN_OPTION = "govshare_sqlite_begin"
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware, in UTC (every timestamp in the database is UTC)."""
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

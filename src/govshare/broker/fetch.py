@@ -29,7 +29,6 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +58,7 @@ from govshare.broker.exchange import (
 )
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.contracts import to_bytes32
+from govshare.clock import utcnow
 from govshare.crypto import DecryptResult, decrypt_to_file, unwrap_dek
 from govshare.errors import IntegrityError, from_problem
 from govshare.storage import BlockCorrupted, parse_cid
@@ -203,7 +203,7 @@ def choose_grant(svc: BrokerServices, record_id: str, owner: str) -> int:
     (approved, not expired, uses left), else the newest request of any status
     (the owner then says precisely why not: pending, denied, revoked, ...).
     The local view is brought up to date from the chain when it has nothing."""
-    now = datetime.now(UTC)
+    now = utcnow(svc.clock)
     for attempt in range(2):
         with svc.db.session(readonly=True) as s:
             rows = s.scalars(

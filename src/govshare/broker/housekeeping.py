@@ -4,7 +4,6 @@ request events, forget expired exchange nonces, clear the spool."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from govshare.broker.access import forget_old_nonces
@@ -23,7 +22,8 @@ SPOOL_EVERY = 600.0
 
 class Housekeeper(Worker):
     """A daemon thread: every ``interval`` seconds, sync ``access_requests`` from
-    the chain and drop expired nonces; every :data:`SPOOL_EVERY`, clean the spool.
+    the chain and drop expired nonces; every :data:`SPOOL_EVERY` (on ``svc.clock``),
+    clean the spool.
 
     Quiet when idle: the request sync's failures are logged when they start
     (or change cause) and when it works again, not every round."""
@@ -34,7 +34,7 @@ class Housekeeper(Worker):
         super().__init__(interval=interval, log=log)
         self.svc = svc
         self.sync_health = Health(log, "housekeeping: request sync")
-        self._last_spool = 0.0
+        self._last_spool: float | None = None  # svc.clock.monotonic() of the last clean-up
 
     def run_once(self) -> None:
         """One round: request sync (a chain that is away postpones it), nonces,
@@ -46,8 +46,9 @@ class Housekeeper(Worker):
         else:
             self.sync_health.ok()
         forget_old_nonces(self.svc)
-        if time.monotonic() - self._last_spool >= SPOOL_EVERY:
-            self._last_spool = time.monotonic()
+        now = self.svc.clock.monotonic()
+        if self._last_spool is None or now - self._last_spool >= SPOOL_EVERY:
+            self._last_spool = now
             removed = cleanup_spool(self.svc)
             if removed:
                 log.info("housekeeping: removed %d stale spool file(s)", removed)

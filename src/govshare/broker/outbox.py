@@ -73,11 +73,11 @@ from govshare.broker.db import (
     OwnTx,
     OwnTxState,
     StepState,
-    utcnow,
 )
 from govshare.broker.errors import IdempotencyConflict
 from govshare.broker.users import Principal
 from govshare.broker.workers import Worker
+from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import (
     ChainUnavailable,
     GovShareError,
@@ -301,14 +301,15 @@ class Outbox:
         *,
         retry: RetryPolicy | None = None,
         lease: timedelta = timedelta(minutes=10),
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.db = db
         self.default_retry = retry or RetryPolicy()
         self.lease = lease
         self.instance = uuid.uuid4().hex  # this engine's lease-owner id
-        self._clock = clock
+        #: What the schedule (retries, leases) is read against.
+        self.clock = clock
         self._sleep = sleep
         self._kinds: dict[str, OperationKind] = {}
 
@@ -380,7 +381,7 @@ class Outbox:
             raise ValueError("a fingerprint is a hex SHA-256 (see outbox.fingerprint)")
         principal = principal_of(user)
         body = _as_json(payload, "the operation payload")
-        now = self._clock()
+        now = utcnow(self.clock)
         op_id = uuid.uuid4().hex
         try:
             with self.db.session() as s:
@@ -467,7 +468,7 @@ class Outbox:
         process driving operations in this database (one broker per department);
         with several, rely on lease expiry instead (:meth:`resume_pending` takes
         over running operations whose lease ran out)."""
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session() as s:
             res = s.execute(
                 update(Operation)
@@ -489,7 +490,7 @@ class Outbox:
         """Drive every due unfinished operation once (no sleeping through
         backoffs; operations waiting for a retry are left for a later call).
         Returns the operations it ran, in their state afterwards."""
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session(readonly=True) as s:
             q = (
                 select(Operation.id, Operation.kind)
@@ -563,7 +564,7 @@ class Outbox:
         (shown on the operation until it finishes again); ``dropped_tx`` is marked
         dropped in the same transaction. Returns False if the operation is
         unknown or is being driven right now (try again later)."""
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session() as s:
             op = s.get(Operation, op_id)
             kind = self._kinds.get(op.kind) if op is not None else None
@@ -599,7 +600,7 @@ class Outbox:
     # -- internals -----------------------------------------------------------------
 
     def _claim(self, op_id: str, *, due_check: bool = True) -> bool:
-        now = self._clock()
+        now = utcnow(self.clock)
         pending = Operation.state == OpState.PENDING.value
         with self.db.session() as s:
             res = s.execute(
@@ -675,7 +676,7 @@ class Outbox:
     ) -> tuple[int, bool] | None:
         """Commit "step ``index`` starts" before its handler runs. Returns (attempt,
         resumed), or None if the lease was lost or the attempts are used up."""
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session() as s:
             op = s.get(Operation, op_id)
             if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
@@ -716,7 +717,7 @@ class Outbox:
             return st.attempts, resumed
 
     def _record_result(self, op_id: str, index: int, out: JSON, final: JSON | None) -> bool:
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session() as s:
             op = s.get(Operation, op_id)
             if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
@@ -752,7 +753,7 @@ class Outbox:
         attempt: int,
         retry: RetryPolicy,
     ) -> float | None:
-        now = self._clock()
+        now = utcnow(self.clock)
         give_up = attempt >= retry.max_attempts
         error = _error_dict(exc, retryable=not give_up, step=name, error_id=None)
         delay = retry.delay(attempt)
@@ -798,7 +799,7 @@ class Outbox:
                 exc_info=exc,
             )
         error = _error_dict(exc, retryable=False, step=name, error_id=error_id)
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session() as s:
             op = s.get(Operation, op_id)
             st = s.get(OperationStep, (op_id, index))

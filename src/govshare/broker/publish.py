@@ -46,7 +46,7 @@ from eth_utils import keccak
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from govshare.broker.db import OpState, Record, RecordStatus, utcnow
+from govshare.broker.db import OpState, Record, RecordStatus
 from govshare.broker.errors import RecordUnknown, UnknownCategory
 from govshare.broker.faults import crash_point
 from govshare.broker.outbox import (
@@ -60,6 +60,7 @@ from govshare.broker.outbox import (
 from govshare.broker.subjects import subject_ref
 from govshare.broker.users import Principal
 from govshare.chain.contracts import AnchorInput, encode_category, to_bytes32
+from govshare.clock import utcnow
 from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
 from govshare.crypto.errors import EnvelopeTruncated
 from govshare.errors import ContractReverted, InputError, IntegrityError
@@ -337,18 +338,21 @@ def register(svc: BrokerServices) -> None:
         ],
         retry=RETRY,
         result=result,
-        on_reopen=_unanchor,
+        on_reopen=lambda s, op_id, payload: _unanchor(svc, s, op_id, payload),
     )
 
 
-def _unanchor(s: Session, op_id: str, payload: Mapping[str, Any]) -> None:
+def _unanchor(svc: BrokerServices, s: Session, op_id: str, payload: Mapping[str, Any]) -> None:
     """The chain lost this publish's anchor: the record is stored, not anchored,
     until the anchor step lands again."""
     s.execute(
         update(Record)
         .where(Record.operation_id == op_id, Record.status == RecordStatus.ANCHORED.value)
         .values(
-            status=RecordStatus.STORED.value, anchor_tx=None, anchor_block=None, updated_at=utcnow()
+            status=RecordStatus.STORED.value,
+            anchor_tx=None,
+            anchor_block=None,
+            updated_at=utcnow(svc.clock),
         )
     )
 
@@ -362,7 +366,7 @@ def _upsert_record(svc: BrokerServices, record_id: str, **values: Any) -> None:
         else:
             for k, v in values.items():
                 setattr(row, k, v)
-        row.updated_at = utcnow()
+        row.updated_at = utcnow(svc.clock)
 
 
 def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
@@ -508,14 +512,12 @@ def cleanup_spool(svc: BrokerServices, *, older_than: float | None = 3600.0) -> 
     An unfinished publish owns its staged upload (its payload's ``upload``) and
     its envelope (``<operation id>.enc``): it resumes from them, so they stay.
     A half-written ``.enc.tmp`` goes: the ``encrypt`` step writes it afresh."""
-    import time
-
     keep: set[str] = set()
     for op in svc.outbox.pending():
         if op.kind == KIND:
             keep.add(str(op.payload.get("upload", "")))
             keep.add(f"{op.id}.enc")
-    cutoff = None if older_than is None else time.time() - older_than
+    cutoff = None if older_than is None else svc.clock.now() - older_than
     removed = 0
     for path in svc.spool.iterdir():
         if path.name in keep or not path.is_file():

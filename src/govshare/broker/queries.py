@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
@@ -20,6 +20,7 @@ from sqlalchemy import and_, or_, select
 from govshare.broker.db import AccessRequest, Database, Receipt, Record, RequestStatus
 from govshare.broker.errors import RecordUnknown
 from govshare.chain.contracts import to_bytes32
+from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import InputError
 from govshare.util import chain_time
 
@@ -234,12 +235,14 @@ def list_requests(
     status: str | None = None,
     grants_only: bool = False,
     record_id: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> list[RequestView]:
     """Requests that concern ``dept`` (incoming: for its records; outgoing: its
-    own), newest first; with ``grants_only``, only decided-and-granted ones."""
+    own), newest first; with ``grants_only``, only decided-and-granted ones. A
+    grant past its expiry by ``clock`` is shown (and filtered) as expired."""
     if status is not None and status not in {s.value for s in RequestStatus}:
         raise InputError(f"Unknown status {status!r}.")
-    now = datetime.now(UTC)
+    now = utcnow(clock)
     q = select(AccessRequest)
     if direction is not None:
         d = Direction(direction)

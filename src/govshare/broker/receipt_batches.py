@@ -29,10 +29,9 @@ import io
 import logging
 import math
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -229,7 +228,8 @@ class ReceiptBatcher(Worker):
     ``interval`` seconds in a daemon thread; the outbox worker (or this call,
     with ``drive``) runs the submitted operation. A failed batch is retried
     after ``retry_after`` seconds, then twice as long after each failure (up to
-    :data:`MAX_RETRY_AFTER`), and its failure is logged once.
+    :data:`MAX_RETRY_AFTER`), and its failure is logged once. Ages and waits
+    are read on ``svc.clock`` (a test moves it instead of sleeping).
     """
 
     name = "receipt-batcher"
@@ -283,7 +283,7 @@ class ReceiptBatcher(Worker):
             waiting, top, oldest = int(row[0] or 0), row[1], row[2]
             if not waiting:
                 return BatchDecision("none")
-            age = time.time() - oldest.astimezone(UTC).timestamp() if oldest else 0.0
+            age = svc.clock.now() - oldest.astimezone(UTC).timestamp() if oldest else 0.0
             if not (force or waiting >= self.max_count or age >= self.max_age):
                 return BatchDecision("waiting", onchain + 1, int(top))
             first = onchain + 1
@@ -311,7 +311,7 @@ class ReceiptBatcher(Worker):
             if existing.state is OpState.FAILED:
                 finished = existing.finished_at or existing.updated_at
                 wait = min(MAX_RETRY_AFTER, self.retry_after * 2 ** (attempt - 1))
-                if (datetime.now(UTC) - finished).total_seconds() < wait:
+                if self.svc.clock.now() - finished.timestamp() < wait:
                     if self._reported != existing.id:  # once per failure, not per round
                         self._reported = existing.id
                         log.warning(

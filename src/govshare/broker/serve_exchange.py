@@ -38,7 +38,6 @@ import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -70,6 +69,7 @@ from govshare.broker.exchange import (
 )
 from govshare.chain.contracts import AccountRole, GrantReason
 from govshare.chain.contracts import RequestStatus as ChainStatus
+from govshare.clock import utcnow
 from govshare.crypto import unwrap_dek, wrap_dek
 from govshare.errors import ContractReverted, GovShareError
 from govshare.util import FAR_FUTURE, chain_time
@@ -246,7 +246,7 @@ def _spend(
 ) -> tuple[ExchangeReceipt, bytes]:
     """Nonce, quota and receipt, atomically (see the module docstring, step 7)."""
     grant = str(req.grant_id)
-    issued = datetime.now(UTC).replace(microsecond=0)
+    issued = utcnow(svc.clock).replace(microsecond=0)
     try:
         with svc.db.session() as s:
             s.add(

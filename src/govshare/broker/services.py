@@ -9,9 +9,11 @@ dependencies of every use case.
     publish(svc, principal, key, staged, PublishRequest("tax-clearance", subject="91110000..."))
 
 Nothing here is global: a test builds two or three of these side by side, one
-per department. Building one registers the durable operation kinds of the use
-cases (``publish``, ``request``, ``anchor_receipts``) on its outbox, so
-:meth:`Outbox.recover` and the worker can resume them.
+per department, and may give them a clock it moves (``clock=``; by default the
+ledger's, which :meth:`~govshare.chain.ledger.Ledger.now` reads too). Building
+one registers the durable operation kinds of the use cases (``publish``,
+``request``, ``anchor_receipts``) on its outbox, so :meth:`Outbox.recover` and
+the worker can resume them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from govshare.broker.outbox import Outbox
 from govshare.broker.users import normalise_dept
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import Mirror
+from govshare.clock import Clock
 from govshare.crypto import HpkePrivateKey
 from govshare.home import ensure_dir
 from govshare.storage import BlobStore
@@ -80,16 +83,20 @@ class BrokerServices:
         outbox: Outbox | None = None,
         limits: Limits | None = None,
         http: httpx.Client | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.dept = normalise_dept(dept)
         self.db = db
         self.ledger = ledger
+        #: What every use case and worker of this broker reads the time from: the
+        #: ledger's clock unless given (a test passes one it moves, to both).
+        self.clock = clock if clock is not None else ledger.clock
         self.store = store
         self.account = account
         self.hpke = hpke
         self.subject_key = subject_key
         self.spool = ensure_dir(Path(spool))
-        self.outbox = outbox or Outbox(db)
+        self.outbox = outbox or Outbox(db, clock=self.clock)
         self.limits = limits or Limits()
         timeout = httpx.Timeout(
             self.limits.peer_timeout, connect=min(10.0, self.limits.peer_timeout)

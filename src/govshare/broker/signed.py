@@ -53,7 +53,7 @@ def department_journal(home: Path, dept: str, ledger: Ledger) -> Iterator[Outbox
         return
     db = Database.for_department(home, dept)
     try:
-        outbox = Outbox(db)
+        outbox = Outbox(db, clock=ledger.clock)
         register(outbox, ledger)
         yield outbox
     finally:

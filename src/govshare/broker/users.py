@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,8 +32,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from govshare.broker.db import ApiToken, Database, Role, User, utcnow
+from govshare.broker.db import ApiToken, Database, Role, User
 from govshare.broker.errors import AlreadyExists, InvalidToken
+from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import InputError, NotFound
 
 TOKEN_PREFIX = "gs_"  # noqa: S105 (a prefix, not a secret)
@@ -184,11 +184,12 @@ class Users:
         self,
         db: Database,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
         touch_every: timedelta = timedelta(minutes=1),
     ) -> None:
         self.db = db
-        self._clock = clock
+        #: What token expiry and last use are read against.
+        self.clock = clock
         # last_used_at is refreshed at most this often: not one write per request.
         self._touch_every = touch_every
 
@@ -209,7 +210,7 @@ class Users:
         dept = normalise_dept(department)
         try:
             with self.db.session() as s:
-                user = User(name=name, role=r.value, department=dept, created_at=self._clock())
+                user = User(name=name, role=r.value, department=dept, created_at=utcnow(self.clock))
                 s.add(user)
                 s.flush()
                 issued = self._issue(s, user, label, expires_at)
@@ -229,7 +230,7 @@ class Users:
 
     def revoke(self, name: str) -> UserInfo:
         """Disable a user and revoke all their tokens (their name stays taken)."""
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session() as s:
             user = self._load(s, name)
             if user.disabled_at is None:
@@ -263,7 +264,7 @@ class Users:
             if t is None:
                 raise NotFound(f"No token with id {token_id}.", token_id=token_id)
             if t.revoked_at is None:
-                t.revoked_at = self._clock()
+                t.revoked_at = utcnow(self.clock)
             return _token_info(t, t.user.name)
 
     def authenticate(self, token: str) -> Principal:
@@ -273,7 +274,7 @@ class Users:
         if not looks_like_token(token):
             raise InvalidToken(_INVALID_TOKEN)
         digest = hash_token(token)
-        now = self._clock()
+        now = utcnow(self.clock)
         with self.db.session(readonly=True) as s:
             row = s.execute(
                 select(ApiToken, User)
@@ -319,7 +320,7 @@ class Users:
             token_hash=hash_token(token),
             hint=token[: len(TOKEN_PREFIX) + 4],
             label=label,
-            created_at=self._clock(),
+            created_at=utcnow(self.clock),
             expires_at=expires_at,
         )
         s.add(t)

@@ -11,7 +11,6 @@ the three contract wrappers and the deployment they belong to.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from govshare.chain.deploy import Deployment, load_deployment
 from govshare.chain.events import LogDecoder
 from govshare.chain.reverts import RevertDecoder
 from govshare.chain.tx import DEFAULT_RECEIPT_TIMEOUT, GasMode, Sender
+from govshare.clock import SYSTEM_CLOCK, Clock
 
 
 class Ledger:
@@ -34,12 +34,15 @@ class Ledger:
         *,
         gas: GasMode | None = None,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.conn = conn
         self.deployment = deployment
         # from_deployment opened the connection, so close() closes it; a connection
         # passed in belongs to the caller.
         self._owns_conn = False
+        #: What :meth:`now` reads besides the latest block (tests pass one they move).
+        self.clock = clock
         artifacts = {name: load_artifact(name) for name in CONTRACT_NAMES}
         self.revert_decoder = RevertDecoder(artifacts.values())
         conn.set_revert_decoder(self.revert_decoder)
@@ -77,6 +80,7 @@ class Ledger:
         timeout: float = DEFAULT_TIMEOUT,
         gas: GasMode | None = None,
         receipt_timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> Ledger:
         """Connect to ``rpc_url`` (default: the URL in the deployment file) and
         check the contracts are there (``verify``)."""
@@ -89,7 +93,7 @@ class Ledger:
         try:
             if verify:
                 load_deployment(deployment.to_dict(), conn=conn)
-            ledger = cls(conn, deployment, gas=gas, receipt_timeout=receipt_timeout)
+            ledger = cls(conn, deployment, gas=gas, receipt_timeout=receipt_timeout, clock=clock)
         except BaseException:
             conn.close()
             raise
@@ -124,9 +128,10 @@ class Ledger:
         return int(block.get("timestamp", "0x0"), 16)
 
     def now(self) -> int:
-        """The later of the wall clock and the latest block's time: what expiry
-        checks compare against (a quiet dev chain's last block can be old)."""
-        return max(int(time.time()), self.latest_timestamp())
+        """The later of the clock (the wall clock unless one was given) and the
+        latest block's time: what expiry checks compare against (a quiet dev
+        chain's last block can be old)."""
+        return max(int(self.clock.now()), self.latest_timestamp())
 
     def __repr__(self) -> str:
         return f"Ledger({self.conn.url!r}, chain_id={self.chain_id})"

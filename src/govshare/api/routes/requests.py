@@ -125,7 +125,12 @@ def get_requests(
     (the ``Govshare-Synced`` header says whether the chain answered)."""
     _sync(svc, response)
     views = list_requests(
-        svc.db, svc.dept, direction=direction, status=status_, record_id=record_id
+        svc.db,
+        svc.dept,
+        direction=direction,
+        status=status_,
+        record_id=record_id,
+        clock=svc.clock,
     )
     return [RequestOut.of(v) for v in views]
 
@@ -146,7 +151,9 @@ def get_grants(
     this department (``incoming``) or to it (``outgoing``), with their expiry,
     quota and uses."""
     _sync(svc, response)
-    views = list_requests(svc.db, svc.dept, direction=direction, status=status_, grants_only=True)
+    views = list_requests(
+        svc.db, svc.dept, direction=direction, status=status_, grants_only=True, clock=svc.clock
+    )
     return [RequestOut.of(v) for v in views]
 
 
