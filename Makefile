@@ -44,8 +44,15 @@ compile: setup
 check-artifacts: setup
 	$(PY) scripts/compile_contracts.py --check
 
+# The whole suite on every core (pytest-xdist; each worker starts its own
+# servers on free ports): about 9 minutes on 2 cores.
 test: setup check-artifacts
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto
+
+# The fast lane: no broker, CLI or engine processes (tests/conftest.py says what
+# counts as integration), the contracts on one anvil per worker: under 2 minutes.
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -n auto -m "not integration and not slow"
 
 # Slither runs offline on the solcjs compile; it fails on a finding that
 # contracts/slither-baseline.txt does not list with its reason.

@@ -5,6 +5,7 @@ that need Kubo, PostgreSQL or geth get one from ``engines.py`` for the session
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,20 @@ ANVIL_KEYS = [
     "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
     "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 ]
+
+
+# What `make test-fast` leaves out: tests that run the console script, broker
+# processes, engines or processes killed on purpose. These folders do throughout;
+# elsewhere a module says so with ``pytestmark = pytest.mark.integration``.
+_INTEGRATION_DIRS = {"integration", "cli", "consortium"}
+_TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = item.path.relative_to(_TESTS)
+        if rel.parts[0] in _INTEGRATION_DIRS:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

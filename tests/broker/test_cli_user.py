@@ -15,6 +15,9 @@ from govshare.cli.main import cli as govshare_cli
 from .conftest import Cli
 
 
+pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
+
+
 @pytest.fixture(scope="module")
 def tax(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """One home with department TAX's profile (made by the real `govshare init`);

@@ -29,6 +29,9 @@ from govshare.errors import ChainUnavailable, ContractReverted, InputError
 
 from . import outbox_child
 
+pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
+
+
 CHILD = Path(outbox_child.__file__)
 FAST = RetryPolicy(max_attempts=3, base_delay=0.01, factor=2.0)
 

@@ -10,6 +10,9 @@ from govshare.cli.serve import parse_size
 from .conftest import Cli
 
 
+pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
+
+
 def test_sizes() -> None:
     assert parse_size("4096") == 4096
     assert parse_size("256MiB") == 256 * 1024**2

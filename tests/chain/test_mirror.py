@@ -27,6 +27,9 @@ from govshare.errors import DeploymentStale
 from .conftest import Consortium, deploy_consortium
 
 
+pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
+
+
 def ground_truth(conn: Connection, c: Consortium) -> set[tuple[str, int]]:
     head = conn.block_number()
     addrs = [c.deployment.address(n) for n in CONTRACT_NAMES]

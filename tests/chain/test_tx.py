@@ -129,6 +129,7 @@ def test_no_key_outlives_its_account(conn: Connection, fresh_account) -> None:
     assert not [o for o in gc.get_objects() if isinstance(o, coincurve.PrivateKey)]
 
 
+@pytest.mark.slow  # 500 transactions mined one by one
 def test_500_concurrent_threads_one_key(conn: Connection, fresh_account) -> None:
     acct = fresh_account()
     sender = Sender(conn)
@@ -140,6 +141,7 @@ def test_500_concurrent_threads_one_key(conn: Connection, fresh_account) -> None
     assert conn.get_balance(sink) == sum(range(500))
 
 
+@pytest.mark.slow  # 500 transactions mined one by one
 def test_500_concurrent_asyncio_one_key(conn: Connection, fresh_account) -> None:
     acct = fresh_account()
     sender = Sender(conn)
