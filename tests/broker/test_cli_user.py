@@ -14,7 +14,6 @@ from govshare.cli.main import cli as govshare_cli
 
 from .conftest import Cli
 
-
 pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
 
 

@@ -9,7 +9,6 @@ from govshare.cli.serve import parse_size
 
 from .conftest import Cli
 
-
 pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
 
 

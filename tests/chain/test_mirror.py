@@ -26,7 +26,6 @@ from govshare.errors import DeploymentStale
 
 from .conftest import Consortium, deploy_consortium
 
-
 pytestmark = pytest.mark.integration  # starts processes (see tests/conftest.py)
 
 
