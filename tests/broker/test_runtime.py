@@ -11,8 +11,10 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from govshare.broker import publish as publish_module
 from govshare.broker.db import OpState
@@ -120,9 +122,19 @@ def test_an_idle_broker_is_quiet_and_an_outage_is_said_once(
         caplog.at_level(logging.INFO, "govshare"),
     ):
         assert runtime.start(threads=False) == Startup(0, 0, 0, 0)
+        runtime.run_once()  # the first round catches up with the chain
+        writes: list[str] = []
+
+        @event.listens_for(runtime.svc.db.engine, "before_cursor_execute")
+        def _write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+                writes.append(statement)
+
         for _ in range(5):
             runtime.run_once()
+        event.remove(runtime.svc.db.engine, "before_cursor_execute", _write)
         assert loud(caplog) == []
+        assert writes == []  # nothing happened: nothing written either
 
         node.stop()
         for _ in range(4):
