@@ -9,10 +9,10 @@ first paragraph of its docstring) and what to do (its ``remedy``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+import _gendoc
 from govshare.errors import GovShareError, catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,22 +69,14 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if docs/errors.md is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.is_file() else ""
-        if current != text:
-            print(
-                "docs/errors.md is stale: run `python scripts/gen_errors_doc.py` and commit it.",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET.relative_to(ROOT)} ({text.count(chr(10) + '| `')} codes)")
-    return 0
+    return _gendoc.main(
+        TARGET,
+        render,
+        description=__doc__.splitlines()[0],
+        command="python scripts/gen_errors_doc.py",
+        summary=lambda text: f"{text.count(chr(10) + '| `')} codes",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ One row per setting: its environment variable, type, default and what it does
 
 from __future__ import annotations
 
-import argparse
 import sys
 import types
 import typing
@@ -18,6 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+import _gendoc
 from govshare.settings import RETIRED, SCRIPT_VARIABLES, Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,23 +87,14 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if docs/settings.md is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.is_file() else ""
-        if current != text:
-            print(
-                "docs/settings.md is stale: run `python scripts/gen_settings_doc.py` and "
-                "commit it.",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET.relative_to(ROOT)} ({len(Settings.model_fields)} settings)")
-    return 0
+    return _gendoc.main(
+        TARGET,
+        render,
+        description=__doc__.splitlines()[0],
+        command="python scripts/gen_settings_doc.py",
+        summary=lambda text: f"{len(Settings.model_fields)} settings",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":
