@@ -72,6 +72,10 @@ TREE = "rfc6962-sha256"
 MAX_BATCH_RECORDS = 4096
 #: The largest manifest parsed (a record line is under 500 bytes).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: The longest manifest line (a record line has at most about 560 bytes). It also
+#: bounds JSON nesting below the interpreter's recursion limit: a line of a
+#: hundred thousand ``[`` would otherwise crash the C decoder's stack.
+MAX_LINE_BYTES = 1024
 #: As ``RecordRegistry.maxCidLength()``.
 MAX_CID_LENGTH = 128
 
@@ -80,7 +84,7 @@ _CODE_RE = re.compile(r"[A-Z0-9_]{2,16}")
 _CATEGORY_RE = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _HEX32_RE = re.compile(r"0x[0-9a-f]{64}")
 _CID_RE = re.compile(r"[\x21-\x7e]{1,128}")
-_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
+_ADDRESS_RE = re.compile(r"0x[0-9a-f]{40}")  # lower case: one spelling per manifest
 _HEADER_KEYS = frozenset({"chain_id", "count", "department", "format", "leaf", "registry", "tree"})
 _LINE_KEYS = frozenset(
     {
@@ -287,7 +291,7 @@ def build_batch(
                 )
             successors.add(r.previous_record_id)
     if registry is not None and not _ADDRESS_RE.fullmatch(registry):
-        raise ValueError("the registry is an account address")
+        raise ValueError("the registry is an account address in lower case")
     header = _header(department, len(recs), chain_id, registry)
     lines = [canonical_json(header), *(canonical_json(r.to_json(i)) for i, r in enumerate(recs))]
     data = b"\n".join(lines) + b"\n"
@@ -316,6 +320,8 @@ def _whole(value: Any, what: str) -> int:
 
 
 def _json_line(line: bytes, what: str) -> Any:
+    if len(line) > MAX_LINE_BYTES:
+        raise ManifestError(f"The manifest's {what} is over {MAX_LINE_BYTES} bytes.")
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):
