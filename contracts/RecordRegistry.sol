@@ -15,6 +15,9 @@ contract RecordRegistry is IRecordRegistry {
     // columns of 128 characters.
     uint256 private constant _MAX_CID_LENGTH = 128;
     uint256 private constant _MAX_DESCRIPTION_LENGTH = 8192;
+    /// Domain tag opening every batch leaf (ASCII, left-aligned, zero padded): a leaf of
+    /// a record batch can never be read as any other govshare structure.
+    bytes32 private constant _LEAF_TAG = "govshare.record-leaf.v1";
 
     IConsortiumRegistry private immutable _registry;
 
@@ -51,35 +54,11 @@ contract RecordRegistry is IRecordRegistry {
         bytes32 previousRecordId
     ) external {
         bytes32 dept = _requireActiveBroker();
-        if (recordId == bytes32(0)) revert RecordRegistryInvalidRecordId();
-        if (contentHash == bytes32(0)) revert RecordRegistryInvalidContentHash(recordId);
-        _checkCid(cid);
-        if (_records[recordId].department != bytes32(0)) revert RecordRegistryRecordExists(recordId);
-        Record storage prev = _records[previousRecordId];
-        if (previousRecordId != bytes32(0)) {
-            if (prev.department == bytes32(0)) revert RecordRegistryUnknownRecord(previousRecordId);
-            if (prev.department != dept) {
-                revert RecordRegistryNotRecordOwner(previousRecordId, prev.department, dept);
-            }
-            if (prev.supersededBy != bytes32(0)) {
-                revert RecordRegistryAlreadySuperseded(previousRecordId, prev.supersededBy);
-            }
-        }
+        _checkNewRecord(dept, recordId, contentHash, cid, previousRecordId);
         _requireActiveCategory(dept, category);
-
         // Every check passed: only now does anything change.
-        if (previousRecordId != bytes32(0)) prev.supersededBy = recordId;
-        Record storage r = _records[recordId];
-        r.department = dept;
-        r.contentHash = contentHash;
-        r.cid = cid;
-        r.category = category;
-        r.subjectRef = subjectRef;
-        r.previousRecordId = previousRecordId;
-        r.anchoredBy = msg.sender;
-        r.anchoredAt = uint64(block.timestamp);
-        _byHash[contentHash].push(recordId);
-        ++_recordCount;
+        _storeRecord(dept, recordId, contentHash, cid, category, subjectRef, previousRecordId);
+        _finishRecord(recordId, contentHash, previousRecordId, msg.sender, uint64(block.timestamp));
         emit RecordAnchored(recordId, dept, contentHash, cid, category, subjectRef, previousRecordId, msg.sender);
         if (previousRecordId != bytes32(0)) emit RecordSuperseded(previousRecordId, recordId, dept);
     }
@@ -104,6 +83,52 @@ contract RecordRegistry is IRecordRegistry {
         );
         sequence = uint64(_batches[dept].length);
         emit RecordBatchAnchored(dept, sequence, merkleRoot, count, manifestCid, msg.sender);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function materialise(
+        bytes32 department,
+        uint64 sequence,
+        uint32 leafIndex,
+        BatchLeaf calldata leaf,
+        bytes32[] calldata proof
+    ) external {
+        _requireActiveBroker();
+        if (_registry.departmentStatus(department) != IConsortiumRegistry.DepartmentStatus.Active) {
+            revert RecordRegistryDepartmentNotActive(department);
+        }
+        RecordBatch storage batch = _batch(department, sequence);
+        uint32 count = batch.count;
+        if (leafIndex >= count) revert RecordRegistryLeafIndexOutOfRange(department, sequence, leafIndex, count);
+        if (!_verify(leafIndex, count, _leafHash(department, leaf), proof, batch.merkleRoot)) {
+            revert RecordRegistryInvalidProof(department, sequence, leafIndex);
+        }
+        _checkNewRecord(department, leaf.recordId, leaf.contentHash, leaf.cid, leaf.previousRecordId);
+        // Declared, retired or not: the batch committed to the record before any later retirement.
+        if (_catalogIndex[department][leaf.category] == 0) {
+            revert RecordRegistryUnknownCategory(department, leaf.category);
+        }
+
+        // Every check passed: only now does anything change.
+        _storeRecord(
+            department, leaf.recordId, leaf.contentHash, leaf.cid, leaf.category, leaf.subjectRef, leaf.previousRecordId
+        );
+        address anchoredBy = batch.anchoredBy;
+        _finishRecord(leaf.recordId, leaf.contentHash, leaf.previousRecordId, anchoredBy, batch.anchoredAt);
+        emit RecordAnchored(
+            leaf.recordId,
+            department,
+            leaf.contentHash,
+            leaf.cid,
+            leaf.category,
+            leaf.subjectRef,
+            leaf.previousRecordId,
+            anchoredBy
+        );
+        if (leaf.previousRecordId != bytes32(0)) {
+            emit RecordSuperseded(leaf.previousRecordId, leaf.recordId, department);
+        }
+        emit RecordMaterialised(leaf.recordId, department, sequence, leafIndex, msg.sender);
     }
 
     // ---------------------------------------------------------------- catalog
@@ -198,10 +223,32 @@ contract RecordRegistry is IRecordRegistry {
 
     /// @inheritdoc IRecordRegistry
     function getBatch(bytes32 department, uint64 sequence) external view returns (RecordBatch memory) {
-        if (sequence == 0 || sequence > _batches[department].length) {
-            revert RecordRegistryUnknownBatch(department, sequence);
-        }
-        return _batches[department][sequence - 1];
+        return _batch(department, sequence);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function batchRoot(bytes32 department, uint64 sequence) external view returns (bytes32) {
+        return _batch(department, sequence).merkleRoot;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordLeafHash(bytes32 department, BatchLeaf calldata leaf) external pure returns (bytes32) {
+        return _leafHash(department, leaf);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function verifyBatchedRecord(
+        bytes32 department,
+        uint64 sequence,
+        uint32 leafIndex,
+        BatchLeaf calldata leaf,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        if (sequence == 0 || sequence > _batches[department].length) return false;
+        RecordBatch storage batch = _batches[department][sequence - 1];
+        uint32 count = batch.count;
+        if (leafIndex >= count) return false;
+        return _verify(leafIndex, count, _leafHash(department, leaf), proof, batch.merkleRoot);
     }
 
     /// @inheritdoc IRecordRegistry
@@ -248,6 +295,134 @@ contract RecordRegistry is IRecordRegistry {
         (dept, role) = _registry.departmentOf(msg.sender);
         if (role != IConsortiumRegistry.AccountRole.Admin || !_registry.isActiveAdmin(dept, msg.sender)) {
             revert RecordRegistryNotActiveAdmin(msg.sender);
+        }
+    }
+
+    /// @dev Checks a new record of `dept` against the rules every record meets, however it
+    /// comes on chain: id and hash set, CID bounded, id new, and the previous version (if
+    /// any) on chain, of `dept`, and not superseded yet.
+    function _checkNewRecord(
+        bytes32 dept,
+        bytes32 recordId,
+        bytes32 contentHash,
+        string calldata cid,
+        bytes32 previousRecordId
+    ) private view {
+        if (recordId == bytes32(0)) revert RecordRegistryInvalidRecordId();
+        if (contentHash == bytes32(0)) revert RecordRegistryInvalidContentHash(recordId);
+        _checkCid(cid);
+        if (_records[recordId].department != bytes32(0)) revert RecordRegistryRecordExists(recordId);
+        if (previousRecordId != bytes32(0)) {
+            Record storage prev = _records[previousRecordId];
+            bytes32 prevDept = prev.department;
+            if (prevDept == bytes32(0)) revert RecordRegistryUnknownRecord(previousRecordId);
+            if (prevDept != dept) revert RecordRegistryNotRecordOwner(previousRecordId, prevDept, dept);
+            if (prev.supersededBy != bytes32(0)) {
+                revert RecordRegistryAlreadySuperseded(previousRecordId, prev.supersededBy);
+            }
+        }
+    }
+
+    /// @dev Writes the record's own fields (after every check).
+    function _storeRecord(
+        bytes32 dept,
+        bytes32 recordId,
+        bytes32 contentHash,
+        string calldata cid,
+        bytes32 category,
+        bytes32 subjectRef,
+        bytes32 previousRecordId
+    ) private {
+        Record storage r = _records[recordId];
+        r.department = dept;
+        r.contentHash = contentHash;
+        r.cid = cid;
+        r.category = category;
+        r.subjectRef = subjectRef;
+        r.previousRecordId = previousRecordId;
+    }
+
+    /// @dev Writes who anchored the record and when, links the previous version to it
+    /// and indexes it (after every check).
+    function _finishRecord(
+        bytes32 recordId,
+        bytes32 contentHash,
+        bytes32 previousRecordId,
+        address anchoredBy,
+        uint64 anchoredAt
+    ) private {
+        Record storage r = _records[recordId];
+        r.anchoredBy = anchoredBy;
+        r.anchoredAt = anchoredAt;
+        if (previousRecordId != bytes32(0)) _records[previousRecordId].supersededBy = recordId;
+        _byHash[contentHash].push(recordId);
+        ++_recordCount;
+    }
+
+    /// @dev `department`'s batch `sequence`, which must exist.
+    function _batch(bytes32 department, uint64 sequence) private view returns (RecordBatch storage) {
+        if (sequence == 0 || sequence > _batches[department].length) {
+            revert RecordRegistryUnknownBatch(department, sequence);
+        }
+        return _batches[department][sequence - 1];
+    }
+
+    /// @dev The RFC 6962 leaf hash of `leaf` of `department` (see {recordLeafHash}).
+    function _leafHash(bytes32 department, BatchLeaf calldata leaf) private pure returns (bytes32) {
+        return sha256(
+            bytes.concat(
+                bytes1(0x00),
+                abi.encode(
+                    _LEAF_TAG,
+                    leaf.recordId,
+                    department,
+                    leaf.contentHash,
+                    leaf.cid,
+                    leaf.category,
+                    leaf.subjectRef,
+                    leaf.previousRecordId
+                )
+            )
+        );
+    }
+
+    /// @dev Whether `proof` leads from `leafHash` at `index` to `root` in an RFC 6962 tree of
+    /// `size` leaves (index < size checked by the caller). As transparency-dev/merkle's
+    /// verifier: the path's lower part hashes by the index's bits, its upper part runs up
+    /// the tree's right border; its length must be exactly what the position needs.
+    function _verify(uint256 index, uint256 size, bytes32 leafHash, bytes32[] calldata proof, bytes32 root)
+        private
+        pure
+        returns (bool)
+    {
+        uint256 inner = _bitLength(index ^ (size - 1));
+        uint256 border = _popCount(index >> inner);
+        if (proof.length != inner + border) return false;
+        bytes32 h = leafHash;
+        for (uint256 i = 0; i < inner; ++i) {
+            h = ((index >> i) & 1) == 0
+                ? sha256(abi.encodePacked(bytes1(0x01), h, proof[i]))
+                : sha256(abi.encodePacked(bytes1(0x01), proof[i], h));
+        }
+        for (uint256 i = inner; i < proof.length; ++i) {
+            h = sha256(abi.encodePacked(bytes1(0x01), proof[i], h));
+        }
+        return h == root;
+    }
+
+    /// @dev The number of bits needed to write `x` (0 for 0).
+    function _bitLength(uint256 x) private pure returns (uint256 n) {
+        while (x != 0) {
+            ++n;
+            x >>= 1;
+        }
+    }
+
+    /// @dev The number of one bits in `x`.
+    function _popCount(uint256 x) private pure returns (uint256 n) {
+        while (x != 0) {
+            n += x & 1;
+            x >>= 1;
         }
     }
 

@@ -42,6 +42,17 @@ interface IRecordRegistry {
         uint32 count;
     }
 
+    /// @notice One record of a Merkle batch: the fields of its leaf other than the
+    /// department (which is the batch's). See {recordLeafHash} for the exact encoding.
+    struct BatchLeaf {
+        bytes32 recordId;
+        bytes32 contentHash; // sha256 of the plaintext
+        string cid; // CID of the ciphertext
+        bytes32 category;
+        bytes32 subjectRef; // keyed hash of the subject id, or zero
+        bytes32 previousRecordId; // the version this one supersedes, or zero
+    }
+
     /// @notice A catalog entry: a category of records a department holds.
     struct Category {
         bytes32 category;
@@ -90,6 +101,13 @@ interface IRecordRegistry {
     error RecordRegistryEmptyBatch();
     /// @notice Department `department` has no batch `sequence`.
     error RecordRegistryUnknownBatch(bytes32 department, uint64 sequence);
+    /// @notice Leaf `leafIndex` is beyond batch `sequence` of `department`, which holds `count` records.
+    error RecordRegistryLeafIndexOutOfRange(bytes32 department, uint64 sequence, uint32 leafIndex, uint32 count);
+    /// @notice The leaf and audit path given do not lead to the root of `department`'s batch
+    /// `sequence` at `leafIndex` (a wrong field, index, path, or a path for another tree size).
+    error RecordRegistryInvalidProof(bytes32 department, uint64 sequence, uint32 leafIndex);
+    /// @notice Department `department` is not active, so its batched records cannot be materialised.
+    error RecordRegistryDepartmentNotActive(bytes32 department);
 
     // ----------------------------------------------------------------- events
 
@@ -116,6 +134,15 @@ interface IRecordRegistry {
         uint32 count,
         string manifestCid,
         address anchoredBy
+    );
+    /// @notice Record `recordId`, leaf `leafIndex` of `department`'s batch `sequence`, was
+    /// materialised on chain by broker `materialisedBy` (right after its {RecordAnchored}).
+    event RecordMaterialised(
+        bytes32 indexed recordId,
+        bytes32 indexed department,
+        uint64 indexed sequence,
+        uint32 leafIndex,
+        address materialisedBy
     );
     /// @notice `department` declared (or updated, or re-activated) `category`, by admin `by`.
     event CategoryDeclared(
@@ -154,7 +181,10 @@ interface IRecordRegistry {
 
     /**
      * @notice Anchors the Merkle root of a batch of `count` records of the caller's
-     * department, whose leaves are listed in the manifest at `manifestCid`.
+     * department, whose leaves are listed in the manifest at `manifestCid`: the RFC 6962
+     * root (SHA-256) over their {recordLeafHash}es, in manifest order. The batch's records
+     * are committed to at once and written on chain one by one with {materialise},
+     * each when it is first needed (a request checks the record on chain).
      * @return sequence the department's batch number (1, 2, ...)
      *
      * Requirements:
@@ -165,6 +195,36 @@ interface IRecordRegistry {
     function anchorBatch(bytes32 merkleRoot, uint32 count, string calldata manifestCid)
         external
         returns (uint64 sequence);
+
+    /**
+     * @notice Writes record `leaf` of `department`'s batch `sequence` on chain, exactly as
+     * {anchor} would have (same storage, {RecordAnchored} and {RecordSuperseded} events,
+     * same version rules, checked now), after checking that `proof`, its RFC 6962 audit
+     * path, leads from the leaf's hash ({recordLeafHash}) at `leafIndex` to the batch's
+     * root in a tree of the batch's `count` leaves. The record's `anchoredBy` and
+     * `anchoredAt` are the batch's (who committed to it, and when); {RecordMaterialised}
+     * names the caller. Materialising a record that is on chain already reverts with
+     * {RecordRegistryRecordExists}: a record is written once.
+     *
+     * Requirements:
+     * - the caller is the broker account of an active department (any department: a
+     *   requester materialises the record it asks for);
+     * - `department` is active and has a batch `sequence`, and `leafIndex` < its count;
+     * - `proof` is the audit path of the leaf at `leafIndex` to the batch's root;
+     * - the leaf's `recordId` and `contentHash` are not zero, its `cid` is not empty and at
+     *   most {maxCidLength} bytes long, and no record with its id exists;
+     * - if its `previousRecordId` is not zero: that record is on chain, belongs to
+     *   `department` and has not been superseded yet (materialise it first);
+     * - its `category` is declared in `department`'s catalog (it may have been retired
+     *   since the batch: the batch committed to the record before).
+     */
+    function materialise(
+        bytes32 department,
+        uint64 sequence,
+        uint32 leafIndex,
+        BatchLeaf calldata leaf,
+        bytes32[] calldata proof
+    ) external;
 
     // ---------------------------------------------------------------- catalog
 
@@ -243,7 +303,8 @@ interface IRecordRegistry {
     function recordsByHash(bytes32 contentHash) external view returns (bytes32[] memory);
 
     /**
-     * @notice Total number of records anchored individually.
+     * @notice Total number of records on chain: anchored individually or materialised
+     * from a batch (records of a batch that are not materialised are not counted).
      *
      * Requirements: none.
      */
@@ -263,6 +324,39 @@ interface IRecordRegistry {
      * - 1 <= `sequence` <= `batchCount(department)`.
      */
     function getBatch(bytes32 department, uint64 sequence) external view returns (RecordBatch memory);
+
+    /**
+     * @notice The Merkle root of `department`'s batch `sequence`.
+     *
+     * Requirements:
+     * - 1 <= `sequence` <= `batchCount(department)`.
+     */
+    function batchRoot(bytes32 department, uint64 sequence) external view returns (bytes32);
+
+    /**
+     * @notice The RFC 6962 leaf hash of record `leaf` of `department`:
+     * `sha256(0x00 ‖ abi.encode(LEAF_TAG, recordId, department, contentHash, cid, category,
+     * subjectRef, previousRecordId))`, with `LEAF_TAG` the ASCII "govshare.record-leaf.v1"
+     * left-aligned in a bytes32 (docs/contracts.md gives the bytes).
+     *
+     * Requirements: none.
+     */
+    function recordLeafHash(bytes32 department, BatchLeaf calldata leaf) external pure returns (bytes32);
+
+    /**
+     * @notice Whether `proof` shows that `leaf` is leaf `leafIndex` of `department`'s batch
+     * `sequence` (the check {materialise} makes; false for an unknown batch or an index
+     * beyond it). Nothing else about the leaf (versions, category, bounds) is checked.
+     *
+     * Requirements: none.
+     */
+    function verifyBatchedRecord(
+        bytes32 department,
+        uint64 sequence,
+        uint32 leafIndex,
+        BatchLeaf calldata leaf,
+        bytes32[] calldata proof
+    ) external view returns (bool);
 
     /**
      * @notice Every catalog entry of `department`, retired ones included, in declaration order.

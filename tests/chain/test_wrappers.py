@@ -7,12 +7,14 @@ import hashlib
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from govshare.chain.abi import CONTRACT_NAMES, load_artifact
+from govshare.chain.batch import BatchRecord, build_batch, index_manifests, parse_manifest
 from govshare.chain.connection import Connection, connect
 from govshare.chain.contracts import (
     AccountRole,
@@ -25,7 +27,7 @@ from govshare.chain.contracts import (
     RequestStatus,
 )
 from govshare.chain.devnode import AnvilProcess
-from govshare.errors import ContractReverted, InputError, Unauthorized
+from govshare.errors import ContractReverted, InputError, NotFound, Unauthorized
 
 from .conftest import Consortium, hpke_key
 
@@ -361,3 +363,77 @@ def test_inputs_are_checked_before_the_chain(consortium: Consortium) -> None:
         L.records.get_category("TAX", "has space")
     with pytest.raises(InputError, match="not an Ethereum account"):
         L.registry.is_supervisor("0x1234")
+
+
+def test_batched_records_materialise_in_version_order(consortium: Consortium) -> None:
+    L = consortium.ledger
+    recs, market, tax = L.records, consortium["MARKET"], consortium["TAX"]
+    recs.declare_category(market.admin, "permit", "Permits")
+
+    def record(label: bytes, previous: bytes | None = None) -> BatchRecord:
+        return BatchRecord(
+            sha(label + b"id"),
+            "MARKET",
+            sha(label),
+            f"bafy-{label.decode()}",
+            "permit",
+            sha(b"subject"),
+            previous,
+        )
+
+    v1, other = record(b"v1"), record(b"other")
+    v2 = record(b"v2", v1.record_id)
+    v3 = record(b"v3", v2.record_id)
+    m1 = build_batch("MARKET", [other, v1])
+    m2 = build_batch("MARKET", [v3, v2])  # any order inside a batch
+    seqs = []
+    for m in (m1, m2):
+        cid = f"bafy-manifest-{m.root.hex()[:8]}"
+        seqs.append(recs.anchor_batch(market.broker, m.root, m.count, cid).value)
+        assert parse_manifest(m.data, department="MARKET", count=m.count, root=m.root) == m
+    assert recs.batch_root("MARKET", seqs[1]) == m2.root
+    index = index_manifests(dict(zip(seqs, (m1, m2), strict=True)))
+    assert recs.record_leaf_hash(v3) == v3.leaf_hash()
+    assert recs.verify_batched_record(index[v3.record_id])
+    wrong = replace(index[v3.record_id], leaf_index=1)
+    assert not recs.verify_batched_record(wrong)
+
+    # Before it is on chain, a request for it is refused, with a sentence that says why.
+    now = L.latest_timestamp()
+    with pytest.raises(ContractReverted) as err:
+        L.access.request_access(tax.broker, "MARKET", v3.record_id, "p", "", now + 600)
+    assert err.value.reason == "AccessLedgerUnknownRecord"
+    assert "materialised from its batch" in err.value.message
+    with pytest.raises(ContractReverted) as err:
+        recs.materialise(tax.broker, wrong)
+    assert err.value.reason == "RecordRegistryInvalidProof"
+    assert err.value.revert_args == {"department": "MARKET", "sequence": seqs[1], "leafIndex": 1}
+    with pytest.raises(Unauthorized) as uerr:
+        recs.materialise(tax.admin, index[v1.record_id])
+    assert uerr.value.reason == "RecordRegistryNotActiveBroker"
+
+    # The requester materialises v3 with its missing predecessors, oldest first.
+    sent = recs.materialise_chain(tax.broker, v3.record_id, index.get)
+    assert [t.event("RecordAnchored").args["recordId"] for t in sent] == [
+        v1.record_id,
+        v2.record_id,
+        v3.record_id,
+    ]
+    assert [r.record_id for r in recs.versions(v3.record_id)] == [
+        v1.record_id,
+        v2.record_id,
+        v3.record_id,
+    ]
+    got = recs.get_record(v3.record_id)
+    batch2 = recs.get_batch("MARKET", seqs[1])
+    assert (got.anchored_by, got.anchored_at) == (market.broker.address, batch2.anchored_at)
+    assert (got.cid, got.category, got.subject_ref) == (v3.cid, "permit", v3.subject_ref)
+    assert recs.materialise_chain(tax.broker, v3.record_id, index.get) == []
+    with pytest.raises(ContractReverted) as err:
+        recs.materialise(tax.broker, index[v1.record_id])
+    assert err.value.reason == "RecordRegistryRecordExists"
+    with pytest.raises(NotFound):
+        recs.materialise_chain(tax.broker, rid(), index.get)
+    # Then the request goes through.
+    req = L.access.request_access(tax.broker, "MARKET", v3.record_id, "p", "", now + 600).value
+    assert L.access.get_request(req).record_id == v3.record_id

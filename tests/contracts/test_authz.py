@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from .batches import anchor_batch, leaf, make_batch
 from .helpers import DAY, ERRORS, Revert, address_for, b32, dept_init, h32
 from .world import CATEGORY, RECORD, SUPERVISOR, Ops, World
 
@@ -64,6 +65,11 @@ def _pending_proposal(w: World, o: Ops) -> Any:
 def _execute(w: World, o: Ops) -> Any:
     w.chain.send(_reg(w).proposeAddSupervisor(address_for("sup-x")), w.admin("COURT"))
     return _reg(w).execute(_reg(w).proposalCount().call())
+
+
+def _materialise(w: World, o: Ops) -> Any:
+    batch = make_batch("TAX", [leaf("authz-0"), leaf("authz-1")])
+    return anchor_batch(w.chain, w.broker("TAX"), batch).materialise(1)
 
 
 def _overdue(w: World, o: Ops) -> int:
@@ -141,6 +147,14 @@ ROWS = [
     Row(
         "anchorBatch",
         lambda w, o: _rec(w).anchorBatch(h32("root"), 3, "manifest"),
+        "RecordRegistryNotActiveBroker",
+        {"own_broker": OK, "other_broker": OK},
+    ),
+    # Any active department's broker may materialise a batched record (a requester
+    # writes the record it asks for on chain).
+    Row(
+        "materialise",
+        _materialise,
         "RecordRegistryNotActiveBroker",
         {"own_broker": OK, "other_broker": OK},
     ),

@@ -8,6 +8,7 @@ figures (docs/contracts.md keeps the table).
 
 from __future__ import annotations
 
+from .batches import leaf, make_batch
 from .helpers import DAY, b32, h32
 from .world import CATEGORY, RECORD, Ops, World
 
@@ -21,7 +22,11 @@ CEILINGS = {
     "anchorReceipts (next batch, 2 grants)": 168_000,
     "proposeThreshold": 187_000,
     "approve proposal (executes)": 135_000,
+    "anchorBatch (256 records)": 177_000,
+    "materialise (leaf of 256, first version)": 261_000,
+    "materialise (leaf of 256, next version)": 308_000,
 }
+BATCH = 256
 
 
 def measure(world: World, ops: Ops) -> dict[str, int]:
@@ -56,6 +61,19 @@ def measure(world: World, ops: Ops) -> dict[str, int]:
     pid = int(reg.proposalCount().call())
     used("approve proposal (executes)", c.send(reg.approve(pid), world.admin("MARKET")))
     assert reg.threshold().call() == 3
+
+    leaves = [leaf(f"gas:{i}") for i in range(BATCH - 1)]
+    leaves.append(leaf("gas:next", previous=leaves[0].record_id))
+    batch = make_batch("TAX", leaves)
+    # (a CIDv1 of the usual 59 characters, as a manifest's is)
+    fn = rr.anchorBatch(
+        batch.root, BATCH, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    )
+    used("anchorBatch (256 records)", c.send(fn, broker))
+    batch.sequence, batch.records = int(rr.batchCount(b32("TAX")).call()), c.records
+    requester = world.broker("MARKET")
+    used("materialise (leaf of 256, first version)", c.send(batch.materialise(0), requester))
+    used("materialise (leaf of 256, next version)", c.send(batch.materialise(BATCH - 1), requester))
     return gas
 
 
@@ -64,5 +82,9 @@ def test_gas_of_the_common_transactions(world: World, ops: Ops) -> None:
     print()
     for label, value in gas.items():
         print(f"  {label:<42} {value:>9,}")
+    per_record = gas["anchorBatch (256 records)"] / BATCH
+    print(f"  {'anchorBatch per record':<42} {per_record:>9,.0f}")
     over = {k: (v, CEILINGS[k]) for k, v in gas.items() if v > CEILINGS[k]}
     assert not over, f"gas above its ceiling (used, ceiling): {over}"
+    # The point of batches: per record, at most a twentieth of a single anchor.
+    assert per_record * 20 <= gas["anchor (first version)"]

@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from eth_utils import is_address, to_checksum_address
 
 from govshare.chain.abi import Artifact, FunctionCodec
+from govshare.chain.batch import BatchedRecordProof, BatchRecord
 from govshare.chain.connection import Connection, RpcError
 from govshare.chain.events import LogDecoder
 from govshare.chain.tx import Event, PendingTx, Sender, TxRequest, TxResult
-from govshare.errors import InputError, OutOfRange
+from govshare.errors import ContractReverted, InputError, NotFound, OutOfRange
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -843,6 +844,74 @@ class RecordRegistry(ContractWrapper):
         )
         return Sent(int(tx.event("RecordBatchAnchored").args["sequence"]), tx)
 
+    def _materialise_args(self, p: BatchedRecordProof) -> tuple[Any, ...]:
+        return (
+            encode_code(p.department),
+            to_uint(p.sequence, 64, "batch sequence"),
+            to_uint(p.leaf_index, 32, "leaf index"),
+            p.record.to_chain(),
+            [to_bytes32(h, "proof hash") for h in p.proof],
+        )
+
+    def materialise(
+        self, account: LocalAccount, proof: BatchedRecordProof, *, timeout: float | None = None
+    ) -> TxResult:
+        """Write a batched record on chain from its leaf and audit path (signed by any
+        active department's broker key). Its predecessor must be on chain already:
+        :meth:`materialise_chain` takes care of that."""
+        return self._transact(
+            account, "materialise", *self._materialise_args(proof), timeout=timeout
+        )
+
+    def materialise_request(
+        self, proof: BatchedRecordProof, *, gas: int | None = None
+    ) -> TxRequest:
+        """The unsent ``materialise`` transaction (for :meth:`Sender.submit_many`)."""
+        return self._request("materialise", *self._materialise_args(proof), gas=gas)
+
+    def materialise_chain(
+        self,
+        account: LocalAccount,
+        record_id: bytes | str,
+        locate: Callable[[bytes], BatchedRecordProof | None],
+        *,
+        max_versions: int = 10_000,
+    ) -> list[TxResult]:
+        """Put ``record_id`` on chain together with every earlier version that is
+        not there yet, oldest first (``materialise`` needs a record's predecessor on
+        chain). ``locate`` gives a batched record's proof by id (e.g. from
+        :func:`govshare.chain.batch.index_manifests`), or None. Returns the
+        transactions sent (none when the record is on chain already); a version
+        someone else materialised meanwhile is taken as done. Raises
+        :class:`NotFound` when a missing version is in no batch ``locate`` knows."""
+        missing: list[BatchedRecordProof] = []
+        seen: set[bytes] = set()
+        cur: bytes | None = to_bytes32(record_id, "record id", allow_zero=False)
+        while cur is not None and not self.record_exists(cur):
+            if cur in seen or len(seen) >= max_versions:
+                raise InputError("The record's earlier versions form a cycle or a chain too long.")
+            seen.add(cur)
+            found = locate(cur)
+            if found is None or found.record.record_id != cur:
+                raise NotFound(
+                    f"Record 0x{cur.hex()} is neither on chain nor in a known record batch.",
+                    record_id="0x" + cur.hex(),
+                )
+            missing.append(found)
+            cur = found.record.previous_record_id
+        sent: list[TxResult] = []
+        for p in reversed(missing):
+            try:
+                sent.append(self.materialise(account, p))
+            except ContractReverted as exc:
+                if exc.reason != "RecordRegistryRecordExists":
+                    raise
+                # Someone materialised it meanwhile: fine if it is this very record.
+                on_chain = self.get_record(p.record.record_id)
+                if on_chain.content_hash != p.record.content_hash or on_chain.cid != p.record.cid:
+                    raise
+        return sent
+
     def declare_category(
         self,
         account: LocalAccount,
@@ -947,6 +1016,24 @@ class RecordRegistry(ContractWrapper):
             anchored_by=b["anchoredBy"],
             anchored_at=b["anchoredAt"],
         )
+
+    def batch_root(self, department: str, sequence: int) -> bytes:
+        """The Merkle root of ``department``'s batch ``sequence``."""
+        return bytes(
+            self._call("batchRoot", encode_code(department), to_uint(sequence, 64, "sequence"))[0]
+        )
+
+    def record_leaf_hash(self, record: BatchRecord) -> bytes:
+        """The leaf hash of ``record`` as the contract computes it (equal to
+        ``record.leaf_hash()``)."""
+        return bytes(
+            self._call("recordLeafHash", encode_code(record.department), record.to_chain())[0]
+        )
+
+    def verify_batched_record(self, proof: BatchedRecordProof) -> bool:
+        """Whether the contract accepts ``proof`` for its batch (the inclusion check
+        of ``materialise`` alone, as a call)."""
+        return bool(self._call("verifyBatchedRecord", *self._materialise_args(proof))[0])
 
     @staticmethod
     def _category(department: str, c: Mapping[str, Any]) -> Category:

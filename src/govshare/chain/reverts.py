@@ -165,6 +165,19 @@ SENTENCES: dict[str, str] = {
     ),
     "RecordRegistryEmptyBatch": "A record batch must contain at least one record.",
     "RecordRegistryUnknownBatch": "Department {department} has no record batch {sequence}.",
+    "RecordRegistryLeafIndexOutOfRange": (
+        "Department {department}'s record batch {sequence} holds {count} records; there is no "
+        "leaf {leafIndex}."
+    ),
+    "RecordRegistryInvalidProof": (
+        "The record and audit path given are not leaf {leafIndex} of department {department}'s "
+        "record batch {sequence}: a field, the index or the path is wrong (take them from the "
+        "batch's manifest again)."
+    ),
+    "RecordRegistryDepartmentNotActive": (
+        "Department {department} is not an active member, so its batched records cannot be "
+        "written on chain."
+    ),
     # AccessLedger
     "AccessLedgerZeroRegistry": (
         "The access ledger cannot be deployed without the consortium registry's address."
@@ -177,7 +190,10 @@ SENTENCES: dict[str, str] = {
     ),
     "AccessLedgerDepartmentNotActive": "Department {department} is not an active member.",
     "AccessLedgerSelfRequest": "Department {department} cannot request its own records.",
-    "AccessLedgerUnknownRecord": "There is no anchored record {recordId}.",
+    "AccessLedgerUnknownRecord": (
+        "There is no record {recordId} on chain; a record anchored in a batch must be "
+        "materialised from its batch first."
+    ),
     "AccessLedgerRecordNotOwned": (
         "Record {recordId} belongs to department {actualOwner}, not to {ownerDepartment}; "
         "ask {actualOwner} for it."
