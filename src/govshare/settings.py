@@ -161,6 +161,14 @@ class Settings(BaseSettings):
     kubo_token: SecretStr | None = Field(
         default=None, description="The bearer token of the Kubo RPC API of a `kubo:` store."
     )
+    manifest_sources: str | None = Field(
+        default=None,
+        description="`govshare serve`: where the broker reads other departments' record "
+        "batch manifests, besides its own store: comma-separated `local:PATH`, "
+        "`kubo:http://HOST:5001` or broker URLs (default: with a `kubo:` store, none — "
+        "the private swarm serves every member's manifests; with a local store, the "
+        "other departments' stores of the same home, as in dev).",
+    )
 
     # -- govshare serve ---------------------------------------------------------------------
     host: str = Field(

@@ -15,6 +15,7 @@ import html
 from typing import Any
 
 from govshare.audit.report import _CSS
+from govshare.util import iso
 
 
 def _e(value: Any) -> str:
@@ -67,7 +68,8 @@ def render_trail(t: dict[str, Any]) -> str:
         f"<td>{_rec_link(v['record_id'])}</td>"
         f"<td>{_e(v['department'])}</td><td><code>{_e(_short(v['anchored_by']))}</code></td>"
         f"<td>{_e(v['anchored_at_iso'])}</td><td><code>{_e(_short(v['tx_hash']))}</code></td>"
-        f"<td>{'current' if v['current'] else 'superseded'}</td></tr>"
+        f"<td>{'current' if v['current'] else 'superseded'}</td>"
+        f"<td>{_batch_cell(v.get('batch'))}</td></tr>"
         for v in t["versions"]
     )
     timeline = "".join(
@@ -128,7 +130,7 @@ def render_trail(t: dict[str, Any]) -> str:
         f"<h2>Trail of record <code>{_e(t['record_id'])}</code> (owner {_e(t['owner'])})</h2>"
         + verdict
         + "<h3>Versions</h3><table><thead><tr><th></th><th>record</th><th>owner</th>"
-        "<th>anchored by</th><th>at</th><th>transaction</th><th></th></tr></thead>"
+        "<th>anchored by</th><th>at</th><th>transaction</th><th></th><th>batch</th></tr></thead>"
         f"<tbody>{versions}</tbody></table>"
         + "<h3>Graph</h3>"
         + render_graph(t)
@@ -213,8 +215,8 @@ def render_matches(result: dict[str, Any]) -> str:
         )
     rows = "".join(
         f"<tr><td>{_rec_link(r['record_id'])}</td><td>{_e(r['department'])}</td>"
-        f"<td>v{r['version']} of {r['versions']}</td>"
-        f"<td>{'superseded' if r['superseded'] else 'current'}</td>"
+        f"<td>{_version_cell(r)}</td>"
+        f"<td>{_SUPERSEDED.get(r['superseded'], '')}</td>"
         f"<td><code>{_e(_short(r['anchored_by']))}</code></td><td>{_e(r['anchored_at_iso'])}</td>"
         f"<td><code>{_e(_short(r['tx_hash']))}</code></td></tr>"
         for r in result["records"]
@@ -225,6 +227,33 @@ def render_matches(result: dict[str, Any]) -> str:
         f"{len(result['records'])} record(s).</p><table><thead><tr><th>record</th><th>owner</th>"
         "<th>version</th><th></th><th>published by</th><th>at</th><th>transaction</th></tr>"
         f"</thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
+_SUPERSEDED = {True: "superseded", False: "current"}
+
+
+def _version_cell(r: dict[str, Any]) -> str:
+    if r.get("version"):
+        return f"v{_e(r['version'])} of {_e(r['versions'])}"
+    return _batch_cell(r.get("batch"))
+
+
+def _batch_cell(b: dict[str, Any] | None) -> str:
+    """Where a batched record sits, whether its proof holds, and its materialisation."""
+    if not b:
+        return ""
+    mat = b.get("materialised")
+    state = (
+        f"on chain since {_e(iso(mat['materialised_at']))}, by "
+        f"<code>{_e(_short(mat['materialised_by']))}</code>"
+        if mat
+        else "not on chain yet"
+    )
+    proof = "proof ok" if b.get("verified") else '<span class="bad">proof fails</span>'
+    return (
+        f"batch {_e(b['sequence'])}, leaf {_e(b['leaf_index'])} of {_e(b['count'])} "
+        f"(anchored {_e(b.get('anchored_at_iso') or '?')}); {proof}; {state}"
     )
 
 

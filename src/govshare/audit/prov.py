@@ -111,6 +111,20 @@ def trails_to_prov(trails: list[dict[str, Any]]) -> dict[str, Any]:
     return d.doc
 
 
+def _add_materialised(d: _Doc, rec: str, record_id: str, mat: dict[str, Any] | None) -> None:
+    """A batched record written on chain (by whichever member's broker asked first)."""
+    if not mat:
+        return
+    act = f"act:materialise-{record_id}"
+    d.activity(
+        act, mat["materialised_at"], **{"prov:type": _qn("gs:Materialise"), "gs:tx": mat["tx_hash"]}
+    )
+    d.relation("used", **{"prov:activity": act, "prov:entity": rec})
+    who = f"acct:{str(mat['materialised_by']).lower()}"
+    d.agent(who, **{"prov:type": _qn("prov:SoftwareAgent"), "gs:address": mat["materialised_by"]})
+    d.relation("wasAssociatedWith", **{"prov:activity": act, "prov:agent": who})
+
+
 def _add_trail(d: _Doc, trail: dict[str, Any]) -> None:
     prev: str | None = None
     for v in trail["versions"]:
@@ -128,11 +142,24 @@ def _add_trail(d: _Doc, trail: dict[str, Any]) -> None:
                 "gs:current": v["current"],
             },
         )
-        d.activity(act, v["anchored_at"], **{"prov:type": _qn("gs:Publish"), "gs:tx": v["tx_hash"]})
+        batch = v.get("batch") or {}
+        d.activity(
+            act,
+            v["anchored_at"],
+            **{
+                "prov:type": _qn("gs:Publish"),
+                "gs:tx": batch.get("batch_tx_hash") or v["tx_hash"],
+                "gs:batchSequence": batch.get("sequence"),
+                "gs:leafIndex": batch.get("leaf_index"),
+                "gs:merkleRoot": batch.get("merkle_root"),
+                "gs:manifestCid": batch.get("manifest_cid"),
+            },
+        )
         d.relation(
             "wasGeneratedBy",
             **{"prov:entity": rec, "prov:activity": act, "prov:time": _t(v["anchored_at"])},
         )
+        _add_materialised(d, rec, v["record_id"], batch.get("materialised"))
         broker = d.account(v["anchored_by"], v["department"], "broker")
         d.relation("wasAssociatedWith", **{"prov:activity": act, "prov:agent": broker})
         d.relation(

@@ -167,3 +167,29 @@ class ManifestSources:
             f"No manifest source holds {cid} (tried: {names}); name one with --manifests.",
             cid=cid,
         )
+
+
+def broker_sources(
+    store: BlobStore,
+    dept: str,
+    *,
+    urls: str | None,
+    home: Path,
+    store_url: str | None,
+    token: str | None = None,
+    kubo_token: str | None = None,
+) -> ManifestSources:
+    """Where a department's broker reads record batch manifests: its own store
+    first (a Kubo node of the private swarm fetches any member's pinned manifest
+    by CID), then ``urls`` (comma-separated, the ``manifest_sources`` setting).
+    With none given and a local store, the home's other stores (a dev home holds
+    every department's). Any source will do: bytes are checked against the CID."""
+    own: list[ManifestSource] = [StoreSource(store, f"{dept}'s store")]
+    named = [u.strip() for u in (urls or "").split(",") if u.strip()]
+    if named:
+        extra = [open_source(u, home=home, token=token, kubo_token=kubo_token) for u in named]
+    elif not (store_url or "").startswith("kubo:"):
+        extra = default_sources(home)
+    else:
+        extra = []
+    return ManifestSources([*own, *extra])

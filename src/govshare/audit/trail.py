@@ -22,6 +22,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from govshare.audit.batched import (
+    batch_problems,
+    batched_by_hash,
+    batched_evidence,
+    batched_record_dict,
+)
 from govshare.audit.view import AuditView, problem
 from govshare.chain.contracts import AccessRequest, Record, RequestStatus
 from govshare.chain.mirror import IndexedEvent
@@ -76,31 +82,13 @@ def _entry(at: int, kind: str, text: str, **more: Any) -> dict[str, Any]:
 def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
     """The whole provenance of ``record_id`` and its versions (see the module docstring)."""
     rid = parse_record_id(record_id)
-    if view.record(rid) is None:
-        raise NotFound(f"No record {rid} is anchored on this chain.", record_id=rid)
-    versions = view.ledger.records.versions(rid)
     problems: list[dict[str, Any]] = []
     timeline: list[dict[str, Any]] = []
-    vdicts = []
-    for n, rec in enumerate(versions, start=1):
-        v_id = "0x" + rec.record_id.hex()
-        events = view.index.events_for_record(v_id, "RecordAnchored")
-        anchored = events[0] if events else None
-        vd = _version_dict(rec, n, rid, anchored)
-        vdicts.append(vd)
-        prev = f" as version {n}, superseding {vd['previous_record_id']}" if n > 1 else ""
-        timeline.append(
-            _entry(
-                rec.anchored_at,
-                "published",
-                f"{rec.department} anchored record {v_id}{prev} (SHA-256 "
-                f"{vd['content_hash'][:18]}…)",
-                department=rec.department,
-                actor=rec.anchored_by,
-                record_id=v_id,
-                tx_hash=vd["tx_hash"],
-            )
-        )
+    vdicts = _versions(view, rid)
+    for vd in vdicts:
+        timeline += _version_entries(vd)
+        if vd.get("batch"):
+            problems += vd["batch"]["problems"]
 
     requests = []
     receipts_total = receipts_ok = 0
@@ -133,8 +121,94 @@ def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
     }
 
 
+def _versions(view: AuditView, rid: str) -> list[dict[str, Any]]:
+    """The version chain of ``rid``: versions on chain (each with its batch when
+    it was materialised from one), and, for a record still only in a batch, its
+    batched versions back to the first (or to the versions on chain)."""
+    batched: list[dict[str, Any]] = []
+    cur: str | None = rid
+    while cur is not None and view.record(cur) is None and len(batched) < 10_000:
+        leaves = view.batches.leaves_of(cur) if view.batches is not None else []
+        if not leaves:
+            if not batched:
+                raise NotFound(
+                    f"No record {rid} is anchored on this chain, nor in a record batch "
+                    "whose manifest was read.",
+                    record_id=rid,
+                )
+            break  # an earlier version nobody can show: the trail starts here
+        d = batched_record_dict(view, leaves[0])
+        d["superseded_by"] = batched[0]["record_id"] if batched else None
+        batched.insert(0, d)
+        cur = d["previous_record_id"]
+    out: list[dict[str, Any]] = []
+    if cur is not None and view.record(cur) is not None:
+        versions = view.ledger.records.versions(cur)
+        if batched:  # versions after ``cur`` on chain cannot exist: ours is not there
+            versions = versions[: next(i for i, v in enumerate(versions, 1) if _id(v) == cur)]
+        for n, rec in enumerate(versions, start=1):
+            v_id = _id(rec)
+            events = view.index.events_for_record(v_id, "RecordAnchored")
+            vd = _version_dict(rec, n, rid, events[0] if events else None)
+            leaves = view.batches.leaves_of(v_id) if view.batches is not None else []
+            vd["on_chain"] = True
+            vd["batch"] = batched_evidence(view, leaves[0]) if leaves else None
+            out.append(vd)
+    for d in batched:
+        n = len(out) + 1
+        d.update(version=n, this=d["record_id"] == rid, current=d["superseded_by"] is None)
+        out.append(d)
+    if batched and len(out) > len(batched):
+        out[len(out) - len(batched) - 1]["superseded_by"] = batched[0]["record_id"]
+        out[len(out) - len(batched) - 1]["current"] = False
+    return out
+
+
+def _id(rec: Record) -> str:
+    return "0x" + rec.record_id.hex()
+
+
+def _version_entries(vd: dict[str, Any]) -> list[dict[str, Any]]:
+    """The timeline entries of one version: published (alone or in a batch), and
+    materialised from its batch."""
+    n, v_id, batch = vd["version"], vd["record_id"], vd.get("batch")
+    prev = f" as version {n}, superseding {vd['previous_record_id']}" if n > 1 else ""
+    where = (
+        f" in batch {batch['sequence']} (leaf {batch['leaf_index']} of {batch['count']})"
+        if batch
+        else ""
+    )
+    entries = [
+        _entry(
+            vd["anchored_at"] or 0,
+            "published",
+            f"{vd['department']} anchored record {v_id}{prev}{where} (SHA-256 "
+            f"{vd['content_hash'][:18]}…)",
+            department=vd["department"],
+            actor=vd["anchored_by"],
+            record_id=v_id,
+            tx_hash=(batch["batch_tx_hash"] if batch else vd["tx_hash"]),
+        )
+    ]
+    mat = batch.get("materialised") if batch else None
+    if mat:
+        entries.append(
+            _entry(
+                mat["materialised_at"],
+                "materialised",
+                f"Record {v_id} was written on chain from its batch by {mat['materialised_by']}",
+                department=vd["department"],
+                actor=mat["materialised_by"],
+                record_id=v_id,
+                tx_hash=mat["tx_hash"],
+            )
+        )
+    return entries
+
+
 _ORDER = {
     "published": 0,
+    "materialised": 0,
     "requested": 1,
     "reminded": 2,
     "escalated": 3,
@@ -397,8 +471,11 @@ def sha256_file(path: Path) -> bytes:
 
 def verify_hash(view: AuditView, content_hash: bytes) -> list[dict[str, Any]]:
     """Every anchored record whose plaintext has SHA-256 ``content_hash``: owner,
-    publishing account, transaction, block time, version position, superseded."""
+    publishing account, transaction, block time, version position, superseded —
+    on chain, or in an anchored record batch (``batch``: its leaf proved against
+    the batch's root on chain; ``on_chain`` false until it is materialised)."""
     out = []
+    batched = {"0x" + x.record.record_id.hex(): x for x in batched_by_hash(view, content_hash)}
     for raw in view.ledger.records.records_by_hash(content_hash):
         rid = "0x" + raw.hex()
         versions = view.ledger.records.versions(rid)
@@ -409,19 +486,33 @@ def verify_hash(view: AuditView, content_hash: bytes) -> list[dict[str, Any]]:
         d["versions"] = len(versions)
         d["latest_record_id"] = "0x" + versions[-1].record_id.hex()
         d["superseded"] = rec.superseded_by is not None
+        d["on_chain"] = True
+        leaf = batched.pop(rid, None)
+        d["batch"] = batched_evidence(view, leaf) if leaf is not None else None
+        out.append(d)
+    for leaf in batched.values():
+        d = batched_record_dict(view, leaf)
+        d["this"] = True
+        d["superseded"] = None  # a successor may sit in a batch not read: unknown off chain
         out.append(d)
     return out
 
 
 def verify_file(view: AuditView, path: Path) -> dict[str, Any]:
-    """``audit verify``: the file's SHA-256 and the records anchored with it."""
+    """``audit verify``: the file's SHA-256 and the records anchored with it (on
+    chain or in a record batch); ``ok`` is false when a batched record does not
+    prove against the chain, and ``unread_batches`` lists batches whose manifest
+    could not be read or checked (the file may be in one of them)."""
     digest = sha256_file(path)
     records = verify_hash(view, digest)
+    proven = [r for r in records if r.get("batch") is None or r["batch"]["verified"]]
     return {
         "file": str(path),
         "sha256": "0x" + digest.hex(),
-        "anchored": bool(records),
+        "anchored": bool(proven),
+        "ok": len(proven) == len(records),
         "records": records,
+        "unread_batches": batch_problems(view),
     }
 
 

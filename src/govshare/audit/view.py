@@ -38,10 +38,11 @@ from govshare.audit.receipts import (
     request_digest,
 )
 from govshare.audit.sources import ManifestSources
+from govshare.chain.batchindex import BatchIndex
 from govshare.chain.contracts import AccessRequest, ReceiptBatch, Record, RequestStatus
 from govshare.chain.deploy import Deployment, load_deployment
 from govshare.chain.ledger import Ledger
-from govshare.chain.mirror import IndexedEvent, Mirror
+from govshare.chain.mirror import IndexedEvent, Mirror, Projection
 from govshare.errors import ContractReverted, DeploymentStale
 
 #: Seconds a receipt may be issued after its request's expiry (clock skew between
@@ -53,23 +54,32 @@ REQUEST_EXPIRY_SLACK = 60
 CLOCK_SLACK = 30
 
 
-def open_index(ledger: Ledger, path: Path) -> Mirror:
+def open_index(ledger: Ledger, path: Path, sources: ManifestSources | None = None) -> Mirror:
     """The auditor's own ledger mirror of ``ledger``'s deployment, in a SQLite file
-    at ``path``; a file built for another chain (a reset dev chain) or by an older
-    govshare is deleted and rebuilt — it is only a cache of the chain's events."""
+    at ``path``, with its record batch index reading manifests from ``sources``;
+    a file built for another chain (a reset dev chain) or by an older govshare is
+    deleted and rebuilt — it is only a cache of the chain's events."""
 
     def drop() -> None:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 Path(str(path) + suffix).unlink()
 
+    def index() -> list[Projection]:
+        return [BatchIndex(sources, clock=ledger.clock)]
+
     if path.exists() and _legacy_index(path):
         drop()
     try:
-        return Mirror.open_file(ledger.conn, ledger.deployment, path)
+        return Mirror.open_file(ledger.conn, ledger.deployment, path, projections=index())
     except DeploymentStale:
         drop()
-        return Mirror.open_file(ledger.conn, ledger.deployment, path)
+        return Mirror.open_file(ledger.conn, ledger.deployment, path, projections=index())
+
+
+def batch_index_of(mirror: Mirror) -> BatchIndex | None:
+    """The record batch index that ``mirror`` runs (a broker's, an auditor's)."""
+    return next((p for p in mirror.projections if isinstance(p, BatchIndex)), None)
 
 
 def _legacy_index(path: Path) -> bool:
@@ -214,7 +224,7 @@ class AuditView:
         """Connect, open (or build) the index, and catch it up with the chain."""
         dep = deployment if isinstance(deployment, Deployment) else load_deployment(deployment)
         ledger = Ledger.from_deployment(dep, rpc)
-        view = cls(ledger, open_index(ledger, index_path), sources, owns_index=True)
+        view = cls(ledger, open_index(ledger, index_path, sources), sources, owns_index=True)
         if sync:
             view.sync()
         return view
@@ -226,9 +236,23 @@ class AuditView:
             self.index.close()
             self.ledger.close()
 
+    @property
+    def batches(self) -> BatchIndex | None:
+        """The index of record batches (their manifests' records), if the mirror has one."""
+        return batch_index_of(self.index)
+
     def sync(self) -> int:
-        """Bring the index up to the chain's head; returns the new events."""
+        """Bring the index up to the chain's head, and read every record batch
+        manifest that is due; returns the new events."""
         n = self.index.run_once()
+        batches = self.batches
+        # Each round reads up to per_tick due manifests; one that is not found waits
+        # for its back-off, so the rounds end (and are bounded besides).
+        for _ in range(10_000 if batches is not None else 0):
+            assert batches is not None
+            r = batches.index_pending()
+            if r.indexed + r.unavailable + r.invalid == 0:
+                break
         self._synced = True
         self._brokers = None
         self._batch_events = None

@@ -130,26 +130,75 @@ def _check_request(svc: BrokerServices, owner: str, record_id: str) -> None:
         raise NotFound(f"There is no department {owner}.", department=owner)
     if svc.ledger.registry.department_status(owner) is not DepartmentStatus.ACTIVE:
         raise InputError(f"Department {owner} is not active; it cannot be asked for records.")
-    if not svc.ledger.records.record_exists(record_id):
-        raise RecordUnknown(f"There is no anchored record {record_id}.", record_id=record_id)
-    rec = svc.ledger.records.get_record(record_id)
-    if rec.department != owner:
+    if svc.ledger.records.record_exists(record_id):
+        holder = svc.ledger.records.get_record(record_id).department
+    else:
+        holder = _batched_owner(svc, record_id)
+    if holder != owner:
         raise InputError(
-            f"Record {record_id} belongs to {rec.department}, not {owner}: ask {rec.department}.",
+            f"Record {record_id} belongs to {holder}, not {owner}: ask {holder}.",
             record_id=record_id,
         )
 
 
+def _batched_owner(svc: BrokerServices, record_id: str) -> str:
+    """The department of a record that is in an anchored batch but not on chain
+    yet (the request materialises it); the mirror is caught up once if needed."""
+    found = svc.batches.leaves_of(record_id)
+    if not found:
+        svc.mirror.run_once()  # a batch anchored a moment ago
+        found = svc.batches.leaves_of(record_id)
+    if not found:
+        pending = svc.batches.batches(states=["pending", "unavailable"])
+        waiting = (
+            f" {len(pending)} anchored batch(es) could not be read yet (their manifests "
+            "are not available here); it may be in one of them — try again later."
+            if pending
+            else ""
+        )
+        raise RecordUnknown(
+            f"There is no record {record_id}: it is neither anchored on chain nor in "
+            f"any anchored record batch.{waiting}",
+            record_id=record_id,
+        )
+    return found[0].record.department
+
+
 def register(svc: BrokerServices) -> None:
     """Register the ``request`` operation kind on ``svc.outbox``."""
-    svc.outbox.register(KIND, [("send", lambda ctx: _send(svc, ctx))])
+    svc.outbox.register(
+        KIND,
+        [
+            ("materialise", lambda ctx: _materialise(svc, ctx)),
+            ("send", lambda ctx: _send(svc, ctx)),
+        ],
+        result=lambda results: {
+            **(results.get("send") or {}),
+            "materialised": (results.get("materialise") or {}).get("tx_hashes", []),
+        },
+    )
+
+
+def _materialise(svc: BrokerServices, ctx: StepContext) -> JSON:
+    """Put a batched record (and its earlier versions missing from the chain) on
+    chain, oldest first: ``requestAccess`` needs the record there. Reads the chain
+    first, so it sends nothing for a record already there, and takes a concurrent
+    materialisation by another department as done; after a crash it sends only
+    what did not land."""
+    sent = svc.ledger.records.materialise_chain(
+        svc.account, str(ctx.payload["record_id"]), svc.batches.locate
+    )
+    # ``resumed``: this step was started before (a crash). An operation that was
+    # already at its "send" step before this step existed resumes here too, so the
+    # "send" step then looks for a request it may have sent.
+    return {"tx_hashes": [t.tx_hash for t in sent], "resumed": ctx.resumed}
 
 
 def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
     p = ctx.payload
     access = svc.ledger.access
     found: int | None = None
-    if ctx.resumed:
+    if ctx.resumed or (ctx.results.get("materialise") or {}).get("resumed"):
         # The transaction may have landed before the crash: a request by this
         # department for this record with this purpose and deadline is ours.
         for rid in access.requests_for_record(str(p["record_id"])):

@@ -11,7 +11,8 @@ models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
     receipts           exchange receipts signed by both departments
     exchange_nonces    nonces of peer exchange requests already served (no replay)
     own_txs            transactions the broker sent, until the mirror confirms them
-    mirror_*           the ledger mirror: the chain's events and checkpoint (``chain/mirror.py``)
+    mirror_*           the ledger mirror: the chain's events and checkpoint (``chain/mirror.py``),
+                       and the record batches' manifests (``chain/batchindex.py``)
     users, api_tokens  who may call this broker's API (see ``users.py``)
 
 :meth:`Database.open` migrates the schema to the newest Alembic revision (the
@@ -77,6 +78,7 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
+import govshare.chain.batchindex  # noqa: F401 — the batch index's tables are the mirror's
 from govshare.chain.mirror import metadata as mirror_metadata
 from govshare.clock import utcnow
 from govshare.errors import ConfigError, DatabaseUnavailable

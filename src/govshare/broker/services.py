@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from govshare.audit.sources import ManifestSources, StoreSource
 from govshare.broker.db import Database
 from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
 from govshare.broker.outbox import Outbox
 from govshare.broker.users import normalise_dept
+from govshare.chain.batchindex import BatchIndex, ManifestFetcher
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import Mirror
 from govshare.clock import Clock
@@ -84,6 +86,7 @@ class BrokerServices:
         limits: Limits | None = None,
         http: httpx.Client | None = None,
         clock: Clock | None = None,
+        manifest_sources: ManifestFetcher | None = None,
     ) -> None:
         self.dept = normalise_dept(dept)
         self.db = db
@@ -119,15 +122,25 @@ class BrokerServices:
         access.register(self)
         receipt_batches.register(self)
         signed.register(self.outbox, ledger)  # administrators' journaled decisions
+        #: Where record batch manifests are read from: by default this broker's own
+        #: store (in a consortium a Kubo node of the private swarm, which serves any
+        #: member's pinned manifest by CID); ``manifest_sources`` adds others.
+        self.manifest_sources = manifest_sources or ManifestSources(
+            [StoreSource(store, f"{self.dept}'s store")]
+        )
+        #: Every anchored record batch and the records its manifest lists (a
+        #: projection of the mirror): where a batched record is found to materialise.
+        self.batches = BatchIndex(self.manifest_sources, clock=self.clock)
         #: The broker's one ledger mirror (in its database): the chain's events, the
-        #: requests and grants derived from them, and the check that this broker's
-        #: own transactions stayed on chain. One tick at a time (it locks).
+        #: requests and grants derived from them, the record batches' manifests, and
+        #: the check that this broker's own transactions stayed on chain. One tick at
+        #: a time (it locks).
         self.mirror = Mirror(
             ledger.conn,
             ledger.deployment,
             db.engine,
             read_engine=db.read_engine,
-            projections=[access.RequestProjection(self), OwnTxWatch(self)],
+            projections=[access.RequestProjection(self), self.batches, OwnTxWatch(self)],
             on_stale="reset",
             log_fn=_mirror_log.info,
         )

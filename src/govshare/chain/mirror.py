@@ -76,7 +76,7 @@ from govshare.errors import ChainUnavailable, ConfigError, DeploymentStale, GovS
 log = logging.getLogger(__name__)
 
 #: Version of the mirror's tables; a mirror of another version is rebuilt.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 #: Blocks per ``eth_getLogs`` (Besu answers up to --rpc-max-logs-range, 5000 by default).
 DEFAULT_RANGE = 1000
 #: Block hashes remembered for finding a fork point (range ends and event blocks).
@@ -242,6 +242,9 @@ class Projection:
     transaction that stores the range or the rewind, and must only write.
     """
 
+    def attach(self, mirror: Mirror) -> None:
+        """Called once by the mirror that runs this projection (its engines)."""
+
     def prepare(self, events: Sequence[IndexedEvent], head: int) -> Any:
         return None
 
@@ -309,6 +312,8 @@ class Mirror:
         self.range_size = max(1, int(range_size))
         self.keep_blocks = max(2, int(keep_blocks))
         self.projections = list(projections)
+        for p in self.projections:
+            p.attach(self)
         self._say = log_fn or log.info
         artifacts = {name: load_artifact(name) for name in CONTRACT_NAMES}
         self.decoder = LogDecoder({deployment.address(n): a for n, a in artifacts.items()})
@@ -323,6 +328,8 @@ class Mirror:
         self.rewinds = 0
         self.last_tick: TickStats = TickStats()
         if create:
+            import govshare.chain.batchindex  # noqa: F401 — its tables are the mirror's too
+
             metadata.create_all(engine)
         self._check_identity(on_stale)
 

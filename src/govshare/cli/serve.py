@@ -211,6 +211,7 @@ def run_broker(home: Path, settings: Settings) -> None:
 
     from govshare.api import ApiDeps, ApiSettings, create_app
     from govshare.api.logs import log_config
+    from govshare.audit.sources import broker_sources
     from govshare.broker import faults
     from govshare.broker.db import Database
     from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
@@ -268,6 +269,15 @@ def run_broker(home: Path, settings: Settings) -> None:
         subject_key=subject_key,
         spool=folder / "spool",
         limits=Limits(max_upload=settings.max_upload),
+        manifest_sources=broker_sources(
+            store,
+            code,
+            urls=settings.manifest_sources,
+            home=home,
+            store_url=settings.store,
+            token=settings.secret("audit_token"),
+            kubo_token=settings.secret("kubo_token"),
+        ),
     )
     faults.arm(settings.test_crash_at if settings.testing else None)
     runtime = BrokerRuntime(svc, RuntimeSettings.from_settings(settings))
