@@ -26,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 
 from govshare.api import ApiDeps, ApiSettings, create_app
+from govshare.audit.sources import broker_sources
 from govshare.broker.db import Database
 from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
 from govshare.broker.services import BrokerServices, Limits
@@ -203,11 +204,14 @@ def make_services(world: World, code: str, **limits: int) -> BrokerServices:
     d = world[code]
     folder = dept_dir(world.home, code)
     db = Database.for_department(world.home, code)
+    store = open_store(f"local:{folder / 'blobs'}")
     return BrokerServices(
         dept=code,
         db=db,
         ledger=Ledger.from_deployment(world.deployment),
-        store=open_store(f"local:{folder / 'blobs'}"),
+        store=store,
+        # as `govshare serve` wires them: its store, then the home's other stores
+        manifest_sources=broker_sources(store, code, urls=None, home=world.home, store_url=None),
         account=d.broker,
         hpke=d.hpke,
         subject_key=load_subject_key(d.profile.dir),
