@@ -131,6 +131,7 @@ def batched_record_dict(view: AuditView, leaf: IndexedLeaf) -> dict[str, Any]:
         "anchored_at_iso": ev.get("anchored_at_iso"),
         "block_number": leaf.batch.block_number,
         "tx_hash": leaf.batch.tx_hash,
+        "superseded_by": None,  # set by whoever knows the version chain
         "on_chain": False,
         "batch": ev,
     }
@@ -158,3 +159,27 @@ def _batch_problem(b: IndexedBatch) -> dict[str, Any]:
         sequence=b.sequence,
         attempts=b.attempts,
     )
+
+
+def record_batches(view: AuditView, department: str | None = None) -> dict[str, Any]:
+    """Every anchored record batch the index knows (``department``'s, or all), with
+    the state of its manifest: ``indexed`` (read, checked against the root on
+    chain), ``pending``, ``unavailable`` (no source had it; tried again later) or
+    ``invalid`` (it does not describe the batch). ``ok`` when every one is indexed."""
+    if view.batches is None:
+        return {"batches": [], "counts": {}, "problems": [], "ok": True}
+    rows = view.batches.batches(department)
+    batches = [
+        {
+            **b.to_dict(),
+            "manifest_cid": printable(b.manifest_cid),
+            "problem": None if b.problem is None else printable(b.problem),
+            "source": None if b.source is None else printable(b.source),
+        }
+        for b in rows
+    ]
+    problems = [_batch_problem(b) for b in rows if b.state in ("unavailable", "invalid")]
+    counts: dict[str, int] = {}
+    for b in rows:
+        counts[b.state] = counts.get(b.state, 0) + 1
+    return {"batches": batches, "counts": counts, "problems": problems, "ok": not problems}

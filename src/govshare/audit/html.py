@@ -257,8 +257,42 @@ def _batch_cell(b: dict[str, Any] | None) -> str:
     )
 
 
-def render_status(receipts: dict[str, Any], overdue: dict[str, Any]) -> str:
-    """Receipt-batch status (per department and batch) and overdue requests."""
+def render_record_batches(batches: dict[str, Any]) -> str:
+    """Anchored record batches whose manifest could not be read or checked."""
+    rows = "".join(
+        f"<tr><td>{_e(b['department'])}</td><td>{_e(b['sequence'])}</td>"
+        f"<td>{_e(b['count'])}</td><td><code>{_e(_short(b['manifest_cid'], 16))}</code></td>"
+        f'<td class="bad">{_e(b["state"])}</td><td>{_e(b["problem"] or "")}</td></tr>'
+        for b in batches["batches"]
+        if b["state"] in ("unavailable", "invalid")
+    )
+    n = sum(batches["counts"].values())
+    verdict = (
+        f'<p class="ok">All {n} record batch manifest(s) read and checked against their roots.</p>'
+        if batches["ok"]
+        else f'<p class="bad">{len(batches["problems"])} record batch(es) could not be read '
+        "or checked.</p>"
+    )
+    return (
+        '<div id="record-batches"><h2>Record batches</h2>'
+        + verdict
+        + (
+            "<table><thead><tr><th>department</th><th>batch</th><th>records</th>"
+            f"<th>manifest</th><th>state</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+            if rows
+            else ""
+        )
+        + "</div>"
+    )
+
+
+def render_status(
+    receipts: dict[str, Any],
+    overdue: dict[str, Any],
+    record_batches: dict[str, Any] | None = None,
+) -> str:
+    """Receipt-batch status (per department and batch), overdue requests, and the
+    record batches whose manifest could not be read or checked."""
     depts = "".join(
         f"<tr><td>{_e(d['department'])}</td><td>{d['batches']}</td><td>{d['receipts']}</td>"
         f"<td>{d['last_seq']}</td></tr>"
@@ -303,4 +337,5 @@ def render_status(receipts: dict[str, Any], overdue: dict[str, Any]) -> str:
             else '<p class="muted">No overdue requests.</p>'
         )
         + "</div>"
+        + (render_record_batches(record_batches) if record_batches is not None else "")
     )

@@ -122,46 +122,74 @@ def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
 
 
 def _versions(view: AuditView, rid: str) -> list[dict[str, Any]]:
-    """The version chain of ``rid``: versions on chain (each with its batch when
-    it was materialised from one), and, for a record still only in a batch, its
-    batched versions back to the first (or to the versions on chain)."""
-    batched: list[dict[str, Any]] = []
+    """The whole version chain of ``rid``, oldest first: versions on chain (each
+    with its batch when it was materialised from one) and versions only in a
+    record batch (``on_chain`` false), back to the first and on to the latest
+    the chain and the batch index know."""
+    older = _batched_back(view, rid)  # rid and its predecessors not on chain
+    cur = older[0]["previous_record_id"] if older else rid
+    out: list[dict[str, Any]] = []
+    if cur is not None and view.record(cur) is not None:
+        versions = view.ledger.records.versions(cur)
+        if older:  # nothing on chain can supersede ``cur``'s successor off chain
+            versions = versions[: next(i for i, v in enumerate(versions, 1) if _id(v) == cur)]
+        out = [_chain_version(view, rec, rid) for rec in versions]
+    out += older
+    seen = {v["record_id"] for v in out}
+    while view.batches is not None and len(out) < _MAX_VERSIONS:
+        nxt = [
+            x
+            for x in view.batches.successors_of(out[-1]["record_id"])
+            if "0x" + x.record.record_id.hex() not in seen
+            and view.record("0x" + x.record.record_id.hex()) is None
+        ]
+        if not nxt:
+            break
+        out.append(batched_record_dict(view, nxt[0]))
+        seen.add(out[-1]["record_id"])
+    for n, v in enumerate(out, start=1):
+        v["version"] = n
+        v["this"] = v["record_id"] == rid
+        if n < len(out):
+            v["superseded_by"] = out[n]["record_id"]
+        v["current"] = v["superseded_by"] is None
+    return out
+
+
+_MAX_VERSIONS = 10_000
+
+
+def _batched_back(view: AuditView, rid: str) -> list[dict[str, Any]]:
+    """``rid`` and its earlier versions while they are only in record batches
+    (oldest first); empty when ``rid`` is on chain. Raises NotFound when ``rid``
+    is neither on chain nor in a batch whose manifest was read."""
+    out: list[dict[str, Any]] = []
     cur: str | None = rid
-    while cur is not None and view.record(cur) is None and len(batched) < 10_000:
+    while cur is not None and view.record(cur) is None and len(out) < _MAX_VERSIONS:
         leaves = view.batches.leaves_of(cur) if view.batches is not None else []
         if not leaves:
-            if not batched:
+            if not out:
                 raise NotFound(
                     f"No record {rid} is anchored on this chain, nor in a record batch "
                     "whose manifest was read.",
                     record_id=rid,
                 )
-            break  # an earlier version nobody can show: the trail starts here
+            break  # an earlier version nobody can show: the chain starts here
         d = batched_record_dict(view, leaves[0])
-        d["superseded_by"] = batched[0]["record_id"] if batched else None
-        batched.insert(0, d)
+        d["superseded_by"] = None
+        out.insert(0, d)
         cur = d["previous_record_id"]
-    out: list[dict[str, Any]] = []
-    if cur is not None and view.record(cur) is not None:
-        versions = view.ledger.records.versions(cur)
-        if batched:  # versions after ``cur`` on chain cannot exist: ours is not there
-            versions = versions[: next(i for i, v in enumerate(versions, 1) if _id(v) == cur)]
-        for n, rec in enumerate(versions, start=1):
-            v_id = _id(rec)
-            events = view.index.events_for_record(v_id, "RecordAnchored")
-            vd = _version_dict(rec, n, rid, events[0] if events else None)
-            leaves = view.batches.leaves_of(v_id) if view.batches is not None else []
-            vd["on_chain"] = True
-            vd["batch"] = batched_evidence(view, leaves[0]) if leaves else None
-            out.append(vd)
-    for d in batched:
-        n = len(out) + 1
-        d.update(version=n, this=d["record_id"] == rid, current=d["superseded_by"] is None)
-        out.append(d)
-    if batched and len(out) > len(batched):
-        out[len(out) - len(batched) - 1]["superseded_by"] = batched[0]["record_id"]
-        out[len(out) - len(batched) - 1]["current"] = False
     return out
+
+
+def _chain_version(view: AuditView, rec: Record, rid: str) -> dict[str, Any]:
+    v_id = _id(rec)
+    events = view.index.events_for_record(v_id, "RecordAnchored")
+    vd = _version_dict(rec, 1, rid, events[0] if events else None)
+    leaves = view.batches.leaves_of(v_id) if view.batches is not None else []
+    vd["on_chain"] = True
+    vd["batch"] = batched_evidence(view, leaves[0]) if leaves else None
+    return vd
 
 
 def _id(rec: Record) -> str:
@@ -474,26 +502,19 @@ def verify_hash(view: AuditView, content_hash: bytes) -> list[dict[str, Any]]:
     publishing account, transaction, block time, version position, superseded —
     on chain, or in an anchored record batch (``batch``: its leaf proved against
     the batch's root on chain; ``on_chain`` false until it is materialised)."""
+    ids = ["0x" + raw.hex() for raw in view.ledger.records.records_by_hash(content_hash)]
+    ids += [
+        rid
+        for rid in ("0x" + x.record.record_id.hex() for x in batched_by_hash(view, content_hash))
+        if rid not in ids
+    ]
     out = []
-    batched = {"0x" + x.record.record_id.hex(): x for x in batched_by_hash(view, content_hash)}
-    for raw in view.ledger.records.records_by_hash(content_hash):
-        rid = "0x" + raw.hex()
-        versions = view.ledger.records.versions(rid)
-        n = next(i for i, v in enumerate(versions, start=1) if v.record_id == raw)
-        rec = versions[n - 1]
-        events = view.index.events_for_record(rid, "RecordAnchored")
-        d = _version_dict(rec, n, rid, events[0] if events else None)
+    for rid in ids:
+        versions = _versions(view, rid)
+        d = next(v for v in versions if v["record_id"] == rid)
         d["versions"] = len(versions)
-        d["latest_record_id"] = "0x" + versions[-1].record_id.hex()
-        d["superseded"] = rec.superseded_by is not None
-        d["on_chain"] = True
-        leaf = batched.pop(rid, None)
-        d["batch"] = batched_evidence(view, leaf) if leaf is not None else None
-        out.append(d)
-    for leaf in batched.values():
-        d = batched_record_dict(view, leaf)
-        d["this"] = True
-        d["superseded"] = None  # a successor may sit in a batch not read: unknown off chain
+        d["latest_record_id"] = versions[-1]["record_id"]
+        d["superseded"] = d["superseded_by"] is not None
         out.append(d)
     return out
 

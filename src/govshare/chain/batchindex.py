@@ -127,6 +127,7 @@ mirror_batch_records = sa.Table(
     sa.Column("previous_record_id", sa.String(66), nullable=True),
     sa.Index("ix_mirror_batch_records_record", "record_id"),
     sa.Index("ix_mirror_batch_records_hash", "content_hash"),
+    sa.Index("ix_mirror_batch_records_previous", "previous_record_id"),
 )
 
 
@@ -545,6 +546,12 @@ class BatchIndex(Projection):
         """Every place a record id holds in an indexed batch (normally one; a
         department's retry may have anchored a manifest twice), lowest sequence first."""
         return self._leaves(mirror_batch_records.c.record_id == _hex_id(record_id))
+
+    def successors_of(self, record_id: bytes | str) -> list[IndexedLeaf]:
+        """Indexed batched records that name ``record_id`` as their previous version
+        (normally at most one: two would be a fork the contract settles by taking
+        the first materialised)."""
+        return self._leaves(mirror_batch_records.c.previous_record_id == _hex_id(record_id))
 
     def by_content_hash(self, content_hash: bytes | str) -> list[IndexedLeaf]:
         """Every indexed batched record with this SHA-256 (materialised or not)."""

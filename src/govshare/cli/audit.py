@@ -143,30 +143,65 @@ def verify_cmd(
         view.close()
 
     def human() -> None:
-        if not out["anchored"]:
+        if not out["records"]:
             return
         click.echo(f"{file}: SHA-256 {out['sha256']}")
         for r in out["records"]:
-            state = (
-                f"superseded by {r['superseded_by']} (latest: {r['latest_record_id']})"
-                if r["superseded"]
-                else "current"
-            )
             click.echo(
                 f"  anchored as record {r['record_id']}\n"
                 f"    owner {r['department']}, category {r['category']}\n"
                 f"    published by {r['anchored_by']} at {r['anchored_at_iso']}, "
-                f"block {r['block_number']}, transaction {r['tx_hash']}\n"
-                f"    version {r['version']} of {r['versions']}, {state}"
+                f"block {r['block_number']}, transaction {r['tx_hash']}"
             )
+            if r.get("version") is not None:
+                click.echo(f"    version {r['version']} of {r['versions']}, {_state(r)}")
+            if r.get("batch"):
+                click.echo(_batch_text(r["batch"]))
 
     ctx.emit(out, human)
-    if not out["anchored"]:
+    unread = out["unread_batches"]
+    if not out["ok"]:
         fail(
             ctx,
-            f"{file} is not anchored: no record on chain has its SHA-256 {out['sha256']} "
-            "(a different or altered file).",
+            f"{file}: a batched record with its SHA-256 does not prove against the chain "
+            "(its batch's root on chain): the index or the manifest was altered.",
         )
+    elif not out["anchored"]:
+        more = (
+            f" {len(unread)} anchored record batch(es) could not be read or checked "
+            f"({printable(unread[0]['message'])}); it may be in one of them."
+            if unread
+            else ""
+        )
+        fail(
+            ctx,
+            f"{file} is not anchored: no record on chain or in a record batch has its "
+            f"SHA-256 {out['sha256']} (a different or altered file).{more}",
+        )
+
+
+def _state(r: dict[str, Any]) -> str:
+    if r["superseded"]:
+        return f"superseded by {r['superseded_by']} (latest: {r['latest_record_id']})"
+    return "current"
+
+
+def _batch_text(b: dict[str, Any]) -> str:
+    """Where a batched record sits, its proof against the chain, its materialisation."""
+    verdict = "verified" if b["verified"] else "FAILED"
+    mat = b.get("materialised")
+    written = (
+        f"written on chain by {mat['materialised_by']} at {mat['materialised_at_iso']} "
+        f"(transaction {mat['tx_hash']})"
+        if mat
+        else "not written on chain yet (it is when first requested)"
+    )
+    return (
+        f"    in {b['department']}'s record batch {b['sequence']}, leaf {b['leaf_index']} of "
+        f"{b['count']} (root {b['merkle_root']}, manifest {printable(b['manifest_cid'])})\n"
+        f"    inclusion proof against the root on chain: {verdict}\n"
+        f"    {written}"
+    )
 
 
 # -- trail ----------------------------------------------------------------------------------
@@ -229,6 +264,8 @@ def _trail_text(t: dict[str, Any]) -> None:
             f"  v{v['version']} {v['record_id']} {v['anchored_at_iso']} by {v['anchored_by']}"
             f" (tx {v['tx_hash']}){' superseded' if not v['current'] else ''}{mark}"
         )
+        if v.get("batch"):
+            click.echo(_batch_text(v["batch"]))
     click.echo("Timeline:")
     for e in t["timeline"]:
         click.echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
@@ -324,6 +361,52 @@ def receipts_cmd(
             ctx,
             f"The receipt audit found {len(report['problems'])} problem(s): "
             f"{report['problems'][0]['message']}",
+        )
+
+
+# -- record batches -------------------------------------------------------------------------
+
+
+@audit.command("batches")
+@click.option("--dept", "dept_code", default=None, help="Only this department's batches.")
+@view_options
+@common_options
+@pass_ctx
+def batches_cmd(
+    ctx: Ctx,
+    dept_code: str | None,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """Anchored record batches and their manifests: read and checked against the
+    root on chain, not found (yet), or not describing the batch."""
+    from govshare.audit.batched import record_batches
+
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        out = record_batches(view, dept_code.upper() if dept_code else None)
+    finally:
+        view.close()
+
+    def human() -> None:
+        for b in out["batches"]:
+            mark = "✓" if b["state"] == "indexed" else "✗"
+            click.echo(
+                f"  {mark} {b['department']} batch {b['sequence']}: {b['count']} record(s), "
+                f"root {b['merkle_root'][:18]}…, manifest {b['manifest_cid']}: {b['state']}"
+                + (f" ({b['problem']})" if b["problem"] else "")
+            )
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(out["counts"].items()))
+        click.echo(f"{len(out['batches'])} record batch(es){': ' + counts if counts else ''}.")
+
+    ctx.emit(out, human)
+    if not out["ok"]:
+        fail(
+            ctx,
+            f"{len(out['problems'])} record batch(es) could not be read or checked: "
+            f"{out['problems'][0]['message']}",
         )
 
 

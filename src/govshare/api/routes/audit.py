@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from govshare.api.auth import public
 from govshare.api.deps import OverseerUser, ServicesDep, SettingsDep
 from govshare.api.errors import problem_responses
+from govshare.audit.batched import record_batches
 from govshare.audit.checks import audit_receipts, overdue_requests
 from govshare.audit.html import PAGE_CSS, render_matches, render_status, render_trail
 from govshare.audit.prov import trail_to_prov
@@ -130,11 +131,14 @@ def audit_view(
 
 @router.get("/audit/status", response_class=HTMLResponse, include_in_schema=False)
 def audit_status(request: Request, _user: OverseerUser, svc: ServicesDep) -> HTMLResponse:
-    """This department's receipt batches, checked, and every overdue request."""
+    """This department's receipt batches, checked, every overdue request, and the
+    record batches whose manifest could not be read or checked."""
     st = _state(request, svc)
     with st.lock:
         view = st.view()
-        body = render_status(audit_receipts(view, svc.dept), overdue_requests(view))
+        body = render_status(
+            audit_receipts(view, svc.dept), overdue_requests(view), record_batches(view)
+        )
     return HTMLResponse(body, headers=_FRAGMENT_HEADERS)
 
 

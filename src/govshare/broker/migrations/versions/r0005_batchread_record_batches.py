@@ -63,6 +63,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_mirror_batch_records_record", "mirror_batch_records", ["record_id"])
     op.create_index("ix_mirror_batch_records_hash", "mirror_batch_records", ["content_hash"])
+    op.create_index(
+        "ix_mirror_batch_records_previous", "mirror_batch_records", ["previous_record_id"]
+    )
     # Read the events again so that batches anchored before this revision are indexed:
     # a mirror built for another schema is reset (the broker's on_stale="reset") and
     # starts again from the deploy block.
@@ -70,6 +73,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_mirror_batch_records_previous", table_name="mirror_batch_records")
     op.drop_index("ix_mirror_batch_records_hash", table_name="mirror_batch_records")
     op.drop_index("ix_mirror_batch_records_record", table_name="mirror_batch_records")
     op.drop_table("mirror_batch_records")
