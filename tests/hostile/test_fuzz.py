@@ -443,6 +443,7 @@ def fake_view(req: AccessRequest, rec: Any) -> Any:
         request=lambda i: req if req.status is not RequestStatus.NONE else None,
         block_times=lambda numbers: {n: NOW for n in numbers},
         now=lambda: NOW,
+        batches=None,  # no record batches in this view
     )
 
 

@@ -192,7 +192,11 @@ class IndexedLeaf:
 
 
 def _cut(text: object, n: int) -> str:
-    return printable(text)[:n]
+    """At most ``n`` characters of a member's value, every one of them printable
+    (CIDs, addresses and counts are ASCII when honest; anything else is shown
+    escaped, not interpreted)."""
+    s = printable(text)
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in s)[:n]
 
 
 def _code_of(value: Any) -> str | None:
