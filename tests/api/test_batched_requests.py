@@ -241,3 +241,31 @@ def test_request_access_over_a_batch_whose_manifest_is_missing(
         )
     assert world.ledger.access.request_count() == before
     assert not world.ledger.records.record_exists(rec.record_id)
+
+
+def test_the_audit_page_shows_batches(
+    world: World, brokers: dict[str, Broker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker's auditor page: a hash found in a batch (its place, its proof, not
+    on chain yet) and, in the status, a batch whose manifest no source holds."""
+    import hashlib
+
+    from govshare.storage import compute_cid
+
+    tax, market = brokers["TAX"], brokers["MARKET"]
+    data = os.urandom(500)
+    rid, seq = publish_batched(tax, monkeypatch, data, "page-1")
+    lost = build_batch("TAX", [filler()])
+    cid = str(compute_cid(lost.data, cid_version=1))  # stored nowhere
+    lost_seq = tax.svc.ledger.records.anchor_batch(tax.svc.account, lost.root, 1, cid).value
+    auditor = market.auth("auditor")
+    r = market.client.get(
+        "/audit/view", headers=auditor, params={"hash": hashlib.sha256(data).hexdigest()}
+    )
+    assert r.status_code == 200, r.text
+    assert f'data-record="{rid}"' in r.text and f"batch {seq}, leaf 1 of 3" in r.text
+    assert "proof ok" in r.text and "not on chain yet" in r.text
+    s = market.client.get("/audit/status", headers=auditor)
+    assert s.status_code == 200, s.text
+    assert 'id="record-batches"' in s.text and "could not be read" in s.text
+    assert f"<td>TAX</td><td>{lost_seq}</td>" in s.text and "No manifest source holds" in s.text

@@ -215,28 +215,21 @@ def render_matches(result: dict[str, Any]) -> str:
         )
     rows = "".join(
         f"<tr><td>{_rec_link(r['record_id'])}</td><td>{_e(r['department'])}</td>"
-        f"<td>{_version_cell(r)}</td>"
-        f"<td>{_SUPERSEDED.get(r['superseded'], '')}</td>"
+        f"<td>v{r['version']} of {r['versions']}</td>"
+        f"<td>{'superseded' if r['superseded'] else 'current'}</td>"
         f"<td><code>{_e(_short(r['anchored_by']))}</code></td><td>{_e(r['anchored_at_iso'])}</td>"
-        f"<td><code>{_e(_short(r['tx_hash']))}</code></td></tr>"
+        f"<td><code>{_e(_short(r['tx_hash']))}</code></td>"
+        f"<td>{_batch_cell(r.get('batch'))}</td></tr>"
         for r in result["records"]
     )
     return (
         '<div id="matches"><p class="ok" id="verdict">Anchored: SHA-256 '
         f"<code>{_e(result['sha256'])}</code> is "
         f"{len(result['records'])} record(s).</p><table><thead><tr><th>record</th><th>owner</th>"
-        "<th>version</th><th></th><th>published by</th><th>at</th><th>transaction</th></tr>"
+        "<th>version</th><th></th><th>published by</th><th>at</th><th>transaction</th>"
+        "<th>batch</th></tr>"
         f"</thead><tbody>{rows}</tbody></table></div>"
     )
-
-
-_SUPERSEDED = {True: "superseded", False: "current"}
-
-
-def _version_cell(r: dict[str, Any]) -> str:
-    if r.get("version"):
-        return f"v{_e(r['version'])} of {_e(r['versions'])}"
-    return _batch_cell(r.get("batch"))
 
 
 def _batch_cell(b: dict[str, Any] | None) -> str:

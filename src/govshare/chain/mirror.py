@@ -42,8 +42,13 @@ chain). It sees each new range (``prepare`` then ``apply``), each rewind
 (``prepare_rewind`` then ``apply_rewind``), a reset, and the end of each tick
 (``after_tick``, outside any transaction).
 
+Record batches are a projection too (:mod:`govshare.chain.batchindex`): each
+``RecordBatchAnchored`` batch, its manifest read by CID and checked against the
+chain's root, and the records it lists — what a requester materialises from and
+an auditor proves a batched record with.
+
 Run the auditor's follower as ``python -m govshare.chain.mirror --deployment FILE
---db FILE [--rpc URL] [--once]``.
+--db FILE [--rpc URL] [--once] [--manifests SOURCE ...]``.
 """
 
 from __future__ import annotations
@@ -919,6 +924,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--confirmations", type=int, default=0)
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--range", type=int, default=DEFAULT_RANGE, help="blocks per eth_getLogs")
+    parser.add_argument(
+        "--manifests",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="where record batch manifests are read (local:PATH, kubo:URL, a broker's URL); "
+        "repeatable. Without one, batches are recorded but their records not indexed.",
+    )
     args = parser.parse_args(argv)
 
     def say(msg: str) -> None:
@@ -944,6 +957,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stop.wait(1.0)
         if conn is None:
             return 0
+        from govshare.audit.sources import ManifestSources, open_source
+        from govshare.chain.batchindex import BatchIndex
+
+        sources = ManifestSources([open_source(u) for u in args.manifests])
         mirror = Mirror.open_file(
             conn,
             deployment,
@@ -951,6 +968,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             confirmations=args.confirmations,
             range_size=args.range,
             log_fn=say,
+            projections=[BatchIndex(sources if args.manifests else None)],
         )
         try:
             if args.once:
