@@ -168,7 +168,7 @@ def test_a_damaged_pins_json_stops_the_migration(tmp_path: Path) -> None:
     root = tmp_path / "s"
     root.mkdir()
     (root / "pins.json").write_text('{"pins": ["not a cid"]}')
-    with pytest.raises(StorageError, match="old pin set .* is damaged"):
+    with pytest.raises(StorageError, match=r"old pin set .* is damaged"):
         LocalBlobStore(root)
     assert (root / "pins.json").exists()  # left for the operator, nothing half-done
 
