@@ -17,8 +17,21 @@ anvil, as in production: each its own process, database and store.
     ciphertext and capsule; MARKET verifies CID and SHA-256) vs one raw HTTP
     ``eth_call`` (``grantStatus``) on a keep-alive connection, interleaved.
 
+(c) Gas per record: one ``RecordRegistry.anchor`` through the contract wrapper,
+    vs ``anchorBatch`` of a real 256-record batch (RFC 6962 tree and manifest of
+    ``chain/batch.py``) through the wrapper, its gas divided by 256.
+(d) Bulk import: ``govshare record import``'s use case (``clerk/importer.py``)
+    over HTTP, N files of 4 KiB, C in flight, timed from the first file hashed
+    to the last record anchored; compared with (a)'s raw single-anchor rate.
+
+Publishes answered "accepted, anchoring" (a batching broker) are timed until
+their records read ``anchored``: every rate here is records anchored per second.
+
 Usage: .venv/bin/python scripts/bench/bench_broker.py [--records 200] [--clients 16]
-       [--rounds 3] [--fetches 300]
+       [--rounds 3] [--fetches 300] [--import-files 10000] [--json]
+       .venv/bin/python scripts/bench/bench_broker.py --quick --json   # ~2 min:
+           1 round of 100 records, 100 fetches, 1,000 files imported
+With ``--json`` the last line is one JSON object of the figures (see ``FIGURES``).
 """
 
 from __future__ import annotations
@@ -45,19 +58,30 @@ from eth_account.signers.local import LocalAccount
 from govshare.broker.db import Database
 from govshare.broker.subjects import ensure_subject_key
 from govshare.broker.users import Users
+from govshare.chain.batch import BatchRecord, build_batch
 from govshare.chain.connection import Connection
 from govshare.chain.contracts import AnchorInput, DepartmentInit
 from govshare.chain.deploy import deploy
 from govshare.chain.devfund import faucet
 from govshare.chain.devnode import AnvilProcess, free_port
 from govshare.chain.ledger import Ledger
+from govshare.clerk.importer import ImportPlan, PublishAnswer, import_folder
 from govshare.home import deployment_path
 from govshare.profile import Profile, create_profile
+from govshare.storage.unixfs import compute_cid
 
 PASSWORD = "bench-password"
 CATEGORY = "bench"
 BOOT = "import sys; from govshare.cli.main import main; sys.exit(main())"
 RPC_HEADERS = {"Content-Type": "application/json"}
+BATCH = 256
+#: The keys of the ``--json`` line.
+FIGURES = (
+    "publish_records_per_s", "raw_anchor_records_per_s", "publish_ratio",
+    "fetch_p50_ms", "fetch_p99_ms", "raw_call_p50_ms", "fetch_p50_ratio",
+    "gas_per_record_batched", "gas_per_record_single", "gas_ratio",
+    "import_records_per_s", "import_ratio", "import_files",
+)  # fmt: skip
 
 
 def funded(conn: Connection) -> LocalAccount:
@@ -158,9 +182,27 @@ class Consortium:
 # -- (a) publish throughput ------------------------------------------------------------------
 
 
+def wait_anchored(c: Consortium, code: str, ids: list[str], timeout: float = 600) -> None:
+    """Until every record of ``ids`` reads ``anchored`` (a batching broker answers
+    "accepted, anchoring" first)."""
+    left = set(ids)
+    deadline = time.monotonic() + timeout
+    with c.client(code) as http:
+        while left:
+            for rid in list(left):
+                r = http.get(f"/v1/records/{rid}")
+                if r.status_code == 200 and r.json().get("status") == "anchored":
+                    left.discard(rid)
+            if left:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{len(left)} records were not anchored in {timeout} s")
+                time.sleep(0.05)
+
+
 def api_publish_rate(c: Consortium, n: int, clients: int) -> float:
     payloads = [os.urandom(4096) for _ in range(n)]
     local = threading.local()
+    pending: list[str] = []
 
     def one(data: bytes) -> None:
         if not hasattr(local, "http"):
@@ -171,12 +213,15 @@ def api_publish_rate(c: Consortium, n: int, clients: int) -> float:
             files={"file": ("r.bin", data, "application/octet-stream")},
             data={"category": CATEGORY},
         )
-        if r.status_code != 201:
+        if r.status_code not in (201, 202):
             raise SystemExit(f"publish failed: {r.status_code} {r.text}")
+        if r.json().get("state") != "done":
+            pending.append(str(r.json()["record_id"]))
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, payloads))
+    wait_anchored(c, "TAX", pending)
     return n / (time.perf_counter() - t0)
 
 
@@ -286,6 +331,72 @@ def fetch_latency(c: Consortium, n: int) -> dict[str, tuple[float, float]]:
     return {"api": pct(api_t), "raw": pct(raw_t)}
 
 
+# -- (c) gas per record ----------------------------------------------------------------------
+
+
+def gas_per_record(c: Consortium) -> tuple[float, float]:
+    """(anchorBatch of 256 records / 256, one anchor), through the contract wrapper."""
+    broker, _admin = c.raw[0]
+    rr = c.ledger.records
+    single = rr.anchor(broker, os.urandom(32), os.urandom(32), "bafy-bench-single", CATEGORY)
+    records = [
+        BatchRecord(os.urandom(32), "RAW0", os.urandom(32), f"bafy-bench-{i}", CATEGORY)
+        for i in range(BATCH)
+    ]
+    manifest = build_batch("RAW0", records)
+    cid = str(compute_cid(manifest.data, cid_version=1))
+    sent = rr.anchor_batch(broker, manifest.root, manifest.count, cid)
+    return sent.tx.gas_used / BATCH, float(single.gas_used)
+
+
+# -- (d) bulk import -----------------------------------------------------------------------
+
+
+class HttpPublisher:
+    """The publish route, as the importer's Publisher (what the CLI's adapter does)."""
+
+    def __init__(self, c: Consortium, code: str) -> None:
+        self.c, self.code = c, code
+        self.local = threading.local()
+        self.pending: list[str] = []
+
+    def publish(
+        self, path: Path, *, key: str, filename: str, fields: dict[str, str]
+    ) -> PublishAnswer:
+        if not hasattr(self.local, "http"):
+            self.local.http = self.c.client(self.code)
+        with path.open("rb") as fh:
+            r = self.local.http.post(
+                "/v1/records",
+                headers={"Idempotency-Key": key},
+                files={"file": (filename, fh, "application/octet-stream")},
+                data=fields,
+            )
+        if r.status_code not in (200, 201, 202):
+            raise SystemExit(f"import publish failed: {r.status_code} {r.text}")
+        body = r.json()
+        if body.get("state") != "done":
+            self.pending.append(str(body["record_id"]))
+        return PublishAnswer(body.get("record_id"), bool(body.get("replayed")), body["state"])
+
+
+def import_rate(c: Consortium, n: int, clients: int) -> float:
+    folder = c.home / "archive"
+    for i in range(n):
+        sub = folder / f"{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"cert-{i:07d}.pdf").write_bytes(os.urandom(4096))
+    pub = HttpPublisher(c, "TAX")
+    plan = ImportPlan(root=folder, dept="TAX", category=CATEGORY, jobs=clients)
+    t0 = time.perf_counter()
+    summary = import_folder(plan, pub)
+    wait_anchored(c, "TAX", pub.pending)
+    rate = n / (time.perf_counter() - t0)
+    if summary.failed or summary.published != n:
+        raise SystemExit(f"import incomplete: {summary.to_dict()}")
+    return rate
+
+
 @contextmanager
 def consortium(clients: int, brokers: tuple[str, ...]) -> Iterator[Consortium]:
     """A fresh anvil, deployment and brokers (anvil 1.7.1 mines more slowly the
@@ -307,7 +418,13 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--rounds", type=int, default=3, help="raw/API run pairs")
     ap.add_argument("--fetches", type=int, default=300, help="timed fetches")
+    ap.add_argument("--import-files", type=int, default=10_000, help="files of 4 KiB imported")
+    ap.add_argument("--quick", action="store_true", help="1 round, 100 records and fetches, "
+                    "1,000 files imported (about two minutes)")  # fmt: skip
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = ap.parse_args()
+    if args.quick:
+        args.records, args.rounds, args.fetches, args.import_files = 100, 1, 100, 1000
     n, k = args.records, args.clients
 
     api_runs: list[float] = []
@@ -342,12 +459,42 @@ def main() -> int:
 
     with consortium(k, ("TAX", "MARKET")) as c:
         lat = fetch_latency(c, args.fetches)
+        batched, single = gas_per_record(c)
     (ap50, ap99), (rp50, rp99) = lat["api"], lat["raw"]
     print(f"\n(b) cross-department fetch of a 1 KiB record, {args.fetches} fetches (ms)")
     print(f"{'path':62} {'p50':>8} {'p99':>8}")
     print(f"{'raw: one HTTP eth_call (grantStatus), keep-alive':62} {rp50:8.2f} {rp99:8.2f}")
     print(f"{'API: MARKET GET /v1/records/{id}/content via TAX':62} {ap50:8.2f} {ap99:8.2f}")
     print(f"  ratio p50 {ap50 / rp50:.1f}x, p99 {ap99 / rp99:.1f}x")
+    print("\n(c) gas per record")
+    print(f"  anchor (one record)             {single:10,.0f}")
+    less = single / batched
+    print(f"  anchorBatch ({BATCH} records) / {BATCH}  {batched:10,.0f}  ({less:.1f}x less)")
+
+    with consortium(k, ("TAX",)) as c:
+        imp = import_rate(c, args.import_files, k)
+    raw_rate = statistics.median(raw_runs)
+    print(f"\n(d) bulk import of {args.import_files} files of 4 KiB, {k} in flight")
+    print(f"  {imp:.1f} records/s anchored, {imp / raw_rate:.2f}x the raw single-anchor rate")
+
+    if args.json:
+        figures = {
+            "publish_records_per_s": round(statistics.median(api_runs), 1),
+            "raw_anchor_records_per_s": round(raw_rate, 1),
+            "publish_ratio": round(ratio, 3),
+            "fetch_p50_ms": round(ap50, 2),
+            "fetch_p99_ms": round(ap99, 2),
+            "raw_call_p50_ms": round(rp50, 3),
+            "fetch_p50_ratio": round(ap50 / rp50, 2),
+            "gas_per_record_batched": round(batched, 1),
+            "gas_per_record_single": single,
+            "gas_ratio": round(batched / single, 4),
+            "import_records_per_s": round(imp, 1),
+            "import_ratio": round(imp / raw_rate, 3),
+            "import_files": args.import_files,
+        }
+        assert tuple(figures) == FIGURES
+        print(json.dumps(figures))
     return 0
 
 

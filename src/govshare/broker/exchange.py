@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import secrets
@@ -100,6 +101,31 @@ def parse_signature(text: str | None, what: str = "signature") -> bytes:
     if not isinstance(text, str) or not _SIG.fullmatch(text.strip()):
         raise BadSignature(f"The {what} is not 65 bytes of 0x-hex.")
     return bytes.fromhex(text.strip()[2:])
+
+
+def _typehash(types: dict[str, list[dict[str, str]]]) -> bytes:
+    ((name, fields),) = types.items()
+    return keccak(f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})".encode())
+
+
+_REQUEST_TYPEHASH = _typehash(REQUEST_TYPES)
+_RECEIPT_TYPEHASH = _typehash(RECEIPT_TYPES)
+
+
+@functools.lru_cache(maxsize=8)
+def _separator(domain: ExchangeDomain) -> bytes:
+    return domain.separator()
+
+
+def _uint256(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def _signable(domain: ExchangeDomain, struct: bytes) -> SignableMessage:
+    """EIP-712 ``0x01 ‖ domainSeparator ‖ hashStruct``, hashed directly: the same
+    bytes as ``encode_typed_data`` (a test compares them) at a tenth of its cost,
+    for the two fixed types whose every member is a static word or a string."""
+    return SignableMessage(b"\x01", _separator(domain), keccak(struct))
 
 
 def _digest(message: SignableMessage) -> bytes:
@@ -235,7 +261,19 @@ class ExchangeRequest:
         }
 
     def signable(self, domain: ExchangeDomain) -> SignableMessage:
-        return encode_typed_data(domain.data(), REQUEST_TYPES, self.message())
+        words = (self.grant_id, self.nonce, self.expires_at)
+        if len(self.record_id) != 32 or not all(0 <= w <= _UINT256_MAX for w in words):
+            return encode_typed_data(domain.data(), REQUEST_TYPES, self.message())
+        return _signable(
+            domain,
+            _REQUEST_TYPEHASH
+            + encode_code(self.requester)
+            + encode_code(self.owner)
+            + _uint256(self.grant_id)
+            + self.record_id
+            + _uint256(self.nonce)
+            + _uint256(self.expires_at),
+        )
 
     def digest(self, domain: ExchangeDomain) -> bytes:
         """The EIP-712 digest: the request's identity in receipts (``request_hash``)."""
@@ -309,7 +347,22 @@ class ExchangeReceipt:
         }
 
     def signable(self, domain: ExchangeDomain) -> SignableMessage:
-        return encode_typed_data(domain.data(), RECEIPT_TYPES, self.message())
+        words = (self.seq, self.issued_at)
+        if (
+            len(self.request_hash) != 32
+            or len(self.capsule_hash) != 32
+            or not all(0 <= w <= _UINT256_MAX for w in words)
+        ):
+            return encode_typed_data(domain.data(), RECEIPT_TYPES, self.message())
+        return _signable(
+            domain,
+            _RECEIPT_TYPEHASH
+            + self.request_hash
+            + keccak(self.ciphertext_cid.encode("utf-8"))
+            + self.capsule_hash
+            + _uint256(self.seq)
+            + _uint256(self.issued_at),
+        )
 
     def digest(self, domain: ExchangeDomain) -> bytes:
         return _digest(self.signable(domain))

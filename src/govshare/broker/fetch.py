@@ -167,9 +167,9 @@ def fetch(
         if row is not None and row.status == RecordStatus.ANCHORED.value:
             s.expunge(row)
             return read_own(svc, row, dst, overwrite=overwrite)
-    if not svc.ledger.records.record_exists(rid):
+    rec = svc.chain_cache.anchor(rid)  # immutable once anchored
+    if rec is None:
         raise RecordUnknown(f"There is no anchored record {rid}.", record_id=rid)
-    rec = svc.ledger.records.get_record(rid)
     if rec.department == svc.dept:
         raise RecordUnknown(f"Record {rid} is {svc.dept}'s but this broker does not hold it.")
     grant = grant_id if grant_id is not None else choose_grant(svc, rid, rec.department)
@@ -245,7 +245,7 @@ def fetch_granted(
 ) -> FetchResult:
     """The requester's side of the exchange (see the module docstring)."""
     ledger = svc.ledger
-    owner = ledger.registry.get_department(rec.department)
+    owner = svc.chain_cache.department(rec.department)  # dropped by the mirror on change
     if not owner.active:
         raise GrantDepartmentInactive(f"{owner.code} is not an active department.")
     domain = svc.domain

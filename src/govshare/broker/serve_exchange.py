@@ -71,7 +71,7 @@ from govshare.chain.contracts import AccountRole, GrantReason
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.clock import utcnow
 from govshare.crypto import unwrap_dek, wrap_dek
-from govshare.errors import ContractReverted, GovShareError
+from govshare.errors import GovShareError
 from govshare.util import FAR_FUTURE, chain_time
 
 if TYPE_CHECKING:
@@ -141,7 +141,10 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
         )
     ledger = svc.ledger
     domain = svc.domain
-    now = ledger.now()
+    # The grant, live, and the chain's time, in one round trip (read before the
+    # signature is checked, but judged in the documented order below).
+    grant, status, block_time = ledger.access.grant_check(req.grant_id)
+    now = max(int(ledger.clock.now()), block_time)
     if req.expires_at <= now:
         raise ExchangeExpired("The exchange request has expired; sign a new one.")
     if req.expires_at > now + MAX_REQUEST_TTL:
@@ -150,13 +153,15 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
         )
 
     signer = req.signer(domain, signature)
-    binding = ledger.registry.department_of(signer)
+    # Registry entries come from the cache the mirror invalidates (peercache.py);
+    # a suspended requester is still refused live, by grantStatus.
+    binding = svc.chain_cache.binding(signer)
     if binding.code != req.requester or binding.role is not AccountRole.BROKER:
         raise WrongSigner(
             f"The request is not signed by {req.requester}'s registered broker key.",
             signer=signer,
         )
-    requester = ledger.registry.get_department(req.requester)
+    requester = svc.chain_cache.department(req.requester)
     if not requester.active or requester.broker.lower() != signer.lower():
         raise WrongSigner(f"{req.requester} is not an active department with this broker key.")
 
@@ -167,11 +172,7 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
             raise RecordUnknown(f"{svc.dept} holds no record {rid}.", record_id=rid)
         cid, own_capsule = str(row.cid), bytes(row.own_capsule)
 
-    try:
-        grant = ledger.access.get_request(req.grant_id)
-    except ContractReverted:
-        raise GrantUnknown(f"There is no grant {req.grant_id}.") from None
-    if grant.status is ChainStatus.NONE:
+    if grant is None or grant.status is ChainStatus.NONE:
         raise GrantUnknown(f"There is no grant {req.grant_id}.")
     if (
         grant.owner_department != svc.dept
@@ -181,7 +182,6 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
         raise GrantMismatch(
             f"Grant {req.grant_id} is not {req.requester}'s grant for record {rid}."
         )
-    status = ledger.access.grant_status(req.grant_id)
     if not status.usable:
         raise grant_refusal(status.reason, req.grant_id)
     if grant.expires_at <= now:  # the chain compares with its last block only

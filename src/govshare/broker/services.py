@@ -117,6 +117,7 @@ class BrokerServices:
         # the use cases register their steps
         from govshare.broker import access, publish, receipt_batches, signed
         from govshare.broker.chainwatch import OwnTxWatch
+        from govshare.broker.peercache import CacheProjection, ChainCache
 
         publish.register(self)
         access.register(self)
@@ -135,12 +136,20 @@ class BrokerServices:
         #: requests and grants derived from them, the record batches' manifests, and
         #: the check that this broker's own transactions stayed on chain. One tick at
         #: a time (it locks).
+        #: Department entries, bindings and anchors the exchange reads, dropped by
+        #: the mirror's events (broker/peercache.py); grants are never cached.
+        self.chain_cache = ChainCache(ledger, self.clock)
         self.mirror = Mirror(
             ledger.conn,
             ledger.deployment,
             db.engine,
             read_engine=db.read_engine,
-            projections=[access.RequestProjection(self), self.batches, OwnTxWatch(self)],
+            projections=[
+                access.RequestProjection(self),
+                self.batches,
+                OwnTxWatch(self),
+                CacheProjection(self.chain_cache),
+            ],
             on_stale="reset",
             log_fn=_mirror_log.info,
         )

@@ -1232,6 +1232,38 @@ class AccessLedger(ContractWrapper):
         usable, reason = self._call("grantStatus", int(grant_id), block=block)
         return GrantStatus(int(grant_id), bool(usable), GrantReason.from_chain(reason))
 
+    def grant_check(self, grant_id: int) -> tuple[AccessRequest | None, GrantStatus, int]:
+        """The grant as the owner checks it for an exchange, live and in one round
+        trip: the request (``None`` if there is none), whether it is usable now,
+        and the latest block's timestamp (one JSON-RPC batch)."""
+        gid = int(grant_id)
+        get, status = self._fn("getRequest"), self._fn("grantStatus")
+        calls = [
+            {"to": self.address, "data": "0x" + fn.encode([gid]).hex()} for fn in (get, status)
+        ]
+        answers = self.conn.batch(
+            [
+                ("eth_call", [calls[0], "latest"]),
+                ("eth_call", [calls[1], "latest"]),
+                ("eth_getBlockByNumber", ["latest", False]),
+            ]
+        )
+        req_raw, status_raw, block = answers
+        if isinstance(block, RpcError):
+            raise block
+        if isinstance(req_raw, RpcError) and req_raw.revert_data() is None:
+            raise req_raw
+        if isinstance(status_raw, RpcError):
+            self.conn.raise_revert(status_raw, f"{self.name}.grantStatus")
+        request = (
+            None
+            if isinstance(req_raw, RpcError)
+            else AccessRequest.from_chain(get.decode(bytes.fromhex(str(req_raw)[2:]))[0], gid)
+        )
+        usable, reason = status.decode(bytes.fromhex(str(status_raw)[2:]))
+        timestamp = int(block.get("timestamp", "0x0"), 16) if isinstance(block, dict) else 0
+        return request, GrantStatus(gid, bool(usable), GrantReason.from_chain(reason)), timestamp
+
     def requests_for_record(self, record_id: bytes | str) -> list[int]:
         return [int(i) for i in self._call("requestsForRecord", to_bytes32(record_id))[0]]
 

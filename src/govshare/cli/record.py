@@ -318,3 +318,61 @@ def fetch_cmd(
         f"  file    {output} ({got['size']} bytes)\n"
         f"  sha256  {got['sha256']}  — matches the hash anchored on chain",
     )
+
+
+# -- bulk import -----------------------------------------------------------------------
+
+
+@record.command("import")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--category", required=True, help="A category your department declared.")
+@click.option(
+    "--subject-from",
+    type=click.Choice(["none", "name", "csv"]),
+    default="none",
+    show_default=True,
+    help="Each record's subject: the file name (up to its first dot), or a CSV row.",
+)
+@click.option(
+    "--subject-csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --subject-from csv: a CSV with 'path' (relative to DIR) and 'subject' columns.",
+)
+@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Files in flight at once.")  # fmt: skip
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=0),
+    default=256 * 1024**2,
+    show_default=True,
+    help="Largest file sent, in bytes (the broker's upload limit).",
+)
+@click.option("--quiet", is_flag=True, help="No progress, only the summary.")
+@broker_options
+@common_options
+@pass_ctx
+def import_cmd(
+    ctx: Ctx,
+    directory: Path,
+    category: str,
+    subject_from: str,
+    subject_csv: Path | None,
+    jobs: int,
+    max_size: int,
+    quiet: bool,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """Publish every file of DIR (an archive), resumably: running it again skips
+    what is already there. Exits non-zero when any file failed."""
+    from govshare.cli import _import
+
+    if subject_from == "csv" and subject_csv is None:
+        raise InputError("--subject-from csv needs --subject-csv FILE.")
+    with open_client(ctx, dept, token, broker_url) as client:
+        _import.run(
+            ctx, client, directory, category, subject_from,  # type: ignore[arg-type]
+            subject_csv, jobs, max_size, quiet,
+        )  # fmt: skip

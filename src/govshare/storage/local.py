@@ -4,9 +4,8 @@ Layout under the store's root::
 
     blocks/XY/<cidv1>     one file per block (XY: first byte of the digest, in hex)
     tmp/                  blocks being written (a crash's leftovers: sweep_leftovers, gc)
-    pins.json             recursive pins, rewritten atomically
+    pins.sqlite           recursive pins (storage/pinindex.py: one row per pin, WAL)
     gc.lock               put/import hold it shared, gc exclusive: gc never sees half a DAG
-    pins.lock             serialises pin-set updates between processes
 
 Writes are crash-safe: each block goes to a temp file, is fsynced, then renamed
 into place (in groups of 64 blocks, flushed by a helper thread so that the fsyncs
@@ -23,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import tempfile
 import threading
@@ -41,6 +39,7 @@ from govshare.storage.errors import (
     InvalidCID,
     StorageError,
 )
+from govshare.storage.pinindex import PinIndex
 from govshare.storage.unixfs import MAX_BLOCK_SIZE, file_node_info, import_stream, read_file
 
 _BATCH = 64  # blocks per group commit (16 MiB of 256 KiB chunks)
@@ -59,7 +58,7 @@ class LocalBlobStore:
             os.chmod(self.root, 0o700)
         except OSError as exc:
             raise StorageError(f"cannot use {self.root} as a blob store: {exc.strerror}") from exc
-        self._pins_path = self.root / "pins.json"
+        self._pins = PinIndex(self.root)
         self._thread_lock = threading.RLock()
         self._dirty: set[Path] = set()
         self._staged: list[tuple[int, str, Path]] = []
@@ -70,7 +69,7 @@ class LocalBlobStore:
         return f"LocalBlobStore({str(self.root)!r})"
 
     def close(self) -> None:
-        pass
+        self._pins.close()
 
     # --- locking ---------------------------------------------------------------------------
 
@@ -240,44 +239,15 @@ class LocalBlobStore:
 
     # --- pins --------------------------------------------------------------------------------
 
-    def _load_pins(self) -> list[CID]:
-        try:
-            raw = json.loads(self._pins_path.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"the pin set {self._pins_path} is unreadable: {exc}") from exc
-        try:
-            return [CID.parse(s) for s in raw.get("pins", [])]
-        except (InvalidCID, AttributeError) as exc:
-            raise StorageError(f"the pin set {self._pins_path} is damaged") from exc
-
-    def _save_pins(self, pins: list[CID]) -> None:
-        body = json.dumps({"version": 1, "pins": [str(c) for c in pins]}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="pins-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._pins_path)
-        _fsync_dir(self.root)
-
     def _add_pins(self, cids: list[CID]) -> None:
-        with self._flock("pins.lock", exclusive=True):
-            pins = self._load_pins()
-            keys = {bytes(p.to_v1()) for p in pins}
-            for c in cids:
-                if bytes(c.to_v1()) not in keys:
-                    pins.append(c)
-                    keys.add(bytes(c.to_v1()))
-            self._save_pins(pins)
+        self._pins.add(cids)
 
     def _is_pinned(self, cid: CID) -> bool:
-        key = bytes(cid.to_v1())
-        return any(bytes(p.to_v1()) == key for p in self._load_pins())
+        return self._pins.contains(cid)
 
     def pins(self) -> list[CID]:
-        return self._load_pins()
+        """Every recursive pin, in the order first pinned."""
+        return self._pins.all()
 
     def pin(self, cid: CID | str) -> None:
         c = parse_cid(cid)
@@ -289,20 +259,15 @@ class LocalBlobStore:
 
     def unpin(self, cid: CID | str) -> None:
         c = parse_cid(cid)
-        key = bytes(c.to_v1())
-        with self._flock("pins.lock", exclusive=True):
-            pins = self._load_pins()
-            kept = [p for p in pins if bytes(p.to_v1()) != key]
-            if len(kept) == len(pins):
-                raise BlobNotFound(f"{c} is not pinned", cid=str(c))
-            self._save_pins(kept)
+        if not self._pins.remove(c):
+            raise BlobNotFound(f"{c} is not pinned", cid=str(c))
 
     def gc(self) -> GCReport:
         with self._thread_lock, self._flock("gc.lock", exclusive=True):
             live: set[Path] = set()
             # Marking reads (and verifies) every pinned block; a damaged or missing one
             # stops gc before anything is deleted, since its children cannot be known.
-            for cid, _block in carlib.walk(self._load_pins(), self._read_block):
+            for cid, _block in carlib.walk(self._pins.all(), self._read_block):
                 live.add(self._path(cid))
             removed: list[CID] = []
             freed = 0
@@ -323,13 +288,9 @@ class LocalBlobStore:
             return GCReport(removed, freed)
 
     def sweep_leftovers(self) -> SweepReport:
-        # Writers hold gc.lock (shared) and pins.lock while their temp files exist:
-        # holding both exclusively, every file left in tmp/ belongs to a dead writer.
-        with (
-            self._thread_lock,
-            self._flock("gc.lock", exclusive=True),
-            self._flock("pins.lock", exclusive=True),
-        ):
+        # Writers hold gc.lock (shared) while their temp files exist: holding it
+        # exclusively, every file left in tmp/ belongs to a dead writer.
+        with self._thread_lock, self._flock("gc.lock", exclusive=True):
             files = size = 0
             for tmp in (self.root / "tmp").iterdir():
                 try:

@@ -1,0 +1,135 @@
+"""``govshare record import DIR``: parse, call the bulk-import use case
+(:mod:`govshare.clerk.importer`), render its progress and summary."""
+
+from __future__ import annotations
+
+import mimetypes
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from govshare.clerk.importer import (
+    ImportPlan,
+    ImportSummary,
+    ItemResult,
+    PublishAnswer,
+    StopImport,
+    import_folder,
+)
+from govshare.cli._client import BrokerClient, BrokerUnreachable
+from govshare.cli.main import EXIT_ERROR, Ctx
+from govshare.util import printable
+
+
+class ApiPublisher:
+    """The broker's ``POST /v1/records``, as :class:`govshare.clerk.importer.Publisher`."""
+
+    def __init__(self, client: BrokerClient) -> None:
+        self.client = client
+
+    def publish(
+        self, path: Path, *, key: str, filename: str, fields: dict[str, str]
+    ) -> PublishAnswer:
+        media_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        try:
+            with path.open("rb") as fh:
+                resp = self.client.call(
+                    "POST",
+                    "/v1/records",
+                    headers={"Idempotency-Key": key},
+                    data=fields,
+                    files={"file": (filename, fh, media_type)},
+                )
+        except BrokerUnreachable as exc:
+            raise StopImport(exc.message) from None
+        body = resp.json() if resp.content else {}
+        return PublishAnswer(
+            record_id=body.get("record_id"),
+            replayed=bool(body.get("replayed")),
+            state=str(body.get("state") or ("done" if resp.status_code < 202 else "pending")),
+        )
+
+
+@contextmanager
+def _progress(ctx: Ctx, quiet: bool):  # type: ignore[no-untyped-def]
+    """(on_start, on_result): a bar on a terminal, a line per file otherwise."""
+    console = Console(stderr=True)
+    if ctx.json_out or quiet:
+        yield None, None
+        return
+    if not console.is_terminal:
+
+        def line(r: ItemResult) -> None:
+            what = r.outcome if r.outcome != "already" else "already there"
+            tail = f" {r.record_id}" if r.record_id else f": {r.reason}" if r.reason else ""
+            click.echo(f"{what:13} {printable(r.relpath)}{tail}", err=True)
+
+        yield None, line
+        return
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("import", total=None, failed=0)
+        failed = 0
+
+        def start(n: int) -> None:
+            bar.update(task, total=n)
+
+        def advance(r: ItemResult) -> None:
+            nonlocal failed
+            failed += r.outcome == "failed"
+            bar.update(task, advance=1, failed=failed)
+
+        yield start, advance
+
+
+def run(
+    ctx: Ctx,
+    client: BrokerClient,
+    directory: Path,
+    category: str,
+    subject_from: Literal["none", "name", "csv"],
+    subject_csv: Path | None,
+    jobs: int,
+    max_size: int,
+    quiet: bool,
+) -> None:
+    plan = ImportPlan(
+        root=directory,
+        dept=client.code,
+        category=category.strip(),
+        subject_from=subject_from,
+        subject_csv=subject_csv,
+        jobs=jobs,
+        max_size=max_size,
+    )
+    with _progress(ctx, quiet) as (on_start, on_result):
+        summary = import_folder(plan, ApiPublisher(client), on_start=on_start, progress=on_result)
+    ctx.emit({**summary.to_dict(), "department": client.code}, lambda: _human(summary))
+    if not summary.ok:
+        click.get_current_context().exit(EXIT_ERROR)
+
+
+def _human(s: ImportSummary) -> None:
+    click.echo(
+        f"Imported {s.total} files: {s.published} published, {s.already} already there, "
+        f"{len(s.failed)} failed."
+    )
+    if s.anchoring:
+        click.echo(f"  {s.anchoring} accepted and anchoring (their batch lands shortly).")
+    for rel, reason in s.failed:
+        click.echo(f"  failed  {printable(rel)}: {reason}")
+    for err in s.csv_errors:
+        click.echo(f"  subject CSV {err}")
+    if not s.ok:
+        click.echo("Run the same command again to retry: what is already there is skipped.")
