@@ -193,6 +193,28 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="`govshare serve`: the log level."
     )
+    batch_max_records: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="`govshare serve`: published records anchored with one transaction at "
+        "most (a Merkle batch); 1 anchors each record with its own transaction.",
+    )
+    batch_window: float = Field(
+        default=0.5,
+        ge=0,
+        le=3600,
+        description="`govshare serve`: seconds the oldest accepted record waits for others "
+        "to join its batch (a batch closes at once when it is full, or when a clerk waits "
+        "for the answer and no batch is under way).",
+    )
+    publish_wait: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="`govshare serve`: seconds `POST /v1/records` waits for the record's "
+        'anchor before answering 202 "anchoring" (`Prefer: respond-async`: at once).',
+    )
     receipt_batch_size: int = Field(
         default=256,
         ge=1,

@@ -70,7 +70,9 @@ def exchange(owner: BrokerServices, requester: BrokerServices, grant: int, recor
 
 def _publish(svc: BrokerServices, data: bytes, key: str, supersedes: str | None) -> str:
     staged = stage_file(svc, io.BytesIO(data))
-    out = publish(svc, "user:1", key, staged, PublishRequest(CATEGORY, supersedes=supersedes))
+    out = publish(
+        svc, "user:1", key, staged, PublishRequest(CATEGORY, supersedes=supersedes), anchor_wait=30
+    )
     assert out.record_id
     return str(out.record_id)
 

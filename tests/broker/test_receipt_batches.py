@@ -57,7 +57,7 @@ def pair(world: World) -> Iterator[Pair]:
     runtimes = [open_runtime(world, "TAX"), open_runtime(world, "MARKET")]
     tax, market = (rt.svc for rt in runtimes)
     staged = stage_file(tax, io.BytesIO(b"a tax clearance certificate"))
-    out = publish(tax, "user:1", "cert", staged, PublishRequest(CATEGORY))
+    out = publish(tax, "user:1", "cert", staged, PublishRequest(CATEGORY), anchor_wait=30)
     req = request_access(
         market, "user:2", "TAX", out.record_id, "licence", "art. 5", idempotency_key="r-1"
     )

@@ -55,7 +55,7 @@ def market(world: World) -> Iterator[BrokerServices]:
 def put(svc: BrokerServices, data: bytes, key: str, **meta: object) -> object:
     staged = stage_file(svc, io.BytesIO(data))
     req = PublishRequest(category=str(meta.pop("category", CATEGORY)), **meta)  # type: ignore[arg-type]
-    return publish(svc, "user:1", key, staged, req)
+    return publish(svc, "user:1", key, staged, req, anchor_wait=30)
 
 
 def spool_files(svc: BrokerServices) -> list[str]:
@@ -101,7 +101,7 @@ def test_a_retry_returns_the_same_record_and_never_a_second(tax: BrokerServices)
     assert spool_files(tax) == []
     # another clerk's key space is separate: the same key is a new record
     staged = stage_file(tax, io.BytesIO(data))
-    other = publish(tax, "user:2", "pub-retry", staged, PublishRequest(CATEGORY))
+    other = publish(tax, "user:2", "pub-retry", staged, PublishRequest(CATEGORY), anchor_wait=30)
     assert other.created and other.record_id != first.record_id
 
 

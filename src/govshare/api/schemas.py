@@ -137,7 +137,7 @@ class RecordOut(BaseModel):
 
 class PublishOut(BaseModel):
     operation_id: str
-    state: Literal["pending", "running", "done", "failed"]
+    state: Literal["pending", "running", "anchoring", "done", "failed"]
     replayed: bool = Field(description="True when this Idempotency-Key was seen before")
     record_id: str | None
     cid: str | None = None

@@ -145,6 +145,13 @@ class RecordStatus(enum.StrEnum):
     FAILED = "failed"  # the publish operation failed; see its operation
 
 
+class BatchState(enum.StrEnum):
+    """A record batch of this department's (``record_batches``)."""
+
+    CLOSED = "closed"  # its members are fixed; the manifest and anchor are under way
+    ANCHORED = "anchored"  # its root is on chain (``sequence``, ``tx_hash``)
+
+
 class RequestStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -292,6 +299,9 @@ class Record(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(RecordStatus)})", name="status"),
         Index("ix_records_category_subject", "category", "subject_ref"),
+        Index("ix_records_batching", "anchor_mode", "batch_id", "status"),
+        Index("ix_records_batch", "batch_id", "leaf_index"),
+        Index("ix_records_supersedes", "supersedes"),
     )
 
     record_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
@@ -313,12 +323,46 @@ class Record(Base):
     )
     anchor_tx: Mapped[str | None] = mapped_column(String(_ID))
     anchor_block: Mapped[int | None] = mapped_column(BigInteger)
+    # Batched anchoring (``broker/record_batches.py``): "batch" when the record is
+    # anchored as a leaf of a record batch (None: its own anchor transaction); the
+    # batch it joined, its leaf there, and the batch's sequence on chain once anchored.
+    anchor_mode: Mapped[str | None] = mapped_column(String(8))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("record_batches.id"))
+    leaf_index: Mapped[int | None] = mapped_column(Integer)
+    batch_seq: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     wrapped_keys: Mapped[list[WrappedKey]] = relationship(
         back_populates="record", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class RecordBatch(Base):
+    """A batch of this department's records anchored with one transaction: its
+    members (``records.batch_id``, in ``leaf_index`` order) are fixed when it is
+    closed; its manifest, root and chain sequence once the ``anchor_record_batch``
+    operation lands."""
+
+    __tablename__ = "record_batches"
+    __table_args__ = (CheckConstraint(f"state IN ({_values(BatchState)})", name="state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
+    operation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("operations.id", ondelete="SET NULL"), index=True
+    )
+    manifest_cid: Mapped[str | None] = mapped_column(String(_CID))
+    merkle_root: Mapped[str | None] = mapped_column(String(_ID))
+    #: ``batchCount`` before this batch was first sent: where a resumed step looks.
+    chain_count_before: Mapped[int | None] = mapped_column(BigInteger)
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(_ID))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    anchored_at: Mapped[datetime | None]
 
 
 class WrappedKey(Base):

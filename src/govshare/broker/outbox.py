@@ -130,6 +130,18 @@ class StepContext:
 StepHandler = Callable[[StepContext], JSON | None]
 
 
+class StepDeferred(Exception):
+    """Raised by a step whose effect someone else brings about (a record's anchor
+    is its batch's): the operation waits, pending, and the step runs again after
+    ``delay`` seconds — to look for that effect. Not an attempt: a step may be
+    deferred any number of times."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -360,6 +372,8 @@ class Outbox:
         *,
         run: bool = True,
         wait: bool = True,
+        op_id: str | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> Submission:
         """Create the operation for ``(user, idempotency_key)``, or find the one
         that exists, and (with ``run``) drive it as far as it goes now.
@@ -369,7 +383,9 @@ class Outbox:
         another kind) it raises :class:`IdempotencyConflict` and changes nothing.
         ``wait`` lets this call sleep through transient-error backoffs; without
         it a transient error leaves the operation pending for
-        :meth:`resume_pending`.
+        :meth:`resume_pending`. ``also`` adds the caller's rows to the
+        transaction that creates the operation (``op_id``: its id, chosen by the
+        caller so that those rows can name it).
         """
         if kind not in self._kinds:
             raise ValueError(f"unknown operation kind {kind!r}")
@@ -382,7 +398,7 @@ class Outbox:
         principal = principal_of(user)
         body = _as_json(payload, "the operation payload")
         now = utcnow(self.clock)
-        op_id = uuid.uuid4().hex
+        op_id = op_id or uuid.uuid4().hex
         try:
             with self.db.session() as s:
                 s.add(
@@ -401,6 +417,9 @@ class Outbox:
                         updated_at=now,
                     )
                 )
+                if also is not None:
+                    s.flush()
+                    also(s)
             created = True
         except SAIntegrityError:
             # The UNIQUE (principal, idempotency_key) constraint: someone — maybe a
@@ -429,6 +448,135 @@ class Outbox:
 
         view = self.run(op_id, wait=wait) if run else self.get(op_id)
         return Submission(view, created=True)
+
+    def submit_started(
+        self,
+        kind: str,
+        idempotency_key: str,
+        user: Principal | str,
+        fingerprint: str,
+        payload: Mapping[str, Any],
+        *,
+        op_id: str,
+        done: Sequence[JSON],
+        also: Callable[[Session], None] | None = None,
+    ) -> Submission:
+        """Create the operation with its first ``len(done)`` steps already done
+        (their results, in order) and the next one held by this caller: one
+        transaction, with ``also`` (the use case's own rows) in it. The caller
+        runs the steps it holds and calls :meth:`advance` — or crashes, and then
+        :meth:`recover` hands the operation to the worker, which resumes it at
+        the first step not recorded done. For a use case that did its first,
+        local steps before knowing whether the key is new (a retry then throws
+        that work away: see :meth:`submit` for the answer to a key seen before).
+        """
+        k = self._kinds.get(kind)
+        if k is None:
+            raise ValueError(f"unknown operation kind {kind!r}")
+        if not 0 < len(done) < len(k.steps):
+            raise ValueError("submit_started records some, not all, of the steps done")
+        if not isinstance(idempotency_key, str) or not _KEY_RE.fullmatch(idempotency_key):
+            raise InputError(
+                "An idempotency key is 1 to 255 printable ASCII characters without spaces."
+            )
+        principal = principal_of(user)
+        body = _as_json(payload, "the operation payload")
+        results = [
+            _as_json(r, f"the result of step {k.steps[i].name!r}") for i, r in enumerate(done)
+        ]
+        now = utcnow(self.clock)
+        try:
+            with self.db.session() as s:
+                s.add(
+                    Operation(
+                        id=op_id,
+                        kind=kind,
+                        principal=principal,
+                        idempotency_key=idempotency_key,
+                        fingerprint=fingerprint,
+                        state=OpState.RUNNING.value,
+                        step=len(done),
+                        step_name=k.steps[len(done)].name,
+                        payload=body,
+                        attempts=0,
+                        next_attempt_at=now,
+                        lease_owner=self.instance,
+                        lease_until=now + self.lease,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                s.flush()  # the operation first: the steps and ``also`` refer to it
+                for i, out in enumerate(results):
+                    s.add(
+                        OperationStep(
+                            operation_id=op_id,
+                            step_index=i,
+                            name=k.steps[i].name,
+                            state=StepState.DONE.value,
+                            attempts=1,
+                            result=out,
+                            started_at=now,
+                            finished_at=now,
+                        )
+                    )
+                if also is not None:
+                    also(s)
+                s.flush()
+                view = _view(s.get(Operation, op_id))  # type: ignore[arg-type]
+        except SAIntegrityError:
+            existing = self.find(principal, idempotency_key)
+            if existing is None:
+                raise
+            return self.submit(kind, idempotency_key, user, fingerprint, {}, run=False)
+        return Submission(view, created=True)
+
+    def advance(
+        self,
+        op_id: str,
+        done: Sequence[JSON],
+        *,
+        park: float | None = None,
+        also: Callable[[Session], None] | None = None,
+    ) -> OperationView | None:
+        """Record the next ``len(done)`` steps of an operation this caller holds
+        (:meth:`submit_started`) as done, with ``also`` in the same transaction,
+        and let it go: due now, or (``park``) after that many seconds — for a
+        step whose effect comes from elsewhere (:class:`StepDeferred`). Returns
+        the operation then, or None (and changes nothing) if this caller no
+        longer holds it."""
+        now = utcnow(self.clock)
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
+                return None
+            k = self._kinds[op.kind]
+            if op.step + len(done) >= len(k.steps):
+                raise ValueError("advance leaves the last step to the engine")
+            for i, out in enumerate(done, start=op.step):
+                s.add(
+                    OperationStep(
+                        operation_id=op_id,
+                        step_index=i,
+                        name=k.steps[i].name,
+                        state=StepState.DONE.value,
+                        attempts=1,
+                        result=_as_json(out, f"the result of step {k.steps[i].name!r}"),
+                        started_at=op.created_at,
+                        finished_at=now,
+                    )
+                )
+            op.step += len(done)
+            op.step_name = k.steps[op.step].name
+            op.state = OpState.PENDING.value
+            op.next_attempt_at = now + timedelta(seconds=park or 0.0)
+            op.lease_owner = None
+            op.lease_until = None
+            op.updated_at = now
+            if also is not None:
+                also(s)
+            s.flush()
+            return _view(op)
 
     # -- reading -------------------------------------------------------------------
 
@@ -658,6 +806,8 @@ class Outbox:
             )
             try:
                 out = _as_json(step.run(ctx), f"the result of step {step.name!r}")
+            except StepDeferred as deferred:
+                return self._record_deferred(op_id, index, deferred)
             except kind.retry.transient as exc:
                 return self._record_transient(op_id, index, step.name, exc, attempt, kind.retry)
             except Exception as exc:  # noqa: BLE001 — any other step error fails the op, recorded
@@ -787,6 +937,23 @@ class Outbox:
             op.updated_at = now
         return delay
 
+    def _record_deferred(self, op_id: str, index: int, deferred: StepDeferred) -> float | None:
+        now = utcnow(self.clock)
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            st = s.get(OperationStep, (op_id, index))
+            if op is None or st is None or op.lease_owner != self.instance:
+                return None
+            st.attempts = max(0, st.attempts - 1)  # waiting is not an attempt
+            op.state = OpState.PENDING.value
+            op.attempts = st.attempts
+            op.next_attempt_at = now + timedelta(seconds=deferred.delay)
+            op.lease_owner = None
+            op.lease_until = None
+            op.updated_at = now
+        # Not slept through (even with ``wait``): the effect comes from elsewhere.
+        return None
+
     def _record_permanent(self, op_id: str, index: int, name: str, exc: Exception) -> None:
         error_id = None
         if not isinstance(exc, GovShareError):
@@ -818,6 +985,67 @@ class Outbox:
         op.updated_at = now
         op.lease_owner = None
         op.lease_until = None
+
+
+def finish_parked(
+    s: Session,
+    op: Operation,
+    kinds: Mapping[str, OperationKind],
+    out: JSON,
+    final: JSON,
+    now: datetime,
+) -> None:
+    """In the caller's transaction: the step ``op`` waits at (it raised
+    :class:`StepDeferred`, or was parked by :meth:`Outbox.advance`) had its effect
+    brought about elsewhere; it is done with ``out``, and so is the operation,
+    with ``final``. ``out`` must not name a transaction (``tx_hash``): the effect's
+    owner watches that. A step must be the kind's last."""
+    kind = kinds[op.kind]
+    if op.step != len(kind.steps) - 1:
+        raise ValueError(f"operation {op.id} waits at step {op.step}, not its last")
+    st = s.get(OperationStep, (op.id, op.step))
+    if st is None:
+        st = OperationStep(
+            operation_id=op.id,
+            step_index=op.step,
+            name=kind.steps[op.step].name,
+            attempts=1,
+            started_at=now,
+        )
+        s.add(st)
+    st.state = StepState.DONE.value
+    st.result = _as_json(out, "the step result")
+    st.error = None
+    st.finished_at = now
+    op.step = len(kind.steps)
+    op.state = OpState.DONE.value
+    op.result = _as_json(final, "the operation result")
+    op.error = None
+    op.attempts = 0
+    op.finished_at = now
+    op.updated_at = now
+    op.lease_owner = None
+    op.lease_until = None
+
+
+def park_again(
+    s: Session, op: Operation, kinds: Mapping[str, OperationKind], park: float, now: datetime
+) -> None:
+    """In the caller's transaction: a finished operation whose last step's effect
+    was lost (its batch's transaction left the chain) waits at that step again."""
+    kind = kinds[op.kind]
+    last = len(kind.steps) - 1
+    st = s.get(OperationStep, (op.id, last))
+    if st is not None:
+        st.state, st.result, st.attempts, st.finished_at = StepState.STARTED.value, None, 0, None
+    op.step = last
+    op.step_name = kind.steps[last].name
+    op.state = OpState.PENDING.value
+    op.result = None
+    op.finished_at = None
+    op.attempts = 0
+    op.next_attempt_at = now + timedelta(seconds=park)
+    op.updated_at = now
 
 
 def _watch_tx(s: Session, op_id: str, index: int, out: JSON, now: datetime) -> None:

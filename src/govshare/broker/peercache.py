@@ -1,7 +1,7 @@
 """What the exchange reads from the chain that does not change per request:
 department entries (endpoint, broker key, encryption key, status), account
-bindings, and the anchors of records (owner, CID, SHA-256: immutable once
-anchored).
+bindings, the anchors of records (owner, CID, SHA-256: immutable once
+anchored), and each department's catalog of categories.
 
     cache = ChainCache(ledger, clock)
     cache.department("TAX"); cache.binding(address); cache.anchor(record_id)
@@ -10,7 +10,8 @@ Each entry is dropped by the broker's ledger mirror (:class:`CacheProjection`)
 at the tick that sees an event that may change it: any ConsortiumRegistry
 event empties the department and binding entries (key rotation, endpoint
 change, suspension, broker rotation are all such events, and rare); a
-RecordRegistry event drops the records it names; a rewind or reset empties
+RecordRegistry event drops the records it names (a category event, the
+catalogs); a rewind or reset empties
 everything. So a rotation takes effect at the next tick. As a bound if the
 mirror stalls, an entry is also re-read after :data:`MAX_AGE` seconds.
 
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection as DbConnection
 
-from govshare.chain.contracts import AccountBinding, Department, to_bytes32
+from govshare.chain.contracts import AccountBinding, Category, Department, to_bytes32
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import IndexedEvent, Projection
@@ -73,6 +74,7 @@ class ChainCache:
         self._departments = _Lru(limit)
         self._bindings = _Lru(limit)
         self._anchors = _Lru(limit)
+        self._categories = _Lru(limit)
         self.hits = 0
         self.misses = 0
 
@@ -101,6 +103,16 @@ class ChainCache:
         """``ConsortiumRegistry.departmentOf``."""
         key = account.lower()
         return self._cached(self._bindings, key, lambda: self.ledger.registry.department_of(key))
+
+    def categories(self, department: str) -> list[Category]:
+        """``RecordRegistry.categories`` of ``department`` (its catalog), dropped
+        when a category is declared or retired: the publish check reads it for
+        every record."""
+        return self._cached(
+            self._categories,
+            department.upper(),
+            lambda: list(self.ledger.records.categories(department)),
+        )
 
     def anchor(self, record_id: bytes | str) -> ChainRecord | None:
         """The anchored record, or None when nothing is anchored under the id
@@ -138,10 +150,15 @@ class ChainCache:
             for rid in record_ids:
                 self._anchors.items.pop(rid.lower(), None)
 
+    def drop_categories(self) -> None:
+        with self._lock:
+            self._gen += 1
+            self._categories.items.clear()
+
     def clear(self) -> None:
         with self._lock:
             self._gen += 1
-            for table in (self._departments, self._bindings, self._anchors):
+            for table in (self._departments, self._bindings, self._anchors, self._categories):
                 table.items.clear()
 
 
@@ -166,6 +183,8 @@ class CacheProjection(Projection):
         ]
         if named:
             self.cache.drop_records(named)
+        if any(e.contract == "RecordRegistry" and e.event.startswith("Category") for e in events):
+            self.cache.drop_categories()
 
     def apply_rewind(
         self, db: DbConnection, removed: Sequence[IndexedEvent], prepared: Any, fork: int

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from eth_utils import keccak
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from govshare.broker.db import OpState, Record, RecordStatus
@@ -53,6 +53,7 @@ from govshare.broker.outbox import (
     JSON,
     RetryPolicy,
     StepContext,
+    StepDeferred,
     Submission,
     fingerprint,
     principal_of,
@@ -63,7 +64,7 @@ from govshare.chain.contracts import AnchorInput, encode_category, to_bytes32
 from govshare.clock import utcnow
 from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
 from govshare.crypto.errors import EnvelopeTruncated
-from govshare.errors import ContractReverted, InputError, IntegrityError
+from govshare.errors import ContractReverted, GovShareError, InputError, IntegrityError
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -82,6 +83,11 @@ _MEDIA_TYPE_MAX = 127
 #: so a step that kills the process every time is still given up, after as many
 #: restarts.
 RETRY = RetryPolicy(max_attempts=500, base_delay=0.5, max_delay=30.0)
+#: ``records.anchor_mode`` (and the payload's) of a record anchored in a batch.
+BATCH_MODE = "batch"
+#: A parked publish looks at its record again after this many seconds, if its
+#: batch has not completed it by then (see ``record_batches.py``).
+PARK = 60.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,10 @@ class PublishOutcome:
     record_id: str | None
     result: JSON | None
     error: JSON | None
+    #: Accepted and held (encrypted, stored), waiting for its batch's anchor.
+    anchoring: bool = False
+    sha256: str | None = None
+    size: int | None = None
 
     @classmethod
     def of(cls, sub: Submission) -> PublishOutcome:
@@ -123,7 +133,24 @@ class PublishOutcome:
                 str(op.payload["dept"]), op.id, op.principal, str(op.payload["idempotency_key"])
             )
             rid = "0x" + raw.hex()
-        return cls(op.id, op.state, sub.created, rid, op.result, op.error)
+        anchoring = (
+            not op.finished
+            and op.step_name == "anchor"
+            and op.payload.get("anchor_mode") == BATCH_MODE
+        )
+        sha = op.payload.get("sha256")
+        size = op.payload.get("size")
+        return cls(
+            op.id,
+            op.state,
+            sub.created,
+            rid,
+            op.result,
+            op.error,
+            anchoring,
+            str(sha) if sha is not None else None,
+            int(size) if isinstance(size, int) else None,
+        )
 
 
 def record_id_for(dept: str, operation_id: str, principal: str, idempotency_key: str) -> bytes:
@@ -195,8 +222,15 @@ def publish(
     meta: PublishRequest,
     *,
     wait: bool = False,
+    anchor_wait: float = 0.0,
 ) -> PublishOutcome:
     """Publish a staged upload as a record of ``svc.dept``.
+
+    In batch mode (``svc.limits.batch_max_records`` > 1) the record is encrypted,
+    stored and accepted in this call — three database transactions — and then
+    anchored with its batch: the outcome is ``anchoring`` unless the batch lands
+    within ``anchor_wait`` seconds. With one record per batch, every step runs
+    through the outbox as below.
 
     Checks first (on chain; a chain that does not answer refuses with 503 and
     nothing is kept): the category is declared and active in the department's
@@ -209,7 +243,9 @@ def publish(
     """
     staged = _spool_path(svc, upload.name)
     try:
-        return _publish(svc, user, idempotency_key, upload, meta, staged, wait=wait)
+        return _publish(
+            svc, user, idempotency_key, upload, meta, staged, wait=wait, anchor_wait=anchor_wait
+        )
     except BaseException:
         # Refused before the operation took the file over: nothing is kept.
         if svc.outbox.find(principal_of(user), idempotency_key) is None:
@@ -226,6 +262,7 @@ def _publish(
     staged: Path,
     *,
     wait: bool,
+    anchor_wait: float,
 ) -> PublishOutcome:
     category = _check_category_label(meta.category)
     ref = subject_ref(svc.subject_key, meta.subject) if meta.subject else None
@@ -249,14 +286,24 @@ def _publish(
     }
     fp = fingerprint(body)
 
-    existing = svc.outbox.find(principal, idempotency_key)
+    batched = svc.limits.batch_max_records > 1
+    existing = None if batched else svc.outbox.find(principal, idempotency_key)
     if existing is not None:
         # A retry: answer from the original operation, before any chain call.
         staged.unlink(missing_ok=True)
         sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
         return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
 
-    _check_on_chain(svc, category, supersedes)
+    try:
+        _check_on_chain(svc, category, supersedes, batched=batched)
+    except GovShareError:
+        seen = svc.outbox.find(principal, idempotency_key) if batched else None
+        if seen is None:
+            raise
+        # a retry of a publish accepted before (whatever changed since): its answer
+        staged.unlink(missing_ok=True)
+        sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
+        return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
     payload = {
         **body,
         "dept": svc.dept,
@@ -264,6 +311,9 @@ def _publish(
         "upload": upload.name,
         "published_by": user.name if isinstance(user, Principal) else None,
     }
+    if batched:
+        payload["anchor_mode"] = BATCH_MODE
+        return _publish_batched(svc, user, principal, idempotency_key, fp, payload, anchor_wait)
     sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, payload, run=False)
     if not sub.created:
         staged.unlink(missing_ok=True)  # another request with this key won the race
@@ -285,9 +335,14 @@ def _clean_text(value: str | None, limit: int) -> str | None:
     return text[:limit] or None
 
 
-def _check_on_chain(svc: BrokerServices, category: str, supersedes: str | None) -> None:
-    entries = {c.category: c for c in svc.ledger.records.categories(svc.dept)}
+def _check_on_chain(
+    svc: BrokerServices, category: str, supersedes: str | None, *, batched: bool = False
+) -> None:
+    entries = {c.category: c for c in svc.chain_cache.categories(svc.dept)}
     entry = entries.get(category)
+    if entry is None or not entry.active:  # a refusal is never from the cache
+        entries = {c.category: c for c in svc.ledger.records.categories(svc.dept)}
+        entry = entries.get(category)
     if entry is None or not entry.active:
         declared = ", ".join(sorted(c for c, e in entries.items() if e.active)) or "none"
         raise UnknownCategory(
@@ -297,6 +352,12 @@ def _check_on_chain(svc: BrokerServices, category: str, supersedes: str | None) 
         )
     if supersedes is None:
         return
+    if batched:
+        with svc.db.session(readonly=True) as s:
+            own = s.get(Record, supersedes)
+            if own is not None:
+                _check_supersedes_own(s, own)
+                return
     if not svc.ledger.records.record_exists(supersedes):
         raise RecordUnknown(f"There is no anchored record {supersedes} to supersede.")
     prev = svc.ledger.records.get_record(supersedes)
@@ -312,6 +373,104 @@ def _check_on_chain(svc: BrokerServices, category: str, supersedes: str | None) 
         )
 
 
+def _check_supersedes_own(s: Session, prev: Record) -> None:
+    """``prev`` (this department's, from its own table) may get a new version:
+    it was not given up, and no other publish — anchored, or accepted and still
+    anchoring — names it as its previous version."""
+    if prev.status == RecordStatus.FAILED.value:
+        raise RecordUnknown(
+            f"Record {prev.record_id} was never anchored (its publish failed); "
+            "there is nothing to supersede."
+        )
+    newer = s.scalar(
+        select(Record.record_id)
+        .where(Record.supersedes == prev.record_id, Record.status != RecordStatus.FAILED.value)
+        .limit(1)
+    )
+    if newer is not None:
+        raise InputError(
+            f"Record {prev.record_id} already has a newer version ({newer}); "
+            "supersede that one instead."
+        )
+
+
+# -- batch mode: the lean path -----------------------------------------------------------
+
+
+def _publish_batched(
+    svc: BrokerServices,
+    user: Principal | str,
+    principal: str,
+    idempotency_key: str,
+    fp: str,
+    payload: JSON,
+    anchor_wait: float,
+) -> PublishOutcome:
+    """Encrypt, then one transaction accepts the operation and its record; store,
+    then one transaction records it stored and parks the operation for its
+    batch. A crash in between leaves the operation for the outbox worker to
+    resume at ``store`` (its envelope is in the spool)."""
+    op_id = uuid.uuid4().hex
+    rid = record_id_for(svc.dept, op_id, principal, idempotency_key)
+    rid_hex = "0x" + rid.hex()
+    enc, header = _encrypt_to_spool(svc, op_id, rid, payload)
+    enc_path = _spool_path(svc, str(enc["ciphertext"]))
+    supersedes = payload["supersedes"]
+
+    def accept(s: Session) -> None:
+        if supersedes is not None:
+            prev = s.get(Record, supersedes)
+            if prev is not None:  # checked again here: this transaction holds the write lock
+                _check_supersedes_own(s, prev)
+        s.add(_record_row(svc, rid_hex, payload, header, op_id, mode=BATCH_MODE))
+
+    try:
+        sub = svc.outbox.submit_started(
+            KIND, idempotency_key, principal, fp, payload, op_id=op_id, done=[enc], also=accept
+        )
+    except BaseException:
+        # refused (a key used for another request, a rival version): nothing is kept
+        enc_path.unlink(missing_ok=True)
+        _spool_path(svc, str(payload["upload"])).unlink(missing_ok=True)
+        raise
+    if not sub.created:  # a retry raced this one, or the key was seen: its answer
+        enc_path.unlink(missing_ok=True)
+        _spool_path(svc, str(payload["upload"])).unlink(missing_ok=True)
+        return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
+    try:
+        crash_point("publish.before_store")
+        _spool_path(svc, str(payload["upload"])).unlink(missing_ok=True)
+        with enc_path.open("rb") as fh:
+            cid = str(svc.store.put(fh, cid_version=1, pin=True))
+        crash_point("publish.after_store")
+    except Exception:  # noqa: BLE001 — any failure: the engine takes over (and records it)
+        svc.outbox.advance(op_id, [])
+        view = svc.outbox.run(op_id, wait=False)
+        return PublishOutcome.of(Submission(view, created=True))
+    capsule = bytes.fromhex(str(enc["capsule"]))
+
+    def stored(s: Session) -> None:
+        s.execute(
+            update(Record)
+            .where(Record.record_id == rid_hex)
+            .values(
+                cid=cid,
+                own_capsule=capsule,
+                status=RecordStatus.STORED.value,
+                updated_at=utcnow(svc.clock),
+            )
+        )
+
+    done = [{"cid": cid}, {"capsule_sha256": hashlib.sha256(capsule).hexdigest()}]
+    parked = svc.outbox.advance(op_id, done, park=PARK, also=stored)
+    enc_path.unlink(missing_ok=True)
+    batcher = svc.record_batcher
+    batcher.notify()
+    if parked is None or anchor_wait > 0:
+        parked = batcher.wait_anchored(op_id, anchor_wait)
+    return PublishOutcome.of(Submission(parked, created=True))
+
+
 # -- the steps -------------------------------------------------------------------------
 
 
@@ -324,8 +483,9 @@ def register(svc: BrokerServices) -> None:
             "sha256": results["encrypt"]["sha256"],
             "size": results["encrypt"]["size"],
             "cid": results["store"]["cid"],
-            "tx_hash": results["anchor"]["tx_hash"],
-            "block_number": results["anchor"]["block_number"],
+            "tx_hash": results["anchor"].get("tx_hash") or results["anchor"].get("batch_tx"),
+            "block_number": results["anchor"].get("block_number"),
+            **({"batch": results["anchor"]["batch"]} if "batch" in results["anchor"] else {}),
         }
 
     svc.outbox.register(
@@ -369,12 +529,72 @@ def _upsert_record(svc: BrokerServices, record_id: str, **values: Any) -> None:
         row.updated_at = utcnow(svc.clock)
 
 
+def _record_row(
+    svc: BrokerServices,
+    rid_hex: str,
+    p: Mapping[str, Any],
+    header: bytes,
+    op_id: str,
+    *,
+    mode: str | None,
+) -> Record:
+    return Record(
+        record_id=rid_hex,
+        category=p["category"],
+        subject_ref=p["subject_ref"] or "",
+        sha256=p["sha256"],
+        size=int(p["size"]),
+        supersedes=p["supersedes"],
+        filename=p.get("filename"),
+        media_type=p.get("media_type"),
+        published_by=p.get("published_by"),
+        envelope=header,
+        status=RecordStatus.PENDING.value,
+        operation_id=op_id,
+        anchor_mode=mode,
+        created_at=utcnow(svc.clock),
+        updated_at=utcnow(svc.clock),
+    )
+
+
 def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
     p = ctx.payload
     rid = record_id_for(svc.dept, ctx.operation_id, ctx.principal, str(p["idempotency_key"]))
     rid_hex = "0x" + rid.hex()
+    out, header = _encrypt_to_spool(svc, ctx.operation_id, rid, p)
+    row = _record_row(svc, rid_hex, p, header, ctx.operation_id, mode=p.get("anchor_mode"))
+    _upsert_record(
+        svc,
+        rid_hex,
+        **{
+            c: getattr(row, c)
+            for c in (
+                "category",
+                "subject_ref",
+                "sha256",
+                "size",
+                "supersedes",
+                "filename",
+                "media_type",
+                "published_by",
+                "envelope",
+                "status",
+                "operation_id",
+                "anchor_mode",
+            )
+        },
+    )
+    return out
+
+
+def _encrypt_to_spool(
+    svc: BrokerServices, op_id: str, rid: bytes, p: Mapping[str, Any]
+) -> tuple[JSON, bytes]:
+    """Encrypt the staged upload into ``<op_id>.enc`` in the spool under a fresh
+    DEK, wrapped at once for this department's own key. Returns the ``encrypt``
+    step's result and the envelope's header."""
     plain = _spool_path(svc, str(p["upload"]))
-    enc_name = f"{ctx.operation_id}.enc"
+    enc_name = f"{op_id}.enc"
     enc = _spool_path(svc, enc_name)
     tmp = enc.with_suffix(".enc.tmp")
     with plain.open("rb") as src:
@@ -397,29 +617,15 @@ def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
     os.replace(tmp, enc)
     own = svc.hpke.public_key_bytes
     capsule = wrap_dek(res.dek, own, record_id=rid, grant_id=None, recipient_dept=svc.dept)
-    _upsert_record(
-        svc,
-        rid_hex,
-        category=p["category"],
-        subject_ref=p["subject_ref"] or "",
-        sha256=p["sha256"],
-        size=int(p["size"]),
-        supersedes=p["supersedes"],
-        filename=p.get("filename"),
-        media_type=p.get("media_type"),
-        published_by=p.get("published_by"),
-        envelope=header,
-        status=RecordStatus.PENDING.value,
-        operation_id=ctx.operation_id,
-    )
-    return {
-        "record_id": rid_hex,
+    result = {
+        "record_id": "0x" + rid.hex(),
         "sha256": p["sha256"],
         "size": int(p["size"]),
         "ciphertext": enc_name,
         "ciphertext_size": res.ciphertext_size,
         "capsule": capsule.hex(),
     }
+    return result, header
 
 
 def _store(svc: BrokerServices, ctx: StepContext) -> JSON:
@@ -457,6 +663,8 @@ def _wrap_key(svc: BrokerServices, ctx: StepContext) -> JSON:
 def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
     p = ctx.payload
     rid = str(ctx.results["encrypt"]["record_id"])
+    if p.get("anchor_mode") == BATCH_MODE:
+        return _anchored_in_batch(svc, rid)
     sha = "0x" + str(p["sha256"])
     cid = str(ctx.results["store"]["cid"])
     records = svc.ledger.records
@@ -501,6 +709,21 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
         anchor_block=block_number,
     )
     return {"record_id": rid, "tx_hash": tx_hash, "block_number": block_number}
+
+
+def _anchored_in_batch(svc: BrokerServices, rid: str) -> JSON:
+    """A batched record's anchor is its batch's: done once the batch landed, else
+    the operation waits for it (its batch completes it, normally before this
+    runs again)."""
+    with svc.db.session(readonly=True) as s:
+        row = s.get(Record, rid)
+        if row is None:
+            raise IntegrityError(f"Record {rid} is not in the database.", record_id=rid)
+        if row.status == RecordStatus.ANCHORED.value and row.batch_seq is not None:
+            place = {"sequence": int(row.batch_seq), "leaf_index": row.leaf_index}
+            return {"record_id": rid, "batch": place, "batch_tx": row.anchor_tx}
+    svc.record_batcher.notify()
+    raise StepDeferred(PARK, "waiting for its record batch to be anchored")
 
 
 def cleanup_spool(svc: BrokerServices, *, older_than: float | None = 3600.0) -> int:

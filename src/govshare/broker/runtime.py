@@ -17,7 +17,9 @@ Start-up, before anything is served (nothing can be in flight yet):
 3. The workers start: the :class:`~govshare.broker.outbox.OutboxWorker`
    (resumes and retries operations), the
    :class:`~govshare.broker.housekeeping.Housekeeper` (request sync, nonces,
-   spool) and the :class:`~govshare.broker.receipt_batches.ReceiptBatcher`.
+   spool), the :class:`~govshare.broker.record_batches.RecordBatcher` (closes
+   and anchors batches of published records) and the
+   :class:`~govshare.broker.receipt_batches.ReceiptBatcher`.
 
 ``start(threads=False)`` does 1 and 2 only; :meth:`BrokerRuntime.run_once` then
 runs one round of every worker in the calling thread (tests move time that way).
@@ -106,7 +108,7 @@ class BrokerRuntime:
     def workers(self) -> tuple[Worker, ...]:
         """The background workers, in the order one round runs them: batches
         are submitted before the outbox worker drives them."""
-        return (self.batcher, self.outbox_worker, self.housekeeper)
+        return (self.svc.record_batcher, self.batcher, self.outbox_worker, self.housekeeper)
 
     def start(self, *, threads: bool = True) -> Startup:
         """Recover from the previous run, clean up its leftovers, and (``threads``)

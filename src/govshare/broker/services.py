@@ -12,8 +12,8 @@ Nothing here is global: a test builds two or three of these side by side, one
 per department, and may give them a clock it moves (``clock=``; by default the
 ledger's, which :meth:`~govshare.chain.ledger.Ledger.now` reads too). Building
 one registers the durable operation kinds of the use cases (``publish``,
-``request``, ``anchor_receipts``) on its outbox, so :meth:`Outbox.recover` and
-the worker can resume them.
+``anchor_record_batch``, ``request``, ``anchor_receipts``) on its outbox, so
+:meth:`Outbox.recover` and the worker can resume them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from govshare.broker.db import Database
 from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
 from govshare.broker.outbox import Outbox
 from govshare.broker.users import normalise_dept
+from govshare.chain.batch import MAX_BATCH_RECORDS
 from govshare.chain.batchindex import BatchIndex, ManifestFetcher
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import Mirror
@@ -46,6 +47,9 @@ _mirror_log = logging.getLogger("govshare.broker.mirror")
 
 #: Default upload limit of ``POST /v1/records``.
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024
+#: Default batching of published records (``broker/record_batches.py``).
+DEFAULT_BATCH_MAX_RECORDS = 256
+DEFAULT_BATCH_WINDOW = 0.5
 #: Default deadline of a new access request (the contract needs one).
 DEFAULT_REQUEST_DEADLINE = 3 * 24 * 3600
 
@@ -62,10 +66,21 @@ class Limits:
     peer_timeout: float = 60.0
     #: Deadline given to a new access request when the clerk names none, in seconds.
     request_deadline: int = DEFAULT_REQUEST_DEADLINE
+    #: Records anchored per transaction at most (1: each with its own transaction).
+    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
+    #: Seconds the oldest waiting record waits for others to join its batch.
+    batch_window: float = DEFAULT_BATCH_WINDOW
+    #: Seconds ``POST /v1/records`` waits for the anchor before answering "anchoring"
+    #: (a client that says ``Prefer: respond-async`` is answered at once).
+    publish_wait: float = 10.0
 
     def __post_init__(self) -> None:
         if self.max_upload < 1 or self.exchange_ttl < 1 or self.peer_timeout <= 0:
             raise ValueError("limits must be positive")
+        if not 1 <= self.batch_max_records <= MAX_BATCH_RECORDS:
+            raise ValueError(f"batch_max_records is 1 to {MAX_BATCH_RECORDS}")
+        if not (0 <= self.batch_window <= 3600 and 0 <= self.publish_wait <= 600):
+            raise ValueError("batch_window is 0 to 3600 seconds, publish_wait 0 to 600")
 
 
 class BrokerServices:
@@ -115,13 +130,20 @@ class BrokerServices:
         self._lock = threading.Lock()
 
         # the use cases register their steps
-        from govshare.broker import access, publish, receipt_batches, signed
+        from govshare.broker import access, publish, receipt_batches, record_batches, signed
         from govshare.broker.chainwatch import OwnTxWatch
         from govshare.broker.peercache import CacheProjection, ChainCache
 
         publish.register(self)
+        record_batches.register(self)
         access.register(self)
         receipt_batches.register(self)
+        #: Closes batches of accepted records and anchors each with one transaction
+        #: (its thread is started by the runtime; without it, a clerk waiting for
+        #: an anchor drives the batch).
+        self.record_batcher = record_batches.RecordBatcher(
+            self, max_records=self.limits.batch_max_records, window=self.limits.batch_window
+        )
         signed.register(self.outbox, ledger)  # administrators' journaled decisions
         #: Where record batch manifests are read from: by default this broker's own
         #: store (in a consortium a Kubo node of the private swarm, which serves any

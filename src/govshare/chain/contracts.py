@@ -831,6 +831,26 @@ class RecordRegistry(ContractWrapper):
         """Send an anchor without waiting (``.wait()`` on the result)."""
         return self.sender.submit(account, self.anchor_request(item))
 
+    def anchor_batch_request(
+        self, merkle_root: bytes | str, count: int, manifest_cid: str
+    ) -> TxRequest:
+        """The unsent ``anchorBatch`` transaction."""
+        return self._request(
+            "anchorBatch",
+            to_bytes32(merkle_root, "Merkle root"),
+            to_uint(count, 32, "record count"),
+            manifest_cid,
+        )
+
+    def submit_anchor_batch(
+        self, account: LocalAccount, merkle_root: bytes | str, count: int, manifest_cid: str
+    ) -> PendingTx:
+        """Send an ``anchorBatch`` without waiting (``.wait()`` on the result; its
+        ``RecordBatchAnchored`` event names the batch's sequence)."""
+        return self.sender.submit(
+            account, self.anchor_batch_request(merkle_root, count, manifest_cid)
+        )
+
     def anchor_batch(
         self, account: LocalAccount, merkle_root: bytes | str, count: int, manifest_cid: str
     ) -> Sent[int]:

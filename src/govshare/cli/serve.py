@@ -268,7 +268,12 @@ def run_broker(home: Path, settings: Settings) -> None:
         hpke=hpke,
         subject_key=subject_key,
         spool=folder / "spool",
-        limits=Limits(max_upload=settings.max_upload),
+        limits=Limits(
+            max_upload=settings.max_upload,
+            batch_max_records=settings.batch_max_records,
+            batch_window=settings.batch_window,
+            publish_wait=settings.publish_wait,
+        ),
         manifest_sources=broker_sources(
             store,
             code,

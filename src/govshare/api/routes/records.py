@@ -4,8 +4,10 @@ from their owner's broker)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -62,6 +64,24 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
 }
 
 
+_PREFER_WAIT = re.compile(r"^wait\s*=\s*(\d{1,4})$")
+
+
+def anchor_wait(prefer: str | None, default: float) -> float:
+    """Seconds to wait for a publish's anchor under an RFC 7240 ``Prefer``
+    header: ``respond-async`` is 0, ``wait=N`` is N (never beyond ``default``,
+    the broker's own bound); anything else is ignored, as the RFC says."""
+    wait = default
+    for part in (prefer or "")[:256].split(","):
+        pref = part.split(";")[0].strip().lower()
+        if pref == "respond-async":
+            return 0.0
+        m = _PREFER_WAIT.match(pref)
+        if m:
+            wait = min(default, float(m.group(1)))
+    return wait
+
+
 def _publish_answer(out: PublishOutcome, path: str) -> JSONResponse:
     if out.state is OpState.FAILED:
         err = out.error or {}
@@ -71,6 +91,25 @@ def _publish_answer(out: PublishOutcome, path: str) -> JSONResponse:
             str(err.get("message", "The publish failed.")),
             instance=path,
             details={"operation_id": out.operation_id},
+        )
+    if out.anchoring:
+        # Accepted: encrypted, stored and held; its batch's transaction is under way.
+        body = PublishOut(
+            operation_id=out.operation_id,
+            state="anchoring",
+            replayed=not out.created,
+            record_id=out.record_id,
+            sha256=out.sha256,
+            size=out.size,
+        )
+        headers = {
+            "Location": f"/v1/operations/{out.operation_id}",
+            "Retry-After": "1",
+        }
+        if not out.created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(
+            body.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED, headers=headers
         )
     if out.state is not OpState.DONE:
         err = out.error or {}
@@ -123,6 +162,11 @@ def _publish_answer(out: PublishOutcome, path: str) -> JSONResponse:
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": PublishOut, "description": "A retry: the original record"},
+        202: {
+            "model": PublishOut,
+            "description": "Accepted, anchoring: the record is encrypted and stored, and its "
+            "batch is being anchored (poll the operation in Location)",
+        },
         **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 500, 502, 503),
     },
     openapi_extra=_UPLOAD_SCHEMA,
@@ -141,6 +185,10 @@ async def publish_record(
 ) -> JSONResponse:
     """Publish a record: the file is encrypted, stored and anchored on chain
     (multipart: ``file``, ``category``, optional ``subject`` and ``supersedes``).
+    Records are anchored in batches: the answer waits for the anchor (201) up
+    to the broker's publish wait, then says 202 "anchoring"; with ``Prefer:
+    respond-async`` it is 202 at once, and ``Prefer: wait=N`` waits up to N
+    seconds (RFC 7240).
     The upload streams to disk, up to the broker's size limit. A retry with the
     same ``Idempotency-Key`` returns the original record (200) instead of a new
     one; the same key with another file or metadata is refused (409)."""
@@ -162,7 +210,10 @@ async def publish_record(
         media_type=upload.media_type,
     )
     try:
-        out = await run_in_threadpool(publish, svc, user, idempotency_key, upload.staged, meta)
+        wait_for = anchor_wait(request.headers.get("prefer"), svc.limits.publish_wait)
+        out = await run_in_threadpool(
+            partial(publish, anchor_wait=wait_for), svc, user, idempotency_key, upload.staged, meta
+        )
     except BaseException:
         (svc.spool / upload.staged.name).unlink(missing_ok=True)
         raise
