@@ -21,7 +21,6 @@ from govshare.broker.access import _materialise, _send, request_access
 from govshare.broker.consent import approve
 from govshare.broker.outbox import StepContext
 from govshare.chain.batch import BatchRecord, build_batch
-from govshare.chain.contracts import RecordRegistry
 from govshare.chain.devnode import AnvilProcess
 from integration.world import CATEGORY, Broker, World, build_world, start_broker
 
@@ -64,42 +63,31 @@ def filler() -> BatchRecord:
 def publish_batched(
     tax: Broker, monkeypatch: pytest.MonkeyPatch, data: bytes, key: str
 ) -> tuple[str, int]:
-    """Publish through TAX's API with its anchor step committing to a batch (with
-    two other records) instead of anchoring alone: what the owner's batching does."""
-    records: RecordRegistry = tax.svc.ledger.records
-    seqs: list[int] = []
+    """Publish through TAX's API as its clerks do (batch mode, the default): the
+    record and two others are accepted at once ("anchoring") and anchored by one
+    batch, the record at leaf 1. Returns its id and its batch's sequence."""
+    del monkeypatch  # kept in the signature: the callers' fixtures
 
-    class Pending:
-        def __init__(self, item: Any) -> None:
-            self.item = item
-
-        def wait(self) -> Any:
-            rec = BatchRecord(
-                bytes.fromhex(str(self.item.record_id)[2:]),
-                "TAX",
-                bytes.fromhex(str(self.item.content_hash)[2:]),
-                self.item.cid,
-                self.item.category,
-                None if self.item.subject_ref is None else bytes.fromhex(self.item.subject_ref[2:]),
-            )
-            m = build_batch("TAX", [filler(), rec, filler()])
-            cid = tax.svc.store.put(io.BytesIO(m.data), cid_version=1)
-            sent = records.anchor_batch(tax.svc.account, m.root, m.count, str(cid))
-            seqs.append(sent.value)
-            return sent.tx
-
-    with monkeypatch.context() as mp:
-        mp.setattr(records, "submit_anchor", lambda account, item: Pending(item))
+    def accept(body: bytes, k: str) -> str:
         r = tax.client.post(
             "/v1/records",
-            headers={**tax.auth(), "Idempotency-Key": key},
-            files={"file": ("certificate.pdf", data, "application/pdf")},
+            headers={**tax.auth(), "Idempotency-Key": k, "Prefer": "respond-async"},
+            files={"file": ("certificate.pdf", body, "application/pdf")},
             data={"category": CATEGORY},
         )
-    assert r.status_code == 201, r.text
-    rid = str(r.json()["record_id"])
-    assert not records.record_exists(rid), "batched: not on chain until requested"
-    return rid, seqs[0]
+        assert r.status_code == 202 and r.json()["state"] == "anchoring", r.text
+        return str(r.json()["record_id"])
+
+    accept(os.urandom(100), f"{key}-before")
+    rid = accept(data, key)
+    accept(os.urandom(100), f"{key}-after")
+    done = tax.svc.record_batcher.run_once(force=True)
+    assert done.action == "submitted" and done.count == 3, done
+    op = tax.client.get(f"/v1/records/{rid}", headers=tax.auth()).json()
+    assert op["status"] == "anchored", op
+    assert not tax.svc.ledger.records.record_exists(rid), "batched: not on chain until requested"
+    assert done.operation is not None and done.operation.result is not None
+    return rid, int(done.operation.result["sequence"])
 
 
 def ask(b: Broker, owner: str, rid: str, key: str | None = None) -> httpx.Response:

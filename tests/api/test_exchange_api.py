@@ -19,7 +19,7 @@ from govshare.broker.exchange import H_SIGNATURE, ExchangeRequest
 from govshare.chain.devnode import AnvilProcess
 from govshare.storage import parse_cid
 from govshare.storage.unixfs import compute_cid
-from integration.world import CATEGORY, Broker, World, build_world, start_broker
+from integration.world import CATEGORY, Broker, World, anchored_record, build_world, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -379,7 +379,7 @@ def test_tampered_ciphertext_at_the_owner_is_never_released(
     # 2. an owner's store that serves other (well-formed) ciphertext: the requester
     #    recomputes the CID and refuses before a byte of plaintext is released
     other_rid = published(tax, b"some other record", "tamper-other")
-    other_cid = world.ledger.records.get_record(other_rid).cid
+    other_cid = anchored_record(tax.svc, other_rid).cid  # in a batch, never requested
     real_get = tax.svc.store.get
     monkeypatch.setattr(
         tax.svc.store, "get", lambda c: real_get(other_cid if str(c) == str(cid) else c)
@@ -420,8 +420,11 @@ def test_chain_down_fails_closed(
     gid = granted(world, market, rid)
     assert tax.client.get("/v1/requests", headers=tax.auth()).headers["govshare-synced"] == "true"
     node.stop()
-    problem(publish(tax, b"during the outage", "down-pub"), 503, "chain.unavailable")
-    assert spool(tax) == []  # refused up front: nothing kept
+    # a publish is accepted (encrypted, stored) and told "anchoring" at once: its
+    # batch is anchored when the chain answers again
+    accepted = publish(tax, b"during the outage", "down-pub")
+    assert accepted.status_code == 202 and accepted.json()["state"] == "anchoring", accepted.text
+    assert spool(tax) == []  # nothing staged left behind
     problem(content(market, rid, grant=gid), 503, "chain.unavailable")
     assert tax.client.get("/readyz").status_code == 503
     listing = tax.client.get("/v1/requests", headers=tax.auth())

@@ -20,6 +20,7 @@ from govshare.broker import publish as publish_module
 from govshare.broker.db import OpState
 from govshare.broker.fetch import fetch
 from govshare.broker.publish import PublishRequest, publish, stage_file
+from govshare.broker.record_batches import proof_of
 from govshare.broker.runtime import BrokerRuntime, RuntimeSettings, Startup
 from govshare.chain.devnode import AnvilProcess, free_port
 from integration.world import CATEGORY, World, build_world, open_runtime
@@ -94,11 +95,16 @@ def test_start_up_cleans_up_after_a_crash_and_resumes_what_it_owns(
         assert list(blob_tmp.iterdir()) == []
         assert "removed 3 leftover spool file(s) and 3 temporary block file(s)" in caplog.text
 
-        runtime.run_once()  # the outbox worker resumes the publish from its files
+        runtime.run_once()  # the outbox worker resumes the publish from its files...
+        parked = runtime.svc.outbox.get(op.id)
+        assert parked.state is OpState.PENDING and parked.step_name == "anchor", parked.error
+        runtime.svc.record_batcher.run_once(force=True)  # ...and its batch anchors it
         done = runtime.svc.outbox.get(op.id)
         assert done.state is OpState.DONE, done.error
         rid = str(done.result["record_id"])
-        assert runtime.svc.ledger.records.get_record(rid).department == "TAX"
+        proof = proof_of(runtime.svc, rid)
+        assert proof is not None and proof.record.department == "TAX"
+        assert runtime.svc.ledger.records.verify_batched_record(proof)
         got = fetch(runtime.svc, rid, tmp_path / "back.bin")
         assert (tmp_path / "back.bin").read_bytes() == data and got.source == "own"
         assert spool(runtime) == set()  # the operation deleted its files as it went

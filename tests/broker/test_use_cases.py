@@ -27,7 +27,7 @@ from govshare.broker.subjects import subject_ref
 from govshare.chain.devnode import AnvilProcess
 from govshare.crypto import decrypt_bytes, unwrap_dek
 from govshare.errors import ChainUnavailable, ContractReverted, InputError, Unauthorized
-from integration.world import CATEGORY, World, build_world, open_runtime
+from integration.world import CATEGORY, World, anchored_record, build_world, open_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture(scope="module")
 def tax(world: World) -> Iterator[BrokerServices]:
     with open_runtime(world, "TAX") as runtime:
+        yield runtime.svc
+
+
+@pytest.fixture(scope="module")
+def tax_single(world: World) -> Iterator[BrokerServices]:
+    """TAX's broker anchoring each record with its own transaction."""
+    with open_runtime(world, "TAX", batch_max_records=1) as runtime:
         yield runtime.svc
 
 
@@ -67,7 +74,7 @@ def test_publish_anchors_the_record_with_its_payload_stored(tax: BrokerServices)
     out = put(tax, data, "pub-1", subject=" 9111-0000 x", filename="cert.pdf")
     assert out.state is OpState.DONE and out.created, out.error
     rid = out.record_id
-    rec = tax.ledger.records.get_record(rid)
+    rec = anchored_record(tax, rid)  # in batch mode: its leaf, proven by the contract
     import hashlib
 
     assert rec.department == "TAX" and rec.category == CATEGORY
@@ -115,6 +122,7 @@ def test_refused_before_anything_is_kept(tax: BrokerServices, market: BrokerServ
         put(tax, b"x", "pub-badlabel", category="has spaces")
     with pytest.raises(RecordUnknown):
         put(tax, b"x", "pub-nosuch", supersedes="0x" + "77" * 32)
+    tax.mirror.run_once()  # TAX's mirror reads MARKET's batch (its record is a leaf there)
     with pytest.raises(InputError, match="only its own department"):
         put(tax, b"x", "pub-theirs", supersedes=mine.record_id)
     assert tax.ledger.records.record_count() == count
@@ -132,11 +140,13 @@ def test_new_version_supersedes_the_old(tax: BrokerServices) -> None:
 
 
 def test_a_lost_anchor_answer_is_resumed_without_a_second_anchor(
-    tax: BrokerServices, monkeypatch: pytest.MonkeyPatch
+    tax_single: BrokerServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The transaction lands but its answer is lost (the node went away): the
-    operation stays pending; when resumed, the anchor step finds the record on
-    chain and adopts it instead of sending again."""
+    """Single mode: the transaction lands but its answer is lost (the node went
+    away): the operation stays pending; when resumed, the anchor step finds the
+    record on chain and adopts it instead of sending again. (Batch mode's twin:
+    ``test_record_batches.py``, a batch step run again.)"""
+    tax = tax_single
     real = tax.ledger.records.submit_anchor
     sent: list[str] = []
 

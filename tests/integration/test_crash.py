@@ -5,9 +5,10 @@ anvil (its ledger kept in a state file, so the node can stop and come back).
 * SIGKILL at each step of a publish (the test-only hook of
   ``govshare.broker.faults``), restart, retry with the same idempotency key:
   exactly one anchored record per key, no orphan payload, nothing lost.
-* Chain down: writes refused with 503 ``chain.unavailable``, a granted fetch
-  refused (fail closed); a publish the broker accepted but could not anchor is
-  anchored once the node is back, without anyone retrying.
+* Chain down: requests refused with 503 ``chain.unavailable``, a granted fetch
+  refused (fail closed); publishes the broker accepted (before or while it was
+  down) but could not anchor are anchored once the node is back, without anyone
+  retrying.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,17 +27,16 @@ import pytest
 from sqlalchemy import select
 
 from govshare.broker.db import Database, Record
+from govshare.chain.batch import BatchManifest, parse_manifest
 from govshare.chain.devnode import AnvilProcess, free_port, rpc_call
 from govshare.home import dept_dir
 from govshare.storage.local import LocalBlobStore
 from integration.world import (
     CATEGORY,
-    GOVSHARE,
     ServeProcess,
     World,
     add_clerks,
     build_world,
-    cli_env,
     run_cli,
     spawn_serve,
     wait_serving,
@@ -46,12 +45,20 @@ from integration.world import (
 pytestmark = pytest.mark.integration
 
 CODES = ("TAX", "MARKET")
+#: (how records are anchored, where the broker is killed): batch mode (the
+#: default) is killed in the publish's own steps and in its batch's anchoring;
+#: single mode (``GOVSHARE_BATCH_MAX_RECORDS=1``) in each step of the publish.
 CRASH_POINTS = [
-    "publish.before_store",
-    "publish.after_store",
-    "publish.anchor_sent",
-    "publish.anchor_receipt",
+    ("batch", "publish.before_store"),
+    ("batch", "publish.after_store"),
+    ("batch", "batch.anchor_sent"),
+    ("batch", "batch.anchor_receipt"),
+    ("single", "publish.before_store"),
+    ("single", "publish.after_store"),
+    ("single", "publish.anchor_sent"),
+    ("single", "publish.anchor_receipt"),
 ]
+MODES = {"batch": {}, "single": {"GOVSHARE_BATCH_MAX_RECORDS": "1"}}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,7 @@ def error_code(out: Any) -> str:
     return str(out["error"]["code"])
 
 
-def publish(world: World, path: Path, key: str) -> tuple[int, Any]:
+def publish(world: World, path: Path, key: str, *extra: str) -> tuple[int, Any]:
     return cli_json(
         world,
         "record",
@@ -103,6 +110,7 @@ def publish(world: World, path: Path, key: str) -> tuple[int, Any]:
         "TAX",
         "--idempotency-key",
         key,
+        *extra,
     )
 
 
@@ -118,9 +126,38 @@ def tax_rows(world: World) -> list[Record]:
         db.close()
 
 
+def tax_manifests(world: World) -> dict[int, BatchManifest]:
+    """TAX's record batches on chain, each manifest read from TAX's store and
+    checked against the chain's root and count."""
+    records = world.ledger.records
+    store = LocalBlobStore(dept_dir(world.home, "TAX") / "blobs")
+    try:
+        out = {}
+        for seq in range(1, records.batch_count("TAX") + 1):
+            b = records.get_batch("TAX", seq)
+            data = b"".join(store.get(b.manifest_cid))
+            out[seq] = parse_manifest(data, department="TAX", count=b.count, root=b.merkle_root)
+        return out
+    finally:
+        store.close()
+
+
+def anchored_ids(world: World, sha: bytes) -> list[str]:
+    """Every record of TAX's with content ``sha`` the chain holds: anchored alone,
+    or as a leaf of a batch (proven against the batch's root by the contract)."""
+    records = world.ledger.records
+    ids = ["0x" + x.hex() for x in records.records_by_hash(sha)]
+    for seq, m in tax_manifests(world).items():
+        for r in m.records:
+            if r.content_hash == sha:
+                assert records.verify_batched_record(m.locate(r.record_id, seq))
+                ids.append("0x" + r.record_id.hex())
+    return ids
+
+
 def assert_no_orphans(world: World) -> None:
-    """Every payload in TAX's store belongs to an anchored record, and the spool
-    holds nothing: no plaintext, no envelope left behind."""
+    """Every payload in TAX's store belongs to an anchored record (or is a batch's
+    manifest), and the spool holds nothing: no plaintext, no envelope left behind."""
     rows = tax_rows(world)
     assert all(r.status == "anchored" for r in rows), [(r.record_id, r.status) for r in rows]
     store = LocalBlobStore(dept_dir(world.home, "TAX") / "blobs")
@@ -128,22 +165,27 @@ def assert_no_orphans(world: World) -> None:
         pinned = {str(c) for c in store.pins()}
     finally:
         store.close()
-    assert pinned == {r.cid for r in rows}
+    manifests = {
+        world.ledger.records.get_batch("TAX", seq).manifest_cid for seq in tax_manifests(world)
+    }
+    assert pinned == {r.cid for r in rows} | manifests
     assert list((dept_dir(world.home, "TAX") / "spool").iterdir()) == []
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.parametrize(("mode", "point"), CRASH_POINTS)
 def test_a_publish_killed_at_any_step_is_completed_once(
-    world: World, market: ServeProcess, tmp_path: Path, point: str
+    world: World, market: ServeProcess, tmp_path: Path, mode: str, point: str
 ) -> None:
     data = os.urandom(300_000)
     sha = hashlib.sha256(data).digest()
     src = tmp_path / "certificate.pdf"
     src.write_bytes(data)
-    key = f"crash-{point}"
+    key = f"crash-{mode}-{point}"
 
     doomed = spawn_serve(
-        world, "TAX", env={"GOVSHARE_TESTING": "1", "GOVSHARE_TEST_CRASH_AT": point}
+        world,
+        "TAX",
+        env={"GOVSHARE_TESTING": "1", "GOVSHARE_TEST_CRASH_AT": point, **MODES[mode]},
     )
     wait_serving([doomed])
     code, out = publish(world, src, key)
@@ -151,7 +193,7 @@ def test_a_publish_killed_at_any_step_is_completed_once(
     assert out["error"]["details"]["idempotency_key"] == key
     assert doomed.proc.wait(10) == -signal.SIGKILL  # killed where the hook says
 
-    tax = spawn_serve(world, "TAX")  # restarted, without the hook
+    tax = spawn_serve(world, "TAX", env=MODES[mode])  # restarted, without the hook
     try:
         wait_serving([tax])
         # the restarted broker resumes the operation by itself...
@@ -165,7 +207,7 @@ def test_a_publish_killed_at_any_step_is_completed_once(
         assert again["replayed"] is True
         rid = again["record_id"]
         assert [r.record_id for r in tax_rows(world) if r.sha256 == sha.hex()] == [rid]
-        assert ["0x" + x.hex() for x in world.ledger.records.records_by_hash(sha)] == [rid]
+        assert anchored_ids(world, sha) == [rid]  # on chain once, alone or in a batch
         # nothing lost: TAX's clerk reads exactly the bytes back
         out_file = tmp_path / "back.pdf"
         code, got = cli_json(world, "record", "fetch", rid, "-o", str(out_file), "--dept", "TAX")
@@ -208,32 +250,27 @@ def _chain_down(world: World, node: AnvilProcess, tax: ServeProcess, tmp_path: P
     )
     assert code == 0, ok
 
-    # a publish the broker accepts, whose anchor the node takes but never mines...
+    # a publish the broker accepts, whose batch's anchor the node takes but never mines...
     rpc_call(node.url, "evm_setAutomine", [False])
     pending_file = tmp_path / "pending.pdf"
     pending_data = os.urandom(50_000)
     pending_file.write_bytes(pending_data)
-    args = ["record", "publish", str(pending_file), "--category", CATEGORY, "--dept", "TAX"]
-    args += ["--idempotency-key", "during-outage", "--json"]
-    running = subprocess.Popen(
-        [str(GOVSHARE), *args], env=cli_env(world), stdout=subprocess.PIPE, text=True
-    )
+    code, answer = publish(world, pending_file, "during-outage", "--wait", "0")
+    assert code == 0 and answer["state"] == "anchoring", answer  # told at once
     deadline = time.monotonic() + 30
     while int(rpc_call(node.url, "txpool_status")["pending"], 16) == 0:
-        assert time.monotonic() < deadline and running.poll() is None, "no anchor was sent"
+        assert time.monotonic() < deadline, "no anchor was sent"
         time.sleep(0.05)
     # ...and then the node stops
     node.stop()
-    stdout, _ = running.communicate(timeout=60)
-    answer = json.loads(stdout)
-    assert running.returncode == 1 and error_code(answer) == "chain.unavailable", answer
-    assert "will be anchored when it answers again" in answer["error"]["message"]
 
-    # while it is down: writes refused, reads that need a grant check refused
+    # while it is down: a publish is accepted (the broker knows its catalog) and
+    # waits for the chain; requests refused, reads that need a grant check refused
     other = tmp_path / "other.pdf"
-    other.write_bytes(b"refused while the chain is down")
-    code, out = publish(world, other, "while-down")
-    assert code == 1 and error_code(out) == "chain.unavailable", out
+    other_data = b"accepted while the chain is down"
+    other.write_bytes(other_data)
+    code, out = publish(world, other, "while-down", "--wait", "0")
+    assert code == 0 and out["state"] == "anchoring", out
     code, out = cli_json(
         world, "request", "create", "--owner", "TAX", "--record", rid,
         "--purpose", "again", "--dept", "MARKET",
@@ -257,7 +294,13 @@ def _chain_down(world: World, node: AnvilProcess, tax: ServeProcess, tmp_path: P
         time.sleep(0.1)
     code, again = publish(world, pending_file, "during-outage")
     assert code == 0 and again["replayed"] is True, again
-    assert len(world.ledger.records.records_by_hash(bytes.fromhex(sha))) == 1
+    assert anchored_ids(world, bytes.fromhex(sha)) == [again["record_id"]]
+    later = hashlib.sha256(other_data).digest()
+    deadline = time.monotonic() + 60
+    while not any(r.sha256 == later.hex() and r.status == "anchored" for r in tax_rows(world)):
+        assert time.monotonic() < deadline, "the publish accepted while down was not anchored"
+        time.sleep(0.1)
+    assert len(anchored_ids(world, later)) == 1
     # the grant works again, and the refused publish left nothing behind
     code, got = cli_json(world, "record", "fetch", rid, "-o", str(target), "--dept", "MARKET")
     assert code == 0, got

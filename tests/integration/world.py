@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
 import httpx
 import uvicorn
 from eth_account.signers.local import LocalAccount
@@ -371,3 +373,19 @@ def add_clerks(world: World, codes: tuple[str, ...]) -> dict[str, str]:
         save_token(world.home, code, issued.token)
         tokens[code] = issued.token
     return tokens
+
+
+def anchored_record(svc: BrokerServices, record_id: str) -> Any:
+    """What the chain holds of one of ``svc``'s records: its own anchor, or (batch
+    mode) its leaf in a batch — proven against the batch's root by the contract.
+    Either has ``department``, ``content_hash``, ``cid``, ``category`` and
+    ``subject_ref``."""
+    from govshare.broker.record_batches import proof_of
+
+    records = svc.ledger.records
+    if records.record_exists(record_id):
+        return records.get_record(record_id)
+    proof = proof_of(svc, record_id)
+    assert proof is not None, f"{record_id} is neither on chain nor in an anchored batch"
+    assert records.verify_batched_record(proof), "the contract refuses the batch proof"
+    return proof.record

@@ -127,6 +127,10 @@ class RecordOut(BaseModel):
     anchor_block: int | None = None
     anchored_at: datetime | None = None
     created_at: datetime | None = None
+    batch_sequence: int | None = Field(
+        default=None, description="Anchored in this record batch of its department's"
+    )
+    leaf_index: int | None = Field(default=None, description="Its leaf in that batch")
 
     @classmethod
     def of(cls, view: Any) -> RecordOut:
@@ -145,6 +149,9 @@ class PublishOut(BaseModel):
     size: int | None = None
     tx_hash: str | None = None
     block_number: int | None = None
+    batch: dict[str, Any] | None = Field(
+        default=None, description="Where the record was anchored: its batch's sequence, its leaf"
+    )
 
 
 # -- requests and grants ---------------------------------------------------------------

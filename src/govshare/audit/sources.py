@@ -84,6 +84,34 @@ class HttpSource:
         return r.content
 
 
+class HomeStores:
+    """Every department's store in a dev home, found when asked (a department
+    registered after this broker started has one too); opened once each."""
+
+    def __init__(self, home: Path, *, skip: Path | None = None) -> None:
+        self.home = home
+        self.name = f"the stores of {home}"
+        self._skip = skip.resolve() if skip is not None else None
+        self._open: dict[Path, ManifestSource] = {}
+
+    def _stores(self) -> list[ManifestSource]:
+        depts = self.home / "depts"
+        found = sorted(d / "blobs" for d in depts.iterdir()) if depts.is_dir() else []
+        found.append(self.home / "blobs")
+        for path in found:
+            if path in self._open or not path.is_dir() or path.resolve() == self._skip:
+                continue
+            self._open[path] = open_source(f"local:{path}")
+        return list(self._open.values())
+
+    def fetch(self, cid: str) -> bytes | None:
+        for src in self._stores():
+            data = src.fetch(cid)
+            if data is not None:
+                return data
+        return None
+
+
 def open_source(
     url: str,
     *,
@@ -189,7 +217,7 @@ def broker_sources(
     if named:
         extra = [open_source(u, home=home, token=token, kubo_token=kubo_token) for u in named]
     elif not (store_url or "").startswith("kubo:"):
-        extra = default_sources(home)
+        extra = [HomeStores(home)]
     else:
         extra = []
     return ManifestSources([*own, *extra])

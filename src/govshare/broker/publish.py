@@ -358,6 +358,13 @@ def _check_on_chain(
             if own is not None:
                 _check_supersedes_own(s, own)
                 return
+        # another department's record in a batch (not on chain yet): whose it is
+        leaves = svc.batches.leaves_of(supersedes)
+        if leaves and leaves[0].record.department != svc.dept:
+            raise InputError(
+                f"Record {supersedes} belongs to {leaves[0].record.department}; only its own "
+                "department can publish a new version of it."
+            )
     if not svc.ledger.records.record_exists(supersedes):
         raise RecordUnknown(f"There is no anchored record {supersedes} to supersede.")
     prev = svc.ledger.records.get_record(supersedes)

@@ -61,6 +61,9 @@ class RecordView:
     anchor_block: int | None = None
     anchored_at: datetime | None = None
     created_at: datetime | None = None
+    #: Anchored in a batch (own records in batch mode): its sequence, and the leaf.
+    batch_sequence: int | None = None
+    leaf_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -87,6 +90,8 @@ def _record_view(dept: str, r: Record) -> RecordView:
         anchor_tx=r.anchor_tx,
         anchor_block=r.anchor_block,
         created_at=r.created_at,
+        batch_sequence=r.batch_seq,
+        leaf_index=r.leaf_index if r.batch_seq is not None else None,
     )
 
 
@@ -116,6 +121,16 @@ def list_records(
         return [_record_view(dept, r) for r in s.scalars(q.limit(limit).offset(offset))]
 
 
+def own_successor(db: Database, record_id: str) -> str | None:
+    """The own record accepted as the next version of ``record_id`` (not given up)."""
+    with db.session(readonly=True) as s:
+        return s.scalar(
+            select(Record.record_id)
+            .where(Record.supersedes == record_id, Record.status != "failed")
+            .limit(1)
+        )
+
+
 def own_record(db: Database, dept: str, record_id: bytes | str) -> RecordView | None:
     rid = record_id_text(record_id)
     with db.session(readonly=True) as s:
@@ -130,6 +145,10 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
     view = own_record(svc.db, svc.dept, rid)
     if view is not None and view.status != "anchored":
         return view
+    if view is not None and view.batch_sequence is not None:
+        # anchored in a batch: the version link is this broker's own (a newer version
+        # accepted and not given up), whether or not it is on chain yet
+        return RecordView(**{**asdict(view), "superseded_by": own_successor(svc.db, rid)})
     if not svc.ledger.records.record_exists(rid):
         if view is not None:
             return view

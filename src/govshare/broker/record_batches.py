@@ -462,8 +462,8 @@ class RecordBatcher(Worker):
                 if view.finished or view.step != ANCHOR_STEP:
                     return view
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return view
+                if left <= 0 or self._stalled():
+                    return view  # "anchoring": it lands when the chain answers again
                 if self._thread is None:
                     decision = self.run_once()
                     if not (decision.operation and decision.operation.finished):
@@ -473,6 +473,11 @@ class RecordBatcher(Worker):
                     self._pause(min(left, 1.0))
         finally:
             self._waiters -= 1
+
+    def _stalled(self) -> bool:
+        """Whether the batch under way waits for a retry (the chain is away)."""
+        busy = self._busy()
+        return busy is not None and bool((busy.error or {}).get("retryable"))
 
     def _pause(self, seconds: float) -> None:
         with self._landed:

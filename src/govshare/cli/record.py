@@ -13,6 +13,7 @@ import hashlib
 import mimetypes
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from govshare.cli._client import (
 from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
 from govshare.cli.main import Ctx, common_options, pass_ctx
-from govshare.errors import GovShareError, InputError, IntegrityError
+from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
 from govshare.util import printable
 
 _CHUNK = 256 * 1024
@@ -73,6 +74,15 @@ def _retry_hint(exc: GovShareError, key: str, retryable: bool) -> GovShareError:
     default=None,
     help="Retry an interrupted publish with the key it printed (default: a new key).",
 )
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(0, 3600),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the anchor after the broker accepted the record "
+    "(0: return once accepted; the record is anchored with its batch all the same).",
+)
 @broker_options
 @common_options
 @pass_ctx
@@ -83,6 +93,7 @@ def publish_cmd(
     subject: str | None,
     supersedes: str | None,
     idempotency_key: str | None,
+    wait_s: float,
     dept: str,
     token: str | None,
     broker_url: str | None,
@@ -116,16 +127,25 @@ def publish_cmd(
                 resp = client.call(
                     "POST",
                     "/v1/records",
-                    headers={"Idempotency-Key": key},
+                    headers={"Idempotency-Key": key, "Prefer": "respond-async"},
                     data=fields,
                     files={"file": (file.name, body, media_type)},
                 )
+            answer = _await_anchor(ctx, client, resp.json(), wait_s)
         except BrokerUnreachable as exc:
             raise _retry_hint(exc, key, retryable=True) from None
         except GovShareError as exc:  # the broker's answer, rebuilt
             retryable = exc.status >= 500 or isinstance(exc, OperationInProgress)
             raise _retry_hint(exc, key, retryable) from None
-    out: dict[str, Any] = {**resp.json(), "idempotency_key": key, "department": client.code}
+    out: dict[str, Any] = {**answer, "idempotency_key": key, "department": client.code}
+    if out.get("state") == "anchoring":
+        ctx.emit(
+            out,
+            f"Accepted record {out['record_id']} (operation {out['operation_id']}); its batch "
+            "is being anchored. `govshare record show` tells when it is; a retry with "
+            f"--idempotency-key {key} returns this record.",
+        )
+        return
     if out.get("replayed"):
         human = (
             f"Already published under idempotency key {key}: record {out['record_id']} "
@@ -141,6 +161,37 @@ def publish_cmd(
             f"  anchored  block {out.get('block_number')}, tx {out.get('tx_hash')}"
         )
     ctx.emit(out, human)
+
+
+def _await_anchor(ctx: Ctx, client: Any, accepted: dict[str, Any], wait_s: float) -> dict[str, Any]:
+    """An answer "anchoring": say so, and poll the publish's operation until its
+    batch lands (or ``wait_s`` passes). The publish answer then, or the accepted
+    one still anchoring."""
+    if accepted.get("state") != "anchoring":
+        return accepted
+    if not ctx.json_out:
+        click.echo(
+            f"Accepted: record {accepted.get('record_id')}, anchoring with its batch…", err=True
+        )
+    op_id = str(accepted["operation_id"])
+    deadline = time.monotonic() + wait_s
+    pause = 0.1
+    while time.monotonic() < deadline:
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(1.0, pause * 1.5)
+        op = client.call("GET", f"/v1/operations/{op_id}").json()
+        if op.get("state") == "done":
+            result = op.get("result") or {}
+            return {
+                **accepted,
+                "state": "done",
+                **{k: result.get(k) for k in ("cid", "sha256", "size", "tx_hash", "block_number")},
+                "batch": result.get("batch"),
+            }
+        if op.get("state") == "failed":
+            err = op.get("error") or {}
+            raise from_problem(err, operation_id=op_id)
+    return accepted
 
 
 # -- list and show ---------------------------------------------------------------------

@@ -148,6 +148,7 @@ def _publish_answer(out: PublishOutcome, path: str) -> JSONResponse:
         size=result.get("size"),
         tx_hash=result.get("tx_hash"),
         block_number=result.get("block_number"),
+        batch=result.get("batch"),
     )
     code = status.HTTP_201_CREATED if out.created else status.HTTP_200_OK
     headers = {"Location": f"/v1/records/{out.record_id}"}
