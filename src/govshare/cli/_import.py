@@ -40,7 +40,8 @@ class ApiPublisher:
                 resp = self.client.call(
                     "POST",
                     "/v1/records",
-                    headers={"Idempotency-Key": key},
+                    # accepted at once; the broker anchors it with its batch
+                    headers={"Idempotency-Key": key, "Prefer": "respond-async"},
                     data=fields,
                     files={"file": (filename, fh, media_type)},
                 )
