@@ -144,3 +144,69 @@ def test_the_supervision_loop(world: World) -> None:
     for prepare in (consent.prepare_reminder, consent.prepare_escalation):
         with pytest.raises(InputError, match="approved already"):
             prepare(ledger, rid, dept="MARKET")
+
+
+def test_a_decision_whose_nonce_is_taken_before_it_goes_out_is_signed_again_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal keeps the bytes the broker may send again, so they must be
+    able to land: signed on the node's nonce even when another process used the
+    administrator's key since this one did, and — if another transaction takes
+    that nonce between signing and sending — withdrawn and signed once more.
+    One decision, one live journal entry, one approval on chain."""
+    from eth_account.signers.local import LocalAccount
+    from sqlalchemy import select
+
+    from govshare.broker.db import Database, Operation
+    from govshare.broker.signed import KIND, department_journal
+    from govshare.chain.tx import Sender, SignedTx, TxRequest, signed_transaction
+
+    ledger, admin = world.ledger, world["TAX"].admin
+    Database.for_department(world.home, "TAX").close()  # the broker's journal exists
+    rid = ask(world)
+    consent.approve(ledger, admin, rid, dept="TAX", max_uses=1, expires_in=60)  # nonce cached
+
+    def elsewhere(nonce: int) -> None:  # the CLI in another process, say
+        raw, _ = signed_transaction(
+            admin,
+            {
+                "chainId": ledger.conn.chain_id, "nonce": nonce, "gas": 21_000,
+                "to": admin.address, "value": 1, "data": b"", **ledger.sender.gas.fees(),
+            },
+        )  # fmt: skip
+        ledger.conn.send_raw_transaction(raw)
+
+    elsewhere(ledger.conn.get_transaction_count(admin.address, "pending"))
+    signatures: list[int] = []
+    real_sign = Sender.sign
+
+    def racing_sign(self: Sender, account: LocalAccount, req: TxRequest) -> SignedTx:
+        signed = real_sign(self, account, req)
+        signatures.append(signed.nonce)
+        if len(signatures) == 1:
+            elsewhere(signed.nonce)  # takes the slot between signing and sending
+        return signed
+
+    monkeypatch.setattr(Sender, "sign", racing_sign)
+    second = ask(world)
+    with department_journal(world.home, "TAX", ledger) as journal:
+        assert journal is not None
+        done = consent.approve(
+            ledger, admin, second, dept="TAX", max_uses=1, expires_in=60, journal=journal
+        )
+    assert done.request.status is RequestStatus.APPROVED
+    assert len(signatures) == 2 and signatures[1] == signatures[0] + 1
+    db = Database.for_department(world.home, "TAX")
+    try:
+        with db.session(readonly=True) as s:
+            ops = {
+                o.idempotency_key: (o.state, o.payload["nonce"], (o.error or {}).get("code"))
+                for o in s.scalars(select(Operation).where(Operation.kind == KIND))
+                if int(o.payload["nonce"]) in signatures
+            }
+    finally:
+        db.close()
+    assert ops[done.tx_hash] == ("pending", signatures[1], None)  # the broker confirms it
+    assert [v for k, v in ops.items() if k != done.tx_hash] == [
+        ("failed", signatures[0], "nonce_used")
+    ]

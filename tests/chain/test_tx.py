@@ -190,6 +190,80 @@ def test_resync_after_key_used_elsewhere(conn: Connection, fresh_account) -> Non
     assert conn.get_transaction_count(acct.address, "pending") == 5
 
 
+def _behind_the_back(conn: Connection, sender: Sender, acct, nonce: int) -> str:
+    """Another process sends with ``acct``'s key (value 1: not our bytes)."""
+    raw, tx_hash = signed_transaction(
+        acct,
+        {
+            "chainId": conn.chain_id,
+            "nonce": nonce,
+            "gas": 21_000,
+            "to": acct.address,
+            "value": 1,
+            "data": b"",
+            **sender.gas.fees(),
+        },
+    )
+    conn.send_raw_transaction(raw)
+    return tx_hash
+
+
+def test_signed_bytes_take_the_nodes_nonce_after_the_key_was_used_elsewhere(
+    conn: Connection, fresh_account
+) -> None:
+    """Bytes kept to be sent again as they are (an administrator's journaled
+    decision) are signed on the node's pending count, not on the nonce this
+    process last used: another process (the CLI, a broker resending a decision)
+    may have used the key since, well within the idle resync."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    sender.transact(acct, _transfer(acct.address))  # this process: next nonce 1
+    _behind_the_back(conn, sender, acct, 1)
+    signed = sender.sign(acct, _transfer(acct.address))
+    assert signed.nonce == 2
+    assert sender.send_signed(signed).wait().nonce == 2
+
+
+def test_signed_bytes_take_the_nodes_nonce_after_the_chain_lost_blocks(
+    conn: Connection, fresh_account
+) -> None:
+    """A chain restored to an older state (a dev chain's dump) lost this
+    account's last transaction: the next signed bytes reuse its nonce, not the
+    one after it (which could never be mined)."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    sender.transact(acct, _transfer(acct.address))
+    snap = conn.request("evm_snapshot", [])
+    sender.transact(acct, _transfer(acct.address))  # next nonce 2 here...
+    assert conn.request("evm_revert", [snap]) is True  # ...1 on chain
+    signed = sender.sign(acct, _transfer(acct.address))
+    assert signed.nonce == 1
+    assert sender.send_signed(signed).wait(timeout=10).nonce == 1
+
+
+def test_send_signed_after_its_nonce_was_taken_refuses_and_resyncs(
+    conn: Connection, fresh_account
+) -> None:
+    """ "nonce too low" for signed bytes: if the node has them (mined already) they
+    are on their way; if another transaction took the slot they cannot land —
+    refused, saying so, and the account's nonce is re-read before the next send."""
+    acct = fresh_account()
+    sender = Sender(conn)
+    mined = sender.sign(acct, _transfer(acct.address))
+    sender.send_signed(mined).wait()
+    again = sender.send_signed(mined)  # mined: "nonce too low", and the node knows it
+    assert again.tx_hash == mined.tx_hash and again.wait().nonce == 0
+
+    late = sender.sign(acct, _transfer(acct.address))
+    _behind_the_back(conn, sender, acct, late.nonce)
+    # "nonce too low" once the other one is mined, "replacement ..." while it is pooled
+    with pytest.raises(ChainRejected, match=r"nonce too low|replacement") as caught:
+        sender.send_signed(late)
+    assert caught.value.details["nonce_used"] is True
+    assert account_state(conn.url, acct.address, conn.genesis_hash).next_nonce is None
+    assert sender.transact(acct, _transfer(acct.address)).nonce == late.nonce + 1
+
+
 def test_send_failure_reuses_nonce(conn: Connection, fresh_account, monkeypatch) -> None:
     """The node goes away during a send: the caller gets ChainUnavailable (with
     the hash), and the next transaction takes the same nonce: no gap."""

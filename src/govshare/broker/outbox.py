@@ -745,6 +745,18 @@ class Outbox:
         )
         return True
 
+    def withdraw(self, op_id: str, error: JSON) -> bool:
+        """Fail a pending operation that no worker has claimed, without running
+        it: what it would do can no longer happen, or was replaced (``error``
+        says why). Returns False if it is unknown, running or finished."""
+        now = utcnow(self.clock)
+        with self.db.session() as s:
+            op = s.get(Operation, op_id)
+            if op is None or op.state != OpState.PENDING.value:
+                return False
+            self._fail(op, _as_json(error, "the withdrawal reason"), now)
+        return True
+
     # -- internals -----------------------------------------------------------------
 
     def _claim(self, op_id: str, *, due_check: bool = True) -> bool:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 KIND = "signed_tx"
+#: Signatures of one decision before giving up on nonces others keep taking.
+SIGN_TRIES = 3
 
 
 def register(outbox: Outbox, ledger: Ledger) -> None:
@@ -122,18 +124,43 @@ def send_journaled(
 
     The journaled operation is left pending for the department's broker, whose
     outbox worker completes it (finding the receipt, or sending the same bytes
-    again) and so starts watching the transaction. Without a journal the
-    transaction is simply sent."""
+    again) and so starts watching the transaction. Signed bytes whose nonce
+    another transaction took before they went out are withdrawn from the journal
+    and the decision is signed again on the node's current nonce (at most
+    :data:`SIGN_TRIES` signatures). Without a journal the transaction is simply
+    sent."""
     if journal is None:
         return ledger.sender.transact(account, req)
-    signed = ledger.sender.sign(account, req)
-    payload = _payload(signed)
-    journal.submit(
-        KIND,
-        signed.tx_hash,
-        f"signer:{signed.sender.lower()}",
-        fingerprint(payload),
-        payload,
-        run=False,
-    )
-    return ledger.sender.send_signed(signed).wait()
+    tries = 0
+    while True:
+        tries += 1
+        signed = ledger.sender.sign(account, req)
+        payload = _payload(signed)
+        sub = journal.submit(
+            KIND,
+            signed.tx_hash,
+            f"signer:{signed.sender.lower()}",
+            fingerprint(payload),
+            payload,
+            run=False,
+        )
+        try:
+            pending = ledger.sender.send_signed(signed)
+        except ChainRejected as exc:
+            if not exc.details.get("nonce_used"):
+                raise
+            # Another sender took the nonce between signing and sending: these
+            # bytes can never land. Withdraw them (so the broker does not try) and
+            # sign again on the nonce the node counts now — one decision, one entry.
+            journal.withdraw(
+                sub.operation.id,
+                {
+                    "code": "nonce_used",
+                    "message": f"Not sent: its nonce {signed.nonce} was taken by another "
+                    "transaction before it went out.",
+                },
+            )
+            if tries >= SIGN_TRIES:
+                raise
+            continue
+        return pending.wait()

@@ -541,6 +541,11 @@ class Sender:
         gas = self.estimate(account, req)
         state = account_state(self.conn.url, account.address, self.conn.genesis_hash)
         with state.send_lock:
+            # Always the node's pending count, never the cached one: these bytes are
+            # kept and sent again as they are, so no resync can renumber them later.
+            # The cache is stale whenever another process used the key since (the
+            # CLI, a broker resending a journaled decision) or the chain lost blocks.
+            state.invalidate()
             nonce = self._sync_nonce(state)
             fees = self.gas.fees()
             raw, tx_hash = self._sign(_Job(account, req, gas), nonce, fees)
@@ -549,16 +554,31 @@ class Sender:
 
     def send_signed(self, signed: SignedTx) -> PendingTx:
         """Broadcast a transaction from :meth:`sign` (again, if need be: a node
-        that has it already answers "known"). Raises :class:`ChainRejected` when
-        its nonce was used by another transaction since."""
+        that has it already answers "known", and one that mined it already
+        "nonce too low": both are this transaction on its way). Raises
+        :class:`ChainRejected` (``nonce_used`` in its details) when its nonce was
+        used by another transaction since; the account's nonce is then re-read
+        from the node before its next send."""
         try:
             self.conn.send_raw_transaction(signed.raw)
         except RpcError as exc:
-            if _classify(exc) != "known":
+            kind = _classify(exc)
+            if kind == "nonce":
+                state = account_state(self.conn.url, signed.sender, self.conn.genesis_hash)
+                state.invalidate()  # another transaction took the slot: resync next time
+                if not self._node_has(signed.tx_hash):
+                    err = _rejected(exc, signed.request.label, signed.tx_hash)
+                    err.details["nonce_used"] = True
+                    raise err from exc
+            elif kind != "known":
                 raise _rejected(exc, signed.request.label, signed.tx_hash) from exc
         return PendingTx(
             signed.tx_hash, signed.sender, signed.nonce, signed.request, signed.gas, self
         )
+
+    def _node_has(self, tx_hash: str) -> bool:
+        """Whether the node knows ``tx_hash`` (pooled or mined)."""
+        return self.conn.request("eth_getTransactionByHash", [tx_hash]) is not None
 
     def _lead(self, state: AccountState, job: _Job) -> None:
         with state.send_lock:
