@@ -41,6 +41,34 @@ def _iso(d: datetime | None) -> str | None:
     return d.isoformat() if d else None
 
 
+def _batched_leaf(svc: BrokerServices, rid: str) -> RecordView | None:
+    """Another department's record anchored in a batch (not on chain alone yet),
+    as this broker's mirror read it from the batch's manifest (one tick first if
+    it does not know it: the new blocks only)."""
+    leaves = svc.batches.leaves_of(rid)
+    if not leaves:
+        svc.mirror.run_once()
+        leaves = svc.batches.leaves_of(rid)
+    if not leaves:
+        return None
+    leaf = leaves[0]
+    r = leaf.record
+    return RecordView(
+        record_id=rid,
+        department=r.department,
+        category=r.category,
+        subject_ref="0x" + r.subject_ref.hex() if r.subject_ref else None,
+        sha256=r.content_hash.hex(),
+        cid=r.cid,
+        status="anchored",
+        supersedes="0x" + r.previous_record_id.hex() if r.previous_record_id else None,
+        anchor_tx=leaf.batch.tx_hash,
+        anchor_block=leaf.batch.block_number,
+        batch_sequence=leaf.batch.sequence,
+        leaf_index=leaf.leaf_index,
+    )
+
+
 @dataclass(frozen=True)
 class RecordView:
     record_id: str
@@ -152,6 +180,9 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
     if not svc.ledger.records.record_exists(rid):
         if view is not None:
             return view
+        leaf = _batched_leaf(svc, rid)
+        if leaf is not None:
+            return leaf
         raise RecordUnknown(f"There is no anchored record {rid}.", record_id=rid)
     rec = svc.ledger.records.get_record(rid)
     superseded = "0x" + rec.superseded_by.hex() if rec.superseded_by else None
