@@ -4,7 +4,8 @@ its last second: transactions the brokers sent and saw mined, and answered for.
 Against real ``govshare serve`` processes and this module's own anvil:
 
 * a publish acknowledged as anchored, then lost by the chain, is anchored again
-  by the broker itself, exactly once, and shown as anchored only once it is;
+  by the broker itself, exactly once, and shown as anchored only once it is —
+  in its batch (batch mode, the default) or alone (single mode);
 * a receipt batch anchored, then lost, is anchored again, exactly once;
 * the publish after the chain's return is not held up by a stale nonce.
 
@@ -24,7 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from govshare.broker.db import Database, Operation, OperationStep, Receipt
+from govshare.broker.db import Database, Operation, OperationStep, Receipt, Record, RecordBatch
 from govshare.chain.devnode import AnvilProcess, free_port
 from govshare.chain.ledger import Ledger
 from integration.test_crash import cli_json, publish
@@ -33,6 +34,7 @@ from integration.world import (
     ServeProcess,
     World,
     add_clerks,
+    batches_holding,
     build_world,
     spawn_serve,
     wait_serving,
@@ -141,9 +143,12 @@ def anchor_attempts(world: World, record_id: str) -> int:
         db.close()
 
 
-def api_publish(broker: ServeProcess, token: str, data: bytes, key: str) -> dict[str, Any]:
-    """A clerk's publish straight to the broker's API: the answer is the
-    acknowledgement (the command line would add its own start-up and exit)."""
+def api_publish(
+    broker: ServeProcess, token: str, data: bytes, key: str, *, status: int = 201
+) -> dict[str, Any]:
+    """A clerk's publish straight to the broker's API, waiting for the anchor:
+    the answer is the acknowledgement (the command line would add its own
+    start-up and exit)."""
     r = httpx.post(
         broker.url + "/v1/records",
         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
@@ -151,17 +156,121 @@ def api_publish(broker: ServeProcess, token: str, data: bytes, key: str) -> dict
         files={"file": ("doc.pdf", data, "application/pdf")},
         timeout=60,
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == status, r.text
     return dict(r.json())
 
 
-def test_a_lost_publish_is_anchored_again_once_and_the_next_is_not_held_up(
+@pytest.fixture
+def single_tax(world: World, brokers: dict[str, ServeProcess]) -> Iterator[ServeProcess]:
+    """TAX's broker restarted to anchor each record with its own transaction,
+    and back in batch mode afterwards."""
+    tax_options = (*FAST, "--receipt-batch-size", "1", "--receipt-batch-age", "0")
+    brokers["TAX"].stop()
+    single = spawn_serve(world, "TAX", env={"GOVSHARE_BATCH_MAX_RECORDS": "1"}, options=tax_options)
+    try:
+        wait_serving([single])
+        brokers["TAX"] = single
+        yield single
+    finally:
+        single.stop()
+        brokers["TAX"] = spawn_serve(world, "TAX", options=tax_options)
+        wait_serving([brokers["TAX"]])
+
+
+def batch_event_block(ledger: Ledger, seq: int) -> int:
+    """The block of TAX's ``RecordBatchAnchored`` for batch ``seq`` (one, on chain)."""
+    logs = ledger.conn.get_logs(
+        ledger.deployment.deploy_block, ledger.block_number(), [ledger.records.address]
+    )
+    blocks = [
+        int(raw["blockNumber"], 16)
+        for raw in logs
+        if (ev := ledger.log_decoder(raw)) is not None
+        and ev.name == "RecordBatchAnchored"
+        and int(ev.args["sequence"]) == seq
+        and bytes(ev.args["department"]).rstrip(b"\0") == b"TAX"
+    ]
+    assert len(blocks) == 1, blocks
+    return blocks[0]
+
+
+def test_a_lost_batch_is_anchored_again_once_and_the_next_is_not_held_up(
     world: World,
     node: AnvilProcess,
     brokers: dict[str, ServeProcess],
     tokens: dict[str, str],
     tmp_path: Path,
 ) -> None:
+    """Batch mode: a publish answered as anchored (its batch mined), then lost
+    with the chain's last second, is anchored again by the broker itself, in one
+    batch, and shown with that batch; the next publish is not held up."""
+    ledger = world.ledger
+    lost: dict[str, Any] | None = None
+    for attempt in range(TRIES):
+        f = tmp_path / f"batched-{attempt}.pdf"
+        f.write_bytes(os.urandom(4_000))
+        pub = api_publish(brokers["TAX"], tokens["TAX"], f.read_bytes(), f"b-rollback-{attempt}")
+        assert pub["state"] == "done" and pub["batch"], pub
+        crash_and_restart(node)  # within milliseconds of the acknowledgement
+        if not batches_holding(world, "TAX", pub["record_id"]):
+            lost = pub
+            break
+    assert lost is not None, f"the chain never lost an acknowledged batch in {TRIES} tries"
+    rid = lost["record_id"]
+
+    held = wait_for(
+        lambda: batches_holding(world, "TAX", rid), "the lost batch was not anchored again"
+    )
+    assert len(held) == 1  # once
+    block = batch_event_block(ledger, held[0])
+    shown = wait_for(
+        lambda: (
+            (s := cli_json(world, "record", "show", rid, "--dept", "TAX")[1])["status"]
+            == "anchored"
+            and s
+        ),
+        "the record was not shown anchored again",
+    )
+    assert shown["batch_sequence"] == held[0] and shown["anchor_block"] == block, shown
+    # A retry with the same key answers with the record as it is now on chain.
+    data = (tmp_path / f"batched-{attempt}.pdf").read_bytes()
+    again = api_publish(brokers["TAX"], tokens["TAX"], data, f"b-rollback-{attempt}", status=200)
+    assert again["replayed"] is True and again["record_id"] == rid, again
+    assert again["block_number"] == block and again["batch"]["sequence"] == held[0]
+
+    # The next publish takes no detour through a stale nonce: its batch is sent once.
+    nxt = tmp_path / "next-batched.pdf"
+    nxt.write_bytes(os.urandom(4_000))
+    code, pub = publish(world, nxt, "after-the-batch-rollback")
+    assert code == 0 and len(batches_holding(world, "TAX", pub["record_id"])) == 1, pub
+    assert batch_anchor_attempts(world, pub["record_id"]) == 1
+
+
+def batch_anchor_attempts(world: World, record_id: str) -> int:
+    """How many times the anchor step of the batch holding this record was started."""
+    db = tax_db(world)
+    try:
+        with db.session(readonly=True) as s:
+            row = s.get(Record, record_id)
+            assert row is not None and row.batch_id is not None
+            batch = s.get(RecordBatch, row.batch_id)
+            assert batch is not None and batch.operation_id is not None
+            step = s.get(OperationStep, (batch.operation_id, 1))
+            assert step is not None and step.name == "anchor"
+            return int(step.attempts)
+    finally:
+        db.close()
+
+
+def test_a_lost_publish_is_anchored_again_once_and_the_next_is_not_held_up(
+    world: World,
+    node: AnvilProcess,
+    brokers: dict[str, ServeProcess],
+    single_tax: ServeProcess,
+    tokens: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Single mode (``GOVSHARE_BATCH_MAX_RECORDS=1``): the record's own anchor."""
     ledger = world.ledger
     lost: dict[str, Any] | None = None
     for attempt in range(TRIES):

@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from govshare.broker.db import Database, Record
-from govshare.chain.batch import BatchManifest, parse_manifest
+from govshare.chain.batch import BatchManifest
 from govshare.chain.devnode import AnvilProcess, free_port, rpc_call
 from govshare.home import dept_dir
 from govshare.storage.local import LocalBlobStore
@@ -37,6 +37,7 @@ from integration.world import (
     World,
     add_clerks,
     build_world,
+    dept_manifests,
     run_cli,
     spawn_serve,
     wait_serving,
@@ -127,19 +128,8 @@ def tax_rows(world: World) -> list[Record]:
 
 
 def tax_manifests(world: World) -> dict[int, BatchManifest]:
-    """TAX's record batches on chain, each manifest read from TAX's store and
-    checked against the chain's root and count."""
-    records = world.ledger.records
-    store = LocalBlobStore(dept_dir(world.home, "TAX") / "blobs")
-    try:
-        out = {}
-        for seq in range(1, records.batch_count("TAX") + 1):
-            b = records.get_batch("TAX", seq)
-            data = b"".join(store.get(b.manifest_cid))
-            out[seq] = parse_manifest(data, department="TAX", count=b.count, root=b.merkle_root)
-        return out
-    finally:
-        store.close()
+    """TAX's record batches on chain (each manifest checked against its root)."""
+    return dept_manifests(world, "TAX")
 
 
 def anchored_ids(world: World, sha: bytes) -> list[str]:

@@ -388,3 +388,35 @@ def anchored_record(svc: BrokerServices, record_id: str) -> Any:
     assert proof is not None, f"{record_id} is neither on chain nor in an anchored batch"
     assert records.verify_batched_record(proof), "the contract refuses the batch proof"
     return proof.record
+
+
+def dept_manifests(world: World, code: str) -> dict[int, Any]:
+    """CODE's record batches on chain, ``{sequence: BatchManifest}``, each read from
+    CODE's store and checked against the chain's root and count."""
+    from govshare.chain.batch import parse_manifest
+    from govshare.storage.local import LocalBlobStore
+
+    records = world.ledger.records
+    store = LocalBlobStore(dept_dir(world.home, code) / "blobs")
+    try:
+        out = {}
+        for seq in range(1, records.batch_count(code) + 1):
+            b = records.get_batch(code, seq)
+            data = b"".join(store.get(b.manifest_cid))
+            out[seq] = parse_manifest(data, department=code, count=b.count, root=b.merkle_root)
+        return out
+    finally:
+        store.close()
+
+
+def batches_holding(world: World, code: str, record_id: str) -> list[int]:
+    """The sequences of CODE's batches on chain that hold ``record_id`` as a leaf
+    (each leaf proven against its batch's root by the contract)."""
+    rid = bytes.fromhex(record_id[2:])
+    out = []
+    for seq, m in dept_manifests(world, code).items():
+        for r in m.records:
+            if r.record_id == rid:
+                assert world.ledger.records.verify_batched_record(m.locate(rid, seq))
+                out.append(seq)
+    return out
