@@ -23,7 +23,7 @@ from govshare.broker.publish import PublishOutcome, PublishRequest, publish, sta
 from govshare.broker.record_batches import KIND, proof_of
 from govshare.broker.services import BrokerServices
 from govshare.chain.devnode import AnvilProcess
-from govshare.errors import InputError
+from govshare.errors import InputError, IntegrityError
 from integration.world import CATEGORY, World, build_world, make_services
 
 pytestmark = pytest.mark.integration
@@ -45,6 +45,8 @@ def tax(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokerService
     clock = ManualClock()
     monkeypatch.setattr(svc, "clock", clock)
     monkeypatch.setattr(svc.outbox, "clock", clock)
+    while svc.record_batcher.run_once(force=True).action == "submitted":
+        pass  # what an earlier test left accepted is anchored first
     try:
         yield svc
     finally:
@@ -201,3 +203,51 @@ def test_a_publish_costs_at_most_three_database_transactions(tax: BrokerServices
         pins._write = real_write
     assert len(begins) <= 3 * n, begins
     assert begins.count("pins") == n  # one pin per record, no whole-file rewrite
+
+
+def test_a_failed_batch_is_tried_again_later_and_its_records_are_kept(
+    tax: BrokerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outs = [put(tax, os.urandom(64), f"fail-{i}") for i in range(2)]
+    real = tax.ledger.records.submit_anchor_batch
+
+    def refused(*args: Any, **kw: Any) -> Any:
+        raise IntegrityError("refused for the test")
+
+    monkeypatch.setattr(tax.ledger.records, "submit_anchor_batch", refused)
+    failed = tax.record_batcher.run_once(force=True)
+    assert failed.operation is not None and failed.operation.state is OpState.FAILED
+    # the records are kept, accepted and waiting; nothing retried before its time
+    assert all(tax.outbox.get(o.operation_id).state is OpState.PENDING for o in outs)
+    assert all(row(tax, str(o.record_id)).status == "stored" for o in outs)
+    monkeypatch.setattr(tax.ledger.records, "submit_anchor_batch", real)
+    assert tax.record_batcher.run_once().action == "none"
+    tax.clock.advance(60)  # type: ignore[attr-defined]
+    again = tax.record_batcher.run_once()
+    assert again.action == "retried" and again.count == 2
+    assert again.operation is not None and again.operation.state is OpState.DONE
+    assert again.operation.idempotency_key.endswith(":retry-1")
+    assert all(tax.outbox.get(o.operation_id).state is OpState.DONE for o in outs)
+    assert all(row(tax, str(o.record_id)).status == "anchored" for o in outs)
+
+
+def test_a_version_anchored_alone_puts_its_batched_predecessor_on_chain_first(
+    world: World, tax: BrokerServices
+) -> None:
+    """The broker ran in batch mode, then with one record per transaction: a new
+    version of a batched record materialises it first (the contract needs it)."""
+    v1 = put(tax, b"batched version 1", "mixed-1", wait=30)
+    assert v1.state is OpState.DONE and not tax.ledger.records.record_exists(str(v1.record_id))
+    single = make_services(world, "TAX", batch_max_records=1)
+    try:
+        staged = stage_file(single, io.BytesIO(b"version 2, alone"))
+        v2 = publish(
+            single, "user:1", "mixed-2", staged, PublishRequest(CATEGORY, supersedes=v1.record_id)
+        )
+        assert v2.state is OpState.DONE, v2.error
+        chain = single.ledger.records.versions(str(v2.record_id))
+        assert ["0x" + v.record_id.hex() for v in chain] == [v1.record_id, v2.record_id]
+    finally:
+        single.close()
+        single.store.close()
+        single.db.close()

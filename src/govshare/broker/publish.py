@@ -352,12 +352,12 @@ def _check_on_chain(
         )
     if supersedes is None:
         return
+    with svc.db.session(readonly=True) as s:
+        own = s.get(Record, supersedes)
+        if own is not None and (batched or own.batch_id is not None):
+            _check_supersedes_own(s, own)  # the broker's own table: anchored or anchoring
+            return
     if batched:
-        with svc.db.session(readonly=True) as s:
-            own = s.get(Record, supersedes)
-            if own is not None:
-                _check_supersedes_own(s, own)
-                return
         # another department's record in a batch (not on chain yet): whose it is
         leaves = svc.batches.leaves_of(supersedes)
         if leaves and leaves[0].record.department != svc.dept:
@@ -694,6 +694,7 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
 
     found = adopt()  # a previous attempt's transaction may have landed
     if found is None:
+        _previous_on_chain(svc, p["supersedes"])
         item = AnchorInput(rid, sha, cid, str(p["category"]), p["subject_ref"], p["supersedes"])
         try:
             pending = records.submit_anchor(svc.account, item)
@@ -716,6 +717,20 @@ def _anchor(svc: BrokerServices, ctx: StepContext) -> JSON:
         anchor_block=block_number,
     )
     return {"record_id": rid, "tx_hash": tx_hash, "block_number": block_number}
+
+
+def _previous_on_chain(svc: BrokerServices, previous: str | None) -> None:
+    """A record anchored alone names its previous version on chain: one anchored
+    in a batch (the broker ran in batch mode then) is materialised first, with
+    its own missing earlier versions, oldest first."""
+    records = svc.ledger.records
+    if previous is None or records.record_exists(previous):
+        return
+    from govshare.broker.record_batches import proof_of
+
+    records.materialise_chain(
+        svc.account, previous, lambda r: proof_of(svc, r) or svc.batches.locate(r)
+    )
 
 
 def _anchored_in_batch(svc: BrokerServices, rid: str) -> JSON:

@@ -88,6 +88,9 @@ DEFAULT_WINDOW = 0.5
 #: A parked publish looks at its record again after this many seconds (a safety
 #: net: its batch completes it long before, unless the chain is away).
 PARK = 60.0
+#: A failed batch is tried again after this many seconds, doubling up to the second.
+RETRY_AFTER = 60.0
+MAX_RETRY_AFTER = 3600.0
 #: The publish operation's step a member waits at.
 ANCHOR_STEP = 3
 #: As for a single publish: a chain that is away is waited out for hours.
@@ -287,7 +290,7 @@ def _reopen(svc: BrokerServices, s: Session, payload: Mapping[str, Any]) -> None
 class BatchDecision:
     """What :meth:`RecordBatcher.run_once` did."""
 
-    action: str  # "none", "waiting", "busy", "submitted"
+    action: str  # "none", "waiting", "busy", "submitted", "retried"
     count: int = 0
     #: The batch submitted, or the one under way (driven as far as it went).
     operation: OperationView | None = None
@@ -387,6 +390,9 @@ class RecordBatcher(Worker):
                     busy = self.svc.outbox.run(busy.id, wait=False)
                 if not busy.finished:
                     return BatchDecision("busy", operation=busy)
+            retried = self._retry_failed()
+            if retried is not None:
+                return BatchDecision("retried", retried[1], retried[0])
             n, age = self.waiting()
             if not n:  # (having driven the batch under way to its end, if there was one)
                 return BatchDecision("none", operation=busy)
@@ -399,6 +405,58 @@ class RecordBatcher(Worker):
             op, count = closed
             op = self.svc.outbox.run(op.id, wait=False)
             return BatchDecision("submitted", count, op)
+
+    def _retry_failed(self) -> tuple[OperationView, int] | None:
+        """A batch whose operation failed (its department suspended, say) still
+        holds accepted records: it is tried again — after ``RETRY_AFTER`` seconds,
+        doubling with each failure up to ``MAX_RETRY_AFTER`` — under a numbered
+        key, and driven now. None when no batch is due."""
+        svc = self.svc
+        with svc.db.session(readonly=True) as s:
+            row = s.execute(
+                select(
+                    RecordBatch.id,
+                    RecordBatch.count,
+                    Operation.idempotency_key,
+                    Operation.finished_at,
+                )
+                .join(Operation, Operation.id == RecordBatch.operation_id)
+                .where(
+                    RecordBatch.state == BatchState.CLOSED.value,
+                    Operation.state == OpState.FAILED.value,
+                )
+                .order_by(RecordBatch.created_at)
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        bid, count, key, finished = row
+        tries = int(key.rsplit(":retry-", 1)[1]) if ":retry-" in key else 0
+        wait = min(MAX_RETRY_AFTER, RETRY_AFTER * 2**tries)
+        if finished is not None and svc.clock.now() - finished.timestamp() < wait:
+            return None
+        op_id = uuid.uuid4().hex
+
+        def point(s: Session) -> None:
+            s.execute(
+                update(RecordBatch)
+                .where(RecordBatch.id == bid)
+                .values(operation_id=op_id, updated_at=utcnow(svc.clock))
+            )
+
+        payload = {"batch_id": bid}
+        sub = svc.outbox.submit(
+            KIND,
+            f"record-batch:{bid}:retry-{tries + 1}",
+            PRINCIPAL,
+            fingerprint(payload),
+            payload,
+            run=False,
+            op_id=op_id,
+            also=point,
+        )
+        log.warning("record batches: trying batch %s again (attempt %d)", bid, tries + 2)
+        return svc.outbox.run(sub.operation.id, wait=False), int(count)
 
     def _close(self) -> tuple[OperationView, int] | None:
         """Fix the next batch's members and submit its operation: one transaction."""
