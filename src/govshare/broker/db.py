@@ -29,8 +29,10 @@ concurrency.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -645,6 +647,14 @@ class Database:
             else engine
         )
         self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and a writer that finds the lock taken
+        # polls for it with growing sleeps (its busy handler): under load a thread
+        # can lose that race for seconds. This process's writers queue here
+        # instead and are woken as soon as the one before them commits; another
+        # process's writer still meets SQLite's own wait (``busy_timeout``).
+        self._write_turn: threading.RLock | None = (
+            threading.RLock() if engine.dialect.name == "sqlite" else None
+        )
 
     @classmethod
     def open(cls, url: str | URL, *, migrate: bool = True) -> Database:
@@ -706,7 +716,13 @@ class Database:
         """One transaction: committed when the block ends, rolled back on error.
         A database outage raises :class:`~govshare.errors.DatabaseUnavailable`."""
         maker = self._reader if readonly else self._writer
-        with translate_database_errors(), maker() as s, s.begin():
+        turn = self._write_turn if not readonly else None
+        with (
+            turn if turn is not None else contextlib.nullcontext(),
+            translate_database_errors(),
+            maker() as s,
+            s.begin(),
+        ):
             yield s
 
     def ping(self) -> None:

@@ -59,9 +59,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -999,45 +999,76 @@ class Outbox:
         op.lease_until = None
 
 
-def finish_parked(
+def finish_parked_many(
     s: Session,
-    op: Operation,
-    kinds: Mapping[str, OperationKind],
-    out: JSON,
-    final: JSON,
+    kind: OperationKind,
+    done: Sequence[tuple[str, JSON, JSON]],
     now: datetime,
-) -> None:
-    """In the caller's transaction: the step ``op`` waits at (it raised
-    :class:`StepDeferred`, or was parked by :meth:`Outbox.advance`) had its effect
-    brought about elsewhere; it is done with ``out``, and so is the operation,
-    with ``final``. ``out`` must not name a transaction (``tx_hash``): the effect's
-    owner watches that. A step must be the kind's last."""
-    kind = kinds[op.kind]
-    if op.step != len(kind.steps) - 1:
-        raise ValueError(f"operation {op.id} waits at step {op.step}, not its last")
-    st = s.get(OperationStep, (op.id, op.step))
-    if st is None:
-        st = OperationStep(
-            operation_id=op.id,
-            step_index=op.step,
-            name=kind.steps[op.step].name,
-            attempts=1,
-            started_at=now,
+) -> int:
+    """In the caller's transaction: operations of ``kind`` waiting at its last step
+    (they raised :class:`StepDeferred`, or were parked by :meth:`Outbox.advance`)
+    had that step's effect brought about elsewhere — a record's anchor by its
+    batch. Each ``(operation id, step result, operation result)`` is done, in a
+    few statements for all (a batch completes hundreds). A step result must not
+    name a transaction (``tx_hash``): the effect's owner watches that. Only
+    operations still unfinished and at the last step are touched; returns how many."""
+    if not done:
+        return 0
+    last = len(kind.steps) - 1
+    ids = [d[0] for d in done]
+    waiting = set(
+        s.scalars(
+            select(Operation.id).where(
+                Operation.id.in_(ids),
+                Operation.kind == kind.name,
+                Operation.step == last,
+                Operation.state.in_([OpState.PENDING.value, OpState.RUNNING.value]),
+            )
         )
-        s.add(st)
-    st.state = StepState.DONE.value
-    st.result = _as_json(out, "the step result")
-    st.error = None
-    st.finished_at = now
-    op.step = len(kind.steps)
-    op.state = OpState.DONE.value
-    op.result = _as_json(final, "the operation result")
-    op.error = None
-    op.attempts = 0
-    op.finished_at = now
-    op.updated_at = now
-    op.lease_owner = None
-    op.lease_until = None
+    )
+    rows = [d for d in done if d[0] in waiting]
+    if not rows:
+        return 0
+    ops = cast(Table, Operation.__table__)
+    steps = cast(Table, OperationStep.__table__)
+    s.execute(delete(steps).where(steps.c.operation_id.in_(waiting), steps.c.step_index == last))
+    s.execute(
+        insert(steps),
+        [
+            {
+                "operation_id": op_id,
+                "step_index": last,
+                "name": kind.steps[last].name,
+                "state": StepState.DONE.value,
+                "attempts": 1,
+                "result": _as_json(out, "the step result"),
+                "error": None,
+                "started_at": now,
+                "finished_at": now,
+            }
+            for op_id, out, _ in rows
+        ],
+    )
+    s.execute(
+        update(ops)
+        .where(ops.c.id == bindparam("b_id"))
+        .values(
+            step=last + 1,
+            state=OpState.DONE.value,
+            result=bindparam("b_result", type_=ops.c.result.type),
+            error=None,
+            attempts=0,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_until=None,
+        ),
+        [
+            {"b_id": op_id, "b_result": _as_json(final, "the operation result")}
+            for op_id, _, final in rows
+        ],
+    )
+    return len(rows)
 
 
 def park_again(

@@ -466,6 +466,7 @@ def _publish_batched(
                 status=RecordStatus.STORED.value,
                 updated_at=utcnow(svc.clock),
             )
+            .execution_options(synchronize_session=False)  # no ORM object to keep in step
         )
 
     done = [{"cid": cid}, {"capsule_sha256": hashlib.sha256(capsule).hexdigest()}]

@@ -64,7 +64,7 @@ from govshare.broker.outbox import (
     RetryPolicy,
     StepContext,
     fingerprint,
-    finish_parked,
+    finish_parked_many,
     park_again,
 )
 from govshare.broker.workers import Worker
@@ -91,7 +91,8 @@ PARK = 60.0
 #: A failed batch is tried again after this many seconds, doubling up to the second.
 RETRY_AFTER = 60.0
 MAX_RETRY_AFTER = 3600.0
-#: The publish operation's step a member waits at.
+#: The members' operation kind, and the step they wait at.
+PUBLISH_KIND = "publish"
 ANCHOR_STEP = 3
 #: As for a single publish: a chain that is away is waited out for hours.
 RETRY = RetryPolicy(max_attempts=500, base_delay=0.5, max_delay=30.0)
@@ -227,15 +228,31 @@ def _complete(svc: BrokerServices, ctx: StepContext) -> JSON:
         batch.sequence, batch.tx_hash, batch.block_number = seq, tx_hash, int(block)
         batch.manifest_cid, batch.merkle_root = str(m["cid"]), str(a["root"])
         batch.anchored_at = batch.updated_at = now
-        rows = _members(s, bid)
-        op_ids = [r.operation_id for r in rows if r.operation_id]
-        ops = {o.id: o for o in s.scalars(select(Operation).where(Operation.id.in_(op_ids)))}
+        rows = s.execute(
+            select(
+                Record.record_id,
+                Record.leaf_index,
+                Record.sha256,
+                Record.size,
+                Record.cid,
+                Record.operation_id,
+            ).where(Record.batch_id == bid)
+        ).all()
+        s.execute(
+            update(Record)
+            .where(Record.batch_id == bid)
+            .values(
+                status=RecordStatus.ANCHORED.value,
+                anchor_tx=tx_hash,
+                anchor_block=int(block),
+                batch_seq=seq,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        done = []
         for r in rows:
-            r.status = RecordStatus.ANCHORED.value
-            r.anchor_tx, r.anchor_block, r.batch_seq = tx_hash, int(block), seq
-            r.updated_at = now
-            op = ops.get(r.operation_id or "")
-            if op is None or op.state == OpState.DONE.value or op.step != ANCHOR_STEP:
+            if not r.operation_id:
                 continue
             place = {"sequence": seq, "leaf_index": r.leaf_index, "manifest_cid": str(m["cid"])}
             out = {"record_id": r.record_id, "batch": place, "batch_tx": tx_hash}
@@ -248,7 +265,8 @@ def _complete(svc: BrokerServices, ctx: StepContext) -> JSON:
                 "block_number": int(block),
                 "batch": place,
             }
-            finish_parked(s, op, kinds, out, final, now)
+            done.append((r.operation_id, out, final))
+        finish_parked_many(s, kinds[PUBLISH_KIND], done, now)
     batcher = getattr(svc, "record_batcher", None)
     if batcher is not None:
         batcher.landed()
