@@ -420,6 +420,8 @@ class Outbox:
                 if also is not None:
                     s.flush()
                     also(s)
+                s.flush()
+                view = _view(s.get(Operation, op_id))  # type: ignore[arg-type]
             created = True
         except SAIntegrityError:
             # The UNIQUE (principal, idempotency_key) constraint: someone — maybe a
@@ -446,7 +448,8 @@ class Outbox:
                 )
             return Submission(existing, created=False)
 
-        view = self.run(op_id, wait=wait) if run else self.get(op_id)
+        if run:
+            view = self.run(op_id, wait=wait)
         return Submission(view, created=True)
 
     def submit_started(
@@ -475,61 +478,39 @@ class Outbox:
             raise ValueError(f"unknown operation kind {kind!r}")
         if not 0 < len(done) < len(k.steps):
             raise ValueError("submit_started records some, not all, of the steps done")
-        if not isinstance(idempotency_key, str) or not _KEY_RE.fullmatch(idempotency_key):
-            raise InputError(
-                "An idempotency key is 1 to 255 printable ASCII characters without spaces."
-            )
-        principal = principal_of(user)
-        body = _as_json(payload, "the operation payload")
         results = [
             _as_json(r, f"the result of step {k.steps[i].name!r}") for i, r in enumerate(done)
         ]
-        now = utcnow(self.clock)
-        try:
-            with self.db.session() as s:
+
+        def held(s: Session) -> None:
+            op = s.get(Operation, op_id)
+            assert op is not None
+            now = op.created_at
+            op.state, op.step, op.step_name = (
+                OpState.RUNNING.value,
+                len(done),
+                k.steps[len(done)].name,
+            )
+            op.lease_owner, op.lease_until = self.instance, now + self.lease
+            for i, out in enumerate(results):
                 s.add(
-                    Operation(
-                        id=op_id,
-                        kind=kind,
-                        principal=principal,
-                        idempotency_key=idempotency_key,
-                        fingerprint=fingerprint,
-                        state=OpState.RUNNING.value,
-                        step=len(done),
-                        step_name=k.steps[len(done)].name,
-                        payload=body,
-                        attempts=0,
-                        next_attempt_at=now,
-                        lease_owner=self.instance,
-                        lease_until=now + self.lease,
-                        created_at=now,
-                        updated_at=now,
+                    OperationStep(
+                        operation_id=op_id,
+                        step_index=i,
+                        name=k.steps[i].name,
+                        state=StepState.DONE.value,
+                        attempts=1,
+                        result=out,
+                        started_at=now,
+                        finished_at=now,
                     )
                 )
-                s.flush()  # the operation first: the steps and ``also`` refer to it
-                for i, out in enumerate(results):
-                    s.add(
-                        OperationStep(
-                            operation_id=op_id,
-                            step_index=i,
-                            name=k.steps[i].name,
-                            state=StepState.DONE.value,
-                            attempts=1,
-                            result=out,
-                            started_at=now,
-                            finished_at=now,
-                        )
-                    )
-                if also is not None:
-                    also(s)
-                s.flush()
-                view = _view(s.get(Operation, op_id))  # type: ignore[arg-type]
-        except SAIntegrityError:
-            existing = self.find(principal, idempotency_key)
-            if existing is None:
-                raise
-            return self.submit(kind, idempotency_key, user, fingerprint, {}, run=False)
-        return Submission(view, created=True)
+            if also is not None:
+                also(s)
+
+        return self.submit(
+            kind, idempotency_key, user, fingerprint, payload, run=False, op_id=op_id, also=held
+        )
 
     def advance(
         self,
