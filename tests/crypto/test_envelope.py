@@ -244,6 +244,30 @@ def test_decrypt_to_file_success(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["record.pdf"]
 
 
+@pytest.mark.parametrize("durable", [True, False])
+def test_decrypt_to_file_fsyncs_only_when_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    """An answer streamed from the spool and deleted needs no fsync; a file the
+    caller keeps gets its bytes and its folder entry synced. Either way the file
+    appears whole or not at all."""
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    data = _pt(700)
+    blob, result = encrypt_bytes(data, segment_size=S)
+    dst = tmp_path / "answer.out"
+    decrypt_to_file(io.BytesIO(blob), dst, result.dek, durable=durable)
+    assert dst.read_bytes() == data
+    assert (len(synced) == 2) if durable else (synced == [])  # the file, then its folder
+    with pytest.raises(IntegrityError):
+        decrypt_to_file(
+            io.BytesIO(blob), tmp_path / "bad.out", result.dek, expected_sha256="00" * 32,
+            durable=durable,
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answer.out"]
+
+
 def test_decrypt_to_file_hash_mismatch_leaves_nothing(tmp_path: Path) -> None:
     blob, result = encrypt_bytes(b"the real record", segment_size=S)
     with pytest.raises(PlaintextHashMismatch) as info:

@@ -136,11 +136,19 @@ class CidCheck:
 
 
 def _decrypt_checked(
-    chunks: Iterable[bytes], cid: str, dst: Path, dek: bytes, sha256: bytes | str, overwrite: bool
+    chunks: Iterable[bytes],
+    cid: str,
+    dst: Path,
+    dek: bytes,
+    sha256: bytes | str,
+    overwrite: bool,
+    durable: bool = True,
 ) -> DecryptResult:
     check = CidCheck(chunks, cid)
     try:
-        return decrypt_to_file(iter(check), dst, dek, expected_sha256=sha256, overwrite=overwrite)
+        return decrypt_to_file(
+            iter(check), dst, dek, expected_sha256=sha256, overwrite=overwrite, durable=durable
+        )
     except IntegrityError as exc:
         if not isinstance(exc, CiphertextMismatch):
             try:
@@ -157,16 +165,18 @@ def fetch(
     *,
     grant_id: int | None = None,
     overwrite: bool = False,
+    durable: bool = True,
 ) -> FetchResult:
     """Write the plaintext of ``record_id`` to ``dst``: from this broker's store
     for an own record, else from its owner's broker under a grant (``grant_id``,
-    or the best one this department holds for the record)."""
+    or the best one this department holds for the record). ``durable=False``:
+    ``dst`` is read once and deleted (see :func:`decrypt_to_file`)."""
     rid = "0x" + to_bytes32(record_id, "record id", allow_zero=False).hex()
     with svc.db.session(readonly=True) as s:
         row = s.get(Record, rid)
         if row is not None and row.status == RecordStatus.ANCHORED.value:
             s.expunge(row)
-            return read_own(svc, row, dst, overwrite=overwrite)
+            return read_own(svc, row, dst, overwrite=overwrite, durable=durable)
     rec = svc.chain_cache.anchor(rid)  # immutable once anchored
     if rec is None:
         leaves = svc.batches.leaves_of(rid)
@@ -181,11 +191,11 @@ def fetch(
     if rec.department == svc.dept:
         raise RecordUnknown(f"Record {rid} is {svc.dept}'s but this broker does not hold it.")
     grant = grant_id if grant_id is not None else choose_grant(svc, rid, rec.department)
-    return fetch_granted(svc, rec, grant, dst, overwrite=overwrite)
+    return fetch_granted(svc, rec, grant, dst, overwrite=overwrite, durable=durable)
 
 
 def read_own(
-    svc: BrokerServices, row: Record, dst: Path, *, overwrite: bool = False
+    svc: BrokerServices, row: Record, dst: Path, *, overwrite: bool = False, durable: bool = True
 ) -> FetchResult:
     """Decrypt an own anchored record from the store to ``dst``."""
     assert row.own_capsule is not None and row.cid is not None
@@ -193,7 +203,9 @@ def read_own(
     dek = unwrap_dek(
         row.own_capsule, svc.hpke, record_id=rid, grant_id=None, recipient_dept=svc.dept
     )
-    res = _decrypt_checked(svc.store.get(row.cid), row.cid, dst, dek, row.sha256, overwrite)
+    res = _decrypt_checked(
+        svc.store.get(row.cid), row.cid, dst, dek, row.sha256, overwrite, durable
+    )
     return FetchResult(
         record_id=row.record_id,
         owner=svc.dept,
@@ -250,6 +262,7 @@ def fetch_granted(
     dst: Path,
     *,
     overwrite: bool = False,
+    durable: bool = True,
 ) -> FetchResult:
     """The requester's side of the exchange (see the module docstring)."""
     ledger = svc.ledger
@@ -279,7 +292,7 @@ def fetch_granted(
                 recipient_dept=svc.dept,
             )
             res = _decrypt_checked(
-                resp.iter_bytes(), rec.cid, dst, dek, rec.content_hash, overwrite
+                resp.iter_bytes(), rec.cid, dst, dek, rec.content_hash, overwrite, durable
             )
     except httpx.TimeoutException:
         raise PeerUnreachable(f"{owner.code}'s broker did not answer in time; try again.") from None

@@ -564,6 +564,7 @@ def decrypt_to_file(
     *,
     expected_sha256: bytes | str | None = None,
     overwrite: bool = False,
+    durable: bool = True,
 ) -> DecryptResult:
     """Decrypt ``src`` to the file ``dst``, all or nothing.
 
@@ -572,6 +573,8 @@ def decrypt_to_file(
     given (the hash anchored on chain), is it fsynced and renamed to ``dst``. On
     any error (including an I/O error from ``src``) the temporary file is removed
     and ``dst`` is untouched. Returns the plaintext's SHA-256 and sizes.
+    ``durable=False`` skips the fsyncs, for a file read once and deleted (an
+    answer streamed from the spool): the rename still makes it all or nothing.
     """
     expected = _normalise_sha256(expected_sha256)
     dest = Path(dst)
@@ -584,7 +587,8 @@ def decrypt_to_file(
         with fh:
             result = _run(src, dek, expected, fh.write)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         if overwrite:
             os.replace(tmp, dest)
         else:
@@ -601,7 +605,8 @@ def decrypt_to_file(
     except BaseException:
         discard(tmp)
         raise
-    fsync_dir(dest.parent)
+    if durable:
+        fsync_dir(dest.parent)
     return result
 
 

@@ -279,7 +279,8 @@ def get_content(
     plaintext against the anchored SHA-256 before a byte is returned."""
     tmp = svc.spool / f"fetch-{uuid.uuid4().hex}.out"
     try:
-        out = fetch(svc, record_id, tmp, grant_id=grant)
+        # streamed and unlinked at once: no fsync of the plaintext
+        out = fetch(svc, record_id, tmp, grant_id=grant, durable=False)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
