@@ -41,7 +41,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from govshare.broker import publish
 from govshare.broker.db import (
     BatchState,
     Operation,
@@ -61,14 +62,19 @@ from govshare.broker.faults import crash_point
 from govshare.broker.outbox import (
     JSON,
     OperationView,
-    RetryPolicy,
     StepContext,
     fingerprint,
     finish_parked_many,
     park_again,
 )
 from govshare.broker.workers import Worker
-from govshare.chain.batch import MAX_BATCH_RECORDS, BatchedRecordProof, BatchRecord, build_batch
+from govshare.chain.batch import (
+    MAX_BATCH_RECORDS,
+    BatchedRecordProof,
+    BatchManifest,
+    BatchRecord,
+    build_batch,
+)
 from govshare.chain.contracts import to_bytes32
 from govshare.clock import utcnow
 from govshare.errors import IntegrityError
@@ -80,22 +86,14 @@ log = logging.getLogger(__name__)
 
 KIND = "anchor_record_batch"
 PRINCIPAL = "system:record-batches"
-#: ``records.anchor_mode`` of a record anchored as a leaf of a batch.
-MODE = "batch"
 #: Defaults: a batch closes at this many records, or when its oldest waited this long.
 DEFAULT_MAX_RECORDS = 256
 DEFAULT_WINDOW = 0.5
-#: A parked publish looks at its record again after this many seconds (a safety
-#: net: its batch completes it long before, unless the chain is away).
-PARK = 60.0
 #: A failed batch is tried again after this many seconds, doubling up to the second.
 RETRY_AFTER = 60.0
 MAX_RETRY_AFTER = 3600.0
-#: The members' operation kind, and the step they wait at.
-PUBLISH_KIND = "publish"
-ANCHOR_STEP = 3
-#: As for a single publish: a chain that is away is waited out for hours.
-RETRY = RetryPolicy(max_attempts=500, base_delay=0.5, max_delay=30.0)
+#: The publish step a member waits at.
+ANCHOR_STEP = publish.STEPS.index("anchor")
 
 
 def register(svc: BrokerServices) -> None:
@@ -107,7 +105,7 @@ def register(svc: BrokerServices) -> None:
             ("anchor", lambda ctx: _anchor(svc, ctx)),
             ("complete", lambda ctx: _complete(svc, ctx)),
         ],
-        retry=RETRY,
+        retry=publish.RETRY,  # as for a single publish: a chain away is waited out for hours
         result=lambda r: {**r["complete"], "tx_hash": r["anchor"]["tx_hash"]},
         on_reopen=lambda s, _op, payload: _reopen(svc, s, payload),
     )
@@ -141,25 +139,29 @@ def batch_record(dept: str, r: Record) -> BatchRecord:
     )
 
 
+def _rebuild(svc: BrokerServices, members: Sequence[Record]) -> BatchManifest:
+    """The batch of ``members`` (in leaf order): the same bytes, root and CID
+    every time, so a step run again and a later proof agree with the chain."""
+    return build_batch(
+        svc.dept,
+        [batch_record(svc.dept, r) for r in members],
+        chain_id=svc.ledger.chain_id,
+        registry=svc.ledger.records.address.lower(),
+    )
+
+
 def _manifest(svc: BrokerServices, ctx: StepContext) -> JSON:
     bid = str(ctx.payload["batch_id"])
     with svc.db.session(readonly=True) as s:
         batch = s.get(RecordBatch, bid)
         rows = _members(s, bid)
-        recs = [batch_record(svc.dept, r) for r in rows]
-        leaves = [r.leaf_index for r in rows]
         count = batch.count if batch is not None else -1
-    if leaves != list(range(count)):
-        raise IntegrityError(
-            f"Record batch {bid}'s members are not the {count} it was closed with; "
-            "it cannot be anchored."
-        )
-    m = build_batch(
-        svc.dept,
-        recs,
-        chain_id=svc.ledger.chain_id,
-        registry=svc.ledger.records.address.lower(),
-    )
+        if [r.leaf_index for r in rows] != list(range(count)):
+            raise IntegrityError(
+                f"Record batch {bid}'s members are not the {count} it was closed with; "
+                "it cannot be anchored."
+            )
+        m = _rebuild(svc, rows)
     cid = svc.store.put(io.BytesIO(m.data), cid_version=1)
     return {"cid": str(cid), "root": "0x" + m.root.hex(), "count": m.count, "size": len(m.data)}
 
@@ -266,10 +268,8 @@ def _complete(svc: BrokerServices, ctx: StepContext) -> JSON:
                 "batch": place,
             }
             done.append((r.operation_id, out, final))
-        finish_parked_many(s, kinds[PUBLISH_KIND], done, now)
-    batcher = getattr(svc, "record_batcher", None)
-    if batcher is not None:
-        batcher.landed()
+        finish_parked_many(s, kinds[publish.KIND], done, now)
+    svc.record_batcher.landed()
     log.info("record batches: %d record(s) anchored as batch %d", len(rows), seq)
     return {"batch_id": bid, "sequence": seq, "count": len(rows), "block_number": int(block)}
 
@@ -298,7 +298,7 @@ def _reopen(svc: BrokerServices, s: Session, payload: Mapping[str, Any]) -> None
         r.updated_at = now
         op = s.get(Operation, r.operation_id) if r.operation_id else None
         if op is not None and op.state == OpState.DONE.value:
-            park_again(s, op, kinds, PARK, now)
+            park_again(s, op, kinds, publish.PARK, now)
 
 
 # -- deciding and driving ----------------------------------------------------------------
@@ -346,6 +346,7 @@ class RecordBatcher(Worker):
         self._wake = threading.Event()
         self._landed = threading.Condition()
         self._waiters = 0
+        self._due_in: float | None = None
 
     # -- signals ----------------------------------------------------------------------
 
@@ -378,7 +379,7 @@ class RecordBatcher(Worker):
             select(Record.record_id, Record.created_at)
             .join(Operation, Operation.id == Record.operation_id)
             .where(
-                Record.anchor_mode == MODE,
+                Record.anchor_mode == publish.BATCH_MODE,
                 Record.batch_id.is_(None),
                 Record.status == RecordStatus.STORED.value,
                 Operation.step == ANCHOR_STEP,
@@ -400,6 +401,7 @@ class RecordBatcher(Worker):
         """Drive the batch under way; else close the next one if it is due
         (``force``: whatever waits, now) and drive it as far as it goes."""
         with self._lock:
+            self._due_in = None  # the thread's next look: its interval, unless said below
             busy = self._busy()
             if busy is not None:
                 if busy.state is OpState.PENDING and busy.next_attempt_at.timestamp() <= (
@@ -416,12 +418,14 @@ class RecordBatcher(Worker):
                 return BatchDecision("none", operation=busy)
             due = force or n >= self.max_records or (age or 0.0) >= self.window
             if not (due or self._waiters):
+                self._due_in = self.window - (age or 0.0)
                 return BatchDecision("waiting", n)
             closed = self._close()
             if closed is None:
                 return BatchDecision("none")
             op, count = closed
             op = self.svc.outbox.run(op.id, wait=False)
+            self._due_in = 0.0  # more may wait already
             return BatchDecision("submitted", count, op)
 
     def _retry_failed(self) -> tuple[OperationView, int] | None:
@@ -453,36 +457,41 @@ class RecordBatcher(Worker):
         wait = min(MAX_RETRY_AFTER, RETRY_AFTER * 2**tries)
         if finished is not None and svc.clock.now() - finished.timestamp() < wait:
             return None
-        op_id = uuid.uuid4().hex
 
-        def point(s: Session) -> None:
+        def point(s: Session, op_id: str) -> None:
             s.execute(
                 update(RecordBatch)
                 .where(RecordBatch.id == bid)
                 .values(operation_id=op_id, updated_at=utcnow(svc.clock))
             )
 
+        op = self._submit(bid, f"record-batch:{bid}:retry-{tries + 1}", point)
+        log.warning("record batches: trying batch %s again (attempt %d)", bid, tries + 2)
+        return svc.outbox.run(op.id, wait=False), int(count)
+
+    def _submit(self, bid: str, key: str, also: Callable[[Session, str], None]) -> OperationView:
+        """Submit batch ``bid``'s operation under ``key``, with ``also`` (given the
+        operation's id) in the transaction that creates it."""
+        op_id = uuid.uuid4().hex
         payload = {"batch_id": bid}
-        sub = svc.outbox.submit(
+        sub = self.svc.outbox.submit(
             KIND,
-            f"record-batch:{bid}:retry-{tries + 1}",
+            key,
             PRINCIPAL,
             fingerprint(payload),
             payload,
             run=False,
             op_id=op_id,
-            also=point,
+            also=lambda s: also(s, op_id),
         )
-        log.warning("record batches: trying batch %s again (attempt %d)", bid, tries + 2)
-        return svc.outbox.run(sub.operation.id, wait=False), int(count)
+        return sub.operation
 
     def _close(self) -> tuple[OperationView, int] | None:
         """Fix the next batch's members and submit its operation: one transaction."""
         bid = uuid.uuid4().hex
-        op_id = uuid.uuid4().hex
         picked: list[str] = []
 
-        def assign(s: Session) -> None:
+        def assign(s: Session, op_id: str) -> None:
             rows = s.execute(
                 self._waiting_query()
                 .order_by(Record.created_at, Record.record_id)
@@ -508,21 +517,11 @@ class RecordBatcher(Worker):
                 )
                 picked.append(row.record_id)
 
-        payload = {"batch_id": bid}
-        sub = self.svc.outbox.submit(
-            KIND,
-            f"record-batch:{bid}",
-            PRINCIPAL,
-            fingerprint(payload),
-            payload,
-            run=False,
-            op_id=op_id,
-            also=assign,
-        )
+        op = self._submit(bid, f"record-batch:{bid}", assign)
         if not picked:  # raced with nothing left: an empty batch anchors nothing
             return None
         log.debug("record batches: closed batch %s with %d record(s)", bid, len(picked))
-        return sub.operation, len(picked)
+        return op, len(picked)
 
     # -- waiting for an anchor ------------------------------------------------------------
 
@@ -568,13 +567,11 @@ class RecordBatcher(Worker):
             self._wake.wait(self._next_wait())
 
     def _next_wait(self) -> float:
-        try:
-            n, age = self.waiting()
-        except Exception:  # noqa: BLE001 — the next tick reports it
+        """Until the oldest waiting record's window runs out (as the last round
+        found it), or the interval: no query of its own on the hot path."""
+        if self._due_in is None:
             return self.interval
-        if n and age is not None:
-            return max(0.005, min(self.interval, self.window - age))
-        return self.interval
+        return max(0.005, min(self.interval, self._due_in))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -591,19 +588,6 @@ def proof_of(svc: BrokerServices, record_id: bytes | str) -> BatchedRecordProof 
         row = s.get(Record, rid)
         if row is None or row.batch_id is None or row.batch_seq is None:
             return None
-        members = _members(s, row.batch_id)
-        recs = [batch_record(svc.dept, r) for r in members]
+        m = _rebuild(svc, _members(s, row.batch_id))
         seq = int(row.batch_seq)
-    m = build_batch(
-        svc.dept, recs, chain_id=svc.ledger.chain_id, registry=svc.ledger.records.address.lower()
-    )
     return m.locate(bytes.fromhex(rid[2:]), seq)
-
-
-def pending_batches(svc: BrokerServices) -> Sequence[RecordBatch]:
-    """This department's batches not anchored yet (for status pages)."""
-    with svc.db.session(readonly=True) as s:
-        rows = list(s.scalars(select(RecordBatch).where(RecordBatch.state == BatchState.CLOSED)))
-        for r in rows:
-            s.expunge(r)
-        return rows

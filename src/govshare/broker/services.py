@@ -30,6 +30,7 @@ from govshare.audit.sources import ManifestSources, StoreSource
 from govshare.broker.db import Database
 from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
 from govshare.broker.outbox import Outbox
+from govshare.broker.record_batches import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW
 from govshare.broker.users import normalise_dept
 from govshare.chain.batch import MAX_BATCH_RECORDS
 from govshare.chain.batchindex import BatchIndex, ManifestFetcher
@@ -47,9 +48,6 @@ _mirror_log = logging.getLogger("govshare.broker.mirror")
 
 #: Default upload limit of ``POST /v1/records``.
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024
-#: Default batching of published records (``broker/record_batches.py``).
-DEFAULT_BATCH_MAX_RECORDS = 256
-DEFAULT_BATCH_WINDOW = 0.5
 #: Default deadline of a new access request (the contract needs one).
 DEFAULT_REQUEST_DEADLINE = 3 * 24 * 3600
 
@@ -67,9 +65,9 @@ class Limits:
     #: Deadline given to a new access request when the clerk names none, in seconds.
     request_deadline: int = DEFAULT_REQUEST_DEADLINE
     #: Records anchored per transaction at most (1: each with its own transaction).
-    batch_max_records: int = DEFAULT_BATCH_MAX_RECORDS
+    batch_max_records: int = DEFAULT_MAX_RECORDS
     #: Seconds the oldest waiting record waits for others to join its batch.
-    batch_window: float = DEFAULT_BATCH_WINDOW
+    batch_window: float = DEFAULT_WINDOW
     #: Seconds ``POST /v1/records`` waits for the anchor before answering "anchoring"
     #: (a client that says ``Prefer: respond-async`` is answered at once).
     publish_wait: float = 10.0
