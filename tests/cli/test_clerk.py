@@ -251,6 +251,10 @@ def test_every_refusal_from_the_cli(cli: Cli, files: Path) -> None:
 def test_dev_down_then_up_resumes_the_same_consortium(cli: Cli, files: Path) -> None:
     deployment = json.loads((cli.home / "deployment.json").read_text())
     broker = json.loads((cli.home / "depts/TAX/config.json").read_text())["broker_address"]
+    cert = files / "certificate.pdf"
+    if not cert.exists():  # run alone (or on another xdist worker than the publish test)
+        cert.write_bytes(os.urandom(70_000))
+        assert publish(cli, cert, "--json").exit_code == 0
     before = ok_json(cli, "record", "list", "--dept", "TAX")
 
     down = ok_json(cli, "dev", "down")
