@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection as DbConnection
 from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus
 from govshare.broker.errors import RecordUnknown
 from govshare.broker.outbox import JSON, StepContext, fingerprint, principal_of
+from govshare.broker.queries import batched_leaf
 from govshare.broker.users import Principal, normalise_dept
 from govshare.chain.contracts import AccessRequest as ChainRequest
 from govshare.chain.contracts import DepartmentStatus, decode_code, to_bytes32
@@ -144,11 +145,8 @@ def _check_request(svc: BrokerServices, owner: str, record_id: str) -> None:
 def _batched_owner(svc: BrokerServices, record_id: str) -> str:
     """The department of a record that is in an anchored batch but not on chain
     yet (the request materialises it); the mirror is caught up once if needed."""
-    found = svc.batches.leaves_of(record_id)
-    if not found:
-        svc.mirror.run_once()  # a batch anchored a moment ago
-        found = svc.batches.leaves_of(record_id)
-    if not found:
+    found = batched_leaf(svc, record_id)
+    if found is None:
         pending = svc.batches.batches(states=["pending", "unavailable"])
         waiting = (
             f" {len(pending)} anchored batch(es) could not be read yet (their manifests "
@@ -161,7 +159,7 @@ def _batched_owner(svc: BrokerServices, record_id: str) -> str:
             f"any anchored record batch.{waiting}",
             record_id=record_id,
         )
-    return found[0].record.department
+    return found.record.department
 
 
 def register(svc: BrokerServices) -> None:

@@ -56,6 +56,7 @@ from govshare.broker.exchange import (
     capsule_hash,
     decode_capsule,
 )
+from govshare.broker.queries import batched_leaf
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.contracts import to_bytes32
 from govshare.clock import utcnow
@@ -179,14 +180,11 @@ def fetch(
             return read_own(svc, row, dst, overwrite=overwrite, durable=durable)
     rec = svc.chain_cache.anchor(rid)  # immutable once anchored
     if rec is None:
-        leaves = svc.batches.leaves_of(rid)
-        if not leaves:  # a batch the mirror has not read yet? (one tick: the new blocks)
-            svc.mirror.run_once()
-            leaves = svc.batches.leaves_of(rid)
-        if leaves and leaves[0].record.department != svc.dept:
+        leaf = batched_leaf(svc, rid)
+        if leaf is not None and leaf.record.department != svc.dept:
             # Another department's record, anchored in a batch: asking for it puts it
             # on chain, so without it on chain there is no request, and no grant.
-            choose_grant(svc, rid, leaves[0].record.department)
+            choose_grant(svc, rid, leaf.record.department)
         raise RecordUnknown(f"There is no anchored record {rid}.", record_id=rid)
     if rec.department == svc.dept:
         raise RecordUnknown(f"Record {rid} is {svc.dept}'s but this broker does not hold it.")

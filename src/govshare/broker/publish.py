@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from eth_utils import keccak
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from govshare.broker.db import OpState, Record, RecordStatus
@@ -58,6 +58,7 @@ from govshare.broker.outbox import (
     fingerprint,
     principal_of,
 )
+from govshare.broker.queries import batched_leaf, successor_in
 from govshare.broker.subjects import subject_ref
 from govshare.broker.users import Principal
 from govshare.chain.contracts import AnchorInput, encode_category, to_bytes32
@@ -359,10 +360,10 @@ def _check_on_chain(
             return
     if batched:
         # another department's record in a batch (not on chain yet): whose it is
-        leaves = svc.batches.leaves_of(supersedes)
-        if leaves and leaves[0].record.department != svc.dept:
+        leaf = batched_leaf(svc, supersedes)
+        if leaf is not None and leaf.record.department != svc.dept:
             raise InputError(
-                f"Record {supersedes} belongs to {leaves[0].record.department}; only its own "
+                f"Record {supersedes} belongs to {leaf.record.department}; only its own "
                 "department can publish a new version of it."
             )
     if not svc.ledger.records.record_exists(supersedes):
@@ -389,11 +390,7 @@ def _check_supersedes_own(s: Session, prev: Record) -> None:
             f"Record {prev.record_id} was never anchored (its publish failed); "
             "there is nothing to supersede."
         )
-    newer = s.scalar(
-        select(Record.record_id)
-        .where(Record.supersedes == prev.record_id, Record.status != RecordStatus.FAILED.value)
-        .limit(1)
-    )
+    newer = successor_in(s, prev.record_id)
     if newer is not None:
         raise InputError(
             f"Record {prev.record_id} already has a newer version ({newer}); "

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
 
-from govshare.broker.db import AccessRequest, Database, Receipt, Record, RequestStatus
+from govshare.broker.db import (
+    AccessRequest,
+    Database,
+    Receipt,
+    Record,
+    RecordStatus,
+    RequestStatus,
+)
 from govshare.broker.errors import RecordUnknown
 from govshare.chain.contracts import to_bytes32
 from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
@@ -25,9 +32,11 @@ from govshare.errors import InputError
 from govshare.util import chain_time
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement
 
     from govshare.broker.services import BrokerServices
+    from govshare.chain.batchindex import IndexedLeaf
 
 MAX_LIMIT = 500
 
@@ -41,17 +50,23 @@ def _iso(d: datetime | None) -> str | None:
     return d.isoformat() if d else None
 
 
-def _batched_leaf(svc: BrokerServices, rid: str) -> RecordView | None:
-    """Another department's record anchored in a batch (not on chain alone yet),
-    as this broker's mirror read it from the batch's manifest (one tick first if
-    it does not know it: the new blocks only)."""
-    leaves = svc.batches.leaves_of(rid)
+def batched_leaf(svc: BrokerServices, record_id: str) -> IndexedLeaf | None:
+    """Where a record sits in an anchored record batch (its first place), as this
+    broker's mirror read the batch's manifest, checked against the chain's root;
+    the mirror catches up once first when it does not know the record (one tick:
+    the new blocks only). None: in no batch this broker could read."""
+    leaves = svc.batches.leaves_of(record_id)
     if not leaves:
-        svc.mirror.run_once()
-        leaves = svc.batches.leaves_of(rid)
-    if not leaves:
+        svc.mirror.run_once()  # a batch anchored a moment ago
+        leaves = svc.batches.leaves_of(record_id)
+    return leaves[0] if leaves else None
+
+
+def _batched_view(svc: BrokerServices, rid: str) -> RecordView | None:
+    """Another department's record anchored in a batch (not on chain alone yet)."""
+    leaf = batched_leaf(svc, rid)
+    if leaf is None:
         return None
-    leaf = leaves[0]
     r = leaf.record
     return RecordView(
         record_id=rid,
@@ -149,14 +164,19 @@ def list_records(
         return [_record_view(dept, r) for r in s.scalars(q.limit(limit).offset(offset))]
 
 
+def successor_in(s: Session, record_id: str) -> str | None:
+    """In ``s``: the own record accepted as the next version of ``record_id``
+    (anchored, or still anchoring; not given up)."""
+    return s.scalar(
+        select(Record.record_id)
+        .where(Record.supersedes == record_id, Record.status != RecordStatus.FAILED.value)
+        .limit(1)
+    )
+
+
 def own_successor(db: Database, record_id: str) -> str | None:
-    """The own record accepted as the next version of ``record_id`` (not given up)."""
     with db.session(readonly=True) as s:
-        return s.scalar(
-            select(Record.record_id)
-            .where(Record.supersedes == record_id, Record.status != "failed")
-            .limit(1)
-        )
+        return successor_in(s, record_id)
 
 
 def own_record(db: Database, dept: str, record_id: bytes | str) -> RecordView | None:
@@ -180,7 +200,7 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
     if not svc.ledger.records.record_exists(rid):
         if view is not None:
             return view
-        leaf = _batched_leaf(svc, rid)
+        leaf = _batched_view(svc, rid)
         if leaf is not None:
             return leaf
         raise RecordUnknown(f"There is no anchored record {rid}.", record_id=rid)
