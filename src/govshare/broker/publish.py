@@ -291,20 +291,15 @@ def _publish(
     existing = None if batched else svc.outbox.find(principal, idempotency_key)
     if existing is not None:
         # A retry: answer from the original operation, before any chain call.
-        staged.unlink(missing_ok=True)
-        sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
-        return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
+        return _replay(svc, principal, idempotency_key, fp, staged)
 
     try:
         _check_on_chain(svc, category, supersedes, batched=batched)
     except GovShareError:
-        seen = svc.outbox.find(principal, idempotency_key) if batched else None
-        if seen is None:
+        if not batched or svc.outbox.find(principal, idempotency_key) is None:
             raise
         # a retry of a publish accepted before (whatever changed since): its answer
-        staged.unlink(missing_ok=True)
-        sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
-        return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
+        return _replay(svc, principal, idempotency_key, fp, staged)
     payload = {
         **body,
         "dept": svc.dept,
@@ -322,6 +317,16 @@ def _publish(
     # The outbox worker may claim the new operation first: then wait for it.
     view = svc.outbox.settle(svc.outbox.run(sub.operation.id, wait=wait))
     return PublishOutcome.of(Submission(view, created=True))
+
+
+def _replay(
+    svc: BrokerServices, principal: str, idempotency_key: str, fp: str, staged: Path
+) -> PublishOutcome:
+    """The answer to a key seen before: its original operation (the same request,
+    or :class:`IdempotencyConflict`); this request's upload is not kept."""
+    staged.unlink(missing_ok=True)
+    sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, {}, run=False)
+    return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
 
 
 def _check_category_label(category: str) -> str:
@@ -426,7 +431,9 @@ def _publish_batched(
             prev = s.get(Record, supersedes)
             if prev is not None:  # checked again here: this transaction holds the write lock
                 _check_supersedes_own(s, prev)
-        s.add(_record_row(svc, rid_hex, payload, header, op_id, mode=BATCH_MODE))
+        now = utcnow(svc.clock)
+        fields = _record_fields(payload, header, op_id, mode=BATCH_MODE)
+        s.add(Record(record_id=rid_hex, **fields, created_at=now, updated_at=now))
 
     try:
         sub = svc.outbox.submit_started(
@@ -526,7 +533,7 @@ def _upsert_record(svc: BrokerServices, record_id: str, **values: Any) -> None:
     with svc.db.session() as s:
         row = s.get(Record, record_id)
         if row is None:
-            row = Record(record_id=record_id, **values)
+            row = Record(record_id=record_id, **values, created_at=utcnow(svc.clock))
             s.add(row)
         else:
             for k, v in values.items():
@@ -534,61 +541,32 @@ def _upsert_record(svc: BrokerServices, record_id: str, **values: Any) -> None:
         row.updated_at = utcnow(svc.clock)
 
 
-def _record_row(
-    svc: BrokerServices,
-    rid_hex: str,
-    p: Mapping[str, Any],
-    header: bytes,
-    op_id: str,
-    *,
-    mode: str | None,
-) -> Record:
-    return Record(
-        record_id=rid_hex,
-        category=p["category"],
-        subject_ref=p["subject_ref"] or "",
-        sha256=p["sha256"],
-        size=int(p["size"]),
-        supersedes=p["supersedes"],
-        filename=p.get("filename"),
-        media_type=p.get("media_type"),
-        published_by=p.get("published_by"),
-        envelope=header,
-        status=RecordStatus.PENDING.value,
-        operation_id=op_id,
-        anchor_mode=mode,
-        created_at=utcnow(svc.clock),
-        updated_at=utcnow(svc.clock),
-    )
+def _record_fields(
+    p: Mapping[str, Any], header: bytes, op_id: str, *, mode: str | None
+) -> dict[str, Any]:
+    """A ``records`` row's columns for the publish ``p`` (pending: not stored yet)."""
+    return {
+        "category": p["category"],
+        "subject_ref": p["subject_ref"] or "",
+        "sha256": p["sha256"],
+        "size": int(p["size"]),
+        "supersedes": p["supersedes"],
+        "filename": p.get("filename"),
+        "media_type": p.get("media_type"),
+        "published_by": p.get("published_by"),
+        "envelope": header,
+        "status": RecordStatus.PENDING.value,
+        "operation_id": op_id,
+        "anchor_mode": mode,
+    }
 
 
 def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
     p = ctx.payload
     rid = record_id_for(svc.dept, ctx.operation_id, ctx.principal, str(p["idempotency_key"]))
-    rid_hex = "0x" + rid.hex()
     out, header = _encrypt_to_spool(svc, ctx.operation_id, rid, p)
-    row = _record_row(svc, rid_hex, p, header, ctx.operation_id, mode=p.get("anchor_mode"))
-    _upsert_record(
-        svc,
-        rid_hex,
-        **{
-            c: getattr(row, c)
-            for c in (
-                "category",
-                "subject_ref",
-                "sha256",
-                "size",
-                "supersedes",
-                "filename",
-                "media_type",
-                "published_by",
-                "envelope",
-                "status",
-                "operation_id",
-                "anchor_mode",
-            )
-        },
-    )
+    fields = _record_fields(p, header, ctx.operation_id, mode=p.get("anchor_mode"))
+    _upsert_record(svc, "0x" + rid.hex(), **fields)
     return out
 
 
