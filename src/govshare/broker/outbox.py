@@ -478,9 +478,6 @@ class Outbox:
             raise ValueError(f"unknown operation kind {kind!r}")
         if not 0 < len(done) < len(k.steps):
             raise ValueError("submit_started records some, not all, of the steps done")
-        results = [
-            _as_json(r, f"the result of step {k.steps[i].name!r}") for i, r in enumerate(done)
-        ]
 
         def held(s: Session) -> None:
             op = s.get(Operation, op_id)
@@ -492,19 +489,8 @@ class Outbox:
                 k.steps[len(done)].name,
             )
             op.lease_owner, op.lease_until = self.instance, now + self.lease
-            for i, out in enumerate(results):
-                s.add(
-                    OperationStep(
-                        operation_id=op_id,
-                        step_index=i,
-                        name=k.steps[i].name,
-                        state=StepState.DONE.value,
-                        attempts=1,
-                        result=out,
-                        started_at=now,
-                        finished_at=now,
-                    )
-                )
+            for i, out in enumerate(done):
+                s.add(_done_step(op_id, i, k, out, now, now))
             if also is not None:
                 also(s)
 
@@ -535,18 +521,7 @@ class Outbox:
             if op.step + len(done) >= len(k.steps):
                 raise ValueError("advance leaves the last step to the engine")
             for i, out in enumerate(done, start=op.step):
-                s.add(
-                    OperationStep(
-                        operation_id=op_id,
-                        step_index=i,
-                        name=k.steps[i].name,
-                        state=StepState.DONE.value,
-                        attempts=1,
-                        result=_as_json(out, f"the result of step {k.steps[i].name!r}"),
-                        started_at=op.created_at,
-                        finished_at=now,
-                    )
-                )
+                s.add(_done_step(op_id, i, k, out, op.created_at, now))
             op.step += len(done)
             op.step_name = k.steps[op.step].name
             op.state = OpState.PENDING.value
@@ -978,6 +953,23 @@ class Outbox:
         op.updated_at = now
         op.lease_owner = None
         op.lease_until = None
+
+
+def _done_step(
+    op_id: str, index: int, kind: OperationKind, out: JSON, started: datetime, now: datetime
+) -> OperationStep:
+    """Step ``index`` of an operation, done by its caller (not by the engine)."""
+    name = kind.steps[index].name
+    return OperationStep(
+        operation_id=op_id,
+        step_index=index,
+        name=name,
+        state=StepState.DONE.value,
+        attempts=1,
+        result=_as_json(out, f"the result of step {name!r}"),
+        started_at=started,
+        finished_at=now,
+    )
 
 
 def finish_parked_many(
