@@ -144,7 +144,7 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
     # The grant, live, and the chain's time, in one round trip (read before the
     # signature is checked, but judged in the documented order below).
     grant, status, block_time = ledger.access.grant_check(req.grant_id)
-    now = max(int(ledger.clock.now()), block_time)
+    now = ledger.now_at(block_time)
     if req.expires_at <= now:
         raise ExchangeExpired("The exchange request has expired; sign a new one.")
     if req.expires_at > now + MAX_REQUEST_TTL:

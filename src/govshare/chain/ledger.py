@@ -131,7 +131,11 @@ class Ledger:
         """The later of the clock (the wall clock unless one was given) and the
         latest block's time: what expiry checks compare against (a quiet dev
         chain's last block can be old)."""
-        return max(int(self.clock.now()), self.latest_timestamp())
+        return self.now_at(self.latest_timestamp())
+
+    def now_at(self, latest_block_time: int) -> int:
+        """:meth:`now`, given the latest block's time read with other calls."""
+        return max(int(self.clock.now()), int(latest_block_time))
 
     def __repr__(self) -> str:
         return f"Ledger({self.conn.url!r}, chain_id={self.chain_id})"

@@ -180,14 +180,8 @@ def _await_anchor(ctx: Ctx, client: Any, accepted: dict[str, Any], wait_s: float
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(1.0, pause * 1.5)
         op = client.call("GET", f"/v1/operations/{op_id}").json()
-        if op.get("state") == "done":
-            result = op.get("result") or {}
-            return {
-                **accepted,
-                "state": "done",
-                **{k: result.get(k) for k in ("cid", "sha256", "size", "tx_hash", "block_number")},
-                "batch": result.get("batch"),
-            }
+        if op.get("state") == "done":  # the publish's result: the anchored record
+            return {**accepted, **(op.get("result") or {}), "state": "done"}
         if op.get("state") == "failed":
             err = op.get("error") or {}
             raise from_problem(err, operation_id=op_id)
