@@ -95,13 +95,9 @@ class HomeStores:
         self._open: dict[Path, ManifestSource] = {}
 
     def _stores(self) -> list[ManifestSource]:
-        depts = self.home / "depts"
-        found = sorted(d / "blobs" for d in depts.iterdir()) if depts.is_dir() else []
-        found.append(self.home / "blobs")
-        for path in found:
-            if path in self._open or not path.is_dir() or path.resolve() == self._skip:
-                continue
-            self._open[path] = open_source(f"local:{path}")
+        for path in _home_stores(self.home):
+            if path not in self._open and path.resolve() != self._skip:
+                self._open[path] = open_source(f"local:{path}")
         return list(self._open.values())
 
     def fetch(self, cid: str) -> bytes | None:
@@ -131,19 +127,19 @@ def open_source(
     )
 
 
+def _home_stores(home: Path) -> list[Path]:
+    """The blob stores of a govshare home: each department's, then the home's own."""
+    depts = home / "depts"
+    found = sorted(d / "blobs" for d in depts.iterdir()) if depts.is_dir() else []
+    return [p for p in [*found, home / "blobs"] if p.is_dir()]
+
+
 def default_sources(
     home: Path, store: str | None = None, *, kubo_token: str | None = None
 ) -> list[ManifestSource]:
     """Every blob store found in the govshare home (each department's, and the
     home's own), plus ``store`` (the ``store`` setting) when given."""
-    out: list[ManifestSource] = []
-    depts = home / "depts"
-    if depts.is_dir():
-        for d in sorted(depts.iterdir()):
-            if (d / "blobs").is_dir():
-                out.append(open_source(f"local:{d / 'blobs'}"))
-    if (home / "blobs").is_dir():
-        out.append(open_source(f"local:{home / 'blobs'}"))
+    out = [open_source(f"local:{p}") for p in _home_stores(home)]
     if store:
         out.append(open_source(store, home=home, kubo_token=kubo_token))
     return out
@@ -217,7 +213,8 @@ def broker_sources(
     if named:
         extra = [open_source(u, home=home, token=token, kubo_token=kubo_token) for u in named]
     elif not (store_url or "").startswith("kubo:"):
-        extra = [HomeStores(home)]
+        own_root = getattr(store, "root", None)  # already the first source
+        extra = [HomeStores(home, skip=Path(own_root) if own_root is not None else None)]
     else:
         extra = []
     return ManifestSources([*own, *extra])
