@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
     from govshare.broker.services import BrokerServices
+    from govshare.chain.batch import BatchRecord
     from govshare.chain.batchindex import IndexedLeaf
+    from govshare.chain.contracts import Record as ChainRecord
 
 MAX_LIMIT = 500
 
@@ -62,12 +64,9 @@ def batched_leaf(svc: BrokerServices, record_id: str) -> IndexedLeaf | None:
     return leaves[0] if leaves else None
 
 
-def _batched_view(svc: BrokerServices, rid: str) -> RecordView | None:
-    """Another department's record anchored in a batch (not on chain alone yet)."""
-    leaf = batched_leaf(svc, rid)
-    if leaf is None:
-        return None
-    r = leaf.record
+def _public_view(rid: str, r: ChainRecord | BatchRecord, **more: Any) -> RecordView:
+    """Another department's record as every member may see it: what its anchor
+    (on chain, or its leaf in a batch) holds, and ``more``."""
     return RecordView(
         record_id=rid,
         department=r.department,
@@ -77,6 +76,18 @@ def _batched_view(svc: BrokerServices, rid: str) -> RecordView | None:
         cid=r.cid,
         status="anchored",
         supersedes="0x" + r.previous_record_id.hex() if r.previous_record_id else None,
+        **more,
+    )
+
+
+def _batched_view(svc: BrokerServices, rid: str) -> RecordView | None:
+    """Another department's record anchored in a batch (not on chain alone yet)."""
+    leaf = batched_leaf(svc, rid)
+    if leaf is None:
+        return None
+    return _public_view(
+        rid,
+        leaf.record,
         anchor_tx=leaf.batch.tx_hash,
         anchor_block=leaf.batch.block_number,
         batch_sequence=leaf.batch.sequence,
@@ -217,15 +228,9 @@ def show_record(svc: BrokerServices, record_id: bytes | str) -> RecordView:
     # The anchoring block is the RecordAnchored event's (the contract keeps none), from
     # the broker's mirror: unknown until the mirror has read that block.
     anchored = svc.mirror.events_for_record(rid, "RecordAnchored")
-    return RecordView(
-        record_id=rid,
-        department=rec.department,
-        category=rec.category,
-        subject_ref="0x" + rec.subject_ref.hex() if rec.subject_ref else None,
-        sha256=rec.content_hash.hex(),
-        cid=rec.cid,
-        status="anchored",
-        supersedes="0x" + rec.previous_record_id.hex() if rec.previous_record_id else None,
+    return _public_view(
+        rid,
+        rec,
         superseded_by=superseded,
         anchor_block=anchored[0].block_number if anchored else None,
         anchored_at=chain_time(rec.anchored_at),
