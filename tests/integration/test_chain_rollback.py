@@ -160,6 +160,27 @@ def api_publish(
     return dict(r.json())
 
 
+def lose_an_acknowledged_publish(
+    node: AnvilProcess,
+    broker: ServeProcess,
+    token: str,
+    prefix: str,
+    *,
+    acknowledged: Callable[[dict[str, Any]], Any],
+    on_chain: Callable[[str], bool],
+) -> tuple[dict[str, Any], bytes, str]:
+    """Publish, and kill the node within milliseconds of the acknowledgement, until
+    the rollback really dropped the record: its answer, bytes and key."""
+    for attempt in range(TRIES):
+        data, key = os.urandom(4_000), f"{prefix}-{attempt}"
+        pub = api_publish(broker, token, data, key)
+        assert acknowledged(pub), pub
+        crash_and_restart(node)
+        if not on_chain(pub["record_id"]):
+            return pub, data, key
+    raise AssertionError(f"the chain never lost an acknowledged publish in {TRIES} tries")
+
+
 @pytest.fixture
 def single_tax(world: World, brokers: dict[str, ServeProcess]) -> Iterator[ServeProcess]:
     """TAX's broker restarted to anchor each record with its own transaction,
@@ -205,17 +226,14 @@ def test_a_lost_batch_is_anchored_again_once_and_the_next_is_not_held_up(
     with the chain's last second, is anchored again by the broker itself, in one
     batch, and shown with that batch; the next publish is not held up."""
     ledger = world.ledger
-    lost: dict[str, Any] | None = None
-    for attempt in range(TRIES):
-        f = tmp_path / f"batched-{attempt}.pdf"
-        f.write_bytes(os.urandom(4_000))
-        pub = api_publish(brokers["TAX"], tokens["TAX"], f.read_bytes(), f"b-rollback-{attempt}")
-        assert pub["state"] == "done" and pub["batch"], pub
-        crash_and_restart(node)  # within milliseconds of the acknowledgement
-        if not batches_holding(world, "TAX", pub["record_id"]):
-            lost = pub
-            break
-    assert lost is not None, f"the chain never lost an acknowledged batch in {TRIES} tries"
+    lost, data, key = lose_an_acknowledged_publish(
+        node,
+        brokers["TAX"],
+        tokens["TAX"],
+        "b-rollback",
+        acknowledged=lambda pub: pub["state"] == "done" and pub["batch"],
+        on_chain=lambda rid: bool(batches_holding(world, "TAX", rid)),
+    )
     rid = lost["record_id"]
 
     held = wait_for(
@@ -233,8 +251,7 @@ def test_a_lost_batch_is_anchored_again_once_and_the_next_is_not_held_up(
     )
     assert shown["batch_sequence"] == held[0] and shown["anchor_block"] == block, shown
     # A retry with the same key answers with the record as it is now on chain.
-    data = (tmp_path / f"batched-{attempt}.pdf").read_bytes()
-    again = api_publish(brokers["TAX"], tokens["TAX"], data, f"b-rollback-{attempt}", status=200)
+    again = api_publish(brokers["TAX"], tokens["TAX"], data, key, status=200)
     assert again["replayed"] is True and again["record_id"] == rid, again
     assert again["block_number"] == block and again["batch"]["sequence"] == held[0]
 
@@ -272,17 +289,14 @@ def test_a_lost_publish_is_anchored_again_once_and_the_next_is_not_held_up(
 ) -> None:
     """Single mode (``GOVSHARE_BATCH_MAX_RECORDS=1``): the record's own anchor."""
     ledger = world.ledger
-    lost: dict[str, Any] | None = None
-    for attempt in range(TRIES):
-        f = tmp_path / f"doc-{attempt}.pdf"
-        f.write_bytes(os.urandom(4_000))
-        pub = api_publish(brokers["TAX"], tokens["TAX"], f.read_bytes(), f"rollback-{attempt}")
-        assert pub["state"] == "done" and pub["block_number"], pub
-        crash_and_restart(node)  # within milliseconds of the acknowledgement
-        if not ledger.records.record_exists(pub["record_id"]):
-            lost = pub
-            break
-    assert lost is not None, f"the chain never lost an acknowledged publish in {TRIES} tries"
+    lost, data, key = lose_an_acknowledged_publish(
+        node,
+        brokers["TAX"],
+        tokens["TAX"],
+        "rollback",
+        acknowledged=lambda pub: pub["state"] == "done" and pub["block_number"],
+        on_chain=ledger.records.record_exists,
+    )
     rid = lost["record_id"]
 
     # The broker notices, on its own, and anchors it again: once.
@@ -294,12 +308,11 @@ def test_a_lost_publish_is_anchored_again_once_and_the_next_is_not_held_up(
     assert anchored is not None
     assert shown["anchor_block"] == anchored.block_number, (shown, anchored)
     # A retry with the same key answers with the record as it is now on chain.
-    data = (tmp_path / f"doc-{attempt}.pdf").read_bytes()
     r = httpx.post(
         brokers["TAX"].url + "/v1/records",
         headers={
             "Authorization": f"Bearer {tokens['TAX']}",
-            "Idempotency-Key": f"rollback-{attempt}",
+            "Idempotency-Key": key,
         },
         data={"category": CATEGORY},
         files={"file": ("doc.pdf", data, "application/pdf")},
