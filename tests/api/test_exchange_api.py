@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fakeclock import warp_chain
+from fakeclock import ManualClock, warp_chain
 from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.exchange import H_SIGNATURE, ExchangeRequest
 from govshare.chain.devnode import AnvilProcess
@@ -408,6 +408,33 @@ def test_tampered_ciphertext_at_the_owner_is_never_released(
     # and, all repaired, the record comes through
     r = content(market, rid, grant=gid)
     assert r.status_code == 200 and r.content == data
+
+
+def test_a_chain_that_moved_on_since_its_last_reading_costs_a_new_request_not_a_use(
+    world: World, tax: Broker, market: Broker
+) -> None:
+    """The requester signs its request's expiry from the chain's time as read
+    within the last second. When the chain has moved past that reading's expiry
+    meanwhile, the owner refuses it (exchange.expired, before any use is spent)
+    and the requester signs one more on a fresh reading: the clerk sees nothing."""
+    rid = published(tax, b"a reading gone stale", "stale-rec")
+    gid = granted(world, market, rid, uses=2, ttl=30 * 86400)
+    ledger = market.svc.ledger
+    wall = ledger.clock
+    ledger.clock = ManualClock()  # stands still: the reading below stays "recent"
+    try:
+        stale = ledger.recent_now()
+        warp_chain(world.ledger.conn, 2 * 3600)  # far past any request's expiry from it
+        assert ledger.recent_now() == stale  # no round trip: the recent reading
+        r = content(market, rid, grant=gid)
+        assert r.status_code == 200, r.text
+        assert r.content == b"a reading gone stale"
+        assert ledger.recent_now() >= stale + 2 * 3600  # the retry read the chain afresh
+    finally:
+        ledger.clock = wall
+    # the refused request spent nothing: this second fetch is the grant's last use
+    assert content(market, rid, grant=gid).status_code == 200
+    problem(content(market, rid, grant=gid), 403, "grant.quota_exhausted")
 
 
 # -- the chain goes away: fail closed (last: it stops this module's chain) ----------------------

@@ -69,3 +69,13 @@ def test_a_signature_recovers_to_its_signer() -> None:
     assert req.signer(DOMAIN, req.sign(acct, DOMAIN)) == acct.address
     rcpt = ExchangeReceipt(req.digest(DOMAIN), "bafy", os.urandom(32), 3, 1_700_000_000)
     assert rcpt.signer(DOMAIN, rcpt.sign(acct, DOMAIN)) == acct.address
+
+
+@pytest.mark.parametrize("req", _requests()[-20:])
+def test_signatures_are_eth_accounts_byte_for_byte(req: ExchangeRequest) -> None:
+    """The direct coincurve signing gives exactly eth-account's signature (RFC 6979
+    is deterministic; low-s; ``v`` 27 or 28), for requests and receipts."""
+    acct = Account.create()
+    assert req.sign(acct, DOMAIN) == bytes(acct.sign_message(req.signable(DOMAIN)).signature)
+    rcpt = ExchangeReceipt(req.digest(DOMAIN), "bafy", os.urandom(32), 9, 1_700_000_000)
+    assert rcpt.sign(acct, DOMAIN) == bytes(acct.sign_message(rcpt.signable(DOMAIN)).signature)

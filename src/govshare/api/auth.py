@@ -68,7 +68,7 @@ class AuthRule:
         return "role " + " or ".join(sorted(r.value for r in self.roles))
 
 
-def public() -> None:
+async def public() -> None:
     """The auth rule of a route anyone may call."""
 
 
@@ -84,7 +84,7 @@ peer_signature_scheme = APIKeyHeader(
 )
 
 
-def peer_signed(
+async def peer_signed(
     signature: Annotated[str | None, Security(peer_signature_scheme)],
 ) -> bytes:
     """The auth rule of a peer-facing route: the 65-byte signature of the

@@ -87,9 +87,9 @@ class ApiDeps:
         return {"database": self.db.ping, **self.probes}
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return cast(ApiSettings, request.app.state.govshare_settings)
 
 
-def get_deps(request: Request) -> ApiDeps:
+async def get_deps(request: Request) -> ApiDeps:
     return cast(ApiDeps, request.app.state.govshare_deps)

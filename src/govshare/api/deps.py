@@ -22,19 +22,19 @@ from govshare.broker.services import BrokerServices
 from govshare.broker.users import Principal, Users
 
 
-def _db(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Database:
+async def _db(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Database:
     return deps.db
 
 
-def _users(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Users:
+async def _users(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Users:
     return deps.users
 
 
-def _outbox(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Outbox:
+async def _outbox(deps: Annotated[ApiDeps, Depends(get_deps)]) -> Outbox:
     return deps.outbox
 
 
-def _services(deps: Annotated[ApiDeps, Depends(get_deps)]) -> BrokerServices:
+async def _services(deps: Annotated[ApiDeps, Depends(get_deps)]) -> BrokerServices:
     if deps.services is None:
         raise BrokerNotConfigured(
             "This broker runs without its ledger and blob store; start it with `govshare serve`."

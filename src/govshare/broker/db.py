@@ -725,6 +725,25 @@ class Database:
         ):
             yield s
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A Core connection for reads on a hot path (no ORM session to build):
+        one transaction, closed when the block ends."""
+        with translate_database_errors(), self._read_engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """:meth:`session`'s Core twin for a hot path: one write transaction,
+        committed when the block ends, rolled back on error."""
+        turn = self._write_turn
+        with (
+            turn if turn is not None else contextlib.nullcontext(),
+            translate_database_errors(),
+            self.engine.begin() as conn,
+        ):
+            yield conn
+
     def ping(self) -> None:
         """A trivial query; raises :class:`~govshare.errors.DatabaseUnavailable`
         if the database cannot answer (readiness probe)."""

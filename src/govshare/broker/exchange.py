@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from coincurve import PrivateKey
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
@@ -131,6 +132,20 @@ def _signable(domain: ExchangeDomain, struct: bytes) -> SignableMessage:
 def _digest(message: SignableMessage) -> bytes:
     # EIP-191 version 0x01 is EIP-712: keccak256(0x19 ‖ 0x01 ‖ domainSeparator ‖ hashStruct)
     return keccak(b"\x19" + message.version + message.header + message.body)
+
+
+def _sign(account: LocalAccount, message: SignableMessage) -> bytes:
+    """``account.sign_message(message).signature`` at a seventh of its cost: the
+    same deterministic (RFC 6979, low-s) signature from coincurve over the EIP-712
+    digest, its recovery id as Ethereum's ``v`` (27 or 28); a test compares them."""
+    raw = _signing_key(bytes(account.key)).sign_recoverable(_digest(message), hasher=None)
+    return raw[:64] + bytes([raw[64] + 27])
+
+
+@functools.lru_cache(maxsize=4)
+def _signing_key(secret: bytes) -> PrivateKey:
+    # one parsed key per broker account, not one per signature
+    return PrivateKey(secret)
 
 
 def _recover(message: SignableMessage, signature: bytes, what: str) -> str:
@@ -280,7 +295,7 @@ class ExchangeRequest:
         return _digest(self.signable(domain))
 
     def sign(self, account: LocalAccount, domain: ExchangeDomain) -> bytes:
-        return bytes(account.sign_message(self.signable(domain)).signature)
+        return _sign(account, self.signable(domain))
 
     def signer(self, domain: ExchangeDomain, signature: bytes) -> str:
         """The account that made ``signature`` over this request (checksummed)."""
@@ -368,7 +383,7 @@ class ExchangeReceipt:
         return _digest(self.signable(domain))
 
     def sign(self, account: LocalAccount, domain: ExchangeDomain) -> bytes:
-        return bytes(account.sign_message(self.signable(domain)).signature)
+        return _sign(account, self.signable(domain))
 
     def signer(self, domain: ExchangeDomain, signature: bytes) -> str:
         return _recover(self.signable(domain), signature, "receipt's signature")

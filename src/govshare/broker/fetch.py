@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker.db import AccessRequest, Receipt, Record, RecordStatus, RequestStatus
 from govshare.broker.errors import (
     PEER_REFUSALS,
     CiphertextMismatch,
+    ExchangeExpired,
     GrantDepartmentInactive,
     NoGrant,
     PeerRefused,
@@ -268,41 +269,54 @@ def fetch_granted(
     if not owner.active:
         raise GrantDepartmentInactive(f"{owner.code} is not an active department.")
     domain = svc.domain
-    req = ExchangeRequest.new(
-        svc.dept, owner.code, grant_id, rec.record_id, now=ledger.now(), ttl=svc.limits.exchange_ttl
-    )
-    signature = req.sign(svc.account, domain)
     url = owner.endpoint.rstrip("/") + "/v1/exchange"
-    headers = {H_SIGNATURE: "0x" + signature.hex(), "Accept": "application/octet-stream"}
-    try:
-        with svc.http.stream("POST", url, json=req.to_json(), headers=headers) as resp:
-            if resp.status_code != 200:
-                _raise_refusal(resp, owner.code)
-            capsule = decode_capsule(resp.headers.get(H_CAPSULE))
-            receipt, owner_sig = ExchangeReceipt.from_headers(resp.headers)
-            _check_receipt(svc, req, receipt, owner_sig, capsule, rec, owner.broker)
-            _keep_receipt(svc, req, receipt, signature, owner_sig, owner.code)
-            dek = unwrap_dek(
-                capsule,
-                svc.hpke,
-                record_id=rec.record_id,
-                grant_id=grant_id,
-                recipient_dept=svc.dept,
-            )
-            res = _decrypt_checked(
-                resp.iter_bytes(), rec.cid, dst, dek, rec.content_hash, overwrite, durable
-            )
-    except httpx.TimeoutException:
-        raise PeerUnreachable(f"{owner.code}'s broker did not answer in time; try again.") from None
-    except httpx.ConnectError:
-        raise PeerUnreachable(
-            f"{owner.code}'s broker at {owner.endpoint} cannot be reached; try again later."
-        ) from None
-    except httpx.HTTPError:
-        raise TransferIncomplete(
-            f"The transfer from {owner.code}'s broker broke off; nothing was released. "
-            "Fetching again spends another use of the grant."
-        ) from None
+    # The request's time comes from the chain's last block as read within the
+    # last second; if the owner finds it expired all the same (the chain moved
+    # on), one new request is signed on a fresh reading. Nothing was spent.
+    for fresh in (False, True):
+        now = ledger.now() if fresh else ledger.recent_now()
+        req = ExchangeRequest.new(
+            svc.dept, owner.code, grant_id, rec.record_id, now=now, ttl=svc.limits.exchange_ttl
+        )
+        signature = req.sign(svc.account, domain)
+        headers = {H_SIGNATURE: "0x" + signature.hex(), "Accept": "application/octet-stream"}
+        try:
+            with svc.http.stream("POST", url, json=req.to_json(), headers=headers) as resp:
+                if resp.status_code != 200:
+                    try:
+                        _raise_refusal(resp, owner.code)
+                    except ExchangeExpired:
+                        if fresh:
+                            raise
+                        continue
+                capsule = decode_capsule(resp.headers.get(H_CAPSULE))
+                receipt, owner_sig = ExchangeReceipt.from_headers(resp.headers)
+                _check_receipt(svc, req, receipt, owner_sig, capsule, rec, owner.broker)
+                _keep_receipt(svc, req, receipt, signature, owner_sig, owner.code)
+                dek = unwrap_dek(
+                    capsule,
+                    svc.hpke,
+                    record_id=rec.record_id,
+                    grant_id=grant_id,
+                    recipient_dept=svc.dept,
+                )
+                res = _decrypt_checked(
+                    resp.iter_bytes(), rec.cid, dst, dek, rec.content_hash, overwrite, durable
+                )
+                break
+        except httpx.TimeoutException:
+            raise PeerUnreachable(
+                f"{owner.code}'s broker did not answer in time; try again."
+            ) from None
+        except httpx.ConnectError:
+            raise PeerUnreachable(
+                f"{owner.code}'s broker at {owner.endpoint} cannot be reached; try again later."
+            ) from None
+        except httpx.HTTPError:
+            raise TransferIncomplete(
+                f"The transfer from {owner.code}'s broker broke off; nothing was released. "
+                "Fetching again spends another use of the grant."
+            ) from None
     log.info(
         "fetched record 0x%s from %s under grant %d", rec.record_id.hex(), owner.code, grant_id
     )
@@ -393,9 +407,9 @@ def _keep_receipt(
     owner: str,
 ) -> None:
     try:
-        with svc.db.session() as s:
-            s.add(
-                Receipt(
+        with svc.db.writing() as conn:  # Core: this is the hot path
+            conn.execute(
+                insert(Receipt).values(
                     owner=owner,
                     seq=receipt.seq,
                     grant_id=str(req.grant_id),

@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker.db import ExchangeNonce, Receipt, Record, RecordStatus, WrappedKey
@@ -151,7 +151,6 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
         raise ExchangeExpired(
             f"An exchange request may be valid for at most {MAX_REQUEST_TTL} seconds."
         )
-
     signer = req.signer(domain, signature)
     # Registry entries come from the cache the mirror invalidates (peercache.py);
     # a suspended requester is still refused live, by grantStatus.
@@ -166,11 +165,13 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
         raise WrongSigner(f"{req.requester} is not an active department with this broker key.")
 
     rid = "0x" + req.record_id.hex()
-    with svc.db.session(readonly=True) as s:
-        row = s.get(Record, rid)
-        if row is None or row.status != RecordStatus.ANCHORED.value or not row.own_capsule:
-            raise RecordUnknown(f"{svc.dept} holds no record {rid}.", record_id=rid)
-        cid, own_capsule = str(row.cid), bytes(row.own_capsule)
+    with svc.db.reading() as conn:  # Core: this is the hot path
+        row = conn.execute(
+            select(Record.status, Record.cid, Record.own_capsule).where(Record.record_id == rid)
+        ).first()
+    if row is None or row.status != RecordStatus.ANCHORED.value or not row.own_capsule:
+        raise RecordUnknown(f"{svc.dept} holds no record {rid}.", record_id=rid)
+    cid, own_capsule = str(row.cid), bytes(row.own_capsule)
 
     if grant is None or grant.status is ChainStatus.NONE:
         raise GrantUnknown(f"There is no grant {req.grant_id}.")
@@ -248,17 +249,16 @@ def _spend(
     grant = str(req.grant_id)
     issued = utcnow(svc.clock).replace(microsecond=0)
     try:
-        with svc.db.session() as s:
-            s.add(
-                ExchangeNonce(
+        with svc.db.writing() as conn:  # Core: this is the hot path
+            conn.execute(
+                insert(ExchangeNonce).values(
                     signer=signer,
                     nonce=str(req.nonce),
                     # (checked above: in the future, within MAX_REQUEST_TTL)
                     expires_at=chain_time(req.expires_at) or FAR_FUTURE,
                 )
-            )
-            s.flush()  # the UNIQUE (signer, nonce) constraint speaks now
-            used = s.scalar(
+            )  # the UNIQUE (signer, nonce) constraint speaks now
+            used = conn.scalar(
                 select(func.count())
                 .select_from(Receipt)
                 .where(Receipt.owner == svc.dept, Receipt.grant_id == grant)
@@ -267,7 +267,7 @@ def _spend(
                 raise GrantQuotaExhausted(
                     f"Grant {req.grant_id} has no uses left ({max_uses} allowed)."
                 )
-            last = s.scalar(select(func.max(Receipt.seq)).where(Receipt.owner == svc.dept))
+            last = conn.scalar(select(func.max(Receipt.seq)).where(Receipt.owner == svc.dept))
             receipt = ExchangeReceipt(
                 request_hash=request_hash,
                 ciphertext_cid=cid,
@@ -276,12 +276,13 @@ def _spend(
                 issued_at=int(issued.timestamp()),
             )
             owner_sig = receipt.sign(svc.account, svc.domain)
-            s.add(
-                Receipt(
+            rid = "0x" + req.record_id.hex()
+            conn.execute(
+                insert(Receipt).values(
                     owner=svc.dept,
                     seq=receipt.seq,
                     grant_id=grant,
-                    record_id="0x" + req.record_id.hex(),
+                    record_id=rid,
                     requester=req.requester,
                     request_hash="0x" + request_hash.hex(),
                     nonce=str(req.nonce),
@@ -293,9 +294,9 @@ def _spend(
                     owner_signature="0x" + owner_sig.hex(),
                 )
             )
-            s.add(
-                WrappedKey(
-                    record_id="0x" + req.record_id.hex(),
+            conn.execute(
+                insert(WrappedKey).values(
+                    record_id=rid,
                     recipient_dept=req.requester,
                     recipient_key_id=key_id,
                     grant_id=grant,

@@ -275,31 +275,33 @@ class Users:
             raise InvalidToken(_INVALID_TOKEN)
         digest = hash_token(token)
         now = utcnow(self.clock)
-        with self.db.session(readonly=True) as s:
-            row = s.execute(
-                select(ApiToken, User)
-                .join(User, ApiToken.user_id == User.id)
-                .where(ApiToken.token_hash == digest)
-            ).first()
-            if row is None:
-                raise InvalidToken(_INVALID_TOKEN)
-            t, user = row[0], row[1]
-            usable = (
-                hmac.compare_digest(t.token_hash, digest)
-                and t.revoked_at is None
-                and (t.expires_at is None or t.expires_at > now)
-                and user.disabled_at is None
-            )
-            if not usable:
-                raise InvalidToken(_INVALID_TOKEN)
-            principal = Principal(
-                user_id=user.id,
-                name=user.name,
-                role=Role(user.role),
-                department=user.department,
-                token_id=t.id,
-            )
-            stale = t.last_used_at is None or now - t.last_used_at >= self._touch_every
+        tok, usr = ApiToken.__table__.c, User.__table__.c
+        # Core, not the ORM: this runs on every request
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(
+                    tok.id, tok.token_hash, tok.revoked_at, tok.expires_at, tok.last_used_at,
+                    usr.id, usr.name, usr.role, usr.department, usr.disabled_at,
+                )
+                .join_from(ApiToken.__table__, User.__table__, tok.user_id == usr.id)
+                .where(tok.token_hash == digest)
+            ).first()  # fmt: skip
+        if row is None:
+            raise InvalidToken(_INVALID_TOKEN)
+        (token_id, token_hash, revoked_at, expires_at, last_used_at,
+         user_id, name, role, department, disabled_at) = row  # fmt: skip
+        usable = (
+            hmac.compare_digest(token_hash, digest)
+            and revoked_at is None
+            and (expires_at is None or expires_at > now)
+            and disabled_at is None
+        )
+        if not usable:
+            raise InvalidToken(_INVALID_TOKEN)
+        principal = Principal(
+            user_id=user_id, name=name, role=Role(role), department=department, token_id=token_id
+        )
+        stale = last_used_at is None or now - last_used_at >= self._touch_every
         if stale:
             with self.db.session() as s:
                 fresh = s.get(ApiToken, principal.token_id)

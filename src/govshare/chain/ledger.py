@@ -43,6 +43,8 @@ class Ledger:
         self._owns_conn = False
         #: What :meth:`now` reads besides the latest block (tests pass one they move).
         self.clock = clock
+        # (clock reading, latest block time) of the last read, for recent_now()
+        self._block_seen: tuple[float, int] | None = None
         artifacts = {name: load_artifact(name) for name in CONTRACT_NAMES}
         self.revert_decoder = RevertDecoder(artifacts.values())
         conn.set_revert_decoder(self.revert_decoder)
@@ -131,7 +133,19 @@ class Ledger:
         """The later of the clock (the wall clock unless one was given) and the
         latest block's time: what expiry checks compare against (a quiet dev
         chain's last block can be old)."""
-        return self.now_at(self.latest_timestamp())
+        block_time = self.latest_timestamp()
+        self._block_seen = (self.clock.now(), block_time)
+        return self.now_at(block_time)
+
+    def recent_now(self, max_age: float = 1.0) -> int:
+        """:meth:`now` without a round trip when the latest block's time was read
+        less than ``max_age`` seconds ago (by the clock). For a time the reader
+        signs and the chain's side checks again (an exchange request's expiry):
+        a stale answer there is refused and the caller asks :meth:`now` afresh."""
+        seen = self._block_seen
+        if seen is not None and 0 <= self.clock.now() - seen[0] < max_age:
+            return self.now_at(seen[1])
+        return self.now()
 
     def now_at(self, latest_block_time: int) -> int:
         """:meth:`now`, given the latest block's time read with other calls."""

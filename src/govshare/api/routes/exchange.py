@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from govshare.api.auth import peer_signed
 from govshare.api.deps import ServicesDep
@@ -30,6 +30,9 @@ from govshare.errors import GovShareError
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["exchange"])
+
+#: A ciphertext up to this size is answered in one body (one read of the store).
+SMALL_ANSWER = 256 * 1024
 
 _HEADERS = {
     H_CAPSULE: "The DEK wrapped (HPKE) for the requester's registered key, bound to record, "
@@ -74,13 +77,16 @@ def exchange(
     body: ExchangeRequestIn,
     signature: Annotated[bytes, Depends(peer_signed)],
     svc: ServicesDep,
-) -> StreamingResponse:
+) -> Response:
     """Serve a granted record to the requesting department's broker. The body
     is the EIP-712 ``ExchangeRequest``; ``Govshare-Signature`` is its signature
     by the requester's registered broker key. Refused unless the signer,
     nonce, expiry and the grant on chain (for this requester and record, not
     revoked or expired, quota left — counted atomically here) all check out."""
     answer = serve_exchange(svc, body.model_dump(), signature)
+    if answer.size <= SMALL_ANSWER:  # read here, not streamed through the thread pool
+        data = b"".join(_guarded(answer.chunks, answer.record_id))
+        return Response(data, media_type="application/octet-stream", headers=answer.headers())
     return StreamingResponse(
         _guarded(answer.chunks, answer.record_id),
         media_type="application/octet-stream",

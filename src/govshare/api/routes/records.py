@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from govshare.api.deps import ClerkUser, CurrentUser, ReaderUser, ServicesDep
@@ -272,7 +272,7 @@ def get_content(
         int | None,
         Query(ge=1, le=MAX_INT64, description="Use this grant (default: the best one held)"),
     ] = None,
-) -> StreamingResponse:
+) -> Response:
     """The record's content. An own record is decrypted from this broker's
     store; another department's is fetched from its owner's broker under a grant
     (spending one use), its ciphertext checked against the anchored CID and its
@@ -302,14 +302,17 @@ def get_content(
         out.filename or f"record-{out.record_id[2:14]}.bin"
     )
 
+    media_type = out.media_type or "application/octet-stream"
+    if out.size <= _CHUNK:  # one read here, not a stream's hops through the thread pool
+        with fh:
+            return Response(fh.read(), media_type=media_type, headers=headers)
+
     def body() -> Iterator[bytes]:
         with fh:
             while chunk := fh.read(_CHUNK):
                 yield chunk
 
-    return StreamingResponse(
-        body(), media_type=out.media_type or "application/octet-stream", headers=headers
-    )
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
 def _disposition(filename: str) -> str:
