@@ -88,7 +88,7 @@ def test_an_import_killed_mid_run_resumes_without_duplicates(cli: Cli, tmp_path:
     files = archive(tmp_path / "big", 40, "resume")
     proc = subprocess.Popen(
         [str(GOVSHARE), "record", "import", str(tmp_path / "big"), "--category", CATEGORY,
-         "--dept", "TAX", "--jobs", "2"],
+         "--dept", "TAX", "--jobs", "2", "--per-request", "2"],
         env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     seen = 0

@@ -208,6 +208,52 @@ def test_a_publish_killed_at_any_step_is_completed_once(
         tax.stop()
 
 
+@pytest.mark.parametrize("point", ["publish.before_store", "publish.after_store"])
+def test_a_bulk_import_killed_mid_batch_is_completed_once(
+    world: World, market: ServeProcess, tmp_path: Path, point: str
+) -> None:
+    """``record import`` sends its files together (``POST /v1/records/batch``);
+    the broker dies between accepting them and recording them stored. The
+    restarted broker completes every accepted record by itself; running the
+    import again anchors nothing twice and reads every file back."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    datas = {f"cert-{i}.pdf": os.urandom(20_000) for i in range(5)}
+    for name, data in datas.items():
+        (folder / name).write_bytes(data)
+    imp = ("record", "import", str(folder), "--category", CATEGORY, "--dept", "TAX")
+
+    doomed = spawn_serve(
+        world, "TAX", env={"GOVSHARE_TESTING": "1", "GOVSHARE_TEST_CRASH_AT": point}
+    )
+    wait_serving([doomed])
+    code, out = cli_json(world, *imp)
+    assert code == 1 and len(out["failed"]) == 5, out
+    assert doomed.proc.wait(10) == -signal.SIGKILL
+
+    tax = spawn_serve(world, "TAX")
+    try:
+        wait_serving([tax])
+        shas = {hashlib.sha256(d).hexdigest() for d in datas.values()}
+        deadline = time.monotonic() + 30
+        while not shas <= {r.sha256 for r in tax_rows(world) if r.status == "anchored"}:
+            assert time.monotonic() < deadline, "the accepted records were not completed"
+            time.sleep(0.1)
+        code, again = cli_json(world, *imp)
+        assert code == 0, again
+        assert again["already_there"] == 5 and again["published"] == 0, again
+        for name, data in datas.items():
+            ids = anchored_ids(world, hashlib.sha256(data).digest())
+            assert len(ids) == 1, (name, ids)
+            back = tmp_path / f"back-{name}"
+            code, got = cli_json(world, "record", "fetch", ids[0], "-o", str(back), "--dept", "TAX")
+            assert code == 0, got
+            assert back.read_bytes() == data
+        assert_no_orphans(world)
+    finally:
+        tax.stop()
+
+
 # -- the chain goes away (last: it stops and restarts this module's node) ------------------
 
 

@@ -134,14 +134,20 @@ def _auth_headers(exc: GovShareError) -> dict[str, str] | None:
 
 async def _govshare_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GovShareError)
-    code = exc.code_for_reason if isinstance(exc, ContractReverted) else exc.code
+    resp = error_response(exc, request.url.path)
     if exc.status >= 500:
-        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, code)
+        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status, exc.code)
+    return resp
+
+
+def error_response(exc: GovShareError, instance: str) -> JSONResponse:
+    """The problem answer for ``exc`` (what a route raising it answers)."""
+    code = exc.code_for_reason if isinstance(exc, ContractReverted) else exc.code
     return problem_response(
         exc.status,
         code,
         exc.message,
-        instance=request.url.path,
+        instance=instance,
         headers=_auth_headers(exc),
         details=_safe_details(exc.to_dict().get("details")),
     )

@@ -154,6 +154,31 @@ class PublishOut(BaseModel):
     )
 
 
+class BulkItemIn(BaseModel):
+    """One record of a bulk publish: what ``POST /v1/records`` takes in its form
+    fields and ``Idempotency-Key`` header, for the ``file`` part of the same rank."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    category: str = Field(min_length=1, max_length=64)
+    subject: str | None = Field(default=None, max_length=1024)
+    supersedes: str | None = Field(default=None, pattern=_RECORD_ID)
+
+
+class BulkItemOut(BaseModel):
+    index: int = Field(description="The file part's rank in the request, from 0")
+    idempotency_key: str
+    status: int = Field(description="What POST /v1/records answers for this record")
+    body: dict[str, Any] = Field(
+        description="Its body there: the record (PublishOut) or a problem (RFC 9457)"
+    )
+
+
+class BulkPublishOut(BaseModel):
+    results: list[BulkItemOut]
+
+
 # -- requests and grants ---------------------------------------------------------------
 
 

@@ -53,9 +53,22 @@ class _Part:
 
 
 class _Receiver:
-    def __init__(self, spool: Path, max_size: int) -> None:
+    def __init__(
+        self,
+        spool: Path,
+        max_size: int,
+        *,
+        max_files: int = 1,
+        max_field: int = MAX_FIELD,
+        total: int | None = None,
+    ) -> None:
         self.spool = spool
         self.max_size = max_size
+        self.max_files = max_files
+        self.max_field = max_field
+        self.total = total  # all files together, when several
+        self.received = 0
+        self.done: list[ReceivedUpload] = []  # file parts complete (several files)
         self.fields: dict[str, str] = {}
         self.part = _Part()
         self._hname = b""
@@ -92,9 +105,16 @@ class _Receiver:
         self.part.name = raw_name.decode("utf-8", "replace")
         if self.part.name == FILE_FIELD:
             self.files += 1
-            if self.files > 1:
-                raise InputError("Upload one file per record.")
+            if self.files > self.max_files:
+                raise InputError(
+                    "Upload one file per record."
+                    if self.max_files == 1
+                    else f"At most {self.max_files} files in one request."
+                )
+            if self.file is not None:  # the last file part, complete: keep it
+                self._keep(durable=self.max_files == 1)
             self.part.is_file = True
+            self.sha, self.size = hashlib.sha256(), 0
             raw_fn = options.get(b"filename")
             self.filename = raw_fn.decode("utf-8", "replace") if raw_fn else None
             ctype = self.part.headers.get(b"content-type")
@@ -111,14 +131,19 @@ class _Receiver:
         if self.part.is_file:
             assert self.file is not None
             self.size += len(chunk)
+            self.received += len(chunk)
             if self.size > self.max_size:
                 raise UploadTooLarge(
                     f"The file is larger than this broker's limit of {self.max_size} bytes."
                 )
+            if self.total is not None and self.received > self.total:
+                raise UploadTooLarge(
+                    f"The files of one request may add up to {self.total} bytes at most."
+                )
             self.sha.update(chunk)
             self.file.write(chunk)
         else:
-            if len(self.part.data) + len(chunk) > MAX_FIELD:
+            if len(self.part.data) + len(chunk) > self.max_field:
                 raise InputError(f"The form field {self.part.name!r} is too long.")
             self.part.data += chunk
 
@@ -140,38 +165,89 @@ class _Receiver:
             "on_headers_finished": self.on_headers_finished,
         }
 
+    def _keep(self, durable: bool = True) -> None:
+        """The current file part is complete: kept (``durable``: on disk first)."""
+        assert self.file is not None and self.path is not None
+        self.file.flush()
+        if durable:
+            os.fsync(self.file.fileno())
+        self.file.close()
+        staged = StagedUpload(self.name, self.sha.hexdigest(), self.size)
+        self.done.append(ReceivedUpload(staged, self.filename, self.media_type))
+        self.file = self.path = None
+
     def discard(self) -> None:
         if self.file is not None:
             self.file.close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+        for up in self.done:
+            (self.spool / up.staged.name).unlink(missing_ok=True)
 
 
 async def receive_upload(request: Request, spool: Path, *, max_size: int) -> ReceivedUpload:
     """Read a ``multipart/form-data`` body with one ``file`` part into the spool."""
+    boundary = _check_multipart(
+        request, max_size, "record as multipart/form-data with a 'file' part"
+    )
+    rx = _Receiver(spool, max_size)
+    await _parse(request, rx, boundary)
+    try:
+        if rx.file is None or rx.path is None:
+            raise InputError("The upload has no 'file' part.")
+        rx._keep()
+    except BaseException:
+        rx.discard()
+        raise
+    up = rx.done[0]
+    return ReceivedUpload(up.staged, up.filename, up.media_type, rx.fields)
+
+
+async def receive_uploads(
+    request: Request, spool: Path, *, max_size: int, max_files: int, max_field: int
+) -> tuple[list[ReceivedUpload], dict[str, str]]:
+    """Read a ``multipart/form-data`` body with up to ``max_files`` ``file`` parts
+    (each into the spool, each at most ``max_size``, all together too) and its
+    text fields (each at most ``max_field`` bytes). The files are not fsynced:
+    the bulk publish encrypts them before it acknowledges anything, and makes
+    durable those it hands on as they are (:func:`~govshare.broker.publish.publish_many`)."""
+    boundary = _check_multipart(
+        request, max_size, "records as multipart/form-data with 'file' parts"
+    )
+    rx = _Receiver(spool, max_size, max_files=max_files, max_field=max_field, total=max_size)
+    await _parse(request, rx, boundary)
+    try:
+        if rx.file is None and not rx.done:
+            raise InputError("The upload has no 'file' part.")
+        if rx.file is not None:
+            rx._keep(durable=False)
+    except BaseException:
+        rx.discard()
+        raise
+    return rx.done, rx.fields
+
+
+def _check_multipart(request: Request, max_size: int, what: str) -> bytes:
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
-        raise NotMultipart("Send the record as multipart/form-data with a 'file' part.")
+        raise NotMultipart(f"Send the {what}.")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_size + FRAMING_ALLOWANCE:
         raise UploadTooLarge(f"The upload is larger than this broker's limit of {max_size} bytes.")
-    rx = _Receiver(spool, max_size)
+    return bytes(boundary)
+
+
+async def _parse(request: Request, rx: _Receiver, boundary: bytes) -> None:
+    """Feed the body to the parser; on any failure every staged file is deleted."""
     parser = MultipartParser(boundary, rx.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-        if rx.file is None or rx.path is None:
-            raise InputError("The upload has no 'file' part.")
-        rx.file.flush()
-        os.fsync(rx.file.fileno())
-        rx.file.close()
     except MultipartParseError:
         rx.discard()
         raise InputError("The multipart body is malformed.") from None
     except BaseException:
         rx.discard()
         raise
-    staged = StagedUpload(rx.name, rx.sha.hexdigest(), rx.size)
-    return ReceivedUpload(staged, rx.filename, rx.media_type, rx.fields)

@@ -92,6 +92,17 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+
+
+def check_idempotency_key(key: object) -> str:
+    """``key`` if it may be an idempotency key, else :class:`InputError`."""
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+        raise InputError(
+            "An idempotency key is 1 to 255 printable ASCII characters without spaces."
+        )
+    return key
+
+
 _FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -230,6 +241,18 @@ class StepView:
     attempts: int
     result: JSON | None
     error: JSON | None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A new operation whose first steps its caller did (:meth:`Outbox.submit_started_many`)."""
+
+    kind: str
+    idempotency_key: str
+    fingerprint: str
+    payload: Mapping[str, Any]
+    op_id: str
+    done: Sequence[JSON]
 
 
 @dataclass(frozen=True)
@@ -387,36 +410,15 @@ class Outbox:
         transaction that creates the operation (``op_id``: its id, chosen by the
         caller so that those rows can name it).
         """
-        if kind not in self._kinds:
-            raise ValueError(f"unknown operation kind {kind!r}")
-        if not isinstance(idempotency_key, str) or not _KEY_RE.fullmatch(idempotency_key):
-            raise InputError(
-                "An idempotency key is 1 to 255 printable ASCII characters without spaces."
-            )
-        if not _FINGERPRINT_RE.fullmatch(fingerprint):
-            raise ValueError("a fingerprint is a hex SHA-256 (see outbox.fingerprint)")
         principal = principal_of(user)
-        body = _as_json(payload, "the operation payload")
         now = utcnow(self.clock)
         op_id = op_id or uuid.uuid4().hex
+        row = self._new_operation(
+            kind, idempotency_key, principal, fingerprint, payload, op_id, now
+        )
         try:
             with self.db.session() as s:
-                s.add(
-                    Operation(
-                        id=op_id,
-                        kind=kind,
-                        principal=principal,
-                        idempotency_key=idempotency_key,
-                        fingerprint=fingerprint,
-                        state=OpState.PENDING.value,
-                        step=0,
-                        payload=body,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                s.add(row)
                 if also is not None:
                     s.flush()
                     also(s)
@@ -482,15 +484,7 @@ class Outbox:
         def held(s: Session) -> None:
             op = s.get(Operation, op_id)
             assert op is not None
-            now = op.created_at
-            op.state, op.step, op.step_name = (
-                OpState.RUNNING.value,
-                len(done),
-                k.steps[len(done)].name,
-            )
-            op.lease_owner, op.lease_until = self.instance, now + self.lease
-            for i, out in enumerate(done):
-                s.add(_done_step(op_id, i, k, out, now, now))
+            self._hold(s, op, k, done)
             if also is not None:
                 also(s)
 
@@ -514,25 +508,134 @@ class Outbox:
         longer holds it."""
         now = utcnow(self.clock)
         with self.db.session() as s:
-            op = s.get(Operation, op_id)
-            if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
-                return None
-            k = self._kinds[op.kind]
-            if op.step + len(done) >= len(k.steps):
-                raise ValueError("advance leaves the last step to the engine")
-            for i, out in enumerate(done, start=op.step):
-                s.add(_done_step(op_id, i, k, out, op.created_at, now))
-            op.step += len(done)
-            op.step_name = k.steps[op.step].name
-            op.state = OpState.PENDING.value
-            op.next_attempt_at = now + timedelta(seconds=park or 0.0)
-            op.lease_owner = None
-            op.lease_until = None
-            op.updated_at = now
+            view = self._advance_in(s, op_id, done, park, now)
+            if view is not None and also is not None:
+                also(s)
+            return view
+
+    def submit_started_many(
+        self,
+        user: Principal | str,
+        started: Sequence[Started],
+        *,
+        also: Callable[[Session], None] | None = None,
+    ) -> list[OperationView] | None:
+        """:meth:`submit_started` for many new operations in **one** transaction
+        (a bulk import's batch), with ``also``. Every key must be new: if any was
+        taken meanwhile, nothing is created and the answer is None (the caller
+        then submits them one by one, and learns which were taken)."""
+        principal = principal_of(user)
+        now = utcnow(self.clock)
+        rows = []
+        for st in started:
+            k = self._kinds.get(st.kind)
+            if k is None:
+                raise ValueError(f"unknown operation kind {st.kind!r}")
+            if not 0 < len(st.done) < len(k.steps):
+                raise ValueError("submit_started records some, not all, of the steps done")
+            rows.append(
+                (
+                    self._new_operation(
+                        st.kind, st.idempotency_key, principal, st.fingerprint, st.payload,
+                        st.op_id, now,
+                    ),
+                    k,
+                    st.done,
+                )
+            )  # fmt: skip
+        try:
+            with self.db.session() as s:
+                s.add_all([op for op, _k, _done in rows])
+                s.flush()
+                for op, k, done in rows:
+                    self._hold(s, op, k, done)
+                if also is not None:
+                    also(s)
+                s.flush()
+                return [_view(op) for op, _k, _done in rows]
+        except SAIntegrityError:
+            return None  # a key was taken (or a row of ``also`` refused): nothing kept
+
+    def advance_many(
+        self,
+        done: Mapping[str, Sequence[JSON]],
+        *,
+        park: float | None = None,
+        also: Callable[[Session], None] | None = None,
+    ) -> dict[str, OperationView | None]:
+        """:meth:`advance` for many operations this caller holds, in **one**
+        transaction (with ``also``): by operation id, its view then, or None for
+        one this caller no longer holds (unchanged)."""
+        now = utcnow(self.clock)
+        with self.db.session() as s:
+            views = {
+                op_id: self._advance_in(s, op_id, out, park, now) for op_id, out in done.items()
+            }
             if also is not None:
                 also(s)
-            s.flush()
-            return _view(op)
+            return views
+
+    def _new_operation(
+        self,
+        kind: str,
+        idempotency_key: str,
+        principal: str,
+        fingerprint: str,
+        payload: Mapping[str, Any],
+        op_id: str,
+        now: datetime,
+    ) -> Operation:
+        if kind not in self._kinds:
+            raise ValueError(f"unknown operation kind {kind!r}")
+        check_idempotency_key(idempotency_key)
+        if not _FINGERPRINT_RE.fullmatch(fingerprint):
+            raise ValueError("a fingerprint is a hex SHA-256 (see outbox.fingerprint)")
+        return Operation(
+            id=op_id,
+            kind=kind,
+            principal=principal,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            state=OpState.PENDING.value,
+            step=0,
+            payload=_as_json(payload, "the operation payload"),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _hold(self, s: Session, op: Operation, k: OperationKind, done: Sequence[JSON]) -> None:
+        """A new operation's first steps done by its caller, the next held by it."""
+        now = op.created_at
+        op.state, op.step, op.step_name = OpState.RUNNING.value, len(done), k.steps[len(done)].name
+        op.lease_owner, op.lease_until = self.instance, now + self.lease
+        s.add_all([_done_step(op.id, i, k, out, now, now) for i, out in enumerate(done)])
+
+    def _advance_in(
+        self, s: Session, op_id: str, done: Sequence[JSON], park: float | None, now: datetime
+    ) -> OperationView | None:
+        op = s.get(Operation, op_id)
+        if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
+            return None
+        k = self._kinds[op.kind]
+        if op.step + len(done) >= len(k.steps):
+            raise ValueError("advance leaves the last step to the engine")
+        s.add_all(
+            [
+                _done_step(op_id, i, k, out, op.created_at, now)
+                for i, out in enumerate(done, start=op.step)
+            ]
+        )
+        op.step += len(done)
+        op.step_name = k.steps[op.step].name
+        op.state = OpState.PENDING.value
+        op.next_attempt_at = now + timedelta(seconds=park or 0.0)
+        op.lease_owner = None
+        op.lease_until = None
+        op.updated_at = now
+        s.flush()
+        return _view(op)
 
     # -- reading -------------------------------------------------------------------
 
@@ -553,6 +656,22 @@ class Outbox:
                 )
             ).first()
             return _view(op) if op is not None else None
+
+    def known_keys(self, user: Principal | str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` already name an operation of ``user`` (one query)."""
+        principal = principal_of(user)
+        found: set[str] = set()
+        with self.db.reading() as conn:
+            for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                found.update(
+                    conn.scalars(
+                        select(Operation.idempotency_key).where(
+                            Operation.principal == principal,
+                            Operation.idempotency_key.in_(keys[i : i + 500]),
+                        )
+                    )
+                )
+        return found
 
     def pending(self) -> list[OperationView]:
         """Unfinished operations (pending or running), oldest first."""

@@ -37,7 +37,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -51,10 +51,13 @@ from govshare.broker.errors import RecordUnknown, UnknownCategory
 from govshare.broker.faults import crash_point
 from govshare.broker.outbox import (
     JSON,
+    OperationView,
     RetryPolicy,
+    Started,
     StepContext,
     StepDeferred,
     Submission,
+    check_idempotency_key,
     fingerprint,
     principal_of,
 )
@@ -66,6 +69,7 @@ from govshare.clock import utcnow
 from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
 from govshare.crypto.errors import EnvelopeTruncated
 from govshare.errors import ContractReverted, GovShareError, InputError, IntegrityError
+from govshare.storage import put_many
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
@@ -206,10 +210,11 @@ def stage_file(
 
 
 def _spool_path(svc: BrokerServices, name: str) -> Path:
-    p = (svc.spool / name).resolve()
-    if p.parent != svc.spool.resolve():
+    # A bare file name, so the path cannot leave the spool (checked by its text:
+    # resolving the path on every use cost more than the rest of the lookup).
+    if not name or name in (".", "..") or "/" in name or "\x00" in name or os.sep in name:
         raise InputError("A staged upload must be inside the spool directory.")
-    return p
+    return svc.spool / name
 
 
 # -- the use case ----------------------------------------------------------------------
@@ -265,26 +270,9 @@ def _publish(
     wait: bool,
     anchor_wait: float,
 ) -> PublishOutcome:
-    category = _check_category_label(meta.category)
-    ref = subject_ref(svc.subject_key, meta.subject) if meta.subject else None
-    supersedes = (
-        "0x" + to_bytes32(meta.supersedes, "record id to supersede", allow_zero=False).hex()
-        if meta.supersedes
-        else None
-    )
-    filename = _clean_text(meta.filename, _FILENAME_MAX)
-    media_type = _clean_text(meta.media_type, _MEDIA_TYPE_MAX)
+    body = _request_body(svc, upload, meta)
+    category, supersedes = str(body["category"]), body["supersedes"]
     principal = principal_of(user)
-    body = {
-        "kind": KIND,
-        "category": category,
-        "subject_ref": "0x" + ref.hex() if ref else None,
-        "supersedes": supersedes,
-        "filename": filename,
-        "media_type": media_type,
-        "sha256": upload.sha256,
-        "size": upload.size,
-    }
     fp = fingerprint(body)
 
     batched = svc.limits.batch_max_records > 1
@@ -300,13 +288,7 @@ def _publish(
             raise
         # a retry of a publish accepted before (whatever changed since): its answer
         return _replay(svc, principal, idempotency_key, fp, staged)
-    payload = {
-        **body,
-        "dept": svc.dept,
-        "idempotency_key": idempotency_key,
-        "upload": upload.name,
-        "published_by": user.name if isinstance(user, Principal) else None,
-    }
+    payload = _payload(svc, user, idempotency_key, upload, body)
     if batched:
         payload["anchor_mode"] = BATCH_MODE
         return _publish_batched(svc, user, principal, idempotency_key, fp, payload, anchor_wait)
@@ -317,6 +299,45 @@ def _publish(
     # The outbox worker may claim the new operation first: then wait for it.
     view = svc.outbox.settle(svc.outbox.run(sub.operation.id, wait=wait))
     return PublishOutcome.of(Submission(view, created=True))
+
+
+def _request_body(svc: BrokerServices, upload: StagedUpload, meta: PublishRequest) -> JSON:
+    """What a publish asks for, checked and normalised: its fingerprint is the
+    idempotency key's (the same key with another body is refused)."""
+    category = _check_category_label(meta.category)
+    ref = subject_ref(svc.subject_key, meta.subject) if meta.subject else None
+    supersedes = (
+        "0x" + to_bytes32(meta.supersedes, "record id to supersede", allow_zero=False).hex()
+        if meta.supersedes
+        else None
+    )
+    return {
+        "kind": KIND,
+        "category": category,
+        "subject_ref": "0x" + ref.hex() if ref else None,
+        "supersedes": supersedes,
+        "filename": _clean_text(meta.filename, _FILENAME_MAX),
+        "media_type": _clean_text(meta.media_type, _MEDIA_TYPE_MAX),
+        "sha256": upload.sha256,
+        "size": upload.size,
+    }
+
+
+def _payload(
+    svc: BrokerServices,
+    user: Principal | str,
+    idempotency_key: str,
+    upload: StagedUpload,
+    body: JSON,
+) -> JSON:
+    """The operation's payload: the request's body and who asked, with what."""
+    return {
+        **body,
+        "dept": svc.dept,
+        "idempotency_key": idempotency_key,
+        "upload": upload.name,
+        "published_by": user.name if isinstance(user, Principal) else None,
+    }
 
 
 def _replay(
@@ -481,6 +502,272 @@ def _publish_batched(
     if parked is None or anchor_wait > 0:
         parked = batcher.wait_anchored(op_id, anchor_wait)
     return PublishOutcome.of(Submission(parked, created=True))
+
+
+# -- many at once: a bulk import's batch ----------------------------------------------------
+
+#: The most records one :func:`publish_many` call (one bulk request) takes.
+MAX_BULK = 256
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One record of a bulk publish: its key, its staged upload and what it is."""
+
+    idempotency_key: str
+    upload: StagedUpload
+    meta: PublishRequest
+
+
+def publish_many(
+    svc: BrokerServices, user: Principal | str, items: Sequence[BulkItem]
+) -> list[PublishOutcome | GovShareError]:
+    """Publish several staged uploads (a bulk import's batch), each under its own
+    idempotency key, with the answer :func:`publish` gives it ("accepted,
+    anchoring": nothing waits for an anchor), or its refusal; in order. One
+    record's refusal does not stop the others.
+
+    The staged uploads may not be on disk yet (the bulk route does not fsync
+    them): each is encrypted before anything is acknowledged, or made durable
+    before the single path takes it. In batch mode the new records go the lean
+    path together: encrypted one by one, then **one** transaction accepts them
+    all, the store makes them durable together, and **one** more records them
+    stored and parks them for their anchor batch. Anything else — a key seen
+    before, a key twice in the batch, a new version of a record, a category the
+    cache does not confirm — takes :func:`publish`'s own path, one by one.
+    Crash safety is the single path's: the same operations in the same states."""
+    if len(items) > MAX_BULK:
+        for it in items:
+            _discard_upload(svc, it.upload.name)
+        raise InputError(f"At most {MAX_BULK} records in one bulk publish.")
+    try:
+        return _publish_many(svc, user, items)
+    except BaseException:
+        # Stopped as a whole (the database went away): the uploads no operation
+        # took over are deleted; the others belong to their operations.
+        for it in items:
+            with contextlib.suppress(Exception):
+                if svc.outbox.find(user, it.idempotency_key) is None:
+                    _discard_upload(svc, it.upload.name)
+        raise
+
+
+def _publish_many(
+    svc: BrokerServices, user: Principal | str, items: Sequence[BulkItem]
+) -> list[PublishOutcome | GovShareError]:
+    out: list[PublishOutcome | GovShareError | None] = [None] * len(items)
+    singly = list(range(len(items)))
+    if svc.limits.batch_max_records > 1:
+        principal = principal_of(user)
+        fresh, singly = _sort_bulk(svc, user, principal, items, out)
+        singly += _accept_together(svc, principal, _encrypt_each(svc, principal, fresh, out), out)
+    for i in sorted(singly):
+        it = items[i]
+        try:
+            _make_durable(_spool_path(svc, it.upload.name))  # the single path keeps it as is
+            out[i] = publish(svc, user, it.idempotency_key, it.upload, it.meta)
+        except GovShareError as exc:
+            out[i] = exc
+    return [o if o is not None else InputError("not published") for o in out]
+
+
+def _sort_bulk(
+    svc: BrokerServices,
+    user: Principal | str,
+    principal: str,
+    items: Sequence[BulkItem],
+    out: list[PublishOutcome | GovShareError | None],
+) -> tuple[list[tuple[int, str, JSON]], list[int]]:
+    """Which items take the lean path together — (index, fingerprint, payload) —
+    and which :func:`publish`'s own; refusals of the request itself go to ``out``."""
+    known = svc.outbox.known_keys(principal, [it.idempotency_key for it in items])
+    checked: dict[str, bool] = {}
+    taken: set[str] = set()
+    fresh: list[tuple[int, str, JSON]] = []
+    singly: list[int] = []
+    for i, it in enumerate(items):
+        try:
+            staged = _spool_path(svc, it.upload.name)
+            check_idempotency_key(it.idempotency_key)
+            body = _request_body(svc, it.upload, it.meta)
+        except GovShareError as exc:
+            _discard_upload(svc, it.upload.name)
+            out[i] = exc
+            continue
+        key, category = it.idempotency_key, str(body["category"])
+        if key in known:  # a retry (a resumed import): the original, nothing encrypted
+            try:
+                out[i] = _replay(svc, principal, key, fingerprint(body), staged)
+            except GovShareError as exc:
+                out[i] = exc
+            continue
+        if category not in checked:
+            checked[category] = _category_confirmed(svc, category)
+        if key in taken or body["supersedes"] is not None or not checked[category]:
+            singly.append(i)  # (a key twice here: the single path replays the second)
+            continue
+        taken.add(key)
+        payload = {**_payload(svc, user, key, it.upload, body), "anchor_mode": BATCH_MODE}
+        fresh.append((i, fingerprint(body), payload))
+    return fresh, singly
+
+
+def _make_durable(path: Path) -> None:
+    """fsync a staged upload a bulk request received without (see publish_many)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # publish() says what is missing
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard_upload(svc: BrokerServices, name: str) -> None:
+    """Delete a staged upload this call refused (if its name is a spool name)."""
+    with contextlib.suppress(GovShareError, OSError):
+        _spool_path(svc, name).unlink(missing_ok=True)
+
+
+def _category_confirmed(svc: BrokerServices, category: str) -> bool:
+    """The category is active in this department's catalog, by the cache (which
+    the mirror's events refresh). Not confirmed: :func:`publish` checks it live
+    and says why not."""
+    return any(c.category == category and c.active for c in svc.chain_cache.categories(svc.dept))
+
+
+@dataclass(frozen=True)
+class _Accepting:
+    """One new record of a bulk publish, encrypted into the spool."""
+
+    index: int
+    started: Started
+    record_id: str
+    fields: JSON
+    envelope: Path
+    capsule: bytes
+
+
+def _encrypt_each(
+    svc: BrokerServices,
+    principal: str,
+    fresh: list[tuple[int, str, JSON]],
+    out: list[PublishOutcome | GovShareError | None],
+) -> list[_Accepting]:
+    done = []
+    for i, fp, payload in fresh:
+        op_id = uuid.uuid4().hex
+        key = str(payload["idempotency_key"])
+        rid = record_id_for(svc.dept, op_id, principal, key)
+        try:
+            enc, header = _encrypt_to_spool(svc, op_id, rid, payload)
+        except GovShareError as exc:
+            _discard_upload(svc, str(payload["upload"]))
+            out[i] = exc
+            continue
+        done.append(
+            _Accepting(
+                i,
+                Started(KIND, key, fp, payload, op_id, [enc]),
+                "0x" + rid.hex(),
+                _record_fields(payload, header, op_id, mode=BATCH_MODE),
+                _spool_path(svc, str(enc["ciphertext"])),
+                bytes.fromhex(str(enc["capsule"])),
+            )
+        )
+    return done
+
+
+def _accept_together(
+    svc: BrokerServices,
+    principal: str,
+    batch: list[_Accepting],
+    out: list[PublishOutcome | GovShareError | None],
+) -> list[int]:
+    """Accept all (one transaction), store all, record all stored and park them
+    (one transaction). Returns the indices left to the single path: all of them
+    when a key was taken meanwhile (a retry racing this batch; nothing was kept)."""
+    if not batch:
+        return []
+    now = utcnow(svc.clock)
+
+    def accept(s: Session) -> None:
+        s.add_all(
+            [
+                Record(record_id=a.record_id, **a.fields, created_at=now, updated_at=now)
+                for a in batch
+            ]
+        )
+
+    try:
+        held = svc.outbox.submit_started_many(principal, [a.started for a in batch], also=accept)
+    except BaseException:
+        held = None
+        raise
+    finally:
+        if held is None:  # nothing of this batch was kept: nor are its envelopes
+            for a in batch:
+                a.envelope.unlink(missing_ok=True)
+    if held is None:
+        return [a.index for a in batch]
+    for a in batch:
+        _discard_upload(svc, str(a.started.payload["upload"]))
+    _store_together(svc, batch, out)
+    return []
+
+
+def _store_together(
+    svc: BrokerServices, batch: list[_Accepting], out: list[PublishOutcome | GovShareError | None]
+) -> None:
+    """Store the accepted records' envelopes together, then record them stored
+    and park them for their anchor batch (one transaction)."""
+    crash_point("publish.before_store")
+    handles = [a.envelope.open("rb") for a in batch]
+    try:
+        cids = [str(c) for c in put_many(svc.store, handles, cid_version=1, pin=True)]
+    except Exception:  # noqa: BLE001 — any failure: the engine takes over (and records it)
+        _answer(svc, batch, svc.outbox.advance_many({a.started.op_id: [] for a in batch}), out)
+        return
+    finally:
+        for fh in handles:
+            fh.close()
+    crash_point("publish.after_store")
+    stamp = utcnow(svc.clock)
+    rows = [
+        {
+            "record_id": a.record_id,
+            "cid": cid,
+            "own_capsule": a.capsule,
+            "status": RecordStatus.STORED.value,
+            "updated_at": stamp,
+        }
+        for a, cid in zip(batch, cids, strict=True)
+    ]
+
+    def stored(s: Session) -> None:
+        s.execute(update(Record), rows)  # by primary key: one statement for all
+
+    steps: dict[str, Sequence[JSON]] = {
+        a.started.op_id: [{"cid": cid}, {"capsule_sha256": hashlib.sha256(a.capsule).hexdigest()}]
+        for a, cid in zip(batch, cids, strict=True)
+    }
+    views = svc.outbox.advance_many(steps, park=PARK, also=stored)
+    for a in batch:
+        a.envelope.unlink(missing_ok=True)
+    svc.record_batcher.notify()
+    _answer(svc, batch, views, out)
+
+
+def _answer(
+    svc: BrokerServices,
+    batch: list[_Accepting],
+    views: Mapping[str, OperationView | None],
+    out: list[PublishOutcome | GovShareError | None],
+) -> None:
+    for a in batch:
+        view = views.get(a.started.op_id) or svc.outbox.get(a.started.op_id)
+        out[a.index] = PublishOutcome.of(Submission(view, created=True))
 
 
 # -- the steps -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from govshare.errors import GovShareError, InputError
 from govshare.util import printable
@@ -42,6 +42,12 @@ MAX_CSV_BYTES = 256 * 1024**2
 MAX_CSV_ROWS = 10_000_000
 MAX_CSV_FIELD = 1024
 MAX_CSV_ERRORS = 1000
+#: A chunk of a bulk import: at most this many files (the broker's bound per
+#: request) and bytes (never more than the upload limit either).
+CHUNK_FILES = 256
+CHUNK_BYTES = 8 * 1024**2
+#: Chunks in flight at once (each is one request the broker works through).
+CHUNKS_IN_FLIGHT = 2
 #: Default upload limit: the broker's default ``max_upload``.
 DEFAULT_MAX_SIZE = 256 * 1024**2
 _HASH_CHUNK = 1024 * 1024
@@ -64,6 +70,30 @@ class Publisher(Protocol):
     def publish(
         self, path: Path, *, key: str, filename: str, fields: dict[str, str]
     ) -> PublishAnswer: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One file as sent: its key, its name, its form fields."""
+
+    path: Path
+    key: str
+    filename: str
+    fields: dict[str, str]
+
+
+@runtime_checkable
+class BulkPublisher(Protocol):
+    """A publisher that also takes many files in one request (the broker's
+    ``POST /v1/records/batch``): the importer then sends its files in chunks."""
+
+    def publish(
+        self, path: Path, *, key: str, filename: str, fields: dict[str, str]
+    ) -> PublishAnswer: ...
+
+    def publish_many(self, files: list[Outgoing]) -> list[PublishAnswer | str]:
+        """Each file's answer, in order, or the reason it was refused."""
+        ...
 
 
 class StopImport(Exception):
@@ -131,6 +161,8 @@ class ImportPlan:
     subjects: dict[str, str] | None = None
     jobs: int = 4
     max_size: int = DEFAULT_MAX_SIZE
+    #: Files sent in one request to a publisher that takes many (1: each alone).
+    per_request: int = CHUNK_FILES
 
 
 def idempotency_key(dept: str, category: str, relpath: str, sha256_hex: str) -> str:
@@ -316,26 +348,81 @@ def subject_of(plan: ImportPlan, item: FileItem) -> str | None:
 Progress = Callable[[ItemResult], None]
 
 
+def outgoing(plan: ImportPlan, item: FileItem) -> Outgoing:
+    """Hash one file and derive what is sent for it (OSError, GovShareError)."""
+    subject = subject_of(plan, item)
+    digest = file_sha256(item.path, plan.max_size)
+    fields = {"category": plan.category}
+    if subject is not None:
+        fields["subject"] = subject
+    key = idempotency_key(plan.dept, plan.category, item.relpath, digest)
+    return Outgoing(item.path, key, item.relpath, fields)
+
+
 def publish_one(plan: ImportPlan, publisher: Publisher, item: FileItem) -> ItemResult:
     """Hash, then publish one file under its derived key."""
     try:
-        subject = subject_of(plan, item)
-        digest = file_sha256(item.path, plan.max_size)
-        key = idempotency_key(plan.dept, plan.category, item.relpath, digest)
-        fields = {"category": plan.category}
-        if subject is not None:
-            fields["subject"] = subject
-        ans = publisher.publish(item.path, key=key, filename=item.relpath, fields=fields)
+        out = outgoing(plan, item)
+        ans = publisher.publish(out.path, key=out.key, filename=out.filename, fields=out.fields)
     except OSError as exc:
         return ItemResult(item.relpath, "failed", reason=f"cannot read ({exc.strerror})")
     except GovShareError as exc:
         return ItemResult(item.relpath, "failed", reason=printable(exc.message))
+    return _answered(item, ans)
+
+
+def publish_chunk(
+    plan: ImportPlan, publisher: BulkPublisher, chunk: list[FileItem]
+) -> list[ItemResult]:
+    """Hash a chunk's files, then publish them in one request; each file's result
+    in order (a file that cannot be read fails alone)."""
+    results: list[ItemResult | None] = [None] * len(chunk)
+    sent: list[tuple[int, Outgoing]] = []
+    for i, item in enumerate(chunk):
+        try:
+            sent.append((i, outgoing(plan, item)))
+        except OSError as exc:
+            results[i] = ItemResult(item.relpath, "failed", reason=f"cannot read ({exc.strerror})")
+        except GovShareError as exc:
+            results[i] = ItemResult(item.relpath, "failed", reason=printable(exc.message))
+    if sent:
+        try:
+            answers = publisher.publish_many([o for _i, o in sent])
+        except GovShareError as exc:  # the request as a whole was refused
+            answers = [printable(exc.message)] * len(sent)
+        for (i, _o), ans in zip(sent, answers, strict=True):
+            results[i] = (
+                ItemResult(chunk[i].relpath, "failed", reason=printable(ans))
+                if isinstance(ans, str)
+                else _answered(chunk[i], ans)
+            )
+    return [r for r in results if r is not None]
+
+
+def _answered(item: FileItem, ans: PublishAnswer) -> ItemResult:
     return ItemResult(
         item.relpath,
         "already" if ans.replayed else "published",
         record_id=ans.record_id,
         anchoring=ans.state != "done",
     )
+
+
+def chunks(
+    items: list[FileItem], max_bytes: int, max_files: int = CHUNK_FILES
+) -> Iterator[list[FileItem]]:
+    """``items`` in order, in chunks of at most ``max_files`` files and
+    ``max_bytes`` (a larger file goes alone)."""
+    chunk: list[FileItem] = []
+    size = 0
+    for item in items:
+        if chunk and (len(chunk) >= max_files or size + item.size > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item.size
+    if chunk:
+        yield chunk
 
 
 def run_import(
@@ -353,30 +440,31 @@ def run_import(
     summary = ImportSummary(total=len(items))
     stop = stop or threading.Event()
     fatal: list[str] = []
-    todo = iter(items)
-    with ThreadPoolExecutor(max(1, plan.jobs), thread_name_prefix="import") as pool:
-        running: dict[Future[ItemResult], FileItem] = {}
+    todo, workers, work = _units(plan, publisher, items)
+    with ThreadPoolExecutor(workers, thread_name_prefix="import") as pool:
+        running: dict[Future[list[ItemResult]], list[FileItem]] = {}
 
         def fill() -> None:
-            while len(running) < plan.jobs * 2 and not stop.is_set() and not fatal:
-                item = next(todo, None)
-                if item is None:
+            while len(running) < workers * 2 and not stop.is_set() and not fatal:
+                unit = next(todo, None)
+                if unit is None:
                     return
-                running[pool.submit(publish_one, plan, publisher, item)] = item
+                running[pool.submit(work, unit)] = unit
 
         fill()
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                item = running.pop(fut)
-                result = _result_of(fut, item, fatal)
-                _count(summary, result)
-                if progress is not None:
-                    progress(result)
+                unit = running.pop(fut)
+                for result in _results_of(fut, unit, fatal):
+                    _count(summary, result)
+                    if progress is not None:
+                        progress(result)
             fill()
     reason = fatal[0] if fatal else "interrupted"
-    for item in todo:
-        _count(summary, ItemResult(item.relpath, "failed", reason=f"not sent: {reason}"))
+    for unit in todo:
+        for item in unit:
+            _count(summary, ItemResult(item.relpath, "failed", reason=f"not sent: {reason}"))
     return summary
 
 
@@ -408,12 +496,35 @@ def import_folder(
     return summary
 
 
-def _result_of(fut: Future[ItemResult], item: FileItem, fatal: list[str]) -> ItemResult:
+def _units(
+    plan: ImportPlan, publisher: Publisher, items: list[FileItem]
+) -> tuple[Iterator[list[FileItem]], int, Callable[[list[FileItem]], list[ItemResult]]]:
+    """What is sent at a time, how many at once, and how: chunks of files to a
+    publisher that takes many, else one file each."""
+    if isinstance(publisher, BulkPublisher) and plan.per_request > 1:
+        bulk = publisher
+
+        def many(unit: list[FileItem]) -> list[ItemResult]:
+            return publish_chunk(plan, bulk, unit)
+
+        workers = min(max(1, plan.jobs), CHUNKS_IN_FLIGHT)
+        todo = chunks(items, min(CHUNK_BYTES, plan.max_size), min(plan.per_request, CHUNK_FILES))
+        return todo, workers, many
+
+    def one(unit: list[FileItem]) -> list[ItemResult]:
+        return [publish_one(plan, publisher, unit[0])]
+
+    return ([item] for item in items), max(1, plan.jobs), one
+
+
+def _results_of(
+    fut: Future[list[ItemResult]], unit: list[FileItem], fatal: list[str]
+) -> list[ItemResult]:
     try:
         return fut.result()
     except StopImport as exc:
         fatal.append(printable(exc.reason))
-        return ItemResult(item.relpath, "failed", reason=printable(exc.reason))
+        return [ItemResult(item.relpath, "failed", reason=printable(exc.reason)) for item in unit]
 
 
 def _count(summary: ImportSummary, r: ItemResult) -> None:

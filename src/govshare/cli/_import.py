@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,7 @@ from govshare.clerk.importer import (
     ImportPlan,
     ImportSummary,
     ItemResult,
+    Outgoing,
     PublishAnswer,
     StopImport,
     import_folder,
@@ -26,7 +28,8 @@ from govshare.util import printable
 
 
 class ApiPublisher:
-    """The broker's ``POST /v1/records``, as :class:`govshare.clerk.importer.Publisher`."""
+    """The broker's ``POST /v1/records`` and ``POST /v1/records/batch``, as
+    :class:`govshare.clerk.importer.BulkPublisher`."""
 
     def __init__(self, client: BrokerClient) -> None:
         self.client = client
@@ -53,6 +56,46 @@ class ApiPublisher:
             replayed=bool(body.get("replayed")),
             state=str(body.get("state") or ("done" if resp.status_code < 202 else "pending")),
         )
+
+    def publish_many(self, files: list[Outgoing]) -> list[PublishAnswer | str]:
+        """``POST /v1/records/batch``: the files of one chunk in one request, each
+        accepted at once under its own key."""
+        items = [
+            {"idempotency_key": f.key, **{k: v for k, v in f.fields.items() if v}} for f in files
+        ]
+        with ExitStack() as stack:
+            parts = [
+                (
+                    "file",
+                    (
+                        f.filename,
+                        stack.enter_context(f.path.open("rb")),
+                        mimetypes.guess_type(f.filename)[0] or "application/octet-stream",
+                    ),
+                )
+                for f in files
+            ]
+            try:
+                resp = self.client.call(
+                    "POST", "/v1/records/batch", data={"items": json.dumps(items)}, files=parts
+                )
+            except BrokerUnreachable as exc:
+                raise StopImport(exc.message) from None
+        results = resp.json().get("results", [])
+        if len(results) != len(files):
+            raise StopImport(f"The broker answered {len(results)} of {len(files)} records.")
+        return [_answer_of(int(r.get("status", 0)), r.get("body") or {}) for r in results]
+
+
+def _answer_of(status: int, body: dict[str, object]) -> PublishAnswer | str:
+    """One record's answer in a bulk reply: as ``POST /v1/records`` gives it."""
+    if status >= 400:
+        return str(body.get("detail") or body.get("code") or f"HTTP {status}")
+    return PublishAnswer(
+        record_id=str(body["record_id"]) if body.get("record_id") else None,
+        replayed=bool(body.get("replayed")),
+        state=str(body.get("state") or ("done" if status < 202 else "pending")),
+    )
 
 
 @contextmanager
@@ -102,6 +145,7 @@ def run(
     subject_from: Literal["none", "name", "csv"],
     subject_csv: Path | None,
     jobs: int,
+    per_request: int,
     max_size: int,
     quiet: bool,
 ) -> None:
@@ -113,6 +157,7 @@ def run(
         subject_csv=subject_csv,
         jobs=jobs,
         max_size=max_size,
+        per_request=per_request,
     )
     with _progress(ctx, quiet) as (on_start, on_result):
         summary = import_folder(plan, ApiPublisher(client), on_start=on_start, progress=on_result)

@@ -384,8 +384,20 @@ def fetch_cmd(
     default=None,
     help="With --subject-from csv: a CSV with 'path' (relative to DIR) and 'subject' columns.",
 )
-@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Files in flight at once.")  # fmt: skip
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once (at most 2 when several files go per request).",
+)
+@click.option(
+    "--per-request",
+    type=click.IntRange(1, 256),
+    default=256,
+    show_default=True,
+    help="Files sent in one request, accepted together by the broker (1: each alone).",
+)
 @click.option(
     "--max-size",
     type=click.IntRange(min=0),
@@ -404,6 +416,7 @@ def import_cmd(
     subject_from: str,
     subject_csv: Path | None,
     jobs: int,
+    per_request: int,
     max_size: int,
     quiet: bool,
     dept: str,
@@ -419,5 +432,5 @@ def import_cmd(
     with open_client(ctx, dept, token, broker_url) as client:
         _import.run(
             ctx, client, directory, category, subject_from,  # type: ignore[arg-type]
-            subject_csv, jobs, max_size, quiet,
+            subject_csv, jobs, per_request, max_size, quiet,
         )  # fmt: skip

@@ -32,6 +32,7 @@ from govshare.storage.base import (
     CarImport,
     GCReport,
     SweepReport,
+    put_many,
 )
 from govshare.storage.cid import CID, parse_cid
 from govshare.storage.errors import (
@@ -76,6 +77,7 @@ __all__ = [
     "compute_cid",
     "open_store",
     "parse_cid",
+    "put_many",
     "require",
     "save_to",
 ]

@@ -4,6 +4,7 @@ from their owner's broker)."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -13,16 +14,31 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from govshare.api.deps import ClerkUser, CurrentUser, ReaderUser, ServicesDep
-from govshare.api.errors import problem_response, problem_responses
-from govshare.api.schemas import MAX_INT64, PublishOut, RecordOut
-from govshare.api.uploads import receive_upload
+from govshare.api.errors import error_response, problem_response, problem_responses
+from govshare.api.schemas import (
+    MAX_INT64,
+    BulkItemIn,
+    BulkItemOut,
+    BulkPublishOut,
+    PublishOut,
+    RecordOut,
+)
+from govshare.api.uploads import ReceivedUpload, receive_upload, receive_uploads
 from govshare.broker.db import OpState
 from govshare.broker.errors import IdempotencyKeyRequired, OperationInProgress
 from govshare.broker.fetch import fetch
-from govshare.broker.publish import PublishOutcome, PublishRequest, publish
+from govshare.broker.publish import (
+    MAX_BULK,
+    BulkItem,
+    PublishOutcome,
+    PublishRequest,
+    publish,
+    publish_many,
+)
 from govshare.broker.queries import list_records, show_record
 from govshare.errors import InputError
 
@@ -219,6 +235,113 @@ async def publish_record(
         (svc.spool / upload.staged.name).unlink(missing_ok=True)
         raise
     return _publish_answer(out, request.url.path)
+
+
+_BULK_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["items", "file"],
+                    "properties": {
+                        "items": {
+                            "type": "string",
+                            "description": "JSON: a list with one BulkItemIn per file part, "
+                            "in the same order",
+                        },
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "maxItems": MAX_BULK,
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+#: The ``items`` field: one short JSON object per file.
+_MAX_ITEMS_FIELD = MAX_BULK * 2048
+_ITEMS = TypeAdapter(list[BulkItemIn])
+
+
+@router.post(
+    "/batch",
+    response_model=BulkPublishOut,
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 500, 503),
+    openapi_extra=_BULK_SCHEMA,
+)
+async def publish_records(request: Request, user: ClerkUser, svc: ServicesDep) -> JSONResponse:
+    """Publish up to 256 records in one request: how ``govshare record import``
+    onboards an archive. Multipart: ``items`` (JSON, one object per file part:
+    its ``idempotency_key``, ``category``, optional ``subject`` and
+    ``supersedes``) and the ``file`` parts, in the same order; the files add up
+    to the broker's upload limit at most. Each record is published as by ``POST
+    /v1/records`` with ``Prefer: respond-async``, and its answer there (status
+    and body) is its entry in ``results``; one record's refusal does not stop
+    the others. New records are accepted together: two database transactions for
+    the whole request."""
+    uploads, fields = await receive_uploads(
+        request,
+        svc.spool,
+        max_size=svc.limits.max_upload,
+        max_files=MAX_BULK,
+        max_field=_MAX_ITEMS_FIELD,
+    )
+    try:
+        items = _bulk_items(fields, uploads)
+    except BaseException:
+        for up in uploads:
+            (svc.spool / up.staged.name).unlink(missing_ok=True)
+        raise
+    results = await run_in_threadpool(publish_many, svc, user, items)
+    path = request.url.path.rsplit("/", 1)[0]  # each answer as POST /v1/records gives it
+    out = []
+    for i, (item, res) in enumerate(zip(items, results, strict=True)):
+        resp = (
+            _publish_answer(res, path)
+            if isinstance(res, PublishOutcome)
+            else error_response(res, path)
+        )
+        body = json.loads(bytes(resp.body))
+        out.append(BulkItemOut(index=i, idempotency_key=item.idempotency_key,
+                               status=resp.status_code, body=body))  # fmt: skip
+    return JSONResponse(BulkPublishOut(results=out).model_dump(mode="json"))
+
+
+def _bulk_items(fields: dict[str, str], uploads: list[ReceivedUpload]) -> list[BulkItem]:
+    extra = sorted(set(fields) - {"items"})
+    if extra:
+        raise InputError(f"A bulk publish has an 'items' field and 'file' parts, not {extra}.")
+    raw = fields.get("items")
+    if raw is None:
+        raise InputError("Say what each file is: the 'items' field, a JSON list.")
+    try:
+        metas = _ITEMS.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"{p}: " for p in [".".join(str(x) for x in first.get("loc", ()))] if p)
+        raise InputError(f"The 'items' field is not valid: {where}{first.get('msg')}.") from None
+    if len(metas) != len(uploads):
+        raise InputError(
+            f"The 'items' field describes {len(metas)} records but {len(uploads)} files came."
+        )
+    return [
+        BulkItem(
+            m.idempotency_key,
+            up.staged,
+            PublishRequest(
+                category=m.category.strip(),
+                subject=m.subject or None,
+                supersedes=(m.supersedes or "").strip() or None,
+                filename=up.filename,
+                media_type=up.media_type,
+            ),
+        )
+        for m, up in zip(metas, uploads, strict=True)
+    ]
 
 
 @router.get("", response_model=list[RecordOut], responses=problem_responses(401, 403, 422, 500))
