@@ -3,9 +3,11 @@ what eth-account's ``encode_typed_data`` makes, on random and edge values."""
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 
+import coincurve
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -79,3 +81,6 @@ def test_signatures_are_eth_accounts_byte_for_byte(req: ExchangeRequest) -> None
     assert req.sign(acct, DOMAIN) == bytes(acct.sign_message(req.signable(DOMAIN)).signature)
     rcpt = ExchangeReceipt(req.digest(DOMAIN), "bafy", os.urandom(32), 9, 1_700_000_000)
     assert rcpt.sign(acct, DOMAIN) == bytes(acct.sign_message(rcpt.signable(DOMAIN)).signature)
+    del acct  # and no copy of the key is left behind
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, coincurve.PrivateKey)]
