@@ -147,3 +147,25 @@ def test_limits_and_auth_are_checked_before_anything_is_kept(tax: Broker) -> Non
     problem(r, 401, "auth.required")
     problem(bulk(tax, [("a.pdf", b"a")], one, who="auditor"), 403, "auth.forbidden")
     assert spool(tax) == []
+
+
+def test_a_new_version_in_a_bulk_request_takes_the_single_path_from_memory(tax: Broker) -> None:
+    """A small file of a bulk request is held in memory; a record that takes the
+    single path (here: a new version) is written to the spool for it first."""
+    (v1,) = bulk(
+        tax, [("v1.pdf", b"version one")], [{"idempotency_key": "v-1", "category": CATEGORY}]
+    ).json()["results"]
+    rid = v1["body"]["record_id"]
+    r = bulk(
+        tax,
+        [("v2.pdf", b"version two")],
+        [{"idempotency_key": "v-2", "category": CATEGORY, "supersedes": rid}],
+    )
+    (v2,) = r.json()["results"]
+    assert v2["status"] == 202, v2
+    assert spool(tax) == []
+    tax.svc.record_batcher.run_once(force=True)
+    leaf = anchored_record(tax.svc, v2["body"]["record_id"])
+    assert leaf.previous_record_id == bytes.fromhex(rid[2:])
+    got = tax.client.get(f"/v1/records/{v2['body']['record_id']}/content", headers=tax.auth())
+    assert got.content == b"version two"

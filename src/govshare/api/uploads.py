@@ -31,6 +31,10 @@ from govshare.errors import InputError
 FILE_FIELD = "file"
 MAX_FIELD = 8 * 1024
 MAX_FIELDS = 16
+#: A bulk request holds its small files in memory (never in the spool): each of
+#: at most MEMORY_PART bytes, MEMORY_BUDGET bytes in all; the rest go to the spool.
+MEMORY_PART = 1024 * 1024
+MEMORY_BUDGET = 16 * 1024 * 1024
 #: Room for the multipart framing and the text fields around the file.
 FRAMING_ALLOWANCE = 64 * 1024
 
@@ -61,6 +65,7 @@ class _Receiver:
         max_files: int = 1,
         max_field: int = MAX_FIELD,
         total: int | None = None,
+        memory: int = 0,
     ) -> None:
         self.spool = spool
         self.max_size = max_size
@@ -68,6 +73,10 @@ class _Receiver:
         self.max_field = max_field
         self.total = total  # all files together, when several
         self.received = 0
+        self.memory = memory  # bytes of small files this request may hold in memory
+        self.in_memory = 0
+        self.buffer: bytearray | None = None  # the current file, while in memory
+        self.open = False  # a file part is being received
         self.done: list[ReceivedUpload] = []  # file parts complete (several files)
         self.fields: dict[str, str] = {}
         self.part = _Part()
@@ -111,25 +120,25 @@ class _Receiver:
                     if self.max_files == 1
                     else f"At most {self.max_files} files in one request."
                 )
-            if self.file is not None:  # the last file part, complete: keep it
+            if self.open:  # the last file part, complete: keep it
                 self._keep(durable=self.max_files == 1)
             self.part.is_file = True
+            self.open = True
             self.sha, self.size = hashlib.sha256(), 0
             raw_fn = options.get(b"filename")
             self.filename = raw_fn.decode("utf-8", "replace") if raw_fn else None
             ctype = self.part.headers.get(b"content-type")
             self.media_type = ctype.decode("latin-1") if ctype else None
-            self.name = new_spool_name()
-            self.path = self.spool / self.name
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            self.file = os.fdopen(fd, "wb")
+            if self.in_memory < self.memory:
+                self.name, self.buffer = new_spool_name("memory"), bytearray()
+            else:
+                self._to_disk()
         elif len(self.fields) >= MAX_FIELDS:
             raise InputError(f"At most {MAX_FIELDS} form fields.")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
         if self.part.is_file:
-            assert self.file is not None
             self.size += len(chunk)
             self.received += len(chunk)
             if self.size > self.max_size:
@@ -141,6 +150,14 @@ class _Receiver:
                     f"The files of one request may add up to {self.total} bytes at most."
                 )
             self.sha.update(chunk)
+            if self.buffer is not None:
+                fits = len(self.buffer) + len(chunk) <= MEMORY_PART
+                if fits and self.in_memory + len(chunk) <= self.memory:
+                    self.buffer += chunk
+                    self.in_memory += len(chunk)
+                    return
+                self._to_disk()  # too big to hold: on to the spool, as any file
+            assert self.file is not None
             self.file.write(chunk)
         else:
             if len(self.part.data) + len(chunk) > self.max_field:
@@ -165,16 +182,32 @@ class _Receiver:
             "on_headers_finished": self.on_headers_finished,
         }
 
+    def _to_disk(self) -> None:
+        """The current file goes to a spool file (with what it held in memory)."""
+        self.name = new_spool_name()
+        self.path = self.spool / self.name
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.file = os.fdopen(fd, "wb")
+        if self.buffer is not None:
+            self.file.write(self.buffer)
+            self.in_memory -= len(self.buffer)
+            self.buffer = None
+
     def _keep(self, durable: bool = True) -> None:
         """The current file part is complete: kept (``durable``: on disk first)."""
-        assert self.file is not None and self.path is not None
-        self.file.flush()
-        if durable:
-            os.fsync(self.file.fileno())
-        self.file.close()
-        staged = StagedUpload(self.name, self.sha.hexdigest(), self.size)
+        if self.buffer is not None:
+            data, self.buffer = bytes(self.buffer), None
+            staged = StagedUpload(self.name, self.sha.hexdigest(), self.size, data=data)
+        else:
+            assert self.file is not None and self.path is not None
+            self.file.flush()
+            if durable:
+                os.fsync(self.file.fileno())
+            self.file.close()
+            staged = StagedUpload(self.name, self.sha.hexdigest(), self.size)
         self.done.append(ReceivedUpload(staged, self.filename, self.media_type))
         self.file = self.path = None
+        self.open = False
 
     def discard(self) -> None:
         if self.file is not None:
@@ -193,7 +226,7 @@ async def receive_upload(request: Request, spool: Path, *, max_size: int) -> Rec
     rx = _Receiver(spool, max_size)
     await _parse(request, rx, boundary)
     try:
-        if rx.file is None or rx.path is None:
+        if not rx.open:
             raise InputError("The upload has no 'file' part.")
         rx._keep()
     except BaseException:
@@ -204,22 +237,32 @@ async def receive_upload(request: Request, spool: Path, *, max_size: int) -> Rec
 
 
 async def receive_uploads(
-    request: Request, spool: Path, *, max_size: int, max_files: int, max_field: int
+    request: Request,
+    spool: Path,
+    *,
+    max_size: int,
+    max_files: int,
+    max_field: int,
+    memory: int = MEMORY_BUDGET,
 ) -> tuple[list[ReceivedUpload], dict[str, str]]:
     """Read a ``multipart/form-data`` body with up to ``max_files`` ``file`` parts
     (each into the spool, each at most ``max_size``, all together too) and its
-    text fields (each at most ``max_field`` bytes). The files are not fsynced:
+    text fields (each at most ``max_field`` bytes). Files of up to
+    :data:`MEMORY_PART` are held in memory while the request's ``memory`` lasts
+    (never written to the spool at all); the others are not fsynced:
     the bulk publish encrypts them before it acknowledges anything, and makes
     durable those it hands on as they are (:func:`~govshare.broker.publish.publish_many`)."""
     boundary = _check_multipart(
         request, max_size, "records as multipart/form-data with 'file' parts"
     )
-    rx = _Receiver(spool, max_size, max_files=max_files, max_field=max_field, total=max_size)
+    rx = _Receiver(
+        spool, max_size, max_files=max_files, max_field=max_field, total=max_size, memory=memory
+    )
     await _parse(request, rx, boundary)
     try:
-        if rx.file is None and not rx.done:
+        if not rx.open and not rx.done:
             raise InputError("The upload has no 'file' part.")
-        if rx.file is not None:
+        if rx.open:
             rx._keep(durable=False)
     except BaseException:
         rx.discard()

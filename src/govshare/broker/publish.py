@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -108,11 +109,13 @@ class PublishRequest:
 
 @dataclass(frozen=True)
 class StagedUpload:
-    """An uploaded file staged in the broker's spool directory (never in memory)."""
+    """An uploaded file staged in the broker's spool directory, or — a small file
+    of a bulk request — held in memory (``data``) until it is encrypted."""
 
     name: str  # file name inside the spool directory
     sha256: str  # hex, of the plaintext
     size: int
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -174,11 +177,15 @@ def new_spool_name(prefix: str = "upload") -> str:
 
 
 def stage_file(
-    svc: BrokerServices, src: BinaryIO | Iterable[bytes], *, max_size: int | None = None
+    svc: BrokerServices,
+    src: BinaryIO | Iterable[bytes],
+    *,
+    max_size: int | None = None,
+    name: str | None = None,
 ) -> StagedUpload:
     """Copy a file (or chunks) into the spool directory, hashing as it goes."""
     limit = svc.limits.max_upload if max_size is None else max_size
-    name = new_spool_name()
+    name = name or new_spool_name()
     path = svc.spool / name
     sha = hashlib.sha256()
     size = 0
@@ -560,11 +567,14 @@ def _publish_many(
     if svc.limits.batch_max_records > 1:
         principal = principal_of(user)
         fresh, singly = _sort_bulk(svc, user, principal, items, out)
-        singly += _accept_together(svc, principal, _encrypt_each(svc, principal, fresh, out), out)
+        held = [it.upload.data for it in items]
+        singly += _accept_together(
+            svc, principal, _encrypt_each(svc, principal, fresh, held, out), out
+        )
     for i in sorted(singly):
         it = items[i]
         try:
-            _make_durable(_spool_path(svc, it.upload.name))  # the single path keeps it as is
+            _on_disk(svc, it.upload)  # the single path keeps it as it is
             out[i] = publish(svc, user, it.idempotency_key, it.upload, it.meta)
         except GovShareError as exc:
             out[i] = exc
@@ -612,8 +622,13 @@ def _sort_bulk(
     return fresh, singly
 
 
-def _make_durable(path: Path) -> None:
-    """fsync a staged upload a bulk request received without (see publish_many)."""
+def _on_disk(svc: BrokerServices, upload: StagedUpload) -> None:
+    """A staged upload of a bulk request, made durable in the spool (it was held
+    in memory, or written without fsync): how the single path takes it."""
+    path = _spool_path(svc, upload.name)
+    if upload.data is not None:
+        stage_file(svc, [upload.data], name=upload.name)
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -653,6 +668,7 @@ def _encrypt_each(
     svc: BrokerServices,
     principal: str,
     fresh: list[tuple[int, str, JSON]],
+    held: Sequence[bytes | None],
     out: list[PublishOutcome | GovShareError | None],
 ) -> list[_Accepting]:
     done = []
@@ -661,7 +677,7 @@ def _encrypt_each(
         key = str(payload["idempotency_key"])
         rid = record_id_for(svc.dept, op_id, principal, key)
         try:
-            enc, header = _encrypt_to_spool(svc, op_id, rid, payload)
+            enc, header = _encrypt_to_spool(svc, op_id, rid, payload, data=held[i])
         except GovShareError as exc:
             _discard_upload(svc, str(payload["upload"]))
             out[i] = exc
@@ -858,18 +874,21 @@ def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
 
 
 def _encrypt_to_spool(
-    svc: BrokerServices, op_id: str, rid: bytes, p: Mapping[str, Any]
+    svc: BrokerServices, op_id: str, rid: bytes, p: Mapping[str, Any], data: bytes | None = None
 ) -> tuple[JSON, bytes]:
-    """Encrypt the staged upload into ``<op_id>.enc`` in the spool under a fresh
-    DEK, wrapped at once for this department's own key. Returns the ``encrypt``
-    step's result and the envelope's header."""
-    plain = _spool_path(svc, str(p["upload"]))
+    """Encrypt the staged upload (or ``data``, its bytes held in memory) into
+    ``<op_id>.enc`` in the spool under a fresh DEK, wrapped at once for this
+    department's own key. Returns the ``encrypt`` step's result and the
+    envelope's header."""
     enc_name = f"{op_id}.enc"
     enc = _spool_path(svc, enc_name)
-    tmp = enc.with_suffix(".enc.tmp")
-    with plain.open("rb") as src:
+    # Written in place: nothing reads it before the step that wrote it is
+    # recorded done, and a step run again writes it afresh.
+    with (
+        io.BytesIO(data) if data is not None else _spool_path(svc, str(p["upload"])).open("rb")
+    ) as src:
         reader = EncryptingReader(src)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(enc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             header = b""
             while chunk := reader.read(_COPY):
@@ -880,11 +899,10 @@ def _encrypt_to_spool(
             os.fsync(out.fileno())
         res = reader.result
     if res.plaintext_sha256.hex() != p["sha256"] or res.plaintext_size != p["size"]:
-        tmp.unlink(missing_ok=True)
+        enc.unlink(missing_ok=True)
         raise IntegrityError(
             "The staged upload changed on disk before it was encrypted; publish it again.",
         )
-    os.replace(tmp, enc)
     own = svc.hpke.public_key_bytes
     capsule = wrap_dek(res.dek, own, record_id=rid, grant_id=None, recipient_dept=svc.dept)
     result = {
