@@ -201,10 +201,13 @@ class Broker:
         self.runtime.stop()
 
 
-def make_services(world: World, code: str, **limits: int) -> BrokerServices:
+def make_services(
+    world: World, code: str, *, db: Database | None = None, **limits: int
+) -> BrokerServices:
+    """CODE's broker services (``db``: another database than its SQLite file)."""
     d = world[code]
     folder = dept_dir(world.home, code)
-    db = Database.for_department(world.home, code)
+    db = db if db is not None else Database.for_department(world.home, code)
     store = open_store(f"local:{folder / 'blobs'}")
     return BrokerServices(
         dept=code,

@@ -446,6 +446,29 @@ class Receipt(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GrantUse(Base):
+    """How many uses of one of its grants this broker (the owner) has served: the
+    counter an exchange spends in its transaction, ``UPDATE … SET used = used + 1
+    WHERE used < max_uses RETURNING used`` — atomic on SQLite and on PostgreSQL
+    under READ COMMITTED alike (the row's lock orders concurrent spenders)."""
+
+    __tablename__ = "grant_uses"
+
+    owner: Mapped[str] = mapped_column(String(_DEPT), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReceiptSequence(Base):
+    """The owner's last receipt number; the next is taken the same way, so the
+    numbers stay gap-free and never collide."""
+
+    __tablename__ = "receipt_sequences"
+
+    owner: Mapped[str] = mapped_column(String(_DEPT), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class ExchangeNonce(Base):
     """A peer's exchange-request nonce already accepted: seen twice is a replay.
     Kept until the request's own expiry (after that the request is refused anyway)."""
@@ -627,6 +650,19 @@ def broker_db_path(home: Path, dept: str) -> Path:
 
 def _safe_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
+
+
+def insert_if_absent(conn: Connection, entity: type[Base], **values: Any) -> None:
+    """``INSERT … ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL: the row of a
+    counter, created by whoever comes first."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        conn.execute(postgresql.insert(entity).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        conn.execute(sqlite.insert(entity).values(**values).on_conflict_do_nothing())
 
 
 class Database:

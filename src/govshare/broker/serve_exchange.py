@@ -40,10 +40,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from govshare.broker.db import ExchangeNonce, Receipt, Record, RecordStatus, WrappedKey
+from govshare.broker.db import (
+    ExchangeNonce,
+    GrantUse,
+    Receipt,
+    ReceiptSequence,
+    Record,
+    RecordStatus,
+    WrappedKey,
+    insert_if_absent,
+)
 from govshare.broker.errors import (
     ExchangeExpired,
     ExchangeMalformed,
@@ -248,8 +257,8 @@ def _spend(
     """Nonce, quota and receipt, atomically (see the module docstring, step 7)."""
     grant = str(req.grant_id)
     issued = utcnow(svc.clock).replace(microsecond=0)
-    try:
-        with svc.db.writing() as conn:  # Core: this is the hot path
+    with svc.db.writing() as conn:  # Core: this is the hot path
+        try:
             conn.execute(
                 insert(ExchangeNonce).values(
                     signer=signer,
@@ -257,56 +266,70 @@ def _spend(
                     # (checked above: in the future, within MAX_REQUEST_TTL)
                     expires_at=chain_time(req.expires_at) or FAR_FUTURE,
                 )
-            )  # the UNIQUE (signer, nonce) constraint speaks now
+            )
+        except SAIntegrityError:  # its UNIQUE (signer, nonce): only this is a replay
+            raise NonceReplayed(
+                "This exchange request was already served (its nonce was seen); sign a new one."
+            ) from None
+        used = None
+        if anchored_uses < max_uses:
+            insert_if_absent(conn, GrantUse, owner=svc.dept, grant_id=grant, used=0)
             used = conn.scalar(
-                select(func.count())
-                .select_from(Receipt)
-                .where(Receipt.owner == svc.dept, Receipt.grant_id == grant)
-            )
-            if max(int(used or 0), anchored_uses) >= max_uses:
-                raise GrantQuotaExhausted(
-                    f"Grant {req.grant_id} has no uses left ({max_uses} allowed)."
+                update(GrantUse)
+                .where(
+                    GrantUse.owner == svc.dept,
+                    GrantUse.grant_id == grant,
+                    GrantUse.used < max_uses,
                 )
-            last = conn.scalar(select(func.max(Receipt.seq)).where(Receipt.owner == svc.dept))
-            receipt = ExchangeReceipt(
-                request_hash=request_hash,
+                .values(used=GrantUse.used + 1)
+                .returning(GrantUse.used)
+            )
+        if used is None:
+            raise GrantQuotaExhausted(
+                f"Grant {req.grant_id} has no uses left ({max_uses} allowed)."
+            )
+        insert_if_absent(conn, ReceiptSequence, owner=svc.dept, last_seq=0)
+        seq = conn.scalar(
+            update(ReceiptSequence)
+            .where(ReceiptSequence.owner == svc.dept)
+            .values(last_seq=ReceiptSequence.last_seq + 1)
+            .returning(ReceiptSequence.last_seq)
+        )
+        receipt = ExchangeReceipt(
+            request_hash=request_hash,
+            ciphertext_cid=cid,
+            capsule_hash=capsule_hash(capsule),
+            seq=int(seq or 0),  # (the row exists: inserted just above)
+            issued_at=int(issued.timestamp()),
+        )
+        owner_sig = receipt.sign(svc.account, svc.domain)
+        rid = "0x" + req.record_id.hex()
+        conn.execute(
+            insert(Receipt).values(
+                owner=svc.dept,
+                seq=receipt.seq,
+                grant_id=grant,
+                record_id=rid,
+                requester=req.requester,
+                request_hash="0x" + request_hash.hex(),
+                nonce=str(req.nonce),
+                request_expires_at=req.expires_at,
                 ciphertext_cid=cid,
-                capsule_hash=capsule_hash(capsule),
-                seq=int(last or 0) + 1,
-                issued_at=int(issued.timestamp()),
+                capsule_hash="0x" + receipt.capsule_hash.hex(),
+                issued_at=issued,
+                requester_signature="0x" + signature.hex(),
+                owner_signature="0x" + owner_sig.hex(),
             )
-            owner_sig = receipt.sign(svc.account, svc.domain)
-            rid = "0x" + req.record_id.hex()
-            conn.execute(
-                insert(Receipt).values(
-                    owner=svc.dept,
-                    seq=receipt.seq,
-                    grant_id=grant,
-                    record_id=rid,
-                    requester=req.requester,
-                    request_hash="0x" + request_hash.hex(),
-                    nonce=str(req.nonce),
-                    request_expires_at=req.expires_at,
-                    ciphertext_cid=cid,
-                    capsule_hash="0x" + receipt.capsule_hash.hex(),
-                    issued_at=issued,
-                    requester_signature="0x" + signature.hex(),
-                    owner_signature="0x" + owner_sig.hex(),
-                )
+        )
+        conn.execute(
+            insert(WrappedKey).values(
+                record_id=rid,
+                recipient_dept=req.requester,
+                recipient_key_id=key_id,
+                grant_id=grant,
+                algorithm="hpke-x25519-sha256-aes256gcm/v1",
+                capsule=capsule,
+                capsule_hash="0x" + receipt.capsule_hash.hex(),
             )
-            conn.execute(
-                insert(WrappedKey).values(
-                    record_id=rid,
-                    recipient_dept=req.requester,
-                    recipient_key_id=key_id,
-                    grant_id=grant,
-                    algorithm="hpke-x25519-sha256-aes256gcm/v1",
-                    capsule=capsule,
-                    capsule_hash="0x" + receipt.capsule_hash.hex(),
-                )
-            )
-    except SAIntegrityError:
-        raise NonceReplayed(
-            "This exchange request was already served (its nonce was seen); sign a new one."
-        ) from None
+        )
     return receipt, owner_sig
