@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     kubo_token: SecretStr | None = Field(
         default=None, description="The bearer token of the Kubo RPC API of a `kubo:` store."
     )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="`govshare serve`: the broker's database, `sqlite:///PATH` or "
+        "`postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB` (default: the SQLite file "
+        "HOME/depts/CODE/broker.db; `--database`). Migrated on start.",
+    )
     manifest_sources: str | None = Field(
         default=None,
         description="`govshare serve`: where the broker reads other departments' record "

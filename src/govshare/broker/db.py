@@ -714,9 +714,13 @@ class Database:
         return db
 
     @classmethod
-    def for_department(cls, home: Path, dept: str) -> Database:
-        """The department's own broker database under the govshare home, readable
-        by its owner only (SQLite gives its -wal and -shm files the same mode)."""
+    def for_department(cls, home: Path, dept: str, url: str | None = None) -> Database:
+        """The department's own broker database: ``url`` when one is configured
+        (``GOVSHARE_DATABASE_URL``: PostgreSQL, say), else its SQLite file under the
+        govshare home, readable by its owner only (SQLite gives its -wal and -shm
+        files the same mode)."""
+        if url:
+            return cls.open(url)
         path = broker_db_path(home, dept)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -107,6 +107,13 @@ def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
     help="Blob store URL (env GOVSHARE_STORE; default local: under the department's folder).",
 )
 @click.option(
+    "--database",
+    "database_url",
+    default=None,
+    help="The broker's database URL: sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@"
+    "HOST:PORT/DB (env GOVSHARE_DATABASE_URL; default HOME/depts/CODE/broker.db).",
+)
+@click.option(
     "--rpc",
     default=None,
     help="Chain JSON-RPC URL (env GOVSHARE_RPC; default: the deployment file's).",
@@ -258,7 +265,7 @@ def run_broker(home: Path, settings: Settings) -> None:
         home=home,
         token=settings.secret("kubo_token"),
     )
-    db = Database.for_department(home, code)
+    db = Database.for_department(home, code, settings.secret("database_url"))
     svc = BrokerServices(
         dept=code,
         db=db,

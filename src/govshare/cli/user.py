@@ -43,7 +43,7 @@ def _users(ctx: Ctx, dept: str) -> Iterator[tuple[Users, str]]:
     from govshare.profile import load_profile
 
     profile = load_profile(ctx.home, dept)  # a clear error if there is no such department
-    db = Database.for_department(ctx.home, profile.code)
+    db = Database.for_department(ctx.home, profile.code, ctx.settings.secret("database_url"))
     try:
         yield Users(db), profile.code
     finally:
