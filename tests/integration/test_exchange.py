@@ -2,12 +2,14 @@
 serve`` brokers (TAX, MARKET, COURT), each its own process, database and
 store, talking over HTTP. The main loop (publish, request, consent from the
 CLI, fetch, refusals, revoke) and the concurrency limits: 50 parallel fetches
-under a quota of 10, 50 parallel publishes."""
+under a quota of 10, 50 parallel publishes. Run twice: the brokers' databases in
+SQLite files, then in a real PostgreSQL cluster (``serve --database``)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,6 @@ import httpx
 import pytest
 
 from govshare.broker.consent import approve, revoke
-from govshare.broker.db import Database
 from govshare.broker.users import Users
 from govshare.chain.devnode import AnvilProcess
 from integration.world import (
@@ -67,10 +68,18 @@ class Client:
         return self.http.get(f"/v1/records/{record_id}/content", params=params)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """Three departments whose brokers keep their databases in SQLite files, or
+    each in a database of the session's PostgreSQL cluster."""
     with AnvilProcess() as node:
         w = build_world(node.url, tmp_path_factory.mktemp("home"))
+        if request.param == "postgresql":
+            cluster = request.getfixturevalue("postgres_cluster")
+            tag = uuid.uuid4().hex[:8]
+            w.databases = {c: cluster.create_database(f"{c.lower()}_{tag}") for c in CODES}
         yield w
         w.close()
 
@@ -79,7 +88,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 def tokens(world: World) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for code in CODES:
-        db = Database.for_department(world.home, code)
+        db = world.database(code)
         try:
             users = Users(db)
             out[code] = {

@@ -82,9 +82,15 @@ class World:
     home: Path
     ledger: Ledger
     depts: dict[str, Dept]
+    #: A department's broker database URL when it is not its SQLite file (PostgreSQL).
+    databases: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, code: str) -> Dept:
         return self.depts[code]
+
+    def database(self, code: str) -> Database:
+        """CODE's broker database, as its broker opens it (the caller closes it)."""
+        return Database.for_department(self.home, code, self.databases.get(code))
 
     @property
     def deployment(self) -> Path:
@@ -207,7 +213,7 @@ def make_services(
     """CODE's broker services (``db``: another database than its SQLite file)."""
     d = world[code]
     folder = dept_dir(world.home, code)
-    db = db if db is not None else Database.for_department(world.home, code)
+    db = db if db is not None else world.database(code)
     store = open_store(f"local:{folder / 'blobs'}")
     return BrokerServices(
         dept=code,
@@ -300,7 +306,9 @@ def spawn_serve(
     port = d.port
     d.sock.close()  # hand the port over to the child (it binds it at once)
     log = world.home / f"serve-{code.lower()}.log"
-    extra = env or {}
+    extra = dict(env or {})
+    if code in world.databases:
+        extra.setdefault("GOVSHARE_DATABASE_URL", world.databases[code])
     if via_env:
         env = cli_env(
             world, GOVSHARE_DEPT=code, GOVSHARE_DEPLOYMENT_FILE=str(world.deployment), **extra
@@ -367,7 +375,7 @@ def add_clerks(world: World, codes: tuple[str, ...]) -> dict[str, str]:
 
     tokens: dict[str, str] = {}
     for code in codes:
-        db = Database.for_department(world.home, code)
+        db = world.database(code)
         try:
             _, issued = Users(db).add(f"{code.lower()}-cli-clerk", "clerk", code)
         finally:
