@@ -38,6 +38,7 @@ from govshare.chain.contracts import DepartmentInit
 from govshare.chain.deploy import deploy
 from govshare.chain.devfund import faucet
 from govshare.chain.ledger import Ledger
+from govshare.chain.tx import Sender, TxRequest
 from govshare.crypto import HpkePrivateKey
 from govshare.home import deployment_path, dept_dir
 from govshare.profile import Profile, create_profile
@@ -106,10 +107,14 @@ def build_world(
     home: Path,
     codes: tuple[str, ...] = ("TAX", "MARKET", "COURT"),
     categories: dict[str, list[str]] | None = None,
+    funder: LocalAccount | None = None,
 ) -> World:
-    """Profiles, a deployment with these founders, funded accounts, categories."""
+    """Profiles, a deployment with these founders, funded accounts, categories.
+    On anvil, balances are set (``anvil_setBalance``); on another node (geth
+    --dev), ``funder`` pays for everything: transfers and the deployment."""
     home.mkdir(parents=True, exist_ok=True)
     conn = connect(rpc_url)
+    payments: list[str] = []
     depts: dict[str, Dept] = {}
     for code in codes:
         sock = bind_socket()
@@ -126,7 +131,10 @@ def build_world(
         ensure_subject_key(home, prof.dir)
         broker, admin = prof.unlock_broker(PASSWORD), prof.unlock_admin(PASSWORD)
         for acct in (broker, admin):
-            conn.request("anvil_setBalance", [acct.address, hex(10**21)])
+            if funder is None:
+                conn.request("anvil_setBalance", [acct.address, hex(10**21)])
+            else:
+                payments.append(acct.address)
         depts[code] = Dept(code, prof, broker, admin, prof.unlock_hpke(PASSWORD), sock)
     founders = [
         DepartmentInit(
@@ -139,7 +147,11 @@ def build_world(
         )
         for d in depts.values()
     ]
-    deploy(conn, faucet(), founders, 2, path=deployment_path(home))
+    if funder is not None:
+        Sender(conn).transact_many(
+            funder, [TxRequest(to=a, data=b"", value=10**20, label="funding") for a in payments]
+        )
+    deploy(conn, funder or faucet(), founders, 2, path=deployment_path(home))
     ledger = Ledger.from_deployment(deployment_path(home))
     wanted = categories if categories is not None else {c: [CATEGORY] for c in codes}
     for code, cats in wanted.items():
