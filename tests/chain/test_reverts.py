@@ -15,6 +15,9 @@ from govshare.errors import ContractReverted, Unauthorized
 
 from .conftest import Consortium
 
+#: Part of the chain layer's conformance suite: on anvil and on geth --dev.
+CHAINS = ("anvil", "geth")
+
 
 @pytest.fixture(scope="module")
 def record(consortium: Consortium) -> bytes:

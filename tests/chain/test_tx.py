@@ -20,6 +20,7 @@ from eth_utils import keccak, to_checksum_address
 from govshare.chain import tx as txmod
 from govshare.chain.connection import Connection, RpcError
 from govshare.chain.tx import (
+    GAS_SLACK,
     Eip1559Gas,
     FreeGas,
     Sender,
@@ -528,7 +529,7 @@ def test_node_without_access_lists_falls_back(conn: Connection, fresh_account, m
 
     monkeypatch.setattr(conn, "request", no_access_list)
     gas = sender.estimate(acct, TxRequest(to=acct.address, data=b""))
-    assert gas == int(21_000 * 1.25) + 1_000
+    assert gas == int(21_000 * 1.25) + GAS_SLACK
     assert not sender._use_access_list
 
 
