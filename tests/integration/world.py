@@ -220,20 +220,28 @@ class Broker:
 
 
 def make_services(
-    world: World, code: str, *, db: Database | None = None, **limits: int
+    world: World,
+    code: str,
+    *,
+    db: Database | None = None,
+    store_url: str | None = None,
+    **limits: int,
 ) -> BrokerServices:
-    """CODE's broker services (``db``: another database than its SQLite file)."""
+    """CODE's broker services (``db``: another database than its SQLite file;
+    ``store_url``: another store than its local folder, e.g. a ``kubo:`` node)."""
     d = world[code]
     folder = dept_dir(world.home, code)
     db = db if db is not None else world.database(code)
-    store = open_store(f"local:{folder / 'blobs'}")
+    store = open_store(store_url or f"local:{folder / 'blobs'}")
     return BrokerServices(
         dept=code,
         db=db,
         ledger=Ledger.from_deployment(world.deployment),
         store=store,
         # as `govshare serve` wires them: its store, then the home's other stores
-        manifest_sources=broker_sources(store, code, urls=None, home=world.home, store_url=None),
+        manifest_sources=broker_sources(
+            store, code, urls=None, home=world.home, store_url=store_url
+        ),
         account=d.broker,
         hpke=d.hpke,
         subject_key=load_subject_key(d.profile.dir),

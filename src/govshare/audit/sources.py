@@ -44,15 +44,19 @@ class ManifestSource(Protocol):
 
 
 class StoreSource:
-    """A blob store (local directory or Kubo)."""
+    """A blob store (local directory or Kubo). ``swarm``: a Kubo node opened to
+    fetch what it lacks from its private swarm (bounded by its ``swarm_timeout``),
+    so any member's pinned manifest is found by CID; otherwise only what the store
+    holds is read."""
 
-    def __init__(self, store: BlobStore, name: str) -> None:
+    def __init__(self, store: BlobStore, name: str, *, swarm: bool = False) -> None:
         self.store = store
         self.name = name
+        self.swarm = swarm
 
     def fetch(self, cid: str) -> bytes | None:
         try:
-            if not self.store.has(cid):
+            if not self.swarm and not self.store.has(cid):
                 return None
             out = bytearray()
             for chunk in self.store.get(cid):
@@ -119,12 +123,27 @@ def open_source(
     ``token`` is a broker's API token, ``kubo_token`` a Kubo RPC API's."""
     if url.startswith(("http://", "https://")):
         return HttpSource(url, token)
-    if url.startswith(("local:", "kubo:")):
+    if url.startswith("kubo:"):
+        return swarm_source(url, url, kubo_token=kubo_token, home=home)
+    if url.startswith("local:"):
         return StoreSource(open_store(url, home=home, token=kubo_token), url)
     raise InputError(
         f"{url!r} is not a manifest source: use local:PATH, kubo:http://HOST:5001 "
         "or a broker's http(s):// URL."
     )
+
+
+#: How long a Kubo node may look for a manifest in its swarm, per request.
+SWARM_TIMEOUT = 20.0
+
+
+def swarm_source(
+    url: str, name: str, *, kubo_token: str | None = None, home: Path | None = None
+) -> StoreSource:
+    """A Kubo node (``kubo:URL``) as a manifest source: what it lacks, it fetches
+    from its private swarm, where every member pins its manifests."""
+    store = open_store(url, home=home, token=kubo_token, swarm_timeout=SWARM_TIMEOUT)
+    return StoreSource(store, name, swarm=True)
 
 
 def _home_stores(home: Path) -> list[Path]:
@@ -209,6 +228,8 @@ def broker_sources(
     With none given and a local store, the home's other stores (a dev home holds
     every department's). Any source will do: bytes are checked against the CID."""
     own: list[ManifestSource] = [StoreSource(store, f"{dept}'s store")]
+    if (store_url or "").startswith("kubo:"):  # and, from its node, the swarm
+        own.append(swarm_source(str(store_url), f"{dept}'s Kubo swarm", kubo_token=kubo_token))
     named = [u.strip() for u in (urls or "").split(",") if u.strip()]
     if named:
         extra = [open_source(u, home=home, token=token, kubo_token=kubo_token) for u in named]

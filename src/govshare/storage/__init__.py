@@ -97,7 +97,9 @@ def _kubo(rest: str, *, token: str | None = None, **kw: Any) -> BlobStore:
             f"a Kubo store URL looks like kubo:http://127.0.0.1:5001, not kubo:{rest}"
         )
     transport = kw.get("transport")
-    return KuboBlobStore(rest, token=token, transport=transport)
+    return KuboBlobStore(
+        rest, token=token, transport=transport, swarm_timeout=kw.get("swarm_timeout")
+    )
 
 
 FACTORIES: dict[str, Callable[..., BlobStore]] = {"local": _local, "kubo": _kubo}
