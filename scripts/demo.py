@@ -4,6 +4,8 @@ Every step runs the real `govshare` command line against real processes — a
 local chain (anvil) and one broker process per department — in a fresh demo
 home (`.demo/` in the repository, git-ignored; `GOVSHARE_DEMO_HOME` moves it),
 and prints the command before its output so you can re-type any of it.
+`GOVSHARE_DEMO_STORE=kubo` keeps the records in one Kubo node per department,
+in a private swarm, instead of a folder each.
 
 The story: the tax bureau (TAX) publishes a tax-clearance certificate; the
 market regulator (MARKET) asks for it to grant a business licence; TAX's
@@ -35,6 +37,9 @@ from govshare.chain.devnode import DEFAULT_PORT, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = Path(os.environ.get("GOVSHARE_DEMO_HOME") or ROOT / ".demo").resolve()
+#: Where the brokers keep the encrypted records: `local` folders (the default), or
+#: `kubo` — a Kubo node per department in one private swarm (GOVSHARE_DEMO_STORE=kubo).
+STORE = os.environ.get("GOVSHARE_DEMO_STORE", "local").strip().lower() or "local"
 FILES = HOME / "files"
 GOVSHARE = Path(sys.executable).parent / "govshare"
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
@@ -172,6 +177,8 @@ def certificate() -> Path:
 
 
 def main() -> int:
+    if STORE not in ("local", "kubo"):
+        fail(f"GOVSHARE_DEMO_STORE is {STORE!r}: use local or kubo.")
     if HOME.exists():
         dev_down()  # a previous demo's brokers and chain, if still running
         shutil.rmtree(HOME)
@@ -194,9 +201,15 @@ def story(chain_port: int, base_port: int) -> int:
         "administrator user each; and one broker process per department, each with its own "
         "database and encrypted store."
     )
+    if STORE == "kubo":
+        say(
+            "Here each department keeps its encrypted records in a Kubo (IPFS) node of its "
+            "own, the three nodes one private swarm: no one outside it can join."
+        )
     run(
         "dev", "up", "--departments", "TAX,MARKET,COURT",
         "--chain-port", str(chain_port), "--base-port", str(base_port),
+        *(["--store", STORE] if STORE != "local" else []),
     )  # fmt: skip
 
     say(

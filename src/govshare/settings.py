@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description="The anvil binary for the local dev chain (default: the npm package, "
         "then PATH).",
     )
+    kubo: Path | None = Field(
+        default=None,
+        description="The Kubo (ipfs) binary for `dev up --store kubo` (default: the "
+        "source tree's .tools/bin/ipfs that `make setup` builds, then PATH).",
+    )
 
     # -- secrets --------------------------------------------------------------------------
     password: SecretStr | None = Field(

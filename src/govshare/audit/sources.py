@@ -157,8 +157,16 @@ def default_sources(
     home: Path, store: str | None = None, *, kubo_token: str | None = None
 ) -> list[ManifestSource]:
     """Every blob store found in the govshare home (each department's, and the
-    home's own), plus ``store`` (the ``store`` setting) when given."""
-    out = [open_source(f"local:{p}") for p in _home_stores(home)]
+    home's own; in a dev home brought up with ``--store kubo``, each department's
+    Kubo node, which also reads the swarm), plus ``store`` (the ``store``
+    setting) when given."""
+    from govshare.storage.devkubo import dev_kubo_urls
+
+    out: list[ManifestSource] = [open_source(f"local:{p}") for p in _home_stores(home)]
+    out += [
+        swarm_source(f"kubo:{url}", f"{code}'s Kubo node", kubo_token=kubo_token)
+        for code, url in dev_kubo_urls(home).items()
+    ]
     if store:
         out.append(open_source(store, home=home, kubo_token=kubo_token))
     return out

@@ -106,6 +106,8 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
     )
     if not st.deployed:
         click.echo("  ledger    not deployed (run `govshare dev up`)")
+    for code, (url, running) in st.kubo.items():
+        click.echo(f"  kubo {code:<4} {url}  {'running' if running else 'stopped'}")
     for b in st.brokers:
         if b.running:
             health = "ready" if b.ready else "running, not ready (chain or store unreachable?)"
@@ -142,6 +144,14 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
     default=None,
     help="First port tried for new departments' brokers (default 8701).",
 )
+@click.option(
+    "--store",
+    type=click.Choice(["local", "kubo"]),
+    default=None,
+    help="Where the brokers keep the encrypted records: a folder each (local, the default), "
+    "or a Kubo node each, in one private swarm (kubo; `make setup` builds Kubo). Chosen at "
+    "the first dev up of a home.",
+)
 @click.option("--wait", type=float, default=90.0, hidden=True, help="Seconds to wait for brokers.")
 @click.option("--scrypt-n", type=int, default=None, hidden=True, help="Keystore cost (tests).")
 @common_options
@@ -152,6 +162,7 @@ def up(
     password_file: str | None,
     chain_port: int | None,
     base_port: int | None,
+    store: str | None,
     wait: float,
     scrypt_n: int | None,
 ) -> None:
@@ -191,6 +202,7 @@ def up(
         base_port=base_port or FIRST_BROKER_PORT,
         scrypt_n=scrypt_n,
         wait=wait,
+        store=store,
         echo=echo,
     )
 
@@ -211,14 +223,19 @@ def up(
 @common_options
 @pass_ctx
 def down(ctx: Ctx) -> None:
-    """Stop this home's brokers, then its chain (everything is kept for `dev up`)."""
+    """Stop this home's brokers, its Kubo nodes if any, then its chain (everything
+    is kept for `dev up`)."""
     from govshare.cli.devnet import DevNet
 
     out = DevNet(ctx.home, ctx.settings).down()
-    human = f"Stopped the brokers of {', '.join(out['brokers_stopped']) or 'no department'}; " + (
-        "the chain stopped, its ledger saved."
-        if out["chain_stopped"]
-        else "the chain was not running."
+    human = (
+        f"Stopped the brokers of {', '.join(out['brokers_stopped']) or 'no department'}; "
+        + (f"the Kubo nodes of {', '.join(out['kubo_stopped'])}; " if out["kubo_stopped"] else "")
+        + (
+            "the chain stopped, its ledger saved."
+            if out["chain_stopped"]
+            else "the chain was not running."
+        )
     )
     ctx.emit(out, human)
 

@@ -113,6 +113,10 @@ class DevNetStatus:
     brokers: list[BrokerStatus] = field(default_factory=list)
     resumed: bool = False
     threshold: int | None = None
+    #: Where the brokers store records: ``local`` folders, or ``kubo`` nodes.
+    store: str = "local"
+    #: The Kubo nodes (``--store kubo``): department -> (RPC URL, running).
+    kubo: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +126,8 @@ class DevNetStatus:
             "departments": self.departments,
             "threshold": self.threshold,
             "resumed": self.resumed,
+            "store": self.store,
+            "kubo": {c: {"url": u, "running": r} for c, (u, r) in self.kubo.items()},
             "brokers": [b.to_dict() for b in self.brokers],
         }
 
@@ -211,7 +217,7 @@ class DevNet:
                 return None
         return pid
 
-    def _start_broker(self, prof: Profile, password: str) -> None:
+    def _start_broker(self, prof: Profile, password: str, store_url: str | None = None) -> None:
         port = _port_of(prof.endpoint)
         if _port_in_use(port):
             raise ConfigError(
@@ -223,6 +229,8 @@ class DevNet:
         env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         env["GOVSHARE_PASSWORD"] = password  # the environment, never the command line
         env["GOVSHARE_HOME"] = str(self.home)
+        if store_url:
+            env["GOVSHARE_STORE"] = store_url  # its department's Kubo node
         args = [sys.executable, "-c", _BOOT, "serve", "--dept", prof.code, "--home", str(self.home)]
         log = self.log_file(prof.code)
         ensure_dir(log.parent)
@@ -295,6 +303,7 @@ class DevNet:
         base_port: int = FIRST_BROKER_PORT,
         scrypt_n: int | None = None,
         wait: float = 90.0,
+        store: str | None = None,
         echo: Echo = lambda _s: None,
     ) -> DevNetStatus:
         from govshare.broker.subjects import ensure_subject_key
@@ -307,6 +316,12 @@ class DevNet:
         wanted = [normalise_code(c) for c in wanted]
         if len(set(wanted)) != len(wanted):
             raise ConfigError("A department is listed twice in --departments.")
+        kind = str(state.get("store") or store or "local")
+        if store and store != kind:
+            raise ConfigError(
+                f"This home's consortium keeps its records in {kind} stores; `govshare dev "
+                f"down` and use a new home (--home) for {store} stores."
+            )
 
         # 1. the chain
         dc = self.chain()
@@ -391,12 +406,16 @@ class DevNet:
                 f"threshold {threshold} of {len(wanted)}"
             )
         self._declare_categories(ledger, [profiles[c] for c in wanted], admin_password or password)
+        known = list(dict.fromkeys([*state.get("departments", []), *wanted]))
+        nodes = self._kubo_up(known, state.get("kubo") or {}, echo) if kind == "kubo" else {}
         self._save_state(
             {
                 "format": "govshare-devnet/1",
-                "departments": list(dict.fromkeys([*state.get("departments", []), *wanted])),
+                "departments": known,
                 "threshold": threshold,
                 "created": state.get("created") or time.time(),
+                "store": kind,
+                **({"kubo": nodes} if nodes else {}),
             }
         )
 
@@ -410,7 +429,7 @@ class DevNet:
             # A wrong password would only show in the brokers' logs: check it here.
             starting[0].unlock_broker(password)
         for prof in starting:
-            self._start_broker(prof, password)
+            self._start_broker(prof, password, self._store_url(prof.code))
         if starting:
             echo(f"Brokers  starting {', '.join(p.code for p in starting)} ...")
             self._wait_ready(starting, wait)
@@ -480,8 +499,66 @@ class DevNet:
 
     def down(self) -> dict[str, Any]:
         stopped = self.stop_brokers()
+        nodes = [code for code, node in self.kubo_nodes().items() if node.stop()]
         chain_stopped = self.chain().stop()
-        return {"brokers_stopped": stopped, "chain_stopped": chain_stopped}
+        return {"brokers_stopped": stopped, "kubo_stopped": nodes, "chain_stopped": chain_stopped}
+
+    # -- Kubo nodes (dev up --store kubo) ---------------------------------------------------
+
+    def kubo_nodes(self) -> dict[str, Any]:
+        """This home's Kubo nodes, by department (none with local stores)."""
+        from govshare.storage.devkubo import DevKubo, find_kubo
+
+        ports = self._state().get("kubo") or {}
+        if not ports:
+            return {}
+        exe = find_kubo(self.settings.kubo)
+        return {
+            code: DevKubo(
+                self.dir / "kubo" / code.lower(), exe, api_port=p["api"], swarm_port=p["swarm"]
+            )
+            for code, p in ports.items()
+        }
+
+    def _store_url(self, code: str) -> str | None:
+        node = self.kubo_nodes().get(code)
+        return node.store_url if node is not None else None
+
+    def _kubo_up(
+        self, codes: Sequence[str], ports: dict[str, dict[str, int]], echo: Echo
+    ) -> dict[str, dict[str, int]]:
+        """One Kubo node per department in one private swarm: made once, started
+        unless running; returns every node's ports (kept in the dev state)."""
+        from govshare.chain.devnode import free_port
+        from govshare.consortium.kubo import format_swarm_key, generate_swarm_key
+        from govshare.storage.devkubo import DevKubo, find_kubo
+
+        exe = find_kubo(self.settings.kubo)
+        base = ensure_dir(self.dir / "kubo")
+        os.chmod(base, 0o700)
+        key_file = base / "swarm.key"
+        if not key_file.is_file():
+            key_file.write_text(format_swarm_key(generate_swarm_key()))
+            key_file.chmod(0o600)
+        key = key_file.read_text()
+        ports = {c: dict(p) for c, p in ports.items()}
+        for code in codes:
+            if code not in ports:
+                ports[code] = {"api": free_port(), "swarm": free_port()}
+        nodes = {
+            c: DevKubo(base / c.lower(), exe, api_port=p["api"], swarm_port=p["swarm"])
+            for c, p in ports.items()
+        }
+        for node in nodes.values():
+            node.init(key)
+        ids = {c: n.peer_id for c, n in nodes.items()}
+        for code, node in nodes.items():
+            node.configure([(ids[o], ports[o]["swarm"]) for o in nodes if o != code])
+        for code, node in nodes.items():
+            was = node.pid() is not None
+            node.start()
+            echo(f"Kubo     {code}: {node.api_url}" + (" — already running" if was else ""))
+        return ports
 
     def status(self, codes: Sequence[str] | None = None) -> DevNetStatus:
         known = list(codes or self.departments())
@@ -509,13 +586,16 @@ class DevNet:
                     token_file=str(token_path(self.home, code)),
                 )
             )
+        state = self._state()
         return DevNetStatus(
             home=str(self.home),
             chain=self.chain().status(),
             deployed=deployment_path(self.home).is_file(),
             departments=known,
             brokers=brokers,
-            threshold=self._state().get("threshold"),
+            threshold=state.get("threshold"),
+            store=str(state.get("store") or "local"),
+            kubo={c: (n.api_url, n.pid() is not None) for c, n in self.kubo_nodes().items()},
         )
 
 
