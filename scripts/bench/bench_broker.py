@@ -26,11 +26,16 @@ anvil, as in production: each its own process, database and store.
     hashed to the last record anchored; compared with (a)'s raw single-anchor
     rate.
 
+(e) With ``--engines``: (a)'s publish rate and (b)'s fetch latency again with the
+    brokers on a Kubo daemon each (one private swarm) and on PostgreSQL (a
+    database each in one private cluster), beside the embedded store and SQLite
+    in the same run; the JSON line gets an ``engines`` object.
+
 Publishes answered "accepted, anchoring" (a batching broker) are timed until
 their records read ``anchored``: every rate here is records anchored per second.
 
 Usage: .venv/bin/python scripts/bench/bench_broker.py [--records 200] [--clients 16]
-       [--rounds 3] [--fetches 300] [--import-files 10000] [--json]
+       [--rounds 3] [--fetches 300] [--import-files 10000] [--engines] [--json]
        .venv/bin/python scripts/bench/bench_broker.py --quick --json   # ~2 min:
            1 round of 100 records, 100 fetches, 1,000 files imported
 With ``--json`` the last line is one JSON object of the figures (see ``FIGURES``).
@@ -98,7 +103,13 @@ class Consortium:
     """TAX and MARKET: profiles, deployment, a category each, a clerk each, and
     their brokers as ``govshare serve`` processes."""
 
-    def __init__(self, node: AnvilProcess, home: Path, raw_senders: int) -> None:
+    def __init__(
+        self,
+        node: AnvilProcess,
+        home: Path,
+        raw_senders: int,
+        databases: dict[str, str] | None = None,
+    ) -> None:
         self.node = node
         self.home = home
         self.conn = Connection(node.url)
@@ -134,22 +145,29 @@ class Consortium:
         for admin in [*self.admins.values(), *(a for _, a in self.raw)]:
             self.ledger.records.declare_category(admin, CATEGORY, "benchmark records")
         self.tokens: dict[str, str] = {}
+        self.databases = databases or {}
         for code in self.profiles:
-            db = Database.for_department(home, code)
+            db = Database.for_department(home, code, self.databases.get(code))
             try:
                 self.tokens[code] = Users(db).add(f"{code.lower()}-clerk", "clerk", code)[1].token
             finally:
                 db.close()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start_brokers(self, codes: tuple[str, ...] = ("TAX", "MARKET")) -> None:
+    def start_brokers(
+        self,
+        codes: tuple[str, ...] = ("TAX", "MARKET"),
+        engines: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        """``engines``: per department, the settings that put its store or its
+        database elsewhere (``GOVSHARE_STORE``, ``GOVSHARE_DATABASE_URL``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
         env.update(GOVSHARE_PASSWORD=PASSWORD, GOVSHARE_HOME=str(self.home))
         for code in codes:
             log = open(self.home / f"{code}.log", "ab")  # noqa: SIM115 - the child keeps it
             self.procs[code] = subprocess.Popen(
                 [sys.executable, "-c", BOOT, "serve", "--dept", code, "--log-level", "warning"],
-                env=env,
+                env={**env, **(engines or {}).get(code, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -449,18 +467,69 @@ def import_rate(c: Consortium, n: int, clients: int) -> float:
 
 
 @contextmanager
-def consortium(clients: int, brokers: tuple[str, ...]) -> Iterator[Consortium]:
+def consortium(
+    clients: int, brokers: tuple[str, ...], engine: str = "embedded"
+) -> Iterator[Consortium]:
     """A fresh anvil, deployment and brokers (anvil 1.7.1 mines more slowly the
     longer its chain, and far more slowly after an evm_revert: each run gets a
-    chain of its own instead)."""
-    with tempfile.TemporaryDirectory(prefix="govshare-bench-") as tmp, AnvilProcess() as node:
-        c = Consortium(node, Path(tmp), clients)
+    chain of its own instead). ``engine``: ``embedded`` (each broker's local
+    store and SQLite file), ``kubo`` (a Kubo daemon each, one private swarm) or
+    ``postgresql`` (a database each in one private cluster)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="govshare-bench-") as tmp,
+        AnvilProcess() as node,
+        engines_for(engine, brokers, Path(tmp)) as (env, dbs),
+    ):
+        c = Consortium(node, Path(tmp), clients, databases=dbs)
         try:
             if brokers:
-                c.start_brokers(brokers)
+                c.start_brokers(brokers, env)
             yield c
         finally:
             c.stop()
+
+
+@contextmanager
+def engines_for(
+    engine: str, codes: tuple[str, ...], root: Path
+) -> Iterator[tuple[dict[str, dict[str, str]], dict[str, str]]]:
+    """(per department, its broker's settings; its database URL) for ``engine``."""
+    if engine == "embedded" or not codes:
+        yield {}, {}
+        return
+    if engine == "kubo":
+        from govshare.chain.devnode import free_port
+        from govshare.consortium.kubo import format_swarm_key, generate_swarm_key
+        from govshare.storage.devkubo import DevKubo, find_kubo
+
+        exe, key = find_kubo(), format_swarm_key(generate_swarm_key())
+        nodes = {
+            c: DevKubo(root / f"kubo-{c}", exe, api_port=free_port(), swarm_port=free_port())
+            for c in codes
+        }
+        try:
+            for n in nodes.values():
+                n.init(key)
+            ids = {c: n.peer_id for c, n in nodes.items()}
+            for c, n in nodes.items():
+                n.configure([(ids[o], nodes[o].swarm_port) for o in nodes if o != c])
+                n.start()
+            yield {c: {"GOVSHARE_STORE": n.store_url} for c, n in nodes.items()}, {}
+        finally:
+            for n in nodes.values():
+                n.stop()
+        return
+    # postgresql: the tests' private cluster (initdb + pg_ctl on a loopback port)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    import engines  # type: ignore[import-not-found]
+
+    cluster = engines.PostgresCluster().start()
+    try:
+        tag = uuid.uuid4().hex[:8]
+        urls = {c: cluster.create_database(f"{c.lower()}_{tag}") for c in codes}
+        yield {c: {"GOVSHARE_DATABASE_URL": u} for c, u in urls.items()}, urls
+    finally:
+        cluster.close()
 
 
 def main() -> int:
@@ -473,6 +542,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 round, 100 records and fetches, "
                     "1,000 files imported (about two minutes)")  # fmt: skip
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    ap.add_argument("--engines", action="store_true", help="also publish and fetch with a Kubo "
+                    "store, and on PostgreSQL, beside the embedded store and SQLite")  # fmt: skip
     args = ap.parse_args()
     if args.quick:
         args.records, args.rounds, args.fetches, args.import_files = 100, 1, 100, 1000
@@ -532,6 +603,29 @@ def main() -> int:
     print(f"\n(d) bulk import of {args.import_files} files of 4 KiB, {k} in flight")
     print(f"  {imp:.1f} records/s anchored, {imp / raw_rate:.2f}x the raw single-anchor rate")
 
+    by_engine: dict[str, dict[str, float]] = {}
+    if args.engines:
+        for engine in ("embedded", "kubo", "postgresql"):
+            with consortium(k, ("TAX", "MARKET"), engine) as c:
+                rate, _lag = api_publish_rate(c, n, k)
+                lat = fetch_latency(c, args.fetches)
+            by_engine[engine] = {
+                "publish_records_per_s": round(rate, 1),
+                "fetch_p50_ms": round(lat["api"][0], 2),
+                "raw_call_p50_ms": round(lat["raw"][0], 3),
+            }
+        base = by_engine["embedded"]
+        print(f"\n(e) the same with real engines: {n} publishes, {args.fetches} fetches each")
+        print(f"{'brokers on':34} {'publish/s':>10} {'vs':>6} {'fetch p50':>10} {'vs':>6}")
+        names = {"embedded": "embedded store, SQLite", "kubo": "a Kubo node each, SQLite",
+                 "postgresql": "embedded store, PostgreSQL"}  # fmt: skip
+        for engine, f in by_engine.items():
+            print(
+                f"{names[engine]:34} {f['publish_records_per_s']:10.1f} "
+                f"{f['publish_records_per_s'] / base['publish_records_per_s']:6.2f} "
+                f"{f['fetch_p50_ms']:10.2f} {f['fetch_p50_ms'] / base['fetch_p50_ms']:6.2f}"
+            )
+
     if args.json:
         figures = {
             "publish_records_per_s": round(statistics.median(api_runs), 1),
@@ -550,7 +644,7 @@ def main() -> int:
             "import_files": args.import_files,
         }
         assert tuple(figures) == FIGURES
-        print(json.dumps(figures))
+        print(json.dumps({**figures, **({"engines": by_engine} if by_engine else {})}))
     return 0
 
 
