@@ -5,7 +5,8 @@ local chain (anvil) and one broker process per department — in a fresh demo
 home (`.demo/` in the repository, git-ignored; `GOVSHARE_DEMO_HOME` moves it),
 and prints the command before its output so you can re-type any of it.
 `GOVSHARE_DEMO_STORE=kubo` keeps the records in one Kubo node per department,
-in a private swarm, instead of a folder each.
+in a private swarm, instead of a folder each; `GOVSHARE_DEMO_DATABASE=postgresql`
+keeps the brokers' databases in a private PostgreSQL cluster.
 
 The story: the tax bureau (TAX) publishes a tax-clearance certificate; the
 market regulator (MARKET) asks for it to grant a business licence; TAX's
@@ -40,6 +41,9 @@ HOME = Path(os.environ.get("GOVSHARE_DEMO_HOME") or ROOT / ".demo").resolve()
 #: Where the brokers keep the encrypted records: `local` folders (the default), or
 #: `kubo` — a Kubo node per department in one private swarm (GOVSHARE_DEMO_STORE=kubo).
 STORE = os.environ.get("GOVSHARE_DEMO_STORE", "local").strip().lower() or "local"
+#: Where the brokers keep their databases: `sqlite` files (the default), or
+#: `postgresql` — a database each in a private cluster (GOVSHARE_DEMO_DATABASE=postgresql).
+DATABASE = os.environ.get("GOVSHARE_DEMO_DATABASE", "sqlite").strip().lower() or "sqlite"
 FILES = HOME / "files"
 GOVSHARE = Path(sys.executable).parent / "govshare"
 BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
@@ -179,6 +183,8 @@ def certificate() -> Path:
 def main() -> int:
     if STORE not in ("local", "kubo"):
         fail(f"GOVSHARE_DEMO_STORE is {STORE!r}: use local or kubo.")
+    if DATABASE not in ("sqlite", "postgresql"):
+        fail(f"GOVSHARE_DEMO_DATABASE is {DATABASE!r}: use sqlite or postgresql.")
     if HOME.exists():
         dev_down()  # a previous demo's brokers and chain, if still running
         shutil.rmtree(HOME)
@@ -201,6 +207,11 @@ def story(chain_port: int, base_port: int) -> int:
         "administrator user each; and one broker process per department, each with its own "
         "database and encrypted store."
     )
+    if DATABASE == "postgresql":
+        say(
+            "Here each broker keeps its database in a PostgreSQL cluster of this demo, a "
+            "database per department."
+        )
     if STORE == "kubo":
         say(
             "Here each department keeps its encrypted records in a Kubo (IPFS) node of its "
@@ -210,6 +221,7 @@ def story(chain_port: int, base_port: int) -> int:
         "dev", "up", "--departments", "TAX,MARKET,COURT",
         "--chain-port", str(chain_port), "--base-port", str(base_port),
         *(["--store", STORE] if STORE != "local" else []),
+        *(["--database", DATABASE] if DATABASE != "sqlite" else []),
     )  # fmt: skip
 
     say(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,17 +33,24 @@ def one_demo_at_a_time() -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("store", ["local", "kubo"])
-def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path: Path, store: str) -> None:
+@pytest.mark.parametrize(
+    ("store", "database"), [("local", "sqlite"), ("kubo", "sqlite"), ("local", "postgresql")]
+)
+def test_the_demo_runs_end_to_end_and_stops_everything(
+    tmp_path: Path, store: str, database: str
+) -> None:
     home = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
     env["GOVSHARE_DEMO_HOME"] = str(home)
-    if store == "kubo":  # GOVSHARE_DEMO_STORE=kubo make demo: a Kubo node per department
-        try:
+    try:
+        if store == "kubo":  # GOVSHARE_DEMO_STORE=kubo make demo: a Kubo node per department
             env["GOVSHARE_KUBO"] = str(engines.tool("kubo", "ipfs"))
-        except engines.EngineUnavailable as exc:
-            pytest.skip(str(exc))
-        env["GOVSHARE_DEMO_STORE"] = "kubo"
+            env["GOVSHARE_DEMO_STORE"] = "kubo"
+        if database == "postgresql":  # GOVSHARE_DEMO_DATABASE=postgresql: a private cluster
+            engines.find_pg_bin()
+            env["GOVSHARE_DEMO_DATABASE"] = "postgresql"
+    except engines.EngineUnavailable as exc:
+        pytest.skip(str(exc))
     with one_demo_at_a_time():
         proc = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "demo.py")],
@@ -79,3 +87,8 @@ def test_the_demo_runs_end_to_end_and_stops_everything(tmp_path: Path, store: st
     assert st["store"] == store
     assert len(st["kubo"]) == (3 if store == "kubo" else 0)
     assert not any(n["running"] for n in st["kubo"].values())
+    assert st["database"] == database and not st["postgres_running"]
+    if database == "postgresql":  # the brokers kept no SQLite file; the cluster goes too
+        assert not list(home.glob("depts/*/broker.db"))
+        cluster = json.loads((home / "dev" / "postgres" / "cluster.json").read_text())
+        shutil.rmtree(cluster["root"], ignore_errors=True)

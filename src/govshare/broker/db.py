@@ -716,9 +716,14 @@ class Database:
     @classmethod
     def for_department(cls, home: Path, dept: str, url: str | None = None) -> Database:
         """The department's own broker database: ``url`` when one is configured
-        (``GOVSHARE_DATABASE_URL``: PostgreSQL, say), else its SQLite file under the
-        govshare home, readable by its owner only (SQLite gives its -wal and -shm
-        files the same mode)."""
+        (``GOVSHARE_DATABASE_URL``: PostgreSQL, say), else its database in the home's
+        dev cluster (``dev up --database postgresql``), else its SQLite file under
+        the govshare home, readable by its owner only (SQLite gives its -wal and
+        -shm files the same mode)."""
+        if not url:
+            from govshare.broker.devpostgres import dev_database_url
+
+            url = dev_database_url(home, dept)  # a dev home on PostgreSQL
         if url:
             return cls.open(url)
         path = broker_db_path(home, dept)

@@ -106,6 +106,8 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
     )
     if not st.deployed:
         click.echo("  ledger    not deployed (run `govshare dev up`)")
+    if st.database == "postgresql":
+        click.echo(f"  postgres  {'running' if st.postgres_running else 'stopped'}")
     for code, (url, running) in st.kubo.items():
         click.echo(f"  kubo {code:<4} {url}  {'running' if running else 'stopped'}")
     for b in st.brokers:
@@ -152,6 +154,13 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
     "or a Kubo node each, in one private swarm (kubo; `make setup` builds Kubo). Chosen at "
     "the first dev up of a home.",
 )
+@click.option(
+    "--database",
+    type=click.Choice(["sqlite", "postgresql"]),
+    default=None,
+    help="Where the brokers keep their databases: a SQLite file each (the default), or a "
+    "database each in a private PostgreSQL cluster of this home. Chosen at the first dev up.",
+)
 @click.option("--wait", type=float, default=90.0, hidden=True, help="Seconds to wait for brokers.")
 @click.option("--scrypt-n", type=int, default=None, hidden=True, help="Keystore cost (tests).")
 @common_options
@@ -163,6 +172,7 @@ def up(
     chain_port: int | None,
     base_port: int | None,
     store: str | None,
+    database: str | None,
     wait: float,
     scrypt_n: int | None,
 ) -> None:
@@ -203,6 +213,7 @@ def up(
         scrypt_n=scrypt_n,
         wait=wait,
         store=store,
+        database=database,
         echo=echo,
     )
 
@@ -231,6 +242,7 @@ def down(ctx: Ctx) -> None:
     human = (
         f"Stopped the brokers of {', '.join(out['brokers_stopped']) or 'no department'}; "
         + (f"the Kubo nodes of {', '.join(out['kubo_stopped'])}; " if out["kubo_stopped"] else "")
+        + ("the PostgreSQL cluster; " if out["postgres_stopped"] else "")
         + (
             "the chain stopped, its ledger saved."
             if out["chain_stopped"]

@@ -117,6 +117,9 @@ class DevNetStatus:
     store: str = "local"
     #: The Kubo nodes (``--store kubo``): department -> (RPC URL, running).
     kubo: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    #: Where the brokers keep their databases: ``sqlite`` files, or ``postgresql``.
+    database: str = "sqlite"
+    postgres_running: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +131,8 @@ class DevNetStatus:
             "resumed": self.resumed,
             "store": self.store,
             "kubo": {c: {"url": u, "running": r} for c, (u, r) in self.kubo.items()},
+            "database": self.database,
+            "postgres_running": self.postgres_running,
             "brokers": [b.to_dict() for b in self.brokers],
         }
 
@@ -218,6 +223,8 @@ class DevNet:
         return pid
 
     def _start_broker(self, prof: Profile, password: str, store_url: str | None = None) -> None:
+        from govshare.broker.devpostgres import dev_database_url
+
         port = _port_of(prof.endpoint)
         if _port_in_use(port):
             raise ConfigError(
@@ -231,6 +238,9 @@ class DevNet:
         env["GOVSHARE_HOME"] = str(self.home)
         if store_url:
             env["GOVSHARE_STORE"] = store_url  # its department's Kubo node
+        db_url = dev_database_url(self.home, prof.code)
+        if db_url:
+            env["GOVSHARE_DATABASE_URL"] = db_url  # its database in the home's cluster
         args = [sys.executable, "-c", _BOOT, "serve", "--dept", prof.code, "--home", str(self.home)]
         log = self.log_file(prof.code)
         ensure_dir(log.parent)
@@ -304,6 +314,7 @@ class DevNet:
         scrypt_n: int | None = None,
         wait: float = 90.0,
         store: str | None = None,
+        database: str | None = None,
         echo: Echo = lambda _s: None,
     ) -> DevNetStatus:
         from govshare.broker.subjects import ensure_subject_key
@@ -321,6 +332,12 @@ class DevNet:
             raise ConfigError(
                 f"This home's consortium keeps its records in {kind} stores; `govshare dev "
                 f"down` and use a new home (--home) for {store} stores."
+            )
+        dbkind = str(state.get("database") or database or "sqlite")
+        if database and database != dbkind:
+            raise ConfigError(
+                f"This home's brokers keep their databases in {dbkind}; `govshare dev down` "
+                f"and use a new home (--home) for {database}."
             )
 
         # 1. the chain
@@ -408,6 +425,8 @@ class DevNet:
         self._declare_categories(ledger, [profiles[c] for c in wanted], admin_password or password)
         known = list(dict.fromkeys([*state.get("departments", []), *wanted]))
         nodes = self._kubo_up(known, state.get("kubo") or {}, echo) if kind == "kubo" else {}
+        if dbkind == "postgresql":
+            self._postgres_up(known, echo)
         self._save_state(
             {
                 "format": "govshare-devnet/1",
@@ -415,6 +434,7 @@ class DevNet:
                 "threshold": threshold,
                 "created": state.get("created") or time.time(),
                 "store": kind,
+                "database": dbkind,
                 **({"kubo": nodes} if nodes else {}),
             }
         )
@@ -500,8 +520,35 @@ class DevNet:
     def down(self) -> dict[str, Any]:
         stopped = self.stop_brokers()
         nodes = [code for code, node in self.kubo_nodes().items() if node.stop()]
+        pg = self._postgres()
+        pg_stopped = pg.stop() if pg is not None else False
         chain_stopped = self.chain().stop()
-        return {"brokers_stopped": stopped, "kubo_stopped": nodes, "chain_stopped": chain_stopped}
+        return {
+            "brokers_stopped": stopped,
+            "kubo_stopped": nodes,
+            "postgres_stopped": pg_stopped,
+            "chain_stopped": chain_stopped,
+        }
+
+    # -- PostgreSQL (dev up --database postgresql) ------------------------------------------
+
+    def _postgres(self) -> Any:
+        """This home's cluster, or None when its brokers use SQLite files."""
+        from govshare.broker.devpostgres import DevPostgres
+
+        if self._state().get("database") != "postgresql":
+            return None
+        return DevPostgres(self.home)
+
+    def _postgres_up(self, codes: Sequence[str], echo: Echo) -> None:
+        from govshare.broker.devpostgres import DevPostgres
+        from govshare.chain.devnode import free_port
+
+        pg = DevPostgres(self.home)
+        was = pg.running()
+        pg.up(list(codes), free_port())
+        echo(f"Postgres {pg.url(codes[0]).rsplit('@', 1)[1].rsplit('/', 1)[0]}"
+             + (" — already running" if was else "") + ", a database per department")  # fmt: skip
 
     # -- Kubo nodes (dev up --store kubo) ---------------------------------------------------
 
@@ -596,6 +643,8 @@ class DevNet:
             threshold=state.get("threshold"),
             store=str(state.get("store") or "local"),
             kubo={c: (n.api_url, n.pid() is not None) for c, n in self.kubo_nodes().items()},
+            database=str(state.get("database") or "sqlite"),
+            postgres_running=bool(pg.running()) if (pg := self._postgres()) is not None else False,
         )
 
 
