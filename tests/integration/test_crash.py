@@ -5,6 +5,7 @@ anvil (its ledger kept in a state file, so the node can stop and come back).
 * SIGKILL at each step of a publish (the test-only hook of
   ``govshare.broker.faults``), restart, retry with the same idempotency key:
   exactly one anchored record per key, no orphan payload, nothing lost.
+* Both on SQLite and on PostgreSQL (the module runs twice).
 * Chain down: requests refused with 503 ``chain.unavailable``, a granted fetch
   refused (fail closed); publishes the broker accepted (before or while it was
   down) but could not anchor are anchored once the node is back, without anyone
@@ -18,6 +19,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from govshare.broker.db import Database, Record
+from govshare.broker.db import Record
 from govshare.chain.batch import BatchManifest
 from govshare.chain.devnode import AnvilProcess, free_port, rpc_call
 from govshare.home import dept_dir
@@ -70,9 +72,17 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
     n.stop()
 
 
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """TAX and MARKET, their brokers' databases in SQLite files or (the module's
+    second run) in the session's PostgreSQL cluster."""
     w = build_world(node.url, tmp_path_factory.mktemp("home"), codes=CODES)
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        tag = uuid.uuid4().hex[:8]
+        w.databases = {c: cluster.create_database(f"crash_{c.lower()}_{tag}") for c in CODES}
     add_clerks(w, CODES)
     yield w
     w.close()
@@ -116,7 +126,7 @@ def publish(world: World, path: Path, key: str, *extra: str) -> tuple[int, Any]:
 
 
 def tax_rows(world: World) -> list[Record]:
-    db = Database.for_department(world.home, "TAX")
+    db = world.database("TAX")
     try:
         with db.session(readonly=True) as s:
             rows = list(s.scalars(select(Record)))
