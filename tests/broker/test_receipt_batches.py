@@ -26,7 +26,7 @@ from govshare.broker.serve_exchange import serve_exchange
 from govshare.broker.services import BrokerServices
 from govshare.chain.connection import node_went_away
 from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, World, build_world, open_runtime
+from integration.world import CATEGORY, DATABASES, World, build_world, open_runtime, put_databases
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +37,13 @@ def node() -> Iterator[AnvilProcess]:
         yield n
 
 
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=DATABASES)
+def world(
+    request: pytest.FixtureRequest, node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """Its brokers' databases in SQLite files, then in the PostgreSQL cluster."""
     w = build_world(node.url, tmp_path_factory.mktemp("home"))
+    put_databases(w, request)
     yield w
     w.close()
 
@@ -164,6 +168,7 @@ def test_a_crash_after_sending_adopts_the_batch_instead_of_anchoring_twice(
         assert ReceiptBatcher(again, max_age=0).run_once(drive=True).action == "none"
     finally:
         again.close()
+        again.db.close()
 
 
 def make_services_like(svc: BrokerServices) -> BrokerServices:
@@ -212,6 +217,7 @@ def test_receipts_wait_across_a_restart_and_are_anchored_after_it(p_fixture: Pai
         assert p.tax.ledger.access.last_receipt_seq("TAX") == top + 2
     finally:
         restarted.close()
+        restarted.db.close()
 
 
 @pytest.fixture

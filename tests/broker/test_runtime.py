@@ -23,7 +23,7 @@ from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.record_batches import proof_of
 from govshare.broker.runtime import BrokerRuntime, RuntimeSettings, Startup
 from govshare.chain.devnode import AnvilProcess, free_port
-from integration.world import CATEGORY, World, build_world, open_runtime
+from integration.world import CATEGORY, DATABASES, World, build_world, open_runtime, put_databases
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +40,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
     n.stop()
 
 
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=DATABASES)
+def world(
+    request: pytest.FixtureRequest, node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """Its brokers' databases in SQLite files, then in the PostgreSQL cluster."""
     w = build_world(node.url, tmp_path_factory.mktemp("home"), codes=("TAX", "MARKET"))
+    put_databases(w, request)
     yield w
     w.close()
 

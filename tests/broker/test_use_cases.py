@@ -27,15 +27,28 @@ from govshare.broker.subjects import subject_ref
 from govshare.chain.devnode import AnvilProcess
 from govshare.crypto import decrypt_bytes, unwrap_dek
 from govshare.errors import ChainUnavailable, ContractReverted, InputError, Unauthorized
-from integration.world import CATEGORY, World, anchored_record, build_world, open_runtime
+from integration.world import (
+    CATEGORY,
+    DATABASES,
+    World,
+    anchored_record,
+    build_world,
+    open_runtime,
+    put_databases,
+)
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+@pytest.fixture(scope="module", params=DATABASES)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """The departments, their brokers' databases in SQLite files, then (the
+    module's second run) in the session's PostgreSQL cluster."""
     with AnvilProcess() as node:
         w = build_world(node.url, tmp_path_factory.mktemp("home"))
+        put_databases(w, request)
         yield w
         w.close()
 

@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,13 @@ from govshare.home import dept_dir
 from govshare.storage.local import LocalBlobStore
 from integration.world import (
     CATEGORY,
+    DATABASES,
     ServeProcess,
     World,
     add_clerks,
     build_world,
     dept_manifests,
+    put_databases,
     run_cli,
     spawn_serve,
     wait_serving,
@@ -72,17 +73,14 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnvilProcess]:
     n.stop()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def world(
     request: pytest.FixtureRequest, node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     """TAX and MARKET, their brokers' databases in SQLite files or (the module's
     second run) in the session's PostgreSQL cluster."""
     w = build_world(node.url, tmp_path_factory.mktemp("home"), codes=CODES)
-    if request.param == "postgresql":
-        cluster = request.getfixturevalue("postgres_cluster")
-        tag = uuid.uuid4().hex[:8]
-        w.databases = {c: cluster.create_database(f"crash_{c.lower()}_{tag}") for c in CODES}
+    put_databases(w, request)
     add_clerks(w, CODES)
     yield w
     w.close()

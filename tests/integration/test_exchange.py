@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +22,14 @@ from govshare.broker.users import Users
 from govshare.chain.devnode import AnvilProcess
 from integration.world import (
     CATEGORY,
+    DATABASES,
     GOVSHARE,
     ServeProcess,
     World,
     build_world,
     cli_env,
     dept_manifests,
+    put_databases,
     serving,
 )
 
@@ -68,7 +69,7 @@ class Client:
         return self.http.get(f"/v1/records/{record_id}/content", params=params)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
@@ -76,10 +77,7 @@ def world(
     each in a database of the session's PostgreSQL cluster."""
     with AnvilProcess() as node:
         w = build_world(node.url, tmp_path_factory.mktemp("home"))
-        if request.param == "postgresql":
-            cluster = request.getfixturevalue("postgres_cluster")
-            tag = uuid.uuid4().hex[:8]
-            w.databases = {c: cluster.create_database(f"{c.lower()}_{tag}") for c in CODES}
+        put_databases(w, request)
         yield w
         w.close()
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,6 +101,22 @@ class World:
     def close(self) -> None:
         for d in self.depts.values():
             d.sock.close()
+
+
+#: The broker databases a suite runs on (a module's ``world`` fixture takes them
+#: as params and calls :func:`put_databases`).
+DATABASES = ("sqlite", "postgresql")
+
+
+def put_databases(world: World, request: Any) -> None:
+    """For the ``postgresql`` param of a module's fixture: every department's
+    broker database in a fresh database of the session's PostgreSQL cluster
+    (``sqlite``: their SQLite files, as always)."""
+    if getattr(request, "param", "sqlite") != "postgresql":
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    tag = uuid.uuid4().hex[:8]
+    world.databases = {c: cluster.create_database(f"{c.lower()}_{tag}") for c in world.depts}
 
 
 def build_world(
