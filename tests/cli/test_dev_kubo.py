@@ -45,10 +45,10 @@ def daemons_of(home: Path) -> list[int]:
     pids = []
     for pid in (int(p) for p in out.split()):
         try:
-            env = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if f"IPFS_PATH={home}".encode() in env:
+        if str(home).encode() in cmdline:
             pids.append(pid)
     return pids
 

@@ -86,13 +86,14 @@ class DevKubo:
         """The broker's ``store`` setting for this node."""
         return f"kubo:{self.api_url}"
 
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, "IPFS_PATH": str(self.repo), "IPFS_TELEMETRY": "off"}
+    def _cmd(self, *args: str) -> list[str]:
+        # the repo named on the command line (not IPFS_PATH): the daemon is then
+        # recognisable by its command line, and no environment is read here
+        return [str(self.exe), "--repo-dir", str(self.repo), *args]
 
     def _ipfs(self, *args: str) -> str:
         done = subprocess.run(
-            [str(self.exe), *args],
-            env=self._env(),
+            self._cmd(*args),
             capture_output=True,
             text=True,
             timeout=120,
@@ -163,8 +164,8 @@ class DevKubo:
         except (OSError, ValueError):
             return None
         with contextlib.suppress(OSError):
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-            if f"IPFS_PATH={self.repo}".encode() not in environ.split(b"\0"):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if str(self.repo).encode() not in cmdline:
                 return None
         return pid
 
@@ -173,8 +174,7 @@ class DevKubo:
         if self.pid() is None:
             with open(self.log, "ab") as out:
                 proc = subprocess.Popen(
-                    [str(self.exe), "daemon", "--enable-gc=false"],
-                    env=self._env(),
+                    self._cmd("daemon", "--enable-gc=false"),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
