@@ -41,7 +41,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
 def daemons_of(home: Path) -> list[int]:
     """The pids of ipfs daemons whose repo is in this home."""
-    out = subprocess.run(["pgrep", "-f", "ipfs daemon"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", "--", "--repo-dir"], capture_output=True, text=True).stdout
     pids = []
     for pid in (int(p) for p in out.split()):
         try:
