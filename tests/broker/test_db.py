@@ -40,6 +40,7 @@ def test_open_migrates_to_head_and_models_match_migrations(db: Database) -> None
     assert diff == [], diff
 
 
+@pytest.mark.sqlite_only
 def test_open_is_idempotent(db_path: Path, db: Database) -> None:
     with db.session() as s:
         s.add(User(name="alice", role="clerk", department="TAX"))
@@ -52,6 +53,7 @@ def test_open_is_idempotent(db_path: Path, db: Database) -> None:
         again.close()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_pragmas_on_every_connection(db: Database) -> None:
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -60,6 +62,7 @@ def test_sqlite_pragmas_on_every_connection(db: Database) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
 
 
+@pytest.mark.sqlite_only
 def test_write_sessions_take_the_write_lock_up_front(db: Database) -> None:
     """BEGIN IMMEDIATE: while one write session is open, another writer waits
     (here: a raw connection with no busy timeout fails at once)."""

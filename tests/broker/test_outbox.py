@@ -87,12 +87,12 @@ def test_steps_run_in_order_and_see_earlier_results(db: Database) -> None:
     ]
 
 
-def test_intent_is_committed_before_the_handler_runs(db: Database, db_path: Path) -> None:
+def test_intent_is_committed_before_the_handler_runs(db: Database) -> None:
     """While a handler runs, another connection already sees the step as started."""
     observed: list[tuple[str, str | None, str]] = []
 
     def spy(ctx: StepContext) -> dict[str, Any]:
-        other = Database.open(f"sqlite:///{db_path}", migrate=False)
+        other = Database.open(db.engine.url, migrate=False)
         try:
             with other.session(readonly=True) as s:
                 op = s.get(Operation, ctx.operation_id)
