@@ -5,6 +5,8 @@ under it.
     HOME/
       deployment.json        chain id, contract addresses, deploy block (written by deploy)
       chain/                 the local dev chain (anvil state, pid, log)
+      dev/                   the local consortium: devnet.json (its state), brokers'
+                             pids and logs, kubo/ and postgres/ (dev up's engines)
       depts/CODE/            one department profile: config.json, keystores, HPKE key
       blobs/                 the default local blob store
 """
@@ -51,3 +53,13 @@ def mirror_path(home: Path) -> Path:
 
 def blob_dir(home: Path) -> Path:
     return home / "blobs"
+
+
+def dev_dir(home: Path) -> Path:
+    """The local consortium's own folder (``govshare dev up``)."""
+    return home / "dev"
+
+
+def dev_state_path(home: Path) -> Path:
+    """The local consortium's state: departments, threshold, its engines and ports."""
+    return dev_dir(home) / "devnet.json"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from govshare.errors import DevNodeError
+from govshare.home import dev_dir
 
 __all__ = ["DevPostgres", "dev_database_url"]
 
@@ -58,10 +59,10 @@ def database_name(code: str) -> str:
 def dev_database_url(home: Path, code: str) -> str | None:
     """CODE's broker database in this dev home's cluster, or None when the home's
     consortium keeps its databases in SQLite files."""
-    meta = home / "dev" / "postgres" / "cluster.json"
+    folder = dev_dir(home) / "postgres"
     try:
-        info = json.loads(meta.read_text())
-        password = (home / "dev" / "postgres" / "password").read_text().strip()
+        info = json.loads((folder / "cluster.json").read_text())
+        password = (folder / "password").read_text().strip()
         port = int(info["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -73,7 +74,7 @@ class DevPostgres:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.dir = home / "dev" / "postgres"
+        self.dir = dev_dir(home) / "postgres"
         self.meta_file = self.dir / "cluster.json"
         self.password_file = self.dir / "password"
         self.bindir = find_pg_bin()

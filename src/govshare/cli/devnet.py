@@ -39,7 +39,14 @@ from govshare.chain.devnode import DevChain, DevChainStatus
 from govshare.cli._client import ADMIN_TOKEN_FILE, TOKEN_FILE, save_token, token_path
 from govshare.cli.init_cmd import FIRST_BROKER_PORT
 from govshare.errors import ConfigError, DeploymentStale, GovShareError, NotFound
-from govshare.home import chain_dir, deployment_path, dept_dir, ensure_dir
+from govshare.home import (
+    chain_dir,
+    deployment_path,
+    dept_dir,
+    dev_dir,
+    dev_state_path,
+    ensure_dir,
+)
 from govshare.profile import (
     CONFIG,
     Profile,
@@ -51,7 +58,6 @@ from govshare.profile import (
 from govshare.settings import Settings
 
 DEFAULT_DEPARTMENTS = ("TAX", "MARKET", "COURT")
-STATE = "devnet.json"
 NAMES = {
     "TAX": "Tax Bureau",
     "MARKET": "Market Regulator",
@@ -169,7 +175,7 @@ class DevNet:
 
     def __init__(self, home: Path, settings: Settings | None = None) -> None:
         self.home = home
-        self.dir = home / "dev"
+        self.dir = dev_dir(home)
         #: The caller's settings (the anvil binary, the subject key); defaults if None.
         self.settings = settings if settings is not None else Settings.defaults()
 
@@ -177,7 +183,7 @@ class DevNet:
 
     @property
     def state_file(self) -> Path:
-        return self.dir / STATE
+        return dev_state_path(self.home)
 
     def _state(self) -> dict[str, Any]:
         try:

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from govshare.errors import DevNodeError
+from govshare.home import dev_state_path
 
 __all__ = ["DevKubo", "dev_kubo_urls", "find_kubo"]
 
@@ -38,7 +39,7 @@ def dev_kubo_urls(home: Path) -> dict[str, str]:
     consortium was brought up with ``--store kubo``); read from the dev state
     (``HOME/dev/devnet.json``, written by ``govshare dev up``)."""
     try:
-        state = json.loads((home / "dev" / "devnet.json").read_text())
+        state = json.loads(dev_state_path(home).read_text())
         nodes = state.get("kubo") or {}
         return {str(c): f"http://127.0.0.1:{int(p['api'])}" for c, p in nodes.items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
