@@ -372,20 +372,15 @@ class KuboDaemon:
 
 
 def find_pg_bin() -> Path:
-    """The newest Debian PostgreSQL server's bin directory (initdb, pg_ctl, createdb)."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if found:
-        return found[-1].parent
-    on_path = shutil.which("initdb")
-    if on_path and shutil.which("pg_ctl"):
-        return Path(on_path).parent
-    raise EngineUnavailable(
-        "PostgreSQL's server (initdb, pg_ctl) is not installed: `make setup` installs"
-        " Debian's postgresql package when run as root"
-    )
+    """The newest PostgreSQL server's bin directory (initdb, pg_ctl, createdb): the
+    lookup ``dev up --database postgresql`` uses, its refusal as a skip reason."""
+    from govshare.broker.devpostgres import find_pg_bin as find
+    from govshare.errors import DevNodeError
+
+    try:
+        return find()
+    except DevNodeError as exc:
+        raise EngineUnavailable(str(exc)) from None
 
 
 class PostgresCluster:
