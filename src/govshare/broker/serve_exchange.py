@@ -51,7 +51,7 @@ from govshare.broker.db import (
     Record,
     RecordStatus,
     WrappedKey,
-    insert_if_absent,
+    bump,
 )
 from govshare.broker.errors import (
     ExchangeExpired,
@@ -273,8 +273,7 @@ def _spend(
             ) from None
         used = None
         if anchored_uses < max_uses:
-            insert_if_absent(conn, GrantUse, owner=svc.dept, grant_id=grant, used=0)
-            used = conn.scalar(
+            spend = (
                 update(GrantUse)
                 .where(
                     GrantUse.owner == svc.dept,
@@ -284,22 +283,23 @@ def _spend(
                 .values(used=GrantUse.used + 1)
                 .returning(GrantUse.used)
             )
+            used = bump(conn, spend, GrantUse, owner=svc.dept, grant_id=grant, used=0)
         if used is None:
             raise GrantQuotaExhausted(
                 f"Grant {req.grant_id} has no uses left ({max_uses} allowed)."
             )
-        insert_if_absent(conn, ReceiptSequence, owner=svc.dept, last_seq=0)
-        seq = conn.scalar(
+        number = (
             update(ReceiptSequence)
             .where(ReceiptSequence.owner == svc.dept)
             .values(last_seq=ReceiptSequence.last_seq + 1)
             .returning(ReceiptSequence.last_seq)
         )
+        seq = bump(conn, number, ReceiptSequence, owner=svc.dept, last_seq=0)
         receipt = ExchangeReceipt(
             request_hash=request_hash,
             ciphertext_cid=cid,
             capsule_hash=capsule_hash(capsule),
-            seq=int(seq or 0),  # (the row exists: inserted just above)
+            seq=int(seq or 0),  # (never None: the row is made when missing)
             issued_at=int(issued.timestamp()),
         )
         owner_sig = receipt.sign(svc.account, svc.domain)
