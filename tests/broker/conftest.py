@@ -10,6 +10,8 @@ import pytest
 
 from cliharness import Cli
 from govshare.broker.db import Database, sqlite_url
+from govshare.chain.devnode import AnvilProcess
+from integration.world import DATABASES, World, build_world, put_databases
 
 
 @pytest.fixture
@@ -44,6 +46,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = [i for i in items if i not in drop]
+
+
+# -- a consortium on a real chain ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """A module's consortium on its own anvil: the departments, their brokers'
+    databases in SQLite files, then (the module's second run) in the session's
+    PostgreSQL cluster. A module that needs another defines its own."""
+    with AnvilProcess() as node:
+        w = build_world(node.url, tmp_path_factory.mktemp("home"))
+        put_databases(w, request)
+        yield w
+        w.close()
 
 
 # -- the real console script (shared with tests/cli) ------------------------------------

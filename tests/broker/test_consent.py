@@ -6,30 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from govshare.broker import consent, governance
 from govshare.chain.contracts import GrantReason, RequestStatus
-from govshare.chain.devnode import AnvilProcess
 from govshare.errors import ContractReverted, InputError, NotFound, Unauthorized
-from integration.world import CATEGORY, DATABASES, World, build_world, put_databases
+from integration.world import CATEGORY, World
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    """The departments, their brokers' databases in SQLite files, then (the
-    module's second run) in the session's PostgreSQL cluster."""
-    with AnvilProcess() as node:
-        w = build_world(node.url, tmp_path_factory.mktemp("home"))
-        put_databases(w, request)
-        yield w
-        w.close()
 
 
 def ask(world: World, requester: str = "MARKET", deadline_in: int = 3600) -> int:

@@ -7,33 +7,18 @@ what did land."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 from eth_account import Account
 
 from govshare.broker import governance
 from govshare.chain.contracts import DepartmentInit, ProposalStatus
-from govshare.chain.devnode import AnvilProcess
 from govshare.crypto import load_eth_keystore
 from govshare.errors import ContractReverted, InputError
 from govshare.profile import create_profile, load_profile
-from integration.world import DATABASES, PASSWORD, SCRYPT_N, World, build_world, put_databases
+from integration.world import PASSWORD, SCRYPT_N, World
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    """The departments, their brokers' databases in SQLite files, then (the
-    module's second run) in the session's PostgreSQL cluster."""
-    with AnvilProcess() as node:
-        w = build_world(node.url, tmp_path_factory.mktemp("home"))
-        put_databases(w, request)
-        yield w
-        w.close()
 
 
 class Funded(list[str]):

@@ -28,32 +28,15 @@ from govshare.broker.publish import (
     stage_file,
 )
 from govshare.broker.services import BrokerServices
-from govshare.chain.devnode import AnvilProcess
 from govshare.errors import GovShareError, InputError
 from integration.world import (
     CATEGORY,
-    DATABASES,
     World,
     anchored_record,
-    build_world,
     make_services,
-    put_databases,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    """The departments, their brokers' databases in SQLite files, then (the
-    module's second run) in the session's PostgreSQL cluster."""
-    with AnvilProcess() as node:
-        w = build_world(node.url, tmp_path_factory.mktemp("home"))
-        put_databases(w, request)
-        yield w
-        w.close()
 
 
 def _services(world: World, **limits: Any) -> Iterator[BrokerServices]:

@@ -22,24 +22,10 @@ from govshare.broker.errors import IdempotencyConflict
 from govshare.broker.publish import PublishOutcome, PublishRequest, publish, stage_file
 from govshare.broker.record_batches import KIND, proof_of
 from govshare.broker.services import BrokerServices
-from govshare.chain.devnode import AnvilProcess
 from govshare.errors import InputError, IntegrityError
-from integration.world import CATEGORY, DATABASES, World, build_world, make_services, put_databases
+from integration.world import CATEGORY, World, make_services
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    """The departments, their brokers' databases in SQLite files, then (the
-    module's second run) in the session's PostgreSQL cluster."""
-    with AnvilProcess() as node:
-        w = build_world(node.url, tmp_path_factory.mktemp("home"))
-        put_databases(w, request)
-        yield w
-        w.close()
 
 
 @pytest.fixture

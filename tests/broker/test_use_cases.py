@@ -24,33 +24,16 @@ from govshare.broker.publish import PublishRequest, cleanup_spool, publish, stag
 from govshare.broker.queries import list_records, list_requests, show_record
 from govshare.broker.services import BrokerServices
 from govshare.broker.subjects import subject_ref
-from govshare.chain.devnode import AnvilProcess
 from govshare.crypto import decrypt_bytes, unwrap_dek
 from govshare.errors import ChainUnavailable, ContractReverted, InputError, Unauthorized
 from integration.world import (
     CATEGORY,
-    DATABASES,
     World,
     anchored_record,
-    build_world,
     open_runtime,
-    put_databases,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
-    """The departments, their brokers' databases in SQLite files, then (the
-    module's second run) in the session's PostgreSQL cluster."""
-    with AnvilProcess() as node:
-        w = build_world(node.url, tmp_path_factory.mktemp("home"))
-        put_databases(w, request)
-        yield w
-        w.close()
 
 
 @pytest.fixture(scope="module")
