@@ -74,7 +74,7 @@ from govshare.chain.devfund import faucet
 from govshare.chain.devnode import AnvilProcess, free_port
 from govshare.chain.ledger import Ledger
 from govshare.clerk.importer import ImportPlan, Outgoing, PublishAnswer, import_folder
-from govshare.cli._import import _answer_of
+from govshare.cli._import import bulk_answers, bulk_form
 from govshare.home import deployment_path
 from govshare.profile import Profile, create_profile
 from govshare.storage.unixfs import compute_cid
@@ -431,18 +431,12 @@ class HttpPublisher:
         """``POST /v1/records/batch`` (what the CLI's adapter sends per chunk)."""
         if not hasattr(self.local, "http"):
             self.local.http = self.c.client(self.code)
-        items = [{"idempotency_key": f.key, **f.fields} for f in files]
         with ExitStack() as stack:
-            parts = [
-                ("file", (f.filename, stack.enter_context(f.path.open("rb")), "application/pdf"))
-                for f in files
-            ]
-            r = self.local.http.post(
-                "/v1/records/batch", data={"items": json.dumps(items)}, files=parts
-            )
+            data, parts = bulk_form(files, stack)
+            r = self.local.http.post("/v1/records/batch", data=data, files=parts)
         if r.status_code != 200:
             raise SystemExit(f"bulk import failed: {r.status_code} {r.text}")
-        answers = [_answer_of(x["status"], x["body"]) for x in r.json()["results"]]
+        answers = bulk_answers(r.json(), len(files))
         self.pending += [a.record_id for a in answers if isinstance(a, PublishAnswer)
                          and a.state != "done" and a.record_id]  # fmt: skip
         return answers

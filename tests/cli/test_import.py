@@ -170,3 +170,25 @@ def test_unreadable_files_symlinks_and_fifos_are_refused_the_rest_sent(
     assert s["published"] == 2 and s["total"] == 5
     assert stat.S_ISFIFO(os.lstat(root / "pipe").st_mode)  # never opened, still there
     assert {x["filename"] for x in records_named(cli, set(files))} == set(files) - {locked}
+
+
+def test_a_malformed_bulk_reply_refuses_the_records_it_does_not_answer() -> None:
+    from govshare.clerk.importer import PublishAnswer, StopImport
+    from govshare.cli._import import bulk_answers
+
+    body = {
+        "results": [
+            {"status": 202, "body": {"record_id": "0x01", "state": "anchoring"}},
+            {"status": "202", "body": {"record_id": "0x02"}},
+            7,
+            {"status": 409, "body": {"detail": "another file under this key"}},
+        ]
+    }
+    ok, bad_status, not_an_entry, refused = bulk_answers(body, 4)
+    assert ok == PublishAnswer("0x01", False, "anchoring")
+    assert bad_status == not_an_entry == "HTTP 0"
+    assert refused == "another file under this key"
+    with pytest.raises(StopImport, match="answered 4 of 5"):
+        bulk_answers(body, 5)
+    with pytest.raises(StopImport):
+        bulk_answers(["not", "an", "object"], 3)

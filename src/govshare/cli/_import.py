@@ -7,7 +7,7 @@ import json
 import mimetypes
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import click
 from rich.console import Console
@@ -60,36 +60,53 @@ class ApiPublisher:
     def publish_many(self, files: list[Outgoing]) -> list[PublishAnswer | str]:
         """``POST /v1/records/batch``: the files of one chunk in one request, each
         accepted at once under its own key."""
-        items = [
-            {"idempotency_key": f.key, **{k: v for k, v in f.fields.items() if v}} for f in files
-        ]
         with ExitStack() as stack:
-            parts = [
-                (
-                    "file",
-                    (
-                        f.filename,
-                        stack.enter_context(f.path.open("rb")),
-                        mimetypes.guess_type(f.filename)[0] or "application/octet-stream",
-                    ),
-                )
-                for f in files
-            ]
+            data, parts = bulk_form(files, stack)
             try:
-                resp = self.client.call(
-                    "POST", "/v1/records/batch", data={"items": json.dumps(items)}, files=parts
-                )
+                resp = self.client.call("POST", "/v1/records/batch", data=data, files=parts)
             except BrokerUnreachable as exc:
                 raise StopImport(exc.message) from None
-        results = resp.json().get("results", [])
-        if len(results) != len(files):
-            raise StopImport(f"The broker answered {len(results)} of {len(files)} records.")
-        return [_answer_of(int(r.get("status", 0)), r.get("body") or {}) for r in results]
+        return bulk_answers(resp.json(), len(files))
+
+
+def bulk_form(
+    files: list[Outgoing], stack: ExitStack
+) -> tuple[dict[str, str], list[tuple[str, tuple[str, BinaryIO, str]]]]:
+    """The multipart form of ``POST /v1/records/batch`` for ``files``: its
+    ``items`` field and its ``file`` parts (opened on ``stack``), in one order."""
+    items = [{"idempotency_key": f.key, **{k: v for k, v in f.fields.items() if v}} for f in files]
+    parts = [
+        (
+            "file",
+            (
+                f.filename,
+                cast(BinaryIO, stack.enter_context(f.path.open("rb"))),
+                mimetypes.guess_type(f.filename)[0] or "application/octet-stream",
+            ),
+        )
+        for f in files
+    ]
+    return {"items": json.dumps(items)}, parts
+
+
+def bulk_answers(body: Any, count: int) -> list[PublishAnswer | str]:
+    """Each record's answer in a bulk reply, in order (:class:`StopImport` when
+    the reply does not answer every record sent)."""
+    results = body.get("results", []) if isinstance(body, dict) else []
+    if not isinstance(results, list) or len(results) != count:
+        raise StopImport(f"The broker answered {len(results)} of {count} records.")
+    out: list[PublishAnswer | str] = []
+    for entry in results:
+        entry = entry if isinstance(entry, dict) else {}
+        status, answer = entry.get("status"), entry.get("body")
+        status = status if isinstance(status, int) else 0  # a malformed entry: refused
+        out.append(_answer_of(status, answer if isinstance(answer, dict) else {}))
+    return out
 
 
 def _answer_of(status: int, body: dict[str, object]) -> PublishAnswer | str:
     """One record's answer in a bulk reply: as ``POST /v1/records`` gives it."""
-    if status >= 400:
+    if not 200 <= status < 300:
         return str(body.get("detail") or body.get("code") or f"HTTP {status}")
     return PublishAnswer(
         record_id=str(body["record_id"]) if body.get("record_id") else None,
