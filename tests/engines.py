@@ -26,7 +26,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+
+from govshare.chain.devnode import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = REPO / ".tools"
@@ -62,12 +63,6 @@ class EngineFailed(RuntimeError):
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def poll(

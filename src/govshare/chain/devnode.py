@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -77,7 +78,51 @@ def find_anvil(explicit: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PICK = 10_000
+_handed_out: set[int] = set()
+
+
+def _pick_range() -> tuple[int, int] | None:
+    """Ports to pick listening ports from: below the kernel's ephemeral range (or
+    above it), where no outgoing connection is given a local port. None when the
+    range cannot be read or leaves no room."""
+    try:
+        low, high = (int(v) for v in _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    if low - 16 - _LOWEST_PICK >= 1_000:
+        return _LOWEST_PICK, low - 16  # room for a block (dev up --base-port P uses P, P+1…)
+    if 65_535 - 16 - high >= 1_000:
+        return high + 1, 65_535 - 16
+    return None
+
+
+def port_bindable(host: str, port: int) -> bool:
+    """Whether a server (which sets SO_REUSEADDR, as uvicorn, anvil and Kubo do)
+    could bind ``host:port`` now: no listener and no connection holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port to start a server on. Chosen at random outside the kernel's
+    ephemeral range: a port the kernel hands out (``bind(0)``) is also the one it
+    gives the next outgoing connection, which can take it in the seconds before
+    the server binds it. Never the same port twice in one process."""
+    span = _pick_range()
+    if span is not None:
+        rng = random.SystemRandom()
+        for _ in range(256):
+            port = rng.randrange(*span)
+            if port not in _handed_out and port_bindable(host, port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

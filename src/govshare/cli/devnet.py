@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -151,9 +150,11 @@ def _port_of(endpoint: str) -> int:
 
 
 def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.3)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    """Whether something holds 127.0.0.1:PORT: a listener, or a connection the
+    kernel gave that local port (a connect probe misses the latter)."""
+    from govshare.chain.devnode import port_bindable
+
+    return not port_bindable("127.0.0.1", port)
 
 
 def _alive(pid: int) -> bool:
