@@ -257,7 +257,8 @@ def test_the_committed_contracts_deploy_on_geth_dev(geth_dev: engines.GethDevNod
         endpoint="http://127.0.0.1:1",
     )
     deployment = deploy(geth_dev.url, Account.from_key(engines.GETH_DEV_KEY), [founder], 1)
-    verify_deployment(Connection(geth_dev.url), deployment)
+    with Connection(geth_dev.url) as conn:
+        verify_deployment(conn, deployment)
     assert deployment.chain_id == engines.GETH_DEV_CHAIN_ID
 
 

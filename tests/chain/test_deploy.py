@@ -114,20 +114,21 @@ def test_reset_and_persistent_restart(tmp_path: Path) -> None:
     node = AnvilProcess(state=state).start()
     path = tmp_path / "deployment.json"
     try:
-        conn = Connection(node.url)
-        _fund(conn)
-        deploy(conn, DEPLOYER, _founders(), 1, path=path)
+        with Connection(node.url) as conn:
+            _fund(conn)
+            deploy(conn, DEPLOYER, _founders(), 1, path=path)
     finally:
         node.stop()  # SIGTERM: anvil dumps its state
     node = AnvilProcess(port=node.port, state=state).start()
     try:
-        ledger = Ledger.from_deployment(path)
-        assert sorted(ledger.registry.active_departments()) == ["MARKET", "TAX"]
+        with Ledger.from_deployment(path) as ledger:
+            assert sorted(ledger.registry.active_departments()) == ["MARKET", "TAX"]
     finally:
         node.stop()
     node = AnvilProcess(port=node.port).start()  # no state: a reset chain
     try:
-        Connection(node.url).request("evm_mine", [])
+        with Connection(node.url) as conn:
+            conn.request("evm_mine", [])
         with pytest.raises(DeploymentStale) as err:
             Ledger.from_deployment(path)
         assert "was the dev chain reset?" in err.value.message

@@ -247,6 +247,8 @@ def test_node_goes_away_and_comes_back(tmp_path: Path) -> None:
     finally:
         stop.set()
         follower.join(10)
+        ix.close()
+        conn.close()
         node.stop()
 
 

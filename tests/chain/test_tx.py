@@ -435,13 +435,13 @@ def test_free_gas_network() -> None:
         extra_args=["--base-fee", "0", "--gas-price", "0", "--disable-min-priority-fee"]
     ).start()
     try:
-        conn = Connection(node.url)
-        sender = Sender(conn)
-        assert isinstance(sender.gas, FreeGas)
-        acct = Account.create()  # no balance at all
-        result = sender.transact(acct, _transfer(acct.address))
-        assert result.gas_used == 21_000
-        assert conn.get_balance(acct.address) == 0
+        with Connection(node.url) as conn:
+            sender = Sender(conn)
+            assert isinstance(sender.gas, FreeGas)
+            acct = Account.create()  # no balance at all
+            result = sender.transact(acct, _transfer(acct.address))
+            assert result.gas_used == 21_000
+            assert conn.get_balance(acct.address) == 0
     finally:
         node.stop()
 
@@ -543,15 +543,15 @@ def test_a_node_that_stops_answering_ends_the_wait_for_a_receipt() -> None:
 
     node = AnvilProcess().start()
     try:
-        conn = Connection(node.url)
-        sender = Sender(conn, receipt_timeout=86_400, unavailable_grace=0.2)
-        acct = Account.create()
-        conn.request("anvil_setBalance", [acct.address, hex(10**20)])
-        conn.request("evm_setAutomine", [False])
-        pending = sender.submit(acct, _transfer(acct.address))
-        node.stop(hard=True)
-        with pytest.raises(ChainUnavailable, match="outcome is unknown") as info:
-            pending.wait()
-        assert info.value.details["tx_hash"] == pending.tx_hash
+        with Connection(node.url) as conn:
+            sender = Sender(conn, receipt_timeout=86_400, unavailable_grace=0.2)
+            acct = Account.create()
+            conn.request("anvil_setBalance", [acct.address, hex(10**20)])
+            conn.request("evm_setAutomine", [False])
+            pending = sender.submit(acct, _transfer(acct.address))
+            node.stop(hard=True)
+            with pytest.raises(ChainUnavailable, match="outcome is unknown") as info:
+                pending.wait()
+            assert info.value.details["tx_hash"] == pending.tx_hash
     finally:
         node.stop()
