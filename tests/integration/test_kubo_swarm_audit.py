@@ -67,6 +67,7 @@ def brokers(
     yield svcs
     for s in svcs.values():
         s.close()
+        s.store.close()
         s.db.close()
 
 

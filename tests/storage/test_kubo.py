@@ -99,3 +99,26 @@ def test_local_url_and_default_home(tmp_path: Path) -> None:
     default = open_store(None, home=tmp_path / "home")
     assert isinstance(default, LocalBlobStore)
     assert default.root == tmp_path / "home" / "blobs"
+
+
+def test_a_store_dropped_without_close_releases_its_connections() -> None:
+    # An unclosed pooled socket, collected, is a ResourceWarning in whatever code
+    # runs then: a store nobody closed must still close its HTTP client.
+    import gc
+
+    from govshare.audit.sources import HttpSource
+
+    store = KuboBlobStore("http://127.0.0.1:1")
+    source = HttpSource("http://127.0.0.1:1")
+    clients = [store._client, source.client]
+    assert not any(c.is_closed for c in clients)
+    del store, source
+    gc.collect()
+    assert all(c.is_closed for c in clients)
+
+
+def test_close_is_idempotent_and_final() -> None:
+    store = KuboBlobStore("http://127.0.0.1:1")
+    store.close()
+    store.close()
+    assert store._client.is_closed

@@ -20,6 +20,7 @@ so) but never pass off another one. So any of these will do:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,11 @@ class HttpSource:
         self.client = httpx.Client(
             base_url=self.name, headers=headers, timeout=timeout, follow_redirects=False
         )
+        # Dropped without close(): its sockets are released when it is collected.
+        self._release = weakref.finalize(self, self.client.close)
+
+    def close(self) -> None:
+        self._release()
 
     def fetch(self, cid: str) -> bytes | None:
         try:

@@ -39,6 +39,7 @@ import json
 import os
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, cast
 
@@ -96,6 +97,9 @@ class KuboBlobStore:
             timeout=timeout,
             transport=transport,
         )
+        # A store dropped without close() still releases its sockets when it is
+        # collected (as a chain Connection does); long-lived owners close it.
+        self._release = weakref.finalize(self, self._client.close)
         self._retries = max(0, retries)
         self._backoff = backoff
         if swarm_timeout is not None and swarm_timeout <= 0:
@@ -106,7 +110,7 @@ class KuboBlobStore:
         return f"KuboBlobStore({self.api_url!r})"  # never the token
 
     def close(self) -> None:
-        self._client.close()
+        self._release()
 
     # --- transport ---------------------------------------------------------------------------
 
