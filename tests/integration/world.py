@@ -34,7 +34,7 @@ from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
 from govshare.broker.services import BrokerServices, Limits
 from govshare.broker.subjects import ensure_subject_key, load_subject_key
 from govshare.broker.users import Users
-from govshare.chain.connection import connect
+from govshare.chain.connection import Connection, connect
 from govshare.chain.contracts import DepartmentInit
 from govshare.chain.deploy import deploy
 from govshare.chain.devfund import faucet
@@ -101,6 +101,7 @@ class World:
     def close(self) -> None:
         for d in self.depts.values():
             d.sock.close()
+        self.ledger.close()
 
 
 #: The broker databases a suite runs on (a module's ``world`` fixture takes them
@@ -130,7 +131,17 @@ def build_world(
     On anvil, balances are set (``anvil_setBalance``); on another node (geth
     --dev), ``funder`` pays for everything: transfers and the deployment."""
     home.mkdir(parents=True, exist_ok=True)
-    conn = connect(rpc_url)
+    with connect(rpc_url) as conn:
+        return _build_world(conn, home, codes, categories, funder)
+
+
+def _build_world(
+    conn: Connection,
+    home: Path,
+    codes: tuple[str, ...],
+    categories: dict[str, list[str]] | None,
+    funder: LocalAccount | None,
+) -> World:
     payments: list[str] = []
     depts: dict[str, Dept] = {}
     for code in codes:
