@@ -451,3 +451,41 @@ def test_a_running_operation_is_not_run_twice(db: Database) -> None:
     outbox.register("demo", [("first", first)])
     op = outbox.submit("demo", "k", "system", "0" * 64, {}).operation
     assert op.state is OpState.DONE and calls == ["first"]
+
+
+def test_advance_many_moves_every_held_operation_in_one_transaction(db: Database) -> None:
+    """A bulk import's 600 operations (more than one query's worth of ids): each
+    held one moves on by the steps given and is parked; one that another worker
+    took over is answered None and left as it was."""
+    from govshare.broker.outbox import Started
+
+    clock = a_clock()
+    calls: list[str] = []
+    outbox = Outbox(db, clock=clock)
+    three_steps(outbox, calls)
+    started = [
+        Started("demo", f"k{i}", "0" * 64, {"n": i}, f"op{i:04d}", [{"encrypt": i}])
+        for i in range(600)
+    ]
+    held = outbox.submit_started_many("system", started)
+    assert held is not None and {v.state for v in held} == {OpState.RUNNING}
+    with db.session() as s:  # another worker took op0007 over
+        s.execute(update(Operation).where(Operation.id == "op0007").values(lease_owner="other"))
+    with pytest.raises(ValueError, match="last step"):  # nothing changes
+        outbox.advance_many({"op0001": [{"store": 1}, {"anchor": 1}]})
+    views = outbox.advance_many({st.op_id: [{"store": st.payload["n"]}] for st in started}, park=30)
+    assert views["op0007"] is None
+    moved = [v for k, v in views.items() if k != "op0007"]
+    assert len(moved) == 599 and all(v is not None for v in moved)
+    with db.session(readonly=True) as s:
+        ops = {op.id: op for op in s.scalars(select(Operation))}
+        steps = Counter(s.scalars(select(OperationStep.operation_id)))
+    assert ops["op0007"].state == OpState.RUNNING.value and ops["op0007"].step == 1
+    assert steps["op0007"] == 1
+    for op_id in ("op0000", "op0001", "op0599"):
+        op = ops[op_id]
+        assert (op.state, op.step, op.step_name) == (OpState.PENDING.value, 2, "anchor")
+        assert op.lease_owner is None and steps[op_id] == 2
+        assert op.next_attempt_at is not None
+        assert op.next_attempt_at.replace(tzinfo=UTC) == clock.utc() + timedelta(seconds=30)
+    assert calls == []  # advancing records steps done elsewhere; it runs none

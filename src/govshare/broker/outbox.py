@@ -567,10 +567,22 @@ class Outbox:
         transaction (with ``also``): by operation id, its view then, or None for
         one this caller no longer holds (unchanged)."""
         now = utcnow(self.clock)
+        ids = list(done)
         with self.db.session() as s:
+            # One query for the operations and one flush for all (not a read and
+            # a flush per operation: a bulk import advances 256 at a time).
+            held: dict[str, Operation] = {}
+            for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+                chunk = ids[i : i + 500]
+                held.update(
+                    (op.id, op)
+                    for op in s.scalars(select(Operation).where(Operation.id.in_(chunk)))
+                )
             views = {
-                op_id: self._advance_in(s, op_id, out, park, now) for op_id, out in done.items()
+                op_id: self._advance_op(s, held.get(op_id), out, park, now, flush=False)
+                for op_id, out in done.items()
             }
+            s.flush()
             if also is not None:
                 also(s)
             return views
@@ -615,9 +627,21 @@ class Outbox:
     def _advance_in(
         self, s: Session, op_id: str, done: Sequence[JSON], park: float | None, now: datetime
     ) -> OperationView | None:
-        op = s.get(Operation, op_id)
+        return self._advance_op(s, s.get(Operation, op_id), done, park, now)
+
+    def _advance_op(
+        self,
+        s: Session,
+        op: Operation | None,
+        done: Sequence[JSON],
+        park: float | None,
+        now: datetime,
+        *,
+        flush: bool = True,
+    ) -> OperationView | None:
         if op is None or op.state != OpState.RUNNING.value or op.lease_owner != self.instance:
             return None
+        op_id = op.id
         k = self._kinds[op.kind]
         if op.step + len(done) >= len(k.steps):
             raise ValueError("advance leaves the last step to the engine")
@@ -634,7 +658,8 @@ class Outbox:
         op.lease_owner = None
         op.lease_until = None
         op.updated_at = now
-        s.flush()
+        if flush:
+            s.flush()
         return _view(op)
 
     # -- reading -------------------------------------------------------------------
