@@ -44,9 +44,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from govshare.broker import publish
@@ -509,13 +509,17 @@ class RecordBatcher(Worker):
                 )
             )
             s.flush()
-            for i, row in enumerate(rows):
-                s.execute(
-                    update(Record)
-                    .where(Record.record_id == row.record_id, Record.batch_id.is_(None))
-                    .values(batch_id=bid, leaf_index=i, updated_at=now)
-                )
-                picked.append(row.record_id)
+            if not rows:
+                return
+            # One statement run for every member (executemany), not one each.
+            table = cast(Table, Record.__table__)
+            s.execute(
+                table.update()
+                .where(table.c.record_id == bindparam("b_rid"), table.c.batch_id.is_(None))
+                .values(batch_id=bid, leaf_index=bindparam("b_leaf"), updated_at=now),
+                [{"b_rid": row.record_id, "b_leaf": i} for i, row in enumerate(rows)],
+            )
+            picked.extend(row.record_id for row in rows)
 
         op = self._submit(bid, f"record-batch:{bid}", assign)
         if not picked:  # raced with nothing left: an empty batch anchors nothing
