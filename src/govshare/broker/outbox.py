@@ -546,9 +546,9 @@ class Outbox:
         try:
             with self.db.session() as s:
                 s.add_all([op for op, _k, _done in rows])
-                s.flush()
-                for op, k, done in rows:
+                for op, k, done in rows:  # held as they are inserted (no UPDATE after)
                     self._hold(s, op, k, done)
+                s.flush()
                 if also is not None:
                     also(s)
                 s.flush()
