@@ -231,3 +231,46 @@ def test_without_batching_each_record_is_anchored_on_its_own(world: World) -> No
         assert all(o.state.value == "done" and not o.anchoring for o in outs)
         for o in outs:
             assert svc.ledger.records.record_exists(str(o.record_id))
+
+
+def test_envelopes_are_synced_before_the_transaction_that_names_them(
+    tax: BrokerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every envelope of the request is fsynced, back to back, before the one
+    transaction that accepts them begins; a failed fsync stops the request with
+    nothing accepted and nothing left in the spool."""
+    import govshare.broker.publish as pub
+
+    publish_many(tax, "user:1", [item(tax, b"warm-up", "sync-warm")])  # the catalog is cached
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        events.append("envelope" if name.endswith(".enc") else "other")
+        real_fsync(fd)
+
+    def on_begin(_conn: Any) -> None:
+        events.append("begin")
+
+    items = [item(tax, os.urandom(4096), f"s-{i}") for i in range(8)]
+    monkeypatch.setattr(pub.os, "fsync", fsync)
+    event.listen(tax.db.engine, "begin", on_begin)
+    try:
+        outs = publish_many(tax, "user:1", items)
+    finally:
+        event.remove(tax.db.engine, "begin", on_begin)
+    assert all(outcome(o).anchoring for o in outs)
+    accept = events.index("begin", 1)  # after the read of the keys seen before
+    assert events[1:accept].count("envelope") == 8, events
+    assert "envelope" not in events[accept:], events
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    items = [item(tax, os.urandom(4096), f"f-{i}") for i in range(4)]
+    monkeypatch.setattr(pub.os, "fsync", failing)
+    with pytest.raises(OSError):
+        publish_many(tax, "user:1", items)
+    assert all(tax.outbox.find("user:1", f"f-{i}") is None for i in range(4))
+    assert spool_left(tax) == []

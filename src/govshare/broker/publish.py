@@ -68,6 +68,7 @@ from govshare.broker.users import Principal
 from govshare.chain.contracts import AnchorInput, encode_category, to_bytes32
 from govshare.clock import utcnow
 from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
+from govshare.crypto._io import fsync_dir
 from govshare.crypto.errors import EnvelopeTruncated
 from govshare.errors import ContractReverted, GovShareError, InputError, IntegrityError
 from govshare.storage import put_many
@@ -677,7 +678,7 @@ def _encrypt_each(
         key = str(payload["idempotency_key"])
         rid = record_id_for(svc.dept, op_id, principal, key)
         try:
-            enc, header = _encrypt_to_spool(svc, op_id, rid, payload, data=held[i])
+            enc, header = _encrypt_to_spool(svc, op_id, rid, payload, data=held[i], sync=False)
         except GovShareError as exc:
             _discard_upload(svc, str(payload["upload"]))
             out[i] = exc
@@ -692,7 +693,28 @@ def _encrypt_each(
                 bytes.fromhex(str(enc["capsule"])),
             )
         )
+    _sync_envelopes(svc, [a.envelope for a in done])
     return done
+
+
+def _sync_envelopes(svc: BrokerServices, paths: Sequence[Path]) -> None:
+    """Make a bulk request's envelopes durable before the transaction that names
+    them: their fsyncs back to back (one journal commit covers most of them: a
+    quarter to a half of the cost of an fsync after each write), then the spool
+    directory's. An error stops the request before anything is accepted."""
+    try:
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError:
+        for path in paths:  # no operation names them yet
+            path.unlink(missing_ok=True)
+        raise
+    if paths:
+        fsync_dir(svc.spool)
 
 
 def _accept_together(
@@ -874,12 +896,19 @@ def _encrypt(svc: BrokerServices, ctx: StepContext) -> JSON:
 
 
 def _encrypt_to_spool(
-    svc: BrokerServices, op_id: str, rid: bytes, p: Mapping[str, Any], data: bytes | None = None
+    svc: BrokerServices,
+    op_id: str,
+    rid: bytes,
+    p: Mapping[str, Any],
+    data: bytes | None = None,
+    *,
+    sync: bool = True,
 ) -> tuple[JSON, bytes]:
     """Encrypt the staged upload (or ``data``, its bytes held in memory) into
     ``<op_id>.enc`` in the spool under a fresh DEK, wrapped at once for this
     department's own key. Returns the ``encrypt`` step's result and the
-    envelope's header."""
+    envelope's header. ``sync=False``: the caller makes the envelope durable
+    (:func:`_sync_envelopes`) before any operation names it."""
     enc_name = f"{op_id}.enc"
     enc = _spool_path(svc, enc_name)
     # Written in place: nothing reads it before the step that wrote it is
@@ -896,7 +925,8 @@ def _encrypt_to_spool(
                     header += chunk[: HEADER_SIZE - len(header)]
                 out.write(chunk)
             out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                os.fsync(out.fileno())
         res = reader.result
     if res.plaintext_sha256.hex() != p["sha256"] or res.plaintext_size != p["size"]:
         enc.unlink(missing_ok=True)
