@@ -274,3 +274,96 @@ def test_envelopes_are_synced_before_the_transaction_that_names_them(
         publish_many(tax, "user:1", items)
     assert all(tax.outbox.find("user:1", f"f-{i}") is None for i in range(4))
     assert spool_left(tax) == []
+
+
+# -- concurrent single publishes, accepted together (PublishGroup) ---------------------------
+
+
+def _until(condition: Any, what: str) -> None:
+    """Wait for another thread to reach a state (a bounded poll, not a timed sleep)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def test_publishes_that_arrive_while_a_group_is_accepted_go_together(
+    tax: BrokerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first publish leads; twelve that arrive while it is held in its
+    transaction wait, then go as one group of twelve (one publish_many call):
+    each gets its own record and answer, and the same key twice is one record."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import govshare.broker.publish as pub
+    from govshare.broker.publish import publish
+
+    group = tax.publish_group
+    assert group is not None
+    publish(tax, "user:1", "group-warm", staged(tax, b"warm"), PublishRequest(CATEGORY))
+    calls: list[int] = []
+    hold, entered = threading.Event(), threading.Event()
+    real = pub.publish_many
+
+    def counted(svc: BrokerServices, user: Any, items: Any, **kw: Any) -> Any:
+        calls.append(len(items))
+        if len(calls) == 1:
+            entered.set()
+            assert hold.wait(30)
+        return real(svc, user, items, **kw)
+
+    monkeypatch.setattr(pub, "publish_many", counted)
+    datas = {f"g-{i}": os.urandom(4096) for i in range(11)}
+    datas["g-dup"] = datas["g-0"]
+    ups = {k: staged(tax, d) for k, d in datas.items()}
+    keys = ["g-first", *datas, "g-0"]  # g-0 twice: one record
+    ups["g-first"] = staged(tax, os.urandom(4096))
+    ups2 = staged(tax, datas["g-0"])
+
+    def one(key: str, up: StagedUpload) -> Any:
+        return publish(tax, "user:1", key, up, PublishRequest(CATEGORY))
+
+    with ThreadPoolExecutor(16) as pool:
+        first = pool.submit(one, "g-first", ups["g-first"])
+        assert entered.wait(30)
+        rest = [pool.submit(one, k, ups[k]) for k in keys[1:-1]]
+        rest.append(pool.submit(one, "g-0", ups2))
+        _until(lambda: len(group._queue) == 13, "the others did not queue")
+        hold.set()
+        outs = [first.result(), *(f.result() for f in rest)]
+    assert calls == [1, 13], calls  # the leader alone, then everyone who waited
+    assert all(o.anchoring for o in outs)
+    assert outs[1].record_id == outs[-1].record_id  # g-0 twice: the same record
+    assert outs[1].created != outs[-1].created  # one made it, the other is its replay
+    assert sum(1 for o in outs if o.created) == 13
+    assert len({o.record_id for o in outs}) == 13
+    anchor_all(tax)
+    assert all(tax.outbox.get(o.operation_id).state.value == "done" for o in outs)
+    assert spool_left(tax) == []
+
+
+def test_a_refusal_in_a_group_is_its_own_and_a_failed_group_lets_the_next_lead(
+    tax: BrokerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import govshare.broker.publish as pub
+    from govshare.broker.publish import publish
+
+    bad = staged(tax, b"x")
+    with pytest.raises(UnknownCategory):
+        publish(tax, "user:1", "g-bad", bad, PublishRequest("no-such-category"))
+    assert tax.outbox.find("user:1", "g-bad") is None
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pub, "publish_many", broken)
+    with pytest.raises(OSError, match="No space"):
+        publish(tax, "user:1", "g-broken", staged(tax, b"y"), PublishRequest(CATEGORY))
+    monkeypatch.undo()
+    group = tax.publish_group
+    assert group is not None and not group._busy and group._queue == []
+    ok = publish(tax, "user:1", "g-after", staged(tax, b"z"), PublishRequest(CATEGORY))
+    assert ok.created and ok.anchoring

@@ -37,6 +37,7 @@ import hashlib
 import io
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,7 +255,32 @@ def publish(
     chain that stops answering mid-way leaves the operation pending (the outbox
     worker completes it). The staged file belongs to the operation from then on
     (a duplicate submission's copy is deleted).
+
+    In batch mode a new record (not a new version) joins the publishes under way
+    at the same moment (:class:`PublishGroup`): they are accepted together, each
+    with its own answer, as :func:`publish_many` accepts a bulk request.
     """
+    group = svc.publish_group
+    if group is not None and svc.limits.batch_max_records > 1 and not meta.supersedes:
+        out = group.publish(user, BulkItem(idempotency_key, upload, meta))
+        if out.created and out.anchoring and anchor_wait > 0:
+            view = svc.record_batcher.wait_anchored(out.operation_id, anchor_wait)
+            out = PublishOutcome.of(Submission(view, created=True))
+        return out
+    return publish_one(svc, user, idempotency_key, upload, meta, wait=wait, anchor_wait=anchor_wait)
+
+
+def publish_one(
+    svc: BrokerServices,
+    user: Principal | str,
+    idempotency_key: str,
+    upload: StagedUpload,
+    meta: PublishRequest,
+    *,
+    wait: bool = False,
+    anchor_wait: float = 0.0,
+) -> PublishOutcome:
+    """:func:`publish` on its own: never joined with concurrent publishes."""
     staged = _spool_path(svc, upload.name)
     try:
         return _publish(
@@ -528,7 +554,11 @@ class BulkItem:
 
 
 def publish_many(
-    svc: BrokerServices, user: Principal | str, items: Sequence[BulkItem]
+    svc: BrokerServices,
+    user: Principal | str,
+    items: Sequence[BulkItem],
+    *,
+    known_first: bool = True,
 ) -> list[PublishOutcome | GovShareError]:
     """Publish several staged uploads (a bulk import's batch), each under its own
     idempotency key, with the answer :func:`publish` gives it ("accepted,
@@ -543,13 +573,17 @@ def publish_many(
     stored and parks them for their anchor batch. Anything else — a key seen
     before, a key twice in the batch, a new version of a record, a category the
     cache does not confirm — takes :func:`publish`'s own path, one by one.
-    Crash safety is the single path's: the same operations in the same states."""
+    Crash safety is the single path's: the same operations in the same states.
+
+    ``known_first=False`` skips the read of the keys seen before (concurrent
+    single publishes, where a retry is rare): a key found taken when they are
+    accepted sends the whole group to the single path, which answers it."""
     if len(items) > MAX_BULK:
         for it in items:
             _discard_upload(svc, it.upload.name)
         raise InputError(f"At most {MAX_BULK} records in one bulk publish.")
     try:
-        return _publish_many(svc, user, items)
+        return _publish_many(svc, user, items, known_first)
     except BaseException:
         # Stopped as a whole (the database went away): the uploads no operation
         # took over are deleted; the others belong to their operations.
@@ -561,13 +595,13 @@ def publish_many(
 
 
 def _publish_many(
-    svc: BrokerServices, user: Principal | str, items: Sequence[BulkItem]
+    svc: BrokerServices, user: Principal | str, items: Sequence[BulkItem], known_first: bool
 ) -> list[PublishOutcome | GovShareError]:
     out: list[PublishOutcome | GovShareError | None] = [None] * len(items)
     singly = list(range(len(items)))
     if svc.limits.batch_max_records > 1:
         principal = principal_of(user)
-        fresh, singly = _sort_bulk(svc, user, principal, items, out)
+        fresh, singly = _sort_bulk(svc, user, principal, items, out, known_first)
         held = [it.upload.data for it in items]
         singly += _accept_together(
             svc, principal, _encrypt_each(svc, principal, fresh, held, out), out
@@ -576,7 +610,7 @@ def _publish_many(
         it = items[i]
         try:
             _on_disk(svc, it.upload)  # the single path keeps it as it is
-            out[i] = publish(svc, user, it.idempotency_key, it.upload, it.meta)
+            out[i] = publish_one(svc, user, it.idempotency_key, it.upload, it.meta)
         except GovShareError as exc:
             out[i] = exc
     return [o if o is not None else InputError("not published") for o in out]
@@ -588,10 +622,12 @@ def _sort_bulk(
     principal: str,
     items: Sequence[BulkItem],
     out: list[PublishOutcome | GovShareError | None],
+    known_first: bool = True,
 ) -> tuple[list[tuple[int, str, JSON]], list[int]]:
     """Which items take the lean path together — (index, fingerprint, payload) —
     and which :func:`publish`'s own; refusals of the request itself go to ``out``."""
-    known = svc.outbox.known_keys(principal, [it.idempotency_key for it in items])
+    keys = [it.idempotency_key for it in items]
+    known = svc.outbox.known_keys(principal, keys) if known_first else set()
     checked: dict[str, bool] = {}
     taken: set[str] = set()
     fresh: list[tuple[int, str, JSON]] = []
@@ -623,6 +659,92 @@ def _sort_bulk(
     return fresh, singly
 
 
+class _Joined:
+    """One publish waiting in a :class:`PublishGroup`."""
+
+    __slots__ = ("error", "item", "leads", "outcome", "user", "woken")
+
+    def __init__(self, user: Principal | str, item: BulkItem) -> None:
+        self.user, self.item = user, item
+        self.woken = threading.Event()
+        self.leads = False
+        self.outcome: PublishOutcome | None = None
+        self.error: BaseException | None = None
+
+
+class PublishGroup:
+    """Group commit for concurrent single publishes (batch mode): the publishes
+    that arrive while a group is being accepted wait, and the next group takes
+    them all through :func:`publish_many`'s lean path (one transaction to accept
+    them, one store flush, one transaction to park them) instead of a transaction
+    pair and a flush each. No thread of its own and no timer: the first publish
+    of a group leads it (in its own request), then hands the lead to the first
+    one waiting; a publish alone goes at once. Each keeps its own idempotency key,
+    answer and refusal; crash safety is :func:`publish_many`'s."""
+
+    def __init__(self, svc: BrokerServices, max_records: int = MAX_BULK) -> None:
+        self.svc = svc
+        self.max_records = max(1, min(max_records, MAX_BULK))
+        self._lock = threading.Lock()
+        self._queue: list[_Joined] = []
+        self._busy = False
+
+    def publish(self, user: Principal | str, item: BulkItem) -> PublishOutcome:
+        me = _Joined(user, item)
+        with self._lock:
+            self._queue.append(me)
+            if not self._busy:
+                self._busy = me.leads = True
+        while not me.leads:
+            me.woken.wait()
+            me.woken.clear()
+            if me.outcome is not None or me.error is not None:
+                return self._answer(me)
+        with self._lock:
+            group = self._queue[: self.max_records]
+            del self._queue[: self.max_records]
+        try:
+            self._accept(group)
+        finally:
+            with self._lock:
+                if self._queue:
+                    nxt = self._queue[0]
+                    nxt.leads = True
+                    nxt.woken.set()
+                else:
+                    self._busy = False
+        return self._answer(me)
+
+    @staticmethod
+    def _answer(me: _Joined) -> PublishOutcome:
+        if me.error is not None:
+            raise me.error
+        assert me.outcome is not None
+        return me.outcome
+
+    def _accept(self, group: list[_Joined]) -> None:
+        by_user: dict[str, list[_Joined]] = {}
+        for j in group:
+            by_user.setdefault(principal_of(j.user), []).append(j)
+        for joined in by_user.values():
+            try:
+                results = publish_many(
+                    self.svc, joined[0].user, [j.item for j in joined], known_first=False
+                )
+            except BaseException as exc:  # noqa: BLE001 — each publish raises it in its request
+                for j in joined:
+                    j.error = exc
+            else:
+                for j, res in zip(joined, results, strict=True):
+                    if isinstance(res, PublishOutcome):
+                        j.outcome = res
+                    else:
+                        j.error = res
+            for j in joined:
+                if not j.leads:
+                    j.woken.set()
+
+
 def _on_disk(svc: BrokerServices, upload: StagedUpload) -> None:
     """A staged upload of a bulk request, made durable in the spool (it was held
     in memory, or written without fsync): how the single path takes it."""
@@ -648,9 +770,14 @@ def _discard_upload(svc: BrokerServices, name: str) -> None:
 
 def _category_confirmed(svc: BrokerServices, category: str) -> bool:
     """The category is active in this department's catalog, by the cache (which
-    the mirror's events refresh). Not confirmed: :func:`publish` checks it live
-    and says why not."""
-    return any(c.category == category and c.active for c in svc.chain_cache.categories(svc.dept))
+    the mirror's events refresh). Not confirmed — nor when the chain cannot be
+    read — :func:`publish_one` checks it live and answers as a publish alone does
+    (a refusal, a 503, or the original of a key seen before)."""
+    try:
+        entries = svc.chain_cache.categories(svc.dept)
+    except GovShareError:
+        return False
+    return any(c.category == category and c.active for c in entries)
 
 
 @dataclass(frozen=True)
