@@ -48,6 +48,19 @@ class _Lru:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        #: Bumped by every drop of this table's entries: a value read from the chain
+        #: while one happened may be older than the drop, and is not kept. Per
+        #: table, so a tick that drops anchors does not waste a catalog read.
+        self.gen = 0
+
+    def drop(self, keys: Sequence[str] | None = None) -> None:
+        """Forget ``keys`` (every entry when None)."""
+        self.gen += 1
+        if keys is None:
+            self.items.clear()
+            return
+        for key in keys:
+            self.items.pop(key, None)
 
     def get(self, key: str, now: float) -> Any | None:
         hit = self.items.get(key)
@@ -70,7 +83,6 @@ class ChainCache:
         self.ledger = ledger
         self.clock = clock
         self._lock = threading.Lock()
-        self._gen = 0
         self._departments = _Lru(limit)
         self._bindings = _Lru(limit)
         self._anchors = _Lru(limit)
@@ -86,10 +98,10 @@ class ChainCache:
                 self.hits += 1
                 return value  # type: ignore[no-any-return]
             self.misses += 1
-            gen = self._gen
+            gen = table.gen
         value = read()  # a chain read, outside the lock
         with self._lock:
-            if gen == self._gen:
+            if gen == table.gen:
                 table.put(key, value, now)
         return value
 
@@ -126,13 +138,13 @@ class ChainCache:
                 self.hits += 1
                 return hit  # type: ignore[no-any-return]
             self.misses += 1
-            gen = self._gen
+            gen = self._anchors.gen
         records = self.ledger.records
         if not records.record_exists(key):
             return None
         rec = records.get_record(key)
         with self._lock:
-            if gen == self._gen:
+            if gen == self._anchors.gen:
                 self._anchors.put(key, rec, now)
         return rec
 
@@ -140,26 +152,21 @@ class ChainCache:
 
     def drop_departments(self) -> None:
         with self._lock:
-            self._gen += 1
-            self._departments.items.clear()
-            self._bindings.items.clear()
+            self._departments.drop()
+            self._bindings.drop()
 
     def drop_records(self, record_ids: Sequence[str]) -> None:
         with self._lock:
-            self._gen += 1
-            for rid in record_ids:
-                self._anchors.items.pop(rid.lower(), None)
+            self._anchors.drop([rid.lower() for rid in record_ids])
 
     def drop_categories(self) -> None:
         with self._lock:
-            self._gen += 1
-            self._categories.items.clear()
+            self._categories.drop()
 
     def clear(self) -> None:
         with self._lock:
-            self._gen += 1
             for table in (self._departments, self._bindings, self._anchors, self._categories):
-                table.items.clear()
+                table.drop()
 
 
 class CacheProjection(Projection):
