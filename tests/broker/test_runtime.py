@@ -19,7 +19,7 @@ from sqlalchemy import event
 from govshare.broker import publish as publish_module
 from govshare.broker.db import OpState
 from govshare.broker.fetch import fetch
-from govshare.broker.publish import PublishRequest, publish_one, stage_file
+from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.record_batches import proof_of
 from govshare.broker.runtime import BrokerRuntime, RuntimeSettings, Startup
 from govshare.chain.devnode import AnvilProcess, free_port
@@ -69,9 +69,10 @@ def test_start_up_cleans_up_after_a_crash_and_resumes_what_it_owns(
     # the process dies after encrypting: the plaintext and the envelope are staged
     # (the path of a publish alone; one of a group has let go of its plaintext)
     monkeypatch.setattr(publish_module, "crash_point", dies_before_storing)
+    monkeypatch.setattr(svc, "publish_group", None)
     staged = stage_file(svc, io.BytesIO(data))
     with pytest.raises(Crash):
-        publish_one(svc, "user:1", "crash-1", staged, PublishRequest(CATEGORY))
+        publish(svc, "user:1", "crash-1", staged, PublishRequest(CATEGORY))
     (op,) = [o for o in svc.outbox.pending() if o.kind == "publish"]
     assert op.state is OpState.RUNNING  # as a killed process leaves it
     owned = {staged.name, f"{op.id}.enc"}

@@ -260,35 +260,41 @@ def publish(
     at the same moment (:class:`PublishGroup`): they are accepted together, each
     with its own answer, as :func:`publish_many` accepts a bulk request.
     """
-    group = svc.publish_group
-    if group is not None and svc.limits.batch_max_records > 1 and not meta.supersedes:
-        out = group.publish(user, BulkItem(idempotency_key, upload, meta))
-        if out.created and out.anchoring and anchor_wait > 0:
-            view = svc.record_batcher.wait_anchored(out.operation_id, anchor_wait)
-            out = PublishOutcome.of(Submission(view, created=True))
-        return out
-    return publish_one(svc, user, idempotency_key, upload, meta, wait=wait, anchor_wait=anchor_wait)
+    item = BulkItem(idempotency_key, upload, meta)
+    group = svc.publish_group  # (batch mode only)
+    if group is None or meta.supersedes:
+        return _publish_alone(svc, user, item, wait=wait, anchor_wait=anchor_wait)
+    out = group.publish(user, item)
+    if out.created and out.anchoring and anchor_wait > 0:
+        view = svc.record_batcher.wait_anchored(out.operation_id, anchor_wait)
+        out = PublishOutcome.of(Submission(view, created=True))
+    return out
 
 
-def publish_one(
+def _publish_alone(
     svc: BrokerServices,
     user: Principal | str,
-    idempotency_key: str,
-    upload: StagedUpload,
-    meta: PublishRequest,
+    item: BulkItem,
     *,
     wait: bool = False,
     anchor_wait: float = 0.0,
 ) -> PublishOutcome:
-    """:func:`publish` on its own: never joined with concurrent publishes."""
-    staged = _spool_path(svc, upload.name)
+    """:func:`publish` on its own, never joined with concurrent publishes."""
+    staged = _spool_path(svc, item.upload.name)
     try:
         return _publish(
-            svc, user, idempotency_key, upload, meta, staged, wait=wait, anchor_wait=anchor_wait
+            svc,
+            user,
+            item.idempotency_key,
+            item.upload,
+            item.meta,
+            staged,
+            wait=wait,
+            anchor_wait=anchor_wait,
         )
     except BaseException:
         # Refused before the operation took the file over: nothing is kept.
-        if svc.outbox.find(principal_of(user), idempotency_key) is None:
+        if svc.outbox.find(principal_of(user), item.idempotency_key) is None:
             staged.unlink(missing_ok=True)
         raise
 
@@ -610,7 +616,7 @@ def _publish_many(
         it = items[i]
         try:
             _on_disk(svc, it.upload)  # the single path keeps it as it is
-            out[i] = publish_one(svc, user, it.idempotency_key, it.upload, it.meta)
+            out[i] = _publish_alone(svc, user, it)
         except GovShareError as exc:
             out[i] = exc
     return [o if o is not None else InputError("not published") for o in out]
@@ -626,8 +632,11 @@ def _sort_bulk(
 ) -> tuple[list[tuple[int, str, JSON]], list[int]]:
     """Which items take the lean path together — (index, fingerprint, payload) —
     and which :func:`publish`'s own; refusals of the request itself go to ``out``."""
-    keys = [it.idempotency_key for it in items]
-    known = svc.outbox.known_keys(principal, keys) if known_first else set()
+    known = (
+        svc.outbox.known_keys(principal, [it.idempotency_key for it in items])
+        if known_first
+        else set()
+    )
     checked: dict[str, bool] = {}
     taken: set[str] = set()
     fresh: list[tuple[int, str, JSON]] = []
@@ -682,9 +691,8 @@ class PublishGroup:
     one waiting; a publish alone goes at once. Each keeps its own idempotency key,
     answer and refusal; crash safety is :func:`publish_many`'s."""
 
-    def __init__(self, svc: BrokerServices, max_records: int = MAX_BULK) -> None:
+    def __init__(self, svc: BrokerServices) -> None:
         self.svc = svc
-        self.max_records = max(1, min(max_records, MAX_BULK))
         self._lock = threading.Lock()
         self._queue: list[_Joined] = []
         self._busy = False
@@ -701,8 +709,8 @@ class PublishGroup:
             if me.outcome is not None or me.error is not None:
                 return self._answer(me)
         with self._lock:
-            group = self._queue[: self.max_records]
-            del self._queue[: self.max_records]
+            group = self._queue[:MAX_BULK]
+            del self._queue[:MAX_BULK]
         try:
             self._accept(group)
         finally:
@@ -771,7 +779,7 @@ def _discard_upload(svc: BrokerServices, name: str) -> None:
 def _category_confirmed(svc: BrokerServices, category: str) -> bool:
     """The category is active in this department's catalog, by the cache (which
     the mirror's events refresh). Not confirmed — nor when the chain cannot be
-    read — :func:`publish_one` checks it live and answers as a publish alone does
+    read — :func:`publish` checks it live, alone, and answers as it always does
     (a refusal, a 503, or the original of a key seen before)."""
     try:
         entries = svc.chain_cache.categories(svc.dept)

@@ -142,8 +142,11 @@ class BrokerServices:
         self.record_batcher = record_batches.RecordBatcher(
             self, max_records=self.limits.batch_max_records, window=self.limits.batch_window
         )
-        #: Concurrent single publishes accepted together (batch mode: publish.py).
-        self.publish_group: publish.PublishGroup | None = publish.PublishGroup(self)
+        #: Concurrent single publishes accepted together (publish.py); None with one
+        #: record per batch, where each publish runs its own steps.
+        self.publish_group: publish.PublishGroup | None = (
+            publish.PublishGroup(self) if self.limits.batch_max_records > 1 else None
+        )
         signed.register(self.outbox, ledger)  # administrators' journaled decisions
         #: Where record batch manifests are read from: by default this broker's own
         #: store (in a consortium a Kubo node of the private swarm, which serves any
