@@ -56,7 +56,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -567,13 +567,11 @@ class Outbox:
         transaction (with ``also``): by operation id, its view then, or None for
         one this caller no longer holds (unchanged)."""
         now = utcnow(self.clock)
-        ids = list(done)
         with self.db.session() as s:
             # One query for the operations and one flush for all (not a read and
             # a flush per operation: a bulk import advances 256 at a time).
             held: dict[str, Operation] = {}
-            for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-                chunk = ids[i : i + 500]
+            for chunk in _in_chunks(list(done)):
                 held.update(
                     (op.id, op)
                     for op in s.scalars(select(Operation).where(Operation.id.in_(chunk)))
@@ -687,12 +685,12 @@ class Outbox:
         principal = principal_of(user)
         found: set[str] = set()
         with self.db.reading() as conn:
-            for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            for chunk in _in_chunks(keys):
                 found.update(
                     conn.scalars(
                         select(Operation.idempotency_key).where(
                             Operation.principal == principal,
-                            Operation.idempotency_key.in_(keys[i : i + 500]),
+                            Operation.idempotency_key.in_(chunk),
                         )
                     )
                 )
@@ -1097,6 +1095,15 @@ class Outbox:
         op.updated_at = now
         op.lease_owner = None
         op.lease_until = None
+
+
+#: Values per ``IN (...)`` list: within SQLite's bound-parameter limit.
+_IN_CHUNK = 500
+
+
+def _in_chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(values), _IN_CHUNK):
+        yield values[i : i + _IN_CHUNK]
 
 
 def _done_step(
