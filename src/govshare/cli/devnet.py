@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from govshare.chain.devnode import DevChain, DevChainStatus
+from govshare.chain.devnode import DevChain, DevChainStatus, port_bindable
 from govshare.cli._client import ADMIN_TOKEN_FILE, TOKEN_FILE, save_token, token_path
 from govshare.cli.init_cmd import FIRST_BROKER_PORT
 from govshare.errors import ConfigError, DeploymentStale, GovShareError, NotFound
@@ -152,8 +152,6 @@ def _port_of(endpoint: str) -> int:
 def _port_in_use(port: int) -> bool:
     """Whether something holds 127.0.0.1:PORT: a listener, or a connection the
     kernel gave that local port (a connect probe misses the latter)."""
-    from govshare.chain.devnode import port_bindable
-
     return not port_bindable("127.0.0.1", port)
 
 
