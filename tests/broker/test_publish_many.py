@@ -34,6 +34,7 @@ from integration.world import (
     World,
     anchored_record,
     make_services,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -279,16 +280,6 @@ def test_envelopes_are_synced_before_the_transaction_that_names_them(
 # -- concurrent single publishes, accepted together (PublishGroup) ---------------------------
 
 
-def _until(condition: Any, what: str) -> None:
-    """Wait for another thread to reach a state (a bounded poll, not a timed sleep)."""
-    import time
-
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def test_publishes_that_arrive_while_a_group_is_accepted_go_together(
     tax: BrokerServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -331,7 +322,7 @@ def test_publishes_that_arrive_while_a_group_is_accepted_go_together(
         assert entered.wait(30)
         rest = [pool.submit(one, k, ups[k]) for k in keys[1:-1]]
         rest.append(pool.submit(one, "g-0", ups2))
-        _until(lambda: len(group._queue) == 13, "the others did not queue")
+        wait_for(lambda: len(group._queue) == 13, "the others did not queue")
         hold.set()
         outs = [first.result(), *(f.result() for f in rest)]
     assert calls == [1, 13], calls  # the leader alone, then everyone who waited

@@ -37,6 +37,7 @@ from integration.world import (
     batches_holding,
     build_world,
     spawn_serve,
+    wait_for,
     wait_serving,
 )
 
@@ -84,16 +85,6 @@ def brokers(world: World) -> Iterator[dict[str, ServeProcess]]:
     finally:
         for p in procs.values():
             p.stop()
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def dumped(node: AnvilProcess) -> Callable[[], bool]:

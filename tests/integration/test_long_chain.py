@@ -14,8 +14,7 @@ its end.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from integration.world import (
     add_clerks,
     build_world,
     spawn_serve,
+    wait_for,
     wait_serving,
 )
 
@@ -180,16 +180,6 @@ def brokers(world: World) -> Iterator[dict[str, ServeProcess]]:
     finally:
         for p in procs.values():
             p.stop()
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def listed(world: World, dept: str, *flags: str) -> list[dict[str, Any]]:
