@@ -10,7 +10,10 @@ anvil, as in production: each its own process, database and store.
     sending one and waiting for its receipt before the next. anvil 1.7.1 mines
     more slowly the longer its chain (and far more slowly after evm_revert), so
     every run gets a fresh anvil and deployment; the order alternates per round;
-    the ratio is the median of the per-round ratios.
+    the ratio is the median of the per-round ratios. Beside them, each round, the
+    HTTP floor: 4N (at least 2,000) of the same POSTs to ``floor_app.py``, the publish route's
+    shape with no work behind it. Its ratio is the ceiling of the API's on this
+    machine (the clients, the server and anvil share its cores).
 (b) Cross-department fetch latency p50/p99: MARKET's clerk reads TAX's 1 KiB
     record (``GET /v1/records/{id}/content``: MARKET's broker signs an exchange
     request, TAX's broker checks the grant on chain, counts the use, answers with
@@ -87,6 +90,7 @@ BATCH = 256
 #: The keys of the ``--json`` line.
 FIGURES = (
     "publish_records_per_s", "raw_anchor_records_per_s", "publish_ratio", "publish_anchored_p99_s",
+    "http_floor_records_per_s", "http_floor_ratio",
     "fetch_p50_ms", "fetch_p99_ms", "raw_call_p50_ms", "fetch_p50_ratio",
     "gas_per_record_batched", "gas_per_record_single", "gas_ratio",
     "import_records_per_s", "import_ratio", "import_files",
@@ -244,14 +248,7 @@ def api_publish_rate(c: Consortium, n: int, clients: int) -> tuple[float, float]
     def one(data: bytes) -> None:
         if not hasattr(local, "http"):
             local.http = c.client("TAX")
-        r = local.http.post(
-            "/v1/records",
-            headers={"Idempotency-Key": uuid.uuid4().hex, "Prefer": "respond-async"},
-            files={"file": ("r.bin", data, "application/octet-stream")},
-            data={"category": CATEGORY},
-        )
-        if r.status_code not in (201, 202):
-            raise SystemExit(f"publish failed: {r.status_code} {r.text}")
+        r = post_record(local.http, data)
         ops.append(str(r.json()["operation_id"]))
         if r.json().get("state") != "done":
             pending.append(str(r.json()["record_id"]))
@@ -271,6 +268,55 @@ def api_publish_rate(c: Consortium, n: int, clients: int) -> tuple[float, float]
                 datetime.fromisoformat(done).timestamp() - datetime.fromisoformat(made).timestamp()
             )
     return rate, pct(lags)[1] / 1e3  # pct gives ms
+
+
+def post_record(http: httpx.Client, data: bytes) -> httpx.Response:
+    """One publish as a clerk's client sends it (the floor gets the same)."""
+    r = http.post(
+        "/v1/records",
+        headers={"Idempotency-Key": uuid.uuid4().hex, "Prefer": "respond-async"},
+        files={"file": ("r.bin", data, "application/octet-stream")},
+        data={"category": CATEGORY},
+    )
+    if r.status_code not in (201, 202):
+        raise SystemExit(f"publish failed: {r.status_code} {r.text}")
+    return r
+
+
+def http_floor_rate(n: int, clients: int) -> float:
+    """Requests per second of ``floor_app.py`` (the publish route's shape with no
+    work behind it) under (a)'s clients and payloads: the most an API of this
+    framework publishes on this machine, whatever the broker behind it does."""
+    port = free_port()
+    app = Path(__file__).with_name("floor_app.py")
+    proc = subprocess.Popen([sys.executable, str(app), str(port)])
+    payloads = [os.urandom(4096) for _ in range(n)]
+    local = threading.local()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as probe:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    probe.get("/docs")
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise SystemExit("the HTTP floor app did not start") from None
+                    time.sleep(0.1)
+
+        def one(data: bytes) -> None:
+            if not hasattr(local, "http"):
+                local.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+            post_record(local.http, data)
+
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(one, payloads[: 4 * clients]))  # connections opened, code warm
+            t0 = time.perf_counter()
+            list(pool.map(one, payloads))
+            return n / (time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def raw_anchor_rate(c: Consortium, n: int, clients: int) -> float:
@@ -526,6 +572,66 @@ def engines_for(
         cluster.close()
 
 
+def publish_section(n: int, k: int, rounds: int) -> dict[str, float]:
+    """(a): the raw baseline, the API and the HTTP floor, ``rounds`` times each in
+    alternating order; prints the table and returns the JSON line's figures."""
+    api_runs: list[float] = []
+    raw_runs: list[float] = []
+    lag_runs: list[float] = []
+
+    def raw() -> None:
+        with consortium(k, ()) as c:
+            raw_runs.append(raw_anchor_rate(c, n, k))
+
+    def api() -> None:
+        with consortium(k, ("TAX",)) as c:
+            rate, lag = api_publish_rate(c, n, k)
+            api_runs.append(rate)
+            lag_runs.append(lag)
+
+    floor_runs: list[float] = []
+
+    def floor() -> None:
+        floor_runs.append(http_floor_rate(max(4 * n, 2000), k))
+
+    for r in range(rounds):
+        for run in (raw, api, floor) if r % 2 == 0 else (floor, api, raw):
+            run()
+    ratio = statistics.median(a / r for a, r in zip(api_runs, raw_runs, strict=True))
+    floor_ratio = statistics.median(f / r for f, r in zip(floor_runs, raw_runs, strict=True))
+    print(
+        f"\n(a) publish throughput: {n} records of 4 KiB per run, {k} concurrent clients, "
+        f"{rounds} rounds, each run on a fresh chain, order alternating"
+    )
+    print(f"{'path':62} {'records/s':>10} {'ratio':>7}")
+    print(
+        f"{'raw: one pre-signed anchor tx per record, wait for its receipt':62} "
+        f"{statistics.median(raw_runs):10.1f} {1.0:7.2f}"
+    )
+    print(
+        f"{'API: POST /v1/records (accepted at once), until anchored':62} "
+        f"{statistics.median(api_runs):10.1f} {ratio:7.2f}"
+    )
+    print(
+        f"{'floor: the same POSTs to a route that reads them, nothing else':62} "
+        f"{statistics.median(floor_runs):10.1f} {floor_ratio:7.2f}"
+    )
+    print(
+        f"  per round: raw {[round(x) for x in raw_runs]}, API {[round(x) for x in api_runs]}, "
+        f"floor {[round(x) for x in floor_runs]}"
+    )
+    print(f"  accepted-to-anchored p99 per round (s): {[round(x, 3) for x in lag_runs]}")
+
+    return {
+        "publish_records_per_s": round(statistics.median(api_runs), 1),
+        "raw_anchor_records_per_s": round(statistics.median(raw_runs), 1),
+        "publish_ratio": round(ratio, 3),
+        "publish_anchored_p99_s": round(max(lag_runs), 3),
+        "http_floor_records_per_s": round(statistics.median(floor_runs), 1),
+        "http_floor_ratio": round(floor_ratio, 3),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=200, help="records per publish run")
@@ -543,39 +649,8 @@ def main() -> int:
         args.records, args.rounds, args.fetches, args.import_files = 100, 1, 100, 1000
     n, k = args.records, args.clients
 
-    api_runs: list[float] = []
-    raw_runs: list[float] = []
-    lag_runs: list[float] = []
-
-    def raw() -> None:
-        with consortium(k, ()) as c:
-            raw_runs.append(raw_anchor_rate(c, n, k))
-
-    def api() -> None:
-        with consortium(k, ("TAX",)) as c:
-            rate, lag = api_publish_rate(c, n, k)
-            api_runs.append(rate)
-            lag_runs.append(lag)
-
-    for r in range(args.rounds):
-        for run in (raw, api) if r % 2 == 0 else (api, raw):
-            run()
-    ratio = statistics.median(a / r for a, r in zip(api_runs, raw_runs, strict=True))
-    print(
-        f"\n(a) publish throughput: {n} records of 4 KiB per run, {k} concurrent clients, "
-        f"{args.rounds} rounds, each run on a fresh chain, order alternating"
-    )
-    print(f"{'path':62} {'records/s':>10} {'ratio':>7}")
-    print(
-        f"{'raw: one pre-signed anchor tx per record, wait for its receipt':62} "
-        f"{statistics.median(raw_runs):10.1f} {1.0:7.2f}"
-    )
-    print(
-        f"{'API: POST /v1/records (accepted at once), until anchored':62} "
-        f"{statistics.median(api_runs):10.1f} {ratio:7.2f}"
-    )
-    print(f"  per round: raw {[round(x) for x in raw_runs]}, API {[round(x) for x in api_runs]}")
-    print(f"  accepted-to-anchored p99 per round (s): {[round(x, 3) for x in lag_runs]}")
+    pub = publish_section(n, k, args.rounds)
+    raw_rate = pub["raw_anchor_records_per_s"]
 
     with consortium(k, ("TAX", "MARKET")) as c:
         lat = fetch_latency(c, args.fetches)
@@ -593,7 +668,6 @@ def main() -> int:
 
     with consortium(k, ("TAX",)) as c:
         imp = import_rate(c, args.import_files, k)
-    raw_rate = statistics.median(raw_runs)
     print(f"\n(d) bulk import of {args.import_files} files of 4 KiB, {k} in flight")
     print(f"  {imp:.1f} records/s anchored, {imp / raw_rate:.2f}x the raw single-anchor rate")
 
@@ -622,10 +696,7 @@ def main() -> int:
 
     if args.json:
         figures = {
-            "publish_records_per_s": round(statistics.median(api_runs), 1),
-            "raw_anchor_records_per_s": round(raw_rate, 1),
-            "publish_ratio": round(ratio, 3),
-            "publish_anchored_p99_s": round(max(lag_runs), 3),
+            **pub,
             "fetch_p50_ms": round(ap50, 2),
             "fetch_p99_ms": round(ap99, 2),
             "raw_call_p50_ms": round(rp50, 3),
