@@ -30,6 +30,14 @@ contract AccessLedger is IAccessLedger, EIP712 {
     IConsortiumRegistry private immutable _registry;
     IRecordRegistry private immutable _records;
 
+    /// How an owner shares a category, as {IRecordRegistry-categorySharing} says.
+    struct Sharing {
+        bool declared;
+        IRecordRegistry.SharingType kind;
+        uint64 ttl;
+        uint32 uses;
+    }
+
     uint256 private _requestCount;
     mapping(uint256 requestId => Request) private _requests;
     mapping(bytes32 recordId => uint256[]) private _requestsByRecord;
@@ -60,40 +68,38 @@ contract AccessLedger is IAccessLedger, EIP712 {
         string calldata legalBasis,
         uint64 deadline
     ) external returns (uint256 requestId) {
-        bytes32 requester = _requireActiveBroker();
-        if (_registry.departmentStatus(ownerDepartment) != IConsortiumRegistry.DepartmentStatus.Active) {
-            revert AccessLedgerDepartmentNotActive(ownerDepartment);
-        }
-        if (ownerDepartment == requester) revert AccessLedgerSelfRequest(requester);
-        bytes32 actualOwner = _records.ownerOf(recordId);
-        if (actualOwner == bytes32(0)) revert AccessLedgerUnknownRecord(recordId);
-        if (actualOwner != ownerDepartment) {
-            revert AccessLedgerRecordNotOwned(recordId, ownerDepartment, actualOwner);
-        }
-        if (bytes(purpose).length == 0) revert AccessLedgerEmptyPurpose();
-        if (bytes(purpose).length > _MAX_TEXT_LENGTH) {
-            revert AccessLedgerPurposeTooLong(bytes(purpose).length, _MAX_TEXT_LENGTH);
-        }
-        if (bytes(legalBasis).length > _MAX_TEXT_LENGTH) {
-            revert AccessLedgerLegalBasisTooLong(bytes(legalBasis).length, _MAX_TEXT_LENGTH);
-        }
-        if (deadline <= block.timestamp) revert AccessLedgerInvalidDeadline(deadline, uint64(block.timestamp));
-        uint64 latestDeadline = uint64(block.timestamp) + _DEADLINE_HORIZON;
-        if (deadline > latestDeadline) revert AccessLedgerDeadlineTooFar(deadline, latestDeadline);
+        bytes32 requester = _requireRequester(ownerDepartment);
+        Sharing memory sharing = _recordSharing(ownerDepartment, recordId);
+        _checkRequestTerms(purpose, legalBasis, deadline);
 
-        requestId = ++_requestCount;
-        Request storage r = _requests[requestId];
-        r.requesterDepartment = requester;
-        r.ownerDepartment = ownerDepartment;
-        r.recordId = recordId;
-        r.purpose = purpose;
-        r.legalBasis = legalBasis;
-        r.deadline = deadline;
-        r.requestedBy = msg.sender;
-        r.requestedAt = uint64(block.timestamp);
-        r.status = RequestStatus.Pending;
+        requestId = _newRequest(requester, ownerDepartment, recordId, purpose, legalBasis, deadline);
         _requestsByRecord[recordId].push(requestId);
-        emit AccessRequested(requestId, requester, ownerDepartment, recordId, purpose, legalBasis, deadline, msg.sender);
+        _grantIfUnconditional(requestId, sharing);
+    }
+
+    /// @inheritdoc IAccessLedger
+    function requestBySubject(
+        bytes32 ownerDepartment,
+        bytes32 category,
+        bytes32 subjectRef,
+        bool latestOnly,
+        string calldata purpose,
+        string calldata legalBasis,
+        uint64 deadline
+    ) external returns (uint256 requestId) {
+        bytes32 requester = _requireRequester(ownerDepartment);
+        if (subjectRef == bytes32(0)) revert AccessLedgerEmptySubject();
+        Sharing memory sharing = _sharing(ownerDepartment, category);
+        if (!sharing.declared) revert AccessLedgerUnknownCategory(ownerDepartment, category);
+        _checkRequestTerms(purpose, legalBasis, deadline);
+
+        requestId = _newRequest(requester, ownerDepartment, bytes32(0), purpose, legalBasis, deadline);
+        Request storage r = _requests[requestId];
+        r.category = category;
+        r.subjectRef = subjectRef;
+        r.latestOnly = latestOnly;
+        emit SubjectRequested(requestId, ownerDepartment, category, subjectRef, latestOnly);
+        _grantIfUnconditional(requestId, sharing);
     }
 
     /// @inheritdoc IAccessLedger
@@ -108,15 +114,7 @@ contract AccessLedger is IAccessLedger, EIP712 {
         uint64 latestExpiry = uint64(block.timestamp) + _EXPIRY_HORIZON;
         if (expiresAt > latestExpiry) revert AccessLedgerExpiryTooFar(expiresAt, latestExpiry);
         if (maxUses == 0) revert AccessLedgerInvalidMaxUses();
-        r.status = RequestStatus.Approved;
-        r.decidedBy = msg.sender;
-        r.decidedAt = uint64(block.timestamp);
-        r.scope = scope;
-        r.expiresAt = expiresAt;
-        r.maxUses = maxUses;
-        emit AccessApproved(
-            requestId, r.ownerDepartment, requester, r.recordId, scope, expiresAt, maxUses, msg.sender
-        );
+        _grant(requestId, scope, expiresAt, maxUses, msg.sender);
     }
 
     /// @inheritdoc IAccessLedger
@@ -319,6 +317,97 @@ contract AccessLedger is IAccessLedger, EIP712 {
         }
         if (r.status != RequestStatus.Pending) revert AccessLedgerRequestNotPending(requestId, r.status);
         if (block.timestamp <= r.deadline) revert AccessLedgerNotOverdue(requestId, r.deadline);
+    }
+
+    /// @dev The caller's department, asking active `ownerDepartment` (not itself).
+    function _requireRequester(bytes32 ownerDepartment) private view returns (bytes32 requester) {
+        requester = _requireActiveBroker();
+        if (_registry.departmentStatus(ownerDepartment) != IConsortiumRegistry.DepartmentStatus.Active) {
+            revert AccessLedgerDepartmentNotActive(ownerDepartment);
+        }
+        if (ownerDepartment == requester) revert AccessLedgerSelfRequest(requester);
+    }
+
+    /// @dev Reverts unless a request's purpose, legal basis and deadline are acceptable.
+    function _checkRequestTerms(string calldata purpose, string calldata legalBasis, uint64 deadline) private view {
+        if (bytes(purpose).length == 0) revert AccessLedgerEmptyPurpose();
+        if (bytes(purpose).length > _MAX_TEXT_LENGTH) {
+            revert AccessLedgerPurposeTooLong(bytes(purpose).length, _MAX_TEXT_LENGTH);
+        }
+        if (bytes(legalBasis).length > _MAX_TEXT_LENGTH) {
+            revert AccessLedgerLegalBasisTooLong(bytes(legalBasis).length, _MAX_TEXT_LENGTH);
+        }
+        if (deadline <= block.timestamp) revert AccessLedgerInvalidDeadline(deadline, uint64(block.timestamp));
+        uint64 latestDeadline = uint64(block.timestamp) + _DEADLINE_HORIZON;
+        if (deadline > latestDeadline) revert AccessLedgerDeadlineTooFar(deadline, latestDeadline);
+    }
+
+    /// @dev How `ownerDepartment` shares `category`; reverts if it does not share it.
+    function _sharing(bytes32 ownerDepartment, bytes32 category) private view returns (Sharing memory s) {
+        (s.declared,, s.kind, s.ttl, s.uses) = _records.categorySharing(ownerDepartment, category);
+        if (s.kind == IRecordRegistry.SharingType.None) {
+            revert AccessLedgerCategoryNotShared(ownerDepartment, category);
+        }
+    }
+
+    /// @dev How `ownerDepartment`, which must own record `recordId`, shares its category;
+    /// reverts if it does not share it.
+    function _recordSharing(bytes32 ownerDepartment, bytes32 recordId) private view returns (Sharing memory s) {
+        bytes32 actualOwner;
+        bytes32 category;
+        (actualOwner, category, s.kind, s.ttl, s.uses) = _records.recordSharing(recordId);
+        if (actualOwner == bytes32(0)) revert AccessLedgerUnknownRecord(recordId);
+        if (actualOwner != ownerDepartment) {
+            revert AccessLedgerRecordNotOwned(recordId, ownerDepartment, actualOwner);
+        }
+        if (s.kind == IRecordRegistry.SharingType.None) {
+            revert AccessLedgerCategoryNotShared(ownerDepartment, category);
+        }
+        s.declared = true;
+    }
+
+    /// @dev Stores a new pending request and emits {AccessRequested}.
+    function _newRequest(
+        bytes32 requester,
+        bytes32 ownerDepartment,
+        bytes32 recordId,
+        string calldata purpose,
+        string calldata legalBasis,
+        uint64 deadline
+    ) private returns (uint256 requestId) {
+        requestId = ++_requestCount;
+        Request storage r = _requests[requestId];
+        r.requesterDepartment = requester;
+        r.ownerDepartment = ownerDepartment;
+        r.recordId = recordId;
+        r.purpose = purpose;
+        r.legalBasis = legalBasis;
+        r.deadline = deadline;
+        r.requestedBy = msg.sender;
+        r.requestedAt = uint64(block.timestamp);
+        r.status = RequestStatus.Pending;
+        emit AccessRequested(requestId, requester, ownerDepartment, recordId, purpose, legalBasis, deadline, msg.sender);
+    }
+
+    /// @dev Grants new request `requestId` at once, as this contract, on its category's
+    /// defaults if the category is shared unconditionally.
+    function _grantIfUnconditional(uint256 requestId, Sharing memory sharing) private {
+        if (sharing.kind != IRecordRegistry.SharingType.Unconditional) return;
+        _grant(requestId, bytes32(0), uint64(block.timestamp) + sharing.ttl, sharing.uses, address(this));
+    }
+
+    /// @dev Turns pending request `requestId` into a grant decided by `by` (after every check).
+    function _grant(uint256 requestId, bytes32 scope, uint64 expiresAt, uint32 maxUses, address by) private {
+        Request storage r = _requests[requestId];
+        r.status = RequestStatus.Approved;
+        r.decidedBy = by;
+        r.decidedAt = uint64(block.timestamp);
+        r.scope = scope;
+        r.expiresAt = expiresAt;
+        r.maxUses = maxUses;
+        emit AccessApproved(
+            requestId, r.ownerDepartment, r.requesterDepartment, r.recordId, scope, expiresAt, maxUses, by
+        );
     }
 
     /// @dev Reverts unless a denial or revocation reason is present and not too long.

@@ -15,6 +15,9 @@ contract RecordRegistry is IRecordRegistry {
     // columns of 128 characters.
     uint256 private constant _MAX_CID_LENGTH = 128;
     uint256 private constant _MAX_DESCRIPTION_LENGTH = 8192;
+    /// The access ledger's expiry horizon: an unconditional grant never outlives what an
+    /// admin could grant.
+    uint64 private constant _MAX_DEFAULT_TTL = 3653 days;
     /// Domain tag opening every batch leaf (ASCII, left-aligned, zero padded): a leaf of
     /// a record batch can never be read as any other govshare structure.
     bytes32 private constant _LEAF_TAG = "govshare.record-leaf.v1";
@@ -149,7 +152,10 @@ contract RecordRegistry is IRecordRegistry {
                     schemaHash: schemaHash,
                     active: true,
                     declaredAt: uint64(block.timestamp),
-                    updatedAt: uint64(block.timestamp)
+                    updatedAt: uint64(block.timestamp),
+                    sharing: SharingType.Conditional,
+                    defaultTtl: 0,
+                    defaultMaxUses: 0
                 })
             );
             _catalogIndex[dept][category] = _catalog[dept].length;
@@ -172,6 +178,22 @@ contract RecordRegistry is IRecordRegistry {
         emit CategoryRetired(dept, category, msg.sender);
     }
 
+    /// @inheritdoc IRecordRegistry
+    function setSharing(bytes32 category, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses)
+        external
+    {
+        bytes32 dept = _requireActiveAdmin();
+        Category storage c = _activeCategory(dept, category);
+        if (!_validDefaults(sharing, defaultTtl, defaultMaxUses)) {
+            revert RecordRegistryInvalidSharingDefaults(category, sharing, defaultTtl, defaultMaxUses);
+        }
+        c.sharing = sharing;
+        c.defaultTtl = defaultTtl;
+        c.defaultMaxUses = defaultMaxUses;
+        c.updatedAt = uint64(block.timestamp);
+        emit CategorySharingChanged(dept, category, msg.sender, sharing, defaultTtl, defaultMaxUses);
+    }
+
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IRecordRegistry
@@ -182,6 +204,11 @@ contract RecordRegistry is IRecordRegistry {
     /// @inheritdoc IRecordRegistry
     function maxDescriptionLength() external pure returns (uint256) {
         return _MAX_DESCRIPTION_LENGTH;
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function maxDefaultTtl() external pure returns (uint64) {
+        return _MAX_DEFAULT_TTL;
     }
 
     /// @inheritdoc IRecordRegistry
@@ -261,6 +288,34 @@ contract RecordRegistry is IRecordRegistry {
         uint256 index = _catalogIndex[department][category];
         if (index == 0) revert RecordRegistryUnknownCategory(department, category);
         return _catalog[department][index - 1];
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function recordSharing(bytes32 recordId)
+        external
+        view
+        returns (bytes32 department, bytes32 category, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses)
+    {
+        Record storage r = _records[recordId];
+        department = r.department;
+        if (department == bytes32(0)) return (department, bytes32(0), SharingType.Conditional, 0, 0);
+        category = r.category;
+        uint256 index = _catalogIndex[department][category];
+        if (index == 0) return (department, category, SharingType.Conditional, 0, 0);
+        Category storage c = _catalog[department][index - 1];
+        return (department, category, c.sharing, c.defaultTtl, c.defaultMaxUses);
+    }
+
+    /// @inheritdoc IRecordRegistry
+    function categorySharing(bytes32 department, bytes32 category)
+        external
+        view
+        returns (bool declared, bool active, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses)
+    {
+        uint256 index = _catalogIndex[department][category];
+        if (index == 0) return (false, false, SharingType.Conditional, 0, 0);
+        Category storage c = _catalog[department][index - 1];
+        return (true, c.active, c.sharing, c.defaultTtl, c.defaultMaxUses);
     }
 
     /// @inheritdoc IRecordRegistry
@@ -424,6 +479,15 @@ contract RecordRegistry is IRecordRegistry {
             n += x & 1;
             x >>= 1;
         }
+    }
+
+    /// @dev Whether a category shared as `sharing` may declare these grant defaults.
+    function _validDefaults(SharingType sharing, uint64 ttl, uint32 uses) private pure returns (bool) {
+        bool none = ttl == 0 && uses == 0;
+        bool bounded = ttl != 0 && ttl <= _MAX_DEFAULT_TTL && uses != 0;
+        if (sharing == SharingType.Unconditional) return bounded;
+        if (sharing == SharingType.None) return none;
+        return none || bounded;
     }
 
     /// @dev Reverts unless `cid` is present and not too long.

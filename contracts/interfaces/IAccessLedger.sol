@@ -71,6 +71,10 @@ interface IAccessLedger {
         uint32 escalationCount;
         uint64 lastRemindedAt;
         uint64 lastEscalatedAt;
+        // A request by subject ({requestBySubject}) has a zero `recordId` and names these:
+        bytes32 category; // the owner's catalog category
+        bytes32 subjectRef; // the consortium's keyed reference of the subject
+        bool latestOnly; // the grant covers the version current when it was given, only
     }
 
     /// @notice An anchored batch of a department's access receipts (as the owner).
@@ -162,6 +166,12 @@ interface IAccessLedger {
     error AccessLedgerQuotaExceeded(uint256 grantId, uint32 used, uint32 adding, uint32 maxUses);
     /// @notice `department` has no receipt batch `index`.
     error AccessLedgerUnknownReceiptBatch(bytes32 department, uint256 index);
+    /// @notice `ownerDepartment` does not share `category`'s records (its sharing type is `None`).
+    error AccessLedgerCategoryNotShared(bytes32 ownerDepartment, bytes32 category);
+    /// @notice `ownerDepartment` has not declared `category` in its catalog.
+    error AccessLedgerUnknownCategory(bytes32 ownerDepartment, bytes32 category);
+    /// @notice A request by subject needs a subject reference.
+    error AccessLedgerEmptySubject();
 
     // ----------------------------------------------------------------- events
 
@@ -176,7 +186,18 @@ interface IAccessLedger {
         uint64 deadline,
         address requestedBy
     );
-    /// @notice The owner's admin `approvedBy` approved request `requestId`: it is now grant `requestId`.
+    /// @notice Request `requestId` (announced by the {AccessRequested} right before, with a zero
+    /// record id) asks for `ownerDepartment`'s records of `category` about the subject whose
+    /// keyed reference is `subjectRef`: all versions, or with `latestOnly` only the current one.
+    event SubjectRequested(
+        uint256 indexed requestId,
+        bytes32 indexed ownerDepartment,
+        bytes32 indexed category,
+        bytes32 subjectRef,
+        bool latestOnly
+    );
+    /// @notice The owner's admin `approvedBy` approved request `requestId`: it is now grant
+    /// `requestId`. `approvedBy` is this contract for a category shared unconditionally.
     event AccessApproved(
         uint256 indexed requestId,
         bytes32 indexed ownerDepartment,
@@ -248,13 +269,42 @@ interface IAccessLedger {
      * - the caller is the broker account of an active department;
      * - `ownerDepartment` is active and is not the caller's department;
      * - `recordId` exists and belongs to `ownerDepartment`;
+     * - the record's category is not shared `None` by `ownerDepartment`;
      * - `purpose` is not empty (`legalBasis` may be); neither is longer than
      *   {maxTextLength} bytes;
      * - block.timestamp < `deadline` <= block.timestamp + {deadlineHorizon}.
+     *
+     * A record whose category is shared `Unconditional` is granted at once, by this
+     * contract, on the category's default lifetime and uses ({AccessApproved} follows).
      */
     function requestAccess(
         bytes32 ownerDepartment,
         bytes32 recordId,
+        string calldata purpose,
+        string calldata legalBasis,
+        uint64 deadline
+    ) external returns (uint256 requestId);
+
+    /**
+     * @notice Asks department `ownerDepartment` for its records of `category` about the
+     * subject whose keyed reference is `subjectRef`, on behalf of the caller's department.
+     * The grant covers the version current when it is given and, unless `latestOnly`, the
+     * versions published while it is valid (the owner's broker picks the version; each
+     * receipt names it). Emits {AccessRequested} (zero record id) then {SubjectRequested}.
+     * @return requestId the new request's id
+     *
+     * Requirements: as {requestAccess}, except that instead of a record:
+     * - `ownerDepartment` declared `category` (it may have retired it since) and does not
+     *   share it `None`;
+     * - `subjectRef` is not zero.
+     *
+     * A category shared `Unconditional` is granted at once, as in {requestAccess}.
+     */
+    function requestBySubject(
+        bytes32 ownerDepartment,
+        bytes32 category,
+        bytes32 subjectRef,
+        bool latestOnly,
         string calldata purpose,
         string calldata legalBasis,
         uint64 deadline

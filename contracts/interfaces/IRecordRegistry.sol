@@ -53,6 +53,14 @@ interface IRecordRegistry {
         bytes32 previousRecordId; // the version this one supersedes, or zero
     }
 
+    /// @notice How a catalog category is shared, as government data-sharing rules classify
+    /// catalog items. A new category is `Conditional` (the zero value).
+    enum SharingType {
+        Conditional, // 0: an admin of the owning department decides each request
+        Unconditional, // 1: the access ledger grants any active member's request itself
+        None // 2: not shared: the access ledger refuses requests
+    }
+
     /// @notice A catalog entry: a category of records a department holds.
     struct Category {
         bytes32 category;
@@ -60,7 +68,10 @@ interface IRecordRegistry {
         bytes32 schemaHash;
         bool active; // false once retired
         uint64 declaredAt; // first declaration
-        uint64 updatedAt; // last declaration or retirement
+        uint64 updatedAt; // last declaration, retirement or sharing change
+        SharingType sharing;
+        uint64 defaultTtl; // seconds a grant lasts when not decided otherwise (unconditional: always)
+        uint32 defaultMaxUses; // uses a grant allows when not decided otherwise
     }
 
     // ----------------------------------------------------------------- errors
@@ -108,6 +119,12 @@ interface IRecordRegistry {
     error RecordRegistryInvalidProof(bytes32 department, uint64 sequence, uint32 leafIndex);
     /// @notice Department `department` is not active, so its batched records cannot be materialised.
     error RecordRegistryDepartmentNotActive(bytes32 department);
+    /// @notice An unconditional category needs a default grant lifetime (1 s up to
+    /// {maxDefaultTtl}) and a default number of uses (at least 1); a category that is not
+    /// shared takes neither; a conditional one may (both or none), within the same bounds.
+    error RecordRegistryInvalidSharingDefaults(
+        bytes32 category, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses
+    );
 
     // ----------------------------------------------------------------- events
 
@@ -154,6 +171,16 @@ interface IRecordRegistry {
     );
     /// @notice `department` retired `category`, by admin `by`.
     event CategoryRetired(bytes32 indexed department, bytes32 indexed category, address indexed by);
+    /// @notice `department` set how `category` is shared, by admin `by` (the defaults are
+    /// what an unconditional grant gets).
+    event CategorySharingChanged(
+        bytes32 indexed department,
+        bytes32 indexed category,
+        address indexed by,
+        SharingType sharing,
+        uint64 defaultTtl,
+        uint32 defaultMaxUses
+    );
 
     // -------------------------------------------------------------- anchoring
 
@@ -249,6 +276,22 @@ interface IRecordRegistry {
      */
     function retireCategory(bytes32 category) external;
 
+    /**
+     * @notice Sets how the caller's department shares `category`: `Conditional` (an admin
+     * decides each request), `Unconditional` (the access ledger grants an active member's
+     * request at once, for `defaultTtl` seconds and `defaultMaxUses` uses) or `None` (the
+     * access ledger refuses requests). Applies to requests made from the next block on;
+     * grants already given keep their terms. Emits {CategorySharingChanged}.
+     *
+     * Requirements:
+     * - the caller is an admin account of an active department;
+     * - the department declared `category` and has not retired it;
+     * - `Unconditional`: 0 < `defaultTtl` <= {maxDefaultTtl} and `defaultMaxUses` > 0;
+     *   `None`: both zero; `Conditional`: both zero, or both within those bounds.
+     */
+    function setSharing(bytes32 category, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses)
+        external;
+
     // ------------------------------------------------------------------ views
 
     /**
@@ -264,6 +307,14 @@ interface IRecordRegistry {
      * Requirements: none.
      */
     function maxDescriptionLength() external pure returns (uint256);
+
+    /**
+     * @notice Longest default grant lifetime a category can declare, in seconds (3,653 days,
+     * the access ledger's expiry horizon).
+     *
+     * Requirements: none.
+     */
+    function maxDefaultTtl() external pure returns (uint64);
 
     /**
      * @notice The registry this contract reads departments from.
@@ -372,6 +423,29 @@ interface IRecordRegistry {
      * - `department` declared `category` (it may be retired).
      */
     function getCategory(bytes32 department, bytes32 category) external view returns (Category memory);
+
+    /**
+     * @notice Who owns record `recordId` (zero if it is not on chain), its category, and how
+     * the owner shares that category: what the access ledger reads for a request by id.
+     *
+     * Requirements: none.
+     */
+    function recordSharing(bytes32 recordId)
+        external
+        view
+        returns (bytes32 department, bytes32 category, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses);
+
+    /**
+     * @notice How `department` shares `category`, without reverting: whether it is declared
+     * and active, its sharing type and its grant defaults (what the access ledger reads
+     * for every request).
+     *
+     * Requirements: none.
+     */
+    function categorySharing(bytes32 department, bytes32 category)
+        external
+        view
+        returns (bool declared, bool active, SharingType sharing, uint64 defaultTtl, uint32 defaultMaxUses);
 
     /**
      * @notice Whether `category` is a well-formed category label (1-32 of `[A-Za-z0-9._-]`,

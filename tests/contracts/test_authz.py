@@ -170,11 +170,25 @@ ROWS = [
         "RecordRegistryNotActiveAdmin",
         {"own_admin": OK, "other_admin": "RecordRegistryUnknownCategory"},
     ),
+    Row(
+        "setSharing",
+        lambda w, o: _rec(w).setSharing(CATEGORY["TAX"], 1, DAY, 3),
+        "RecordRegistryNotActiveAdmin",
+        {"own_admin": OK, "other_admin": "RecordRegistryUnknownCategory"},
+    ),
     # AccessLedger: own = the owner TAX, other = the requester MARKET
     Row(
         "requestAccess",
         lambda w, o: _led(w).requestAccess(
             b32("TAX"), RECORD["TAX"], "p", "l", w.chain.now() + DAY
+        ),
+        "AccessLedgerNotActiveBroker",
+        {"other_broker": OK, "own_broker": "AccessLedgerSelfRequest"},
+    ),
+    Row(
+        "requestBySubject",
+        lambda w, o: _led(w).requestBySubject(
+            b32("TAX"), CATEGORY["TAX"], h32("subject"), False, "p", "l", w.chain.now() + DAY
         ),
         "AccessLedgerNotActiveBroker",
         {"other_broker": OK, "own_broker": "AccessLedgerSelfRequest"},

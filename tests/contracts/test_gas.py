@@ -16,7 +16,10 @@ from .world import CATEGORY, RECORD, Ops, World
 CEILINGS = {
     "anchor (first version)": 236_000,
     "anchor (next version)": 266_000,
-    "requestAccess": 277_000,
+    "requestAccess": 287_000,
+    "requestAccess (unconditional)": 321_000,
+    "requestBySubject": 251_000,
+    "setSharing": 49_000,
     "approve": 120_000,
     "anchorReceipts (first batch, 1 grant)": 169_000,
     "anchorReceipts (next batch, 2 grants)": 168_000,
@@ -55,6 +58,17 @@ def measure(world: World, ops: Ops) -> dict[str, int]:
     used("anchorReceipts (first batch, 1 grant)", ops.receipts("TAX", 1, 1, [g1], [1]))
     g2 = ops.grant("COURT", "TAX")
     used("anchorReceipts (next batch, 2 grants)", ops.receipts("TAX", 2, 3, [g1, g2], [1, 1]))
+
+    cat = CATEGORY["TAX"]
+    used("setSharing", c.send(rr.setSharing(cat, 1, 30 * DAY, 5), world.admin("TAX")))
+    req = led.requestAccess(b32("TAX"), v2, "licence check", "Licensing Act s.5", c.now() + DAY)
+    used("requestAccess (unconditional)", c.send(req, world.broker("MARKET")))
+    c.send(rr.setSharing(cat, 0, 0, 0), world.admin("TAX"))
+    req = led.requestBySubject(
+        b32("TAX"), cat, h32("gas:subject"), False, "licence check", "Licensing Act s.5",
+        c.now() + DAY,
+    )  # fmt: skip
+    used("requestBySubject", c.send(req, world.broker("MARKET")))
 
     reg = c.registry.functions
     used("proposeThreshold", c.send(reg.proposeThreshold(3), world.admin("TAX")))

@@ -75,7 +75,8 @@ def test_request_access(world: World) -> None:
         c.now(),
         PENDING,
     )
-    assert req[9:] == ("0x" + "0" * 40, 0, "", NONE, 0, 0, 0, "0x" + "0" * 40, 0, "", 0, 0, 0, 0)
+    undecided = ("0x" + "0" * 40, 0, "", NONE, 0, 0, 0, "0x" + "0" * 40, 0, "", 0, 0, 0, 0)
+    assert req[9:] == (*undecided, NONE, NONE, False)  # (not a request by subject)
     assert f.requestCount().call() == 1
     assert f.grantStatus(1).call() == [False, R_PENDING]
     # Ids are sequential; the legal basis may be empty.
@@ -446,7 +447,7 @@ def test_remind_and_escalate_after_deadline(world: World, ops: Ops) -> None:
     }
     t = c.now()
     req = f.getRequest(rid).call()
-    assert req[19:] == (2, 1, req[21], t)
+    assert req[19:23] == (2, 1, req[21], t)
     # The decision closes the loop.
     c.send(f.deny(rid, "late, but no"), world.admin("TAX"))
     assert f.isOverdue(rid).call() is False

@@ -220,7 +220,7 @@ def test_catalog(world: World) -> None:
     t0 = c.now()
     entries = r.categories(b32("TAX")).call()
     assert [e[0] for e in entries] == [CATEGORY["TAX"], cat]
-    assert entries[1] == (cat, "Annual tax returns", h32("schema1"), True, t0, t0)
+    assert entries[1] == (cat, "Annual tax returns", h32("schema1"), True, t0, t0, 0, 0, 0)
     # Re-declaring updates it.
     c.send(r.declareCategory(cat, "Tax returns", h32("schema2")), world.admin("TAX"))
     assert r.getCategory(b32("TAX"), cat).call()[1:4] == ("Tax returns", h32("schema2"), True)

@@ -255,6 +255,14 @@ class RequestStatus(_ChainEnum):
     REVOKED = "revoked"
 
 
+class SharingType(_ChainEnum):
+    """How a catalog category is shared (``IRecordRegistry.SharingType``)."""
+
+    CONDITIONAL = "conditional"
+    UNCONDITIONAL = "unconditional"
+    NONE = "none"
+
+
 class GrantReason(_ChainEnum):
     OK = "ok"
     UNKNOWN_REQUEST = "unknown-request"
@@ -441,6 +449,9 @@ class Category(_Data):
     active: bool
     declared_at: int
     updated_at: int
+    sharing: SharingType = SharingType.CONDITIONAL
+    default_ttl: int = 0  # seconds; what an unconditional grant lasts
+    default_max_uses: int = 0  # what an unconditional grant allows
 
 
 @dataclass(frozen=True)
@@ -471,6 +482,15 @@ class AccessRequest(_Data):
     escalation_count: int
     last_reminded_at: int
     last_escalated_at: int
+    # A request by subject (record_id all zero) names these instead of a record.
+    category: str | None = None
+    subject_ref: bytes | None = None
+    latest_only: bool = False
+
+    @property
+    def by_subject(self) -> bool:
+        """Whether this request asks for a subject's records of a category."""
+        return self.subject_ref is not None
 
     @property
     def scope_label(self) -> str:
@@ -510,6 +530,9 @@ class AccessRequest(_Data):
             escalation_count=r["escalationCount"],
             last_reminded_at=r["lastRemindedAt"],
             last_escalated_at=r["lastEscalatedAt"],
+            category=decode_category(r["category"]) if _opt32(r["subjectRef"]) else None,
+            subject_ref=_opt32(r["subjectRef"]),
+            latest_only=bool(r["latestOnly"]),
         )
 
 
@@ -951,6 +974,29 @@ class RecordRegistry(ContractWrapper):
     def retire_category(self, account: LocalAccount, category: str) -> TxResult:
         return self._transact(account, "retireCategory", encode_category(category))
 
+    def set_sharing(
+        self,
+        account: LocalAccount,
+        category: str,
+        sharing: SharingType,
+        *,
+        default_ttl: int = 0,
+        default_max_uses: int = 0,
+    ) -> TxResult:
+        """Set how the department shares ``category`` (signed by an admin key)."""
+        return self._transact(
+            account,
+            "setSharing",
+            encode_category(category),
+            sharing.index,
+            to_uint(default_ttl, 64, "default grant lifetime"),
+            to_uint(default_max_uses, 32, "default number of uses"),
+        )
+
+    def max_default_ttl(self) -> int:
+        """Longest default grant lifetime a category may declare, in seconds."""
+        return int(self._call("maxDefaultTtl")[0])
+
     # views
 
     def registry_address(self) -> str:
@@ -1065,6 +1111,9 @@ class RecordRegistry(ContractWrapper):
             active=bool(c["active"]),
             declared_at=c["declaredAt"],
             updated_at=c["updatedAt"],
+            sharing=SharingType.from_chain(c["sharing"]),
+            default_ttl=c["defaultTtl"],
+            default_max_uses=c["defaultMaxUses"],
         )
 
     def categories(self, department: str) -> list[Category]:
@@ -1100,6 +1149,34 @@ class AccessLedger(ContractWrapper):
             "requestAccess",
             encode_code(owner_department),
             to_bytes32(record_id, "record id"),
+            purpose,
+            legal_basis,
+            to_uint(deadline, 64, "deadline"),
+        )
+        return Sent(int(tx.event("AccessRequested").args["requestId"]), tx)
+
+    def request_by_subject(
+        self,
+        account: LocalAccount,
+        owner_department: str,
+        category: str,
+        subject_ref: bytes | str,
+        purpose: str,
+        legal_basis: str,
+        deadline: int,
+        *,
+        latest_only: bool = False,
+    ) -> Sent[int]:
+        """Ask ``owner_department`` for its ``category`` records about a subject (its
+        keyed reference; signed by the requester's broker key); ``value`` is the new
+        request id."""
+        tx = self._transact(
+            account,
+            "requestBySubject",
+            encode_code(owner_department),
+            encode_category(category),
+            to_bytes32(subject_ref, "subject reference", allow_zero=False),
+            bool(latest_only),
             purpose,
             legal_basis,
             to_uint(deadline, 64, "deadline"),

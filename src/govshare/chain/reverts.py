@@ -178,6 +178,11 @@ SENTENCES: dict[str, str] = {
         "Department {department} is not an active member, so its batched records cannot be "
         "written on chain."
     ),
+    "RecordRegistryInvalidSharingDefaults": (
+        "Category {category} cannot be shared {sharing} with a default lifetime of {defaultTtl} "
+        "s and {defaultMaxUses} uses: an unconditional category needs both (a lifetime of at "
+        "most ten years, at least one use), a category that is not shared takes neither."
+    ),
     # AccessLedger
     "AccessLedgerZeroRegistry": (
         "The access ledger cannot be deployed without the consortium registry's address."
@@ -199,6 +204,15 @@ SENTENCES: dict[str, str] = {
         "ask {actualOwner} for it."
     ),
     "AccessLedgerEmptyPurpose": "A request must state its purpose.",
+    "AccessLedgerCategoryNotShared": (
+        "Department {ownerDepartment} does not share its {category} records: its catalog "
+        "declares that category as not shared, so no request for it can be made."
+    ),
+    "AccessLedgerUnknownCategory": (
+        "Department {ownerDepartment} has not declared the category {category} in its catalog; "
+        "see `govshare catalog list --dept {ownerDepartment}`."
+    ),
+    "AccessLedgerEmptySubject": "A request by subject needs the subject's identifier.",
     "AccessLedgerInvalidDeadline": (
         "The deadline {deadline} is not in the future (the chain's time is {nowTime})."
     ),
@@ -286,12 +300,14 @@ _PROPOSAL_KIND = (
     "remove-supervisor",
 )
 _REQUEST_STATUS = ("unknown", "pending", "approved", "denied", "revoked")
+_SHARING_TYPE = ("conditional", "unconditional", "none")
 ENUM_ARGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("ConsortiumRegistryInvalidDepartmentStatus", "status"): _DEPARTMENT_STATUS,
     ("ConsortiumRegistryProposalNotPending", "status"): _PROPOSAL_STATUS,
     ("ConsortiumRegistryWrongProposalKind", "kind"): _PROPOSAL_KIND,
     ("AccessLedgerRequestNotPending", "status"): _REQUEST_STATUS,
     ("AccessLedgerGrantNotApproved", "status"): _REQUEST_STATUS,
+    ("RecordRegistryInvalidSharingDefaults", "sharing"): _SHARING_TYPE,
 }
 _TIME_ARGS = frozenset({"deadline", "nowTime", "expiresAt", "latestAllowed"})
 
