@@ -26,6 +26,7 @@ from govshare.chain.contracts import (
     ProposalKind,
     ProposalStatus,
     RequestStatus,
+    SharingType,
 )
 from govshare.chain.devnode import AnvilProcess
 from govshare.errors import ContractReverted, InputError, NotFound, Unauthorized
@@ -272,6 +273,56 @@ def test_record_batches_and_bulk_anchor(consortium: Consortium) -> None:
         recs.anchor_many(market.broker, bad)
     assert err.value.reason == "RecordRegistryRecordExists"
     assert recs.record_count() == count
+
+
+def test_sharing_types_and_requests_by_subject(consortium: Consortium) -> None:
+    L = consortium.ledger
+    recs, acc = L.records, L.access
+    court, market = consortium["COURT"], consortium["MARKET"]
+    recs.declare_category(court.admin, "judgement", "Judgements")
+    share = recs.category_sharing("COURT", "judgement")
+    assert (share.declared, share.active, share.sharing) == (True, True, SharingType.CONDITIONAL)
+    assert recs.category_sharing("COURT", "nope").declared is False
+    assert recs.max_default_ttl() == 3653 * 24 * 3600
+    tx = recs.set_sharing(
+        court.admin, "judgement", SharingType.UNCONDITIONAL, default_ttl=3600, default_max_uses=2
+    )
+    assert tx.event("CategorySharingChanged").args["sharing"] == SharingType.UNCONDITIONAL.index
+    cat = recs.get_category("COURT", "judgement")
+    assert (cat.sharing, cat.default_ttl, cat.default_max_uses) == (
+        SharingType.UNCONDITIONAL, 3600, 2,
+    )  # fmt: skip
+    assert cat.to_dict()["sharing"] == "unconditional"
+    r = rid()
+    subject = sha(b"company 9111")
+    recs.anchor(court.broker, r, sha(b"j1"), "bafy-j1", "judgement", subject)
+    on_chain = recs.record_sharing(r)
+    assert on_chain is not None and (on_chain.department, on_chain.category) == (
+        "COURT", "judgement",
+    )  # fmt: skip
+    assert recs.record_sharing(rid()) is None
+    # Unconditional: granted by the ledger itself, in the same transaction.
+    deadline = L.latest_timestamp() + 3600
+    sent = acc.request_by_subject(
+        market.broker, "COURT", "judgement", subject, "licence", "art. 5", deadline,
+        latest_only=True,
+    )  # fmt: skip
+    assert sent.tx.event("AccessApproved").args["approvedBy"] == acc.address
+    got = acc.get_request(sent.value)
+    assert got.by_subject and got.record_id == b"\0" * 32
+    assert (got.category, got.subject_ref, got.latest_only) == ("judgement", subject, True)
+    assert got.status is RequestStatus.APPROVED and got.max_uses == 2
+    assert acc.grant_status(sent.value).usable
+    # None: refused with the ledger's own error and a sentence.
+    recs.set_sharing(court.admin, "judgement", SharingType.NONE)
+    with pytest.raises(ContractReverted) as err:
+        acc.request_by_subject(
+            market.broker, "COURT", "judgement", subject, "licence", "", deadline
+        )
+    assert err.value.reason == "AccessLedgerCategoryNotShared"
+    assert "does not share its judgement records" in str(err.value)
+    with pytest.raises(InputError):
+        acc.request_by_subject(market.broker, "COURT", "judgement", b"\0" * 32, "p", "", deadline)
 
 
 # -- AccessLedger -----------------------------------------------------------------------

@@ -57,6 +57,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
@@ -80,7 +81,8 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-import govshare.chain.batchindex  # noqa: F401 — the batch index's tables are the mirror's
+import govshare.chain.batchindex
+import govshare.chain.subjectindex  # noqa: F401 — and so is the subject index's
 from govshare.chain.mirror import metadata as mirror_metadata
 from govshare.clock import utcnow
 from govshare.errors import ConfigError, DatabaseUnavailable
@@ -398,6 +400,7 @@ class AccessRequest(Base):
         CheckConstraint(f"status IN ({_values(RequestStatus)})", name="status"),
         Index("ix_access_requests_owner_status", "owner", "status"),
         Index("ix_access_requests_requester_status", "requester", "status"),
+        Index("ix_access_requests_subject", "requester", "owner", "category", "subject_ref"),
     )
 
     request_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
@@ -414,6 +417,13 @@ class AccessRequest(Base):
     max_uses: Mapped[int | None] = mapped_column(BigInteger)
     uses: Mapped[int] = mapped_column(BigInteger, default=0)
     decided_by: Mapped[str | None] = mapped_column(String(42))  # the admin's account
+    decided_at: Mapped[datetime | None]
+    # A request by subject (record_id all zeros): the owner's category, the
+    # subject's keyed reference, and whether only the version current when it was
+    # granted is covered.
+    category: Mapped[str | None] = mapped_column(String(64))
+    subject_ref: Mapped[str | None] = mapped_column(String(_ID))
+    latest_only: Mapped[bool] = mapped_column(default=False, server_default=false())
     reason: Mapped[str | None] = mapped_column(Text)
     updated_block: Mapped[int] = mapped_column(BigInteger)  # block of the last event applied
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

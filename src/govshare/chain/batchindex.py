@@ -128,6 +128,7 @@ mirror_batch_records = sa.Table(
     sa.Index("ix_mirror_batch_records_record", "record_id"),
     sa.Index("ix_mirror_batch_records_hash", "content_hash"),
     sa.Index("ix_mirror_batch_records_previous", "previous_record_id"),
+    sa.Index("ix_mirror_batch_records_subject", "department", "category", "subject_ref"),
 )
 
 

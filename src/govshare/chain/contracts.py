@@ -454,6 +454,34 @@ class Category(_Data):
     default_max_uses: int = 0  # what an unconditional grant allows
 
 
+def covers(
+    *, latest_only: bool, decided_at: int, anchored_at: int, superseded_at: int | None
+) -> bool:
+    """Whether a grant by subject given at ``decided_at`` covers a version anchored
+    at ``anchored_at`` and superseded at ``superseded_at`` (None: not superseded):
+    the version current when the grant was given and, unless ``latest_only``, every
+    version anchored after that. Times are chain seconds. The one rule: the
+    requester's broker picks a version with it, the owner's checks it, auditors
+    check each receipt against it."""
+    current_then = anchored_at <= decided_at and (
+        superseded_at is None or superseded_at > decided_at
+    )
+    return current_then or (not latest_only and anchored_at > decided_at)
+
+
+@dataclass(frozen=True)
+class CategorySharing(_Data):
+    """How a department shares a category (``categorySharing`` / ``recordSharing``)."""
+
+    department: str
+    category: str
+    declared: bool
+    active: bool | None  # None: not said (``recordSharing``)
+    sharing: SharingType
+    default_ttl: int
+    default_max_uses: int
+
+
 @dataclass(frozen=True)
 class AccessRequest(_Data):
     """A request and, once decided, its grant (a grant has its request's id)."""
@@ -992,6 +1020,28 @@ class RecordRegistry(ContractWrapper):
             to_uint(default_ttl, 64, "default grant lifetime"),
             to_uint(default_max_uses, 32, "default number of uses"),
         )
+
+    def category_sharing(self, department: str, category: str) -> CategorySharing:
+        """How ``department`` shares ``category`` (declared False: it never declared it)."""
+        declared, active, sharing, ttl, uses = self._call(
+            "categorySharing", encode_code(department), encode_category(category)
+        )
+        return CategorySharing(
+            department.upper(), category, bool(declared), bool(active),
+            SharingType.from_chain(sharing), int(ttl), int(uses),
+        )  # fmt: skip
+
+    def record_sharing(self, record_id: bytes | str) -> CategorySharing | None:
+        """Owner, category and sharing of an on-chain record (None: not on chain)."""
+        dept, category, sharing, ttl, uses = self._call(
+            "recordSharing", to_bytes32(record_id, "record id")
+        )
+        if not any(dept):
+            return None
+        return CategorySharing(
+            decode_code(dept), decode_category(category), True, None,
+            SharingType.from_chain(sharing), int(ttl), int(uses),
+        )  # fmt: skip
 
     def max_default_ttl(self) -> int:
         """Longest default grant lifetime a category may declare, in seconds."""

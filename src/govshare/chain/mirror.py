@@ -81,7 +81,7 @@ from govshare.errors import ChainUnavailable, ConfigError, DeploymentStale, GovS
 log = logging.getLogger(__name__)
 
 #: Version of the mirror's tables; a mirror of another version is rebuilt.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 #: Blocks per ``eth_getLogs`` (Besu answers up to --rpc-max-logs-range, 5000 by default).
 DEFAULT_RANGE = 1000
 #: Block hashes remembered for finding a fork point (range ends and event blocks).
@@ -959,6 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from govshare.audit.sources import ManifestSources, open_source
         from govshare.chain.batchindex import BatchIndex
+        from govshare.chain.subjectindex import SubjectIndex
 
         sources = ManifestSources([open_source(u) for u in args.manifests])
         mirror = Mirror.open_file(
@@ -968,7 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             confirmations=args.confirmations,
             range_size=args.range,
             log_fn=say,
-            projections=[BatchIndex(sources if args.manifests else None)],
+            projections=[BatchIndex(sources if args.manifests else None), SubjectIndex()],
         )
         try:
             if args.once:
