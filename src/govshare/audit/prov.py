@@ -84,7 +84,7 @@ class _Doc:
         if not account:
             return None
         ident = f"acct:{account.lower()}"
-        kind = "prov:SoftwareAgent" if role == "broker" else "prov:Person"
+        kind = "prov:SoftwareAgent" if role in ("broker", "contract") else "prov:Person"
         self.agent(ident, **{"prov:type": _qn(kind), "gs:role": role, "gs:address": account})
         self.department(dept)
         self.relation(
@@ -178,116 +178,135 @@ def _add_trail(d: _Doc, trail: dict[str, Any]) -> None:
         prev = rec
 
     for r in trail["requests"]:
-        n = r["id"]
+        _add_request(d, r)
+
+
+def _add_request(d: _Doc, r: dict[str, Any]) -> None:
+    """One request of a trail: its asking, decision, grant, revocation and accesses."""
+    n = r["id"]
+    req, ask = f"req:{n}", f"act:request-{n}"
+    if r.get("by_subject"):
+        # A request by subject asks for records not named yet: the scope is the
+        # entity it uses, and each access uses the version its receipt names.
+        rec = f"scope:{n}"
+        d.entity(
+            rec,
+            **{
+                "prov:type": _qn("gs:SubjectScope"),
+                "gs:owner": r["owner"],
+                "gs:category": r["category"],
+                "gs:subjectRef": r["subject_ref"],
+                "gs:latestOnly": r["latest_only"],
+            },
+        )
+    else:
         rec = f"rec:{r['record_id']}"
-        req, ask = f"req:{n}", f"act:request-{n}"
-        d.entity(
-            req,
+    d.entity(
+        req,
+        **{
+            "prov:type": _qn("gs:AccessRequest"),
+            "gs:purpose": r["purpose"],
+            "gs:legalBasis": r["legal_basis"],
+            "gs:deadline": _t(r["deadline"]),
+            "gs:status": r["status"],
+        },
+    )
+    d.activity(ask, r["requested_at"], **{"prov:type": _qn("gs:Request"), "gs:tx": r["tx_hash"]})
+    d.relation("wasGeneratedBy", **{"prov:entity": req, "prov:activity": ask})
+    d.relation("used", **{"prov:activity": ask, "prov:entity": rec})
+    asker = d.account(r["requested_by"], r["requester"], "broker")
+    d.relation("wasAssociatedWith", **{"prov:activity": ask, "prov:agent": asker})
+    for rem in r["reminders"]:
+        act = f"act:remind-{n}-{rem['count']}"
+        d.activity(act, rem["at"], **{"prov:type": _qn("gs:Remind"), "gs:tx": rem["tx_hash"]})
+        d.relation("used", **{"prov:activity": act, "prov:entity": req})
+        who = d.account(rem["by"], r["requester"], "requester")
+        d.relation("wasAssociatedWith", **{"prov:activity": act, "prov:agent": who})
+    for esc in r["escalations"]:
+        act = f"act:escalate-{n}-{esc['count']}"
+        d.activity(act, esc["at"], **{"prov:type": _qn("gs:Escalate"), "gs:tx": esc["tx_hash"]})
+        d.relation("used", **{"prov:activity": act, "prov:entity": req})
+        who = d.account(esc["by"], r["requester"], "requester")
+        d.relation("wasAssociatedWith", **{"prov:activity": act, "prov:agent": who})
+    dec = r["decision"]
+    if dec is None:
+        return
+    decide = f"act:decide-{n}"
+    d.activity(
+        decide,
+        dec["at"],
+        **{
+            "prov:type": _qn("gs:Approve" if dec["kind"] == "approved" else "gs:Deny"),
+            "gs:tx": dec["tx_hash"],
+            "gs:reason": dec.get("reason"),
+        },
+    )
+    d.relation("used", **{"prov:activity": decide, "prov:entity": req})
+    role = "contract" if r.get("granted_by_contract") else "admin"
+    admin = d.account(dec["by"], r["owner"], role)
+    d.relation("wasAssociatedWith", **{"prov:activity": decide, "prov:agent": admin})
+    g = r["grant"]
+    if g is None:
+        return
+    grant = f"grant:{n}"
+    d.entity(
+        grant,
+        **{
+            "prov:type": _qn("gs:Grant"),
+            "gs:scope": g["scope"],
+            "gs:expiresAt": _t(g["expires_at"]),
+            "gs:maxUses": g["max_uses"],
+            "gs:usedCount": g["used_count"],
+        },
+    )
+    d.relation(
+        "wasGeneratedBy",
+        **{"prov:entity": grant, "prov:activity": decide, "prov:time": _t(dec["at"])},
+    )
+    rev = r["revocation"]
+    if rev is not None:
+        revoke = f"act:revoke-{n}"
+        d.activity(
+            revoke,
+            rev["at"],
             **{
-                "prov:type": _qn("gs:AccessRequest"),
-                "gs:purpose": r["purpose"],
-                "gs:legalBasis": r["legal_basis"],
-                "gs:deadline": _t(r["deadline"]),
-                "gs:status": r["status"],
+                "prov:type": _qn("gs:Revoke"),
+                "gs:tx": rev["tx_hash"],
+                "gs:reason": rev["reason"],
             },
         )
-        d.activity(
-            ask, r["requested_at"], **{"prov:type": _qn("gs:Request"), "gs:tx": r["tx_hash"]}
+        d.relation(
+            "wasInvalidatedBy",
+            **{"prov:entity": grant, "prov:activity": revoke, "prov:time": _t(rev["at"])},
         )
-        d.relation("wasGeneratedBy", **{"prov:entity": req, "prov:activity": ask})
-        d.relation("used", **{"prov:activity": ask, "prov:entity": rec})
-        asker = d.account(r["requested_by"], r["requester"], "broker")
-        d.relation("wasAssociatedWith", **{"prov:activity": ask, "prov:agent": asker})
-        for rem in r["reminders"]:
-            act = f"act:remind-{n}-{rem['count']}"
-            d.activity(act, rem["at"], **{"prov:type": _qn("gs:Remind"), "gs:tx": rem["tx_hash"]})
-            d.relation("used", **{"prov:activity": act, "prov:entity": req})
-            who = d.account(rem["by"], r["requester"], "requester")
-            d.relation("wasAssociatedWith", **{"prov:activity": act, "prov:agent": who})
-        for esc in r["escalations"]:
-            act = f"act:escalate-{n}-{esc['count']}"
-            d.activity(act, esc["at"], **{"prov:type": _qn("gs:Escalate"), "gs:tx": esc["tx_hash"]})
-            d.relation("used", **{"prov:activity": act, "prov:entity": req})
-            who = d.account(esc["by"], r["requester"], "requester")
-            d.relation("wasAssociatedWith", **{"prov:activity": act, "prov:agent": who})
-        dec = r["decision"]
-        if dec is None:
-            continue
-        decide = f"act:decide-{n}"
-        d.activity(
-            decide,
-            dec["at"],
-            **{
-                "prov:type": _qn("gs:Approve" if dec["kind"] == "approved" else "gs:Deny"),
-                "gs:tx": dec["tx_hash"],
-                "gs:reason": dec.get("reason"),
-            },
-        )
-        d.relation("used", **{"prov:activity": decide, "prov:entity": req})
-        admin = d.account(dec["by"], r["owner"], "admin")
-        d.relation("wasAssociatedWith", **{"prov:activity": decide, "prov:agent": admin})
-        g = r["grant"]
-        if g is None:
-            continue
-        grant = f"grant:{n}"
+        who = d.account(rev["by"], r["owner"], "admin")
+        d.relation("wasAssociatedWith", **{"prov:activity": revoke, "prov:agent": who})
+    for c in r["receipts"]:
+        key = f"{c['owner']}-{c['seq']}"
+        access, rcpt = f"act:access-{key}", f"rcpt:{key}"
+        d.activity(access, c["issued_at"], **{"prov:type": _qn("gs:Access")})
+        d.relation("used", **{"prov:activity": access, "prov:entity": f"rec:{c['record_id']}"})
+        d.relation("used", **{"prov:activity": access, "prov:entity": grant})
         d.entity(
-            grant,
+            rcpt,
             **{
-                "prov:type": _qn("gs:Grant"),
-                "gs:scope": g["scope"],
-                "gs:expiresAt": _t(g["expires_at"]),
-                "gs:maxUses": g["max_uses"],
-                "gs:usedCount": g["used_count"],
+                "prov:type": _qn("gs:AccessReceipt"),
+                "gs:seq": c["seq"],
+                "gs:batch": c["batch_index"],
+                "gs:requestHash": c["request_hash"],
+                "gs:inclusionVerified": c["inclusion"]["verified"],
+                "gs:ok": c["ok"],
             },
         )
         d.relation(
             "wasGeneratedBy",
-            **{"prov:entity": grant, "prov:activity": decide, "prov:time": _t(dec["at"])},
+            **{"prov:entity": rcpt, "prov:activity": access, "prov:time": _t(c["issued_at"])},
         )
-        rev = r["revocation"]
-        if rev is not None:
-            revoke = f"act:revoke-{n}"
-            d.activity(
-                revoke,
-                rev["at"],
-                **{
-                    "prov:type": _qn("gs:Revoke"),
-                    "gs:tx": rev["tx_hash"],
-                    "gs:reason": rev["reason"],
-                },
-            )
-            d.relation(
-                "wasInvalidatedBy",
-                **{"prov:entity": grant, "prov:activity": revoke, "prov:time": _t(rev["at"])},
-            )
-            who = d.account(rev["by"], r["owner"], "admin")
-            d.relation("wasAssociatedWith", **{"prov:activity": revoke, "prov:agent": who})
-        for c in r["receipts"]:
-            key = f"{c['owner']}-{c['seq']}"
-            access, rcpt = f"act:access-{key}", f"rcpt:{key}"
-            d.activity(access, c["issued_at"], **{"prov:type": _qn("gs:Access")})
-            d.relation("used", **{"prov:activity": access, "prov:entity": rec})
-            d.relation("used", **{"prov:activity": access, "prov:entity": grant})
-            d.entity(
-                rcpt,
-                **{
-                    "prov:type": _qn("gs:AccessReceipt"),
-                    "gs:seq": c["seq"],
-                    "gs:batch": c["batch_index"],
-                    "gs:requestHash": c["request_hash"],
-                    "gs:inclusionVerified": c["inclusion"]["verified"],
-                    "gs:ok": c["ok"],
-                },
-            )
-            d.relation(
-                "wasGeneratedBy",
-                **{"prov:entity": rcpt, "prov:activity": access, "prov:time": _t(c["issued_at"])},
-            )
-            d.relation(
-                "wasAssociatedWith",
-                **{"prov:activity": access, "prov:agent": d.department(c["requester"])},
-            )
-            d.relation(
-                "wasAssociatedWith",
-                **{"prov:activity": access, "prov:agent": d.department(c["owner"])},
-            )
+        d.relation(
+            "wasAssociatedWith",
+            **{"prov:activity": access, "prov:agent": d.department(c["requester"])},
+        )
+        d.relation(
+            "wasAssociatedWith",
+            **{"prov:activity": access, "prov:agent": d.department(c["owner"])},
+        )

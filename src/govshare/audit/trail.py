@@ -29,7 +29,13 @@ from govshare.audit.batched import (
     batched_record_dict,
 )
 from govshare.audit.view import AuditView, problem
-from govshare.chain.contracts import AccessRequest, Record, RequestStatus
+from govshare.chain.contracts import (
+    AccessRequest,
+    Record,
+    RequestStatus,
+    encode_category,
+    encode_code,
+)
 from govshare.chain.mirror import IndexedEvent
 from govshare.errors import InputError, NotFound
 from govshare.util import iso
@@ -103,6 +109,16 @@ def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
             problems += probs
             receipts_total += n_total
             receipts_ok += n_ok
+    # Grants by subject cover versions without naming them: each receipt names the
+    # version it delivered; those of this record's versions are listed here.
+    by_id = {vd["record_id"]: vd for vd in vdicts}
+    for req in _subject_requests(view, vdicts):
+        rd, entries, probs, n_total, n_ok = _request_trail(view, req, None, by_id)
+        requests.append(rd)
+        timeline += entries
+        problems += probs
+        receipts_total += n_total
+        receipts_ok += n_ok
     timeline.sort(key=lambda e: (e["at"], _ORDER.get(e["kind"], 9)))
     head = view.ledger.block_number()
     return {
@@ -248,9 +264,39 @@ _ORDER = {
 }
 
 
+def _subject_requests(view: AuditView, vdicts: list[dict[str, Any]]) -> list[AccessRequest]:
+    """The requests by subject that name the owner, category and subject of one of
+    these versions (``SubjectRequested`` events), oldest first."""
+    wanted = {
+        (
+            "0x" + encode_code(vd["department"]).hex(),
+            "0x" + encode_category(vd["category"]).hex(),
+            str(vd["subject_ref"]).lower(),
+        )
+        for vd in vdicts
+        if vd.get("subject_ref")
+    }
+    out = []
+    for e in view.index.events("SubjectRequested") if wanted else []:
+        key = tuple(
+            str(e.args.get(k, "")).lower() for k in ("ownerDepartment", "category", "subjectRef")
+        )
+        if key in wanted:
+            req = view.request(int(e.args["requestId"]))
+            if req is not None and req.by_subject:
+                out.append(req)
+    return out
+
+
 def _request_trail(  # noqa: C901 — one request's life in event order: requested, decided, revoked, reminded
-    view: AuditView, req: AccessRequest, version: dict[str, Any]
+    view: AuditView,
+    req: AccessRequest,
+    version: dict[str, Any] | None,
+    versions: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], int, int]:
+    """One request's life. ``version``: the version a request by id names; None
+    for a request by subject, whose receipts are listed for ``versions`` only
+    (each names the version it delivered)."""
     events = view.index.events_for_request(req.id)
     by_name: dict[str, list[IndexedEvent]] = {}
     for e in events:
@@ -261,19 +307,26 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
         found = by_name.get(name)
         return found[0].tx_hash if found else None
 
+    asked = (
+        f"version {version['version']}"
+        if version is not None
+        else f"its {req.category} records about the subject"
+        + (" (the version current when granted)" if req.latest_only else "")
+    )
     entries = [
         _entry(
             req.requested_at,
             "requested",
-            f"{req.requester_department} asked {req.owner_department} for version "
-            f"{version['version']} (request #{req.id}): {req.purpose}",
+            f"{req.requester_department} asked {req.owner_department} for {asked} "
+            f"(request #{req.id}): {req.purpose}",
             department=req.requester_department,
             actor=req.requested_by,
             request_id=req.id,
-            record_id=version["record_id"],
+            record_id=version["record_id"] if version is not None else None,
             tx_hash=tx("AccessRequested"),
         )
     ]
+    by_contract = (req.decided_by or "").lower() == view.ledger.access.address.lower()
     decision = None
     grant = None
     revocation = None
@@ -299,8 +352,14 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
             _entry(
                 req.decided_at,
                 "approved",
-                f"{req.owner_department}'s administrator {req.decided_by} approved request "
-                f"#{req.id}: {req.max_uses} use(s) until {iso(req.expires_at)}",
+                (
+                    f"the access ledger granted request #{req.id} at once ({req.owner_department} "
+                    "shares the category unconditionally)"
+                    if by_contract
+                    else f"{req.owner_department}'s administrator {req.decided_by} approved "
+                    f"request #{req.id}"
+                )
+                + f": {req.max_uses} use(s) until {iso(req.expires_at)}",
                 department=req.owner_department,
                 actor=req.decided_by,
                 request_id=req.id,
@@ -404,6 +463,7 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
     problems: list[dict[str, Any]] = []
     receipts: list[dict[str, Any]] = []
     n_ok = 0
+    all_uses = 0  # receipts of this grant, whatever version they delivered
     seen_batches = set()
     for e in by_name.get("GrantUsesRecorded", []):
         dept, index = _code(e.args["department"]), int(e.args["batchIndex"])
@@ -413,16 +473,20 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
         batch = view.batch(dept, index)
         problems += batch.problems
         mine = [c for c in batch.receipts if c.receipt.grant_id == req.id]
+        all_uses += len(mine)
+        if versions is not None:
+            mine = [c for c in mine if c.receipt.record_id.lower() in versions]
         for c in mine:
             receipts.append(c.to_dict())
             problems += c.problems
             n_ok += c.ok
             who = c.receipt.requester
+            delivered = (versions or {}).get(c.receipt.record_id.lower(), version or {})
             entries.append(
                 _entry(
                     c.receipt.issued_at,
                     "accessed",
-                    f"{who} received version {version['version']} from "
+                    f"{who} received version {delivered.get('version', '?')} from "
                     f"{c.receipt.owner} under grant #{req.id} (receipt {c.receipt.seq}, "
                     f"{'proof verified' if c.included else 'PROOF FAILED'})",
                     department=who,
@@ -446,11 +510,11 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
                     tx_hash=batch.tx_hash,
                 )
             )
-    if grant is not None and batch_count_ok(receipts, req) is False:
+    if grant is not None and not uses_ok(all_uses, req):
         problems.append(
             problem(
                 "grant.uses_mismatch",
-                f"Grant #{req.id}: {len(receipts)} receipt(s) found in the anchored manifests, "
+                f"Grant #{req.id}: {all_uses} receipt(s) found in the anchored manifests, "
                 f"but {req.used_count} use(s) anchored on chain (quota {req.max_uses}).",
                 grant=req.id,
             )
@@ -459,7 +523,12 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
     out = {
         "id": req.id,
         "record_id": "0x" + req.record_id.hex(),
-        "version": version["version"],
+        "version": version["version"] if version is not None else None,
+        "by_subject": req.by_subject,
+        "category": req.category,
+        "subject_ref": _hex(req.subject_ref),
+        "latest_only": req.latest_only,
+        "granted_by_contract": by_contract,
         "requester": req.requester_department,
         "owner": req.owner_department,
         "purpose": req.purpose,
@@ -482,8 +551,9 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
     return out, entries, problems, len(receipts), n_ok
 
 
-def batch_count_ok(receipts: list[dict[str, Any]], req: AccessRequest) -> bool:
-    return len(receipts) == req.used_count and len(receipts) <= req.max_uses
+def uses_ok(receipts: int, req: AccessRequest) -> bool:
+    """Whether ``receipts`` receipts of a grant agree with its uses on chain."""
+    return receipts == req.used_count and receipts <= req.max_uses
 
 
 # -- verify FILE ---------------------------------------------------------------------------

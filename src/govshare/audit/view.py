@@ -39,10 +39,17 @@ from govshare.audit.receipts import (
 )
 from govshare.audit.sources import ManifestSources
 from govshare.chain.batchindex import BatchIndex
-from govshare.chain.contracts import AccessRequest, ReceiptBatch, Record, RequestStatus
+from govshare.chain.contracts import (
+    AccessRequest,
+    ReceiptBatch,
+    Record,
+    RequestStatus,
+    covers,
+)
 from govshare.chain.deploy import Deployment, load_deployment
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import IndexedEvent, Mirror, Projection
+from govshare.chain.subjectindex import SubjectIndex
 from govshare.errors import ContractReverted, DeploymentStale
 
 #: Seconds a receipt may be issued after its request's expiry (clock skew between
@@ -66,7 +73,7 @@ def open_index(ledger: Ledger, path: Path, sources: ManifestSources | None = Non
                 Path(str(path) + suffix).unlink()
 
     def index() -> list[Projection]:
-        return [BatchIndex(sources, clock=ledger.clock)]
+        return [BatchIndex(sources, clock=ledger.clock), SubjectIndex()]
 
     if path.exists() and _legacy_index(path):
         drop()
@@ -280,6 +287,50 @@ class AuditView:
             except ContractReverted:
                 self._records[key] = None
         return self._records[key]
+
+    def grant_names(self, grant: AccessRequest, record_id: str) -> bool:
+        """Whether ``grant`` allows delivering ``record_id``: the record it names, or
+        for a grant by subject, a record of the owner's with its category and subject
+        in a version it covers (:func:`govshare.chain.contracts.covers`)."""
+        if not grant.by_subject:
+            return "0x" + grant.record_id.hex() == record_id
+        found = self._anchor_facts(record_id)
+        if found is None:
+            return False
+        dept, category, ref, anchored_at = found
+        if (dept, category, ref) != (grant.owner_department, grant.category, grant.subject_ref):
+            return False
+        return covers(
+            latest_only=grant.latest_only,
+            decided_at=grant.decided_at,
+            anchored_at=anchored_at,
+            superseded_at=self._superseded_at(record_id),
+        )
+
+    def _anchor_facts(self, record_id: str) -> tuple[str, str, bytes | None, int] | None:
+        """Owner, category, subject reference and anchoring time of a record, on
+        chain or in an indexed batch (None: neither)."""
+        rec = self.record(record_id)
+        if rec is not None:
+            return rec.department, rec.category, rec.subject_ref, rec.anchored_at
+        leaves = self.batches.leaves_of(record_id) if self.batches is not None else []
+        if not leaves:
+            return None
+        leaf = leaves[0]
+        at = self.ledger.records.get_batch(leaf.record.department, leaf.batch.sequence)
+        return leaf.record.department, leaf.record.category, leaf.record.subject_ref, at.anchored_at
+
+    def _superseded_at(self, record_id: str) -> int | None:
+        """When the version after ``record_id`` was anchored (None: there is none)."""
+        rec = self.record(record_id)
+        successor = "0x" + rec.superseded_by.hex() if rec and rec.superseded_by else None
+        if successor is None and self.batches is not None:
+            nxt = self.batches.successors_of(record_id)
+            successor = "0x" + nxt[0].record.record_id.hex() if nxt else None
+        if successor is None:
+            return None
+        facts = self._anchor_facts(successor)
+        return facts[3] if facts else None
 
     def now(self) -> int:
         """The ledger's now (the later of the wall clock and the latest block),
@@ -529,7 +580,7 @@ class AuditView:
         if (
             grant.owner_department != department
             or grant.requester_department != r.requester
-            or "0x" + grant.record_id.hex() != r.record_id.lower()
+            or not self.grant_names(grant, r.record_id.lower())
         ):
             out.append(
                 problem(

@@ -20,7 +20,7 @@ view of requests in step with the chain (consent itself: :mod:`govshare.broker.c
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,12 +29,13 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection as DbConnection
 
 from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus
-from govshare.broker.errors import RecordUnknown
+from govshare.broker.errors import CategoryNotShared, RecordUnknown
 from govshare.broker.outbox import JSON, StepContext, fingerprint, principal_of
 from govshare.broker.queries import batched_leaf
+from govshare.broker.subjects import subject_ref
 from govshare.broker.users import Principal, normalise_dept
 from govshare.chain.contracts import AccessRequest as ChainRequest
-from govshare.chain.contracts import DepartmentStatus, decode_code, to_bytes32
+from govshare.chain.contracts import DepartmentStatus, SharingType, decode_code, to_bytes32
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.chain.mirror import IndexedEvent, Projection
 from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
@@ -72,6 +73,7 @@ class RequestOutcome:
     state: str
     request_id: int | None
     error: JSON | None
+    granted: bool = False  # at once, by the contract (an unconditional category)
 
 
 def request_access(
@@ -89,32 +91,92 @@ def request_access(
     department's broker key). Checks first, on chain: the owner is an active
     department other than this one, and the record is anchored and the owner's.
     The deadline defaults to ``svc.limits.request_deadline`` from now (chain time)."""
+    owner = _other_department(svc, owner)
+    rid = "0x" + to_bytes32(record_id, "record id", allow_zero=False).hex()
+    terms = _terms(svc, purpose, legal_basis, deadline_in)
+    body = {"kind": KIND, "owner": owner, "record_id": rid, **terms}
+    return _submit(svc, user, body, idempotency_key, lambda: _check_request(svc, owner, rid))
+
+
+def request_by_subject(
+    svc: BrokerServices,
+    user: Principal | str,
+    owner: str,
+    category: str,
+    subject: str,
+    purpose: str,
+    legal_basis: str = "",
+    *,
+    latest_only: bool = False,
+    deadline_in: int | None = None,
+    idempotency_key: str,
+) -> RequestOutcome:
+    """Ask ``owner`` for its records of ``category`` about ``subject`` (an id, sent
+    to nobody: only its keyed reference goes on chain and into this broker's
+    operation log). The grant covers the version current when it is given and,
+    unless ``latest_only``, the versions published while it is valid. An owner
+    that shares the category unconditionally is granted at once by the contract;
+    one that does not share it is refused (checked first, with a sentence)."""
+    owner = _other_department(svc, owner)
+    category = _category_label(category)
+    ref = "0x" + subject_ref(svc.subject_key, subject).hex()
+    terms = _terms(svc, purpose, legal_basis, deadline_in)
+    body = {
+        "kind": KIND,
+        "owner": owner,
+        "category": category,
+        "subject_ref": ref,
+        "latest_only": bool(latest_only),
+        **terms,
+    }
+    return _submit(svc, user, body, idempotency_key, lambda: _check_subject(svc, owner, category))
+
+
+def _other_department(svc: BrokerServices, owner: str) -> str:
     owner = normalise_dept(owner)
     if owner == svc.dept:
         raise InputError("A department cannot request its own record.")
-    rid = "0x" + to_bytes32(record_id, "record id", allow_zero=False).hex()
+    return owner
+
+
+def _category_label(category: str) -> str:
+    text = (category or "").strip()
+    if not text or len(text.encode("utf-8")) > 32 or not text.isprintable():
+        raise InputError(
+            "A category is 1 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-'.",
+            category=text[:64],
+        )
+    return text
+
+
+def _terms(
+    svc: BrokerServices, purpose: str, legal_basis: str, deadline_in: int | None
+) -> dict[str, Any]:
+    """A request's purpose, legal basis and deadline, checked (the same rules for
+    every kind of request)."""
     purpose = (purpose or "").strip()
     if not purpose:
         raise InputError("Say what the record is for (a purpose is required).")
     if len(purpose) > _PURPOSE_MAX or len(legal_basis or "") > _PURPOSE_MAX:
         raise InputError(f"Purpose and legal basis are at most {_PURPOSE_MAX} characters each.")
-    legal_basis = (legal_basis or "").strip()
     seconds = svc.limits.request_deadline if deadline_in is None else int(deadline_in)
     if seconds <= 0:
         raise InputError("The deadline must be in the future.")
+    return {"purpose": purpose, "legal_basis": (legal_basis or "").strip(), "deadline_in": seconds}
+
+
+def _submit(
+    svc: BrokerServices,
+    user: Principal | str,
+    body: dict[str, Any],
+    idempotency_key: str,
+    check: Callable[[], None],
+) -> RequestOutcome:
     principal = principal_of(user)
-    body = {
-        "kind": KIND,
-        "owner": owner,
-        "record_id": rid,
-        "purpose": purpose,
-        "legal_basis": legal_basis,
-        "deadline_in": seconds,
-    }
     fp = fingerprint(body)
     if svc.outbox.find(principal, idempotency_key) is None:
-        _check_request(svc, owner, rid)
-        payload = {**body, "deadline": svc.ledger.now() + seconds}
+        check()
+        payload = {**body, "deadline": svc.ledger.now() + int(body["deadline_in"])}
     else:
         payload = {}  # a retry: the original operation answers
     sub = svc.outbox.submit(KIND, idempotency_key, principal, fp, payload, run=False)
@@ -122,15 +184,43 @@ def request_access(
     view = svc.outbox.settle(view)  # the outbox worker may be the one driving it
     rid_out = (view.result or {}).get("request_id")
     return RequestOutcome(
-        view.id, sub.created, view.state.value, int(rid_out) if rid_out else None, view.error
+        view.id,
+        sub.created,
+        view.state.value,
+        int(rid_out) if rid_out else None,
+        view.error,
+        granted=bool((view.result or {}).get("granted")),
     )
 
 
-def _check_request(svc: BrokerServices, owner: str, record_id: str) -> None:
+def _check_owner(svc: BrokerServices, owner: str) -> None:
     if owner not in svc.ledger.registry.all_departments():
         raise NotFound(f"There is no department {owner}.", department=owner)
     if svc.ledger.registry.department_status(owner) is not DepartmentStatus.ACTIVE:
         raise InputError(f"Department {owner} is not active; it cannot be asked for records.")
+
+
+def _check_subject(svc: BrokerServices, owner: str, category: str) -> None:
+    _check_owner(svc, owner)
+    share = svc.ledger.records.category_sharing(owner, category)
+    if not share.declared:
+        raise NotFound(
+            f"Department {owner} has not declared the category {category!r} in its catalog "
+            f"(see `govshare catalog list --dept {owner}`).",
+            department=owner,
+            category=category,
+        )
+    if share.sharing is SharingType.NONE:
+        raise CategoryNotShared(
+            f"Department {owner} does not share its {category} records: its catalog declares "
+            "that category as not shared, so no request for it can be made.",
+            department=owner,
+            category=category,
+        )
+
+
+def _check_request(svc: BrokerServices, owner: str, record_id: str) -> None:
+    _check_owner(svc, owner)
     if svc.ledger.records.record_exists(record_id):
         holder = svc.ledger.records.get_record(record_id).department
     else:
@@ -183,6 +273,8 @@ def _materialise(svc: BrokerServices, ctx: StepContext) -> JSON:
     first, so it sends nothing for a record already there, and takes a concurrent
     materialisation by another department as done; after a crash it sends only
     what did not land."""
+    if "record_id" not in ctx.payload:  # a request by subject names no record
+        return {"tx_hashes": [], "resumed": ctx.resumed}
     sent = svc.ledger.records.materialise_chain(
         svc.account, str(ctx.payload["record_id"]), svc.batches.locate
     )
@@ -193,6 +285,8 @@ def _materialise(svc: BrokerServices, ctx: StepContext) -> JSON:
 
 
 def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
+    if "record_id" not in ctx.payload:
+        return _send_by_subject(svc, ctx)
     p = ctx.payload
     access = svc.ledger.access
     found: int | None = None
@@ -224,7 +318,66 @@ def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
     req = access.get_request(found)
     with svc.db.session() as s:
         upsert_request(s.connection(), req, block, clock=svc.clock)
-    return {"request_id": found, "tx_hash": tx_hash, "block_number": block}
+    return {
+        "request_id": found,
+        "tx_hash": tx_hash,
+        "block_number": block,
+        "granted": req.status is ChainStatus.APPROVED,
+    }
+
+
+def _send_by_subject(svc: BrokerServices, ctx: StepContext) -> JSON:
+    p = ctx.payload
+    access = svc.ledger.access
+    found = _sent_by_subject(svc, p) if ctx.resumed else None
+    if found is None:
+        sent = access.request_by_subject(
+            svc.account,
+            str(p["owner"]),
+            str(p["category"]),
+            str(p["subject_ref"]),
+            str(p["purpose"]),
+            str(p["legal_basis"]),
+            int(p["deadline"]),
+            latest_only=bool(p["latest_only"]),
+        )
+        found, tx_hash, block = sent.value, sent.tx_hash, sent.block_number
+    else:
+        tx_hash, block = "", svc.ledger.block_number()
+    req = access.get_request(found)
+    with svc.db.session() as s:
+        upsert_request(s.connection(), req, block, clock=svc.clock)
+    return {
+        "request_id": found,
+        "tx_hash": tx_hash,
+        "block_number": block,
+        "granted": req.status is ChainStatus.APPROVED,
+    }
+
+
+def _sent_by_subject(svc: BrokerServices, p: Mapping[str, Any]) -> int | None:
+    """The request this step may have sent before a crash: this department's, by
+    subject, with the same terms (found in the mirror, caught up first)."""
+    svc.sync.run_once()
+    with svc.db.session(readonly=True) as s:
+        rows = s.scalars(
+            select(AccessRequest).where(
+                AccessRequest.requester == svc.dept,
+                AccessRequest.owner == str(p["owner"]),
+                AccessRequest.category == str(p["category"]),
+                AccessRequest.subject_ref == str(p["subject_ref"]),
+                AccessRequest.purpose == str(p["purpose"]),
+            )
+        ).all()
+        deadline = chain_time(int(p["deadline"]))
+        for row in rows:
+            if (
+                (row.legal_basis or "") == str(p["legal_basis"])
+                and row.deadline == deadline
+                and bool(row.latest_only) == bool(p["latest_only"])
+            ):
+                return int(row.request_id)
+    return None
 
 
 # -- requests and grants, derived from the ledger mirror ---------------------------------
@@ -262,6 +415,10 @@ def upsert_request(
         "max_uses": req.max_uses if granted else None,
         "uses": req.used_count,
         "decided_by": req.decided_by,
+        "decided_at": chain_time(req.decided_at) if req.decided_at else None,
+        "category": req.category,
+        "subject_ref": "0x" + req.subject_ref.hex() if req.subject_ref else None,
+        "latest_only": req.latest_only,
         "reason": req.revoke_reason or req.deny_reason or None,
         "updated_block": block,
         "updated_at": utcnow(clock),

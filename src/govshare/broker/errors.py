@@ -4,6 +4,7 @@
     ├── AuthError                       (401) who is calling cannot be established
     │   └── InvalidToken                (401) unknown, malformed, revoked or expired token
     ├── Forbidden                       (403) the caller is known but may not do this
+    │   └── CategoryNotShared           (403) the owner's catalog says the category is not shared
     ├── Conflict                        (409)
     │   ├── IdempotencyConflict         (409) an Idempotency-Key reused with another body
     │   ├── OperationInProgress         (409) the keyed operation is still running
@@ -73,6 +74,17 @@ class Forbidden(GovShareError):
     code = "auth.forbidden"
     status = 403
     remedy = "Ask an administrator for the role the message names."
+
+
+class CategoryNotShared(Forbidden):
+    """The owner's catalog declares the category as not shared: no request for it."""
+
+    code = "request.not_shared"
+    status = 403
+    remedy = (
+        "Nothing can be requested of it; ask the owner's administrator whether another "
+        "category holds what you need (`govshare catalog list`)."
+    )
 
 
 class Conflict(GovShareError):

@@ -35,13 +35,15 @@ from govshare.chain.contracts import (
     Proposal,
     ProposalStatus,
     Sent,
+    SharingType,
     to_address,
 )
 from govshare.chain.ledger import Ledger
 from govshare.chain.tx import TxResult
 from govshare.crypto import EthKey, generate_keypair, save_eth_keystore, save_hpke_key
-from govshare.errors import InputError
+from govshare.errors import InputError, OutOfRange
 from govshare.profile import BROKER_KEYSTORE, HPKE_KEY, Profile, check_endpoint, normalise_code
+from govshare.util import MAX_GRANT_EXPIRY, parse_duration
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -298,12 +300,13 @@ class CatalogChange:
     """A catalog transaction that was mined, and the category's entry after it."""
 
     category: Category
-    tx: TxResult
+    tx: TxResult | None  # the last one sent (None: nothing needed changing)
+    txs: tuple[TxResult, ...] = ()
 
     @property
-    def tx_hash(self) -> str:
-        """The transaction's hash."""
-        return self.tx.tx_hash
+    def tx_hash(self) -> str | None:
+        """The last transaction's hash."""
+        return self.tx.tx_hash if self.tx is not None else None
 
 
 def prepare_declaration(
@@ -318,24 +321,110 @@ def prepare_declaration(
     return Declaration(category, description, digest)
 
 
+_SHARING_NAMES = {t.value: t for t in SharingType}
+#: What an unconditional category's grants get when its declaration names no defaults:
+#: the least (one use) for a month.
+DEFAULT_UNCONDITIONAL_TTL = 30 * 86400
+DEFAULT_UNCONDITIONAL_USES = 1
+
+
+@dataclass(frozen=True)
+class SharingChoice:
+    """A checked sharing type and its grant defaults, ready to send."""
+
+    sharing: SharingType
+    default_ttl: int
+    default_max_uses: int
+
+
+def prepare_sharing(
+    sharing: str, default_expires: str | None = None, default_max_uses: int | None = None
+) -> SharingChoice:
+    """Check a category's sharing type (``conditional``, ``unconditional``, ``none``)
+    and grant defaults (a duration like ``30d``; a number of uses) before anything
+    is signed. An unconditional category without defaults gets 30 days and 1 use."""
+    kind = _SHARING_NAMES.get((sharing or "").strip().lower())
+    if kind is None:
+        raise InputError(
+            f"{sharing!r} is not a sharing type: use conditional, unconditional or none."
+        )
+    ttl = (
+        parse_duration(default_expires, MAX_GRANT_EXPIRY, what="default grant lifetime")
+        if default_expires
+        else 0
+    )
+    uses = int(default_max_uses or 0)
+    if default_max_uses is not None and not 1 <= uses <= 2**32 - 1:
+        raise OutOfRange("A default number of uses is 1 to 4,294,967,295.", maximum=2**32 - 1)
+    if kind is SharingType.NONE and (ttl or uses):
+        raise InputError("A category that is not shared takes no grant defaults.")
+    if kind is SharingType.UNCONDITIONAL:
+        ttl, uses = ttl or DEFAULT_UNCONDITIONAL_TTL, uses or DEFAULT_UNCONDITIONAL_USES
+    if kind is SharingType.CONDITIONAL and bool(ttl) != bool(uses):
+        raise InputError(
+            "A conditional category's grant defaults come as a pair: give both "
+            "--default-expires and --default-max-uses, or neither."
+        )
+    return SharingChoice(kind, ttl, uses)
+
+
+def check_catalog_change(
+    ledger: Ledger,
+    dept: str,
+    category: str,
+    description: str | None,
+    sharing: SharingChoice | None,
+) -> None:
+    """Refuse a catalog change that cannot be made, before any key is unlocked:
+    nothing to change, or a new category without a description."""
+    if description is None and sharing is None:
+        raise InputError("Say what to change: a description, a sharing type, or both.")
+    if description is None and not ledger.records.category_sharing(dept, category).declared:
+        raise InputError(
+            f"{category!r} is not in {normalise_code(dept)}'s catalog yet: a new category "
+            "needs a description (--description)."
+        )
+
+
 def declare_category(
     ledger: Ledger,
     admin: LocalAccount,
     dept: str,
     category: str,
-    description: str,
+    description: str | None,
     *,
     schema: bytes | None = None,
+    sharing: SharingChoice | None = None,
 ) -> CatalogChange:
-    """Declare (or update) ``category`` in ``dept``'s catalog, signed by one of
-    its administrators."""
-    d = prepare_declaration(category, description, schema=schema)
-    tx = ledger.records.declare_category(admin, d.category, d.description, d.schema_hash)
-    return CatalogChange(ledger.records.get_category(normalise_code(dept), d.category), tx)
+    """Declare (or update) ``category`` in ``dept``'s catalog, and set how it is
+    shared, signed by one of its administrators: a declaration when a description
+    is given (a new category needs one), then a sharing change when ``sharing``
+    differs from the category's (each its own transaction and event)."""
+    dept = normalise_code(dept)
+    check_catalog_change(ledger, dept, category, description, sharing)
+    txs: list[TxResult] = []
+    if description is not None:
+        d = prepare_declaration(category, description, schema=schema)
+        txs.append(ledger.records.declare_category(admin, d.category, d.description, d.schema_hash))
+    if sharing is not None:
+        now = ledger.records.get_category(dept, category)
+        wanted = (sharing.sharing, sharing.default_ttl, sharing.default_max_uses)
+        if (now.sharing, now.default_ttl, now.default_max_uses) != wanted:
+            txs.append(
+                ledger.records.set_sharing(
+                    admin,
+                    category,
+                    sharing.sharing,
+                    default_ttl=sharing.default_ttl,
+                    default_max_uses=sharing.default_max_uses,
+                )
+            )
+    entry = ledger.records.get_category(dept, category)
+    return CatalogChange(entry, txs[-1] if txs else None, tuple(txs))
 
 
 def retire_category(ledger: Ledger, admin: LocalAccount, dept: str, category: str) -> CatalogChange:
     """Retire ``category`` from ``dept``'s catalog: no new records of it can be
     anchored (existing ones stay)."""
     tx = ledger.records.retire_category(admin, category)
-    return CatalogChange(ledger.records.get_category(normalise_code(dept), category), tx)
+    return CatalogChange(ledger.records.get_category(normalise_code(dept), category), tx, (tx,))

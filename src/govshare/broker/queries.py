@@ -255,12 +255,23 @@ class RequestView:
     decided_by: str | None
     reason: str | None
     updated_block: int
+    # A request by subject: the owner's category and the subject's keyed reference
+    # (record_id is then all zeros); latest_only: only the version current when granted.
+    category: str | None = None
+    subject_ref: str | None = None
+    latest_only: bool = False
+    decided_at: datetime | None = None
+
+    @property
+    def by_subject(self) -> bool:
+        return self.subject_ref is not None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["direction"] = self.direction.value
-        for k in ("deadline", "expires_at"):
+        for k in ("deadline", "expires_at", "decided_at"):
             d[k] = _iso(d[k])
+        d["by_subject"] = self.by_subject
         return d
 
 
@@ -288,6 +299,10 @@ def _request_view(dept: str, row: AccessRequest, now: datetime, used: int | None
         decided_by=row.decided_by,
         reason=row.reason,
         updated_block=row.updated_block,
+        category=row.category,
+        subject_ref=row.subject_ref,
+        latest_only=bool(row.latest_only),
+        decided_at=row.decided_at,
     )
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
+from govshare.broker import sharing
 from govshare.broker.db import (
     ExchangeNonce,
     GrantUse,
@@ -184,11 +185,18 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
 
     if grant is None or grant.status is ChainStatus.NONE:
         raise GrantUnknown(f"There is no grant {req.grant_id}.")
-    if (
-        grant.owner_department != svc.dept
-        or grant.requester_department != req.requester
-        or grant.record_id != req.record_id
-    ):
+    if grant.owner_department != svc.dept or grant.requester_department != req.requester:
+        raise GrantMismatch(
+            f"Grant {req.grant_id} is not {req.requester}'s grant for record {rid}."
+        )
+    if grant.by_subject:
+        if not sharing.covered(svc, grant, rid):
+            raise GrantMismatch(
+                f"Grant {req.grant_id} does not cover record {rid}: it covers {svc.dept}'s "
+                f"{grant.category} records about one subject, in the version current when it "
+                "was given" + ("" if grant.latest_only else " and those published since") + "."
+            )
+    elif grant.record_id != req.record_id:
         raise GrantMismatch(
             f"Grant {req.grant_id} is not {req.requester}'s grant for record {rid}."
         )

@@ -36,6 +36,7 @@ from govshare.chain.batch import MAX_BATCH_RECORDS
 from govshare.chain.batchindex import BatchIndex, ManifestFetcher
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import Mirror
+from govshare.chain.subjectindex import SubjectIndex
 from govshare.clock import Clock
 from govshare.crypto import HpkePrivateKey
 from govshare.home import ensure_dir
@@ -172,6 +173,7 @@ class BrokerServices:
             projections=[
                 access.RequestProjection(self),
                 self.batches,
+                SubjectIndex(),
                 OwnTxWatch(self),
                 CacheProjection(self.chain_cache),
             ],
