@@ -187,11 +187,31 @@ class BulkPublishOut(BaseModel):
 _NO_CONTROLS = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 
 
+_CATEGORY = r"^[A-Za-z0-9._-]{1,32}$"
+_SUBJECT_DESC = (
+    "The subject's id (a citizen's or an enterprise's). It stays with this broker: only "
+    "the consortium's keyed reference of it goes on chain."
+)
+
+
 class RequestCreate(BaseModel):
+    """A request for one record (``record_id``), or for the owner's records of a
+    category about a subject (``category`` and ``subject``)."""
+
     model_config = ConfigDict(extra="forbid")
 
     owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
-    record_id: str = Field(pattern=_RECORD_ID)
+    record_id: str | None = Field(default=None, pattern=_RECORD_ID)
+    category: str | None = Field(default=None, pattern=_CATEGORY)
+    subject: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=_NO_CONTROLS,
+        description=_SUBJECT_DESC,
+    )  # fmt: skip
+    latest_only: bool = Field(
+        default=False,
+        description="By subject: only the version current when the grant is given "
+        "(default: that one and those published while the grant is valid)",
+    )
     purpose: str = Field(
         min_length=1, max_length=2000, pattern=_NO_CONTROLS, examples=["business licence"]
     )
@@ -210,6 +230,36 @@ class RequestCreated(BaseModel):
     state: Literal["pending", "running", "done", "failed"]
     replayed: bool
     request_id: int | None
+    granted: bool = Field(
+        default=False,
+        description="Granted at once, by the contract (the owner shares the category "
+        "unconditionally)",
+    )
+
+
+class SubjectQuery(BaseModel):
+    """An owner's records of a category about a subject (sent in a body, so that
+    the subject's id is never in a URL or an access log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    category: str = Field(pattern=_CATEGORY, examples=["tax-clearance"])
+    subject: str = Field(
+        min_length=1, max_length=256, pattern=_NO_CONTROLS, description=_SUBJECT_DESC
+    )
+
+
+class FoundRecordOut(BaseModel):
+    record_id: str
+    department: str
+    category: str
+    previous_record_id: str | None
+    superseded_by: str | None = Field(description="The listed version that replaced it")
+    block_number: int
+    batch_sequence: int | None
+    leaf_index: int | None
+    anchored_at: datetime
 
 
 class RequestOut(BaseModel):
@@ -226,9 +276,18 @@ class RequestOut(BaseModel):
     expires_at: datetime | None
     max_uses: int | None
     uses: int = Field(description="Uses served (receipts here, or anchored on chain)")
-    decided_by: str | None = Field(description="The administrator account that decided")
+    decided_by: str | None = Field(
+        description="The administrator account that decided (the access ledger's own "
+        "address: granted unconditionally)"
+    )
     reason: str | None = Field(description="Why it was denied or revoked")
     updated_block: int
+    category: str | None = Field(default=None, description="By subject: the owner's category")
+    subject_ref: str | None = Field(
+        default=None, description="By subject: the subject's keyed reference"
+    )
+    latest_only: bool = False
+    decided_at: datetime | None = None
 
     @classmethod
     def of(cls, view: Any) -> RequestOut:

@@ -33,6 +33,7 @@ from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
+from govshare.profile import normalise_code
 from govshare.util import printable
 
 _CHUNK = 256 * 1024
@@ -263,10 +264,18 @@ def show_cmd(
 
 
 def _download(
-    client: BrokerClient, rid: str, out: Path, grant: int | None, bar_on: bool
-) -> dict[str, Any]:
-    params = {"grant": grant} if grant else None
-    with client.stream("GET", f"/v1/records/{rid}/content", params=params) as resp:
+    client: BrokerClient, rid: str | None, out: Path, grant: int | None, bar_on: bool,
+    subject: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Stream record ``rid`` (or, with ``subject``, the newest version a grant by
+    subject covers: owner, category, subject) into ``out``, atomically."""
+    if subject is not None:
+        opened = client.stream("POST", "/v1/records/by-subject/content", json=subject)
+    else:
+        params = {"grant": grant} if grant else None
+        opened = client.stream("GET", f"/v1/records/{rid}/content", params=params)
+    with opened as resp:
+        rid = resp.headers.get("govshare-record-id") or rid
         total = int(resp.headers.get("content-length") or 0) or None
         expected = (resp.headers.get("govshare-content-sha256") or "").lower()
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -316,7 +325,7 @@ def _download(
 
 
 @record.command("fetch")
-@click.argument("record_id", metavar="ID")
+@click.argument("record_id", metavar="[ID]", required=False)
 @click.option(
     "-o",
     "--output",
@@ -326,32 +335,43 @@ def _download(
     help="Where to write the record.",
 )
 @click.option("--grant", type=click.IntRange(min=1), default=None, help="Use this grant.")
+@click.option("--owner", default=None, metavar="CODE", help="By subject: the owning department.")
+@click.option("--category", default=None, help="By subject: the owner's category.")
+@click.option(
+    "--subject", default=None, metavar="ID", help="By subject: the citizen or enterprise."
+)
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @broker_options
 @common_options
 @pass_ctx
 def fetch_cmd(
     ctx: Ctx,
-    record_id: str,
+    record_id: str | None,
     output: Path,
     grant: int | None,
+    owner: str | None,
+    category: str | None,
+    subject: str | None,
     force: bool,
     dept: str,
     token: str | None,
     broker_url: str | None,
 ) -> None:
     """Fetch record ID into a file: your own, or another department's under a
-    grant (one use of it). Your broker checks the ciphertext against the anchored
-    CID and the plaintext against the anchored SHA-256; the file appears only
-    when every byte arrived and matches."""
-    rid = check_record_id(record_id)
+    grant (one use of it). With --owner, --category and --subject instead of an
+    ID: the newest version of the owner's record about that subject that your
+    grant by subject covers. Your broker checks the ciphertext against the
+    anchored CID and the plaintext against the anchored SHA-256; the file
+    appears only when every byte arrived and matches."""
+    query = _subject_query(record_id, grant, owner, category, subject)
+    rid = check_record_id(record_id) if record_id else None
     out = output.expanduser().absolute()
     if out.exists() and not force:
         raise InputError(f"{output} already exists; pass --force to replace it.")
     if not out.parent.is_dir():
         raise InputError(f"The folder {out.parent} does not exist.")
     with open_client(ctx, dept, token, broker_url) as client:
-        got = _download(client, rid, out, grant, bar_on=not ctx.json_out)
+        got = _download(client, rid, out, grant, bar_on=not ctx.json_out, subject=query)
     via = (
         f"from {got['owner']} under grant #{got['grant_id']} (receipt {got['receipt_seq']})"
         if got["grant_id"]
@@ -359,10 +379,83 @@ def fetch_cmd(
     )
     ctx.emit(
         got,
-        f"Fetched record {rid} {via}\n"
+        f"Fetched record {got['record_id']} {via}\n"
         f"  file    {output} ({got['size']} bytes)\n"
         f"  sha256  {got['sha256']}  — matches the hash anchored on chain",
     )
+
+
+def _subject_query(
+    record_id: str | None,
+    grant: int | None,
+    owner: str | None,
+    category: str | None,
+    subject: str | None,
+) -> dict[str, str] | None:
+    """The by-subject query of ``record fetch``, or None for a fetch by id."""
+    by_subject = owner or category or subject
+    if record_id and by_subject:
+        raise click.UsageError("Fetch one record by ID, or by --owner/--category/--subject.")
+    if not record_id and not by_subject:
+        raise click.UsageError("Say which record: an ID, or --owner, --category and --subject.")
+    if not by_subject:
+        return None
+    if not (owner and category and subject):
+        raise click.UsageError("A fetch by subject needs --owner, --category and --subject.")
+    if grant:
+        raise click.UsageError("--grant goes with a fetch by ID (by subject, the grant is found).")
+    return {"owner": normalise_code(owner), "category": category, "subject": subject}
+
+
+@record.command("find")
+@click.option("--owner", required=True, metavar="CODE", help="The department holding them.")
+@click.option("--category", required=True, help="The owner's catalog category.")
+@click.option(
+    "--subject",
+    required=True,
+    metavar="ID",
+    help="The citizen or enterprise (only its keyed reference is looked up).",
+)
+@broker_options
+@common_options
+@pass_ctx
+def find_cmd(
+    ctx: Ctx,
+    owner: str,
+    category: str,
+    subject: str,
+    dept: str,
+    token: str | None,
+    broker_url: str | None,
+) -> None:
+    """List OWNER's anchored records of CATEGORY about SUBJECT, newest version
+    first, from the chain (your broker looks them up by the subject's keyed
+    reference; the id itself goes nowhere else)."""
+    owner_code = normalise_code(owner)
+    body = {"owner": owner_code, "category": category, "subject": subject}
+    with open_client(ctx, dept, token, broker_url) as client:
+        rows = client.call("POST", "/v1/records/find", json=body).json()
+
+    def human() -> None:
+        if not rows:
+            click.echo(f"{owner_code} has anchored no {category} record about this subject.")
+            return
+        t = SafeTable(title=f"{owner_code}'s {category} records about the subject")
+        for col in ["record", "anchored", "version", "block"]:
+            t.add_column(col)
+        for r in rows:
+            version = (
+                f"superseded by {str(r['superseded_by'])[:12]}…" if r.get("superseded_by")
+                else "current"
+            )  # fmt: skip
+            t.add_row(r["record_id"], str(r["anchored_at"])[:19], version, str(r["block_number"]))
+        Console(width=200).print(t)
+        click.echo(
+            f"Ask for them: govshare request create --owner {owner_code} --category {category} "
+            "--subject ID --purpose TEXT"
+        )
+
+    ctx.emit(rows, human)
 
 
 # -- bulk import -----------------------------------------------------------------------

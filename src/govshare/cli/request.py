@@ -30,7 +30,26 @@ def request() -> None:
 
 @request.command("create")
 @click.option("--owner", required=True, metavar="CODE", help="The department holding the record.")
-@click.option("--record", "record_id", required=True, metavar="ID", help="The record's id.")
+@click.option(
+    "--record", "record_id", default=None, metavar="ID", help="The record's id (or --category "
+    "and --subject)."
+)  # fmt: skip
+@click.option(
+    "--category", default=None, help="With --subject: the owner's records of this category."
+)
+@click.option(
+    "--subject",
+    default=None,
+    metavar="ID",
+    help="With --category: the records about this citizen or enterprise (only its keyed "
+    "reference leaves your broker).",
+)
+@click.option(
+    "--latest-only",
+    is_flag=True,
+    help="By subject: only the version current when granted (default: that one and those "
+    "published while the grant is valid).",
+)
 @click.option("--purpose", required=True, help="Why you need it (recorded on chain).")
 @click.option("--legal-basis", default="", help="The law or regulation you rely on.")
 @click.option(
@@ -49,7 +68,10 @@ def request() -> None:
 def create_cmd(
     ctx: Ctx,
     owner: str,
-    record_id: str,
+    record_id: str | None,
+    category: str | None,
+    subject: str | None,
+    latest_only: bool,
     purpose: str,
     legal_basis: str,
     deadline: str | None,
@@ -58,39 +80,68 @@ def create_cmd(
     token: str | None,
     broker_url: str | None,
 ) -> None:
-    """Ask department OWNER for record ID, with a purpose."""
+    """Ask department OWNER for a record (--record ID), or for its records of a
+    category about a subject (--category C --subject ID), with a purpose."""
     owner_code = normalise_code(owner)
-    rid = check_record_id(record_id)
+    body: dict[str, Any] = {"owner": owner_code, "purpose": purpose, "legal_basis": legal_basis}
+    what = _what_is_asked(record_id, category, subject, latest_only)
+    body.update(what)
     if deadline:  # a clear error before any network call
         parse_duration(deadline, MAX_REQUEST_DEADLINE, what="deadline")
-    body: dict[str, Any] = {
-        "owner": owner_code,
-        "record_id": rid,
-        "purpose": purpose,
-        "legal_basis": legal_basis,
-    }
-    if deadline:
         body["deadline"] = deadline
     key = (idempotency_key or "").strip() or f"cli-{uuid.uuid4().hex}"
     with open_client(ctx, dept, token, broker_url) as client:
         out = client.call(
             "POST", "/v1/requests", json=body, headers={"Idempotency-Key": key}
         ).json()
-    out = {**out, "owner": owner_code, "record_id": rid, "idempotency_key": key}
+    shown = {k: v for k, v in what.items() if k != "subject"}  # the id stays off the output
+    out = {**out, "owner": owner_code, **shown, "idempotency_key": key}
+    ctx.emit(out, _created_text(out, client.code, owner_code, record_id, category))
+
+
+def _what_is_asked(
+    record_id: str | None, category: str | None, subject: str | None, latest_only: bool
+) -> dict[str, Any]:
+    if record_id and (category or subject):
+        raise click.UsageError("Ask for one record (--record) or by subject, not both.")
+    if record_id:
+        if latest_only:
+            raise click.UsageError("--latest-only goes with --category and --subject.")
+        return {"record_id": check_record_id(record_id)}
+    if not (category and subject):
+        raise click.UsageError(
+            "Say what you ask for: --record ID, or --category C and --subject ID."
+        )
+    return {"category": category, "subject": subject, "latest_only": latest_only}
+
+
+def _created_text(
+    out: dict[str, Any], broker: str, owner: str, record_id: str | None, category: str | None
+) -> str:
     req_id = out.get("request_id")
     if req_id is None:
-        human = (
-            f"Request accepted by {client.code}'s broker (operation {out.get('operation_id')}) "
+        return (
+            f"Request accepted by {broker}'s broker (operation {out.get('operation_id')}) "
             "but not on chain yet; see `govshare request list`."
         )
-    else:
-        again = " (already sent under this idempotency key)" if out.get("replayed") else ""
-        human = (
-            f"Request #{req_id} sent to {owner_code} for record {rid}{again}.\n"
-            f"{owner_code}'s administrator decides: "
-            f"govshare grant approve {req_id} --dept {owner_code} --expires 30d --max-uses 1"
+    again = " (already sent under this idempotency key)" if out.get("replayed") else ""
+    asked = f"record {record_id}" if record_id else f"its {category} records about the subject"
+    if out.get("granted"):
+        return (
+            f"Request #{req_id} for {owner}'s {asked}{again}: granted at once by the contract "
+            f"({owner} shares this category unconditionally). Fetch with "
+            + (
+                f"`govshare record fetch {record_id}`."
+                if record_id
+                else f"`govshare record fetch --owner {owner} --category {category} "
+                "--subject ID -o FILE`."
+            )
         )
-    ctx.emit(out, human)
+    return (
+        f"Request #{req_id} sent to {owner} for {asked}{again}.\n"
+        f"{owner}'s administrator decides: "
+        f"govshare grant approve {req_id} --dept {owner} --expires 30d --max-uses 1"
+    )
 
 
 @request.command("list")
@@ -139,7 +190,7 @@ def list_cmd(
                 str(r["id"]),
                 r["requester"],
                 r["owner"],
-                r["record_id"][:18] + "…",
+                _asked(r),
                 r["purpose"],
                 r["status"] + (f" ({r['reason']})" if r.get("reason") else ""),
                 f"{r['uses']}/{r['max_uses']}" if r.get("max_uses") else "-",
@@ -148,6 +199,14 @@ def list_cmd(
         Console(width=220).print(t)
 
     ctx.emit(rows, human)
+
+
+def _asked(r: dict[str, Any]) -> str:
+    """What a request asks for, in a table cell."""
+    if r.get("subject_ref"):
+        latest = ", latest only" if r.get("latest_only") else ""
+        return f"{r.get('category')} about {str(r['subject_ref'])[:10]}…{latest}"
+    return str(r["record_id"])[:18] + "…"
 
 
 def _when(text: str | None) -> str:

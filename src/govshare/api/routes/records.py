@@ -5,6 +5,7 @@ from their owner's broker)."""
 from __future__ import annotations
 
 import json
+import pathlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -24,13 +25,15 @@ from govshare.api.schemas import (
     BulkItemIn,
     BulkItemOut,
     BulkPublishOut,
+    FoundRecordOut,
     PublishOut,
     RecordOut,
+    SubjectQuery,
 )
 from govshare.api.uploads import ReceivedUpload, receive_upload, receive_uploads
 from govshare.broker.db import OpState
 from govshare.broker.errors import IdempotencyKeyRequired, OperationInProgress
-from govshare.broker.fetch import fetch
+from govshare.broker.fetch import FetchResult, fetch
 from govshare.broker.publish import (
     MAX_BULK,
     BulkItem,
@@ -40,7 +43,9 @@ from govshare.broker.publish import (
     publish_many,
 )
 from govshare.broker.queries import list_records, show_record
+from govshare.broker.sharing import fetch_by_subject, find_records
 from govshare.errors import InputError
+from govshare.util import chain_time
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
@@ -407,6 +412,56 @@ def get_content(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return _content(out, tmp)
+
+
+@router.post(
+    "/find",
+    response_model=list[FoundRecordOut],
+    responses=problem_responses(400, 401, 403, 422, 500, 503),
+)
+def find_records_route(
+    body: SubjectQuery, _user: CurrentUser, svc: ServicesDep
+) -> list[FoundRecordOut]:
+    """Another department's anchored records of a category about a subject, newest
+    first, from this broker's ledger mirror. The subject's id is sent here only (in
+    the body, never a URL); the chain is searched by its keyed reference."""
+    found = find_records(svc, body.owner, body.category, body.subject)
+    return [
+        FoundRecordOut(**{**f.record.to_dict(), "anchored_at": chain_time(f.anchored_at)})
+        for f in found
+    ]
+
+
+@router.post(
+    "/by-subject/content",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "The newest version the grant by subject covers, verified as a "
+            "fetch by id is (Govshare-Record-Id names it)",
+        },
+        **problem_responses(400, 401, 403, 404, 409, 422, 500, 502, 503),
+    },
+)
+def get_content_by_subject(body: SubjectQuery, _user: ReaderUser, svc: ServicesDep) -> Response:
+    """The content of the newest version of another department's record of a
+    category about a subject that this department's grant by subject covers
+    (spending one use of it). A POST, so that the subject's id is never in a URL."""
+    tmp = svc.spool / f"fetch-{uuid.uuid4().hex}.out"
+    try:
+        out = fetch_by_subject(svc, body.owner, body.category, body.subject, tmp, durable=False)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _content(out, tmp)
+
+
+def _content(out: FetchResult, tmp: pathlib.Path) -> Response:
+    """Answer with the fetched plaintext in ``tmp`` (which is unlinked at once)."""
     headers = {
         "Govshare-Record-Id": out.record_id,
         "Govshare-Record-Owner": out.owner,

@@ -20,10 +20,10 @@ from govshare.api.schemas import (
     RequestCreated,
     RequestOut,
 )
-from govshare.broker.access import request_access
+from govshare.broker.access import request_access, request_by_subject
 from govshare.broker.queries import list_receipts, list_requests
 from govshare.broker.services import BrokerServices
-from govshare.errors import GovShareError
+from govshare.errors import GovShareError, InputError
 from govshare.util import MAX_REQUEST_DEADLINE, parse_duration
 
 log = logging.getLogger(__name__)
@@ -70,24 +70,38 @@ def create_request(
         ),
     ] = None,
 ) -> JSONResponse:
-    """Ask another department for one of its records, with a purpose (and a
-    legal basis): a transaction from this department's broker key. The owner's
-    administrator decides by ``deadline`` (default 3 days)."""
+    """Ask another department for one of its records (``record_id``), or for its
+    records of a category about a subject (``category`` and ``subject``), with a
+    purpose (and a legal basis): a transaction from this department's broker key.
+    The owner's administrator decides by ``deadline`` (default 3 days); a category
+    the owner shares unconditionally is granted at once by the contract, one it
+    does not share is refused."""
     deadline = (
         parse_duration(body.deadline, MAX_REQUEST_DEADLINE, what="deadline")
         if body.deadline
         else None
     )
-    out = request_access(
-        svc,
-        user,
-        body.owner,
-        body.record_id,
-        body.purpose,
-        body.legal_basis,
-        deadline_in=deadline,
-        idempotency_key=idempotency_key or f"auto-{uuid.uuid4().hex}",
-    )
+    key = idempotency_key or f"auto-{uuid.uuid4().hex}"
+    by_subject = body.category is not None or body.subject is not None
+    if by_subject == (body.record_id is not None) or (
+        by_subject and (body.category is None or body.subject is None)
+    ):
+        raise InputError(
+            "Ask for one record (record_id), or for a subject's records of a category "
+            "(category and subject): one of the two."
+        )
+    if body.category is not None and body.subject is not None:
+        out = request_by_subject(
+            svc, user, body.owner, body.category, body.subject, body.purpose,
+            body.legal_basis, latest_only=body.latest_only, deadline_in=deadline,
+            idempotency_key=key,
+        )  # fmt: skip
+    else:
+        assert body.record_id is not None
+        out = request_access(
+            svc, user, body.owner, body.record_id, body.purpose, body.legal_basis,
+            deadline_in=deadline, idempotency_key=key,
+        )  # fmt: skip
     if out.state == "failed" or (out.state != "done" and out.error):
         err = out.error or {}
         return problem_response(
@@ -102,6 +116,7 @@ def create_request(
         state=out.state,  # type: ignore[arg-type]
         replayed=not out.created,
         request_id=out.request_id,
+        granted=out.granted,
     )
     code = status.HTTP_201_CREATED if out.created else status.HTTP_200_OK
     return JSONResponse(payload.model_dump(mode="json"), status_code=code)

@@ -1,0 +1,240 @@
+"""Catalog-driven sharing from the command line, on a ``dev up`` consortium.
+
+TAX holds tax-clearance certificates about an enterprise. MARKET finds them by
+the enterprise's id, asks for them by subject, TAX's administrator approves,
+MARKET fetches the latest version; TAX publishes a new version, and MARKET gets
+it under the same grant. COURT asks for the latest version only, and keeps
+getting the version that was current when it was granted. A category TAX shares
+unconditionally is granted by the contract at once; one it does not share is
+refused with one sentence. Nothing on the chain names the enterprise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_utils import keccak
+
+from cli.conftest import Cli
+from govshare.chain.devnode import free_port
+from integration.world import wait_for
+
+pytestmark = pytest.mark.integration
+
+ENV = {
+    "GOVSHARE_PASSWORD": "sharing-password",
+    "GOVSHARE_ADMIN_PASSWORD": "sharing-admin",
+    # the brokers anchor each receipt at once, so the audit trail shows it
+    "GOVSHARE_RECEIPT_BATCH_AGE": "0",
+}
+ENTERPRISE = "9111 0000-7109 2841XA"  # normalised: 9111000071092841XA
+OTHER = "91320000134789512Q"
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    c = Cli(tmp_path_factory.mktemp("sharing") / "home", dict(ENV))
+    for name in ("GOVSHARE_TOKEN", "GOVSHARE_DEPT", "GOVSHARE_PASSWORD_FILE", "GOVSHARE_RPC"):
+        c.env.pop(name, None)
+    try:
+        yield c
+    finally:
+        c("dev", "down")
+
+
+@pytest.fixture(scope="module")
+def up(cli: Cli) -> dict:
+    return cli.ok(
+        "dev", "up", "--departments", "TAX,MARKET,COURT", "--scrypt-n", "1024",
+        "--chain-port", str(free_port()), "--base-port", str(free_port()), "--json",
+        timeout=300,
+    ).json()  # fmt: skip
+
+
+def publish(cli: Cli, path: Path, data: bytes, category: str, *extra: str) -> str:
+    path.write_bytes(data)
+    out = cli.ok(
+        "record", "publish", str(path), "--category", category, "--dept", "TAX", "--json", *extra
+    ).json()
+    assert out.get("state") != "anchoring" and out.get("block_number"), out
+    return str(out["record_id"])
+
+
+def fetch(cli: Cli, dept: str, out: Path, category: str = "tax-clearance") -> dict:
+    return cli.ok(
+        "record", "fetch", "--owner", "TAX", "--category", category, "--subject", ENTERPRISE,
+        "-o", str(out), "--force", "--dept", dept, "--json",
+    ).json()  # fmt: skip
+
+
+def ask(cli: Cli, dept: str, category: str = "tax-clearance", *extra: str) -> dict:
+    return cli.ok(
+        "request", "create", "--owner", "TAX", "--category", category,
+        "--subject", ENTERPRISE, "--purpose", "business licence renewal",
+        "--legal-basis", "Licensing Regulation art. 12", "--dept", dept, "--json", *extra,
+    ).json()  # fmt: skip
+
+
+def test_find_request_approve_and_follow_new_versions(cli: Cli, up: dict, tmp_path: Path) -> None:
+    v1 = publish(cli, tmp_path / "v1.pdf", b"clearance 2025 " + os.urandom(64),
+                 "tax-clearance", "--subject", ENTERPRISE)  # fmt: skip
+    publish(cli, tmp_path / "other.pdf", os.urandom(64), "tax-clearance", "--subject", OTHER)
+
+    # The same id written otherwise (no spaces, lower case): the same reference.
+    found = cli.ok(
+        "record", "find", "--owner", "TAX", "--category", "tax-clearance",
+        "--subject", "9111000071092841xa", "--dept", "MARKET", "--json",
+    ).json()  # fmt: skip
+    assert [r["record_id"] for r in found] == [v1]
+    human = cli.ok(
+        "record", "find", "--owner", "TAX", "--category", "tax-clearance",
+        "--subject", ENTERPRISE, "--dept", "MARKET",
+    ).output  # fmt: skip
+    assert v1 in human and "current" in human
+
+    # A request by subject; nothing is granted until TAX's administrator decides.
+    req = ask(cli, "MARKET")
+    assert req["granted"] is False and "subject" not in req
+    early = cli.fails(
+        "record", "fetch", "--owner", "TAX", "--category", "tax-clearance",
+        "--subject", ENTERPRISE, "-o", str(tmp_path / "early.pdf"), "--dept", "MARKET",
+    )  # fmt: skip
+    assert "not been decided yet" in early.output and "Traceback" not in early.output
+    incoming = cli.ok("request", "list", "--incoming", "--dept", "TAX", "--json").json()
+    mine = next(r for r in incoming if r["id"] == req["request_id"])
+    assert mine["category"] == "tax-clearance" and mine["subject_ref"].startswith("0x")
+    assert mine["record_id"] == "0x" + "0" * 64
+    cli.ok("grant", "approve", str(req["request_id"]), "--dept", "TAX", "--expires", "30d",
+           "--max-uses", "5", "-y")  # fmt: skip
+
+    got = fetch(cli, "MARKET", tmp_path / "got1.pdf")
+    assert got["record_id"] == v1 and got["grant_id"] == req["request_id"]
+    assert (tmp_path / "got1.pdf").read_bytes() == (tmp_path / "v1.pdf").read_bytes()
+
+    # TAX publishes the next version: MARKET's grant covers it, no new request.
+    v2 = publish(cli, tmp_path / "v2.pdf", b"clearance 2026 " + os.urandom(64),
+                 "tax-clearance", "--subject", ENTERPRISE, "--supersedes", v1)  # fmt: skip
+    found = cli.ok(
+        "record", "find", "--owner", "TAX", "--category", "tax-clearance",
+        "--subject", ENTERPRISE, "--dept", "MARKET", "--json",
+    ).json()  # fmt: skip
+    assert [r["record_id"] for r in found] == [v2, v1]
+    assert found[1]["superseded_by"] == v2
+    got = fetch(cli, "MARKET", tmp_path / "got2.pdf")
+    assert got["record_id"] == v2 and got["grant_id"] == req["request_id"]
+    assert (tmp_path / "got2.pdf").read_bytes() == (tmp_path / "v2.pdf").read_bytes()
+
+    # COURT asks for the latest version only: it keeps the one current when granted.
+    latest = ask(cli, "COURT", "tax-clearance", "--latest-only")
+    cli.ok("grant", "approve", str(latest["request_id"]), "--dept", "TAX", "--expires", "30d",
+           "--max-uses", "5", "-y")  # fmt: skip
+    publish(cli, tmp_path / "v3.pdf", b"clearance 2027 " + os.urandom(64),
+            "tax-clearance", "--subject", ENTERPRISE, "--supersedes", v2)  # fmt: skip
+    got = fetch(cli, "COURT", tmp_path / "court.pdf")
+    assert got["record_id"] == v2
+    assert (tmp_path / "court.pdf").read_bytes() == (tmp_path / "v2.pdf").read_bytes()
+    # ... while MARKET's grant follows to v3.
+    got = fetch(cli, "MARKET", tmp_path / "got3.pdf")
+    assert (tmp_path / "got3.pdf").read_bytes() == (tmp_path / "v3.pdf").read_bytes()
+    assert got["record_id"] != v2 and got["receipt_seq"] is not None
+
+    # The audit trail (of the record's versions) shows MARKET's grant by subject and
+    # a receipt per version delivered, each naming its version, proofs checked; the
+    # PROV export has each access use the version it delivered.
+    def trail_with_receipt() -> dict | None:
+        t = cli.ok("audit", "trail", v2, "--format", "json").json()
+        grants = [r for r in t["requests"] if r["id"] == req["request_id"]]
+        return t if grants and len(grants[0]["receipts"]) == 3 else None
+
+    trail = wait_for(trail_with_receipt, "the receipt of v2 anchored in TAX's batches")
+    assert trail["ok"], trail["problems"]
+    grant = next(r for r in trail["requests"] if r["id"] == req["request_id"])
+    assert grant["by_subject"] and grant["category"] == "tax-clearance"
+    assert grant["version"] is None and not grant["granted_by_contract"]
+    v3 = next(v["record_id"] for v in trail["versions"] if v["version"] == 3)
+    assert [c["record_id"] for c in grant["receipts"]] == [v1, v2, v3]
+    assert all(c["ok"] for c in grant["receipts"])
+    accessed = [e["text"] for e in trail["timeline"] if e["kind"] == "accessed"]
+    for n in (1, 2, 3):
+        assert any(f"MARKET received version {n} from TAX under grant #" in t for t in accessed)
+    prov = cli.ok("audit", "trail", v2, "--format", "prov").json()
+    used = [u["prov:entity"] for u in prov.get("used", {}).values()]
+    assert {f"rec:{v1}", f"rec:{v2}", f"rec:{v3}", f"scope:{req['request_id']}"} <= set(used)
+
+
+def test_unconditional_is_granted_by_the_contract_and_none_is_refused(
+    cli: Cli, up: dict, tmp_path: Path
+) -> None:
+    out = cli.ok(
+        "catalog", "declare", "tax-status", "--description", "Whether an enterprise is in good "
+        "standing", "--sharing", "unconditional", "--default-expires", "7d",
+        "--default-max-uses", "2", "--as", "TAX", "--json",
+    ).json()  # fmt: skip
+    assert out["sharing"] == "unconditional" and out["default_ttl"] == 7 * 86400
+    assert len(out["tx_hashes"]) == 2  # the declaration, then the sharing change
+    listed = cli.ok("catalog", "list", "--dept", "TAX").output
+    assert "unconditional (1w, 2 use(s))" in listed
+    status = publish(cli, tmp_path / "status.pdf", b"in good standing", "tax-status",
+                     "--subject", ENTERPRISE)  # fmt: skip
+
+    req = ask(cli, "MARKET", "tax-status")
+    assert req["granted"] is True
+    human = cli.ok(
+        "request", "create", "--owner", "TAX", "--category", "tax-status", "--subject",
+        ENTERPRISE, "--purpose", "check", "--dept", "COURT",
+    ).output  # fmt: skip
+    assert "granted at once by the contract" in human
+    got = fetch(cli, "MARKET", tmp_path / "status-got.pdf", "tax-status")
+    assert got["record_id"] == status and got["grant_id"] == req["request_id"]
+    grants = cli.ok("request", "list", "--outgoing", "--dept", "MARKET", "--json").json()
+    auto = next(r for r in grants if r["id"] == req["request_id"])
+    assert auto["status"] == "approved" and auto["max_uses"] == 2
+
+    # Not shared: the contract refuses, and the clerk reads one sentence.
+    cli.ok("catalog", "declare", "tax-audit", "--description", "Tax audit files",
+           "--sharing", "none", "--as", "TAX")  # fmt: skip
+    refused = cli.fails(
+        "request", "create", "--owner", "TAX", "--category", "tax-audit", "--subject",
+        ENTERPRISE, "--purpose", "curious", "--dept", "MARKET",
+    )  # fmt: skip
+    assert "does not share its tax-audit records" in refused.output
+    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) <= 3
+    # Changing the type is an admin transaction: back to conditional, the request is pending.
+    cli.ok("catalog", "declare", "tax-audit", "--sharing", "conditional", "--as", "TAX")
+    assert ask(cli, "MARKET", "tax-audit")["granted"] is False
+
+    # Bad declarations: a clear error, nothing sent.
+    bad = cli.fails("catalog", "declare", "tax-audit", "--sharing", "none",
+                    "--default-max-uses", "3", "--as", "TAX")  # fmt: skip
+    assert "takes no grant defaults" in bad.output
+    bad = cli.fails("catalog", "declare", "brand-new", "--sharing", "none", "--as", "TAX")
+    assert "needs a description" in bad.output
+
+
+def test_the_chain_never_names_the_subject(cli: Cli, up: dict) -> None:
+    """Every log and every transaction's input on the chain, searched for the
+    enterprise's id (as typed, normalised) and its unkeyed hashes: none found."""
+    url = up["chain"]["url"]
+    with httpx.Client(timeout=30) as rpc:
+
+        def call(method: str, params: list) -> object:
+            r = rpc.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+            return r.json()["result"]
+
+        head = int(str(call("eth_blockNumber", [])), 16)
+        logs = call("eth_getLogs", [{"fromBlock": "0x0", "toBlock": hex(head)}])
+        blocks = [call("eth_getBlockByNumber", [hex(n), True]) for n in range(head + 1)]
+    assert isinstance(logs, list) and logs  # the tests above wrote plenty
+    haystack = (json.dumps(logs) + json.dumps(blocks)).lower()
+    normal = "9111000071092841XA"
+    needles = set()
+    for text in (ENTERPRISE, normal, normal.lower()):
+        raw = text.encode()
+        needles |= {raw.hex(), hashlib.sha256(raw).hexdigest(), keccak(raw).hex()}
+    assert not [n for n in needles if n in haystack]
