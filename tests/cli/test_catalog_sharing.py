@@ -238,3 +238,87 @@ def test_the_chain_never_names_the_subject(cli: Cli, up: dict) -> None:
         raw = text.encode()
         needles |= {raw.hex(), hashlib.sha256(raw).hexdigest(), keccak(raw).hex()}
     assert not [n for n in needles if n in haystack]
+
+
+def test_a_grant_by_subject_opens_nothing_else(cli: Cli, up: dict, tmp_path: Path) -> None:
+    """The owner's broker checks every delivery under a grant by subject: a record
+    about another subject, or (latest only) a later version, is refused."""
+    subject_a, subject_b = "91440300MA5DC1234X", "91440300MA5DC9999Y"
+    a1 = publish(cli, tmp_path / "a1.pdf", os.urandom(40), "tax-clearance",
+                 "--subject", subject_a)  # fmt: skip
+    b1 = publish(cli, tmp_path / "b1.pdf", os.urandom(40), "tax-clearance",
+                 "--subject", subject_b)  # fmt: skip
+    req = cli.ok(
+        "request", "create", "--owner", "TAX", "--category", "tax-clearance",
+        "--subject", subject_a, "--latest-only", "--purpose", "check", "--dept", "COURT",
+        "--json",
+    ).json()  # fmt: skip
+    gid = str(req["request_id"])
+    cli.ok("grant", "approve", gid, "--dept", "TAX", "--expires", "1d", "--max-uses", "9", "-y")
+
+    # Under its grant for subject A, COURT asks by id for subject B's record: refused.
+    refused = cli.fails(
+        "record", "fetch", b1, "--grant", gid, "-o", str(tmp_path / "b.pdf"), "--dept", "COURT"
+    )
+    assert "does not cover record" in refused.output and not (tmp_path / "b.pdf").exists()
+    # A's record itself, by id under the same grant: delivered.
+    cli.ok("record", "fetch", a1, "--grant", gid, "-o", str(tmp_path / "a.pdf"), "--dept", "COURT")
+    assert (tmp_path / "a.pdf").read_bytes() == (tmp_path / "a1.pdf").read_bytes()
+    # A later version of A: not covered by a latest-only grant, even asked by id.
+    a2 = publish(cli, tmp_path / "a2.pdf", os.urandom(40), "tax-clearance",
+                 "--subject", subject_a, "--supersedes", a1)  # fmt: skip
+    refused = cli.fails(
+        "record", "fetch", a2, "--grant", gid, "-o", str(tmp_path / "a2-got.pdf"),
+        "--dept", "COURT",
+    )  # fmt: skip
+    assert "does not cover record" in refused.output
+    # Neither the fetch by subject: it delivers the version current when granted.
+    got = fetch_about(cli, "COURT", subject_a, tmp_path / "latest.pdf")
+    assert got["record_id"] == a1
+
+
+def fetch_about(cli: Cli, dept: str, subject: str, out: Path) -> dict:
+    return cli.ok(
+        "record", "fetch", "--owner", "TAX", "--category", "tax-clearance", "--subject",
+        subject, "-o", str(out), "--force", "--dept", dept, "--json",
+    ).json()  # fmt: skip
+
+
+def test_bad_usage_is_refused_before_anything_is_sent(cli: Cli, up: dict, tmp_path: Path) -> None:
+    out = str(tmp_path / "x.pdf")
+    cases = [
+        (("request", "create", "--owner", "TAX", "--purpose", "p", "--dept", "MARKET"),
+         "--record ID, or --category C and --subject ID"),
+        (("request", "create", "--owner", "TAX", "--record", "0x" + "ab" * 32, "--category",
+          "tax-clearance", "--subject", "X1", "--purpose", "p", "--dept", "MARKET"),
+         "not both"),
+        (("request", "create", "--owner", "TAX", "--category", "tax-clearance", "--purpose",
+          "p", "--dept", "MARKET"), "--category C and --subject ID"),
+        (("record", "fetch", "-o", out, "--owner", "TAX", "--dept", "MARKET"),
+         "needs --owner, --category and --subject"),
+        (("record", "fetch", "0x" + "ab" * 32, "-o", out, "--owner", "TAX", "--dept", "MARKET"),
+         "by ID, or by --owner"),
+        (("catalog", "declare", "tax-clearance", "--default-max-uses", "2", "--as", "TAX"),
+         "go with --sharing"),
+        (("catalog", "declare", "tax-clearance", "--sharing", "unconditional",
+          "--default-expires", "20y", "--as", "TAX"), "not a duration"),
+        (("catalog", "declare", "tax-clearance", "--sharing", "unconditional",
+          "--default-max-uses", "0", "--as", "TAX"), "1 to 4,294,967,295"),
+    ]  # fmt: skip
+    before = cli.ok("request", "list", "--outgoing", "--dept", "MARKET", "--json").json()
+    for args, message in cases:
+        r = cli.fails(*args)
+        assert message in r.output, (args, r.output)
+        assert "Traceback" not in r.output
+    assert cli.ok("request", "list", "--outgoing", "--dept", "MARKET", "--json").json() == before
+    # A department that declared no such category, and an unknown one, in one sentence.
+    r = cli.fails(
+        "request", "create", "--owner", "TAX", "--category", "no-such", "--subject", "X1",
+        "--purpose", "p", "--dept", "MARKET",
+    )  # fmt: skip
+    assert "has not declared the category 'no-such'" in r.output
+    r = cli.fails(
+        "record", "find", "--owner", "TAX", "--category", "tax-clearance", "--subject",
+        "\x1b[2J", "--dept", "MARKET",
+    )  # fmt: skip
+    assert "Traceback" not in r.output and "\x1b" not in r.output

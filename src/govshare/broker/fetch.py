@@ -58,6 +58,7 @@ from govshare.broker.exchange import (
     decode_capsule,
 )
 from govshare.broker.queries import batched_leaf
+from govshare.chain.batchindex import IndexedLeaf
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.contracts import to_bytes32
 from govshare.clock import utcnow
@@ -183,6 +184,10 @@ def fetch(
     if rec is None:
         leaf = batched_leaf(svc, rid)
         if leaf is not None and leaf.record.department != svc.dept:
+            if grant_id is not None:  # e.g. a grant by subject, which names no record
+                return fetch_granted(
+                    svc, leaf_record(leaf), grant_id, dst, overwrite=overwrite, durable=durable
+                )
             # Another department's record, anchored in a batch: asking for it puts it
             # on chain, so without it on chain there is no request, and no grant.
             choose_grant(svc, rid, leaf.record.department)
@@ -191,6 +196,25 @@ def fetch(
         raise RecordUnknown(f"Record {rid} is {svc.dept}'s but this broker does not hold it.")
     grant = grant_id if grant_id is not None else choose_grant(svc, rid, rec.department)
     return fetch_granted(svc, rec, grant, dst, overwrite=overwrite, durable=durable)
+
+
+def leaf_record(leaf: IndexedLeaf) -> ChainRecord:
+    """A record anchored in a batch, as the exchange checks a delivery against it
+    (owner, CID, SHA-256): its leaf, which the mirror checked against the batch's
+    root on chain."""
+    b = leaf.record
+    return ChainRecord(
+        record_id=b.record_id,
+        department=b.department,
+        content_hash=b.content_hash,
+        cid=b.cid,
+        category=b.category,
+        subject_ref=b.subject_ref,
+        previous_record_id=b.previous_record_id,
+        superseded_by=None,
+        anchored_by=leaf.batch.anchored_by,
+        anchored_at=0,  # the batch's time, not needed to check a delivery
+    )
 
 
 def read_own(

@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from govshare.broker.db import AccessRequest, RequestStatus
 from govshare.broker.errors import GrantMismatch, NoGrant, RecordUnknown
-from govshare.broker.fetch import FetchResult, fetch_granted
+from govshare.broker.fetch import FetchResult, fetch_granted, leaf_record
 from govshare.broker.queries import batched_leaf, own_successor
 from govshare.broker.subjects import subject_ref
 from govshare.broker.users import normalise_dept
@@ -196,19 +196,7 @@ def _chain_record(svc: BrokerServices, r: SubjectRecord) -> ChainRecord:
     leaf = batched_leaf(svc, r.record_id)
     if leaf is None or leaf.record.department != r.department:
         raise RecordUnknown(f"There is no anchored record {r.record_id}.", record_id=r.record_id)
-    b = leaf.record
-    return ChainRecord(
-        record_id=b.record_id,
-        department=b.department,
-        content_hash=b.content_hash,
-        cid=b.cid,
-        category=b.category,
-        subject_ref=b.subject_ref,
-        previous_record_id=b.previous_record_id,
-        superseded_by=None,
-        anchored_by=leaf.batch.anchored_by,
-        anchored_at=0,
-    )
+    return leaf_record(leaf)
 
 
 # -- the owner's side ----------------------------------------------------------------------
