@@ -12,8 +12,10 @@ The story: the tax bureau (TAX) publishes a tax-clearance certificate; the
 market regulator (MARKET) asks for it to grant a business licence; TAX's
 administrator consents from the command line, with their own key; MARKET
 fetches it, decrypts it and proves it is the anchored document; the court
-(COURT), without a grant, is refused; TAX revokes; MARKET is refused. Then,
-briefly, the consortium votes a fourth department in. The demo exits non-zero
+(COURT), without a grant, is refused; TAX revokes; MARKET is refused. Then the
+catalog: MARKET finds TAX's records about the enterprise by its id, is granted a
+category TAX shares unconditionally by the contract itself, and is refused one TAX
+does not share. Then, briefly, the consortium votes a fourth department in. The demo exits non-zero
 as soon as a step does not behave as narrated.
 """
 
@@ -299,7 +301,66 @@ def story(chain_port: int, base_port: int) -> int:
     run("request", "list", "--outgoing", "--dept", "MARKET")
 
     say(
-        "8. Membership is governed on chain too. Customs asks to join; TAX proposes it (one "
+        "8. Departments share by catalog. Each catalog category says how it is shared: on "
+        "conditions (an administrator decides, as above), unconditionally (the contract "
+        "itself grants any active member), or not at all. MARKET finds TAX's records about "
+        "ACME by its enterprise id: its broker looks them up by the keyed reference, so the "
+        "id itself goes nowhere."
+    )
+    run(
+        "record", "find", "--owner", "TAX", "--category", "tax-clearance",
+        "--subject", ENTERPRISE, "--dept", "MARKET",
+    )  # fmt: skip
+    say(
+        "TAX's administrator declares a category it shares unconditionally — whether an "
+        "enterprise is in good standing, each grant for 7 days and 3 uses — and a clerk "
+        "publishes ACME's. MARKET asks for ACME's by subject: the contract grants it in the "
+        "same transaction, with no administrator involved, and MARKET fetches the latest "
+        "version."
+    )
+    run(
+        "catalog", "declare", "tax-status",
+        "--description", "Whether an enterprise is in good standing with the tax bureau",
+        "--sharing", "unconditional", "--default-expires", "7d", "--default-max-uses", "3",
+        "--as", "TAX",
+    )  # fmt: skip
+    status = FILES / "tax-status-ACME.txt"
+    status.write_text(f"Tax status of {ENTERPRISE} (ACME Trading Co., Ltd.): in good standing.\n")
+    run(
+        "record", "publish", shown(status), "--category", "tax-status",
+        "--subject", ENTERPRISE, "--dept", "TAX",
+    )  # fmt: skip
+    out = run(
+        "request", "create", "--owner", "TAX", "--category", "tax-status",
+        "--subject", ENTERPRISE, "--purpose", "Business licence application of ACME",
+        "--dept", "MARKET",
+    )  # fmt: skip
+    if "granted at once by the contract" not in out:
+        fail("the unconditional category was not granted at once.")
+    got = FILES / "tax-status-received-by-MARKET.txt"
+    run(
+        "record", "fetch", "--owner", "TAX", "--category", "tax-status",
+        "--subject", ENTERPRISE, "-o", shown(got), "--dept", "MARKET",
+    )  # fmt: skip
+    if got.read_bytes() != status.read_bytes():
+        fail("the fetched status is not the published one.")
+    say(
+        "TAX keeps its audit files to itself: it declares that category not shared, and "
+        "any request for it is refused."
+    )
+    run(
+        "catalog", "declare", "tax-audit", "--description", "Tax audit files",
+        "--sharing", "none", "--as", "TAX",
+    )  # fmt: skip
+    refused(
+        "request.not_shared",
+        "request", "create", "--owner", "TAX", "--category", "tax-audit",
+        "--subject", ENTERPRISE, "--purpose", "Curiosity", "--dept", "MARKET",
+    )  # fmt: skip
+    run("catalog", "list", "--dept", "TAX")
+
+    say(
+        "9. Membership is governed on chain too. Customs asks to join; TAX proposes it (one "
         "approval of the two needed), MARKET approves, and Customs is a member."
     )
     run(
@@ -315,7 +376,7 @@ def story(chain_port: int, base_port: int) -> int:
     run("dept", "list")
 
     say(
-        "9. An auditor, with no decryption key, checks from the chain (and the receipt "
+        "10. An auditor, with no decryption key, checks from the chain (and the receipt "
         "manifests, which must hash to roots anchored on chain) alone: the certificate is "
         "the anchored record; a copy one byte different is not; the record's whole trail; "
         "and every access receipt against its anchored batch."
@@ -334,7 +395,7 @@ def story(chain_port: int, base_port: int) -> int:
     run("audit", "receipts")
     run("audit", "overdue")
 
-    say("10. Stop everything. The ledger, the stores and the databases stay in the demo home.")
+    say("11. Stop everything. The ledger, the stores and the databases stay in the demo home.")
     run("dev", "down")
 
     say(f"{GREEN}Done.{RESET}{BOLD} To look around in the demo's consortium:")

@@ -179,7 +179,7 @@ def test_unconditional_is_granted_by_the_contract_and_none_is_refused(
     assert out["sharing"] == "unconditional" and out["default_ttl"] == 7 * 86400
     assert len(out["tx_hashes"]) == 2  # the declaration, then the sharing change
     listed = cli.ok("catalog", "list", "--dept", "TAX").output
-    assert "unconditional (1w, 2 use(s))" in listed
+    assert "unconditional (7d, 2 use(s))" in listed
     status = publish(cli, tmp_path / "status.pdf", b"in good standing", "tax-status",
                      "--subject", ENTERPRISE)  # fmt: skip
 

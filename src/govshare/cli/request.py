@@ -125,7 +125,7 @@ def _created_text(
             "but not on chain yet; see `govshare request list`."
         )
     again = " (already sent under this idempotency key)" if out.get("replayed") else ""
-    asked = f"record {record_id}" if record_id else f"its {category} records about the subject"
+    asked = f"record {record_id}" if record_id else f"{category} records about the subject"
     if out.get("granted"):
         return (
             f"Request #{req_id} for {owner}'s {asked}{again}: granted at once by the contract "
@@ -138,7 +138,7 @@ def _created_text(
             )
         )
     return (
-        f"Request #{req_id} sent to {owner} for {asked}{again}.\n"
+        f"Request #{req_id} sent to {owner} for {'' if record_id else 'its '}{asked}{again}.\n"
         f"{owner}'s administrator decides: "
         f"govshare grant approve {req_id} --dept {owner} --expires 30d --max-uses 1"
     )
