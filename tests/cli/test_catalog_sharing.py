@@ -110,8 +110,13 @@ def test_find_request_approve_and_follow_new_versions(cli: Cli, up: dict, tmp_pa
     mine = next(r for r in incoming if r["id"] == req["request_id"])
     assert mine["category"] == "tax-clearance" and mine["subject_ref"].startswith("0x")
     assert mine["record_id"] == "0x" + "0" * 64
-    cli.ok("grant", "approve", str(req["request_id"]), "--dept", "TAX", "--expires", "30d",
-           "--max-uses", "5", "-y")  # fmt: skip
+    # The administrator reads what is asked before confirming.
+    shown = cli.ok("grant", "approve", str(req["request_id"]), "--dept", "TAX", "--expires",
+                   "30d", "--max-uses", "5", input="y\n").output  # fmt: skip
+    assert "for its tax-clearance records about the subject 0x" in shown
+    assert "and those published while it is valid" in shown
+    listed = cli.ok("grant", "list", "--dept", "TAX").output
+    assert "tax-clearance about 0x" in listed
 
     got = fetch(cli, "MARKET", tmp_path / "got1.pdf")
     assert got["record_id"] == v1 and got["grant_id"] == req["request_id"]

@@ -56,10 +56,30 @@ def _decision_dict(done: consent.Decision) -> dict[str, Any]:
     return {**request_dict(done.request, done.grant), "tx_hash": done.tx_hash}
 
 
+def asked_for(r: AccessRequest, *, short: bool = False) -> str:
+    """What request ``r`` asks for: a record, or the owner's records of a category
+    about a subject (named by its keyed reference only)."""
+    if r.by_subject:
+        assert r.subject_ref is not None
+        ref = "0x" + r.subject_ref.hex()
+        if short:
+            return f"{printable(r.category or '')} about {ref[:10]}…" + (
+                " (latest only)" if r.latest_only else ""
+            )
+        scope = (
+            "only the version current when granted"
+            if r.latest_only
+            else "the version current when granted, and those published while it is valid"
+        )
+        return f"its {printable(r.category or '')} records about the subject {ref} ({scope})"
+    rid = "0x" + r.record_id.hex()
+    return rid[:18] + "…" if short else f"record {rid}"
+
+
 def _describe(r: AccessRequest) -> str:
     return (
-        f"Request #{r.id}: {r.requester_department} asks {r.owner_department} for record "
-        f"0x{r.record_id.hex()}\n  purpose: {printable(r.purpose)}"
+        f"Request #{r.id}: {r.requester_department} asks {r.owner_department} for "
+        f"{asked_for(r)}\n  purpose: {printable(r.purpose)}"
         f"\n  legal basis: {printable(r.legal_basis or '-')}"
         f"\n  asked by {r.requested_by} at {iso(r.requested_at)}, deadline {iso(r.deadline)}"
     )
@@ -216,7 +236,7 @@ def list_cmd(
         rows = consent.list_requests(ledger, mirror, dept=code, direction=direction, status=status)
     finally:
         mirror.close()
-    out = [request_dict(r, g) for r, g in rows]
+    out = [{**request_dict(r, g), "asked": asked_for(r, short=True)} for r, g in rows]
 
     def human() -> None:
         if not out:
@@ -233,7 +253,7 @@ def list_cmd(
                 str(d["id"]),
                 d["requester_department"],
                 d["owner_department"],
-                d["record_id"][:18] + "…",
+                d["asked"],
                 d["purpose"],
                 state,
                 f"{d['used_count']}/{d['max_uses']}" if d["max_uses"] else "-",
