@@ -388,7 +388,7 @@ def story(chain_port: int, base_port: int) -> int:
     forged.write_bytes(bytes(data))
     run("audit", "verify", shown(forged), expect_ok=False)
     print(f"  {GREEN}not anchored, as it should be: one byte differs{RESET}", flush=True)
-    wait_for_receipts("TAX", 1)
+    wait_for_receipts("TAX", 2)  # MARKET's certificate and its tax status
     run("audit", "trail", rid)
     prov = FILES / "trail.prov.json"
     run("audit", "trail", rid, "--format", "prov", "-o", shown(prov))

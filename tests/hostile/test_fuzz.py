@@ -434,7 +434,7 @@ def fake_view(req: AccessRequest, rec: Any) -> Any:
         block_number=lambda: 1,
         now=lambda: NOW,
         records=SimpleNamespace(versions=lambda rid: [rec]),
-        access=SimpleNamespace(requests_for_record=lambda rid: [req.id]),
+        access=SimpleNamespace(requests_for_record=lambda rid: [req.id], address="0x" + "ac" * 20),
     )
     return SimpleNamespace(
         ledger=ledger,

@@ -69,7 +69,9 @@ def test_the_demo_runs_end_to_end_and_stops_everything(
     # The auditor's part: the file is anchored, a one-byte forgery is not, the
     # access receipt was anchored and verified, and the PROV export exists.
     assert "not anchored, as it should be: one byte differs" in out
-    assert "All 1 receipt(s) verified." in out
+    assert "All 2 receipt(s) verified." in out  # the certificate, and the tax status
+    assert "refused, as it should be: request.not_shared" in out
+    assert "granted at once by the contract" in out
     assert (home / "files" / "trail.prov.json").is_file()
     assert not (home / "files" / "received-by-COURT.txt").exists()
 

@@ -33,8 +33,7 @@ from govshare.chain.contracts import (
     AccessRequest,
     Record,
     RequestStatus,
-    encode_category,
-    encode_code,
+    decode_category,
 )
 from govshare.chain.mirror import IndexedEvent
 from govshare.errors import InputError, NotFound
@@ -266,26 +265,44 @@ _ORDER = {
 
 def _subject_requests(view: AuditView, vdicts: list[dict[str, Any]]) -> list[AccessRequest]:
     """The requests by subject that name the owner, category and subject of one of
-    these versions (``SubjectRequested`` events), oldest first."""
+    these versions (``SubjectRequested`` events, decoded totally: any member wrote
+    them), oldest first."""
     wanted = {
-        (
-            "0x" + encode_code(vd["department"]).hex(),
-            "0x" + encode_category(vd["category"]).hex(),
-            str(vd["subject_ref"]).lower(),
-        )
+        (vd["department"], vd["category"], str(vd["subject_ref"]).lower())
         for vd in vdicts
         if vd.get("subject_ref")
     }
     out = []
     for e in view.index.events("SubjectRequested") if wanted else []:
-        key = tuple(
-            str(e.args.get(k, "")).lower() for k in ("ownerDepartment", "category", "subjectRef")
+        owner, category, ref = (
+            e.args.get(k) for k in ("ownerDepartment", "category", "subjectRef")
         )
+        key = (_label(owner), _label(category), str(ref).lower())
         if key in wanted:
-            req = view.request(int(e.args["requestId"]))
+            req = view.request(_int(e.args.get("requestId")))
             if req is not None and req.by_subject:
                 out.append(req)
     return out
+
+
+def _label(value: Any) -> str:
+    """A department code or category from an event's 0x-hex bytes32 ("" when the
+    value is not one)."""
+    raw = _bytes(value)
+    return decode_category(raw) if raw is not None and len(raw) == 32 else ""
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _bytes(value: Any) -> bytes | None:
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            return None
+    return None
 
 
 def _request_trail(  # noqa: C901 — one request's life in event order: requested, decided, revoked, reminded

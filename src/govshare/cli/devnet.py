@@ -227,7 +227,9 @@ class DevNet:
                 return None
         return pid
 
-    def _start_broker(self, prof: Profile, password: str, store_url: str | None = None) -> None:
+    def _start_broker(
+        self, prof: Profile, password: str, store_url: str | None = None
+    ) -> subprocess.Popen[bytes]:
         from govshare.broker.devpostgres import dev_database_url
 
         port = _port_of(prof.endpoint)
@@ -260,13 +262,18 @@ class DevNet:
                 cwd=self.home,
             )
         self.pid_file(prof.code).write_text(str(proc.pid))
+        return proc
 
-    def _wait_ready(self, profiles: Sequence[Profile], timeout: float) -> None:
+    def _wait_ready(
+        self, profiles: Sequence[Profile], procs: dict[str, subprocess.Popen[bytes]], timeout: float
+    ) -> None:
+        """Until each broker answers /healthz. A broker's own process tells whether it
+        exited (its /proc cmdline is its parent's until it has exec'd: not a test)."""
         deadline = time.monotonic() + timeout
         pending = {p.code: p for p in profiles}
         while pending:
             for code, prof in list(pending.items()):
-                if self.broker_pid(code) is None:
+                if procs[code].poll() is not None:
                     raise ConfigError(
                         f"{code}'s broker exited while starting. The end of its log "
                         f"({self.log_file(code)}):\n{_tail(self.log_file(code))}"
@@ -453,11 +460,13 @@ class DevNet:
         if starting:
             # A wrong password would only show in the brokers' logs: check it here.
             starting[0].unlock_broker(password)
-        for prof in starting:
-            self._start_broker(prof, password, self._store_url(prof.code))
+        procs = {
+            prof.code: self._start_broker(prof, password, self._store_url(prof.code))
+            for prof in starting
+        }
         if starting:
             echo(f"Brokers  starting {', '.join(p.code for p in starting)} ...")
-            self._wait_ready(starting, wait)
+            self._wait_ready(starting, procs, wait)
         out = self.status(wanted)
         out.resumed = deployed
         return out
