@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_utils import keccak
+from prov.model import ProvDocument
 
 from cli.conftest import Cli
 from govshare.chain.devnode import free_port
@@ -169,6 +170,7 @@ def test_find_request_approve_and_follow_new_versions(cli: Cli, up: dict, tmp_pa
     for n in (1, 2, 3):
         assert any(f"MARKET received version {n} from TAX under grant #" in t for t in accessed)
     prov = cli.ok("audit", "trail", v2, "--format", "prov").json()
+    ProvDocument.deserialize(content=json.dumps(prov), format="json")  # the prov library reads it
     used = [u["prov:entity"] for u in prov.get("used", {}).values()]
     assert {f"rec:{v1}", f"rec:{v2}", f"rec:{v3}", f"scope:{req['request_id']}"} <= set(used)
 
