@@ -15,7 +15,8 @@ models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
                        and the record batches' manifests (``chain/batchindex.py``)
     users, api_tokens  who may call this broker's API (see ``users.py``)
     notifications      what this department is told (``notifications.py``): the stream's log
-    webhooks, webhook_deliveries  where notifications are POSTed, and each delivery (``webhooks.py``)
+    webhooks           where notifications are POSTed (``webhooks.py``), with a sealed secret
+    webhook_deliveries each notification to each webhook: attempts, status, next try
 
 :meth:`Database.open` migrates the schema to the newest Alembic revision (the
 migrations ship inside the package), so ``govshare serve`` needs no separate
