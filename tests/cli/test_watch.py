@@ -85,6 +85,10 @@ class Lines:
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._thread.start()
 
+    def join(self) -> None:
+        """After the child ended: its output is read to the end (then it may be closed)."""
+        self._thread.join(10)
+
     def _read(self, out: object) -> None:
         for line in out:  # type: ignore[attr-defined]
             self.lines.append(line.rstrip("\n"))
@@ -100,8 +104,11 @@ def test_watch_follows_the_stream_and_ctrl_c_exits_cleanly(
         stderr=subprocess.PIPE,
         text=True,
     )
+    readers: list[Lines] = []
     try:
-        out = Lines(watch.stdout)
+        out, err = Lines(watch.stdout), Lines(watch.stderr)
+        readers = [out, err]
+        wait_for(lambda: any("Following TAX" in x for x in err.lines), "the watch is connected")
         rid = record_of(world)
         made = run_cli(
             world,
@@ -127,11 +134,13 @@ def test_watch_follows_the_stream_and_ctrl_c_exits_cleanly(
         assert "\u202e" not in line and "\\u202e" in line  # escaped for the terminal
         watch.send_signal(signal.SIGINT)
         assert watch.wait(30) == 0
-        assert "Traceback" not in (watch.stderr.read() if watch.stderr else "")
+        assert not any("Traceback" in x for x in err.lines)
     finally:
         if watch.poll() is None:
             watch.kill()
             watch.wait(10)
+        for reader in readers:
+            reader.join()
         for stream in (watch.stdout, watch.stderr):
             if stream is not None:
                 stream.close()
@@ -195,8 +204,11 @@ def test_a_stopped_broker_ends_its_streams(world: World, serving: dict[str, Serv
         stderr=subprocess.PIPE,
         text=True,
     )
+    readers: list[Lines] = []
     try:
         out, err = Lines(watch.stdout), Lines(watch.stderr)
+        readers = [out, err]
+        wait_for(lambda: any("Following TAX" in x for x in err.lines), "the watch is connected")
 
         def ask() -> int:
             args = ["--owner", "TAX", "--record", record_of(world), "--purpose", "p"]
@@ -225,6 +237,8 @@ def test_a_stopped_broker_ends_its_streams(world: World, serving: dict[str, Serv
         if watch.poll() is None:
             watch.kill()
             watch.wait(10)
+        for reader in readers:
+            reader.join()
         for stream in (watch.stdout, watch.stderr):
             if stream is not None:
                 stream.close()

@@ -21,6 +21,7 @@ import httpx
 
 from govshare.cli._client import BrokerClient, BrokerUnreachable, broker_options, open_client
 from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.errors import GovShareError
 from govshare.util import printable
 
 #: Seconds between reconnections at most.
@@ -109,33 +110,61 @@ def _show(ctx: Ctx, n: dict[str, Any]) -> None:
         click.echo(describe(n))
 
 
-def _follow(ctx: Ctx, client: BrokerClient, after: int | None) -> None:
-    cursor = after
-    backoff = 1.0
-    while True:
+def _retryable(exc: GovShareError) -> bool:
+    """A broker that is gone, restarting or busy: worth trying again (a bad token
+    or cursor is not)."""
+    return isinstance(exc, BrokerUnreachable) or exc.status in (502, 503, 504)
+
+
+class _Follower:
+    """One ``request watch``: its cursor survives reconnections."""
+
+    def __init__(self, ctx: Ctx, client: BrokerClient, after: int | None) -> None:
+        self.ctx, self.client, self.cursor = ctx, client, after
+        self.announced = False
+
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream"}
-        if cursor is not None:
-            headers["Last-Event-ID"] = str(cursor)
+        if self.cursor is not None:
+            headers["Last-Event-ID"] = str(self.cursor)
+        return headers
+
+    def _on(self, event_id: str | None, kind: str, data: str) -> None:
+        if event_id is not None and event_id.isdigit():
+            self.cursor = int(event_id)
+        if kind == "ready":  # connected: say so once, on stderr
+            if not self.announced:
+                click.echo(
+                    f"Following {self.client.code}'s notifications after #{self.cursor} "
+                    "(Ctrl-C stops).",
+                    err=True,
+                )
+                self.announced = True
+            return
         try:
-            with client.stream("GET", "/v1/events", headers=headers, timeout=READ_TIMEOUT) as resp:
-                backoff = 1.0
-                for event_id, kind, data in parse_sse(resp.iter_lines()):
-                    if event_id is not None and event_id.isdigit():
-                        cursor = int(event_id)
-                    if kind == "ready":
-                        continue
-                    try:
-                        item = json.loads(data)
-                    except ValueError:
-                        continue
-                    if isinstance(item, dict):
-                        _show(ctx, item)
-        except BrokerUnreachable as exc:
-            click.echo(f"{exc.message} Reconnecting in {backoff:.0f}s…", err=True)
-            time.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
-            continue
-        # the broker ended the stream (restart, or its age limit): resume at once
+            item = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(item, dict):
+            _show(self.ctx, item)
+
+    def run(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                with self.client.stream(
+                    "GET", "/v1/events", headers=self._headers(), timeout=READ_TIMEOUT
+                ) as resp:
+                    backoff = 1.0
+                    for event in parse_sse(resp.iter_lines()):
+                        self._on(*event)
+            except GovShareError as exc:
+                if not _retryable(exc):
+                    raise
+                click.echo(f"{printable(exc.message)} Reconnecting in {backoff:.0f}s…", err=True)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            # else the broker ended the stream (a restart, its age limit): resume at once
 
 
 def _backlog(ctx: Ctx, client: BrokerClient, after: int) -> None:
@@ -179,10 +208,8 @@ def watch(
         if not follow:
             _backlog(ctx, client, after or 0)
             return
-        if not ctx.json_out:
-            click.echo(f"Following {client.code}'s notifications (Ctrl-C stops).", err=True)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a clean stop, status 0
-            _follow(ctx, client, after)
+            _Follower(ctx, client, after).run()
 
 
 def register(group: click.Group) -> None:
