@@ -259,6 +259,35 @@ class Settings(BaseSettings):
         description="`govshare serve`: seconds between housekeeping rounds (request sync, nonces).",
     )
 
+    events_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="`govshare serve`: seconds between two reads of the notification log by "
+        "an open `GET /v1/events` stream.",
+    )
+    events_heartbeat: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="`govshare serve`: seconds of silence after which `GET /v1/events` sends "
+        "a comment line, so proxies keep the stream open.",
+    )
+    deadline_warning: int = Field(
+        default=86400,
+        ge=0,
+        le=365 * 86400,
+        description="`govshare serve`: seconds before a pending incoming request's deadline "
+        "at which the department is notified (`request.deadline_approaching`).",
+    )
+    webhook_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="`govshare serve`: attempts of a webhook delivery (with exponential "
+        "backoff from 10 s, at most an hour apart) before it is given up.",
+    )
+
     # -- tests ----------------------------------------------------------------------------
     testing: bool = Field(
         default=False, description="Tests only: allows GOVSHARE_TEST_CRASH_AT to arm a crash point."

@@ -17,6 +17,7 @@ from fakeclock import ManualClock
 from govshare.broker import receipt_batches
 from govshare.broker.db import Database, ExchangeNonce, OpState
 from govshare.broker.housekeeping import SPOOL_EVERY, Housekeeper
+from govshare.broker.notifications import NotifySettings
 from govshare.broker.outbox import Outbox, OutboxWorker, RetryPolicy, StepContext
 from govshare.broker.receipt_batches import ReceiptBatcher
 from govshare.broker.workers import Worker
@@ -184,6 +185,8 @@ def test_housekeeping_forgets_nonces_and_cleans_the_spool_as_its_clock_moves(
         outbox=Outbox(db, clock=clock),
         spool=spool,
         sync=SimpleNamespace(run_once=lambda: 0),
+        dept="TAX",
+        notifications=SimpleNamespace(settings=NotifySettings()),
     )
 
     def nonces() -> int:

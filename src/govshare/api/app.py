@@ -20,7 +20,18 @@ from govshare.api.auth import public, routes_without_auth_rule
 from govshare.api.context import ApiDeps, ApiSettings
 from govshare.api.errors import PROBLEM_JSON, install_error_handlers
 from govshare.api.metrics import HttpMetrics, MetricsMiddleware
-from govshare.api.routes import audit, exchange, me, operations, records, requests, system, users
+from govshare.api.routes import (
+    audit,
+    events,
+    exchange,
+    me,
+    operations,
+    records,
+    requests,
+    system,
+    users,
+    webhooks,
+)
 
 DESCRIPTION = """\
 One department's govshare broker: its clerks publish and request records here,
@@ -57,6 +68,8 @@ def create_app(settings: ApiSettings, deps: ApiDeps) -> FastAPI:
     app.include_router(requests.router)
     app.include_router(exchange.router)
     app.include_router(audit.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     if settings.docs:
         _add_docs(app)
 

@@ -75,6 +75,79 @@ class UserCreated(BaseModel):
     token: str = Field(description="The user's bearer token. Shown this once; store it now.")
 
 
+# -- notifications and webhooks (docs/events.md) ------------------------------------------
+
+
+class NotificationOut(BaseModel):
+    """One notification: what ``GET /v1/events`` sends as ``data:`` and a webhook as its body."""
+
+    id: int = Field(description="The event id: increasing, never reused (Last-Event-ID)")
+    kind: str = Field(examples=["request.incoming"])
+    department: str = Field(description="The department told (this broker's)")
+    created_at: str = Field(description="When the broker recorded it (UTC, ISO 8601)")
+    chain: dict[str, Any] | None = Field(
+        description="The block and transaction of the event it tells (none for a deadline)"
+    )
+    data: dict[str, Any] = Field(description="What happened; fields per kind (docs/events.md)")
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048, examples=["https://intake.example/govshare"])
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        description="The signing secret (default: one is generated and returned once)",
+    )
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    secret_hint: str = Field(description="The secret's first characters (never the secret)")
+    created_at: datetime
+    created_by: str | None
+    pending: int = Field(description="Deliveries waiting (new, or to be retried)")
+    done: int
+    failed: int = Field(description="Deliveries given up after the last attempt")
+    last_status: int | None = Field(description="HTTP status of the latest attempt")
+    last_error: str | None
+
+    @classmethod
+    def of(cls, w: Any) -> WebhookOut:
+        return cls(
+            id=w.id,
+            url=w.url,
+            secret_hint=w.secret_hint,
+            created_at=w.created_at,
+            created_by=w.created_by,
+            pending=w.pending,
+            done=w.done,
+            failed=w.failed,
+            last_status=w.last_status,
+            last_error=w.last_error,
+        )
+
+
+class WebhookCreated(BaseModel):
+    webhook: WebhookOut
+    secret: str = Field(description="The signing secret. Shown this once; store it now.")
+    generated: bool
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    notification_id: int
+    state: Literal["pending", "done", "failed", "skipped"]
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+
 class OperationOut(BaseModel):
     id: str
     kind: str

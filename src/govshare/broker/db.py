@@ -14,6 +14,9 @@ models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
     mirror_*           the ledger mirror: the chain's events and checkpoint (``chain/mirror.py``),
                        and the record batches' manifests (``chain/batchindex.py``)
     users, api_tokens  who may call this broker's API (see ``users.py``)
+    notifications      what this department is told (``notifications.py``): the stream's log
+    webhooks           where notifications are POSTed (``webhooks.py``), with a sealed secret
+    webhook_deliveries each notification to each webhook: attempts, status, next try
 
 :meth:`Database.open` migrates the schema to the newest Alembic revision (the
 migrations ship inside the package), so ``govshare serve`` needs no separate
@@ -519,6 +522,88 @@ class OwnTx(Base):
     state: Mapped[str] = mapped_column(String(16), default=OwnTxState.SENT.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryState(enum.StrEnum):
+    """A webhook delivery (``webhook_deliveries``)."""
+
+    PENDING = "pending"  # due at next_attempt_at (new, or a retry after a failure)
+    DONE = "done"  # the receiver answered 2xx
+    FAILED = "failed"  # gave up after the last attempt
+    SKIPPED = "skipped"  # its notification was retracted (a rewind) before it went out
+
+
+class Notification(Base):
+    """One notification of this department (``broker/notifications.py``): ``id``
+    is the stream's event id, increasing and never reused (SQLite AUTOINCREMENT,
+    a sequence on PostgreSQL). ``source`` says which fact it tells (unique: each
+    fact is told once); ``event_seq`` the mirror event it came from (None for a
+    deadline warning). A rewind of the mirror retracts it (``retracted_at``)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_live", "retracted_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    kind: Mapped[str] = mapped_column(String(48))
+    source: Mapped[str] = mapped_column(String(160), unique=True)
+    event_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(_ID))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retracted_at: Mapped[datetime | None]
+
+
+class Webhook(Base):
+    """A URL this department's notifications are POSTed to, signed with its
+    secret (sealed with the department's HPKE key: ``webhooks.py``). ``cursor``:
+    the last notification id queued for it."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret_sealed: Mapped[bytes]
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deliveries: Mapped[list[WebhookDelivery]] = relationship(
+        back_populates="webhook", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WebhookDelivery(Base):
+    """One notification to one webhook: attempted until the receiver answers
+    2xx (then ``done``), with backoff, up to the attempt limit (then ``failed``)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "notification_id"),
+        CheckConstraint(f"state IN ({_values(DeliveryState)})", name="state"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    notification_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("notifications.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of the last attempt
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    webhook: Mapped[Webhook] = relationship(back_populates="deliveries")
 
 
 # The ledger mirror's tables live in this database too, so a range of events, the

@@ -12,15 +12,19 @@
     │   └── NonceReplayed               (409) a peer's exchange nonce seen before
     ├── OperationFailed                 (500) a durable operation ended in failure
     ├── BrokerNotConfigured             (503) the API runs without a ledger and store
+    ├── TooManyStreams                  (503) the broker serves as many event streams as it may
     ├── InputError (govshare.errors)
     │   ├── IdempotencyKeyRequired      (400) a write without an Idempotency-Key header
     │   ├── UploadTooLarge              (413) an upload above the broker's size limit
     │   ├── NotMultipart                (415) a publish that is not multipart/form-data
     │   ├── UnknownCategory             (422) a category the department has not declared
-    │   └── ExchangeMalformed           (400) a peer's exchange request that does not parse
+    │   ├── ExchangeMalformed           (400) a peer's exchange request that does not parse
+    │   ├── EventCursorInvalid          (400) a Last-Event-ID / after that is no event id here
+    │   └── WebhookInvalid              (400) a webhook URL or secret that is refused
     ├── NotFound (govshare.errors)
     │   ├── RecordUnknown               (404) no such record (on chain, or held here)
-    │   └── GrantUnknown                (404) no such grant on chain
+    │   ├── GrantUnknown                (404) no such grant on chain
+    │   └── WebhookUnknown              (404) no such webhook
     ├── GrantRefused                    (403) the grant does not allow this use now
     │   ├── NoGrant                     (403) this department holds no usable grant
     │   ├── GrantPending, GrantDenied, GrantRevoked, GrantExpired,
@@ -359,6 +363,44 @@ class ReceiptInvalid(IntegrityError):
     code = "exchange.receipt_invalid"
     status = 502
     remedy = "Report it to the owner's operator: the exchange cannot be proven."
+
+
+class EventCursorInvalid(InputError):
+    """A ``Last-Event-ID`` header or ``after`` query that is no event id of this broker."""
+
+    code = "events.bad_cursor"
+    status = 400
+    remedy = (
+        "Send the id of the last event received from this broker, or 0 to read "
+        "every notification again."
+    )
+
+
+class TooManyStreams(GovShareError):
+    """The broker serves as many event streams as it may, or is shutting down."""
+
+    code = "events.busy"
+    status = 503
+    remedy = "Reconnect after a moment, close streams you do not use, or add a webhook instead."
+
+
+class WebhookInvalid(InputError):
+    """A webhook URL (not http/https, credentials in it, too long) or secret that is refused."""
+
+    code = "webhook.invalid"
+    status = 400
+    remedy = (
+        "Give an http:// or https:// URL without user name or password, and a secret "
+        "of 16 to 256 printable characters (or none: one is generated)."
+    )
+
+
+class WebhookUnknown(NotFound):
+    """No webhook with this id at this broker."""
+
+    code = "webhook.unknown"
+    status = 404
+    remedy = "List the department's webhooks with `govshare webhook list --dept CODE`."
 
 
 #: The refusals an owner's broker may answer an exchange with that the requester

@@ -1,5 +1,6 @@
 """The broker's background work besides the outbox worker: follow the chain's
-request events, forget expired exchange nonces, clear the spool."""
+request events, forget expired exchange nonces, warn of incoming requests whose
+deadline is near, clear the spool."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from govshare.broker.access import forget_old_nonces
+from govshare.broker.notifications import scan_deadlines
 from govshare.broker.publish import cleanup_spool
 from govshare.broker.workers import Health, Worker
 from govshare.errors import GovShareError
@@ -46,6 +48,7 @@ class Housekeeper(Worker):
         else:
             self.sync_health.ok()
         forget_old_nonces(self.svc)
+        scan_deadlines(self.svc)  # incoming requests whose deadline is near: told once
         now = self.svc.clock.monotonic()
         if self._last_spool is None or now - self._last_spool >= SPOOL_EVERY:
             self._last_spool = now

@@ -19,7 +19,8 @@ Start-up, before anything is served (nothing can be in flight yet):
    :class:`~govshare.broker.housekeeping.Housekeeper` (request sync, nonces,
    spool), the :class:`~govshare.broker.record_batches.RecordBatcher` (closes
    and anchors batches of published records) and the
-   :class:`~govshare.broker.receipt_batches.ReceiptBatcher`.
+   :class:`~govshare.broker.receipt_batches.ReceiptBatcher` and the
+   :class:`~govshare.broker.webhooks.WebhookWorker` (delivers notifications).
 
 ``start(threads=False)`` does 1 and 2 only; :meth:`BrokerRuntime.run_once` then
 runs one round of every worker in the calling thread (tests move time that way).
@@ -35,6 +36,7 @@ from govshare.broker.housekeeping import Housekeeper
 from govshare.broker.outbox import OutboxWorker
 from govshare.broker.publish import cleanup_spool
 from govshare.broker.receipt_batches import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT, ReceiptBatcher
+from govshare.broker.webhooks import WebhookWorker
 from govshare.broker.workers import Worker
 from govshare.storage import SWEEP
 
@@ -101,6 +103,8 @@ class BrokerRuntime:
             max_age=s.receipt_batch_age,
             interval=s.worker_interval,
         )
+        #: Queues new notifications for the webhooks and delivers what is due.
+        self.webhooks = WebhookWorker(svc, interval=s.worker_interval)
         self._threads = False
         self._stopped = False
 
@@ -108,7 +112,13 @@ class BrokerRuntime:
     def workers(self) -> tuple[Worker, ...]:
         """The background workers, in the order one round runs them: batches
         are submitted before the outbox worker drives them."""
-        return (self.svc.record_batcher, self.batcher, self.outbox_worker, self.housekeeper)
+        return (
+            self.svc.record_batcher,
+            self.batcher,
+            self.outbox_worker,
+            self.housekeeper,
+            self.webhooks,
+        )
 
     def start(self, *, threads: bool = True) -> Startup:
         """Recover from the previous run, clean up its leftovers, and (``threads``)
@@ -156,6 +166,7 @@ class BrokerRuntime:
         if self._stopped:
             return
         self._stopped = True
+        self.svc.notifications.close()  # open event streams end
         for w in reversed(self.workers):
             w.stop(timeout)
         self._threads = False

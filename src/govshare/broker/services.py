@@ -29,6 +29,7 @@ import httpx
 from govshare.audit.sources import ManifestSources, StoreSource
 from govshare.broker.db import Database
 from govshare.broker.exchange import DEFAULT_REQUEST_TTL, ExchangeDomain
+from govshare.broker.notifications import NotificationProjection, Notifications, NotifySettings
 from govshare.broker.outbox import Outbox
 from govshare.broker.record_batches import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW
 from govshare.broker.users import normalise_dept
@@ -101,6 +102,7 @@ class BrokerServices:
         http: httpx.Client | None = None,
         clock: Clock | None = None,
         manifest_sources: ManifestFetcher | None = None,
+        notify: NotifySettings | None = None,
     ) -> None:
         self.dept = normalise_dept(dept)
         self.db = db
@@ -165,6 +167,9 @@ class BrokerServices:
         #: Department entries, bindings and anchors the exchange reads, dropped by
         #: the mirror's events (broker/peercache.py); grants are never cached.
         self.chain_cache = ChainCache(ledger, self.clock)
+        #: This department's notifications (the event stream's and webhooks' log),
+        #: derived from the mirror's events in its transactions.
+        self.notifications = Notifications(self, notify)
         self.mirror = Mirror(
             ledger.conn,
             ledger.deployment,
@@ -176,6 +181,7 @@ class BrokerServices:
                 SubjectIndex(),
                 OwnTxWatch(self),
                 CacheProjection(self.chain_cache),
+                NotificationProjection(self),
             ],
             on_stale="reset",
             log_fn=_mirror_log.info,

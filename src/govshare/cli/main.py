@@ -201,6 +201,7 @@ COMMANDS: dict[str, str] = {
     "audit": "govshare.cli.audit:audit",
     "record": "govshare.cli.record:record",
     "request": "govshare.cli.request:request",
+    "webhook": "govshare.cli.webhook:webhook",
     "login": "govshare.cli.login:login",
     "logout": "govshare.cli.login:logout",
 }

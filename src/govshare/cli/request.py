@@ -221,3 +221,8 @@ def _when(text: str | None) -> str:
 from govshare.cli import supervise  # noqa: E402 - registered once the group exists
 
 supervise.register(request)
+
+# Following the department's notifications: `govshare request watch`.
+from govshare.cli import watch  # noqa: E402 - registered once the group exists
+
+watch.register(request)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -32,6 +33,8 @@ from click.core import ParameterSource
 from govshare.cli.main import Ctx, common_options, pass_ctx
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from govshare.broker.services import BrokerServices
     from govshare.chain.ledger import Ledger
     from govshare.settings import Settings
@@ -221,6 +224,7 @@ def run_broker(home: Path, settings: Settings) -> None:
     from govshare.audit.sources import broker_sources
     from govshare.broker import faults
     from govshare.broker.db import Database
+    from govshare.broker.notifications import NotifySettings
     from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
     from govshare.broker.services import BrokerServices, Limits
     from govshare.broker.subjects import load_subject_key
@@ -290,6 +294,7 @@ def run_broker(home: Path, settings: Settings) -> None:
             token=settings.secret("audit_token"),
             kubo_token=settings.secret("kubo_token"),
         ),
+        notify=NotifySettings.from_settings(settings),
     )
     faults.arm(settings.test_crash_at if settings.testing else None)
     runtime = BrokerRuntime(svc, RuntimeSettings.from_settings(settings))
@@ -306,7 +311,7 @@ def run_broker(home: Path, settings: Settings) -> None:
             f"store {store!r}, {startup.resumed} operation(s) resumed). Ctrl-C stops it.",
             err=True,
         )
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=settings.host,
             port=listen,
@@ -316,9 +321,34 @@ def run_broker(home: Path, settings: Settings) -> None:
             ssl_certfile=settings.tls_cert,
             ssl_keyfile=settings.tls_key,
         )
+        _server(config, on_exit=svc.notifications.close).run()
     finally:
         runtime.stop()
         ledger.close()
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn, ending the open event streams as soon as it is asked to stop:
+        its graceful shutdown waits for open responses, and a stream never ends
+        by itself."""
+
+        def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+            super().__init__(config)
+            self._on_exit = on_exit
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self._on_exit()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def _server(config: Any, *, on_exit: Callable[[], None]) -> Any:
+    """A uvicorn server for ``config`` that calls ``on_exit`` when asked to stop."""
+    return _server_class()(config, on_exit=on_exit)
 
 
 def _endpoint_port(endpoint: str) -> int | None:
