@@ -1,8 +1,8 @@
 """A department's notifications, from the ledger mirror on a real chain (this
 module's own anvil; SQLite, then PostgreSQL): each department is told its own
-business only, each fact once; synthetic events for what the contracts do not
-emit yet (requests by subject) and for hostile arguments; rewinds; deadlines
-on a clock the test moves."""
+business only, each fact once; requests by subject and grants by the contract
+itself; synthetic events for hostile arguments; rewinds; deadlines on a clock
+the test moves."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from govshare.broker.notifications import (
     MAX_DATA,
     NotificationProjection,
     NotificationView,
-    derive,
     parse_cursor,
     scan_deadlines,
 )
 from govshare.broker.services import BrokerServices
+from govshare.chain.contracts import SharingType
 from govshare.chain.mirror import IndexedEvent
 from integration.world import CATEGORY, World, open_runtime
 
@@ -167,70 +167,46 @@ def apply(svc: BrokerServices, *events: IndexedEvent) -> None:
         NotificationProjection(svc).apply(db, events, None, 0)
 
 
-def test_a_request_by_subject_is_an_incoming_request(svcs: dict[str, BrokerServices]) -> None:
-    """SubjectAccessRequested (issue 13's request by category and subject) is read
-    by its name and arguments, before the contracts emit it."""
-    tax = svcs["TAX"]
-    ev = synthetic(
-        tax,
-        "SubjectAccessRequested",
-        1,
-        requestId=900_001,
-        requesterDepartment=code("MARKET"),
-        ownerDepartment=code("TAX"),
-        category=code(CATEGORY),
-        subjectRef="0x" + "5a" * 32,
-        latestOnly=True,
-        purpose="licence",
-        legalBasis="art. 5",
-        deadline=2_000_000_000,
-        requestedBy="0x" + "11" * 20,
-    )
-    apply(tax, ev)
-    (n,) = told(tax, 900_001)
-    assert n.kind == "request.incoming" and n.block_number == ev.block_number
-    assert n.data | {} == {
-        "request_id": 900_001,
-        "owner": "TAX",
-        "requester": "MARKET",
-        "direction": "incoming",
-        "by_subject": True,
-        "category": CATEGORY,
-        "subject_ref": "0x" + "5a" * 32,
-        "latest_only": True,
-        "record_id": None,
-        "purpose": "licence",
-        "legal_basis": "art. 5",
-        "deadline": "2033-05-18T03:33:20Z",
-        "requested_by": "0x" + "11" * 20,
-    }
-    # told once, at the owner only
-    apply(tax, replace(ev, seq=ev.seq + 1000, tx_hash="0x" + "ee" * 32))
-    assert len(told(tax, 900_001)) == 1
-    assert derive(ev, "MARKET") is None and derive(ev, "COURT") is None
-
-
-def test_an_approval_by_the_contract_itself_is_unconditional(
-    svcs: dict[str, BrokerServices],
+def test_a_request_by_subject_is_an_incoming_request(
+    world: World, svcs: dict[str, BrokerServices]
 ) -> None:
-    market = svcs["MARKET"]
-    ledger_address = market.ledger.deployment.address("AccessLedger")
-    ev = synthetic(
-        market,
-        "AccessApproved",
-        2,
-        requestId=900_002,
-        ownerDepartment=code("TAX"),
-        requesterDepartment=code("MARKET"),
-        recordId="0x" + "01" * 32,
-        scope="0x" + "00" * 32,
-        expiresAt=2_000_000_000,
-        maxUses=5,
-        approvedBy=ledger_address,
+    """A request by subject on chain (``AccessRequested`` with a zero record id, then
+    ``SubjectRequested`` in the same transaction) is one incoming request, at the
+    owner only; an unconditional category's grant, given by the ledger itself, is
+    told to the requester as such."""
+    ledger = world.ledger
+    ref = "0x" + "5a" * 32
+    deadline = ledger.now() + 3600
+    sent = ledger.access.request_by_subject(
+        world["MARKET"].broker, "TAX", CATEGORY, ref, "licence", "art. 5", deadline,
+        latest_only=True,
+    )  # fmt: skip
+    rid = int(sent.value)
+    tick(svcs)
+    tax, market, court = svcs["TAX"], svcs["MARKET"], svcs["COURT"]
+    (n,) = told(tax, rid)
+    assert n.kind == "request.incoming"
+    assert {k: n.data[k] for k in ("by_subject", "category", "subject_ref", "latest_only")} == {
+        "by_subject": True, "category": CATEGORY, "subject_ref": ref, "latest_only": True,
+    }  # fmt: skip
+    assert n.data["record_id"] is None and n.data["purpose"] == "licence"
+    assert told(market, rid) == [] and told(court, rid) == []
+
+    # COURT shares its category unconditionally: MARKET's request is granted at once.
+    court_cat = "court-judgment"
+    ledger.records.declare_category(world["COURT"].admin, court_cat, "Judgements")
+    ledger.records.set_sharing(
+        world["COURT"].admin, court_cat, SharingType.UNCONDITIONAL, default_ttl=3600,
+        default_max_uses=1,
+    )  # fmt: skip
+    granted = ledger.access.request_by_subject(
+        world["MARKET"].broker, "COURT", court_cat, ref, "licence", "", deadline
     )
-    apply(market, ev)
-    (n,) = told(market, 900_002)
-    assert n.kind == "request.approved" and n.data["unconditional"] is True
+    tick(svcs)
+    assert kinds(court, int(granted.value)) == ["request.incoming"]
+    (approved,) = told(market, int(granted.value))
+    assert approved.kind == "request.approved" and approved.data["unconditional"] is True
+    assert approved.data["approved_by"] == ledger.access.address.lower()
 
 
 def test_hostile_arguments_are_decoded_totally_and_bounded(

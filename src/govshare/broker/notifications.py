@@ -16,7 +16,8 @@ the checkpoint (a crash keeps both or neither):
 ===============================  =================================================
 kind                             told to (from)
 ===============================  =================================================
-``request.incoming``             the owner (``AccessRequested``, ``SubjectAccessRequested``)
+``request.incoming``             the owner (``AccessRequested``; by subject, with
+                                 its ``SubjectRequested``)
 ``request.approved``             the requester (``AccessApproved``; ``unconditional``
                                  when the AccessLedger itself approved)
 ``request.denied``               the requester (``AccessDenied``)
@@ -59,7 +60,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -242,9 +243,14 @@ class Derived:
     data: dict[str, Any]
 
 
-def derive(ev: IndexedEvent, dept: str) -> Derived | None:  # noqa: C901 — one table of events
+def derive(  # noqa: C901 — one table of events
+    ev: IndexedEvent, dept: str, subjects: Mapping[int, IndexedEvent] | None = None
+) -> Derived | None:
     """The notification ``ev`` makes for department ``dept``, or None (not its
-    business, not an event that notifies, or arguments that do not decode)."""
+    business, not an event that notifies, or arguments that do not decode).
+    ``subjects``: the range's ``SubjectRequested`` events by request id — a request
+    by subject is its ``AccessRequested`` (a zero record id) and that event, which
+    the contract emits in the same transaction."""
     if ev.contract != "AccessLedger":
         return None
     a = ev.args
@@ -260,7 +266,7 @@ def derive(ev: IndexedEvent, dept: str) -> Derived | None:  # noqa: C901 — one
         )
         return None
     base: dict[str, Any] = {"request_id": rid, "owner": owner, "requester": requester}
-    if ev.event in ("AccessRequested", "SubjectAccessRequested") and dept == owner:
+    if ev.event == "AccessRequested" and dept == owner:
         data = {
             **base,
             "direction": "incoming",
@@ -269,13 +275,14 @@ def derive(ev: IndexedEvent, dept: str) -> Derived | None:  # noqa: C901 — one
             "deadline": _time(a.get("deadline")),
             "requested_by": _address(a.get("requestedBy")),
         }
-        if ev.event == "SubjectAccessRequested":
-            category = _code(a.get("category"))
+        scoped = (subjects or {}).get(rid)
+        if scoped is not None:
+            b = scoped.args
             data |= {
                 "by_subject": True,
-                "category": category,
-                "subject_ref": _hex32(a.get("subjectRef")),
-                "latest_only": a.get("latestOnly") is True,
+                "category": _code(b.get("category")),
+                "subject_ref": _hex32(b.get("subjectRef")),
+                "latest_only": b.get("latestOnly") is True,
                 "record_id": None,
             }
         else:
@@ -327,7 +334,6 @@ def derive(ev: IndexedEvent, dept: str) -> Derived | None:  # noqa: C901 — one
 _NOTIFYING = frozenset(
     {
         "AccessRequested",
-        "SubjectAccessRequested",
         "AccessApproved",
         "AccessDenied",
         "AccessRevoked",
@@ -384,8 +390,13 @@ class NotificationProjection(Projection):
         self, db: DbConnection, events: Sequence[IndexedEvent], prepared: Any, head: int
     ) -> None:
         now = utcnow(self.svc.clock)
+        subjects = {
+            _uint(ev.args.get("requestId")): ev
+            for ev in events
+            if ev.contract == "AccessLedger" and ev.event == "SubjectRequested"
+        }
         for ev in events:
-            d = derive(ev, self.svc.dept)
+            d = derive(ev, self.svc.dept, subjects)
             if d is not None:
                 _record(db, d, ev, now)
 

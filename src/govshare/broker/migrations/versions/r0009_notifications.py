@@ -3,8 +3,8 @@ stream's log: ids increasing and never reused, each fact once), ``webhooks``
 (where they are POSTed, with a sealed signing secret) and ``webhook_deliveries``
 (each notification to each webhook: attempts, last status and error, next try).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
