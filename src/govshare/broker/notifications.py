@@ -391,9 +391,11 @@ class NotificationProjection(Projection):
     ) -> None:
         now = utcnow(self.svc.clock)
         subjects = {
-            _uint(ev.args.get("requestId")): ev
+            rid: ev
             for ev in events
             if ev.contract == "AccessLedger" and ev.event == "SubjectRequested"
+            for rid in [_uint(ev.args.get("requestId"))]
+            if rid is not None
         }
         for ev in events:
             d = derive(ev, self.svc.dept, subjects)
