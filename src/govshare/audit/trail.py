@@ -481,8 +481,13 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
     receipts: list[dict[str, Any]] = []
     n_ok = 0
     all_uses = 0  # receipts of this grant, whatever version they delivered
+    # Uses the indexed batches recorded on chain (their events' running total): the
+    # count the receipts found must match. The grant itself is read live, so a batch
+    # anchored after the index's last tick may already count in its used_count.
+    recorded = 0
     seen_batches = set()
     for e in by_name.get("GrantUsesRecorded", []):
+        recorded = max(recorded, _int(e.args.get("usedCount")))
         dept, index = _code(e.args["department"]), int(e.args["batchIndex"])
         if (dept, index) in seen_batches:
             continue
@@ -527,12 +532,13 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
                     tx_hash=batch.tx_hash,
                 )
             )
-    if grant is not None and not uses_ok(all_uses, req):
+    if grant is not None and not uses_ok(all_uses, recorded, req):
         problems.append(
             problem(
                 "grant.uses_mismatch",
                 f"Grant #{req.id}: {all_uses} receipt(s) found in the anchored manifests, "
-                f"but {req.used_count} use(s) anchored on chain (quota {req.max_uses}).",
+                f"but {recorded} use(s) recorded on chain by those batches ({req.used_count} "
+                f"now, quota {req.max_uses}).",
                 grant=req.id,
             )
         )
@@ -568,9 +574,11 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
     return out, entries, problems, len(receipts), n_ok
 
 
-def uses_ok(receipts: int, req: AccessRequest) -> bool:
-    """Whether ``receipts`` receipts of a grant agree with its uses on chain."""
-    return receipts == req.used_count and receipts <= req.max_uses
+def uses_ok(receipts: int, recorded: int, req: AccessRequest) -> bool:
+    """Whether ``receipts`` receipts of a grant, found in the batches that recorded
+    ``recorded`` uses on chain, agree with them and with the grant (read later: it
+    may count more uses, never fewer) and its quota."""
+    return receipts == recorded <= req.used_count and receipts <= req.max_uses
 
 
 # -- verify FILE ---------------------------------------------------------------------------

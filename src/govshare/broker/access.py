@@ -312,18 +312,8 @@ def _send(svc: BrokerServices, ctx: StepContext) -> JSON:
             str(p["legal_basis"]),
             int(p["deadline"]),
         )
-        found, tx_hash, block = sent.value, sent.tx_hash, sent.block_number
-    else:
-        tx_hash, block = "", svc.ledger.block_number()
-    req = access.get_request(found)
-    with svc.db.session() as s:
-        upsert_request(s.connection(), req, block, clock=svc.clock)
-    return {
-        "request_id": found,
-        "tx_hash": tx_hash,
-        "block_number": block,
-        "granted": req.status is ChainStatus.APPROVED,
-    }
+        return _sent(svc, sent.value, sent.tx_hash, sent.block_number)
+    return _sent(svc, found, "", svc.ledger.block_number())
 
 
 def _send_by_subject(svc: BrokerServices, ctx: StepContext) -> JSON:
@@ -341,14 +331,18 @@ def _send_by_subject(svc: BrokerServices, ctx: StepContext) -> JSON:
             int(p["deadline"]),
             latest_only=bool(p["latest_only"]),
         )
-        found, tx_hash, block = sent.value, sent.tx_hash, sent.block_number
-    else:
-        tx_hash, block = "", svc.ledger.block_number()
-    req = access.get_request(found)
+        return _sent(svc, sent.value, sent.tx_hash, sent.block_number)
+    return _sent(svc, found, "", svc.ledger.block_number())
+
+
+def _sent(svc: BrokerServices, request_id: int, tx_hash: str, block: int) -> JSON:
+    """The "send" step's result: the request on chain, copied into the local view
+    (read at ``block``), and whether the contract granted it at once."""
+    req = svc.ledger.access.get_request(request_id)
     with svc.db.session() as s:
         upsert_request(s.connection(), req, block, clock=svc.clock)
     return {
-        "request_id": found,
+        "request_id": request_id,
         "tx_hash": tx_hash,
         "block_number": block,
         "granted": req.status is ChainStatus.APPROVED,

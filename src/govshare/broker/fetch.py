@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker.db import AccessRequest, Receipt, Record, RecordStatus, RequestStatus
@@ -242,40 +242,50 @@ def read_own(
 
 
 def choose_grant(svc: BrokerServices, record_id: str, owner: str) -> int:
-    """This department's grant for ``record_id``: the newest that looks usable
-    (approved, not expired, uses left), else the newest request of any status
-    (the owner then says precisely why not: pending, denied, revoked, ...).
-    The local view is brought up to date from the chain when it has nothing."""
+    """This department's grant for ``record_id`` (see :func:`best_grant`)."""
+    row = best_grant(svc, owner, AccessRequest.record_id == record_id)
+    if row is None:
+        raise NoGrant(
+            f"{svc.dept} holds no grant for record {record_id}: ask {owner} for it first "
+            "(`govshare request create`, or POST /v1/requests).",
+            record_id=record_id,
+        )
+    return int(row.request_id)
+
+
+def best_grant(svc: BrokerServices, owner: str, match: ColumnElement[bool]) -> AccessRequest | None:
+    """This department's request to ``owner`` matching ``match`` that it should
+    use: the newest that looks usable (approved, not expired, uses left), else the
+    newest of any status (the owner then says precisely why not: pending, denied,
+    revoked, ...); None when there is none. The local view is brought up to date
+    from the chain once when it has no usable one."""
     now = utcnow(svc.clock)
+    rows: list[AccessRequest] = []
     for attempt in range(2):
         with svc.db.session(readonly=True) as s:
-            rows = s.scalars(
-                select(AccessRequest).where(
-                    AccessRequest.requester == svc.dept,
-                    AccessRequest.owner == owner,
-                    AccessRequest.record_id == record_id,
-                )
-            ).all()
-            candidates = sorted(rows, key=lambda r: int(r.request_id), reverse=True)
-            usable = [
-                r
-                for r in candidates
-                if r.status == RequestStatus.APPROVED.value
-                and r.expires_at is not None
-                and r.expires_at > now
-                and (r.max_uses is None or r.uses < r.max_uses)
-            ]
-            if usable:
-                return int(usable[0].request_id)
-            if candidates and attempt == 1:
-                return int(candidates[0].request_id)
+            rows = list(
+                s.scalars(
+                    select(AccessRequest).where(
+                        AccessRequest.requester == svc.dept, AccessRequest.owner == owner, match
+                    )
+                ).all()
+            )
+            for row in rows:
+                s.expunge(row)
+        rows.sort(key=lambda r: int(r.request_id), reverse=True)
+        usable = [
+            r
+            for r in rows
+            if r.status == RequestStatus.APPROVED.value
+            and r.expires_at is not None
+            and r.expires_at > now
+            and (r.max_uses is None or r.uses < r.max_uses)
+        ]
+        if usable:
+            return usable[0]
         if attempt == 0:
             svc.sync.run_once()
-    raise NoGrant(
-        f"{svc.dept} holds no grant for record {record_id}: ask {owner} for it first "
-        "(`govshare request create`, or POST /v1/requests).",
-        record_id=record_id,
-    )
+    return rows[0] if rows else None
 
 
 def fetch_granted(

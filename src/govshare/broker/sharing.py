@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import and_
 
 from govshare.broker.db import AccessRequest, RequestStatus
 from govshare.broker.errors import GrantMismatch, NoGrant, RecordUnknown
-from govshare.broker.fetch import FetchResult, fetch_granted, leaf_record
+from govshare.broker.fetch import FetchResult, best_grant, fetch_granted, leaf_record
 from govshare.broker.queries import batched_leaf, own_successor
 from govshare.broker.subjects import subject_ref
 from govshare.broker.users import normalise_dept
@@ -39,7 +39,6 @@ from govshare.chain.contracts import AccessRequest as ChainRequest
 from govshare.chain.contracts import Record as ChainRecord
 from govshare.chain.contracts import covers
 from govshare.chain.subjectindex import SubjectRecord, records_about
-from govshare.clock import utcnow
 from govshare.errors import InputError
 
 if TYPE_CHECKING:
@@ -84,52 +83,22 @@ def anchored_time(svc: BrokerServices, r: SubjectRecord) -> int:
     return rec.anchored_at
 
 
-def _subject_grants(
-    svc: BrokerServices, owner: str, category: str, ref: str
-) -> list[AccessRequest]:
-    with svc.db.session(readonly=True) as s:
-        rows = s.scalars(
-            select(AccessRequest).where(
-                AccessRequest.requester == svc.dept,
-                AccessRequest.owner == owner,
-                AccessRequest.category == category,
-                AccessRequest.subject_ref == ref,
-            )
-        ).all()
-        for row in rows:
-            s.expunge(row)
-    return sorted(rows, key=lambda r: int(r.request_id), reverse=True)
-
-
 def choose_subject_grant(svc: BrokerServices, owner: str, category: str, ref: str) -> AccessRequest:
     """This department's grant by subject for (owner, category, subject): the
     newest that looks usable, else the newest of any status (the owner then says
-    why not). The local view is brought up to date once when it has nothing."""
-    now = utcnow(svc.clock)
-    rows: list[AccessRequest] = []
-    for attempt in range(2):
-        rows = _subject_grants(svc, owner, category, ref)
-        usable = [
-            r
-            for r in rows
-            if r.status == RequestStatus.APPROVED.value
-            and r.expires_at is not None
-            and r.expires_at > now
-            and (r.max_uses is None or r.uses < r.max_uses)
-        ]
-        if usable:
-            return usable[0]
-        if attempt == 0:
-            svc.sync.run_once()
-    if rows:
-        return rows[0]
-    raise NoGrant(
-        f"{svc.dept} holds no grant for {owner}'s {category} records about this subject: ask "
-        f"{owner} for them first (`govshare request create --owner {owner} --category "
-        f"{category} --subject ...`).",
-        owner=owner,
-        category=category,
+    why not); see :func:`govshare.broker.fetch.best_grant`."""
+    row = best_grant(
+        svc, owner, and_(AccessRequest.category == category, AccessRequest.subject_ref == ref)
     )
+    if row is None:
+        raise NoGrant(
+            f"{svc.dept} holds no grant for {owner}'s {category} records about this subject: "
+            f"ask {owner} for them first (`govshare request create --owner {owner} --category "
+            f"{category} --subject ...`).",
+            owner=owner,
+            category=category,
+        )
+    return row
 
 
 def fetch_by_subject(
