@@ -94,12 +94,27 @@ class Lines:
             self.lines.append(line.rstrip("\n"))
 
 
+def ctrl_c(watch: subprocess.Popen[str], err: Lines) -> None:
+    """Ctrl-C: the watch must exit with status 0. If it has not within a minute,
+    its threads' stacks (faulthandler, on SIGABRT) go into the failure."""
+    watch.send_signal(signal.SIGINT)
+    try:
+        code = watch.wait(60)
+    except subprocess.TimeoutExpired:
+        watch.send_signal(signal.SIGABRT)
+        watch.wait(30)
+        err.join()  # the dump is read off the pipe to its end
+        stacks = "\n".join(err.lines[-80:])
+        raise AssertionError(f"the watch did not stop on Ctrl-C; its stacks:\n{stacks}") from None
+    assert code == 0, "\n".join(err.lines[-40:])
+
+
 def test_watch_follows_the_stream_and_ctrl_c_exits_cleanly(
     world: World, serving: dict[str, ServeProcess]
 ) -> None:
     watch = subprocess.Popen(
         [str(GOVSHARE), "request", "watch", "--dept", "TAX"],
-        env=cli_env(world),
+        env=cli_env(world, PYTHONFAULTHANDLER="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,8 +147,7 @@ def test_watch_follows_the_stream_and_ctrl_c_exits_cleanly(
         )
         assert f"request #{request_id}" in line and "MARKET asks for record" in line
         assert "\u202e" not in line and "\\u202e" in line  # escaped for the terminal
-        watch.send_signal(signal.SIGINT)
-        assert watch.wait(30) == 0
+        ctrl_c(watch, err)
         assert not any("Traceback" in x for x in err.lines)
     finally:
         if watch.poll() is None:
@@ -199,7 +213,7 @@ def test_a_stopped_broker_ends_its_streams(world: World, serving: dict[str, Serv
     retries until the broker is back, and carries on from where it was."""
     watch = subprocess.Popen(
         [str(GOVSHARE), "request", "watch", "--dept", "TAX", "--json"],
-        env=cli_env(world),
+        env=cli_env(world, PYTHONFAULTHANDLER="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -231,8 +245,7 @@ def test_a_stopped_broker_ends_its_streams(world: World, serving: dict[str, Serv
         wait_serving([serving["TAX"]])
         wait_for(lambda: shown(second), "the watch resumes with what happened meanwhile")
         assert [json.loads(x)["data"]["request_id"] for x in out.lines].count(first) == 1
-        watch.send_signal(signal.SIGINT)
-        assert watch.wait(30) == 0
+        ctrl_c(watch, err)
     finally:
         if watch.poll() is None:
             watch.kill()
