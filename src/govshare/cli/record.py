@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,9 +27,10 @@ from govshare.cli._client import (
     check_record_id,
     open_client,
 )
+from govshare.cli._output import atomic_output, check_output
 from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
 from govshare.profile import normalise_code
 from govshare.util import printable
@@ -114,8 +113,8 @@ def publish_cmd(
     media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
     with open_client(ctx, dept, token, broker_url) as client:
         if not ctx.json_out:
-            click.echo(
-                f"Publishing {file.name} ({size} bytes) to {client.code}'s broker; "
+            echo(
+                f"Publishing {printable(file.name)} ({size} bytes) to {client.code}'s broker; "
                 f"idempotency key {key}",
                 err=True,
             )
@@ -171,9 +170,7 @@ def _await_anchor(ctx: Ctx, client: Any, accepted: dict[str, Any], wait_s: float
     if accepted.get("state") != "anchoring":
         return accepted
     if not ctx.json_out:
-        click.echo(
-            f"Accepted: record {accepted.get('record_id')}, anchoring with its batch…", err=True
-        )
+        echo(f"Accepted: record {accepted.get('record_id')}, anchoring with its batch…", err=True)
     op_id = str(accepted["operation_id"])
     deadline = time.monotonic() + wait_s
     pause = 0.1
@@ -219,7 +216,7 @@ def list_cmd(
 
     def human() -> None:
         if not rows:
-            click.echo(f"{client.code} has no records yet.")
+            echo(f"{client.code} has no records yet.")
             return
         t = SafeTable(title=f"{client.code}'s records")
         for col in ["record", "category", "status", "size", "file", "published"]:
@@ -278,22 +275,17 @@ def _download(
         rid = resp.headers.get("govshare-record-id") or rid
         total = int(resp.headers.get("content-length") or 0) or None
         expected = (resp.headers.get("govshare-content-sha256") or "").lower()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        tmp = Path(tmp_name)
-        try:
-            sha = hashlib.sha256()
-            size = 0
-            with (
-                os.fdopen(fd, "wb") as fh,
-                transfer_bar("downloading", total, enabled=bar_on) as bar,
-            ):
-                for chunk in resp.iter_bytes(_CHUNK):
-                    fh.write(chunk)
-                    sha.update(chunk)
-                    size += len(chunk)
-                    bar.advance(len(chunk))
-                fh.flush()
-                os.fsync(fh.fileno())
+        sha = hashlib.sha256()
+        size = 0
+        with (
+            atomic_output(out) as fh,
+            transfer_bar("downloading", total, enabled=bar_on) as bar,
+        ):
+            for chunk in resp.iter_bytes(_CHUNK):
+                fh.write(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+                bar.advance(len(chunk))
             if total is not None and size != total:
                 raise BrokerUnreachable(
                     f"The transfer from {client.code}'s broker broke off after {size} of "
@@ -305,10 +297,6 @@ def _download(
                     f"What arrived does not have the SHA-256 the broker vouched for "
                     f"({digest} vs {expected or 'none'}); nothing was written.",
                 )
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return {
             "record_id": rid,
             "path": str(out),
@@ -365,11 +353,7 @@ def fetch_cmd(
     appears only when every byte arrived and matches."""
     query = _subject_query(record_id, grant, owner, category, subject)
     rid = check_record_id(record_id) if record_id else None
-    out = output.expanduser().absolute()
-    if out.exists() and not force:
-        raise InputError(f"{output} already exists; pass --force to replace it.")
-    if not out.parent.is_dir():
-        raise InputError(f"The folder {out.parent} does not exist.")
+    out = check_output(output, force=force)
     with open_client(ctx, dept, token, broker_url) as client:
         got = _download(client, rid, out, grant, bar_on=not ctx.json_out, subject=query)
     via = (
@@ -438,7 +422,7 @@ def find_cmd(
 
     def human() -> None:
         if not rows:
-            click.echo(f"{owner_code} has anchored no {category} record about this subject.")
+            echo(f"{owner_code} has anchored no {category} record about this subject.")
             return
         t = SafeTable(title=f"{owner_code}'s {category} records about the subject")
         for col in ["record", "anchored", "version", "block"]:
@@ -450,7 +434,7 @@ def find_cmd(
             )  # fmt: skip
             t.add_row(r["record_id"], str(r["anchored_at"])[:19], version, str(r["block_number"]))
         Console(width=200).print(t)
-        click.echo(
+        echo(
             f"Ask for them: govshare request create --owner {owner_code} --category {category} "
             "--subject ID --purpose TEXT"
         )
