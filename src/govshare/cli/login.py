@@ -19,6 +19,7 @@ from govshare.cli._client import (
 from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
+from govshare.util import printable
 
 
 @click.command("login")
@@ -59,7 +60,7 @@ def login(ctx: Ctx, dept: str, token: str | None, broker_url: str | None, no_che
                 f"That token is a user of {me.get('department')}, not of {code}; nothing saved."
             )
     path = save_token(ctx.home, code, token)
-    who = f" as {me['name']} ({me['role']})" if me else ""
+    who = f" as {printable(me['name'])} ({printable(me['role'])})" if me else ""
     ctx.emit(
         {"department": code, "token_file": str(path), "user": me},
         f"Logged in to {code}'s broker{who}; token saved in {path}.",
