@@ -48,3 +48,13 @@ class Cancelled(GovShareError):
     code = "cli.cancelled"
     status = 409
     remedy = "Answer yes, or pass -y to skip the question in a script."
+
+
+class Interrupted(GovShareError):
+    """The command was interrupted (Ctrl-C) part-way; the message says what may
+    have happened and how to resume safely (exit status 130, as for SIGINT)."""
+
+    code = "cli.interrupted"
+    status = 499
+    remedy = "Run the resume command the message prints (same idempotency key)."
+    exit_code = 130

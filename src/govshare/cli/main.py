@@ -207,7 +207,7 @@ def _render_error(ctx: click.Context, exc: GovShareError) -> None:
     else:
         # (messages may quote what another department wrote on chain)
         click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
-    ctx.exit(EXIT_ERROR)
+    ctx.exit(getattr(exc, "exit_code", EXIT_ERROR))
 
 
 def _json_asked(args: list[str]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -30,6 +31,7 @@ from govshare.cli._client import (
 from govshare.cli._output import atomic_output, check_output
 from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
+from govshare.cli.errors import Interrupted
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
 from govshare.profile import normalise_code
@@ -105,12 +107,14 @@ def publish_cmd(
         supersedes = check_record_id(supersedes)
     key = (idempotency_key or "").strip() or f"cli-{uuid.uuid4().hex}"
     size = file.stat().st_size
-    fields = {"category": category}
-    if subject:
-        fields["subject"] = subject
-    if supersedes:
-        fields["supersedes"] = supersedes
+    fields = {
+        k: v
+        for k, v in {"category": category, "subject": subject, "supersedes": supersedes}.items()
+        if v
+    }
     media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    resume = _resume_command(file, category, subject, supersedes, key, dept, broker_url)
+    sent = False  # whether the upload may have reached the broker
     with open_client(ctx, dept, token, broker_url) as client:
         if not ctx.json_out:
             echo(
@@ -124,6 +128,7 @@ def publish_cmd(
                 transfer_bar("uploading", size, enabled=not ctx.json_out) as bar,
             ):
                 body = CountingReader(fh, bar, then="encrypting, storing, anchoring")
+                sent = True
                 resp = client.call(
                     "POST",
                     "/v1/records",
@@ -137,6 +142,8 @@ def publish_cmd(
         except GovShareError as exc:  # the broker's answer, rebuilt
             retryable = exc.status >= 500 or isinstance(exc, OperationInProgress)
             raise _retry_hint(exc, key, retryable) from None
+        except KeyboardInterrupt:
+            raise _interrupted(client.code, sent, key, resume) from None
     out: dict[str, Any] = {**answer, "idempotency_key": key, "department": client.code}
     if out.get("state") == "anchoring":
         ctx.emit(
@@ -161,6 +168,41 @@ def publish_cmd(
             f"  anchored  block {out.get('block_number')}, tx {out.get('tx_hash')}"
         )
     ctx.emit(out, human)
+
+
+def _resume_command(
+    file: Path, category: str, subject: str | None, supersedes: str | None,
+    key: str, dept: str, broker_url: str | None,
+) -> str:  # fmt: skip
+    """The exact command that resumes this publish: the same file and fields
+    under the same idempotency key (the broker answers a replay with the record
+    it made, never a second one)."""
+    parts = ["govshare", "record", "publish", str(file), "--category", category]
+    if subject:
+        parts += ["--subject", subject]
+    if supersedes:
+        parts += ["--supersedes", supersedes]
+    parts += ["--dept", normalise_code(dept), "--idempotency-key", key]
+    if broker_url:
+        parts += ["--broker", broker_url]
+    return shlex.join(parts)
+
+
+def _interrupted(broker: str, sent: bool, key: str, resume: str) -> Interrupted:
+    """What an interrupted publish may have left, and how to finish it."""
+    if not sent:
+        state = "before anything was sent: no record was made."
+    else:
+        state = (
+            f"after the upload to {broker}'s broker began: the record may exist "
+            "(the broker may have received it and go on to anchor it)."
+        )
+    return Interrupted(
+        f"Interrupted {state} To finish (or find) it without making a second one, run:\n  {resume}",
+        idempotency_key=key,
+        record_may_exist=sent,
+        resume=resume,
+    )
 
 
 def _await_anchor(ctx: Ctx, client: Any, accepted: dict[str, Any], wait_s: float) -> dict[str, Any]:
