@@ -252,12 +252,12 @@ def _click_error(obj: Ctx | None, exc: click.ClickException) -> NoReturn:
     for usage)."""
     from govshare.cli.errors import UsageInvalid
 
-    message = printable(exc.format_message(), keep_newlines=True)
     if obj is not None and obj.wants_json:
+        message = printable(exc.format_message(), keep_newlines=True)
         err = UsageInvalid(message) if exc.exit_code == 2 else GovShareError(message)
         click.echo(json.dumps({"error": err.to_dict()}, indent=2, default=str))
         raise click.exceptions.Exit(exc.exit_code)
-    exc.message = message
+    exc.message = printable(exc.message, keep_newlines=True)
     raise exc
 
 

@@ -361,8 +361,9 @@ def _download(
     "--output",
     "output",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the record.",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Where to write the record (a new file; an existing one with --force).",
 )
 @click.option("--grant", type=click.IntRange(min=1), default=None, help="Use this grant.")
 @click.option("--owner", default=None, metavar="CODE", help="By subject: the owning department.")
