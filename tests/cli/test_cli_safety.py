@@ -199,8 +199,9 @@ def test_a_write_that_fails_is_one_sentence_and_leaves_no_file(
     cli: Cli, blob: str, tmp_path: Path
 ) -> None:
     """The child may write at most 1 MiB per file (RLIMIT_FSIZE; the store's own
-    files stay below it): the 3 MB output fails with EFBIG (Python ignores SIGXFSZ), as a full disk fails with
-    ENOSPC: the same path through the code, without root or a real full disk."""
+    files stay below it): the 3 MB output fails with EFBIG (Python ignores
+    SIGXFSZ), as a full disk fails with ENOSPC: the same path through the code,
+    without root or a real full disk."""
 
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
@@ -297,10 +298,12 @@ def test_password_messages_name_the_variable_to_set(tax: Cli) -> None:
         PasswordUnavailable, match="set GOVSHARE_PASSWORD or GOVSHARE_PASSWORD_FILE"
     ):
         prof.unlock_broker(passwords=Passwords())
-    with pytest.raises(WrongPassword, match="read from GOVSHARE_ADMIN_PASSWORD .or GOVSHARE_ADMIN"):
+    with pytest.raises(
+        WrongPassword, match=r"read from GOVSHARE_ADMIN_PASSWORD \(or GOVSHARE_ADMIN"
+    ):
         prof.unlock_admin(passwords=Passwords(admin="not it"))
     with pytest.raises(
-        WrongPassword, match="read from GOVSHARE_PASSWORD .or GOVSHARE_PASSWORD_FILE"
+        WrongPassword, match=r"read from GOVSHARE_PASSWORD \(or GOVSHARE_PASSWORD_FILE"
     ):
         prof.unlock_broker(passwords=Passwords(broker="not it"))
 
@@ -371,7 +374,7 @@ def test_ctrl_c_during_a_publish_prints_the_resume_command(
     try:
         assert holding.received.wait(60), "the publish never reached the broker"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
@@ -384,3 +387,19 @@ def test_ctrl_c_during_a_publish_prints_the_resume_command(
         f"  govshare record publish '{doc}' --category tax-clearance --dept TAX "
         f"--idempotency-key {key} --broker {holding.url}"
     ) in err, err
+
+
+def test_human_output_has_one_way_to_the_terminal() -> None:
+    """Every command prints human text through ``main.echo`` (printable), asks
+    through ``_chain.confirm`` (printable) and prints tables as ``SafeTable``: a
+    new ``click.echo`` in a command would bypass the rule."""
+    import govshare.cli
+
+    folder = Path(govshare.cli.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        text = path.read_text()
+        if path.name != "main.py":
+            assert "click.echo(" not in text, f"{path.name}: use main.echo"
+        if path.name != "_chain.py":
+            assert "click.confirm(" not in text or "printable(" in text, path.name
+        assert " Table(" not in text or path.name == "_render.py", f"{path.name}: use SafeTable"
