@@ -199,7 +199,7 @@ def up(
     )
     admin_password = passwords.admin
 
-    def echo(line: str) -> None:
+    def progress(line: str) -> None:
         if not ctx.json_out:
             echo(line, err=True)
 
@@ -213,7 +213,7 @@ def up(
         wait=wait,
         store=store,
         database=database,
-        echo=echo,
+        echo=progress,
     )
 
     def human() -> None:

@@ -257,7 +257,7 @@ def _click_error(obj: Ctx | None, exc: click.ClickException) -> NoReturn:
         err = UsageInvalid(message) if exc.exit_code == 2 else GovShareError(message)
         click.echo(json.dumps({"error": err.to_dict()}, indent=2, default=str))
         raise click.exceptions.Exit(exc.exit_code)
-    exc.message = printable(exc.message, keep_newlines=True)
+    exc.message = printable(exc.message, keep_newlines=True)  # type: ignore[misc]
     raise exc
 
 
