@@ -325,33 +325,83 @@ def test_a_mistyped_department_suggests_the_near_code(tax: Cli) -> None:
 
 
 class HoldingBroker:
-    """A socket that takes a publish's request and never answers: the upload is in
-    flight for as long as the test wants, and the test knows when it arrived."""
+    """A socket standing in for a broker: it answers the first ``len(answers)``
+    requests with those raw HTTP answers, then takes the next request and never
+    answers it. The test knows when that request arrived: the command is then in
+    flight, at a point of the test's choosing."""
 
-    def __init__(self) -> None:
+    def __init__(self, answers: list[bytes] | None = None) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.received = threading.Event()
-        self.head = b""
+        self.answers = list(answers or [])
+        self.held = threading.Event()
+        self.heads: list[str] = []
         self._conn: socket.socket | None = None
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
         conn, _ = self.sock.accept()
         self._conn = conn
-        while b"\r\n\r\n" not in self.head:
-            data = conn.recv(65536)
-            if not data:
-                break
-            self.head += data
-        self.received.set()  # the request is on the wire; hold it
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            self.heads.append(head.decode("latin-1"))
+            if not self.answers:
+                self.held.set()  # this request is on the wire: hold it
+                return
+            length = next(
+                (int(h.split(":", 1)[1]) for h in self.heads[-1].split("\r\n")
+                 if h.lower().startswith("content-length:")),
+                0,
+            )  # fmt: skip
+            while len(buf) < length:
+                buf += conn.recv(65536)
+            buf = buf[length:]
+            conn.sendall(self.answers.pop(0))
+
+    def header(self, name: str, request: int = 0) -> str:
+        lines = self.heads[request].split("\r\n")
+        return next(h.split(":", 1)[1].strip() for h in lines if h.lower().startswith(name + ":"))
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
         self.sock.close()
+
+
+def _json_answer(status: str, body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+def _publish_and_interrupt(cli: Cli, doc: Path, broker: HoldingBroker) -> str:
+    """Run ``record publish`` against ``broker``, SIGINT it once the broker holds a
+    request; its stderr (exit status 130, no traceback, no bare "Aborted!")."""
+    doc.write_bytes(b"%PDF certificate")
+    proc = subprocess.Popen(
+        [str(GOVSHARE), "record", "publish", str(doc), "--category", "tax-clearance",
+         "--dept", "TAX", "--token", "t", "--broker", broker.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli.env, text=True,
+    )  # fmt: skip
+    try:
+        assert broker.held.wait(60), "the publish never reached the broker"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Aborted!" not in err
+    return err
 
 
 @pytest.fixture
@@ -365,28 +415,26 @@ def test_ctrl_c_during_a_publish_prints_the_resume_command(
     cli: Cli, tmp_path: Path, holding: HoldingBroker
 ) -> None:
     doc = tmp_path / "cert one.pdf"
-    doc.write_bytes(b"%PDF certificate")
-    proc = subprocess.Popen(
-        [str(GOVSHARE), "record", "publish", str(doc), "--category", "tax-clearance",
-         "--dept", "TAX", "--token", "t", "--broker", holding.url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli.env, text=True,
-    )  # fmt: skip
-    try:
-        assert holding.received.wait(60), "the publish never reached the broker"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "Aborted!" not in err
-    head = holding.head.decode("latin-1").split("\r\n")
-    key = next(h.split(":", 1)[1].strip() for h in head if h.lower().startswith("idempotency-key:"))
+    err = _publish_and_interrupt(cli, doc, holding)  # held: the upload in flight
+    key = holding.header("idempotency-key")
     assert key.startswith("cli-")
     assert "the record may exist" in err
     assert (
         f"  govshare record publish '{doc}' --category tax-clearance --dept TAX "
         f"--idempotency-key {key} --broker {holding.url}"
     ) in err, err
+
+
+def test_ctrl_c_once_the_broker_accepted_says_the_record_exists(cli: Cli, tmp_path: Path) -> None:
+    accepted = {"state": "anchoring", "record_id": RECORD, "operation_id": "op-1"}
+    broker = HoldingBroker([_json_answer("202 Accepted", accepted)])  # then holds the poll
+    try:
+        err = _publish_and_interrupt(cli, tmp_path / "cert.pdf", broker)
+    finally:
+        broker.close()
+    assert broker.heads[1].startswith("GET /v1/operations/op-1 ")
+    assert f"accepted the file as record {RECORD}: the record exists" in err, err
+    assert f"--idempotency-key {broker.header('idempotency-key')}" in err
 
 
 def test_human_output_has_one_way_to_the_terminal() -> None:

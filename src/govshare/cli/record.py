@@ -115,6 +115,7 @@ def publish_cmd(
     media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
     resume = _resume_command(file, category, subject, supersedes, key, dept, broker_url)
     sent = False  # whether the upload may have reached the broker
+    accepted: dict[str, Any] = {}  # the broker's answer, once it came
     with open_client(ctx, dept, token, broker_url) as client:
         if not ctx.json_out:
             echo(
@@ -136,14 +137,16 @@ def publish_cmd(
                     data=fields,
                     files={"file": (file.name, body, media_type)},
                 )
-            answer = _await_anchor(ctx, client, resp.json(), wait_s)
+            accepted = resp.json()
+            answer = _await_anchor(ctx, client, accepted, wait_s)
         except BrokerUnreachable as exc:
             raise _retry_hint(exc, key, retryable=True) from None
         except GovShareError as exc:  # the broker's answer, rebuilt
             retryable = exc.status >= 500 or isinstance(exc, OperationInProgress)
             raise _retry_hint(exc, key, retryable) from None
         except KeyboardInterrupt:
-            raise _interrupted(client.code, sent, key, resume) from None
+            made = str(accepted.get("record_id") or "") or None
+            raise _interrupted(client.code, sent, key, resume, made) from None
     out: dict[str, Any] = {**answer, "idempotency_key": key, "department": client.code}
     if out.get("state") == "anchoring":
         ctx.emit(
@@ -188,10 +191,17 @@ def _resume_command(
     return shlex.join(parts)
 
 
-def _interrupted(broker: str, sent: bool, key: str, resume: str) -> Interrupted:
+def _interrupted(
+    broker: str, sent: bool, key: str, resume: str, record_id: str | None
+) -> Interrupted:
     """What an interrupted publish may have left, and how to finish it."""
     if not sent:
         state = "before anything was sent: no record was made."
+    elif record_id:
+        state = (
+            f"after {broker}'s broker accepted the file as record {record_id}: the record "
+            "exists and its anchor is on its way (`govshare record show` tells when)."
+        )
     else:
         state = (
             f"after the upload to {broker}'s broker began: the record may exist "
@@ -201,6 +211,7 @@ def _interrupted(broker: str, sent: bool, key: str, resume: str) -> Interrupted:
         f"Interrupted {state} To finish (or find) it without making a second one, run:\n  {resume}",
         idempotency_key=key,
         record_may_exist=sent,
+        record_id=record_id,
         resume=resume,
     )
 
