@@ -18,7 +18,7 @@ from govshare.errors import GovShareError, catalogue
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "docs" / "errors.md"
 # The CLI's own errors: never sent by a broker, so outside the broker catalogue.
-CLI_MODULES = ("govshare.cli._client",)
+CLI_MODULES = ("govshare.cli._client", "govshare.cli.errors")
 
 HEADER = """\
 # Error codes

@@ -30,7 +30,7 @@ from govshare.errors import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI_ERROR_MODULES = ("govshare.cli._client",)
+CLI_ERROR_MODULES = ("govshare.cli._client", "govshare.cli.errors")
 
 
 def _every_module() -> list[str]:

@@ -23,7 +23,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +39,8 @@ from govshare.crypto import (
     save_eth_keystore,
     save_hpke_key,
 )
-from govshare.crypto.keystore import DEFAULT_SCRYPT_N
-from govshare.errors import InputError, ProfileNotFound
+from govshare.crypto.keystore import DEFAULT_SCRYPT_N, ENV_ADMIN_PASSWORD, ENV_PASSWORD
+from govshare.errors import InputError, ProfileNotFound, WrongPassword
 from govshare.home import dept_dir, ensure_dir
 from govshare.settings import Passwords
 
@@ -112,9 +113,9 @@ class Profile:
         self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
     ) -> LocalAccount:
         """The broker's account: ``password``, else the password settings, else a prompt."""
-        return _account(
-            load_eth_keystore(self.broker_keystore, self._broker_pw(password, passwords))
-        )
+        pw = self._broker_pw(password, passwords)
+        with _naming_source(f"{self.code}'s broker key", ENV_PASSWORD, None):
+            return _account(load_eth_keystore(self.broker_keystore, pw))
 
     def unlock_admin(
         self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
@@ -130,8 +131,10 @@ class Profile:
             configured=passwords.broker,
             configured_file=passwords.broker_file,
             prompt=f"Password for {self.code}'s administrator key: ",
+            env=ENV_ADMIN_PASSWORD,
         )
-        return _account(load_eth_keystore(self.admin_keystore, pw))
+        with _naming_source(f"{self.code}'s administrator key", ENV_ADMIN_PASSWORD, ENV_PASSWORD):
+            return _account(load_eth_keystore(self.admin_keystore, pw))
 
     def unlock_hpke(
         self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
@@ -163,6 +166,20 @@ class Profile:
         tmp = self.dir / (CONFIG + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, self.dir / CONFIG)
+
+
+@contextmanager
+def _naming_source(key: str, env: str, fallback: str | None) -> Iterator[None]:
+    """A wrong password's message names the variables it may have come from."""
+    try:
+        yield
+    except WrongPassword as exc:
+        then = f", else {fallback}" if fallback else ""
+        raise WrongPassword(
+            f"Wrong password for {key}: it is read from {env} (or {env}_FILE){then}, "
+            "else asked on the terminal.",
+            **exc.details,
+        ) from None
 
 
 def _account(key: EthKey) -> LocalAccount:
@@ -227,16 +244,31 @@ def _from_doc(doc: Mapping[str, Any], d: Path) -> Profile:
     )
 
 
+def near_codes(code: str, known: list[str]) -> list[str]:
+    """The known department codes close to a mistyped ``code`` (TAXX → TAX), best
+    first; none when nothing is near."""
+    import difflib
+
+    return difflib.get_close_matches(code, known, n=3, cutoff=0.6)
+
+
 def load_profile(home: Path, code: str) -> Profile:
     """The profile of department ``code`` in this home."""
     code = normalise_code(code)
     d = dept_dir(home, code)
     p = d / CONFIG
     if not p.is_file():
-        have = ", ".join(list_codes(home)) or "none"
+        codes = list_codes(home)
+        near = near_codes(code, codes)
+        have = ", ".join(codes) or "none"
+        advice = (
+            f"Did you mean {' or '.join(near)}?"
+            if near
+            else f"Create it with `govshare init {code} --name NAME`."
+        )
         raise ProfileNotFound(
-            f"No profile for department {code} in {home} (profiles here: {have}). "
-            f"Create it with `govshare init {code} --name NAME`."
+            f"No profile for department {code} in {home} (profiles here: {have}). {advice}",
+            suggestions=near,
         )
     try:
         doc = json.loads(p.read_text())

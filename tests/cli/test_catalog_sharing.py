@@ -329,3 +329,94 @@ def test_bad_usage_is_refused_before_anything_is_sent(cli: Cli, up: dict, tmp_pa
         "\x1b[2J", "--dept", "MARKET",
     )  # fmt: skip
     assert "Traceback" not in r.output and "\x1b" not in r.output
+
+
+#: What a hostile department writes as its purpose, straight on chain (the broker
+#: API refuses control characters; the contract does not): clear the screen, move
+#: home, print "approved", carriage return, backspaces, an OSC window title, a
+#: right-to-left override, a C1 CSI.
+HOSTILE = (
+    "\x1b[2J\x1b[1;1HAPPROVED by TAX\r\b\b\x1b]0;owned\x07 licence \u202egnp.exe\u202c"
+    "\n  legal basis: none needed \x9b31m"
+)
+RAW = ("\x1b", "\r", "\b", "\x07", "\u202e", "\u202c", "\x9b", "\n  legal basis: none")
+
+
+def _shows_escaped(text: str) -> None:
+    for raw in RAW:
+        assert raw not in text, (raw, text)
+    for escaped in ("\\x1b[2J", "\\x0d", "\\x08", "\\x1b]0;owned\\x07", "\\u202e", "\\x9b31m"):
+        assert escaped in text, (escaped, text)
+
+
+def test_a_hostile_purpose_is_shown_escaped_everywhere(cli: Cli, up: dict, tmp_path: Path) -> None:
+    """COURT's broker key writes a request whose purpose is terminal escape
+    sequences; every command that shows it shows them escaped, never played."""
+    from govshare.chain.ledger import Ledger
+    from govshare.profile import load_profile
+
+    rid = publish(cli, tmp_path / "target.pdf", os.urandom(64), "tax-clearance")
+    # (a first request through COURT's broker writes the batched record on chain)
+    cli.ok("request", "create", "--owner", "TAX", "--record", rid, "--purpose", "check",
+           "--dept", "COURT")  # fmt: skip
+    ledger = Ledger.from_deployment(cli.home / "deployment.json")
+    court = load_profile(cli.home, "COURT").unlock_broker(ENV["GOVSHARE_PASSWORD"])
+    req = int(
+        ledger.access.request_access(
+            court, "TAX", rid, HOSTILE, "\x1b[31mart. 1\x1b[0m", ledger.now() + 86400
+        ).value
+    )
+    incoming = cli.ok("request", "list", "--incoming", "--dept", "TAX")
+    _shows_escaped(incoming.stdout)
+    listed = cli.ok("request", "list", "--incoming", "--dept", "TAX", "--json").json()
+    assert next(r for r in listed if r["id"] == req)["purpose"] == HOSTILE  # JSON: as written
+    _shows_escaped(cli.ok("grant", "list", "--dept", "TAX", "--incoming").stdout)
+    # The administrator's confirmation prompt: what they read before saying yes.
+    asked = cli("grant", "approve", str(req), "--dept", "TAX", "--expires", "1d",
+                "--max-uses", "1", input="n\n")  # fmt: skip
+    assert asked.exit_code == 1 and "Cancelled; nothing was sent" in asked.stderr
+    _shows_escaped(asked.stdout)
+    assert "legal basis: \\x1b[31mart. 1\\x1b[0m" in asked.stdout
+    trail = cli.ok("audit", "trail", rid)
+    _shows_escaped(trail.stdout)
+    denied = cli.ok("grant", "deny", str(req), "--reason", "no \x1b[2J", "--dept", "TAX", "-y")
+    assert "\x1b" not in denied.output
+    listed = cli.ok("request", "list", "--outgoing", "--dept", "COURT").stdout
+    assert "no \\x1b[2J" in listed and "\x1b" not in listed
+
+
+def test_a_fetch_that_cannot_be_written_leaves_no_file(cli: Cli, up: dict, tmp_path: Path) -> None:
+    """The fetched record is 3 MB; the CLI process may write files of at most 1 MiB
+    (RLIMIT_FSIZE, so the write fails with EFBIG as a full disk fails with ENOSPC):
+    one sentence naming the file, no file and no temporary file left."""
+    import resource
+    import subprocess
+
+    from cli.conftest import GOVSHARE
+
+    data = os.urandom(3_000_000)
+    rid = publish(cli, tmp_path / "big.pdf", data, "tax-clearance")
+    req = cli.ok(
+        "request", "create", "--owner", "TAX", "--record", rid, "--purpose", "check",
+        "--dept", "MARKET", "--json",
+    ).json()  # fmt: skip
+    cli.ok("grant", "approve", str(req["request_id"]), "--dept", "TAX", "--expires", "1d",
+           "--max-uses", "2", "-y")  # fmt: skip
+    out = tmp_path / "got" / "big.pdf"
+    out.parent.mkdir()
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    proc = subprocess.run(
+        [str(GOVSHARE), "record", "fetch", rid, "-o", str(out), "--dept", "MARKET"],
+        capture_output=True, text=True, env=cli.env, timeout=300, preexec_fn=small_files,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: Could not write {out}: the file is larger than this system or its limits "
+        "allow; nothing was written under that name."
+    ], proc.stderr
+    assert list(out.parent.iterdir()) == []
+    cli.ok("record", "fetch", rid, "-o", str(out), "--dept", "MARKET")
+    assert out.read_bytes() == data

@@ -185,10 +185,10 @@ def test_every_refusal_from_the_cli(cli: Cli, files: Path) -> None:
     fetch_refused("grant.quota_exhausted", "--grant", once)
 
     brief = _request(cli, rid, purpose="brief")
-    _grant(cli, brief, expires="2s")
+    _grant(cli, brief, expires="1h")
     rpc = json.loads((cli.home / "deployment.json").read_text())["rpc_url"]
     with Connection(rpc) as chain:
-        warp_chain(chain, 3)  # the chain's clock passes the grant's expiry
+        warp_chain(chain, 3601)  # the chain's clock passes the grant's expiry
     fetch_refused("grant.expired", "--grant", brief)
 
     revoked = _request(cli, rid, purpose="revoked")

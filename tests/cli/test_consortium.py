@@ -100,6 +100,26 @@ def test_governance_refusals_change_nothing(consortium: Cli) -> None:
     assert cli.ok("dept", "proposals", "--json").json()["proposals"] == []
 
 
+def test_a_joining_departments_name_is_shown_escaped(consortium: Cli, tmp_path: Path) -> None:
+    """The public entry of a department asking to join is written by that department:
+    its name, in the confirmation the proposer reads, shows its escape sequences
+    instead of playing them (it could otherwise rewrite what the question says)."""
+    import json
+
+    other = Cli(tmp_path / "elsewhere", {"GOVSHARE_PASSWORD": "pw"})
+    entry = other.ok("init", "EVIL", "--name", "Evil", *FAST, "--json").json()
+    entry["name"] = "Evil\x1b[2K\rPropose adding AUDITOR (National Audit Office) \u202e?oN"
+    bundle = tmp_path / "evil.json"
+    bundle.write_text(json.dumps(entry))
+    asked = consortium("dept", "propose", "add", "EVIL", "--from", str(bundle), "--as", "TAX",
+                       input="n\n")  # fmt: skip
+    assert asked.exit_code == 1 and "Cancelled; nothing was sent" in asked.stderr
+    assert "\x1b" not in asked.stdout and "\r" not in asked.stdout and "\u202e" not in asked.stdout
+    assert "Evil\\x1b[2K\\x0dPropose adding AUDITOR" in asked.stdout, asked.stdout
+    assert "\\u202e?oN" in asked.stdout
+    assert consortium.ok("dept", "proposals", "--json").json()["proposals"] == []
+
+
 def test_catalog_declare_and_list(consortium: Cli, tmp_path: Path) -> None:
     cli = consortium
     schema = tmp_path / "schema.json"

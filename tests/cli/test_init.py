@@ -58,7 +58,10 @@ def test_init_refusals_change_nothing(cli: Cli) -> None:
 
     del cli.env["GOVSHARE_PASSWORD"]
     r = cli.fails("init", "COURT", "--name", "Court", *FAST)
-    assert "No password given" in r.stderr
+    assert (
+        "No new password for COURT's broker key: pass --password-file FILE, "
+        "set GOVSHARE_PASSWORD or GOVSHARE_PASSWORD_FILE"
+    ) in r.stderr
     err = cli.fails("init", "COURT", "--name", "Court", "--json", *FAST).json()["error"]
     assert err["code"] == "key.password_unavailable"
 

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from govshare.chain.ledger import Ledger
+from govshare.cli.errors import Cancelled
 from govshare.cli.main import Ctx, from_settings
 from govshare.home import deployment_path
 from govshare.profile import Profile, load_profile
+from govshare.util import printable
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -65,9 +67,9 @@ def confirm(yes: bool, question: str) -> None:
     """Ask before a transaction, unless ``-y``. No terminal and no ``-y``: refuse."""
     if yes:
         return
-    try:
-        ok = click.confirm(question, default=False)
+    try:  # (the question quotes what other departments wrote: shown, never obeyed)
+        ok = click.confirm(printable(question, keep_newlines=True), default=False)
     except click.exceptions.Abort:
         ok = False
     if not ok:
-        raise click.ClickException("Cancelled; nothing was sent. (Pass -y to skip this question.)")
+        raise Cancelled("Cancelled; nothing was sent. (Pass -y to skip this question.)")

@@ -23,7 +23,7 @@ from govshare.clerk.importer import (
     import_folder,
 )
 from govshare.cli._client import BrokerClient, BrokerUnreachable
-from govshare.cli.main import EXIT_ERROR, Ctx
+from govshare.cli.main import EXIT_ERROR, Ctx, echo
 from govshare.util import printable
 
 
@@ -126,8 +126,10 @@ def _progress(ctx: Ctx, quiet: bool):  # type: ignore[no-untyped-def]
 
         def line(r: ItemResult) -> None:
             what = r.outcome if r.outcome != "already" else "already there"
-            tail = f" {r.record_id}" if r.record_id else f": {r.reason}" if r.reason else ""
-            click.echo(f"{what:13} {printable(r.relpath)}{tail}", err=True)
+            tail = (
+                f" {r.record_id}" if r.record_id else f": {printable(r.reason)}" if r.reason else ""
+            )
+            echo(f"{what:13} {printable(r.relpath)}{tail}", err=True)
 
         yield None, line
         return
@@ -184,15 +186,15 @@ def run(
 
 
 def _human(s: ImportSummary) -> None:
-    click.echo(
+    echo(
         f"Imported {s.total} files: {s.published} published, {s.already} already there, "
         f"{len(s.failed)} failed."
     )
     if s.anchoring:
-        click.echo(f"  {s.anchoring} accepted and anchoring (their batch lands shortly).")
+        echo(f"  {s.anchoring} accepted and anchoring (their batch lands shortly).")
     for rel, reason in s.failed:
-        click.echo(f"  failed  {printable(rel)}: {reason}")
+        echo(f"  failed  {printable(rel)}: {printable(reason)}")
     for err in s.csv_errors:
-        click.echo(f"  subject CSV {err}")
+        echo(f"  subject CSV {printable(err)}")
     if not s.ok:
-        click.echo("Run the same command again to retry: what is already there is skipped.")
+        echo("Run the same command again to retry: what is already there is skipped.")

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from govshare.cli.main import EXIT_ERROR, Ctx, common_options, from_settings, pass_ctx
+from govshare.cli._output import atomic_output, check_output
+from govshare.cli.main import EXIT_ERROR, Ctx, common_options, echo, from_settings, pass_ctx
 from govshare.util import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,23 +93,34 @@ def open_view(
 
 def fail(ctx: Ctx, sentence: str) -> None:
     """Exit non-zero with one sentence on stderr (after any report was printed)."""
-    click.echo(f"Error: {printable(sentence)}", err=True)
+    echo(f"Error: {printable(sentence)}", err=True)
     click.get_current_context().exit(EXIT_ERROR)
 
 
-def write_out(data: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(data, encoding="utf-8")
-        click.echo(f"Written to {output}.", err=True)
+def output_options(f: Any) -> Any:
+    """``-o FILE`` and ``--force``: the one rule of every ``-o`` (see ``cli._output``)."""
+    f = click.option("--force", is_flag=True, help="Replace the output file if it exists.")(f)
+    return click.option(
+        "-o", "--output", type=click.Path(), metavar="FILE", help="Write to this file."
+    )(f)
+
+
+def write_out(data: str, target: Path | None) -> None:
+    """``data`` to ``target`` (checked by :func:`check_output` before any work), or
+    to stdout."""
+    if target is not None:
+        with atomic_output(target) as fh:
+            fh.write(data.encode("utf-8"))
+        echo(f"Written to {target}.", err=True)
     else:
-        click.echo(data)
+        echo(data)
 
 
 def _problems_text(problems: list[dict[str, Any]], limit: int = 20) -> None:
     for p in problems[:limit]:
-        click.echo(f"  ✗ [{p['code']}] {printable(p['message'])}")
+        echo(f"  ✗ [{p['code']}] {printable(p['message'])}")
     if len(problems) > limit:
-        click.echo(f"  … and {len(problems) - limit} more (use --json for all).")
+        echo(f"  … and {len(problems) - limit} more (use --json for all).")
 
 
 @click.group()
@@ -145,18 +157,18 @@ def verify_cmd(
     def human() -> None:
         if not out["records"]:
             return
-        click.echo(f"{file}: SHA-256 {out['sha256']}")
+        echo(f"{file}: SHA-256 {out['sha256']}")
         for r in out["records"]:
-            click.echo(
+            echo(
                 f"  anchored as record {r['record_id']}\n"
-                f"    owner {r['department']}, category {r['category']}\n"
+                f"    owner {r['department']}, category {printable(r['category'])}\n"
                 f"    published by {r['anchored_by']} at {r['anchored_at_iso']}, "
                 f"block {r['block_number']}, transaction {r['tx_hash']}"
             )
             if r.get("version") is not None:
-                click.echo(f"    version {r['version']} of {r['versions']}, {_state(r)}")
+                echo(f"    version {r['version']} of {r['versions']}, {_state(r)}")
             if r.get("batch"):
-                click.echo(_batch_text(r["batch"]))
+                echo(_batch_text(r["batch"]))
 
     ctx.emit(out, human)
     unread = out["unread_batches"]
@@ -216,7 +228,7 @@ def _batch_text(b: dict[str, Any]) -> str:
     default=None,
     help="text (default), json, or W3C PROV-JSON.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@output_options
 @view_options
 @common_options
 @pass_ctx
@@ -225,6 +237,7 @@ def trail_cmd(
     record: str,
     fmt: str | None,
     output: str | None,
+    force: bool,
     rpc: str | None,
     deployment_file: str | None,
     manifest_urls: tuple[str, ...],
@@ -235,6 +248,7 @@ def trail_cmd(
     from govshare.audit.prov import trail_to_prov
     from govshare.audit.trail import build_trail
 
+    target = check_output(output, force=force) if output else None
     view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
     try:
         trail = build_trail(view, record)
@@ -242,43 +256,43 @@ def trail_cmd(
         view.close()
     fmt = fmt or ("json" if ctx.json_out else "text")
     if fmt == "prov":
-        write_out(json.dumps(trail_to_prov(trail), indent=2, sort_keys=True), output)
+        write_out(json.dumps(trail_to_prov(trail), indent=2, sort_keys=True), target)
     elif fmt == "json":
-        write_out(json.dumps(trail, indent=2, sort_keys=True), output)
+        write_out(json.dumps(trail, indent=2, sort_keys=True), target)
     else:
         _trail_text(trail)
     if not trail["ok"]:
         fail(
             ctx,
             f"The trail of record {trail['record_id']} has {len(trail['problems'])} problem(s): "
-            f"{trail['problems'][0]['message']}",
+            f"{printable(trail['problems'][0]['message'])}",
         )
 
 
 def _trail_text(t: dict[str, Any]) -> None:
-    click.echo(f"Record {t['record_id']} (owner {t['owner']}), chain {t['chain_id']}")
-    click.echo("Versions:")
+    echo(f"Record {t['record_id']} (owner {t['owner']}), chain {t['chain_id']}")
+    echo("Versions:")
     for v in t["versions"]:
         mark = " ◀ this" if v["this"] else ""
-        click.echo(
+        echo(
             f"  v{v['version']} {v['record_id']} {v['anchored_at_iso']} by {v['anchored_by']}"
             f" (tx {v['tx_hash']}){' superseded' if not v['current'] else ''}{mark}"
         )
         if v.get("batch"):
-            click.echo(_batch_text(v["batch"]))
-    click.echo("Timeline:")
+            echo(_batch_text(v["batch"]))
+    echo("Timeline:")
     for e in t["timeline"]:
-        click.echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
+        echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
     r = t["receipts"]
-    click.echo(
+    echo(
         f"Receipts: {r['anchored']} anchored, {r['verified']} verified "
         "(inclusion proof, both signatures, grant window)."
     )
     if t["problems"]:
-        click.echo("Problems:")
+        echo("Problems:")
         _problems_text(t["problems"])
     else:
-        click.echo("No problems found.")
+        echo("No problems found.")
 
 
 # -- receipts -------------------------------------------------------------------------------
@@ -338,29 +352,29 @@ def receipts_cmd(
 
     def human() -> None:
         for d in report["departments"]:
-            click.echo(
+            echo(
                 f"{d['department']}: {d['batches']} batch(es), {d['receipts']} receipt(s) "
                 f"checked, last anchored receipt {d['last_seq']}"
             )
         for b in report["batches"]:
             mark = "✓" if b["ok"] else "✗"
-            click.echo(
+            echo(
                 f"  {mark} {b['department']} batch {b['index']}: receipts {b['first_seq']}-"
                 f"{b['last_seq']}, root {b['root'][:18]}…, manifest "
                 f"{'from ' + b['manifest_source'] if b['manifest_found'] else 'NOT FOUND'}"
             )
         if report["problems"]:
-            click.echo(f"{len(report['problems'])} problem(s):")
+            echo(f"{len(report['problems'])} problem(s):")
             _problems_text(report["problems"])
         else:
-            click.echo(f"All {report['receipts_checked']} receipt(s) verified.")
+            echo(f"All {report['receipts_checked']} receipt(s) verified.")
 
     ctx.emit(report, human)
     if not report["ok"]:
         fail(
             ctx,
             f"The receipt audit found {len(report['problems'])} problem(s): "
-            f"{report['problems'][0]['message']}",
+            f"{printable(report['problems'][0]['message'])}",
         )
 
 
@@ -393,20 +407,21 @@ def batches_cmd(
     def human() -> None:
         for b in out["batches"]:
             mark = "✓" if b["state"] == "indexed" else "✗"
-            click.echo(
+            echo(
                 f"  {mark} {b['department']} batch {b['sequence']}: {b['count']} record(s), "
-                f"root {b['merkle_root'][:18]}…, manifest {b['manifest_cid']}: {b['state']}"
-                + (f" ({b['problem']})" if b["problem"] else "")
+                f"root {b['merkle_root'][:18]}…, "
+                f"manifest {printable(b['manifest_cid'])}: {b['state']}"
+                + (f" ({printable(b['problem'])})" if b["problem"] else "")
             )
         counts = ", ".join(f"{n} {state}" for state, n in sorted(out["counts"].items()))
-        click.echo(f"{len(out['batches'])} record batch(es){': ' + counts if counts else ''}.")
+        echo(f"{len(out['batches'])} record batch(es){': ' + counts if counts else ''}.")
 
     ctx.emit(out, human)
     if not out["ok"]:
         fail(
             ctx,
             f"{len(out['problems'])} record batch(es) could not be read or checked: "
-            f"{out['problems'][0]['message']}",
+            f"{printable(out['problems'][0]['message'])}",
         )
 
 
@@ -439,18 +454,18 @@ def overdue_cmd(
 
     def human() -> None:
         if not out["requests"]:
-            click.echo("No overdue requests.")
+            echo("No overdue requests.")
             return
         for r in out["requests"]:
             hours = r["overdue_seconds"] / 3600
-            click.echo(
+            echo(
                 f"#{r['id']} {r['requester']} → {r['owner']}: "
                 f"{printable(repr(r['purpose']))}, deadline {r['deadline_iso']} "
                 f"({hours:.1f} h overdue), {r['reminders']} reminder(s), "
                 f"{r['escalations']} escalation(s)"
             )
             for h in r["history"]:
-                click.echo(f"    {h['at_iso']} {h['kind']} by {h['by']}")
+                echo(f"    {h['at_iso']} {h['kind']} by {h['by']}")
 
     ctx.emit(out, human)
 
@@ -461,21 +476,38 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AGO = re.compile(r"^\d+[smhdw]$")
 
 
+def _unix_seconds(digits: str) -> int:
+    from govshare.util import MAX_DATETIME_SECONDS
+
+    if len(digits) > 12 or int(digits) > MAX_DATETIME_SECONDS:
+        raise click.BadParameter(
+            f"{digits[:20]} is not a time: Unix seconds go up to {MAX_DATETIME_SECONDS} "
+            "(9999-12-31)."
+        )
+    return int(digits)
+
+
 def parse_when(text: str, *, end: bool = False) -> int | None:
     """``2026-05-01`` or ``today`` (the day's start, or with ``end`` its end), an
     ISO 8601 time, ``7d`` (that long ago), or Unix seconds; None for ``now`` (the
-    ledger's now: the later of the wall clock and the latest block)."""
+    ledger's now: the later of the wall clock and the latest block). A time before
+    1970 or after 9999 is refused with one sentence (click's usage error)."""
+    from govshare.errors import InputError
+    from govshare.util import MAX_DATETIME_SECONDS, parse_duration
+
     t = (text or "").strip()
     if t == "now":
         return None
     if t == "today":
         t = datetime.now(UTC).date().isoformat()
-    if _AGO.match(t):  # "7d": that long before now
-        from govshare.util import parse_duration
-
-        return int(datetime.now(UTC).timestamp()) - parse_duration(t)
+    now = int(datetime.now(UTC).timestamp())
+    if _AGO.match(t):  # "7d": that long before now (and not before 1970)
+        try:
+            return now - parse_duration(t, now, what="time ago")
+        except InputError as exc:
+            raise click.BadParameter(exc.message) from None
     if t.isdigit():
-        return int(t)
+        return _unix_seconds(t)
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
@@ -484,9 +516,12 @@ def parse_when(text: str, *, end: bool = False) -> int | None:
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    when = int(dt.timestamp())
     if end and _DATE.match(t):
-        dt += timedelta(days=1, seconds=-1)
-    return int(dt.timestamp())
+        when += 86400 - 1
+    if not 0 <= when <= MAX_DATETIME_SECONDS:
+        raise click.BadParameter(f"{text!r} is not a time between 1970 and 9999.")
+    return when
 
 
 @audit.command("report")
@@ -502,7 +537,7 @@ def parse_when(text: str, *, end: bool = False) -> int | None:
     default="json",
     show_default=True,
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+@output_options
 @view_options
 @common_options
 @pass_ctx
@@ -513,6 +548,7 @@ def report_cmd(
     dept_code: str | None,
     fmt: str,
     output: str | None,
+    force: bool,
     rpc: str | None,
     deployment_file: str | None,
     manifest_urls: tuple[str, ...],
@@ -524,6 +560,7 @@ def report_cmd(
     from govshare.profile import normalise_code
 
     start, stop = parse_when(since), parse_when(until, end=True)
+    target = check_output(output, force=force) if output else None
     code = normalise_code(dept_code) if dept_code else None
     view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
     try:
@@ -534,13 +571,13 @@ def report_cmd(
             raise click.BadParameter("--until is before --since.")
         report = period_report(view, start, stop, code)
         if fmt == "prov":
-            write_out(json.dumps(report_prov(view, report), indent=2, sort_keys=True), output)
+            write_out(json.dumps(report_prov(view, report), indent=2, sort_keys=True), target)
     finally:
         view.close()
     if fmt == "html":
-        write_out(render_report_html(report), output)
+        write_out(render_report_html(report), target)
     elif fmt == "json":
-        write_out(json.dumps(report, indent=2, sort_keys=True), output)
+        write_out(json.dumps(report, indent=2, sort_keys=True), target)
     # overdue requests, late decisions and bulk pulls are findings to read; receipts
     # or batches that fail their checks are failures
     failed = [a for a in report["anomalies"] if a["kind"] in _FAILURES]
@@ -548,7 +585,7 @@ def report_cmd(
         fail(
             ctx,
             f"{len(failed)} access(es) or batch(es) in {report['since_iso']} to "
-            f"{report['until_iso']} fail their checks: {failed[0]['message']}",
+            f"{report['until_iso']} fail their checks: {printable(failed[0]['message'])}",
         )
 
 

@@ -9,14 +9,14 @@ The store is the local one under the govshare home unless ``--store`` (or the
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import BinaryIO
 
 import click
 
+from govshare.cli._output import atomic_output, check_output
 from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.errors import InputError
-from govshare.storage import CAR, GC, PIN, BlobStore, open_store, parse_cid, require, save_to
+from govshare.storage import CAR, GC, PIN, BlobStore, open_store, parse_cid, require
 
 store_option = click.option(
     "--store",
@@ -41,16 +41,6 @@ def _open_input(path: str) -> BinaryIO:
         raise InputError(f"{path} is a directory; give a file") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _check_output(path: str) -> Path:
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {path}: directory {parent} does not exist")
-    if target.is_dir():
-        raise InputError(f"cannot write {path}: it is a directory")
-    return target
 
 
 @click.group("blob")
@@ -87,16 +77,21 @@ def add_cmd(ctx: Ctx, file: str, cid_version: str, no_pin: bool, store_url: str 
 @blob.command("get")
 @click.argument("cid")
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the file.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @store_option
 @common_options
 @pass_ctx
-def get_cmd(ctx: Ctx, cid: str, output: str, store_url: str | None) -> None:
+def get_cmd(ctx: Ctx, cid: str, output: str, force: bool, store_url: str | None) -> None:
     """Write the file CID to FILE (only once every block has verified)."""
     parsed = parse_cid(cid)
-    target = _check_output(output)
+    target = check_output(output, force=force)
     store = _open(ctx, store_url)
+    size = 0
     try:
-        size = save_to(store, parsed, target)
+        with atomic_output(target) as fh:
+            for chunk in store.get(parsed):
+                fh.write(chunk)
+                size += len(chunk)
     finally:
         store.close()
     ctx.emit({"cid": str(parsed), "size": size, "output": str(target)}, f"{size} bytes → {target}")
@@ -156,28 +151,19 @@ def unpin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
 @blob.command("export")
 @click.argument("cid")
 @click.option("-o", "--output", required=True, metavar="FILE.car", help="CAR file to write.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @store_option
 @common_options
 @pass_ctx
-def export_cmd(ctx: Ctx, cid: str, output: str, store_url: str | None) -> None:
+def export_cmd(ctx: Ctx, cid: str, output: str, force: bool, store_url: str | None) -> None:
     """Export the DAG of CID as a CARv1 (like ``ipfs dag export``)."""
-    import tempfile
-
     parsed = parse_cid(cid)
-    target = _check_output(output)
+    target = check_output(output, force=force)
     store = _open(ctx, store_url)
     try:
         require(store, CAR)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                blocks = store.export_car(parsed, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(target) as fh:
+            blocks = store.export_car(parsed, fh)
     finally:
         store.close()
     ctx.emit(

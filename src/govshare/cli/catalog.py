@@ -12,10 +12,10 @@ from rich.console import Console
 from govshare.broker import governance
 from govshare.cli._chain import admin_of, as_option, open_ledger, rpc_option
 from govshare.cli._render import SafeTable
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
-from govshare.util import iso
+from govshare.util import iso, printable
 
 
 @click.group()
@@ -102,7 +102,7 @@ def declare_cmd(
     verb = "declared" if description is not None else "set the sharing of"
     ctx.emit(
         {**entry, "tx_hash": done.tx_hash, "tx_hashes": [t.tx_hash for t in done.txs]},
-        f"{prof.code} {verb} category '{entry['category']}': {_sharing_text(entry)}."
+        f"{prof.code} {verb} category '{printable(entry['category'])}': {_sharing_text(entry)}."
         + ("" if done.txs else " (Nothing changed.)"),
     )
 
@@ -157,7 +157,7 @@ def list_cmd(ctx: Ctx, dept_code: str | None, retired: bool, rpc: str | None) ->
 
     def human() -> None:
         if not entries:
-            click.echo("No categories declared.")
+            echo("No categories declared.")
             return
         t = SafeTable(title="Catalog")
         for col in ["department", "category", "description", "sharing", "status", "updated"]:

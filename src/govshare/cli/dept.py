@@ -29,7 +29,7 @@ from govshare.cli._chain import (
 )
 from govshare.cli._render import SafeTable
 from govshare.cli.consortium import _init_from_public
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.crypto import resolve_password
 from govshare.errors import InputError
 from govshare.profile import load_profile, normalise_code
@@ -119,9 +119,9 @@ def proposals_cmd(ctx: Ctx, show_all: bool, rpc: str | None) -> None:
 
     def human() -> None:
         if not items:
-            click.echo("No open proposals." if not show_all else "No proposals.")
+            echo("No open proposals." if not show_all else "No proposals.")
         for p in items:
-            click.echo(
+            echo(
                 f"{_describe(p)} — {p['status']}, approvals {p['approval_count']}/{threshold} "
                 f"({', '.join(p['approved_by'])}), expires {p['expires']}"
             )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from govshare.chain.devnode import DEFAULT_PORT, DevChain
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.home import chain_dir, ensure_dir
 
 if TYPE_CHECKING:
@@ -99,26 +99,24 @@ def chain_status(ctx: Ctx) -> None:
 
 
 def _print_status(st: DevNetStatus, *, verb: str) -> None:
-    click.echo(f"Local consortium {verb} (home {st.home})")
+    echo(f"Local consortium {verb} (home {st.home})")
     chain_state = f"running at {st.chain.url}" if st.chain.running else "stopped"
-    click.echo(
-        f"  chain     {chain_state}" + (f", block {st.chain.block}" if st.chain.running else "")
-    )
+    echo(f"  chain     {chain_state}" + (f", block {st.chain.block}" if st.chain.running else ""))
     if not st.deployed:
-        click.echo("  ledger    not deployed (run `govshare dev up`)")
+        echo("  ledger    not deployed (run `govshare dev up`)")
     if st.database == "postgresql":
-        click.echo(f"  postgres  {'running' if st.postgres_running else 'stopped'}")
+        echo(f"  postgres  {'running' if st.postgres_running else 'stopped'}")
     for code, (url, running) in st.kubo.items():
-        click.echo(f"  kubo {code:<4} {url}  {'running' if running else 'stopped'}")
+        echo(f"  kubo {code:<4} {url}  {'running' if running else 'stopped'}")
     for b in st.brokers:
         if b.running:
             health = "ready" if b.ready else "running, not ready (chain or store unreachable?)"
-            click.echo(f"  {b.code:<9} {b.url}  pid {b.pid}, {health}")
+            echo(f"  {b.code:<9} {b.url}  pid {b.pid}, {health}")
         else:
-            click.echo(f"  {b.code:<9} {b.url}  stopped")
+            echo(f"  {b.code:<9} {b.url}  stopped")
     if st.brokers:
-        click.echo(f"  tokens    {st.home}/depts/CODE/api.token (clerk), api-admin.token (admin)")
-        click.echo(f"  logs      {Path(st.brokers[0].log).parent}")
+        echo(f"  tokens    {st.home}/depts/CODE/api.token (clerk), api-admin.token (admin)")
+        echo(f"  logs      {Path(st.brokers[0].log).parent}")
 
 
 @dev.command("up")
@@ -197,12 +195,13 @@ def up(
         configured=passwords.broker,
         configured_file=passwords.broker_file,
         prompt="Broker key password: " if not fresh else "New broker key password: ",
+        option="--password-file",
     )
     admin_password = passwords.admin
 
-    def echo(line: str) -> None:
+    def progress(line: str) -> None:
         if not ctx.json_out:
-            click.echo(line, err=True)
+            echo(line, err=True)
 
     st = DevNet(ctx.home, ctx.settings).up(
         codes,
@@ -214,13 +213,13 @@ def up(
         wait=wait,
         store=store,
         database=database,
-        echo=echo,
+        echo=progress,
     )
 
     def human() -> None:
         _print_status(st, verb="resumed" if st.resumed else "up")
         first = st.brokers[0].code if st.brokers else "TAX"
-        click.echo(
+        echo(
             "\nTry, as a clerk (the token is read from the file above):\n"
             f"  govshare record publish FILE --category {category_for(first)[0]} --dept {first}\n"
             f"  govshare record list --dept {first}\n"

@@ -18,7 +18,7 @@ from govshare.broker.signed import department_journal
 from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
 from govshare.cli._render import SafeTable
-from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, from_settings, pass_ctx
 from govshare.profile import normalise_code
 from govshare.util import MAX_GRANT_EXPIRY, iso, parse_duration, printable
 
@@ -240,7 +240,7 @@ def list_cmd(
 
     def human() -> None:
         if not out:
-            click.echo("No requests.")
+            echo("No requests.")
             return
         t = SafeTable(title="Requests and grants")
         for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:

@@ -7,7 +7,7 @@ import click
 from govshare.cli.main import Ctx, common_options, pass_ctx
 from govshare.crypto import resolve_password
 from govshare.crypto.errors import PasswordUnavailable
-from govshare.crypto.keystore import DEFAULT_SCRYPT_N
+from govshare.crypto.keystore import DEFAULT_SCRYPT_N, ENV_ADMIN_PASSWORD
 from govshare.profile import create_profile, list_codes, normalise_code
 
 FIRST_BROKER_PORT = 8701
@@ -64,6 +64,7 @@ def init(
         configured=passwords.broker,
         configured_file=passwords.broker_file,
         prompt=f"New password for {code}'s broker key: ",
+        option="--password-file",
     )
     admin_pw = passwords.admin
     if not admin_pw:
@@ -73,6 +74,7 @@ def init(
                 confirm=True,
                 configured_file=passwords.admin_file,
                 prompt=f"New password for {code}'s administrator key: ",
+                env=ENV_ADMIN_PASSWORD,
             )
         except PasswordUnavailable:  # no terminal: scripts use one password for both
             admin_pw = broker_pw

@@ -4,9 +4,17 @@ the clerk commands need no ``--token``.
 The token is checked against the department's broker (``GET /v1/me``), then kept
 in ``HOME/depts/CODE/api.token`` (0600). ``GOVSHARE_TOKEN`` and ``--token`` on a
 command still win over the saved one.
+
+A token already saved there (``govshare dev up`` saves a clerk's) is not lost: it
+moves to ``api.token.previous`` (0600, replacing an older one) and the output
+says so, with the command that puts it back. Saving the same token again
+changes nothing.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import click
 
@@ -17,8 +25,9 @@ from govshare.cli._client import (
     token_path,
 )
 from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
-from govshare.errors import InputError
+from govshare.errors import ConfigError, InputError
 from govshare.profile import normalise_code
+from govshare.util import printable
 
 
 @click.command("login")
@@ -58,12 +67,40 @@ def login(ctx: Ctx, dept: str, token: str | None, broker_url: str | None, no_che
             raise InputError(
                 f"That token is a user of {me.get('department')}, not of {code}; nothing saved."
             )
+    previous = _keep_previous(token_path(ctx.home, code), token)
     path = save_token(ctx.home, code, token)
-    who = f" as {me['name']} ({me['role']})" if me else ""
-    ctx.emit(
-        {"department": code, "token_file": str(path), "user": me},
-        f"Logged in to {code}'s broker{who}; token saved in {path}.",
+    who = f" as {printable(me['name'])} ({printable(me['role'])})" if me else ""
+    replaced = (
+        f"\nIt replaces the token saved before, kept in {previous} "
+        f"(`mv {previous} {path}` puts it back)."
+        if previous
+        else ""
     )
+    ctx.emit(
+        {
+            "department": code,
+            "token_file": str(path),
+            "user": me,
+            "previous_token_file": str(previous) if previous else None,
+        },
+        f"Logged in to {code}'s broker{who}; token saved in {path}.{replaced}",
+    )
+
+
+def _keep_previous(path: Path, token: str) -> Path | None:
+    """Move a different token saved at ``path`` aside (``….previous``), so a login
+    never silently loses the one `dev up` or an earlier login saved."""
+    try:
+        old = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the token file {path} ({exc.strerror}).") from None
+    if not old or old == token:
+        return None
+    previous = path.with_name(path.name + ".previous")
+    os.replace(path, previous)  # same folder, same 0600 mode
+    return previous
 
 
 @click.command("logout")

@@ -2,7 +2,13 @@
 
 Every command takes ``--json`` and ``--home``; the root group turns any
 :class:`~govshare.errors.GovShareError` into one clean line on stderr (or a JSON
-object with ``--json``) and a non-zero exit code, never a traceback.
+object with ``--json``) and a non-zero exit code, never a traceback. Usage errors
+(click's) keep exit status 2 and take the same JSON shape with ``--json``
+(code ``cli.usage``); so does a command line that is not valid UTF-8.
+
+Human output goes through :func:`echo`: text from the chain or another
+department (a purpose, a reason, a name) is shown with its control characters
+escaped (:func:`govshare.util.printable`), never obeyed by the terminal.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -36,6 +42,9 @@ class Ctx:
 
     home_opt: str | None = None
     json_out: bool = False
+    #: ``--json`` is on the command line (read before parsing: a usage error can
+    #: stop the parse before ``--json`` is processed).
+    json_asked: bool = False
     _settings: Settings | None = field(default=None, repr=False)
 
     @property
@@ -47,7 +56,7 @@ class Ctx:
 
             self._settings = load_settings()
             for warning in retired_names():
-                click.echo(f"Warning: {warning}", err=True)
+                echo(f"Warning: {warning}", err=True)
         return self._settings
 
     @property
@@ -61,9 +70,23 @@ class Ctx:
         elif callable(human):
             human()
         elif human is not None:
-            click.echo(human)
+            echo(human)
         else:
             click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+    @property
+    def wants_json(self) -> bool:
+        return self.json_out or self.json_asked
+
+
+def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """Print human text: the commands' one way to the terminal. Whatever it holds
+    goes through :func:`~govshare.util.printable` (newlines kept), so a purpose,
+    reason or name written by another department shows its escape sequences,
+    carriage returns and bidi overrides instead of playing them. (A value that
+    must stay on its line is passed through ``printable`` itself, which also
+    escapes its newlines.) JSON output needs none of this: ``json.dumps`` escapes."""
+    click.echo(printable(message, keep_newlines=True), err=err, nl=nl)
 
 
 def from_settings(name: str) -> Callable[[], Any]:
@@ -133,8 +156,12 @@ class GovShareGroup(click.Group):
         # One Ctx for the whole command line, made at the root, so a subcommand's
         # --json also shapes the error the root prints.
         if parent is None:
-            extra.setdefault("obj", Ctx())
-        return super().make_context(info_name, args, parent, **extra)
+            extra.setdefault("obj", Ctx(json_asked=_json_asked(args)))
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            obj = extra.get("obj") or (parent.find_object(Ctx) if parent else None)
+            _click_error(obj, exc)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         if self is cli:
@@ -146,11 +173,26 @@ class GovShareGroup(click.Group):
             self.add_command(_load(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        bad = undecodable(argv)
+        if bad is not None:  # before click: its parser and help would choke on it too
+            try:
+                _click_error(Ctx(json_asked=_json_asked(argv)), click.UsageError(bad))
+            except click.exceptions.Exit as done:
+                sys.exit(done.exit_code)
+            except click.ClickException as usage:
+                usage.show()
+                sys.exit(usage.exit_code)
+        return super().main(argv, *a, **kw)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except GovShareError as exc:
             _render_error(ctx, exc)
+        except click.ClickException as exc:
+            _click_error(ctx.find_object(Ctx), exc)
         except Exception as exc:
             translated = _database_outage(exc)
             if translated is None:
@@ -160,12 +202,63 @@ class GovShareGroup(click.Group):
 
 def _render_error(ctx: click.Context, exc: GovShareError) -> None:
     obj = ctx.find_object(Ctx)
-    if obj is not None and obj.json_out:
+    if obj is not None and obj.wants_json:
         click.echo(json.dumps({"error": exc.to_dict()}, indent=2, default=str))
     else:
         # (messages may quote what another department wrote on chain)
         click.echo(f"Error: {printable(exc.message, keep_newlines=True)}", err=True)
-    ctx.exit(EXIT_ERROR)
+    ctx.exit(getattr(exc, "exit_code", EXIT_ERROR))
+
+
+def _json_asked(args: list[str]) -> bool:
+    """Whether ``--json`` is among the options (before a ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def undecodable(argv: list[str]) -> str | None:
+    """A sentence naming the first argument that is not valid UTF-8 (Python hands
+    such bytes over as lone surrogates, which no encoder, HTTP client or chain
+    transaction takes), or None."""
+    for i, arg in enumerate(argv):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            if arg.startswith("--") and "=" in arg:
+                what = f"The value of {arg.split('=', 1)[0]}"
+            elif i > 0 and argv[i - 1].startswith("-") and argv[i - 1] != "--":
+                what = f"The value of {argv[i - 1]}"
+            elif arg.startswith("-"):
+                what = f"The option {arg}"
+            else:
+                what = f"argument {i + 1}"
+            raw = arg.encode("utf-8", "surrogateescape")[exc.start : exc.start + 1]
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return (
+                f"{what} ('{printable(shown)}') is not valid UTF-8 (byte 0x{raw.hex()} at "
+                f"position {exc.start}): govshare takes text in UTF-8 only."
+            )
+    return None
+
+
+def _click_error(obj: Ctx | None, exc: click.ClickException) -> NoReturn:
+    """A usage error (or click's other refusals): with ``--json`` the same JSON
+    object as any error (code ``cli.usage``), on stdout; otherwise click's own
+    text, with what it quotes made printable. The exit status stays click's (2
+    for usage)."""
+    from govshare.cli.errors import UsageInvalid
+
+    if obj is not None and obj.wants_json:
+        message = printable(exc.format_message(), keep_newlines=True)
+        err = UsageInvalid(message) if exc.exit_code == 2 else GovShareError(message)
+        click.echo(json.dumps({"error": err.to_dict()}, indent=2, default=str))
+        raise click.exceptions.Exit(exc.exit_code)
+    exc.message = printable(exc.message, keep_newlines=True)  # type: ignore[misc]
+    raise exc
 
 
 def _database_outage(exc: Exception) -> GovShareError | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from govshare.cli.main import Ctx, GovShareGroup, common_options, pass_ctx
+from govshare.cli.main import Ctx, GovShareGroup, common_options, echo, pass_ctx
 from govshare.consortium import allowlists as al
 from govshare.consortium import besu, compose, kubo, nodeapi
 from govshare.consortium._files import write_file
@@ -175,13 +175,13 @@ def genesis_cmd(  # noqa: C901 — a command script: validate flags, then write 
         )
 
     def human() -> None:
-        click.echo(f"QBFT genesis for chain {chain_id} written to {genesis_path}")
+        echo(f"QBFT genesis for chain {chain_id} written to {genesis_path}")
         for v in validators:
-            click.echo(f"  {v.name:<10} {v.key.address_hex}  {v.enode}")
+            echo(f"  {v.name:<10} {v.key.address_hex}  {v.enode}")
         if deployer_key:
-            click.echo(f"Deployer account {deployer_key.address_hex} (key in operator/, 0600)")
+            echo(f"Deployer account {deployer_key.address_hex} (key in operator/, 0600)")
         for w in result["warnings"]:
-            click.echo(f"Warning: {w}", err=True)
+            echo(f"Warning: {w}", err=True)
 
     ctx.emit(result, human)
 
@@ -229,10 +229,10 @@ def kubo_cmd(ctx: Ctx, count: int | None, names: str | None, out_dir: Path, forc
     write_file(base / "peers.json", besu.render_json(peers), secret=False)
 
     def human() -> None:
-        click.echo(f"Private swarm for {len(nodes)} Kubo nodes written to {base}")
+        echo(f"Private swarm for {len(nodes)} Kubo nodes written to {base}")
         for nd in nodes:
-            click.echo(f"  {nd.name:<10} {nd.multiaddr}")
-        click.echo("swarm.key, identities and API tokens are 0600; share swarm.key only by hand.")
+            echo(f"  {nd.name:<10} {nd.multiaddr}")
+        echo("swarm.key, identities and API tokens are 0600; share swarm.key only by hand.")
 
     ctx.emit({"out": str(base), **peers}, human)
 
@@ -456,11 +456,11 @@ def add_node_cmd(ctx: Ctx, name: str, key_file: Path | None, out_dir: Path) -> N
         result["kubo"] = node.public_record()
 
     def human() -> None:
-        click.echo(f"Added {code} to {out_dir}:")
-        click.echo(f"  validator {validator.key.address_hex}  {validator.enode}")
+        echo(f"Added {code} to {out_dir}:")
+        echo(f"  validator {validator.key.address_hex}  {validator.enode}")
         if result["kubo"]:
-            click.echo(f"  kubo      {result['kubo']['multiaddr']}")
-        click.echo(
+            echo(f"  kubo      {result['kubo']['multiaddr']}")
+        echo(
             "Next: admit the department on chain, regenerate and reload the allowlists, "
             "then vote its validator in (docs/consortium.md, 'Add a fifth department')."
         )
@@ -489,7 +489,7 @@ def reload_allowlists_cmd(ctx: Ctx, rpcs: tuple[str, ...]) -> None:
 
     def human() -> None:
         for r in results:
-            click.echo(f"  {'ok ' if r.ok else 'FAILED'} {r.url}: {r.detail}")
+            echo(f"  {'ok ' if r.ok else 'FAILED'} {r.url}: {r.detail}")
 
     ctx.emit({"nodes": _report(results), "ok": not failed}, human)
     if failed:

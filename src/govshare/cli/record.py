@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
-import tempfile
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -29,9 +28,11 @@ from govshare.cli._client import (
     check_record_id,
     open_client,
 )
+from govshare.cli._output import atomic_output, check_output
 from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.errors import Interrupted
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
 from govshare.profile import normalise_code
 from govshare.util import printable
@@ -106,16 +107,19 @@ def publish_cmd(
         supersedes = check_record_id(supersedes)
     key = (idempotency_key or "").strip() or f"cli-{uuid.uuid4().hex}"
     size = file.stat().st_size
-    fields = {"category": category}
-    if subject:
-        fields["subject"] = subject
-    if supersedes:
-        fields["supersedes"] = supersedes
+    fields = {
+        k: v
+        for k, v in {"category": category, "subject": subject, "supersedes": supersedes}.items()
+        if v
+    }
     media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    resume = _resume_command(file, category, subject, supersedes, key, dept, broker_url)
+    sent = False  # whether the upload may have reached the broker
+    accepted: dict[str, Any] = {}  # the broker's answer, once it came
     with open_client(ctx, dept, token, broker_url) as client:
         if not ctx.json_out:
-            click.echo(
-                f"Publishing {file.name} ({size} bytes) to {client.code}'s broker; "
+            echo(
+                f"Publishing {printable(file.name)} ({size} bytes) to {client.code}'s broker; "
                 f"idempotency key {key}",
                 err=True,
             )
@@ -125,6 +129,7 @@ def publish_cmd(
                 transfer_bar("uploading", size, enabled=not ctx.json_out) as bar,
             ):
                 body = CountingReader(fh, bar, then="encrypting, storing, anchoring")
+                sent = True
                 resp = client.call(
                     "POST",
                     "/v1/records",
@@ -132,12 +137,16 @@ def publish_cmd(
                     data=fields,
                     files={"file": (file.name, body, media_type)},
                 )
-            answer = _await_anchor(ctx, client, resp.json(), wait_s)
+            accepted = resp.json()
+            answer = _await_anchor(ctx, client, accepted, wait_s)
         except BrokerUnreachable as exc:
             raise _retry_hint(exc, key, retryable=True) from None
         except GovShareError as exc:  # the broker's answer, rebuilt
             retryable = exc.status >= 500 or isinstance(exc, OperationInProgress)
             raise _retry_hint(exc, key, retryable) from None
+        except KeyboardInterrupt:
+            made = str(accepted.get("record_id") or "") or None
+            raise _interrupted(client.code, sent, key, resume, made) from None
     out: dict[str, Any] = {**answer, "idempotency_key": key, "department": client.code}
     if out.get("state") == "anchoring":
         ctx.emit(
@@ -164,6 +173,49 @@ def publish_cmd(
     ctx.emit(out, human)
 
 
+def _resume_command(
+    file: Path, category: str, subject: str | None, supersedes: str | None,
+    key: str, dept: str, broker_url: str | None,
+) -> str:  # fmt: skip
+    """The exact command that resumes this publish: the same file and fields
+    under the same idempotency key (the broker answers a replay with the record
+    it made, never a second one)."""
+    parts = ["govshare", "record", "publish", str(file), "--category", category]
+    if subject:
+        parts += ["--subject", subject]
+    if supersedes:
+        parts += ["--supersedes", supersedes]
+    parts += ["--dept", normalise_code(dept), "--idempotency-key", key]
+    if broker_url:
+        parts += ["--broker", broker_url]
+    return shlex.join(parts)
+
+
+def _interrupted(
+    broker: str, sent: bool, key: str, resume: str, record_id: str | None
+) -> Interrupted:
+    """What an interrupted publish may have left, and how to finish it."""
+    if not sent:
+        state = "before anything was sent: no record was made."
+    elif record_id:
+        state = (
+            f"after {broker}'s broker accepted the file as record {record_id}: the record "
+            "exists and its anchor is on its way (`govshare record show` tells when)."
+        )
+    else:
+        state = (
+            f"after the upload to {broker}'s broker began: the record may exist "
+            "(the broker may have received it and go on to anchor it)."
+        )
+    return Interrupted(
+        f"Interrupted {state} To finish (or find) it without making a second one, run:\n  {resume}",
+        idempotency_key=key,
+        record_may_exist=sent,
+        record_id=record_id,
+        resume=resume,
+    )
+
+
 def _await_anchor(ctx: Ctx, client: Any, accepted: dict[str, Any], wait_s: float) -> dict[str, Any]:
     """An answer "anchoring": say so, and poll the publish's operation until its
     batch lands (or ``wait_s`` passes). The publish answer then, or the accepted
@@ -171,9 +223,7 @@ def _await_anchor(ctx: Ctx, client: Any, accepted: dict[str, Any], wait_s: float
     if accepted.get("state") != "anchoring":
         return accepted
     if not ctx.json_out:
-        click.echo(
-            f"Accepted: record {accepted.get('record_id')}, anchoring with its batch…", err=True
-        )
+        echo(f"Accepted: record {accepted.get('record_id')}, anchoring with its batch…", err=True)
     op_id = str(accepted["operation_id"])
     deadline = time.monotonic() + wait_s
     pause = 0.1
@@ -219,7 +269,7 @@ def list_cmd(
 
     def human() -> None:
         if not rows:
-            click.echo(f"{client.code} has no records yet.")
+            echo(f"{client.code} has no records yet.")
             return
         t = SafeTable(title=f"{client.code}'s records")
         for col in ["record", "category", "status", "size", "file", "published"]:
@@ -278,22 +328,17 @@ def _download(
         rid = resp.headers.get("govshare-record-id") or rid
         total = int(resp.headers.get("content-length") or 0) or None
         expected = (resp.headers.get("govshare-content-sha256") or "").lower()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        tmp = Path(tmp_name)
-        try:
-            sha = hashlib.sha256()
-            size = 0
-            with (
-                os.fdopen(fd, "wb") as fh,
-                transfer_bar("downloading", total, enabled=bar_on) as bar,
-            ):
-                for chunk in resp.iter_bytes(_CHUNK):
-                    fh.write(chunk)
-                    sha.update(chunk)
-                    size += len(chunk)
-                    bar.advance(len(chunk))
-                fh.flush()
-                os.fsync(fh.fileno())
+        sha = hashlib.sha256()
+        size = 0
+        with (
+            atomic_output(out) as fh,
+            transfer_bar("downloading", total, enabled=bar_on) as bar,
+        ):
+            for chunk in resp.iter_bytes(_CHUNK):
+                fh.write(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+                bar.advance(len(chunk))
             if total is not None and size != total:
                 raise BrokerUnreachable(
                     f"The transfer from {client.code}'s broker broke off after {size} of "
@@ -305,10 +350,6 @@ def _download(
                     f"What arrived does not have the SHA-256 the broker vouched for "
                     f"({digest} vs {expected or 'none'}); nothing was written.",
                 )
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return {
             "record_id": rid,
             "path": str(out),
@@ -331,8 +372,9 @@ def _download(
     "--output",
     "output",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the record.",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Where to write the record (a new file; an existing one with --force).",
 )
 @click.option("--grant", type=click.IntRange(min=1), default=None, help="Use this grant.")
 @click.option("--owner", default=None, metavar="CODE", help="By subject: the owning department.")
@@ -365,11 +407,7 @@ def fetch_cmd(
     appears only when every byte arrived and matches."""
     query = _subject_query(record_id, grant, owner, category, subject)
     rid = check_record_id(record_id) if record_id else None
-    out = output.expanduser().absolute()
-    if out.exists() and not force:
-        raise InputError(f"{output} already exists; pass --force to replace it.")
-    if not out.parent.is_dir():
-        raise InputError(f"The folder {out.parent} does not exist.")
+    out = check_output(output, force=force)
     with open_client(ctx, dept, token, broker_url) as client:
         got = _download(client, rid, out, grant, bar_on=not ctx.json_out, subject=query)
     via = (
@@ -438,7 +476,7 @@ def find_cmd(
 
     def human() -> None:
         if not rows:
-            click.echo(f"{owner_code} has anchored no {category} record about this subject.")
+            echo(f"{owner_code} has anchored no {category} record about this subject.")
             return
         t = SafeTable(title=f"{owner_code}'s {category} records about the subject")
         for col in ["record", "anchored", "version", "block"]:
@@ -450,7 +488,7 @@ def find_cmd(
             )  # fmt: skip
             t.add_row(r["record_id"], str(r["anchored_at"])[:19], version, str(r["block_number"]))
         Console(width=200).print(t)
-        click.echo(
+        echo(
             f"Ask for them: govshare request create --owner {owner_code} --category {category} "
             "--subject ID --purpose TEXT"
         )

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from govshare.cli._client import broker_options, check_record_id, open_client
 from govshare.cli._render import SafeTable
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.profile import normalise_code
 from govshare.util import MAX_REQUEST_DEADLINE, parse_duration
 
@@ -176,11 +176,11 @@ def list_cmd(
     rows = resp.json()
     synced = resp.headers.get("govshare-synced") != "false"
     if not synced:
-        click.echo("Warning: the chain did not answer; this list may be out of date.", err=True)
+        echo("Warning: the chain did not answer; this list may be out of date.", err=True)
 
     def human() -> None:
         if not rows:
-            click.echo("No requests.")
+            echo("No requests.")
             return
         t = SafeTable(title=f"Requests concerning {client.code}")
         for col in ["id", "from", "to", "record", "purpose", "status", "uses", "expires"]:

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import click
 from click.core import ParameterSource
 
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -79,7 +79,7 @@ def _connect(deployment: Path, rpc: str | None, wait: float) -> Ledger:
         except ChainUnavailable:
             if time.monotonic() >= deadline:
                 raise
-            click.echo("Waiting for the chain node to answer...", err=True)
+            echo("Waiting for the chain node to answer...", err=True)
             time.sleep(2.0)
 
 
@@ -254,6 +254,7 @@ def run_broker(home: Path, settings: Settings) -> None:
         configured=passwords.broker,
         configured_file=passwords.broker_file,
         prompt=f"Password for {code}'s broker key: ",
+        option="--password-file",
     )
     account = profile.unlock_broker(password)
     hpke = profile.unlock_hpke(password)
@@ -301,12 +302,12 @@ def run_broker(home: Path, settings: Settings) -> None:
     try:
         warning = _registration_warning(svc, profile.hpke_public_key)
         if warning:
-            click.echo(f"Warning: {warning}", err=True)
+            echo(f"Warning: {warning}", err=True)
         startup = runtime.start()
         app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
         listen = settings.port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
         scheme = "https" if settings.tls_cert else "http"
-        click.echo(
+        echo(
             f"{code}'s broker: {scheme}://{settings.host}:{listen} (chain {ledger.url}, "
             f"store {store!r}, {startup.resumed} operation(s) resumed). Ctrl-C stops it.",
             err=True,

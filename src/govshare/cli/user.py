@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, from_settings, pass_ctx
+from govshare.util import printable
 
 if TYPE_CHECKING:
     from govshare.broker.users import IssuedToken, Users
@@ -82,7 +83,8 @@ def add(ctx: Ctx, name: str, role: str, dept: str, label: str | None) -> None:
         info, issued = users.add(name, role, code, label=label)
     ctx.emit(
         {"user": info.to_dict(), "token": issued.token, "token_id": issued.info.id},
-        f"Added {info.role.value} {info.name} to {code}'s broker.\n" + _token_lines(issued),
+        f"Added {info.role.value} {printable(info.name)} to {code}'s broker.\n"
+        + _token_lines(issued),
     )
 
 
@@ -97,12 +99,13 @@ def list_(ctx: Ctx, dept: str) -> None:
 
     def human() -> None:
         if not infos:
-            click.echo(f"{code}'s broker has no users yet: add one with `govshare user add`.")
+            echo(f"{code}'s broker has no users yet: add one with `govshare user add`.")
             return
-        click.echo(f"{'NAME':<24} {'ROLE':<8} {'STATUS':<9} {'TOKENS':>6}  CREATED")
+        echo(f"{'NAME':<24} {'ROLE':<8} {'STATUS':<9} {'TOKENS':>6}  CREATED")
         for u in infos:
-            click.echo(
-                f"{u.name:<24} {u.role.value:<8} {'active' if u.active else 'revoked':<9} "
+            echo(
+                f"{printable(u.name):<24} {u.role.value:<8} "
+                f"{'active' if u.active else 'revoked':<9} "
                 f"{u.active_tokens:>6}  {u.created_at:%Y-%m-%d %H:%M}Z"
             )
 
@@ -138,4 +141,4 @@ def revoke(ctx: Ctx, name: str, dept: str, yes: bool) -> None:
         if not yes:
             click.confirm(f"Revoke {name} of {code} and all their tokens?", abort=True)
         info = users.revoke(name)
-    ctx.emit(info.to_dict(), f"Revoked {info.name}: their tokens no longer work.")
+    ctx.emit(info.to_dict(), f"Revoked {printable(info.name)}: their tokens no longer work.")

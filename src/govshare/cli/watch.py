@@ -20,7 +20,7 @@ import click
 import httpx
 
 from govshare.cli._client import BrokerClient, BrokerUnreachable, broker_options, open_client
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import GovShareError
 from govshare.util import printable
 
@@ -105,9 +105,9 @@ def describe(n: dict[str, Any]) -> str:
 
 def _show(ctx: Ctx, n: dict[str, Any]) -> None:
     if ctx.json_out:
-        click.echo(json.dumps(n, sort_keys=True))
+        echo(json.dumps(n, sort_keys=True))
     else:
-        click.echo(describe(n))
+        echo(describe(n))
 
 
 def _retryable(exc: GovShareError) -> bool:
@@ -134,7 +134,7 @@ class _Follower:
             self.cursor = int(event_id)
         if kind == "ready":  # connected: say so once, on stderr
             if not self.announced:
-                click.echo(
+                echo(
                     f"Following {self.client.code}'s notifications after #{self.cursor} "
                     "(Ctrl-C stops).",
                     err=True,
@@ -161,7 +161,7 @@ class _Follower:
             except GovShareError as exc:
                 if not _retryable(exc):
                     raise
-                click.echo(f"{printable(exc.message)} Reconnecting in {backoff:.0f}s…", err=True)
+                echo(f"{printable(exc.message)} Reconnecting in {backoff:.0f}s…", err=True)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             # else the broker ended the stream (a restart, its age limit): resume at once

@@ -21,7 +21,7 @@ from govshare.cli._client import (
     token_path,
 )
 from govshare.cli._render import SafeTable
-from govshare.cli.main import Ctx, common_options, pass_ctx
+from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
 from govshare.util import printable
@@ -105,7 +105,7 @@ def list_cmd(ctx: Ctx, dept: str, token: str | None, broker_url: str | None) -> 
 
     def human() -> None:
         if not rows:
-            click.echo(f"No webhooks for {client.code}.")
+            echo(f"No webhooks for {client.code}.")
             return
         t = SafeTable(title=f"Webhooks of {client.code}")
         for col in ["id", "url", "secret", "pending", "done", "failed", "last"]:

@@ -68,6 +68,8 @@ __all__ = [
 
 ENV_PASSWORD = "GOVSHARE_PASSWORD"  # noqa: S105 - the variable's name, not a password
 ENV_PASSWORD_FILE = "GOVSHARE_PASSWORD_FILE"  # noqa: S105
+#: The administrator key's own password (its file: ``…_FILE``).
+ENV_ADMIN_PASSWORD = "GOVSHARE_ADMIN_PASSWORD"  # noqa: S105
 
 # scrypt N=2^17, r=8, p=1: 128 MiB and ~0.4 s per unlock on a small server; keys are
 # unlocked once per process. Tests pass a small ``scrypt_n``.
@@ -100,6 +102,8 @@ def resolve_password(
     configured_file: str | os.PathLike[str] | None = None,
     interactive: bool | None = None,
     ask: Callable[[str], str] = getpass.getpass,
+    env: str = ENV_PASSWORD,
+    option: str | None = None,
 ) -> str:
     """Find the password for a keystore.
 
@@ -109,6 +113,10 @@ def resolve_password(
     (default: when stdin is a terminal), asked twice if ``confirm``. Raises
     :class:`PasswordUnavailable` when there is no source, ``PasswordMismatch``
     when the two answers differ, ``InputError`` for an empty password.
+
+    ``env`` is the variable the caller reads ``configured`` from (named, with its
+    ``_FILE`` twin, in the prompt and the error), ``option`` the command's option
+    that gives a password file, if it has one: messages name only what exists.
     """
     if explicit is not None:
         return _nonempty(explicit, "The password")
@@ -121,10 +129,17 @@ def resolve_password(
     if interactive is None:
         interactive = sys.stdin is not None and sys.stdin.isatty()
     if not interactive:
+        given = f"pass {option} FILE, " if option else ""
+        what = prompt.strip().rstrip(":").strip()
+        what = what[:1].lower() + what[1:]
+        fallback = f" ({ENV_PASSWORD} serves when neither is set)" if env != ENV_PASSWORD else ""
         raise PasswordUnavailable(
-            f"No password given: pass one, set {ENV_PASSWORD} or {ENV_PASSWORD_FILE}, "
-            "or run in a terminal to be asked."
+            f"No {what}: {given}set {env} or {env}_FILE{fallback}, "
+            "or run in a terminal to be asked.",
+            variable=env,
         )
+    if f"({env}" not in prompt:  # say which variable would have answered
+        prompt = prompt.rstrip().rstrip(":") + f" (or set {env}): "
     first = _nonempty(ask(prompt), "The password")
     if confirm and ask("Repeat " + prompt[:1].lower() + prompt[1:]) != first:
         raise PasswordMismatch("The two passwords differ; nothing was written.")
