@@ -68,6 +68,15 @@ def parse_size(text: str | int) -> int:
     return int(m.group(1)) * _UNITS[(m.group(2) or "").lower()[:1]]
 
 
+def format_size(n: int) -> str:
+    """Bytes as :func:`parse_size` reads them back: ``268435456`` → ``"256MiB"``
+    (whole KiB/MiB/GiB when exact, else bytes)."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n} bytes"
+
+
 class Settings(BaseSettings):
     """govshare's settings: each field is the environment variable ``GOVSHARE_`` +
     its name in capitals. The first line of each description is the docs' table."""

@@ -135,3 +135,9 @@ def printable(text: object, *, keep_newlines: bool = False) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 receipt``, ``2 receipts``; ``many`` for the irregular ones
+    (``plural(n, "anomaly", "anomalies")``)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

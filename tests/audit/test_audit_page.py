@@ -53,7 +53,7 @@ def test_fragments_need_an_auditor_or_admin_token(broker: Broker, story: Story) 
     for who in ("auditor", "admin"):
         r = broker.client.get(url, headers=broker.auth(who))
         assert r.status_code == 200, r.text
-        assert "Trail verified: 5 of 5 receipt(s)" in r.text and "<svg" in r.text
+        assert "Trail verified: 5 of 5 receipts" in r.text and "<svg" in r.text
 
 
 def test_lookup_by_hash_and_status(broker: Broker, story: Story) -> None:
@@ -69,6 +69,35 @@ def test_lookup_by_hash_and_status(broker: Broker, story: Story) -> None:
     st = broker.client.get("/audit/status", headers=broker.auth("auditor"))
     assert st.status_code == 200
     assert "All anchored receipts verified." in st.text and f"#{story.overdue}" in st.text
+
+
+def readable(html: str) -> None:
+    """A fragment reads as prose: no Python booleans, no "(s)" plurals, no header cell
+    without a title, every table in a box that scrolls sideways."""
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert not re.search(r"\b(True|False|None)\b", text), text
+    assert not re.search(r"\w\((s|es|ies)\)", text), text
+    assert not re.search(r"<th[^>]*>\s*</th>", html)
+    assert html.count("<table") == html.count("<div class=scroll><table")
+
+
+def test_fragments_read_as_prose(broker: Broker, story: Story) -> None:
+    import hashlib
+
+    auth = broker.auth("auditor")
+    trail = broker.client.get(f"/audit/view?record_id={story.versions[0]}", headers=auth).text
+    readable(trail)
+    assert "3 accesses" in trail and "2 accesses" in trail  # the graph's boxes
+    assert (
+        "1 reminder, 1 escalation"
+        in broker.client.get(f"/audit/view?record_id={story.versions[2]}", headers=auth).text
+        or "reminder" not in trail
+    )
+    h = hashlib.sha256(story.files[1].read_bytes()).hexdigest()
+    matches = broker.client.get(f"/audit/view?hash={h}", headers=auth).text
+    readable(matches)
+    assert "is 1 record." in matches
+    readable(broker.client.get("/audit/status", headers=auth).text)
 
 
 def test_trail_api_json_and_prov(broker: Broker, story: Story) -> None:
@@ -159,10 +188,85 @@ def test_the_page_in_chromium(broker: Broker, story: Story) -> None:
             status = page.inner_text("#status")
             assert "All anchored receipts verified." in status and f"#{story.overdue}" in status
             page.screenshot(path=str(ARTIFACTS / "audit-page-status.png"), full_page=True)
+
+            # on a narrow window the page does not scroll sideways: long ids wrap and a
+            # table still too wide scrolls inside its own box
+            page.set_viewport_size({"width": 760, "height": 900})
+            page.fill("#record", story.versions[0])
+            page.click("#find-record")
+            page.wait_for_selector(f"#trail[data-record='{story.versions[0]}']")
+            fits = page.evaluate(
+                """() => ({
+                  page: document.documentElement.scrollWidth <= window.innerWidth,
+                  boxed: [...document.querySelectorAll('table')].every(
+                    (t) => t.parentElement.classList.contains('scroll')
+                      && t.parentElement.getBoundingClientRect().right <= window.innerWidth),
+                  emptyHeads: [...document.querySelectorAll('thead th')].filter(
+                    (th) => !th.textContent.trim()).length,
+                })"""
+            )
+            assert fits == {"page": True, "boxed": True, "emptyHeads": 0}, fits
+            text = page.inner_text("#result")
+            assert "3 accesses" in text or "2 accesses" in text
+            assert not re.search(r"\b(True|False)\b|\w\((s|es|ies)\)", text), text
+            page.screenshot(path=str(ARTIFACTS / "audit-page-narrow.png"), full_page=True)
             assert errors == []
         finally:
             browser.close()
     assert (ARTIFACTS / "audit-page-trail.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (make setup installs it as root)"
+)
+def test_the_html_report_in_chromium(story: Story, tmp_path: Path) -> None:
+    """`audit report --format html`: words for yes/no, no empty header row, right
+    plurals, and a page that fits a narrow window (its tables wrap or scroll)."""
+    from playwright.sync_api import sync_playwright
+
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    shutil.copy(story.home / "deployment.json", auditor / "deployment.json")
+    out = tmp_path / "report.html"
+    r = govshare(
+        auditor, "audit", "report", "--since", "2000-01-01", "--until", "now",
+        "--manifests", f"local:{story.home / 'depts' / 'TAX' / 'blobs'}",
+        "--format", "html", "-o", str(out),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 760, "height": 900})
+            page.goto(out.as_uri())
+            text = page.inner_text("body")
+            assert "1 anomaly found." in text
+            assert not re.search(r"\b(True|False)\b|\w\((s|es|ies)\)", text), text
+            decisions = page.evaluate(
+                """() => {
+                  const h = [...document.querySelectorAll('h2')].find(
+                    (e) => e.textContent === 'Decisions');
+                  const t = h.nextElementSibling.querySelector('table');
+                  const col = [...t.querySelectorAll('thead th')].findIndex(
+                    (th) => th.textContent === 'deadline');
+                  return [...t.querySelectorAll('tbody tr')].map(
+                    (tr) => tr.children[col].textContent);
+                }"""
+            )
+            assert decisions and set(decisions) <= {"on time", "late"}, decisions
+            fits = page.evaluate(
+                """() => ({
+                  page: document.documentElement.scrollWidth <= window.innerWidth,
+                  emptyHeads: [...document.querySelectorAll('th')].filter(
+                    (th) => !th.textContent.trim()).length,
+                  headerRows: [...document.querySelectorAll('thead tr')].filter(
+                    (tr) => !tr.textContent.trim()).length,
+                })"""
+            )
+            assert fits == {"page": True, "emptyHeads": 0, "headerRows": 0}, fits
+            page.screenshot(path=str(ARTIFACTS / "audit-report-narrow.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 def test_a_wrong_token_says_so_in_the_page(broker: Broker, story: Story) -> None:

@@ -142,13 +142,9 @@ class _Receiver:
             self.size += len(chunk)
             self.received += len(chunk)
             if self.size > self.max_size:
-                raise UploadTooLarge(
-                    f"The file is larger than this broker's limit of {self.max_size} bytes."
-                )
+                raise UploadTooLarge.over(self.max_size)
             if self.total is not None and self.received > self.total:
-                raise UploadTooLarge(
-                    f"The files of one request may add up to {self.total} bytes at most."
-                )
+                raise UploadTooLarge.over(self.total, total=True)
             self.sha.update(chunk)
             if self.buffer is not None:
                 fits = len(self.buffer) + len(chunk) <= MEMORY_PART
@@ -277,7 +273,7 @@ def _check_multipart(request: Request, max_size: int, what: str) -> bytes:
         raise NotMultipart(f"Send the {what}.")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_size + FRAMING_ALLOWANCE:
-        raise UploadTooLarge(f"The upload is larger than this broker's limit of {max_size} bytes.")
+        raise UploadTooLarge.over(max_size)
     return bytes(boundary)
 
 

@@ -65,7 +65,10 @@ class ManifestUnavailable(GovShareError):
 
     code = "audit.manifest_unavailable"
     status = 404
-    remedy = "Give a source that holds it (--manifests: a member's Kubo or broker URL)."
+    remedy = (
+        "Name a source that holds it with --manifests: a Kubo node of the consortium's "
+        "swarm, or the owner's broker URL with its auditor token in GOVSHARE_AUDIT_TOKEN."
+    )
 
 
 class ManifestError(InputError):

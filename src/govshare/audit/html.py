@@ -15,7 +15,7 @@ import html
 from typing import Any
 
 from govshare.audit.report import _CSS
-from govshare.util import iso
+from govshare.util import iso, plural
 
 
 def _e(value: Any) -> str:
@@ -34,7 +34,8 @@ PAGE_CSS = (
     _CSS
     + """
 form{display:flex;gap:.5rem;align-items:center;margin:.4rem 0;flex-wrap:wrap}
-input[type=text],input[type=password]{font-family:monospace;min-width:28rem;padding:.3rem}
+input[type=text],input[type=password]{font-family:monospace;width:28rem;max-width:100%;
+ padding:.3rem}
 button{padding:.3rem .8rem}
 .timeline{list-style:none;padding-left:0;border-left:3px solid #d0d7de;margin-left:.5rem}
 .timeline li{margin:0 0 .6rem 0;padding-left:1rem;position:relative}
@@ -56,9 +57,11 @@ def render_trail(t: dict[str, Any]) -> str:
     """A trail: verdict, versions, timeline, graph, requests with their receipts."""
     verdict = (
         f'<p class="ok" id="verdict">Trail verified: {t["receipts"]["verified"]} of '
-        f"{t['receipts']['anchored']} receipt(s) proven against their anchored roots.</p>"
+        f"{plural(t['receipts']['anchored'], 'receipt')} proven against their anchored "
+        "roots.</p>"
         if t["ok"]
-        else f'<p class="bad" id="verdict">{len(t["problems"])} problem(s) in this trail.</p>'
+        else f'<p class="bad" id="verdict">{plural(len(t["problems"]), "problem")} in this '
+        "trail.</p>"
         + "<ul>"
         + "".join(f"<li>{_e(p['message'])}</li>" for p in t["problems"][:50])
         + "</ul>"
@@ -113,13 +116,15 @@ def render_trail(t: dict[str, Any]) -> str:
                 else ""
             )
             + (
-                f"<br>{len(r['reminders'])} reminder(s), {len(r['escalations'])} escalation(s)"
+                f"<br>{plural(len(r['reminders']), 'reminder')}, "
+                f"{plural(len(r['escalations']), 'escalation')}"
                 if r["reminders"] or r["escalations"]
                 else ""
             )
             + (
-                "<table><thead><tr><th>receipt</th><th>by</th><th>batch</th><th>leaf</th>"
-                f"<th>proof</th></tr></thead><tbody>{receipts}</tbody></table>"
+                "<div class=scroll><table><thead><tr><th>receipt</th><th>by</th><th>batch</th>"
+                "<th>leaf</th>"
+                f"<th>proof</th></tr></thead><tbody>{receipts}</tbody></table></div>"
                 if receipts
                 else ""
             )
@@ -129,9 +134,10 @@ def render_trail(t: dict[str, Any]) -> str:
         f'<div id="trail" data-record="{_e(t["record_id"])}">'
         f"<h2>Trail of record <code>{_e(t['record_id'])}</code> (owner {_e(t['owner'])})</h2>"
         + verdict
-        + "<h3>Versions</h3><table><thead><tr><th></th><th>record</th><th>owner</th>"
-        "<th>anchored by</th><th>at</th><th>transaction</th><th></th><th>batch</th></tr></thead>"
-        f"<tbody>{versions}</tbody></table>"
+        + "<h3>Versions</h3><div class=scroll><table><thead><tr><th>version</th><th>record</th>"
+        "<th>owner</th><th>anchored by</th><th>at</th><th>transaction</th><th>status</th>"
+        "<th>batch</th></tr></thead>"
+        f"<tbody>{versions}</tbody></table></div>"
         + "<h3>Graph</h3>"
         + render_graph(t)
         + f'<h3>Timeline</h3><ol class="timeline">{timeline}</ol>'
@@ -197,7 +203,7 @@ def render_graph(t: dict[str, Any]) -> str:
                     x + 20,
                     y + row,
                     col_w - 50,
-                    f"{len(r['receipts'])} access(es)",
+                    plural(len(r["receipts"]), "access", "accesses"),
                     "proofs verified" if ok else "PROOF FAILED",
                     "#fbefff" if ok else "#ffebe9",
                 )
@@ -225,10 +231,11 @@ def render_matches(result: dict[str, Any]) -> str:
     return (
         '<div id="matches"><p class="ok" id="verdict">Anchored: SHA-256 '
         f"<code>{_e(result['sha256'])}</code> is "
-        f"{len(result['records'])} record(s).</p><table><thead><tr><th>record</th><th>owner</th>"
-        "<th>version</th><th></th><th>published by</th><th>at</th><th>transaction</th>"
+        f"{plural(len(result['records']), 'record')}.</p>"
+        "<div class=scroll><table><thead><tr><th>record</th><th>owner</th>"
+        "<th>version</th><th>status</th><th>published by</th><th>at</th><th>transaction</th>"
         "<th>batch</th></tr>"
-        f"</thead><tbody>{rows}</tbody></table></div>"
+        f"</thead><tbody>{rows}</tbody></table></div></div>"
     )
 
 
@@ -261,17 +268,19 @@ def render_record_batches(batches: dict[str, Any]) -> str:
     )
     n = sum(batches["counts"].values())
     verdict = (
-        f'<p class="ok">All {n} record batch manifest(s) read and checked against their roots.</p>'
+        f'<p class="ok">{"All " if n != 1 else ""}{plural(n, "record batch manifest")} read '
+        "and checked against their roots.</p>"
         if batches["ok"]
-        else f'<p class="bad">{len(batches["problems"])} record batch(es) could not be read '
+        else f'<p class="bad">{plural(len(batches["problems"]), "record batch", "record batches")} '
+        "could not be read "
         "or checked.</p>"
     )
     return (
         '<div id="record-batches"><h2>Record batches</h2>'
         + verdict
         + (
-            "<table><thead><tr><th>department</th><th>batch</th><th>records</th>"
-            f"<th>manifest</th><th>state</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+            "<div class=scroll><table><thead><tr><th>department</th><th>batch</th><th>records</th>"
+            f"<th>manifest</th><th>state</th><th>why</th></tr></thead><tbody>{rows}</tbody></table></div>"
             if rows
             else ""
         )
@@ -308,24 +317,27 @@ def render_status(
     verdict = (
         '<p class="ok">All anchored receipts verified.</p>'
         if receipts["ok"]
-        else f'<p class="bad">{len(receipts["problems"])} problem(s) in the receipt log.</p>'
+        else f'<p class="bad">{plural(len(receipts["problems"]), "problem")} in the receipt '
+        "log.</p>"
     )
     return (
         '<div id="batch-status"><h2>Receipt batches</h2>'
         + verdict
-        + "<table><thead><tr><th>department</th><th>batches</th><th>receipts</th>"
-        f"<th>last anchored</th></tr></thead><tbody>{depts}</tbody></table>"
+        + "<div class=scroll><table><thead><tr><th>department</th><th>batches</th><th>receipts</th>"
+        f"<th>last anchored</th></tr></thead><tbody>{depts}</tbody></table></div>"
         + (
-            "<table><thead><tr><th>department</th><th>batch</th><th>receipts</th><th>root</th>"
-            f"<th>manifest</th><th>check</th></tr></thead><tbody>{batches}</tbody></table>"
+            "<div class=scroll><table><thead><tr><th>department</th><th>batch</th><th>receipts</th>"
+            "<th>root</th>"
+            f"<th>manifest</th><th>check</th></tr></thead><tbody>{batches}</tbody></table></div>"
             if batches
             else ""
         )
         + '</div><div id="overdue"><h2>Overdue requests</h2>'
         + (
-            "<table><thead><tr><th>request</th><th>from → to</th><th>purpose</th><th>deadline</th>"
+            "<div class=scroll><table><thead><tr><th>request</th><th>from → to</th><th>purpose</th>"
+            "<th>deadline</th>"
             f"<th>late by</th><th>reminders</th><th>escalations</th></tr></thead><tbody>{late}"
-            "</tbody></table>"
+            "</tbody></table></div>"
             if late
             else '<p class="muted">No overdue requests.</p>'
         )

@@ -24,7 +24,7 @@ from govshare.audit.trail import build_trail
 from govshare.audit.view import AuditView
 from govshare.chain.contracts import AccessRequest, RequestStatus, decode_category
 from govshare.chain.mirror import IndexedEvent
-from govshare.util import iso
+from govshare.util import iso, plural
 
 REPORT_FORMAT = "govshare-report/1"
 #: A grant accessed this many times within BULK_WINDOW seconds is a bulk pull.
@@ -213,7 +213,8 @@ def _deadline_anomalies(
                     "code": "request.overdue",
                     "message": f"Request #{r.id} of {r.requester_department} to "
                     f"{r.owner_department} is past its deadline {iso(r.deadline)} undecided "
-                    f"({r.reminder_count} reminder(s), {r.escalation_count} escalation(s)).",
+                    f"({plural(r.reminder_count, 'reminder')}, "
+                    f"{plural(r.escalation_count, 'escalation')}).",
                     "request": r.id,
                 }
             )
@@ -336,12 +337,17 @@ def report_prov(view: AuditView, report: dict[str, Any]) -> dict[str, Any]:
 
 # -- HTML -----------------------------------------------------------------------------------
 
+#: Tables fit the page: long values (record ids, hashes, accounts) wrap, and a
+#: table still too wide scrolls inside its own box, never the page.
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1f24;max-width:72rem}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border-bottom:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}
+td{overflow-wrap:break-word}td code,td.id{word-break:break-all}td.id{font-family:monospace}
 th{background:#f6f8fa}.bad{color:#b42318;font-weight:600}.ok{color:#067647;font-weight:600}
+table.facts{width:auto}table.facts th{background:none;font-weight:normal;padding-right:2rem}
 code{font-size:.85em}.muted{color:#57606a}
 """
 
@@ -350,14 +356,50 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+#: Columns whose values are yes/no, and the words they are shown as (true, false).
+_WORDS: dict[str, tuple[str, str]] = {
+    "after_deadline": ("late", "on time"),
+    "active": ("active", "suspended"),
+    "superseded": ("superseded", "current"),
+    "current": ("current", "superseded"),
+    "ok": ("verified", "FAILED"),
+}
+#: Columns of long identifiers (record ids, hashes, accounts): monospace, wrapped anywhere.
+_IDS = {"record_id", "tx_hash", "by", "root", "manifest_cid"}
+
+
+def _cell(key: str, value: Any) -> str:
+    """One value as a reader reads it: booleans as words, never ``True``/``False``."""
+    if isinstance(value, bool):
+        yes, no = _WORDS.get(key, ("yes", "no"))
+        return _e(yes if value else no)
+    return _e(value)
+
+
 def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> str:
+    """Rows under a header row of titles (each column has one), in a box that scrolls
+    sideways rather than widen the page."""
     if not rows:
         return '<p class="muted">None.</p>'
-    head = "".join(f"<th>{_e(title)}</th>" for _, title in cols)
+    head = "".join(f'<th scope="col">{_e(title)}</th>' for _, title in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_e(r.get(k))}</td>" for k, _ in cols) + "</tr>" for r in rows
+        "<tr>"
+        + "".join(
+            f"<td{' class=id' if k in _IDS else ''}>{_cell(k, r.get(k))}</td>" for k, _ in cols
+        )
+        + "</tr>"
+        for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _facts(pairs: list[tuple[str, Any]]) -> str:
+    """Label and value pairs: a table with the label heading each row (no header row)."""
+    body = "".join(f'<tr><th scope="row">{_e(k)}</th><td>{_e(v)}</td></tr>' for k, v in pairs)
+    return f'<table class="facts"><tbody>{body}</tbody></table>'
 
 
 def render_report_html(report: dict[str, Any]) -> str:
@@ -366,7 +408,7 @@ def render_report_html(report: dict[str, Any]) -> str:
     who = report["department"] or "all departments"
     delay = s["decision_delay_seconds"]
     status = (
-        f'<p class="bad">{s["anomalies"]} anomaly(ies) found.</p>'
+        f'<p class="bad">{plural(s["anomalies"], "anomaly", "anomalies")} found.</p>'
         if s["anomalies"]
         else '<p class="ok">No anomalies found.</p>'
     )
@@ -380,19 +422,18 @@ def render_report_html(report: dict[str, Any]) -> str:
         f"generated {_e(report['generated_at_iso'])}.</p>",
         status,
         "<h2>Summary</h2>",
-        _table(
+        _facts(
             [
-                {"k": "records published", "v": s["records_published"]},
-                {"k": "requests", "v": s["requests"]},
-                {"k": "approved / denied", "v": f"{s['approved']} / {s['denied']}"},
-                {"k": "revoked", "v": s["revoked"]},
-                {"k": "accesses", "v": s["accesses"]},
-                {
-                    "k": "decision delay (mean / median / max, s)",
-                    "v": f"{delay['mean']} / {delay['median']} / {delay['max']}",
-                },
-            ],
-            [("k", ""), ("v", "")],
+                ("records published", s["records_published"]),
+                ("requests", s["requests"]),
+                ("approved / denied", f"{s['approved']} / {s['denied']}"),
+                ("revoked", s["revoked"]),
+                ("accesses", s["accesses"]),
+                (
+                    "decision delay (mean / median / max, seconds)",
+                    f"{delay['mean']} / {delay['median']} / {delay['max']}",
+                ),
+            ]
         ),
         "<h2>Anomalies</h2>",
         _table(report["anomalies"], [("kind", "kind"), ("code", "code"), ("message", "what")]),
@@ -427,8 +468,8 @@ def render_report_html(report: dict[str, Any]) -> str:
                 ("id", "#"),
                 ("kind", "decision"),
                 ("by", "signed by"),
-                ("delay_seconds", "delay (s)"),
-                ("after_deadline", "late"),
+                ("delay_seconds", "delay (seconds)"),
+                ("after_deadline", "deadline"),
             ],
         ),
         "<h2>Revocations</h2>",

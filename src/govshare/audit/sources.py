@@ -221,7 +221,9 @@ class ManifestSources:
             return data, src.name
         names = ", ".join(self.describe()) or "none configured"
         raise ManifestUnavailable(
-            f"No manifest source holds {cid} (tried: {names}); name one with --manifests.",
+            f"No manifest source holds {cid} (tried: {names}); name one with --manifests "
+            "(a Kubo node of the swarm, or the owner's broker URL with its auditor token "
+            "in GOVSHARE_AUDIT_TOKEN).",
             cid=cid,
         )
 

@@ -37,7 +37,7 @@ from govshare.chain.contracts import (
 )
 from govshare.chain.mirror import IndexedEvent
 from govshare.errors import InputError, NotFound
-from govshare.util import iso
+from govshare.util import iso, plural
 
 TRAIL_FORMAT = "govshare-trail/1"
 _RECORD_ID = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -376,7 +376,7 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
                     else f"{req.owner_department}'s administrator {req.decided_by} approved "
                     f"request #{req.id}"
                 )
-                + f": {req.max_uses} use(s) until {iso(req.expires_at)}",
+                + f": {plural(req.max_uses, 'use')} until {iso(req.expires_at)}",
                 department=req.owner_department,
                 actor=req.decided_by,
                 request_id=req.id,

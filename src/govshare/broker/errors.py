@@ -169,6 +169,18 @@ class UploadTooLarge(InputError):
     status = 413
     remedy = "Split the record, or ask the operator to raise --max-upload / GOVSHARE_MAX_UPLOAD."
 
+    @classmethod
+    def over(cls, limit: int, *, total: bool = False) -> UploadTooLarge:
+        """The refusal, naming the limit and the setting that raises it."""
+        from govshare.settings import format_size
+
+        what = "The files of one request add up to more than" if total else "The file is over"
+        return cls(
+            f"{what} this broker's upload limit of {format_size(limit)}; its operator raises "
+            "it with GOVSHARE_MAX_UPLOAD (`govshare serve --max-upload`, or `govshare dev up "
+            "--max-upload` for a dev consortium)."
+        )
+
 
 class NotMultipart(InputError):
     """A publish that is not multipart/form-data with a file part."""

@@ -205,9 +205,7 @@ def stage_file(
                 if size > limit:
                     from govshare.broker.errors import UploadTooLarge
 
-                    raise UploadTooLarge(
-                        f"The file is larger than this broker's limit of {limit} bytes."
-                    )
+                    raise UploadTooLarge.over(limit)
                 sha.update(chunk)
                 fh.write(chunk)
             fh.flush()

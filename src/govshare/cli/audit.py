@@ -1,9 +1,11 @@
 """``govshare audit …``: prove where a document came from and who saw it.
 
 Every command works from the chain and the receipt manifests alone. It needs no
-department profile and no key: only the deployment file (``HOME/deployment.json``
-or ``--deployment``) and somewhere to read manifests from (``--manifests``; by
-default every blob store of the home). Manifests are checked against the CIDs
+department profile and no key, but the deployment file (``HOME/deployment.json``
+or ``--deployment``) and a chain node (``--rpc``); checking access receipts needs
+also somewhere to read their manifests (``--manifests``: a Kubo node of the swarm,
+a broker's URL with its auditor or admin token in ``GOVSHARE_AUDIT_TOKEN``, or a
+store; by default every blob store of the home). Manifests are checked against the CIDs
 and roots anchored on chain, so the source need not be trusted (see
 ``docs/audit.md``). The auditor's event index is a cache in ``HOME/audit/``.
 
@@ -42,7 +44,8 @@ def view_options(f: F) -> F:
         "manifest_urls",
         multiple=True,
         metavar="SOURCE",
-        help="Where to read receipt manifests: local:PATH, kubo:URL or a broker's URL "
+        help="Where to read receipt manifests: kubo:URL (a swarm node; no token), a "
+        "broker's URL (its auditor or admin token in GOVSHARE_AUDIT_TOKEN) or local:PATH "
         "(repeatable; default: every blob store in the home).",
     )(f)
     f = click.option(
@@ -126,7 +129,16 @@ def _problems_text(problems: list[dict[str, Any]], limit: int = 20) -> None:
 @click.group()
 @common_options
 def audit() -> None:
-    """Verify documents, trails and access receipts from the chain alone."""
+    """Verify documents, trails and access receipts (no profile, no key).
+
+    Every command needs the consortium's deployment file (--deployment, default
+    HOME/deployment.json) and a chain node (--rpc, default the deployment file's).
+    Checking access receipts (receipts; the receipts in trail and report) needs
+    also their manifests (--manifests): a Kubo node of the consortium's swarm
+    (no token), a broker's URL with an auditor or admin token of that broker in
+    GOVSHARE_AUDIT_TOKEN, or local:PATH (a copy of a store; the default is every
+    blob store in the home).
+    """
 
 
 # -- verify ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import click
 from govshare.chain.devnode import DEFAULT_PORT, DevChain
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.home import chain_dir, ensure_dir
+from govshare.settings import format_size, parse_size
 
 if TYPE_CHECKING:
     from govshare.cli.devnet import DevNetStatus
@@ -98,6 +99,15 @@ def chain_status(ctx: Ctx) -> None:
 # -- the whole local consortium -------------------------------------------------------------
 
 
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}.") from None
+
+
 def _print_status(st: DevNetStatus, *, verb: str) -> None:
     echo(f"Local consortium {verb} (home {st.home})")
     chain_state = f"running at {st.chain.url}" if st.chain.running else "stopped"
@@ -108,6 +118,8 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
         echo(f"  postgres  {'running' if st.postgres_running else 'stopped'}")
     for code, (url, running) in st.kubo.items():
         echo(f"  kubo {code:<4} {url}  {'running' if running else 'stopped'}")
+    for code, why in st.not_started.items():
+        echo(f"  {code:<9} not started {why}")
     for b in st.brokers:
         if b.running:
             health = "ready" if b.ready else "running, not ready (chain or store unreachable?)"
@@ -115,6 +127,10 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
         else:
             echo(f"  {b.code:<9} {b.url}  stopped")
     if st.brokers:
+        echo(
+            f"  uploads   at most {format_size(st.max_upload)} per record "
+            "(dev up --max-upload, after dev down)"
+        )
         echo(f"  tokens    {st.home}/depts/CODE/api.token (clerk), api-admin.token (admin)")
         echo(f"  logs      {Path(st.brokers[0].log).parent}")
 
@@ -159,6 +175,14 @@ def _print_status(st: DevNetStatus, *, verb: str) -> None:
     help="Where the brokers keep their databases: a SQLite file each (the default), or a "
     "database each in a private PostgreSQL cluster of this home. Chosen at the first dev up.",
 )
+@click.option(
+    "--max-upload",
+    default=None,
+    callback=_size,
+    help="Largest record each broker accepts for publishing, e.g. 2GiB (default 256MiB, "
+    "or GOVSHARE_MAX_UPLOAD; kept for the next dev up; running brokers keep theirs until "
+    "dev down).",
+)
 @click.option("--wait", type=float, default=90.0, hidden=True, help="Seconds to wait for brokers.")
 @click.option("--scrypt-n", type=int, default=None, hidden=True, help="Keystore cost (tests).")
 @common_options
@@ -171,6 +195,7 @@ def up(
     base_port: int | None,
     store: str | None,
     database: str | None,
+    max_upload: int | None,
     wait: float,
     scrypt_n: int | None,
 ) -> None:
@@ -213,6 +238,7 @@ def up(
         wait=wait,
         store=store,
         database=database,
+        max_upload=max_upload,
         echo=progress,
     )
 

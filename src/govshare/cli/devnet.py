@@ -10,7 +10,10 @@ done yet, so running it again resumes a home with its data:
 4. a clerk and an administrator user per department, their tokens saved for
    the CLI (``HOME/depts/CODE/api.token`` and ``api-admin.token``, 0600);
 5. one ``govshare serve`` process per department, detached, on its
-   endpoint's port, with its own database and store under ``HOME/depts/CODE``.
+   endpoint's port, with its own database and store under ``HOME/depts/CODE``;
+   on a resumed home that includes each department voted in since (a profile in
+   this home, an active member on chain), and each broker takes the home's upload
+   limit (``dev up --max-upload``, kept for the next ``dev up``).
 
 The broker password reaches the broker processes through their environment
 (``GOVSHARE_PASSWORD``), never their command line. Under ``HOME/dev/``:
@@ -54,7 +57,7 @@ from govshare.profile import (
     load_profile,
     normalise_code,
 )
-from govshare.settings import Settings
+from govshare.settings import Settings, format_size
 
 DEFAULT_DEPARTMENTS = ("TAX", "MARKET", "COURT")
 NAMES = {
@@ -125,6 +128,11 @@ class DevNetStatus:
     #: Where the brokers keep their databases: ``sqlite`` files, or ``postgresql``.
     database: str = "sqlite"
     postgres_running: bool = False
+    #: The largest record each broker accepts for publishing (bytes).
+    max_upload: int = 256 * 1024**2
+    #: Departments with a profile in this home that are not (yet) active members:
+    #: their brokers are not started (code -> why).
+    not_started: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +146,8 @@ class DevNetStatus:
             "kubo": {c: {"url": u, "running": r} for c, (u, r) in self.kubo.items()},
             "database": self.database,
             "postgres_running": self.postgres_running,
+            "max_upload": self.max_upload,
+            "not_started": self.not_started,
             "brokers": [b.to_dict() for b in self.brokers],
         }
 
@@ -228,7 +238,11 @@ class DevNet:
         return pid
 
     def _start_broker(
-        self, prof: Profile, password: str, store_url: str | None = None
+        self,
+        prof: Profile,
+        password: str,
+        store_url: str | None = None,
+        max_upload: int | None = None,
     ) -> subprocess.Popen[bytes]:
         from govshare.broker.devpostgres import dev_database_url
 
@@ -245,6 +259,8 @@ class DevNet:
         env["GOVSHARE_HOME"] = str(self.home)
         if store_url:
             env["GOVSHARE_STORE"] = store_url  # its department's Kubo node
+        if max_upload:
+            env["GOVSHARE_MAX_UPLOAD"] = str(max_upload)  # the home's limit, not the shell's
         db_url = dev_database_url(self.home, prof.code)
         if db_url:
             env["GOVSHARE_DATABASE_URL"] = db_url  # its database in the home's cluster
@@ -268,9 +284,22 @@ class DevNet:
         self, profiles: Sequence[Profile], procs: dict[str, subprocess.Popen[bytes]], timeout: float
     ) -> None:
         """Until each broker answers /healthz. A broker's own process tells whether it
-        exited (its /proc cmdline is its parent's until it has exec'd: not a test)."""
+        exited (its /proc cmdline is its parent's until it has exec'd: not a test).
+        One HTTP client for every probe: a client per probe builds a TLS context each
+        time (about 65 ms of CPU), taken from the brokers starting on the same cores."""
         deadline = time.monotonic() + timeout
         pending = {p.code: p for p in profiles}
+        with httpx.Client(timeout=1.0) as client:
+            self._poll_ready(client, pending, procs, deadline, timeout)
+
+    def _poll_ready(
+        self,
+        client: httpx.Client,
+        pending: dict[str, Profile],
+        procs: dict[str, subprocess.Popen[bytes]],
+        deadline: float,
+        timeout: float,
+    ) -> None:
         while pending:
             for code, prof in list(pending.items()):
                 if procs[code].poll() is not None:
@@ -279,7 +308,7 @@ class DevNet:
                         f"({self.log_file(code)}):\n{_tail(self.log_file(code))}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(prof.endpoint + "/healthz", timeout=1.0).status_code == 200:
+                    if client.get(prof.endpoint + "/healthz").status_code == 200:
                         del pending[code]
             if not pending:
                 return
@@ -288,7 +317,7 @@ class DevNet:
                     f"The brokers of {', '.join(pending)} did not answer within {timeout:.0f}s; "
                     f"see their logs under {self.dir / 'logs'}."
                 )
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def stop_brokers(self, timeout: float = 20.0) -> list[str]:
         """SIGTERM every broker of this home, SIGKILL what is left after ``timeout``."""
@@ -327,6 +356,7 @@ class DevNet:
         wait: float = 90.0,
         store: str | None = None,
         database: str | None = None,
+        max_upload: int | None = None,
         echo: Echo = lambda _s: None,
     ) -> DevNetStatus:
         from govshare.broker.subjects import ensure_subject_key
@@ -351,6 +381,10 @@ class DevNet:
                 f"This home's brokers keep their databases in {dbkind}; `govshare dev down` "
                 f"and use a new home (--home) for {database}."
             )
+
+        limit = self._upload_limit(state, max_upload)
+        joined: list[str] = []
+        not_started: dict[str, str] = {}
 
         # 1. the chain
         dc = self.chain()
@@ -419,6 +453,12 @@ class DevNet:
                     f"file {dc.state_file} removed?). Start over with a new home."
                 ) from None
             members = ledger.registry.active_departments()
+            if codes is None:  # resuming the home: its members, with those voted in since
+                joined, not_started = self._resume_set(wanted, members)
+                wanted = [c for c in wanted if c not in not_started]
+                for code in joined:
+                    profiles[code] = load_profile(self.home, code)
+                    wanted.append(code)
             missing = [c for c in wanted if c not in members]
             if missing:
                 raise ConfigError(
@@ -428,6 +468,10 @@ class DevNet:
                 )
             threshold = int(state.get("threshold") or ledger.registry.threshold())
             echo(f"Ledger   deployed already; members {', '.join(members)}")
+            for code in joined:
+                echo(f"Joined   {code}: voted in since the last dev up; its broker starts too")
+            for code, why in not_started.items():
+                echo(f"Skipped  {code} {why}")
         else:
             ledger, threshold = self._deploy(dc, [profiles[c] for c in wanted])
             echo(
@@ -447,6 +491,7 @@ class DevNet:
                 "created": state.get("created") or time.time(),
                 "store": kind,
                 "database": dbkind,
+                "max_upload": limit,
                 **({"kubo": nodes} if nodes else {}),
             }
         )
@@ -461,7 +506,7 @@ class DevNet:
             # A wrong password would only show in the brokers' logs: check it here.
             starting[0].unlock_broker(password)
         procs = {
-            prof.code: self._start_broker(prof, password, self._store_url(prof.code))
+            prof.code: self._start_broker(prof, password, self._store_url(prof.code), limit)
             for prof in starting
         }
         if starting:
@@ -469,7 +514,52 @@ class DevNet:
             self._wait_ready(starting, procs, wait)
         out = self.status(wanted)
         out.resumed = deployed
+        out.not_started = not_started
         return out
+
+    def _upload_limit(self, state: dict[str, Any], asked: int | None) -> int:
+        """The brokers' upload limit: ``--max-upload``, else GOVSHARE_MAX_UPLOAD when
+        set, else the home's (kept from the last dev up), else the default. Brokers
+        already running keep the limit they started with: a new one needs a restart."""
+        kept = state.get("max_upload")
+        if asked is None and "max_upload" in self.settings.model_fields_set:
+            asked = self.settings.max_upload
+        limit = int(asked or kept or self.settings.max_upload)
+        running = [c for c in state.get("departments", []) if self.broker_pid(c) is not None]
+        if running and limit != int(kept or self.settings.max_upload):
+            raise ConfigError(
+                f"The brokers of {', '.join(running)} run with an upload limit of "
+                f"{format_size(int(kept or self.settings.max_upload))}: `govshare dev down`, "
+                f"then `govshare dev up --max-upload {format_size(limit)}`."
+            )
+        return limit
+
+    def _resume_set(
+        self, wanted: Sequence[str], members: Sequence[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """On a resumed home: the departments with a profile here that ``wanted``
+        misses and that are active members (voted in since: their brokers start too),
+        and every department of the home whose broker is not started, with why."""
+        joined: list[str] = []
+        not_started: dict[str, str] = {}
+        for code in dict.fromkeys([*wanted, *list_codes(self.home)]):
+            if code not in members:
+                not_started[code] = (
+                    "(its broker is not started): it has a profile in this home but is not an "
+                    "active member; a vote admits it "
+                    f"(`govshare dept propose add {code} --as MEMBER`)."
+                )
+                continue
+            if code in wanted:
+                continue
+            host = urlparse(load_profile(self.home, code).endpoint).hostname
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                not_started[code] = (
+                    f"(its broker is not started): its endpoint is on {host}, not this machine."
+                )
+            else:
+                joined.append(code)
+        return joined, not_started
 
     def _deploy(self, dc: DevChain, profiles: list[Profile]) -> tuple[Any, int]:
         from govshare.chain.connection import Connection
@@ -621,32 +711,36 @@ class DevNet:
             echo(f"Kubo     {code}: {node.api_url}" + (" — already running" if was else ""))
         return ports
 
+    def _broker_status(self, client: httpx.Client, code: str) -> BrokerStatus | None:
+        try:
+            endpoint = load_profile(self.home, code).endpoint
+        except GovShareError:
+            return None
+        pid = self.broker_pid(code)
+        ready = None
+        if pid is not None:
+            try:
+                ready = client.get(endpoint + "/readyz").status_code == 200
+            except httpx.HTTPError:
+                ready = False
+        return BrokerStatus(
+            code=code,
+            url=endpoint,
+            pid=pid,
+            running=pid is not None,
+            ready=ready,
+            log=str(self.log_file(code)),
+            token_file=str(token_path(self.home, code)),
+        )
+
     def status(self, codes: Sequence[str] | None = None) -> DevNetStatus:
         known = list(codes or self.departments())
         brokers = []
-        for code in known:
-            try:
-                endpoint = load_profile(self.home, code).endpoint
-            except GovShareError:
-                continue
-            pid = self.broker_pid(code)
-            ready = None
-            if pid is not None:
-                try:
-                    ready = httpx.get(endpoint + "/readyz", timeout=3.0).status_code == 200
-                except httpx.HTTPError:
-                    ready = False
-            brokers.append(
-                BrokerStatus(
-                    code=code,
-                    url=endpoint,
-                    pid=pid,
-                    running=pid is not None,
-                    ready=ready,
-                    log=str(self.log_file(code)),
-                    token_file=str(token_path(self.home, code)),
-                )
-            )
+        with httpx.Client(timeout=3.0) as client:
+            for code in known:
+                b = self._broker_status(client, code)
+                if b is not None:
+                    brokers.append(b)
         state = self._state()
         return DevNetStatus(
             home=str(self.home),
@@ -658,6 +752,7 @@ class DevNet:
             store=str(state.get("store") or "local"),
             kubo={c: (n.api_url, n.pid() is not None) for c, n in self.kubo_nodes().items()},
             database=str(state.get("database") or "sqlite"),
+            max_upload=int(state.get("max_upload") or self.settings.max_upload),
             postgres_running=bool(pg.running()) if (pg := self._postgres()) is not None else False,
         )
 
