@@ -429,6 +429,17 @@ class MalformedJSON(InputError):
     remedy = "Send a JSON body."
 
 
+class BodyTooLarge(InputError):
+    """A request body above the route's limit, refused before it is read."""
+
+    code = "input.body_too_large"
+    status = 413
+    remedy = (
+        "Send a smaller body; the operator sets the limit of JSON requests with "
+        "GOVSHARE_MAX_JSON_BODY (uploads: GOVSHARE_MAX_UPLOAD)."
+    )
+
+
 class NoSuchPath(NotFound):
     """Nothing at this path of the broker API."""
 

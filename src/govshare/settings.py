@@ -205,6 +205,17 @@ class Settings(BaseSettings):
         description="`govshare serve`: the largest record accepted for publishing, "
         "e.g. 256MiB, 1GiB, 4096 (bytes).",
     )
+    max_json_body: int = Field(
+        default=1024**2,
+        description="`govshare serve`: the largest body of a JSON API request (every route "
+        "but the uploads, which take GOVSHARE_MAX_UPLOAD), e.g. 1MiB; a larger one is "
+        "refused (413) before it is read or its token checked.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="`govshare serve`: a bearer token a Prometheus scraper may read "
+        "`/metrics` with (besides an administrator's token); at least 32 characters.",
+    )
     wait_chain: float = Field(
         default=30.0,
         ge=0,
@@ -307,10 +318,18 @@ class Settings(BaseSettings):
         "(`broker/faults.py`).",
     )
 
-    @field_validator("max_upload", mode="before")
+    @field_validator("max_upload", "max_json_body", mode="before")
     @classmethod
     def _size(cls, value: Any) -> int:
         return parse_size(value)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # a bearer token anyone may present: too short a one could be guessed
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("the metrics token must be at least 32 characters")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -17,7 +17,9 @@ import unicodedata
 from govshare.errors import InputError, OutOfRange
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+#: A duration's text: a number and a unit (its value bounded by each caller).
+DURATION_PATTERN = r"^\s*(\d+)\s*([smhdw])\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
 
 #: Longest request deadline a clerk may ask for (seconds ahead). The AccessLedger's
 #: ``deadlineHorizon()`` is a day longer: the client's clock may run ahead of the

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from govshare.broker.users import Users
 class LiveServer:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a pre-bound socket: no port race)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: Any) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
@@ -83,7 +84,16 @@ class Broker:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
 
-def make_broker(tmp_path: Path, *, dept: str = "TAX", probe_timeout: float = 0.5) -> Broker:
+def make_broker(
+    tmp_path: Path,
+    *,
+    dept: str = "TAX",
+    probe_timeout: float = 0.5,
+    wrap: Callable[[FastAPI], Any] | None = None,
+    **settings: Any,
+) -> Broker:
+    """A broker without ledger or store (the foundation routes); ``settings``:
+    more :class:`ApiSettings`; ``wrap``: an ASGI wrapper around the app (a probe)."""
     db = Database.open(sqlite_url(tmp_path / f"{dept.lower()}.db"))
     probes = Probes()
     # the probes dict is read at each request: tests switch probes while serving
@@ -92,8 +102,8 @@ def make_broker(tmp_path: Path, *, dept: str = "TAX", probe_timeout: float = 0.5
     for name, role in [("clara", "clerk"), ("adam", "admin"), ("audrey", "auditor")]:
         _, issued = deps.users.add(name, role, dept)
         tokens[name] = issued.token
-    app = create_app(ApiSettings(department=dept, probe_timeout=probe_timeout), deps)
-    server = LiveServer(app).start()
+    app = create_app(ApiSettings(department=dept, probe_timeout=probe_timeout, **settings), deps)
+    server = LiveServer(wrap(app) if wrap else app).start()
     client = httpx.Client(base_url=server.url, timeout=10)
     return Broker(db, deps, app, server, client, probes, tokens)
 

@@ -14,7 +14,7 @@ from govshare.api.auth import auth_rules_of, iter_routes, public, requires, rout
 from govshare.api.errors import PROBLEM_JSON
 from govshare.broker.db import Database, sqlite_url
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/audit"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/audit"}
 
 
 @pytest.fixture
@@ -113,7 +113,8 @@ def test_openapi_is_complete(app: FastAPI) -> None:
         peer = op.get("security") == [{"peerSignature": []}]
         # /v1/exchange is for peer brokers: an EIP-712 signature, not a user token
         assert peer == (path == "/v1/exchange"), where
-        assert bearer == (path.startswith("/v1/") and not peer), where
+        # /metrics: an administrator's token or the scraper's metrics token, both bearer
+        assert bearer == ((path.startswith("/v1/") or path == "/metrics") and not peer), where
         if bearer or peer:
             assert {"401", "403"} <= set(responses), where
         if op.get("parameters") or op.get("requestBody"):

@@ -100,7 +100,7 @@ def test_metrics_count_by_route_template_and_status(broker: Broker) -> None:
     broker.client.get("/v1/operations/abc123", headers=broker.auth("clara"))  # 404
     broker.client.get("/v1/operations/def456")  # 401
     broker.client.get("/no/such/path")
-    r = broker.client.get("/metrics")
+    r = broker.client.get("/metrics", headers=broker.auth("adam"))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
@@ -124,7 +124,7 @@ def test_metrics_registries_are_per_app(broker: Broker, tmp_path: Path) -> None:
     try:
         for _ in range(3):
             broker.client.get("/healthz")
-        r = other.client.get("/metrics")
+        r = other.client.get("/metrics", headers=other.auth("adam"))
         assert 'route="/healthz"' not in r.text
     finally:
         other.client.close()
@@ -136,7 +136,7 @@ def test_outbox_gauge(broker: Broker) -> None:
     outbox = broker.deps.outbox
     outbox.register("demo", [("s", lambda ctx: {})])
     outbox.submit("demo", "k", "system", fingerprint({}), {})
-    r = broker.client.get("/metrics")
+    r = broker.client.get("/metrics", headers=broker.auth("adam"))
     assert 'govshare_outbox_operations{state="done"} 1.0' in r.text
 
 

@@ -126,3 +126,14 @@ def test_a_damaged_database_is_one_sentence_and_a_typed_error(
     human = cli.fails("user", "list", "--dept", "TAX")
     assert human.stderr.startswith("Error: The broker's database cannot be used now")
     assert human.stderr.count("\n") == 1
+
+
+def test_the_last_administrator_stays(tax: Cli, users: Users) -> None:
+    users.add("head", "admin", "TAX")
+    for u in users.list_users():
+        if u.role is Role.ADMIN and u.active and u.name != "head":
+            users.revoke(u.name)
+    r = tax.fails("user", "revoke", "head", "--dept", "TAX", "-y", "--json")
+    err = r.json()["error"]
+    assert err["code"] == "user.last_admin" and "last active administrator" in err["message"]
+    assert users.get("head").active

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from fakeclock import ManualClock
 from govshare.broker.db import ApiToken, Database, Role
-from govshare.broker.errors import AlreadyExists, InvalidToken
+from govshare.broker.errors import AlreadyExists, InvalidToken, LastAdministrator
 from govshare.broker.users import (
     TOKEN_PREFIX,
     Users,
@@ -75,6 +75,27 @@ def test_revoke_user_revokes_all_tokens(users: Users) -> None:
             users.authenticate(t.token)
     with pytest.raises(InputError):
         users.issue_token("alice")
+
+
+def test_the_last_active_administrator_of_a_department_stays(users: Users) -> None:
+    _, token = users.add("adam", "admin", "TAX")
+    users.add("mark", "admin", "MARKET")  # another department's admin does not count
+    users.add("old", "admin", "TAX")
+    users.revoke("old")  # a revoked admin does not count either
+    with pytest.raises(LastAdministrator) as caught:
+        users.revoke("adam")
+    assert caught.value.code == "user.last_admin" and caught.value.status == 409
+    assert caught.value.message == (
+        "adam is TAX's last active administrator: add another administrator before revoking them."
+    )
+    assert users.get("adam").active and users.authenticate(token.token).name == "adam"
+    users.add("ada", "admin", "TAX")
+    assert not users.revoke("adam").active
+    assert not users.revoke("adam").active  # revoking a revoked user again is fine
+    with pytest.raises(LastAdministrator):
+        users.revoke("ada")
+    users.add("clara", "clerk", "TAX")
+    assert not users.revoke("clara").active  # clerks and auditors: no such rule
 
 
 def test_revoke_one_token(users: Users) -> None:

@@ -16,10 +16,21 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from govshare.api.auth import public, routes_without_auth_rule
+from govshare.api.auth import iter_routes, public, routes_without_auth_rule
 from govshare.api.context import ApiDeps, ApiSettings
-from govshare.api.errors import PROBLEM_JSON, install_error_handlers
+from govshare.api.errors import (
+    PROBLEM_JSON,
+    REQUIRED_HEADERS,
+    install_error_handlers,
+    problem_responses,
+)
 from govshare.api.metrics import HttpMetrics, MetricsMiddleware
+from govshare.api.middleware import (
+    BodyLimitMiddleware,
+    BodyLimits,
+    MethodNotAllowedMiddleware,
+    SecurityHeadersMiddleware,
+)
 from govshare.api.routes import (
     audit,
     events,
@@ -32,6 +43,8 @@ from govshare.api.routes import (
     users,
     webhooks,
 )
+from govshare.api.uploads import FRAMING_ALLOWANCE
+from govshare.broker.services import DEFAULT_MAX_UPLOAD
 
 DESCRIPTION = """\
 One department's govshare broker: its clerks publish and request records here,
@@ -74,6 +87,10 @@ def create_app(settings: ApiSettings, deps: ApiDeps) -> FastAPI:
         _add_docs(app)
 
     install_error_handlers(app)
+    app.add_middleware(MethodNotAllowedMiddleware, routes=lambda: iter_routes(app))
+    # Before anything reads a body (FastAPI parses JSON before the auth rule runs).
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings, deps))
+    app.add_middleware(SecurityHeadersMiddleware)
     # Outermost, so it also counts the 500s the error middleware produces.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
@@ -83,6 +100,18 @@ def create_app(settings: ApiSettings, deps: ApiDeps) -> FastAPI:
     if missing:
         raise RuntimeError("routes without exactly one auth rule: " + "; ".join(missing))
     return app
+
+
+def body_limits(settings: ApiSettings, deps: ApiDeps) -> BodyLimits:
+    """Every route's body limit: the uploads take the broker's upload limit
+    (with room for the multipart framing); every other route, JSON ones and the
+    peer exchange alike, ``settings.max_json_body``."""
+    upload = deps.services.limits.max_upload if deps.services else DEFAULT_MAX_UPLOAD
+    multipart = upload + FRAMING_ALLOWANCE
+    return BodyLimits(
+        default=settings.max_json_body,
+        uploads={("POST", "/v1/records"): multipart, ("POST", "/v1/records/batch"): multipart},
+    )
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -107,6 +136,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
+            _no_null_parameters(operation)
+            _required_headers(operation)
+            _body_answers(operation)
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 is_error = status == "default" or (status.isdigit() and int(status) >= 400)
@@ -118,3 +150,41 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                         content["application/json"] = body
     app.openapi_schema = schema
     return schema
+
+
+def _no_null_parameters(operation: dict[str, Any]) -> None:
+    """A parameter is absent or has a value: the ``null`` FastAPI's schema of an
+    optional one allows is sent as the text "null", which no route takes."""
+    for param in operation.get("parameters", []):
+        schema = param.get("schema", {})
+        alts = schema.get("anyOf")
+        if alts and any(a.get("type") == "null" for a in alts):
+            rest = [a for a in alts if a.get("type") != "null"]
+            del schema["anyOf"]
+            if len(rest) == 1:
+                schema.update({**rest[0], **schema})
+            else:
+                schema["anyOf"] = rest
+
+
+def _required_headers(operation: dict[str, Any]) -> None:
+    required = set(operation.pop(REQUIRED_HEADERS, ()))
+    for param in operation.get("parameters", []):
+        if param.get("in") == "header" and param.get("name") in required:
+            param["required"] = True
+
+
+def _body_answers(operation: dict[str, Any]) -> None:
+    """What any route with a body may answer besides its own: 400 (a JSON body
+    that is not JSON) and 413 (a body above its limit, refused before reading)."""
+    if "requestBody" not in operation:
+        return
+    responses = operation.setdefault("responses", {})
+    for status, answer in problem_responses(400, 413).items():
+        responses.setdefault(
+            str(status),
+            {
+                "description": answer["description"],
+                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            },
+        )

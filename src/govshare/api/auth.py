@@ -2,9 +2,11 @@
 
 Every route declares exactly one *auth rule*, as a dependency:
 
-* ``Depends(public)`` — anyone (liveness, readiness, metrics, the API docs);
+* ``Depends(public)`` — anyone (liveness, readiness, the API docs);
 * ``Depends(requires())`` — any authenticated user of this department;
 * ``Depends(requires(Role.ADMIN, ...))`` — one of these roles;
+* ``Depends(metrics_reader)`` — an administrator, or a scraper presenting the
+  broker's metrics token (``GOVSHARE_METRICS_TOKEN``);
 * ``Depends(peer_signed)`` — another department's broker, authenticated by an
   EIP-712 signature over the request body (``Govshare-Signature`` header), not
   by a user token. The dependency checks the header is there and well formed;
@@ -21,6 +23,7 @@ department's token never reaches another department's objects.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -53,6 +56,8 @@ class AuthRule:
 
     roles: frozenset[Role] | None
     peer: bool = False
+    #: ``roles`` or the broker's metrics token.
+    metrics: bool = False
 
     @property
     def public(self) -> bool:
@@ -61,6 +66,8 @@ class AuthRule:
     def describe(self) -> str:
         if self.peer:
             return "a peer broker's EIP-712 signature"
+        if self.metrics:
+            return "an administrator's token or the broker's metrics token"
         if self.roles is None:
             return "public"
         if not self.roles:
@@ -166,3 +173,30 @@ def routes_without_auth_rule(app: FastAPI) -> list[str]:
             methods = ",".join(sorted(getattr(route, "methods", None) or []))
             bad.append(f"{methods} {getattr(route, 'path', route)}: {len(rules)} auth rules")
     return bad
+
+
+def metrics_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    deps: Annotated[ApiDeps, Depends(get_deps)],
+    settings: Annotated[ApiSettings, Depends(get_settings)],
+) -> None:
+    """The auth rule of ``/metrics``: the broker's metrics token (a Prometheus
+    scraper's, compared in constant time), or an administrator's token."""
+    if credentials is None:
+        raise AuthError("This needs a bearer token: send 'Authorization: Bearer gs_...'.")
+    token = settings.metrics_token
+    if token is not None and hmac.compare_digest(
+        credentials.credentials.encode("utf-8"), token.encode("utf-8")
+    ):
+        return
+    principal = deps.users.authenticate(credentials.credentials)
+    if principal.department != settings.department:
+        raise Forbidden("This token belongs to a user of another department.")
+    if principal.role is not Role.ADMIN:
+        raise Forbidden(f"This needs {_METRICS_RULE.describe()}; you are a {principal.role.value}.")
+    request.state.principal = principal
+
+
+_METRICS_RULE = AuthRule(frozenset({Role.ADMIN}), metrics=True)
+setattr(metrics_reader, _RULE_ATTR, _METRICS_RULE)

@@ -19,6 +19,10 @@ from govshare.broker.users import Users, normalise_dept
 
 if TYPE_CHECKING:
     from govshare.broker.services import BrokerServices
+    from govshare.settings import Settings
+
+#: Default limit of a JSON request body: far above any request the API takes.
+DEFAULT_MAX_JSON_BODY = 1024 * 1024
 
 #: A readiness probe: returns when its dependency answers, raises when it does not.
 Probe = Callable[[], object]
@@ -38,11 +42,28 @@ class ApiSettings:
     probe_timeout: float = 2.0
     #: Serve /openapi.json and /docs.
     docs: bool = True
+    #: The largest body of a JSON route (everything but the upload routes, which
+    #: take the broker's upload limit), in bytes: refused before it is read.
+    max_json_body: int = DEFAULT_MAX_JSON_BODY
+    #: A bearer token that may read ``/metrics`` (a Prometheus scraper), besides
+    #: an administrator's; None: administrators only.
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "department", normalise_dept(self.department))
         if not self.probe_timeout > 0:
             raise ValueError("probe_timeout must be positive")
+        if self.max_json_body < 1:
+            raise ValueError("max_json_body must be positive")
+
+    @classmethod
+    def from_settings(cls, department: str, settings: Settings) -> ApiSettings:
+        """The API settings of ``govshare serve``, from govshare's settings."""
+        return cls(
+            department=department,
+            max_json_body=settings.max_json_body,
+            metrics_token=settings.secret("metrics_token"),
+        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from govshare.broker.db import DATABASE_FAILURES, database_unavailable
@@ -47,6 +48,13 @@ from govshare.errors import (
 log = logging.getLogger("govshare.api")
 
 PROBLEM_JSON = "application/problem+json"
+#: An operation's ``openapi_extra`` key: headers the route requires itself (with
+#: its own error) although its parameter is optional; the OpenAPI hook marks
+#: them required.
+REQUIRED_HEADERS = "x-govshare-required-headers"
+#: Set in the ASGI scope when the client went away before its request was read
+#: (the metrics count it as 499, nginx's "client closed request").
+CLIENT_GONE = "govshare.client_gone"
 _TYPE_PREFIX = "urn:govshare:problem:"
 
 # Detail keys never echoed back, whatever an error carries.
@@ -238,6 +246,15 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # Not the broker's fault, and no one to answer: one calm line (an
+            # interrupted upload's partial file is already deleted).
+            scope[CLIENT_GONE] = True
+            log.info(
+                "%s %s: the client disconnected before its request was read in full",
+                scope.get("method"),
+                scope.get("path"),
+            )
         except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             log.error(
@@ -268,6 +285,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The token's user may not do this (role or department)",
         404: "Not found",
         409: "Conflict (e.g. an Idempotency-Key reused with another body)",
+        413: "The body is larger than this route's limit (refused before it is read)",
         422: "The request does not validate",
         500: "Unexpected error (an error id is logged)",
         502: "A backend (chain, store) gave a bad answer",

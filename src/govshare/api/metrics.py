@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from govshare.api.errors import CLIENT_GONE
 from govshare.broker.db import Database, Operation, OpState
 
 UNMATCHED = "<unmatched>"
@@ -83,6 +84,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
+            if scope.get(CLIENT_GONE):
+                status = 499  # nginx's "client closed request": no answer was sent
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED
             method = str(scope.get("method", ""))

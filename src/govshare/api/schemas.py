@@ -8,8 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from govshare.broker.db import Role
-from govshare.broker.outbox import OperationView
-from govshare.broker.users import UserInfo
+from govshare.broker.outbox import IDEMPOTENCY_KEY_PATTERN, OperationView
+from govshare.broker.users import NAME_PATTERN, UserInfo
+from govshare.util import DURATION_PATTERN
 
 #: The largest integer the API accepts where a number is stored or compared: a
 #: database's signed 64-bit column. Anything larger is a 422, never a 500.
@@ -66,7 +67,13 @@ class UserOut(BaseModel):
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, examples=["alice"])
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=NAME_PATTERN,
+        examples=["alice"],
+        description="Letters, digits and . _ @ -, starting with a letter or digit",
+    )
     role: Role
 
 
@@ -94,7 +101,13 @@ class NotificationOut(BaseModel):
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2048, examples=["https://intake.example/govshare"])
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^\s*[Hh][Tt][Tt][Pp][Ss]?://",
+        examples=["https://intake.example/govshare"],
+        description="An http or https URL with a host and no user name or password",
+    )
     secret: str | None = Field(
         default=None,
         min_length=16,
@@ -178,7 +191,13 @@ class OperationOut(BaseModel):
 
 # -- records ---------------------------------------------------------------------------
 
-_RECORD_ID = r"^0x[0-9a-fA-F]{64}$"
+#: A record id: 0x and 64 hex digits, not all zero (no record has id zero). The
+#: length is :data:`RECORD_ID_LENGTH`, stated beside the pattern.
+RECORD_ID_PATTERN = r"^0x0*[1-9a-fA-F][0-9a-fA-F]*$"
+RECORD_ID_LENGTH = 66
+#: A department code as the API takes it (upper-cased on the way in).
+DEPT_PATTERN = r"^[A-Za-z0-9_]{2,16}$"
+_RECORD_ID = RECORD_ID_PATTERN
 
 
 class RecordOut(BaseModel):
@@ -233,10 +252,12 @@ class BulkItemIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    idempotency_key: str = Field(min_length=1, max_length=255)
+    idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY_PATTERN)
     category: str = Field(min_length=1, max_length=64)
     subject: str | None = Field(default=None, max_length=1024)
-    supersedes: str | None = Field(default=None, pattern=_RECORD_ID)
+    supersedes: str | None = Field(
+        default=None, pattern=_RECORD_ID, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
+    )
 
 
 class BulkItemOut(BaseModel):
@@ -260,7 +281,9 @@ class BulkPublishOut(BaseModel):
 _NO_CONTROLS = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
 
 
-_CATEGORY = r"^[A-Za-z0-9._-]{1,32}$"
+#: A catalog category (the contracts' rule, ``chain.contracts.encode_category``).
+CATEGORY_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
+_CATEGORY = CATEGORY_PATTERN
 _SUBJECT_DESC = (
     "The subject's id (a citizen's or an enterprise's). It stays with this broker: only "
     "the consortium's keyed reference of it goes on chain."
@@ -271,10 +294,35 @@ class RequestCreate(BaseModel):
     """A request for one record (``record_id``), or for the owner's records of a
     category about a subject (``category`` and ``subject``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # one of the two, as the route checks (input.invalid otherwise)
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["record_id"],
+                    "properties": {
+                        "record_id": {"type": "string"},
+                        "category": {"type": "null"},
+                        "subject": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["category", "subject"],
+                    "properties": {
+                        "record_id": {"type": "null"},
+                        "category": {"type": "string"},
+                        "subject": {"type": "string"},
+                    },
+                },
+            ]
+        },
+    )
 
-    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
-    record_id: str | None = Field(default=None, pattern=_RECORD_ID)
+    owner: str = Field(min_length=2, max_length=16, pattern=DEPT_PATTERN, examples=["TAX"])
+    record_id: str | None = Field(
+        default=None, pattern=_RECORD_ID, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
+    )
     category: str | None = Field(default=None, pattern=_CATEGORY)
     subject: str | None = Field(
         default=None, min_length=1, max_length=256, pattern=_NO_CONTROLS,
@@ -292,6 +340,7 @@ class RequestCreate(BaseModel):
     deadline: str | None = Field(
         default=None,
         max_length=32,
+        pattern=DURATION_PATTERN,
         description="How long the owner has to decide: 30m, 12h, 3d, 2w (default 3d, at most "
         "365d; a longer one is refused with input.out_of_range)",
         examples=["3d"],
@@ -316,7 +365,7 @@ class SubjectQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    owner: str = Field(min_length=2, max_length=16, pattern=DEPT_PATTERN, examples=["TAX"])
     category: str = Field(pattern=_CATEGORY, examples=["tax-clearance"])
     subject: str = Field(
         min_length=1, max_length=256, pattern=_NO_CONTROLS, description=_SUBJECT_DESC
@@ -402,6 +451,8 @@ class ExchangeRequestIn(BaseModel):
     requester: str = Field(min_length=2, max_length=16, examples=["MARKET"])
     owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
     grant_id: int = Field(ge=1, le=MAX_UINT64)
-    record_id: str = Field(pattern=_RECORD_ID)
+    record_id: str = Field(
+        pattern=_RECORD_ID, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
+    )
     nonce: str = Field(pattern=r"^[0-9]{1,78}$", description="uint256, decimal text")
     expires_at: int = Field(ge=0, le=MAX_UINT64, description="Unix seconds")

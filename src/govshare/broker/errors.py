@@ -123,6 +123,15 @@ class AlreadyExists(Conflict):
     remedy = "Pick another name, or use the existing one."
 
 
+class LastAdministrator(Conflict):
+    """Revoking this user would leave the department's broker without an active
+    administrator: no one could manage its users any more."""
+
+    code = "user.last_admin"
+    status = 409
+    remedy = "Add another administrator first (`govshare user add NAME --role admin`)."
+
+
 class NonceReplayed(Conflict):
     """A peer's exchange request nonce was seen before: a replay."""
 

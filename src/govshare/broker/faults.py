@@ -5,9 +5,15 @@ Inert unless armed: ``govshare serve`` arms the point named by the settings
 uses it to SIGKILL a ``govshare serve`` process at each step of a publish and
 checks that a retry with the same idempotency key finds everything intact.
 
-Points: ``publish.before_store``, ``publish.after_store`` (stored, result not yet
-recorded), ``publish.anchor_sent`` (transaction accepted by the node, receipt not
-yet seen), ``publish.anchor_receipt`` (receipt seen, not yet recorded).
+Points: ``publish.accepted`` (a publish of its own, not batched: the operation
+took the staged upload over, none of its steps has run), ``publish.before_store``,
+``publish.after_store`` (stored, result not yet recorded), ``publish.anchor_sent``
+(transaction accepted by the node, receipt not yet seen),
+``publish.anchor_receipt`` (receipt seen, not yet recorded).
+
+Tests that run brokers in their own process can instead make a point raise an
+exception, once (:func:`fail_once`): a database error or a shutdown at that
+moment, without killing the test.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import signal
 
 # The one armed point of this process (one broker per process; tests only).
 _armed: str | None = None
+# Points that raise, once, and what (tests in one process only).
+_failures: dict[str, BaseException] = {}
 
 
 def arm(point: str | None) -> None:
@@ -25,7 +33,20 @@ def arm(point: str | None) -> None:
     _armed = point or None
 
 
+def fail_once(point: str, exc: BaseException | None) -> None:
+    """Raise ``exc`` the next time ``point`` is reached (None: no longer)."""
+    if exc is None:
+        _failures.pop(point, None)
+    else:
+        _failures[point] = exc
+
+
 def crash_point(name: str) -> None:
-    """Die at once (SIGKILL: no cleanup, no flush) if a test armed ``name``."""
+    """Die at once (SIGKILL: no cleanup, no flush) if a test armed ``name``; raise
+    the exception a test set for it with :func:`fail_once`."""
     if _armed is not None and _armed == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if _failures:
+        exc = _failures.pop(name, None)
+        if exc is not None:
+            raise exc

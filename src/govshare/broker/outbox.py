@@ -91,7 +91,9 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
-_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+#: An idempotency key: printable ASCII, no spaces (the API's schema states it).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY_RE = re.compile(IDEMPOTENCY_KEY_PATTERN.strip("^$"))
 
 
 def check_idempotency_key(key: object) -> str:

@@ -334,6 +334,7 @@ def _publish(
     if not sub.created:
         staged.unlink(missing_ok=True)  # another request with this key won the race
         return PublishOutcome.of(Submission(svc.outbox.settle(sub.operation), created=False))
+    crash_point("publish.accepted")  # the staged upload is the operation's now
     # The outbox worker may claim the new operation first: then wait for it.
     view = svc.outbox.settle(svc.outbox.run(sub.operation.id, wait=wait))
     return PublishOutcome.of(Submission(view, created=True))

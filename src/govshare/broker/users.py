@@ -33,14 +33,17 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from govshare.broker.db import ApiToken, Database, Role, User
-from govshare.broker.errors import AlreadyExists, InvalidToken
+from govshare.broker.errors import AlreadyExists, InvalidToken, LastAdministrator
 from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import InputError, NotFound
 
 TOKEN_PREFIX = "gs_"  # noqa: S105 (a prefix, not a secret)
 _TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"gs_[A-Za-z0-9_-]{43}")
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+#: A user name: 1-64 of letters, digits and ``. _ @ -``, the first a letter or digit
+#: (the API's schema states the same pattern).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN.strip("^$"))
 _DEPT_RE = re.compile(r"[A-Z0-9_]{2,16}")
 
 _INVALID_TOKEN = "The bearer token is unknown, revoked or expired."  # noqa: S105
@@ -229,10 +232,15 @@ class Users:
             return [self._user_info(s, u) for u in users]
 
     def revoke(self, name: str) -> UserInfo:
-        """Disable a user and revoke all their tokens (their name stays taken)."""
+        """Disable a user and revoke all their tokens (their name stays taken).
+        The department's last active administrator cannot be revoked (as the
+        contract keeps a department's last admin key): the API and the CLI
+        would have no one left to manage the broker's users."""
         now = utcnow(self.clock)
         with self.db.session() as s:
             user = self._load(s, name)
+            if user.disabled_at is None and user.role == Role.ADMIN.value:
+                self._keep_an_admin(s, user)
             if user.disabled_at is None:
                 user.disabled_at = now
             for t in user.tokens:
@@ -240,6 +248,24 @@ class Users:
                     t.revoked_at = now
             s.flush()
             return self._user_info(s, user)
+
+    def _keep_an_admin(self, s: Session, user: User) -> None:
+        others = s.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(
+                User.department == user.department,
+                User.role == Role.ADMIN.value,
+                User.disabled_at.is_(None),
+                User.id != user.id,
+            )
+        )
+        if not others:
+            raise LastAdministrator(
+                f"{user.name} is {user.department}'s last active administrator: add another "
+                "administrator before revoking them.",
+                user=user.name,
+            )
 
     # -- tokens --------------------------------------------------------------------
 

@@ -304,7 +304,7 @@ def run_broker(home: Path, settings: Settings) -> None:
         if warning:
             echo(f"Warning: {warning}", err=True)
         startup = runtime.start()
-        app = create_app(ApiSettings(department=code), ApiDeps.from_services(svc))
+        app = create_app(ApiSettings.from_settings(code, settings), ApiDeps.from_services(svc))
         listen = settings.port or _endpoint_port(profile.endpoint) or DEFAULT_PORT
         scheme = "https" if settings.tls_cert else "http"
         echo(

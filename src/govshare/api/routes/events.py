@@ -25,6 +25,27 @@ router = APIRouter(prefix="/v1", tags=["events"])
 EVENT_STREAM = "text/event-stream"
 #: Milliseconds an EventSource waits before it reconnects.
 RETRY_MS = 3000
+#: What parse_cursor takes: an event id (surrounding blanks ignored; empty: none).
+CURSOR_PATTERN = r"^\s*[0-9]{0,19}\s*$"
+#: The same in a header (whose value HTTP strips of blanks).
+CURSOR_HEADER_PATTERN = r"^[0-9]{0,19}$"
+#: One event of the stream, as a client parses it.
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id"},
+        "event": {
+            "type": "string",
+            "description": "ready (the first event), else the notification's kind",
+        },
+        "data": {
+            "type": "string",
+            "description": "JSON: a NotificationOut; for ready, {after, department}",
+        },
+        "retry": {"type": "integer", "description": "Milliseconds before reconnecting"},
+    },
+}
 
 
 def _event(event_id: int, kind: str, data: object) -> bytes:
@@ -49,7 +70,8 @@ async def _render(feed: Notifications, start: int) -> AsyncIterator[bytes]:
     responses={
         200: {
             "description": "A stream of notifications (text/event-stream)",
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+            # OpenAPI before 3.2: the schema of a stream's media type is one event's
+            "content": {EVENT_STREAM: {"schema": EVENT_SCHEMA}},
         },
         **problem_responses(400, 401, 403, 422, 500, 503),
     },
@@ -62,6 +84,9 @@ def stream_events(
         Header(
             alias="Last-Event-ID",
             max_length=64,
+            # the rule parse_cursor enforces (with events.bad_cursor, as EventSource
+            # clients expect of a stream's own errors), stated for the document
+            json_schema_extra={"pattern": CURSOR_HEADER_PATTERN},
             description="Resume after this event id (what an EventSource sends on reconnect)",
         ),
     ] = None,
@@ -69,6 +94,7 @@ def stream_events(
         str | None,
         Query(
             max_length=64,
+            json_schema_extra={"pattern": CURSOR_PATTERN},
             description="Resume after this event id, for clients that cannot set headers "
             "(Last-Event-ID wins); 0 replays every notification",
         ),

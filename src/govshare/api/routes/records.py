@@ -19,9 +19,17 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from govshare.api.deps import ClerkUser, CurrentUser, ReaderUser, ServicesDep
-from govshare.api.errors import error_response, problem_response, problem_responses
+from govshare.api.errors import (
+    REQUIRED_HEADERS,
+    error_response,
+    problem_response,
+    problem_responses,
+)
 from govshare.api.schemas import (
+    CATEGORY_PATTERN,
     MAX_INT64,
+    RECORD_ID_LENGTH,
+    RECORD_ID_PATTERN,
     BulkItemIn,
     BulkItemOut,
     BulkPublishOut,
@@ -34,6 +42,7 @@ from govshare.api.uploads import ReceivedUpload, receive_upload, receive_uploads
 from govshare.broker.db import OpState
 from govshare.broker.errors import IdempotencyKeyRequired, OperationInProgress
 from govshare.broker.fetch import FetchResult, fetch
+from govshare.broker.outbox import IDEMPOTENCY_KEY_PATTERN
 from govshare.broker.publish import (
     MAX_BULK,
     BulkItem,
@@ -51,7 +60,15 @@ router = APIRouter(prefix="/v1/records", tags=["records"])
 
 _CHUNK = 256 * 1024
 
-RecordId = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="0x + 64 hex digits")]
+RecordId = Annotated[
+    str,
+    Path(
+        pattern=RECORD_ID_PATTERN,
+        min_length=RECORD_ID_LENGTH,
+        max_length=RECORD_ID_LENGTH,
+        description="0x + 64 hex digits, not all zero",
+    ),
+]
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
@@ -65,23 +82,32 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
                         "file": {"type": "string", "format": "binary"},
                         "category": {
                             "type": "string",
+                            "pattern": CATEGORY_PATTERN,
                             "description": "A category declared in the department's catalog",
                             "example": "tax-clearance",
                         },
                         "subject": {
                             "type": "string",
+                            "maxLength": 256,
                             "description": "Who the record is about (a personal or enterprise "
                             "id); only its keyed hash is anchored",
                         },
                         "supersedes": {
                             "type": "string",
+                            "pattern": RECORD_ID_PATTERN,
+                            "minLength": RECORD_ID_LENGTH,
+                            "maxLength": RECORD_ID_LENGTH,
                             "description": "Id of the record this one is a new version of",
                         },
                     },
                 }
             }
         },
-    }
+    },
+    # The header is required (a publish without one is refused, 400
+    # idempotency.key_required, rather than a validation error): said in the
+    # document by the app's OpenAPI hook.
+    REQUIRED_HEADERS: ["Idempotency-Key"],
 }
 
 
@@ -201,7 +227,8 @@ async def publish_record(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Required: a retry with the same key returns the original record",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="A retry with the same key returns the original record",
         ),
     ] = None,
 ) -> JSONResponse:
@@ -231,14 +258,14 @@ async def publish_record(
         filename=upload.filename,
         media_type=upload.media_type,
     )
-    try:
-        wait_for = anchor_wait(request.headers.get("prefer"), svc.limits.publish_wait)
-        out = await run_in_threadpool(
-            partial(publish, anchor_wait=wait_for), svc, user, idempotency_key, upload.staged, meta
-        )
-    except BaseException:
-        (svc.spool / upload.staged.name).unlink(missing_ok=True)
-        raise
+    # From here the staged upload is publish's: it deletes it when it refuses the
+    # request, and once its operation took it over, the operation resumes from it
+    # (after a database error, or a shutdown that cancels this request) and the
+    # spool clean-up removes it when no operation needs it.
+    wait_for = anchor_wait(request.headers.get("prefer"), svc.limits.publish_wait)
+    out = await run_in_threadpool(
+        partial(publish, anchor_wait=wait_for), svc, user, idempotency_key, upload.staged, meta
+    )
     return _publish_answer(out, request.url.path)
 
 
@@ -252,9 +279,11 @@ _BULK_SCHEMA: dict[str, Any] = {
                     "required": ["items", "file"],
                     "properties": {
                         "items": {
-                            "type": "string",
-                            "description": "JSON: a list with one BulkItemIn per file part, "
-                            "in the same order",
+                            "type": "array",
+                            "items": BulkItemIn.model_json_schema(),
+                            "maxItems": MAX_BULK,
+                            "description": "One BulkItemIn per file part, in the same order "
+                            "(as many as there are files), sent as one JSON text",
                         },
                         "file": {
                             "type": "array",
@@ -262,7 +291,8 @@ _BULK_SCHEMA: dict[str, Any] = {
                             "maxItems": MAX_BULK,
                         },
                     },
-                }
+                },
+                "encoding": {"items": {"contentType": "application/json"}},
             }
         },
     }

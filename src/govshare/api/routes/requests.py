@@ -15,12 +15,15 @@ from govshare.api.deps import ClerkUser, CurrentUser, OverseerUser, ServicesDep
 from govshare.api.errors import problem_response, problem_responses
 from govshare.api.schemas import (
     MAX_INT64,
+    RECORD_ID_LENGTH,
+    RECORD_ID_PATTERN,
     ReceiptOut,
     RequestCreate,
     RequestCreated,
     RequestOut,
 )
 from govshare.broker.access import request_access, request_by_subject
+from govshare.broker.outbox import IDEMPOTENCY_KEY_PATTERN
 from govshare.broker.queries import list_receipts, list_requests
 from govshare.broker.services import BrokerServices
 from govshare.errors import GovShareError, InputError
@@ -65,6 +68,7 @@ def create_request(
         str | None,
         Header(
             alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="A retry with the same key returns the "
             "original request (default: a new key each call)",
         ),
@@ -133,7 +137,10 @@ def get_requests(
     response: Response,
     direction: Annotated[str | None, Query(pattern=_DIRECTION)] = None,
     status_: Annotated[str | None, Query(alias="status", pattern=_STATUS)] = None,
-    record_id: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{64}$")] = None,
+    record_id: Annotated[
+        str | None,
+        Query(pattern=RECORD_ID_PATTERN, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH),
+    ] = None,
 ) -> list[RequestOut]:
     """Requests that concern this department: ``incoming`` (for its records),
     ``outgoing`` (its own), or both; newest first. Read from the chain's events
@@ -181,7 +188,10 @@ def get_receipts(
     _user: OverseerUser,
     svc: ServicesDep,
     grant: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
-    record_id: Annotated[str | None, Query(pattern=r"^0x[0-9a-fA-F]{64}$")] = None,
+    record_id: Annotated[
+        str | None,
+        Query(pattern=RECORD_ID_PATTERN, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH),
+    ] = None,
     owner: Annotated[str | None, Query(min_length=2, max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,

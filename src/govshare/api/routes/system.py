@@ -1,4 +1,5 @@
-"""Liveness, readiness, metrics: for the orchestrator and the operator (public)."""
+"""Liveness and readiness (public), metrics (an administrator or the scraper's
+token): for the orchestrator and the operator."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from govshare.api.auth import public
+from govshare.api.auth import metrics_reader, public
 from govshare.api.context import Probe
 from govshare.api.deps import DepsDep, SettingsDep
 from govshare.api.errors import problem_responses
@@ -18,10 +19,15 @@ from govshare.api.metrics import HttpMetrics
 from govshare.api.schemas import Check, Health, Readiness
 from govshare.errors import GovShareError
 
-router = APIRouter(tags=["system"], dependencies=[Depends(public)])
+router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", response_model=Health, responses=problem_responses(500))
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses=problem_responses(500),
+    dependencies=[Depends(public)],
+)
 def healthz() -> Health:
     """Liveness: the process answers. Says nothing about the chain or the store."""
     return Health()
@@ -34,6 +40,7 @@ def healthz() -> Health:
         503: {"model": Readiness, "description": "A dependency is not answering"},
         **problem_responses(500),
     },
+    dependencies=[Depends(public)],
 )
 def readyz(deps: DepsDep, settings: SettingsDep) -> JSONResponse:
     """Readiness: every registered probe (database, chain, store, ...) answers
@@ -52,12 +59,16 @@ def readyz(deps: DepsDep, settings: SettingsDep) -> JSONResponse:
             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
             "description": "Prometheus text exposition format",
         },
-        **problem_responses(500),
+        **problem_responses(401, 403, 500),
     },
+    dependencies=[Depends(metrics_reader)],
 )
 def metrics(request: Request) -> Response:
     """Prometheus metrics: request counts and latency by route template and
-    status, and outbox operations by state."""
+    status, and outbox operations by state. For an administrator's token, or
+    the broker's metrics token (``GOVSHARE_METRICS_TOKEN``) that a scraper sends
+    as ``Authorization: Bearer ...``: the counts say how much the department
+    exchanges, which is not for anyone to read."""
     registry = request.app.state.govshare_metrics
     assert isinstance(registry, HttpMetrics)
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
