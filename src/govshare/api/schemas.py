@@ -104,7 +104,6 @@ class WebhookCreate(BaseModel):
     url: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^\s*[Hh][Tt][Tt][Pp][Ss]?://",
         examples=["https://intake.example/govshare"],
         description="An http or https URL with a host and no user name or password",
     )
