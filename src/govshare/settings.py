@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from govshare.errors import ConfigError
 
@@ -77,18 +76,16 @@ def format_size(n: int) -> str:
     return f"{n} bytes"
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """govshare's settings: each field is the environment variable ``GOVSHARE_`` +
-    its name in capitals. The first line of each description is the docs' table."""
+    its name in capitals. The first line of each description is the docs' table.
 
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX,
-        case_sensitive=False,
-        env_ignore_empty=True,  # GOVSHARE_X= (empty) means unset, as shells use it
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-    )
+    :func:`load_settings` reads them from the environment (names in any case; an
+    empty value means unset). A plain model, not pydantic-settings' ``BaseSettings``:
+    that package costs a tenth of a second to import, on every ``govshare`` command,
+    for what :func:`from_environ` does in a few lines."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     # -- where things are ---------------------------------------------------------------
     home: Path | None = Field(
@@ -398,9 +395,23 @@ def load_settings() -> Settings:
     A value that does not validate raises :class:`~govshare.errors.ConfigError`
     with one sentence naming the variable (never echoing a secret)."""
     try:
-        return Settings()
+        return Settings.model_validate(from_environ(os.environ))
     except ValidationError as exc:
         raise _config_error(exc, source="env") from None
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``GOVSHARE_*`` values of ``environ`` that name a setting, by field name:
+    names compared without case, an empty value left out (unset, as shells use it)."""
+    fields = Settings.model_fields
+    out: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.upper().startswith(PREFIX) or value == "":
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name in fields:
+            out[name] = value
+    return out
 
 
 def retired_names(environ: Mapping[str, str] | None = None) -> list[str]:
