@@ -13,7 +13,8 @@ import pytest
 from govshare.broker.errors import UploadTooLarge
 from govshare.cli.devnet import DevNet
 from govshare.errors import ConfigError
-from govshare.settings import Settings, format_size, parse_size
+from govshare.settings import Settings
+from govshare.util import format_size, parse_size
 
 
 @pytest.mark.parametrize(
