@@ -84,9 +84,6 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-import govshare.chain.batchindex
-import govshare.chain.subjectindex  # noqa: F401 — and so is the subject index's
-from govshare.chain.mirror import metadata as mirror_metadata
 from govshare.clock import utcnow
 from govshare.errors import ConfigError, DatabaseUnavailable
 from govshare.home import dept_dir
@@ -95,6 +92,11 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+#: The newest migration's revision (a test checks it is Alembic's head): a database
+#: already there opens without loading Alembic and its scripts, which cost more
+#: than the rest of a `govshare user list`.
+SCHEMA_REVISION = "0009"
 
 #: Milliseconds a connection waits for SQLite's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -606,10 +608,22 @@ class WebhookDelivery(Base):
     webhook: Mapped[Webhook] = relationship(back_populates="deliveries")
 
 
-# The ledger mirror's tables live in this database too, so a range of events, the
-# views derived from it (access_requests) and the checkpoint commit together.
-for _table in mirror_metadata.sorted_tables:
-    _table.to_metadata(Base.metadata)
+def schema() -> MetaData:
+    """Every table of the broker's database: the models above and the ledger
+    mirror's tables, which live in this database too, so a range of events, the
+    views derived from it (access_requests) and the checkpoint commit together.
+
+    What the migrations compare against. The mirror's tables (the chain code,
+    eth-abi) are added here, when asked, not when this module is imported: the
+    user store and `govshare user …` use the models without them."""
+    import govshare.chain.batchindex
+    import govshare.chain.subjectindex  # noqa: F401 - and so is the subject index's
+    from govshare.chain.mirror import metadata as mirror_metadata
+
+    for table in mirror_metadata.sorted_tables:
+        if table.key not in Base.metadata.tables:
+            table.to_metadata(Base.metadata)
+    return Base.metadata
 
 
 # -- engine and sessions -------------------------------------------------------------
@@ -809,7 +823,8 @@ class Database:
         if migrate:
             try:
                 with translate_database_errors():
-                    db.migrate()
+                    if db._stored_revision() != SCHEMA_REVISION:
+                        db.migrate()
             except DatabaseUnavailable:
                 engine.dispose()
                 raise
@@ -849,6 +864,17 @@ class Database:
     def url(self) -> str:
         """The database URL, password hidden (safe to log)."""
         return _safe_url(self.engine.url)
+
+    def _stored_revision(self) -> str | None:
+        """The revision Alembic recorded, read with one query and no Alembic; None
+        when there is none to read (a new database) or the query fails: then
+        :meth:`migrate` runs, and says what is wrong."""
+        try:
+            with self._read_engine.connect() as conn:
+                rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        except SQLAlchemyError:
+            return None
+        return str(rows[0][0]) if len(rows) == 1 else None
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (idempotent; one transaction)."""
