@@ -294,7 +294,7 @@ def _database_outage(exc: Exception) -> GovShareError | None:
     """A database outage no lower layer translated (e.g. the ledger mirror's)."""
     if "sqlalchemy" not in sys.modules:  # nothing touched a database: keep start-up light
         return None
-    from govshare.broker.db import database_unavailable
+    from govshare.broker.database import database_unavailable
 
     return database_unavailable(exc)
 
