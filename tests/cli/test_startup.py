@@ -214,3 +214,26 @@ def test_shell_completion_lists_the_commands_without_importing_them(tmp_path: Pa
     modules = set(json.loads(proc.stderr.splitlines()[-1]))
     assert _present(modules, HEAVY) == []
     assert "govshare.cli.grant" not in modules
+
+
+def test_python_m_govshare_is_the_command(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSHARE_")}
+    env["GOVSHARE_HOME"] = str(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "govshare", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: govshare ")
+    bad = subprocess.run(
+        [sys.executable, "-m", "govshare", "no-such-command", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert json.loads(bad.stdout)["error"]["code"] == "cli.usage"
