@@ -146,7 +146,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def parse_size(text: str | int) -> int:
@@ -158,7 +158,7 @@ def parse_size(text: str | int) -> int:
     m = _SIZE.match(str(text or ""))
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a size (e.g. 256MiB, 1GiB, 4096)")
-    return int(m.group(1)) * _UNITS[(m.group(2) or "").lower()[:1]]
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()[:1]]
 
 
 def format_size(n: int) -> str:
