@@ -13,7 +13,8 @@ import pytest
 from govshare.broker.errors import UploadTooLarge
 from govshare.cli.devnet import DevNet
 from govshare.errors import ConfigError
-from govshare.settings import Settings, format_size, parse_size
+from govshare.settings import Settings
+from govshare.util import format_size, parse_size
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,11 @@ def test_a_new_limit_while_brokers_run_is_refused(tmp_path: Path) -> None:
     assert "run with an upload limit of 64KiB" in str(err.value)
     assert "`govshare dev down`, then `govshare dev up --max-upload 1MiB`" in str(err.value)
     assert state["max_upload"] == 64 * 1024
+
+
+def test_sizes_and_durations_keep_their_own_units() -> None:
+    # (both parsers live in util: "1d" is a day, "1m" a minute, "1M" a MiB)
+    from govshare.util import parse_duration
+
+    assert parse_duration("1d") == 86400 and parse_duration("1m") == 60
+    assert parse_size("1M") == 1024**2 and parse_size("1k") == 1024

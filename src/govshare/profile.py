@@ -29,25 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from govshare.crypto import (
-    EthKey,
-    HpkePrivateKey,
-    generate_keypair,
-    load_eth_keystore,
-    load_hpke_key,
-    resolve_password,
-    save_eth_keystore,
-    save_hpke_key,
-)
-from govshare.crypto.keystore import DEFAULT_SCRYPT_N, ENV_ADMIN_PASSWORD, ENV_PASSWORD
 from govshare.errors import InputError, ProfileNotFound, WrongPassword
 from govshare.home import dept_dir, ensure_dir
-from govshare.settings import Passwords
 
+# The keys' code (cryptography, eth-account) and the settings (pydantic) are
+# imported when a key is made or unlocked: reading a profile stays light.
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-_NO_PASSWORDS = Passwords()
+    from govshare.crypto import EthKey, HpkePrivateKey
+    from govshare.settings import Passwords
 
 CODE_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
 CONFIG = "config.json"
@@ -110,19 +101,26 @@ class Profile:
         }
 
     def unlock_broker(
-        self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
+        self, password: str | None = None, passwords: Passwords | None = None
     ) -> LocalAccount:
         """The broker's account: ``password``, else the password settings, else a prompt."""
+        from govshare.crypto import load_eth_keystore
+        from govshare.crypto.keystore import ENV_PASSWORD
+
         pw = self._broker_pw(password, passwords)
         with _naming_source(f"{self.code}'s broker key", ENV_PASSWORD, None):
             return _account(load_eth_keystore(self.broker_keystore, pw))
 
     def unlock_admin(
-        self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
+        self, password: str | None = None, passwords: Passwords | None = None
     ) -> LocalAccount:
         """The administrator's account. Its own password comes first from
         ``GOVSHARE_ADMIN_PASSWORD`` / ``GOVSHARE_ADMIN_PASSWORD_FILE`` (``passwords``),
         then from the broker key's sources (``GOVSHARE_PASSWORD``…, a prompt)."""
+        from govshare.crypto import load_eth_keystore, resolve_password
+        from govshare.crypto.keystore import ENV_ADMIN_PASSWORD, ENV_PASSWORD
+
+        passwords = passwords or _no_passwords()
         pw = password if password is not None else passwords.admin or None
         file = passwords.admin_file if pw is None else None
         pw = resolve_password(
@@ -137,12 +135,17 @@ class Profile:
             return _account(load_eth_keystore(self.admin_keystore, pw))
 
     def unlock_hpke(
-        self, password: str | None = None, passwords: Passwords = _NO_PASSWORDS
+        self, password: str | None = None, passwords: Passwords | None = None
     ) -> HpkePrivateKey:
         """The department's HPKE key (the broker key's password)."""
+        from govshare.crypto import load_hpke_key
+
         return load_hpke_key(self.hpke_key_file, self._broker_pw(password, passwords))
 
-    def _broker_pw(self, password: str | None, passwords: Passwords) -> str:
+    def _broker_pw(self, password: str | None, passwords: Passwords | None) -> str:
+        from govshare.crypto import resolve_password
+
+        passwords = passwords or _no_passwords()
         return resolve_password(
             password,
             configured=passwords.broker,
@@ -182,6 +185,12 @@ def _naming_source(key: str, env: str, fallback: str | None) -> Iterator[None]:
         ) from None
 
 
+def _no_passwords() -> Passwords:
+    from govshare.settings import Passwords
+
+    return Passwords()
+
+
 def _account(key: EthKey) -> LocalAccount:
     return key.account()
 
@@ -194,9 +203,14 @@ def create_profile(
     endpoint: str,
     broker_password: str,
     admin_password: str,
-    scrypt_n: int = DEFAULT_SCRYPT_N,
+    scrypt_n: int | None = None,
 ) -> Profile:
-    """Create keys and the profile of a new department. Refuses to overwrite one."""
+    """Create keys and the profile of a new department. Refuses to overwrite one.
+    ``scrypt_n``: the keystores' cost (default the keystore's ``DEFAULT_SCRYPT_N``)."""
+    from govshare.crypto import EthKey, generate_keypair, save_eth_keystore, save_hpke_key
+    from govshare.crypto.keystore import DEFAULT_SCRYPT_N
+
+    scrypt_n = DEFAULT_SCRYPT_N if scrypt_n is None else scrypt_n
     code = normalise_code(code)
     name = (name or "").strip()
     if not name:

@@ -18,16 +18,17 @@ second names (``GOVSHARE_CHAIN_URL``, ``GOVSHARE_STORAGE``) are no longer read;
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from govshare.errors import ConfigError
+
+# (sizes are parsed in util, which the commands import without pydantic)
+from govshare.util import parse_size
 
 PREFIX = "GOVSHARE_"
 
@@ -52,43 +53,24 @@ SCRIPT_VARIABLES: dict[str, str] = {
     "GOVSHARE_DEMO_HOME": "`scripts/demo.py`: where the demo keeps its home (default .demo)",
 }
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
-
-def parse_size(text: str | int) -> int:
-    """``"256MiB"``, ``"1G"``, ``"4096"`` → bytes; ValueError for anything else."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise ValueError("a size must be positive")
-        return text
-    m = _SIZE.match(str(text or ""))
-    if not m or int(m.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a size (e.g. 256MiB, 1GiB, 4096)")
-    return int(m.group(1)) * _UNITS[(m.group(2) or "").lower()[:1]]
-
-
-def format_size(n: int) -> str:
-    """Bytes as :func:`parse_size` reads them back: ``268435456`` → ``"256MiB"``
-    (whole KiB/MiB/GiB when exact, else bytes)."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor}{unit}"
-    return f"{n} bytes"
-
-
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """govshare's settings: each field is the environment variable ``GOVSHARE_`` +
-    its name in capitals. The first line of each description is the docs' table."""
+    its name in capitals. The first line of each description is the docs' table.
 
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX,
-        case_sensitive=False,
-        env_ignore_empty=True,  # GOVSHARE_X= (empty) means unset, as shells use it
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-    )
+    ``Settings()`` reads them from the environment (names in any case; an empty
+    value means unset). A plain model, not pydantic-settings' ``BaseSettings``:
+    that package costs a tenth of a second to import, on every ``govshare`` command,
+    for what :func:`from_environ` does in a few lines."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        """The environment's ``GOVSHARE_*`` values, ``values`` (field names) in their
+        place, validated: what ``BaseSettings`` did, so ``Settings()`` reads the
+        environment as it always has. (:meth:`defaults` and :meth:`with_overrides`
+        validate a mapping and read nothing.)"""
+        super().__init__(**{**from_environ(os.environ), **values})
 
     # -- where things are ---------------------------------------------------------------
     home: Path | None = Field(
@@ -401,6 +383,20 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise _config_error(exc, source="env") from None
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``GOVSHARE_*`` values of ``environ`` that name a setting, by field name:
+    names compared without case, an empty value left out (unset, as shells use it)."""
+    fields = Settings.model_fields
+    out: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.upper().startswith(PREFIX) or value == "":
+            continue
+        name = key[len(PREFIX) :].lower()
+        if name in fields:
+            out[name] = value
+    return out
 
 
 def retired_names(environ: Mapping[str, str] | None = None) -> list[str]:

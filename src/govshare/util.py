@@ -143,3 +143,28 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     """``1 receipt``, ``2 receipts``; ``many`` for the irregular ones
     (``plural(n, "anomaly", "anomalies")``)."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str | int) -> int:
+    """``"256MiB"``, ``"1G"``, ``"4096"`` → bytes; ValueError for anything else."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError("a size must be positive")
+        return text
+    m = _SIZE.match(str(text or ""))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a size (e.g. 256MiB, 1GiB, 4096)")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()[:1]]
+
+
+def format_size(n: int) -> str:
+    """Bytes as :func:`parse_size` reads them back: ``268435456`` → ``"256MiB"``
+    (whole KiB/MiB/GiB when exact, else bytes)."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n} bytes"

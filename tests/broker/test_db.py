@@ -15,9 +15,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from govshare.broker.db import (
+    SCHEMA_REVISION,
     AccessRequest,
     ApiToken,
-    Base,
     Database,
     ExchangeNonce,
     Operation,
@@ -26,6 +26,7 @@ from govshare.broker.db import (
     User,
     WrappedKey,
     broker_db_path,
+    schema,
     sqlite_url,
 )
 from govshare.errors import ConfigError
@@ -34,9 +35,15 @@ H = "0x" + "ab" * 32
 
 
 def test_open_migrates_to_head_and_models_match_migrations(db: Database) -> None:
+    from alembic.script import ScriptDirectory
+
+    from govshare.broker.db import alembic_config
+
+    # (a database at SCHEMA_REVISION opens without Alembic: it must be the head)
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
     assert db.revision() == "0009"
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn), schema())
     assert diff == [], diff
 
 

@@ -18,9 +18,11 @@ models use only portable types so PostgreSQL does too (see ``docs/broker.md``).
     webhooks           where notifications are POSTed (``webhooks.py``), with a sealed secret
     webhook_deliveries each notification to each webhook: attempts, status, next try
 
-:meth:`Database.open` migrates the schema to the newest Alembic revision (the
-migrations ship inside the package), so ``govshare serve`` needs no separate
-migration step.
+The engine, sessions, declarative base and the user tables live in
+:mod:`govshare.broker.database` (so the user store loads no other model) and are
+re-exported here; import them from either. :meth:`Database.open` migrates the
+schema to the newest Alembic revision (the migrations ship inside the package),
+so ``govshare serve`` needs no separate migration step.
 
 Durability: SQLite runs with ``journal_mode=WAL`` and ``synchronous=FULL``, so a
 committed transaction survives a power cut, not only a process crash; nothing the
@@ -32,117 +34,95 @@ concurrency.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     CheckConstraint,
-    DateTime,
-    Dialect,
-    Engine,
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
-    create_engine,
-    event,
     false,
-    text,
 )
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    DatabaseError,
-    DataError,
-    IntegrityError,
-    InterfaceError,
-    NotSupportedError,
-    ProgrammingError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import (
-    DeclarativeBase,
     Mapped,
-    Session,
     mapped_column,
     relationship,
-    sessionmaker,
 )
 
-import govshare.chain.batchindex
-import govshare.chain.subjectindex  # noqa: F401 — and so is the subject index's
-from govshare.chain.mirror import metadata as mirror_metadata
+# The engine, sessions, base and user tables (see its docstring), re-exported.
+from govshare.broker.database import (
+    _CID,
+    _DEPT,
+    _ID,
+    DATABASE_FAILURES,
+    MIGRATIONS_DIR,
+    SCHEMA_REVISION,
+    SQLITE_BUSY_TIMEOUT_MS,
+    ApiToken,
+    Base,
+    Database,
+    Role,
+    User,
+    UTCDateTime,
+    _values,
+    alembic_config,
+    broker_db_path,
+    bump,
+    database_unavailable,
+    insert_if_absent,
+    sqlite_url,
+    translate_database_errors,
+)
 from govshare.clock import utcnow
-from govshare.errors import ConfigError, DatabaseUnavailable
-from govshare.home import dept_dir
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-#: Milliseconds a connection waits for SQLite's write lock before giving up.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-# Column defaults below read the system clock (``utcnow``); wherever a time is
-# compared with *now*, the code writes it from the clock it was given instead.
-
-# Option on an engine/connection telling the SQLite "begin" hook which BEGIN to emit.
-_BEGIN_OPTION = "govshare_sqlite_begin"
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always read back timezone-aware.
-
-    SQLite has no timezone type (values come back naive); PostgreSQL's
-    ``timestamptz`` converts naive values with the session's time zone. So:
-    aware UTC in, aware UTC out, on both; naive datetimes are refused.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: govshare stores timezone-aware UTC timestamps")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _values(e: type[enum.Enum]) -> str:
-    return ", ".join(f"'{m.value}'" for m in e)
-
-
-class Role(enum.StrEnum):
-    """What a broker user may do: clerks publish and request, administrators
-    manage users (consent itself is signed with their own key, outside the API),
-    auditors read trails and receipts."""
-
-    CLERK = "clerk"
-    ADMIN = "admin"
-    AUDITOR = "auditor"
+__all__ = [
+    "DATABASE_FAILURES",
+    "MIGRATIONS_DIR",
+    "SCHEMA_REVISION",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "AccessRequest",
+    "ApiToken",
+    "Base",
+    "BatchState",
+    "Database",
+    "DeliveryState",
+    "ExchangeNonce",
+    "GrantUse",
+    "Notification",
+    "OpState",
+    "Operation",
+    "OperationStep",
+    "OwnTx",
+    "OwnTxState",
+    "Receipt",
+    "ReceiptSequence",
+    "Record",
+    "RecordBatch",
+    "RecordStatus",
+    "RequestStatus",
+    "Role",
+    "StepState",
+    "UTCDateTime",
+    "User",
+    "Webhook",
+    "WebhookDelivery",
+    "WrappedKey",
+    "alembic_config",
+    "broker_db_path",
+    "bump",
+    "database_unavailable",
+    "insert_if_absent",
+    "schema",
+    "sqlite_url",
+    "translate_database_errors",
+]
 
 
 class RecordStatus(enum.StrEnum):
@@ -178,65 +158,6 @@ class StepState(enum.StrEnum):
     STARTED = "started"  # intent recorded; the step may or may not have had its effect
     DONE = "done"
     FAILED = "failed"
-
-
-class Base(DeclarativeBase):
-    # Named constraints: Alembic can later alter them (SQLite batch mode needs names).
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(column_0_label)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: UTCDateTime(),
-        dict[str, Any]: JSON(),
-        bytes: LargeBinary(),
-    }
-
-
-# Widths: record / request / grant ids and hashes are 0x-prefixed 32-byte hex (66);
-# department codes are short; CIDs (CIDv1 base32) fit in 128.
-_ID = 66
-_DEPT = 16
-_CID = 128
-
-
-class User(Base):
-    __tablename__ = "users"
-    __table_args__ = (CheckConstraint(f"role IN ({_values(Role)})", name="role"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))
-    department: Mapped[str] = mapped_column(String(_DEPT))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    disabled_at: Mapped[datetime | None]
-
-    tokens: Mapped[list[ApiToken]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
-    )
-
-
-class ApiToken(Base):
-    """A bearer token, kept only as its SHA-256 (see ``users.py`` for why that suffices)."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    hint: Mapped[str] = mapped_column(String(16))  # "gs_AbCd": tells tokens apart in lists
-    label: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime | None]
-    revoked_at: Mapped[datetime | None]
-    last_used_at: Mapped[datetime | None]
-
-    user: Mapped[User] = relationship(back_populates="tokens")
 
 
 class Operation(Base):
@@ -606,308 +527,19 @@ class WebhookDelivery(Base):
     webhook: Mapped[Webhook] = relationship(back_populates="deliveries")
 
 
-# The ledger mirror's tables live in this database too, so a range of events, the
-# views derived from it (access_requests) and the checkpoint commit together.
-for _table in mirror_metadata.sorted_tables:
-    _table.to_metadata(Base.metadata)
+def schema() -> MetaData:
+    """Every table of the broker's database: the models above and the ledger
+    mirror's tables, which live in this database too, so a range of events, the
+    views derived from it (access_requests) and the checkpoint commit together.
 
+    What the migrations compare against. The mirror's tables (the chain code,
+    eth-abi) are added here, when asked, not when this module is imported: the
+    user store and `govshare user …` use the models without them."""
+    import govshare.chain.batchindex
+    import govshare.chain.subjectindex  # noqa: F401 - and so is the subject index's
+    from govshare.chain.mirror import metadata as mirror_metadata
 
-# -- engine and sessions -------------------------------------------------------------
-
-
-def _install_sqlite_pragmas(engine: Engine) -> None:
-    """Per-connection SQLite settings, and SQLAlchemy-controlled transactions.
-
-    pysqlite's own transaction handling is switched off (it would start
-    transactions lazily and never for DDL); SQLAlchemy emits ``BEGIN`` itself,
-    as recommended by its SQLite dialect documentation.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        try:
-            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = FULL")
-            cur.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
-
-
-# -- database failures -----------------------------------------------------------------
-
-#: What a database that cannot be used now raises (SQLite locked past the busy
-#: timeout, disk full, a read-only or damaged file; PostgreSQL down): each becomes
-#: :class:`~govshare.errors.DatabaseUnavailable`. OperationalError is a DatabaseError.
-DATABASE_FAILURES: tuple[type[SQLAlchemyError], ...] = (DatabaseError, InterfaceError, PoolTimeout)
-# Bugs, not outages: a constraint (handled where expected), bad SQL, bad data.
-_NOT_FAILURES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
-
-# What the driver says → what a clerk or operator reads (first match wins).
-_CAUSES = (
-    ("locked", "another writer held it locked past the busy timeout"),
-    ("busy", "another writer held it locked past the busy timeout"),
-    ("disk is full", "the disk is full"),
-    ("no space left", "the disk is full"),
-    ("readonly", "its file is read-only"),
-    ("read-only", "its file is read-only"),
-    ("disk i/o error", "the disk failed to read or write it"),
-    ("unable to open", "its file cannot be opened (missing folder or permissions)"),
-    ("no such table", "its file is missing or was replaced"),
-    ("not a database", "its file is damaged (not a database)"),
-    ("malformed", "its file is damaged"),
-    ("connection refused", "the database server refuses connections (is it running?)"),
-    ("could not connect", "the database server cannot be reached"),
-    ("connection", "the connection to the database server failed"),
-    ("timeout", "the database did not answer in time"),
-    ("terminating", "the database server is shutting down"),
-)
-
-
-def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
-    """``exc`` as a :class:`DatabaseUnavailable` when it is a database outage,
-    else None. The sentence names the cause, never the SQL or a password."""
-    if not isinstance(exc, DATABASE_FAILURES) or isinstance(exc, _NOT_FAILURES):
-        return None
-    said = str(getattr(exc, "orig", None) or exc).lower()
-    cause = next(
-        (why for needle, why in _CAUSES if needle in said),
-        f"the database driver reported {type(getattr(exc, 'orig', None) or exc).__name__}",
-    )
-    return DatabaseUnavailable(
-        f"The broker's database cannot be used now: {cause}. Nothing was changed; "
-        "retry once it is fixed.",
-        cause=type(getattr(exc, "orig", None) or exc).__name__,
-    )
-
-
-@contextmanager
-def translate_database_errors() -> Iterator[None]:
-    """Re-raise a database outage inside the block as :class:`DatabaseUnavailable`."""
-    try:
-        yield
-    except DATABASE_FAILURES as exc:
-        translated = database_unavailable(exc)
-        if translated is None:
-            raise
-        raise translated from exc
-
-
-def _parse_url(url: str | URL) -> URL:
-    try:
-        return make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError("The broker database URL is not a valid database URL.") from exc
-
-
-def _make_engine(url: URL) -> Engine:
-    if url.get_backend_name() == "sqlite":
-        if url.database in (None, "", ":memory:"):
-            raise ConfigError(
-                "The broker database must be a file: an in-memory SQLite database "
-                "would lose every acknowledged write when the broker stops."
-            )
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
-        _install_sqlite_pragmas(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    """An Alembic configuration built in code, pointing at the packaged migrations."""
-    from alembic.config import Config  # imported when needed: Alembic is not light
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("path_separator", "os")
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
-
-
-def sqlite_url(path: Path) -> str:
-    """The SQLAlchemy URL of a SQLite database file."""
-    return f"sqlite:///{Path(path).expanduser().resolve()}"
-
-
-def broker_db_path(home: Path, dept: str) -> Path:
-    """Where a department's broker keeps its database: ``HOME/depts/CODE/broker.db``."""
-    return dept_dir(home, dept) / "broker.db"
-
-
-def _safe_url(url: URL) -> str:
-    return url.render_as_string(hide_password=True)
-
-
-def insert_if_absent(conn: Connection, entity: type[Base], **values: Any) -> None:
-    """``INSERT … ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL: the row of a
-    counter, created by whoever comes first."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        conn.execute(postgresql.insert(entity).values(**values).on_conflict_do_nothing())
-    else:
-        from sqlalchemy.dialects import sqlite
-
-        conn.execute(sqlite.insert(entity).values(**values).on_conflict_do_nothing())
-
-
-def bump(conn: Connection, stmt: Any, entity: type[Base], **row: Any) -> Any:
-    """Run ``stmt`` (an ``UPDATE … RETURNING`` of a counter row) and return its
-    value; when it touched nothing because the row does not exist yet, create
-    the row (``row``, by whoever comes first) and run it once more. None: the
-    row exists and ``stmt``'s condition refused (a quota used up). The common
-    case costs one statement."""
-    value = conn.scalar(stmt)
-    if value is None:
-        insert_if_absent(conn, entity, **row)
-        value = conn.scalar(stmt)
-    return value
-
-
-class Database:
-    """A migrated broker database: an engine and its sessions.
-
-    ``with db.session() as s: ...`` is one write transaction (committed on
-    success, rolled back on error); ``db.session(readonly=True)`` reads without
-    taking SQLite's write lock.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._writer = sessionmaker(engine, expire_on_commit=False)
-        # Reads need no write lock: a plain (deferred) BEGIN on SQLite.
-        self._read_engine = (
-            engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
-            if engine.dialect.name == "sqlite"
-            else engine
-        )
-        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
-        # SQLite has one writer at a time, and a writer that finds the lock taken
-        # polls for it with growing sleeps (its busy handler): under load a thread
-        # can lose that race for seconds. This process's writers queue here
-        # instead and are woken as soon as the one before them commits; another
-        # process's writer still meets SQLite's own wait (``busy_timeout``).
-        self._write_turn: threading.RLock | None = (
-            threading.RLock() if engine.dialect.name == "sqlite" else None
-        )
-
-    @classmethod
-    def open(cls, url: str | URL, *, migrate: bool = True) -> Database:
-        """Connect to ``url`` and bring its schema to the newest revision."""
-        parsed = _parse_url(url)
-        engine = _make_engine(parsed)
-        db = cls(engine)
-        if migrate:
-            try:
-                with translate_database_errors():
-                    db.migrate()
-            except DatabaseUnavailable:
-                engine.dispose()
-                raise
-            except SQLAlchemyError as exc:
-                engine.dispose()
-                raise ConfigError(
-                    f"Could not open the broker database at {_safe_url(parsed)}: "
-                    f"{type(exc).__name__}."
-                ) from exc
-        return db
-
-    @classmethod
-    def for_department(cls, home: Path, dept: str, url: str | None = None) -> Database:
-        """The department's own broker database: ``url`` when one is configured
-        (``GOVSHARE_DATABASE_URL``: PostgreSQL, say), else its database in the home's
-        dev cluster (``dev up --database postgresql``), else its SQLite file under
-        the govshare home, readable by its owner only (SQLite gives its -wal and
-        -shm files the same mode)."""
-        if not url:
-            from govshare.broker.devpostgres import dev_database_url
-
-            url = dev_database_url(home, dept)  # a dev home on PostgreSQL
-        if url:
-            return cls.open(url)
-        path = broker_db_path(home, dept)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(path, 0o600)
-        return cls.open(sqlite_url(path))
-
-    @property
-    def read_engine(self) -> Engine:
-        """The engine for reads (on SQLite, a plain BEGIN: no write lock)."""
-        return self._read_engine
-
-    @property
-    def url(self) -> str:
-        """The database URL, password hidden (safe to log)."""
-        return _safe_url(self.engine.url)
-
-    def migrate(self, revision: str = "head") -> None:
-        """Upgrade the schema to ``revision`` (idempotent; one transaction)."""
-        from alembic import command
-
-        with self.engine.begin() as conn:
-            command.upgrade(alembic_config(conn), revision)
-
-    def revision(self) -> str | None:
-        """The schema revision the database is at."""
-        from alembic.runtime.migration import MigrationContext
-
-        with self._read_engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-
-    @contextmanager
-    def session(self, *, readonly: bool = False) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back on error.
-        A database outage raises :class:`~govshare.errors.DatabaseUnavailable`."""
-        maker = self._reader if readonly else self._writer
-        turn = self._write_turn if not readonly else None
-        with (
-            turn if turn is not None else contextlib.nullcontext(),
-            translate_database_errors(),
-            maker() as s,
-            s.begin(),
-        ):
-            yield s
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A Core connection for reads on a hot path (no ORM session to build):
-        one transaction, closed when the block ends."""
-        with translate_database_errors(), self._read_engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """:meth:`session`'s Core twin for a hot path: one write transaction,
-        committed when the block ends, rolled back on error."""
-        turn = self._write_turn
-        with (
-            turn if turn is not None else contextlib.nullcontext(),
-            translate_database_errors(),
-            self.engine.begin() as conn,
-        ):
-            yield conn
-
-    def ping(self) -> None:
-        """A trivial query; raises :class:`~govshare.errors.DatabaseUnavailable`
-        if the database cannot answer (readiness probe)."""
-        with translate_database_errors(), self._read_engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    for table in mirror_metadata.sorted_tables:
+        if table.key not in Base.metadata.tables:
+            table.to_metadata(Base.metadata)
+    return Base.metadata

@@ -181,7 +181,7 @@ class UploadTooLarge(InputError):
     @classmethod
     def over(cls, limit: int, *, total: bool = False) -> UploadTooLarge:
         """The refusal, naming the limit and the setting that raises it."""
-        from govshare.settings import format_size
+        from govshare.util import format_size
 
         what = "The files of one request add up to more than" if total else "The file is over"
         return cls(

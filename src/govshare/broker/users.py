@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
-from govshare.broker.db import ApiToken, Database, Role, User
+from govshare.broker.database import ApiToken, Database, Role, User
 from govshare.broker.errors import AlreadyExists, InvalidToken, LastAdministrator
 from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import InputError, NotFound

@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from govshare.chain.ledger import Ledger
 from govshare.cli.errors import Cancelled
 from govshare.cli.main import Ctx, from_settings
 from govshare.home import deployment_path
 from govshare.profile import Profile, load_profile
 from govshare.util import printable
 
+# The chain stack is imported when a command opens the ledger, not by --help.
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+
+    from govshare.chain.ledger import Ledger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +48,8 @@ def yes_option(f: F) -> F:
 def open_ledger(ctx: Ctx, rpc: str | None) -> Ledger:
     """The deployment of this home (or the ``deployment_file`` setting), on ``rpc``
     or the URL it was deployed at."""
+    from govshare.chain.ledger import Ledger
+
     path = ctx.settings.deployment_file or deployment_path(ctx.home)
     return Ledger.from_deployment(path, rpc)
 

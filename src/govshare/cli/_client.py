@@ -21,16 +21,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import httpx
 
 from govshare.broker.errors import AuthError, InvalidToken
 from govshare.cli.main import Ctx, from_settings
 from govshare.errors import ConfigError, GovShareError, InputError, from_problem
 from govshare.home import dept_dir
 from govshare.profile import load_profile, normalise_code
+
+# httpx is imported when a broker is called: every clerk command's --help loads
+# this module.
+if TYPE_CHECKING:
+    import httpx
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +44,8 @@ ADMIN_TOKEN_FILE = "api-admin.token"  # noqa: S105 - a file name
 RECORD_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 # Publishing waits for encryption, storage and the anchor's block; a fetch for the
 # owner's broker. Connecting is quick or not at all.
-TIMEOUT = httpx.Timeout(300.0, connect=5.0)
+TIMEOUT_SECONDS = 300.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class BrokerUnreachable(GovShareError):
@@ -172,10 +177,12 @@ class BrokerClient:
         else:
             url = load_profile(home, code).endpoint.rstrip("/")
         secret = _resolve_token(home, code, token)
+        import httpx
+
         http = httpx.Client(
             base_url=url,
             headers={"Authorization": f"Bearer {secret}", "User-Agent": "govshare-cli"},
-            timeout=TIMEOUT,
+            timeout=httpx.Timeout(TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
             follow_redirects=False,
         )
         return cls(code, url, http)
@@ -190,6 +197,8 @@ class BrokerClient:
         self.close()
 
     def unreachable(self, exc: httpx.HTTPError, during: str = "") -> BrokerUnreachable:
+        import httpx
+
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return BrokerUnreachable(
                 f"{self.code}'s broker at {self.url} is not answering. Is it running? "
@@ -209,6 +218,8 @@ class BrokerClient:
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """One request; a problem answer or a transport failure raises."""
+        import httpx
+
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -220,6 +231,8 @@ class BrokerClient:
     @contextmanager
     def stream(self, method: str, path: str, **kw: Any) -> Iterator[httpx.Response]:
         """A streamed answer (2xx only; a problem answer raises)."""
+        import httpx
+
         try:
             with self.http.stream(method, path, **kw) as resp:
                 if resp.status_code >= 400:

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+# Rich is imported when a transfer starts: the commands' --help loads this module.
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 #: Below this, a transfer is over before a bar would help.
 PROGRESS_MIN = 1024 * 1024
@@ -45,6 +38,16 @@ class Bar:
 def transfer_bar(label: str, total: int | None, *, enabled: bool) -> Iterator[Bar]:
     """A progress bar for ``total`` bytes when ``enabled``, stderr is a terminal and
     the transfer is large enough to be worth one."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     console = Console(stderr=True)
     if not enabled or not console.is_terminal or (total is not None and total < PROGRESS_MIN):
         yield Bar(None, None)

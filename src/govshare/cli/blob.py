@@ -9,14 +9,17 @@ The store is the local one under the govshare home unless ``--store`` (or the
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from govshare.cli._output import atomic_output, check_output
 from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
 from govshare.errors import InputError
-from govshare.storage import CAR, GC, PIN, BlobStore, open_store, parse_cid, require
+
+# The storage backends (httpx for Kubo) are imported when a command runs.
+if TYPE_CHECKING:
+    from govshare.storage import BlobStore
 
 store_option = click.option(
     "--store",
@@ -29,6 +32,8 @@ store_option = click.option(
 
 
 def _open(ctx: Ctx, url: str | None) -> BlobStore:
+    from govshare.storage import open_store
+
     return open_store(url, home=ctx.home, token=ctx.settings.secret("kubo_token"))
 
 
@@ -83,6 +88,8 @@ def add_cmd(ctx: Ctx, file: str, cid_version: str, no_pin: bool, store_url: str 
 @pass_ctx
 def get_cmd(ctx: Ctx, cid: str, output: str, force: bool, store_url: str | None) -> None:
     """Write the file CID to FILE (only once every block has verified)."""
+    from govshare.storage import parse_cid
+
     parsed = parse_cid(cid)
     target = check_output(output, force=force)
     store = _open(ctx, store_url)
@@ -104,6 +111,8 @@ def get_cmd(ctx: Ctx, cid: str, output: str, force: bool, store_url: str | None)
 @pass_ctx
 def stat_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
     """Size and codec of a stored file."""
+    from govshare.storage import parse_cid
+
     parsed = parse_cid(cid)
     store = _open(ctx, store_url)
     try:
@@ -121,6 +130,8 @@ def stat_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
 @pass_ctx
 def pin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
     """Pin CID (the whole DAG must be present)."""
+    from govshare.storage import PIN, parse_cid, require
+
     parsed = parse_cid(cid)
     store = _open(ctx, store_url)
     try:
@@ -138,6 +149,8 @@ def pin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
 @pass_ctx
 def unpin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
     """Unpin CID (gc may then remove it)."""
+    from govshare.storage import PIN, parse_cid, require
+
     parsed = parse_cid(cid)
     store = _open(ctx, store_url)
     try:
@@ -157,6 +170,8 @@ def unpin_cmd(ctx: Ctx, cid: str, store_url: str | None) -> None:
 @pass_ctx
 def export_cmd(ctx: Ctx, cid: str, output: str, force: bool, store_url: str | None) -> None:
     """Export the DAG of CID as a CARv1 (like ``ipfs dag export``)."""
+    from govshare.storage import CAR, parse_cid, require
+
     parsed = parse_cid(cid)
     target = check_output(output, force=force)
     store = _open(ctx, store_url)
@@ -180,6 +195,8 @@ def export_cmd(ctx: Ctx, cid: str, output: str, force: bool, store_url: str | No
 @pass_ctx
 def import_cmd(ctx: Ctx, file: str, no_pin: bool, store_url: str | None) -> None:
     """Import a CARv1 (like ``ipfs dag import``); every block is verified."""
+    from govshare.storage import CAR, require
+
     store = _open(ctx, store_url)
     try:
         require(store, CAR)
@@ -197,6 +214,8 @@ def import_cmd(ctx: Ctx, file: str, no_pin: bool, store_url: str | None) -> None
 @pass_ctx
 def gc_cmd(ctx: Ctx, store_url: str | None) -> None:
     """Remove blocks that no pin reaches."""
+    from govshare.storage import GC, require
+
     store = _open(ctx, store_url)
     try:
         require(store, GC)

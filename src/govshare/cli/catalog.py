@@ -7,11 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
-from govshare.broker import governance
 from govshare.cli._chain import admin_of, as_option, open_ledger, rpc_option
-from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
@@ -75,6 +72,8 @@ def declare_cmd(
 ) -> None:
     """Declare (or update) CATEGORY in your department's catalog, and how it is
     shared. Each change is a transaction signed with your administrator key."""
+    from govshare.broker import governance
+
     document = None
     if schema:
         try:
@@ -156,6 +155,10 @@ def list_cmd(ctx: Ctx, dept_code: str | None, retired: bool, rpc: str | None) ->
     ]
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         if not entries:
             echo("No categories declared.")
             return

@@ -13,24 +13,20 @@ from typing import TYPE_CHECKING
 
 import click
 
-from govshare.chain.connection import Connection
-from govshare.chain.contracts import DepartmentInit
-from govshare.chain.deploy import DEFAULT_PROPOSAL_LIFETIME, deploy
-from govshare.chain.devfund import faucet, fund_if_dev, is_dev_chain
-from govshare.chain.devnode import DevChain
-from govshare.chain.tx import Sender
 from govshare.cli import net
 from govshare.cli.main import Ctx, common_options, from_settings, pass_ctx
-from govshare.crypto import load_eth_keystore, resolve_password
-from govshare.crypto.keys import local_account
-
-if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
 from govshare.errors import ConfigError, InputError
 from govshare.home import chain_dir, deployment_path
 from govshare.profile import load_profile
-from govshare.settings import Passwords
 from govshare.util import MAX_PROPOSAL_LIFETIME, parse_duration
+
+# The chain stack and the keys' code are imported when a command runs.
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from govshare.chain.connection import Connection
+    from govshare.chain.contracts import DepartmentInit
+    from govshare.settings import Passwords
 
 
 @click.group()
@@ -67,6 +63,8 @@ def _founder_inits(ctx: Ctx, founders: str) -> list[DepartmentInit]:
 
 
 def _init_from_public(e: object, where: str) -> DepartmentInit:
+    from govshare.chain.contracts import DepartmentInit
+
     if not isinstance(e, dict):
         raise InputError(f"{where}: each founder must be an object.")
     try:
@@ -90,6 +88,10 @@ def _init_from_public(e: object, where: str) -> DepartmentInit:
 def _deployer(
     key_file: str | None, keystore: str | None, conn: Connection, passwords: Passwords
 ) -> LocalAccount:
+    from govshare.chain.devfund import faucet, is_dev_chain
+    from govshare.crypto import load_eth_keystore, resolve_password
+    from govshare.crypto.keys import local_account
+
     if key_file and keystore:
         raise click.UsageError("Pass --key-file or --deployer-keystore, not both.")
     if keystore:
@@ -180,6 +182,12 @@ def deploy_cmd(
     force: bool,
 ) -> None:
     """Deploy the three contracts, wired together, with the founders registered."""
+    from govshare.chain.connection import Connection
+    from govshare.chain.deploy import DEFAULT_PROPOSAL_LIFETIME, deploy
+    from govshare.chain.devfund import fund_if_dev
+    from govshare.chain.devnode import DevChain
+    from govshare.chain.tx import Sender
+
     out_path = Path(out) if out else deployment_path(ctx.home)
     if out_path.exists() and not force:
         raise ConfigError(

@@ -10,14 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from govshare.broker import governance
-from govshare.broker.governance import ProposalOutcome, ProposalView
-from govshare.chain.contracts import DepartmentInit
 from govshare.cli._chain import (
     admin_of,
     as_option,
@@ -27,13 +23,15 @@ from govshare.cli._chain import (
     rpc_option,
     yes_option,
 )
-from govshare.cli._render import SafeTable
-from govshare.cli.consortium import _init_from_public
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
-from govshare.crypto import resolve_password
 from govshare.errors import InputError
 from govshare.profile import load_profile, normalise_code
 from govshare.util import iso, printable
+
+# The governance flow and the chain stack are imported when a command runs.
+if TYPE_CHECKING:
+    from govshare.broker.governance import ProposalOutcome, ProposalView
+    from govshare.chain.contracts import DepartmentInit
 
 
 @click.group()
@@ -63,6 +61,10 @@ def list_cmd(ctx: Ctx, rpc: str | None) -> None:
     threshold = ledger.registry.threshold()
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         t = SafeTable(title=f"Departments (threshold {threshold})")
         for col in ["code", "name", "status", "broker", "admins", "endpoint"]:
             t.add_column(col)
@@ -113,6 +115,8 @@ def _describe(p: dict[str, Any]) -> str:
 @pass_ctx
 def proposals_cmd(ctx: Ctx, show_all: bool, rpc: str | None) -> None:
     """Open proposals and who approved them."""
+    from govshare.broker import governance
+
     ledger = open_ledger(ctx, rpc)
     threshold = ledger.registry.threshold()
     items = [_proposal_dict(v) for v in governance.list_proposals(ledger, include_closed=show_all)]
@@ -156,6 +160,8 @@ def _after_propose(ctx: Ctx, out: ProposalOutcome, what: str) -> None:
 
 
 def _public_entry(ctx: Ctx, code: str, from_file: str | None) -> DepartmentInit:
+    from govshare.cli.consortium import _init_from_public
+
     if from_file:
         try:
             entry = json.loads(Path(from_file).read_text())
@@ -190,6 +196,8 @@ def propose_add(
     ctx: Ctx, code: str, from_file: str | None, as_code: str, rpc: str | None, yes: bool
 ) -> None:
     """Propose admitting department CODE."""
+    from govshare.broker import governance
+
     init = _public_entry(ctx, code, from_file)
     ledger = open_ledger(ctx, rpc)
     _, admin = admin_of(ctx, as_code)
@@ -198,14 +206,13 @@ def propose_add(
     _after_propose(ctx, out, f"add {init.code}")
 
 
-Propose = Callable[[Any, Any, str], ProposalOutcome]
+Propose = Callable[[Any, Any, str], "ProposalOutcome"]
 
 
-def _target_proposal(
-    verb: str, propose: Propose, help_text: str, *, account: bool
-) -> click.Command:
+def _target_proposal(verb: str, proposer: str, help_text: str, *, account: bool) -> click.Command:
     """A ``propose VERB TARGET --as CODE`` command: TARGET is a department code,
-    or (``account``) a supervisor account."""
+    or (``account``) a supervisor account; ``proposer`` names the function of
+    :mod:`govshare.broker.governance` that proposes it (imported when it runs)."""
 
     @click.argument("target", metavar="ACCOUNT" if account else "CODE")
     @as_option
@@ -214,45 +221,48 @@ def _target_proposal(
     @common_options
     @pass_ctx
     def cmd(ctx: Ctx, target: str, as_code: str, rpc: str | None, yes: bool) -> None:
+        from govshare.broker import governance
+
         if not account:
             target = normalise_code(target)
         ledger = open_ledger(ctx, rpc)
         _, admin = admin_of(ctx, as_code)
         confirm(yes, f"Propose to {verb} {target} as {as_code.upper()}?")
+        propose: Propose = getattr(governance, proposer)
         _after_propose(ctx, propose(ledger, admin, target), f"{verb} {target}")
 
     cmd.__doc__ = help_text
     return click.command(verb)(cmd)
 
 
-_TARGETS: list[tuple[str, Propose, str, bool]] = [
+_TARGETS: list[tuple[str, str, str, bool]] = [
     (
         "suspend",
-        governance.propose_suspend_department,
+        "propose_suspend_department",
         "Propose suspending department CODE.",
         False,
     ),
     (
         "remove",
-        governance.propose_remove_department,
+        "propose_remove_department",
         "Propose removing department CODE for good.",
         False,
     ),
     (
         "reactivate",
-        governance.propose_reactivate_department,
+        "propose_reactivate_department",
         "Propose reactivating suspended department CODE.",
         False,
     ),
     (
         "add-supervisor",
-        governance.propose_add_supervisor,
+        "propose_add_supervisor",
         "Propose ACCOUNT as a supervisor (escalations).",
         True,
     ),
     (
         "remove-supervisor",
-        governance.propose_remove_supervisor,
+        "propose_remove_supervisor",
         "Propose removing supervisor ACCOUNT.",
         True,
     ),
@@ -270,6 +280,8 @@ for _verb, _propose, _help, _account in _TARGETS:
 @pass_ctx
 def propose_threshold(ctx: Ctx, n: int, as_code: str, rpc: str | None, yes: bool) -> None:
     """Propose changing the approval threshold to N."""
+    from govshare.broker import governance
+
     ledger = open_ledger(ctx, rpc)
     _, admin = admin_of(ctx, as_code)
     confirm(yes, f"Propose threshold {n} as {as_code.upper()}?")
@@ -285,6 +297,8 @@ def propose_threshold(ctx: Ctx, n: int, as_code: str, rpc: str | None, yes: bool
 @pass_ctx
 def approve_cmd(ctx: Ctx, proposal: int, as_code: str, rpc: str | None, yes: bool) -> None:
     """Approve PROPOSAL for your department; it executes once the threshold is met."""
+    from govshare.broker import governance
+
     ledger = open_ledger(ctx, rpc)
     p = _proposal_dict(governance.proposal_view(ledger, proposal))
     _, admin = admin_of(ctx, as_code)
@@ -334,6 +348,9 @@ def rotate_cmd(
     yes: bool,
 ) -> None:
     """Change your own department's broker key, encryption key, endpoint or admins."""
+    from govshare.broker import governance
+    from govshare.crypto import resolve_password
+
     if not (endpoint or new_broker_key or new_encryption_key or add_admins or remove_admins):
         raise click.UsageError("Say what to rotate (see --help).")
     ledger = open_ledger(ctx, rpc)

@@ -16,7 +16,7 @@ import click
 from govshare.chain.devnode import DEFAULT_PORT, DevChain
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.home import chain_dir, ensure_dir
-from govshare.settings import format_size, parse_size
+from govshare.util import format_size, parse_size
 
 if TYPE_CHECKING:
     from govshare.cli.devnet import DevNetStatus

@@ -32,10 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-import httpx
 
 from govshare.chain.devnode import DevChain, DevChainStatus, port_bindable
 from govshare.cli._client import ADMIN_TOKEN_FILE, TOKEN_FILE, save_token, token_path
@@ -57,7 +55,14 @@ from govshare.profile import (
     load_profile,
     normalise_code,
 )
-from govshare.settings import Settings, format_size
+from govshare.util import format_size
+
+# httpx and the settings (pydantic) are imported when needed: `dev status` with no
+# broker running makes no HTTP request.
+if TYPE_CHECKING:
+    import httpx
+
+    from govshare.settings import Settings
 
 DEFAULT_DEPARTMENTS = ("TAX", "MARKET", "COURT")
 NAMES = {
@@ -186,7 +191,11 @@ class DevNet:
         self.home = home
         self.dir = dev_dir(home)
         #: The caller's settings (the anvil binary, the subject key); defaults if None.
-        self.settings = settings if settings is not None else Settings.defaults()
+        if settings is None:
+            from govshare.settings import Settings
+
+            settings = Settings.defaults()
+        self.settings = settings
 
     # -- state ---------------------------------------------------------------------------
 
@@ -288,6 +297,8 @@ class DevNet:
         One HTTP client for every probe: a client per probe builds a TLS context each
         time (about 65 ms of CPU), taken from the brokers starting on the same cores."""
         deadline = time.monotonic() + timeout
+        import httpx
+
         pending = {p.code: p for p in profiles}
         with httpx.Client(timeout=1.0) as client:
             self._poll_ready(client, pending, procs, deadline, timeout)
@@ -300,6 +311,8 @@ class DevNet:
         deadline: float,
         timeout: float,
     ) -> None:
+        import httpx
+
         while pending:
             for code, prof in list(pending.items()):
                 if procs[code].poll() is not None:
@@ -658,11 +671,11 @@ class DevNet:
 
     def kubo_nodes(self) -> dict[str, Any]:
         """This home's Kubo nodes, by department (none with local stores)."""
-        from govshare.storage.devkubo import DevKubo, find_kubo
-
         ports = self._state().get("kubo") or {}
         if not ports:
             return {}
+        from govshare.storage.devkubo import DevKubo, find_kubo  # (imports httpx)
+
         exe = find_kubo(self.settings.kubo)
         return {
             code: DevKubo(
@@ -711,18 +724,13 @@ class DevNet:
             echo(f"Kubo     {code}: {node.api_url}" + (" — already running" if was else ""))
         return ports
 
-    def _broker_status(self, client: httpx.Client, code: str) -> BrokerStatus | None:
+    def _broker_status(self, answers: Callable[[str], bool], code: str) -> BrokerStatus | None:
         try:
             endpoint = load_profile(self.home, code).endpoint
         except GovShareError:
             return None
         pid = self.broker_pid(code)
-        ready = None
-        if pid is not None:
-            try:
-                ready = client.get(endpoint + "/readyz").status_code == 200
-            except httpx.HTTPError:
-                ready = False
+        ready = answers(endpoint + "/readyz") if pid is not None else None
         return BrokerStatus(
             code=code,
             url=endpoint,
@@ -736,9 +744,9 @@ class DevNet:
     def status(self, codes: Sequence[str] | None = None) -> DevNetStatus:
         known = list(codes or self.departments())
         brokers = []
-        with httpx.Client(timeout=3.0) as client:
+        with _Prober(timeout=3.0) as answers:
             for code in known:
-                b = self._broker_status(client, code)
+                b = self._broker_status(answers, code)
                 if b is not None:
                     brokers.append(b)
         state = self._state()
@@ -755,6 +763,33 @@ class DevNet:
             max_upload=int(state.get("max_upload") or self.settings.max_upload),
             postgres_running=bool(pg.running()) if (pg := self._postgres()) is not None else False,
         )
+
+
+class _Prober:
+    """Whether a URL answers 200, with one HTTP client made at the first probe:
+    with no broker running, `dev status` imports no httpx and builds no client
+    (and its TLS context)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.client: httpx.Client | None = None
+
+    def __call__(self, url: str) -> bool:
+        import httpx
+
+        if self.client is None:
+            self.client = httpx.Client(timeout=self.timeout)
+        try:
+            return self.client.get(url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def __enter__(self) -> _Prober:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
 
 
 def _tail(path: Path, lines: int = 15) -> str:

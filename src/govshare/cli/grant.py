@@ -8,19 +8,23 @@ department's administrator — the contract refuses both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from govshare.broker import consent
-from govshare.broker.signed import department_journal
-from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.cli._chain import admin_of, confirm, open_ledger, rpc_option, yes_option
-from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, echo, from_settings, pass_ctx
 from govshare.profile import normalise_code
 from govshare.util import MAX_GRANT_EXPIRY, iso, parse_duration, printable
+
+# The broker's consent flow and the chain stack are imported when a command runs.
+if TYPE_CHECKING:
+    from govshare.broker import consent
+    from govshare.chain.contracts import AccessRequest, GrantStatus
+
+#: The states ``grant list --status`` takes: RequestStatus's values but "none" (a
+#: test checks).
+STATUSES = ("pending", "approved", "denied", "revoked")
 
 
 def dept_option(f: Any) -> Any:
@@ -41,6 +45,8 @@ def grant() -> None:
 
 
 def request_dict(r: AccessRequest, st: GrantStatus) -> dict[str, Any]:
+    from govshare.chain.contracts import RequestStatus
+
     d: dict[str, Any] = r.to_dict()
     d["status"] = r.status.value
     d["record_id"] = "0x" + r.record_id.hex()
@@ -118,6 +124,9 @@ def approve_cmd(
     yes: bool,
 ) -> None:
     """Approve REQUEST: a grant for --max-uses fetches until --expires from now."""
+    from govshare.broker import consent
+    from govshare.broker.signed import department_journal
+
     seconds = parse_duration(expires, MAX_GRANT_EXPIRY, what="grant lifetime")
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
@@ -157,6 +166,9 @@ def deny_cmd(
     ctx: Ctx, request_id: int, reason: str, dept_code: str, rpc: str | None, yes: bool
 ) -> None:
     """Deny REQUEST, with a reason."""
+    from govshare.broker import consent
+    from govshare.broker.signed import department_journal
+
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
     r = consent.prepare_denial(ledger, request_id, reason, dept=code)
@@ -179,6 +191,9 @@ def revoke_cmd(
     ctx: Ctx, grant_id: int, reason: str, dept_code: str, rpc: str | None, yes: bool
 ) -> None:
     """Revoke GRANT: from the next block the owner's broker refuses it."""
+    from govshare.broker import consent
+    from govshare.broker.signed import department_journal
+
     code = normalise_code(dept_code)
     ledger = open_ledger(ctx, rpc)
     r = consent.prepare_revocation(ledger, grant_id, reason, dept=code)
@@ -200,7 +215,7 @@ def revoke_cmd(
 )
 @click.option(
     "--status",
-    type=click.Choice([s.value for s in RequestStatus][1:]),
+    type=click.Choice(STATUSES),
     default=None,
     help="Only requests in this state.",
 )
@@ -224,6 +239,8 @@ def list_cmd(
 ) -> None:
     """Requests and grants on chain (pending ones are what waits for your decision).
     Read through this home's ledger mirror (HOME/audit/index.db), then the chain."""
+    from govshare.broker import consent
+
     if direction and not dept_code:
         raise click.UsageError("--incoming/--outgoing need --dept CODE.")
     from govshare.audit.view import open_index
@@ -239,6 +256,10 @@ def list_cmd(
     out = [{**request_dict(r, g), "asked": asked_for(r, short=True)} for r, g in rows]
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         if not out:
             echo("No requests.")
             return

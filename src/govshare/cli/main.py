@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import click
 
@@ -28,6 +28,8 @@ from govshare.home import resolve_home
 from govshare.util import printable
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from govshare.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -163,6 +165,8 @@ class GovShareGroup(click.Group):
             obj = extra.get("obj") or (parent.find_object(Ctx) if parent else None)
             _click_error(obj, exc)
 
+    # The root group is lazy (click's LazyGroup pattern): it lists and describes
+    # its commands from COMMANDS and imports a command's module only to run it.
     def list_commands(self, ctx: click.Context) -> list[str]:
         if self is cli:
             return sorted({*self.commands, *COMMANDS})
@@ -172,6 +176,31 @@ class GovShareGroup(click.Group):
         if self is cli and cmd_name not in self.commands and cmd_name in COMMANDS:
             self.add_command(_load(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self is not cli:
+            return super().format_commands(ctx, formatter)
+        names = self.list_commands(ctx)
+        if not names:
+            return None
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, _short_help(self, n, limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+        return None
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        if self is not cli:
+            return super().shell_complete(ctx, incomplete)
+        # the command names from the registry (click's own would import every module)
+        from click.shell_completion import CompletionItem
+
+        items = [
+            CompletionItem(n, help=_short_help(self, n))
+            for n in self.list_commands(ctx)
+            if n.startswith(incomplete)
+        ]
+        return items + click.Command.shell_complete(self, ctx, incomplete)
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
@@ -265,7 +294,7 @@ def _database_outage(exc: Exception) -> GovShareError | None:
     """A database outage no lower layer translated (e.g. the ledger mirror's)."""
     if "sqlalchemy" not in sys.modules:  # nothing touched a database: keep start-up light
         return None
-    from govshare.broker.db import database_unavailable
+    from govshare.broker.database import database_unavailable
 
     return database_unavailable(exc)
 
@@ -277,33 +306,89 @@ def cli() -> None:
     """govshare: share government records safely over a consortium ledger."""
 
 
+class Entry(NamedTuple):
+    """A top-level command: where it lives and its short help (its docstring's
+    first paragraph, checked against the command by a test)."""
+
+    target: str  # "module:attribute"
+    help: str
+
+
 # Each domain's group lives in its own module, imported only when used: the
-# chain stack (eth-account, and the BLS code eth-keyfile imports) costs most of
-# a second to import, and `govshare dev chain status` or `govshare blob add`
-# should not pay for it.
-COMMANDS: dict[str, str] = {
-    "init": "govshare.cli.init_cmd:init",
-    "dev": "govshare.cli.dev:dev",
-    "consortium": "govshare.cli.consortium:consortium",
-    "dept": "govshare.cli.dept:dept",
-    "catalog": "govshare.cli.catalog:catalog",
-    "blob": "govshare.cli.blob:blob",
-    "user": "govshare.cli.user:user",
-    "grant": "govshare.cli.grant:grant",
-    "serve": "govshare.cli.serve:serve",
-    "audit": "govshare.cli.audit:audit",
-    "record": "govshare.cli.record:record",
-    "request": "govshare.cli.request:request",
-    "webhook": "govshare.cli.webhook:webhook",
-    "login": "govshare.cli.login:login",
-    "logout": "govshare.cli.login:logout",
+# chain stack (web3, eth-account, eth-abi), SQLAlchemy, httpx and pydantic cost
+# most of a second to import, and `govshare --help` or `govshare dev status`
+# should not pay for them. `--help` and shell completion read this table.
+COMMANDS: dict[str, Entry] = {
+    "init": Entry(
+        "govshare.cli.init_cmd:init",
+        "Create the profile of department CODE: broker and administrator keys (Ethereum "
+        "v3 keystores), an HPKE encryption key pair, and its endpoint.",
+    ),
+    "dev": Entry("govshare.cli.dev:dev", "The local development consortium (one machine)."),
+    "consortium": Entry(
+        "govshare.cli.consortium:consortium",
+        "Deploy the consortium's contracts and generate its network configuration.",
+    ),
+    "dept": Entry(
+        "govshare.cli.dept:dept", "Member departments: list, show, propose, approve, rotate keys."
+    ),
+    "catalog": Entry(
+        "govshare.cli.catalog:catalog", "The departments' catalogs of record categories."
+    ),
+    "blob": Entry("govshare.cli.blob:blob", "Store and fetch files by CID (local store or Kubo)."),
+    "user": Entry(
+        "govshare.cli.user:user",
+        "Broker users of a department (clerk, admin, auditor) and their API tokens.",
+    ),
+    "grant": Entry(
+        "govshare.cli.grant:grant",
+        "Consent: approve, deny or revoke access to your department's records.",
+    ),
+    "serve": Entry(
+        "govshare.cli.serve:serve",
+        "Run department CODE's broker: its clerks' API and its peers' exchange.",
+    ),
+    "audit": Entry(
+        "govshare.cli.audit:audit",
+        "Verify documents, trails and access receipts (no profile, no key).",
+    ),
+    "record": Entry(
+        "govshare.cli.record:record",
+        "Your department's records: publish, list, show, fetch (own and granted).",
+    ),
+    "request": Entry(
+        "govshare.cli.request:request",
+        "Access requests: ask another department for a record; list yours.",
+    ),
+    "webhook": Entry(
+        "govshare.cli.webhook:webhook",
+        "Signed webhooks: your department's notifications POSTed to a URL.",
+    ),
+    "login": Entry(
+        "govshare.cli.login:login",
+        "Save your API token for department CODE (checked against its broker).",
+    ),
+    "logout": Entry(
+        "govshare.cli.login:logout",
+        "Forget the API token saved for department CODE (it stays valid on the broker: "
+        "an administrator revokes it with `govshare user revoke`).",
+    ),
 }
+
+
+def _short_help(group: click.Group, name: str, limit: int = 45) -> str:
+    """A command's short help, cut as click cuts it, without importing the command
+    (once imported, its own)."""
+    loaded = group.commands.get(name)
+    if loaded is None:  # (a bare command carrying the registry's text: click's own cut)
+        loaded = click.Command(name, help=COMMANDS[name].help)
+    return loaded.get_short_help_str(limit=limit)
 
 
 def _load(name: str) -> click.Command:
     import importlib
 
-    module, attr = COMMANDS[name].split(":")
+    module, attr = COMMANDS[name].target.split(":")
     cmd: click.Command = getattr(importlib.import_module(module), attr)
     return cmd
 

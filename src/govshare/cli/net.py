@@ -13,21 +13,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from govshare.cli.main import Ctx, GovShareGroup, common_options, echo, pass_ctx
-from govshare.consortium import allowlists as al
-from govshare.consortium import besu, compose, kubo, nodeapi
 from govshare.consortium._files import write_file
 from govshare.errors import ConfigError, InputError
 from govshare.home import deployment_path
 
+if TYPE_CHECKING:
+    from govshare.consortium import nodeapi
+
 BFT_MINIMUM = 4
+# The generators (coincurve, eth-utils, httpx) are imported when a command runs;
+# the defaults shown in --help are repeated here (a test checks they agree).
+EPOCH_LENGTH = 30000  # besu.DEFAULT_EPOCH_LENGTH
+DEFAULT_ORGS = ("TAX", "MARKET", "HEALTH", "TRANSPORT")  # compose.DEFAULT_ORGS
 
 
 def _names(names: str | None, count: int, prefix: str = "ORG") -> list[str]:
+    from govshare.consortium import compose
+
     if names:
         codes = compose.validate_orgs(names.split(","))
         if len(codes) != count:
@@ -71,7 +78,7 @@ def _refuse_existing(paths: list[Path], force: bool) -> None:
     default=None,
     help="QBFT round timeout in seconds (default: twice the block period).",
 )
-@click.option("--epoch-length", type=click.IntRange(1), default=besu.DEFAULT_EPOCH_LENGTH)
+@click.option("--epoch-length", type=click.IntRange(1), default=EPOCH_LENGTH)
 @click.option(
     "--account",
     "accounts",
@@ -109,6 +116,9 @@ def genesis_cmd(  # noqa: C901 — a command script: validate flags, then write 
     force: bool,
 ) -> None:
     """Validator keys, the QBFT genesis, enodes and each node's Besu config."""
+    from govshare.consortium import allowlists as al
+    from govshare.consortium import besu
+
     if bool(count) == bool(key_files):
         raise click.UsageError("Give either --validators N or one --validator-key per validator.")
     if key_files:
@@ -201,6 +211,8 @@ def genesis_cmd(  # noqa: C901 — a command script: validate flags, then write 
 @pass_ctx
 def kubo_cmd(ctx: Ctx, count: int | None, names: str | None, out_dir: Path, force: bool) -> None:
     """The private swarm: swarm key, peer identities, API tokens, per-node Kubo config."""
+    from govshare.consortium import besu, compose, kubo
+
     if count is None and not names:
         raise click.UsageError("Give --nodes N or --names A,B,C.")
     n = count if count is not None else len(compose.validate_orgs((names or "").split(",")))
@@ -284,6 +296,8 @@ def allowlists_cmd(
     out_file: Path,
 ) -> None:
     """Besu's permissions_config.toml from the registry (accounts) and nodes.json (enodes)."""
+    from govshare.consortium import allowlists as al
+
     if nodes_file is None:
         nodes_file = out_file.parent.parent / "nodes.json"
     enodes = al.load_node_enodes(nodes_file)
@@ -307,7 +321,7 @@ def allowlists_cmd(
 @click.command("compose")
 @click.option(
     "--orgs",
-    default=",".join(compose.DEFAULT_ORGS),
+    default=",".join(DEFAULT_ORGS),
     show_default=True,
     help="Comma-separated organisation codes (four or more for fault tolerance).",
 )
@@ -336,6 +350,8 @@ def compose_cmd(
     ctx: Ctx, orgs: str, out_file: Path, docker_dir: str, generated_dir: str | None
 ) -> None:
     """The Docker Compose file for N organisations (validators, swarm, brokers)."""
+    from govshare.consortium import compose
+
     codes = compose.validate_orgs(orgs.split(","))
     text = compose.render_compose(codes, base=docker_dir, generated=generated_dir)
     write_file(out_file, text, secret=False)
@@ -394,6 +410,9 @@ def add_node_cmd(ctx: Ctx, name: str, key_file: Path | None, out_dir: Path) -> N
     the new validator syncs from block 0 and joins the validator set by vote
     (`consortium vote-validator`).
     """
+    from govshare.consortium import allowlists as al
+    from govshare.consortium import besu, compose, kubo
+
     (code,) = compose.validate_orgs([name])
     nodes_path = out_dir / "nodes.json"
     nodes_doc = _read_json_doc(nodes_path, "run `govshare consortium genesis` first")
@@ -456,6 +475,7 @@ def add_node_cmd(ctx: Ctx, name: str, key_file: Path | None, out_dir: Path) -> N
         result["kubo"] = node.public_record()
 
     def human() -> None:
+
         echo(f"Added {code} to {out_dir}:")
         echo(f"  validator {validator.key.address_hex}  {validator.enode}")
         if result["kubo"]:
@@ -484,6 +504,8 @@ def _report(results: list[nodeapi.NodeResult]) -> list[dict[str, Any]]:
 @pass_ctx
 def reload_allowlists_cmd(ctx: Ctx, rpcs: tuple[str, ...]) -> None:
     """Make every validator reread permissions_config.toml (perm_reloadPermissionsFromFile)."""
+    from govshare.consortium import nodeapi
+
     results = nodeapi.reload_allowlists(rpcs)
     failed = [r for r in results if not r.ok]
 
@@ -520,6 +542,8 @@ def vote_validator_cmd(
 ) -> None:
     """Vote ADDRESS into (or out of) the QBFT validator set on each validator given,
     wait for the set to change, then discard the votes (Besu's documented sequence)."""
+    from govshare.consortium import nodeapi
+
     outcome = nodeapi.vote_validator(address, not remove, rpcs, wait=wait)
     data = {
         "address": outcome.address,
@@ -558,6 +582,7 @@ COMMANDS = (
 def register(group: click.Group) -> click.Group:
     """Add the network commands (``genesis``, ``kubo``, ``allowlists``, ``compose``,
     ``add-node``, ``reload-allowlists``, ``vote-validator``) to ``group``."""
+
     for cmd in COMMANDS:
         group.add_command(cmd)
     return group

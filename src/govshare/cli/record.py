@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from govshare.broker.errors import OperationInProgress
 from govshare.cli._client import (
@@ -29,7 +28,6 @@ from govshare.cli._client import (
     open_client,
 )
 from govshare.cli._output import atomic_output, check_output
-from govshare.cli._render import SafeTable
 from govshare.cli._transfer import CountingReader, transfer_bar
 from govshare.cli.errors import Interrupted
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
@@ -268,6 +266,10 @@ def list_cmd(
         rows = client.call("GET", "/v1/records", params=params).json()
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         if not rows:
             echo(f"{client.code} has no records yet.")
             return
@@ -475,6 +477,10 @@ def find_cmd(
         rows = client.call("POST", "/v1/records/find", json=body).json()
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         if not rows:
             echo(f"{owner_code} has anchored no {category} record about this subject.")
             return

@@ -11,10 +11,8 @@ import uuid
 from typing import Any
 
 import click
-from rich.console import Console
 
 from govshare.cli._client import broker_options, check_record_id, open_client
-from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.profile import normalise_code
 from govshare.util import MAX_REQUEST_DEADLINE, parse_duration
@@ -179,6 +177,10 @@ def list_cmd(
         echo("Warning: the chain did not answer; this list may be out of date.", err=True)
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         if not rows:
             echo("No requests.")
             return

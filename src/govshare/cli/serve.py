@@ -55,7 +55,7 @@ log = logging.getLogger("govshare.serve")
 
 def parse_size(text: str) -> int:
     """``"256MiB"``, ``"1G"``, ``"4096"`` → bytes."""
-    from govshare.settings import parse_size as _parse
+    from govshare.util import parse_size as _parse
 
     try:
         return _parse(text)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # The broker (SQLAlchemy, Alembic) is imported only when a user command runs:
 # every other `govshare` command loads this module too. Same values as
-# govshare.broker.db.Role (a test checks).
+# govshare.broker.database.Role (a test checks).
 ROLES = ("clerk", "admin", "auditor")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,7 +39,7 @@ def dept_option(f: F) -> F:
 
 @contextmanager
 def _users(ctx: Ctx, dept: str) -> Iterator[tuple[Users, str]]:
-    from govshare.broker.db import Database
+    from govshare.broker.database import Database
     from govshare.broker.users import Users
     from govshare.profile import load_profile
 

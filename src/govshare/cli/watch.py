@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
-import httpx
 
-from govshare.cli._client import BrokerClient, BrokerUnreachable, broker_options, open_client
+from govshare.cli._client import (
+    CONNECT_TIMEOUT_SECONDS,
+    BrokerClient,
+    BrokerUnreachable,
+    broker_options,
+    open_client,
+)
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import GovShareError
 from govshare.util import printable
@@ -28,7 +33,7 @@ from govshare.util import printable
 MAX_BACKOFF = 30.0
 #: A broker sends a comment at least every 15 s (by default): silence this long is a
 #: broken connection, retried.
-READ_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+READ_TIMEOUT_SECONDS = 60.0
 #: Characters of a line read from the stream at most (longer lines are dropped).
 MAX_LINE = 64 * 1024
 
@@ -149,11 +154,14 @@ class _Follower:
             _show(self.ctx, item)
 
     def run(self) -> None:
+        import httpx
+
+        timeout = httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
         backoff = 1.0
         while True:
             try:
                 with self.client.stream(
-                    "GET", "/v1/events", headers=self._headers(), timeout=READ_TIMEOUT
+                    "GET", "/v1/events", headers=self._headers(), timeout=timeout
                 ) as resp:
                     backoff = 1.0
                     for event in parse_sse(resp.iter_lines()):

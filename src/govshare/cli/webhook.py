@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from govshare.cli._client import (
     ADMIN_TOKEN_FILE,
@@ -20,7 +19,6 @@ from govshare.cli._client import (
     open_client,
     token_path,
 )
-from govshare.cli._render import SafeTable
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import InputError
 from govshare.profile import normalise_code
@@ -104,6 +102,10 @@ def list_cmd(ctx: Ctx, dept: str, token: str | None, broker_url: str | None) -> 
         rows = client.call("GET", "/v1/webhooks").json()
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         if not rows:
             echo(f"No webhooks for {client.code}.")
             return
@@ -153,6 +155,10 @@ def deliveries_cmd(
         rows = client.call("GET", f"/v1/webhooks/{webhook_id}/deliveries").json()
 
     def human() -> None:
+        from rich.console import Console
+
+        from govshare.cli._render import SafeTable
+
         t = SafeTable(title=f"Deliveries of webhook {webhook_id}")
         for col in ["id", "notification", "state", "attempts", "last", "next attempt"]:
             t.add_column(col)

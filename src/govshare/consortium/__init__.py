@@ -8,16 +8,38 @@ Kubo swarm (pure generation, no network).
 - :mod:`govshare.consortium.compose`: the Docker Compose file for N organisations.
 """
 
-from govshare.consortium.allowlists import Allowlists, render_permissions_config
-from govshare.consortium.besu import (
-    QBFT_MIX_HASH,
-    GenesisOptions,
-    NodeKey,
-    build_genesis,
-    encode_qbft_extra_data,
-    genesis_extra_data,
-)
-from govshare.consortium.kubo import PeerIdentity, format_swarm_key, parse_swarm_key
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from govshare.consortium.allowlists import Allowlists, render_permissions_config
+    from govshare.consortium.besu import (
+        QBFT_MIX_HASH,
+        GenesisOptions,
+        NodeKey,
+        build_genesis,
+        encode_qbft_extra_data,
+        genesis_extra_data,
+    )
+    from govshare.consortium.kubo import PeerIdentity, format_swarm_key, parse_swarm_key
+
+# Each name is imported from its module when first used (PEP 562): the CLI's
+# network commands import `govshare.consortium._files` without the key code.
+_WHERE: dict[str, str] = {
+    "Allowlists": "govshare.consortium.allowlists",
+    "GenesisOptions": "govshare.consortium.besu",
+    "NodeKey": "govshare.consortium.besu",
+    "PeerIdentity": "govshare.consortium.kubo",
+    "QBFT_MIX_HASH": "govshare.consortium.besu",
+    "build_genesis": "govshare.consortium.besu",
+    "encode_qbft_extra_data": "govshare.consortium.besu",
+    "format_swarm_key": "govshare.consortium.kubo",
+    "genesis_extra_data": "govshare.consortium.besu",
+    "parse_swarm_key": "govshare.consortium.kubo",
+    "render_permissions_config": "govshare.consortium.allowlists",
+}
 
 __all__ = [
     "QBFT_MIX_HASH",
@@ -32,3 +54,16 @@ __all__ = [
     "parse_swarm_key",
     "render_permissions_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

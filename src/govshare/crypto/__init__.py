@@ -20,37 +20,87 @@ and its read path (nothing reaches ``dst`` unless every check passed)::
     decrypt_to_file(response.iter_bytes(), dst, dek, expected_sha256=anchored_hash)
 """
 
-from govshare.crypto.capsule import CAPSULE_SIZE, capsule_info, parse_capsule, unwrap_dek, wrap_dek
-from govshare.crypto.envelope import (
-    DEFAULT_SEGMENT_SIZE,
-    DEK_SIZE,
-    HEADER_SIZE,
-    DecryptResult,
-    EncryptingReader,
-    EncryptResult,
-    EnvelopeHeader,
-    ciphertext_size,
-    decrypt_bytes,
-    decrypt_to_file,
-    encrypt_bytes,
-    encrypt_stream,
-    iter_decrypt,
-    new_dek,
-    parse_header,
-    verify,
-)
-from govshare.crypto.keys import EthKey, HpkePrivateKey, generate_keypair
-from govshare.crypto.keystore import (
-    ENV_PASSWORD,
-    ENV_PASSWORD_FILE,
-    load_eth_keystore,
-    load_hpke_key,
-    read_eth_address,
-    read_hpke_public_key,
-    resolve_password,
-    save_eth_keystore,
-    save_hpke_key,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from govshare.crypto.capsule import (
+        CAPSULE_SIZE,
+        capsule_info,
+        parse_capsule,
+        unwrap_dek,
+        wrap_dek,
+    )
+    from govshare.crypto.envelope import (
+        DEFAULT_SEGMENT_SIZE,
+        DEK_SIZE,
+        HEADER_SIZE,
+        DecryptResult,
+        EncryptingReader,
+        EncryptResult,
+        EnvelopeHeader,
+        ciphertext_size,
+        decrypt_bytes,
+        decrypt_to_file,
+        encrypt_bytes,
+        encrypt_stream,
+        iter_decrypt,
+        new_dek,
+        parse_header,
+        verify,
+    )
+    from govshare.crypto.keys import EthKey, HpkePrivateKey, generate_keypair
+    from govshare.crypto.keystore import (
+        ENV_PASSWORD,
+        ENV_PASSWORD_FILE,
+        load_eth_keystore,
+        load_hpke_key,
+        read_eth_address,
+        read_hpke_public_key,
+        resolve_password,
+        save_eth_keystore,
+        save_hpke_key,
+    )
+
+# Each name is imported from its module when first used (PEP 562): `govshare.crypto.keystore`
+# alone does not pull in HPKE or the envelope code, so light commands stay light.
+_WHERE: dict[str, str] = {
+    "CAPSULE_SIZE": "govshare.crypto.capsule",
+    "DEFAULT_SEGMENT_SIZE": "govshare.crypto.envelope",
+    "DEK_SIZE": "govshare.crypto.envelope",
+    "DecryptResult": "govshare.crypto.envelope",
+    "ENV_PASSWORD": "govshare.crypto.keystore",
+    "ENV_PASSWORD_FILE": "govshare.crypto.keystore",
+    "EncryptResult": "govshare.crypto.envelope",
+    "EncryptingReader": "govshare.crypto.envelope",
+    "EnvelopeHeader": "govshare.crypto.envelope",
+    "EthKey": "govshare.crypto.keys",
+    "HEADER_SIZE": "govshare.crypto.envelope",
+    "HpkePrivateKey": "govshare.crypto.keys",
+    "capsule_info": "govshare.crypto.capsule",
+    "ciphertext_size": "govshare.crypto.envelope",
+    "decrypt_bytes": "govshare.crypto.envelope",
+    "decrypt_to_file": "govshare.crypto.envelope",
+    "encrypt_bytes": "govshare.crypto.envelope",
+    "encrypt_stream": "govshare.crypto.envelope",
+    "generate_keypair": "govshare.crypto.keys",
+    "iter_decrypt": "govshare.crypto.envelope",
+    "load_eth_keystore": "govshare.crypto.keystore",
+    "load_hpke_key": "govshare.crypto.keystore",
+    "new_dek": "govshare.crypto.envelope",
+    "parse_capsule": "govshare.crypto.capsule",
+    "parse_header": "govshare.crypto.envelope",
+    "read_eth_address": "govshare.crypto.keystore",
+    "read_hpke_public_key": "govshare.crypto.keystore",
+    "resolve_password": "govshare.crypto.keystore",
+    "save_eth_keystore": "govshare.crypto.keystore",
+    "save_hpke_key": "govshare.crypto.keystore",
+    "unwrap_dek": "govshare.crypto.capsule",
+    "verify": "govshare.crypto.envelope",
+    "wrap_dek": "govshare.crypto.capsule",
+}
 
 __all__ = [
     "CAPSULE_SIZE",
@@ -87,3 +137,16 @@ __all__ = [
     "verify",
     "wrap_dek",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,9 +9,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from govshare.broker.db import Base
+from govshare.broker.db import schema
 
-target_metadata = Base.metadata
+target_metadata = schema()
 
 
 def _run(connection: object) -> None:
