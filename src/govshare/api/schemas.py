@@ -34,6 +34,11 @@ class Check(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unready"]
     checks: dict[str, Check]
+    #: The department's status in the consortium's registry ("active", "suspended",
+    #: "removed"; "unknown" when the chain does not answer; absent without a
+    #: ledger). Informational: a suspended department's broker is still ready
+    #: (its clerks read, its auditors audit) but cannot publish or anchor.
+    membership: str | None = None
 
 
 class Me(BaseModel):

@@ -38,9 +38,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from govshare.audit.receipts import ReceiptLeaf, build_manifest, uses_per_grant
+from govshare.broker import membership
 from govshare.broker.db import OpState, Receipt
 from govshare.broker.outbox import JSON, OperationView, StepContext, fingerprint
 from govshare.broker.workers import Worker
+from govshare.chain.contracts import DepartmentStatus
 from govshare.errors import ContractReverted, IntegrityError
 
 if TYPE_CHECKING:
@@ -58,6 +60,9 @@ HARD_MAX_COUNT = 10_000
 #: A failed batch is tried again after ``retry_after`` seconds, doubling with each
 #: failure up to this: what failed for good must not be retried (and logged) forever.
 MAX_RETRY_AFTER = 3600.0
+#: While the department is suspended or removed, the batcher pauses: it asks the
+#: registry again after this many seconds (on ``svc.clock``), not every round.
+INACTIVE_RECHECK = 300.0
 
 
 def register(svc: BrokerServices) -> None:
@@ -213,7 +218,7 @@ def _mark(svc: BrokerServices, ctx: StepContext) -> JSON:
 class BatchDecision:
     """What :meth:`ReceiptBatcher.run_once` did."""
 
-    action: str  # "none", "waiting", "busy", "submitted"
+    action: str  # "none", "waiting", "busy", "submitted", "paused"
     first_seq: int | None = None
     last_seq: int | None = None
     operation: OperationView | None = None
@@ -230,6 +235,12 @@ class ReceiptBatcher(Worker):
     after ``retry_after`` seconds, then twice as long after each failure (up to
     :data:`MAX_RETRY_AFTER`), and its failure is logged once. Ages and waits
     are read on ``svc.clock`` (a test moves it instead of sleeping).
+
+    While the department is not active in the registry (suspended or removed:
+    the contract refuses its anchors), the batcher pauses instead of sending
+    transactions that must fail: it logs that once, asks the registry again every
+    ``inactive_recheck`` seconds, and logs once more when the department is
+    reinstated and anchoring resumes. Receipts wait meanwhile; none is lost.
     """
 
     name = "receipt-batcher"
@@ -242,6 +253,7 @@ class ReceiptBatcher(Worker):
         max_age: float = DEFAULT_MAX_AGE,
         interval: float = 2.0,
         retry_after: float = 60.0,
+        inactive_recheck: float = INACTIVE_RECHECK,
     ) -> None:
         if not 1 <= max_count <= HARD_MAX_COUNT:
             raise ValueError(f"max_count is 1 to {HARD_MAX_COUNT}")
@@ -252,6 +264,10 @@ class ReceiptBatcher(Worker):
         self.max_count = max_count
         self.max_age = max_age
         self.retry_after = retry_after
+        self.inactive_recheck = inactive_recheck
+        #: While paused: the department's status as last read, and when to ask again.
+        self.paused: str | None = None
+        self._recheck_at = 0.0
         self._lock = threading.Lock()
         self._reported: str | None = None  # the failed operation last logged
 
@@ -267,6 +283,8 @@ class ReceiptBatcher(Worker):
         """Submit the next batch if one is due (``force``: whatever waits, now).
         With ``drive``, also run it to the end in this thread."""
         with self._lock:
+            if self._inactive():
+                return BatchDecision("paused")
             busy = self._busy()
             if busy is not None:
                 if drive:
@@ -294,6 +312,31 @@ class ReceiptBatcher(Worker):
             if drive and not op.finished:
                 op = svc.outbox.run(op.id, wait=True)
             return BatchDecision("submitted", first, last, op)
+
+    def _inactive(self) -> bool:
+        """Whether to pause: the department is not active (read at most every
+        ``inactive_recheck`` seconds while paused; from the mirror-fed cache
+        otherwise, see :mod:`govshare.broker.membership`)."""
+        now = self.svc.clock.now()
+        if self.paused is not None and now < self._recheck_at:
+            return True
+        st = membership.status(self.svc)
+        if st is DepartmentStatus.ACTIVE:
+            if self.paused is not None:
+                log.info("receipts: %s is active again; anchoring resumes", self.svc.dept)
+                self.paused = None
+            return False
+        if self.paused is None:
+            log.warning(
+                "receipts: %s is %s in the registry, which refuses its receipt anchors; "
+                "pausing (checking again every %d s, receipts are kept)",
+                self.svc.dept,
+                st.value,
+                self.inactive_recheck,
+            )
+        self.paused = st.value
+        self._recheck_at = now + self.inactive_recheck
+        return True
 
     def _submit(self, first: int, last: int) -> OperationView | None:
         """Submit ``[first, last]`` under a key naming the range. A key seen
