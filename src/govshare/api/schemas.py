@@ -448,6 +448,22 @@ class ReceiptOut(BaseModel):
         return cls(**asdict(view))
 
 
+class ExchangeResumeIn(BaseModel):
+    """The EIP-712 ``ExchangeResume`` a peer broker signs to continue an exchange
+    it started (docs/exchange.md, *Resuming a transfer*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requester: str = Field(min_length=2, max_length=16, examples=["MARKET"])
+    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    exchange: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{64}$",
+        description="The exchange's id: its request hash (Govshare-Exchange of its answer)",
+    )
+    nonce: str = Field(pattern=r"^[0-9]{1,78}$", description="uint256, decimal text")
+    expires_at: int = Field(ge=0, le=MAX_UINT64, description="Unix seconds")
+
+
 class ExchangeRequestIn(BaseModel):
     """The EIP-712 ``ExchangeRequest`` a peer broker signs (docs/exchange.md)."""
 
