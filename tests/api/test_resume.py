@@ -18,7 +18,15 @@ import pytest
 from fakeclock import ManualClock
 from govshare.broker import faults
 from govshare.broker.consent import approve, revoke
-from govshare.broker.exchange import H_EXCHANGE, H_SIGNATURE, ExchangeResume
+from govshare.broker.exchange import (
+    H_EXCHANGE,
+    H_SIGNATURE,
+    ExchangeAck,
+    ExchangeRequest,
+    ExchangeResume,
+)
+from govshare.broker.receipt_batches import ReceiptBatcher
+from govshare.broker.serve_exchange import serve_exchange
 from govshare.chain.devnode import AnvilProcess
 from integration.world import CATEGORY, Broker, World, build_world, start_broker
 
@@ -268,3 +276,98 @@ def test_a_revoked_grant_stops_a_resume(
     xid = content(market, rid).headers[H_EXCHANGE]
     revoke(world.ledger, world["TAX"].admin, gid, "no longer needed")
     problem(content(market, rid, {H_EXCHANGE: xid, "Range": "bytes=1-"}), 403, "grant.revoked")
+
+
+def trail_receipts(tax: Broker, rid: str) -> list[dict[str, Any]]:
+    r = tax.client.get(f"/v1/audit/trail/{rid}", headers=tax.auth("auditor"))
+    assert r.status_code == 200, r.text
+    out: list[dict[str, Any]] = []
+    for g in r.json()["requests"]:
+        out += g.get("receipts", [])
+    return out
+
+
+def test_the_ack_lands_in_the_receipt_and_the_audit_shows_it(
+    world: World, tax: Broker, market: Broker, record: tuple[str, bytes, int]
+) -> None:
+    rid, _data, gid = record
+    assert content(market, rid).status_code == 200
+    (theirs,) = owner_receipts(tax, gid)
+    assert theirs["acked_at"] is not None and theirs["ack_signature"].startswith("0x")
+    ours = market.client.get(
+        "/v1/receipts", headers=market.auth("auditor"), params={"grant": gid, "owner": "TAX"}
+    ).json()
+    assert [x["ack_signature"] for x in ours] == [theirs["ack_signature"]]
+    tax.runtime.batcher.run_once(drive=True, force=True)
+    (anchored,) = [x for x in trail_receipts(tax, rid) if x["seq"] == theirs["seq"]]
+    assert anchored["delivery"] == "acknowledged" and anchored["ok"] is True, anchored
+    assert anchored["inclusion"]["verified"] is True
+
+
+def test_an_unacknowledged_receipt_is_held_then_anchored_after_the_window(
+    world: World, tax: Broker, market: Broker, record: tuple[str, bytes, int]
+) -> None:
+    rid, _data, gid = record
+    clock = ManualClock()
+    saved = tax.svc.clock
+    tax.svc.clock = clock
+    try:
+        # MARKET's broker takes the answer and never acknowledges it (it died, say)
+        req = ExchangeRequest.new("MARKET", "TAX", gid, bytes.fromhex(rid[2:]),
+                                  now=int(world.ledger.now()))  # fmt: skip
+        answer = serve_exchange(tax.svc, req.to_json(), req.sign(world["MARKET"].broker,
+                                                                 tax.svc.domain))  # fmt: skip
+        assert b"".join(answer.chunks)
+        seq = answer.receipt.seq
+        batcher = ReceiptBatcher(tax.svc, max_age=0)
+        held = batcher.run_once(drive=True, force=True)
+        assert held.action == "held" and held.first_seq == seq, held
+        clock.advance(tax.svc.limits.resume_window - 1)
+        assert batcher.run_once(drive=True, force=True).action == "held"
+        clock.advance(2)
+        done = batcher.run_once(drive=True, force=True)
+        assert done.action == "submitted" and done.last_seq == seq, done
+        # a late acknowledgement is refused: the receipt is anchored without it
+        r = answer.receipt
+        ack = ExchangeAck(r.request_hash, r.ciphertext_cid, r.issued_at + 1)
+        sig = ack.sign(world["MARKET"].broker, tax.svc.domain)
+        late = httpx.post(
+            f"{tax.dept.url}/v1/exchange/ack",
+            json=ack.to_json("MARKET", "TAX"),
+            headers={H_SIGNATURE: "0x" + sig.hex()},
+        )
+        problem(late, 410, "exchange.resume_expired")
+    finally:
+        tax.svc.clock = saved
+    (anchored,) = [x for x in trail_receipts(tax, rid) if x["seq"] == seq]
+    assert anchored["delivery"] == "unacknowledged" and anchored["ok"] is True, anchored
+
+
+def test_acknowledgements_that_do_not_hold_are_refused(
+    world: World, tax: Broker, market: Broker, court: Broker, record: tuple[str, bytes, int]
+) -> None:
+    rid, _data, gid = record
+    xid = content(market, rid).headers[H_EXCHANGE]
+    (before,) = owner_receipts(tax, gid)
+
+    def post(ack: ExchangeAck, requester: str, key: Any) -> httpx.Response:
+        sig = ack.sign(key, tax.svc.domain)
+        return httpx.post(
+            f"{tax.dept.url}/v1/exchange/ack",
+            json=ack.to_json(requester, "TAX"),
+            headers={H_SIGNATURE: "0x" + sig.hex()},
+        )
+
+    h = bytes.fromhex(xid[2:])
+    cid = before["ciphertext_cid"]
+    at = int(world.ledger.now())
+    # COURT acknowledging MARKET's exchange: unknown to it, as none
+    problem(post(ExchangeAck(h, cid, at), "COURT", world["COURT"].broker), 404, "exchange.unknown")
+    # signed with another key than MARKET's
+    problem(post(ExchangeAck(h, cid, at), "MARKET", world["COURT"].broker), 403,
+            "exchange.wrong_signer")  # fmt: skip
+    # another acknowledgement of an acknowledged exchange
+    problem(post(ExchangeAck(h, cid, at + 5), "MARKET", world["MARKET"].broker), 409,
+            "exchange.replayed")  # fmt: skip
+    (after,) = owner_receipts(tax, gid)
+    assert after == before  # nothing changed

@@ -34,7 +34,7 @@ H = "0x" + "ab" * 32
 
 
 def test_open_migrates_to_head_and_models_match_migrations(db: Database) -> None:
-    assert db.revision() == "0009"
+    assert db.revision() == "0010"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == [], diff
@@ -46,7 +46,7 @@ def test_open_is_idempotent(db_path: Path, db: Database) -> None:
         s.add(User(name="alice", role="clerk", department="TAX"))
     again = Database.open(sqlite_url(db_path))
     try:
-        assert again.revision() == "0009"
+        assert again.revision() == "0010"
         with again.session(readonly=True) as s:
             assert s.scalar(select(User.name)) == "alice"
     finally:

@@ -100,6 +100,14 @@ RESUME_TYPES: dict[str, list[dict[str, str]]] = {
     ]
 }
 
+ACK_TYPES: dict[str, list[dict[str, str]]] = {
+    "ExchangeAck": [
+        {"name": "requestHash", "type": "bytes32"},
+        {"name": "ciphertextCid", "type": "string"},
+        {"name": "ackedAt", "type": "uint256"},
+    ]
+}
+
 _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
 _SIG = re.compile(r"0x[0-9a-fA-F]{130}")
 _UINT256_MAX = 2**256 - 1
@@ -124,6 +132,7 @@ def _typehash(types: dict[str, list[dict[str, str]]]) -> bytes:
 _REQUEST_TYPEHASH = _typehash(REQUEST_TYPES)
 _RECEIPT_TYPEHASH = _typehash(RECEIPT_TYPES)
 _RESUME_TYPEHASH = _typehash(RESUME_TYPES)
+_ACK_TYPEHASH = _typehash(ACK_TYPES)
 
 
 @functools.lru_cache(maxsize=8)
@@ -421,6 +430,66 @@ class ExchangeResume:
             nonce=_uint(_field(body, "nonce"), "nonce", as_text=True),
             expires_at=_uint(_field(body, "expires_at"), "expires_at"),
         )
+
+
+@dataclass(frozen=True)
+class ExchangeAck:
+    """What the requesting broker signs once it received an exchange's ciphertext
+    whole and verified (CID, AEAD, anchored hash): the receipt's third signature.
+    Its time is the requester's; the owner bounds it (after the receipt, not in
+    the future)."""
+
+    request_hash: bytes
+    ciphertext_cid: str
+    acked_at: int
+
+    def signable(self, domain: ExchangeDomain) -> SignableMessage:
+        if len(self.request_hash) != 32 or not 0 <= self.acked_at <= _UINT256_MAX:
+            raise ExchangeMalformed("The acknowledgement's fields are out of range.")
+        return _signable(
+            domain,
+            _ACK_TYPEHASH
+            + self.request_hash
+            + keccak(self.ciphertext_cid.encode("utf-8"))
+            + _uint256(self.acked_at),
+        )
+
+    def digest(self, domain: ExchangeDomain) -> bytes:
+        return _digest(self.signable(domain))
+
+    def sign(self, account: LocalAccount, domain: ExchangeDomain) -> bytes:
+        return _sign(account, self.signable(domain))
+
+    def signer(self, domain: ExchangeDomain, signature: bytes) -> str:
+        return _recover(self.signable(domain), signature, "acknowledgement's signature")
+
+    def to_json(self, requester: str, owner: str) -> dict[str, Any]:
+        return {
+            "requester": requester,
+            "owner": owner,
+            "exchange": _hex(self.request_hash),
+            "ciphertext_cid": self.ciphertext_cid,
+            "acked_at": self.acked_at,
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> tuple[str, str, ExchangeAck]:
+        """(requester, owner, the acknowledgement) of an HTTP body."""
+        if not isinstance(body, Mapping):
+            raise ExchangeMalformed("The acknowledgement must be a JSON object.")
+        extra = set(body) - {"requester", "owner", "exchange", "ciphertext_cid", "acked_at"}
+        if extra:
+            raise ExchangeMalformed(f"Unknown fields in the acknowledgement: {sorted(extra)}.")
+        cid = _field(body, "ciphertext_cid")
+        if not isinstance(cid, str) or not 0 < len(cid) <= 128 or not cid.isascii():
+            raise ExchangeMalformed("'ciphertext_cid' must be a CID.")
+        ack = cls(
+            request_hash=parse_exchange_id(_field(body, "exchange")),
+            ciphertext_cid=cid,
+            acked_at=_uint(_field(body, "acked_at"), "acked_at"),
+        )
+        requester = _code(_field(body, "requester"), "requester")
+        return requester, _code(_field(body, "owner"), "owner"), ack
 
 
 _RANGE = re.compile(r"bytes=(\d{1,19})?-(\d{1,19})?")

@@ -31,7 +31,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -43,6 +43,7 @@ from govshare.broker.db import OpState, Receipt
 from govshare.broker.outbox import JSON, OperationView, StepContext, fingerprint
 from govshare.broker.workers import Worker
 from govshare.chain.contracts import DepartmentStatus
+from govshare.clock import utcnow
 from govshare.errors import ContractReverted, IntegrityError
 
 if TYPE_CHECKING:
@@ -106,6 +107,8 @@ def receipt_leaf(row: Receipt) -> ReceiptLeaf:
         issued_at=int(row.issued_at.timestamp()),
         requester_signature=row.requester_signature,
         owner_signature=row.owner_signature,
+        acked_at=int(row.acked_at.timestamp()) if row.acked_at is not None else None,
+        ack_signature=row.ack_signature,
     )
 
 
@@ -218,7 +221,7 @@ def _mark(svc: BrokerServices, ctx: StepContext) -> JSON:
 class BatchDecision:
     """What :meth:`ReceiptBatcher.run_once` did."""
 
-    action: str  # "none", "waiting", "busy", "submitted", "paused"
+    action: str  # "none", "waiting", "held", "busy", "submitted", "paused"
     first_seq: int | None = None
     last_seq: int | None = None
     operation: OperationView | None = None
@@ -235,6 +238,12 @@ class ReceiptBatcher(Worker):
     after ``retry_after`` seconds, then twice as long after each failure (up to
     :data:`MAX_RETRY_AFTER`), and its failure is logged once. Ages and waits
     are read on ``svc.clock`` (a test moves it instead of sleeping).
+
+    A receipt is held back until its requester acknowledged the delivery
+    (``POST /v1/exchange/ack``) or the resume window (``svc.limits.resume_window``)
+    ended since it was issued; the batch then ends before it (ranges are
+    contiguous), and ``force`` does not override that. After the window it is
+    anchored without acknowledgement: *delivered, unacknowledged*.
 
     While the department is not active in the registry (suspended or removed:
     the contract refuses its anchors), the batcher pauses instead of sending
@@ -305,13 +314,33 @@ class ReceiptBatcher(Worker):
             if not (force or waiting >= self.max_count or age >= self.max_age):
                 return BatchDecision("waiting", onchain + 1, int(top))
             first = onchain + 1
-            last = min(int(top), first + self.max_count - 1)
+            last = min(int(top), first + self.max_count - 1, self._held_from(onchain) - 1)
+            if last < first:  # the next receipt waits for its acknowledgement
+                return BatchDecision("held", first, int(top))
             op = self._submit(first, last)
             if op is None:
                 return BatchDecision("waiting", first, last)
             if drive and not op.finished:
                 op = svc.outbox.run(op.id, wait=True)
             return BatchDecision("submitted", first, last, op)
+
+    def _held_from(self, onchain: int) -> int:
+        """The first receipt after ``onchain`` still waiting for its requester's
+        acknowledgement — unacknowledged and issued within the resume window —
+        or a number past every receipt. Ranges are contiguous, so a batch ends
+        before it; once the window ends it is anchored as delivered, unacknowledged."""
+        svc = self.svc
+        since = utcnow(svc.clock) - timedelta(seconds=svc.limits.resume_window)
+        with svc.db.session(readonly=True) as s:
+            held = s.scalar(
+                select(func.min(Receipt.seq)).where(
+                    Receipt.owner == svc.dept,
+                    Receipt.seq > onchain,
+                    Receipt.ack_signature.is_(None),
+                    Receipt.issued_at > since,
+                )
+            )
+        return int(held) if held is not None else 2**63
 
     def _inactive(self) -> bool:
         """Whether to pause: the department is not active (read at most every

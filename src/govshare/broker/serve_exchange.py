@@ -75,6 +75,7 @@ from govshare.broker.exchange import (
     H_CAPSULE,
     H_EXCHANGE,
     MAX_REQUEST_TTL,
+    ExchangeAck,
     ExchangeReceipt,
     ExchangeRequest,
     ExchangeResume,
@@ -498,3 +499,82 @@ def resume_exchange(  # noqa: C901 — the resume's checks, in their documented 
         body_chunks,
         span,
     )
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    exchange: str
+    seq: int
+    acked_at: int
+    #: False when the same acknowledgement was already recorded (a retry).
+    recorded: bool
+
+
+def acknowledge(svc: BrokerServices, body: Mapping[str, Any] | Any, signature: bytes) -> AckOutcome:
+    """Record the requester's acknowledgement of an exchange this broker answered:
+    its ``ExchangeAck`` signature over the exchange and the ciphertext CID, which
+    becomes part of the receipt's leaf (version 2) when it is anchored.
+
+    Refused: an exchange that is not the signer's department's
+    (:class:`ExchangeUnknown`, as for none), a CID that is not the receipt's, a
+    time before the receipt or ahead of now (:class:`ExchangeMalformed`), a
+    receipt already anchored without it (:class:`ResumeExpired`: the window
+    ended). The same acknowledgement again is answered as recorded; another one
+    for an acknowledged receipt is refused (:class:`NonceReplayed`)."""
+    requester, owner, ack = ExchangeAck.from_json(body)
+    if owner != svc.dept:
+        raise ExchangeMalformed(
+            f"This is {svc.dept}'s broker; the acknowledgement is addressed to {owner}."
+        )
+    signer = ack.signer(svc.domain, signature)
+    binding = svc.chain_cache.binding(signer)
+    if binding.code != requester or binding.role is not AccountRole.BROKER:
+        raise WrongSigner(
+            f"The acknowledgement is not signed by {requester}'s registered broker key.",
+            signer=signer,
+        )
+    xid = "0x" + ack.request_hash.hex()
+    sig_hex = "0x" + signature.hex()
+    with svc.db.writing() as conn:
+        row = conn.execute(
+            select(
+                Receipt.id,
+                Receipt.seq,
+                Receipt.requester,
+                Receipt.ciphertext_cid,
+                Receipt.issued_at,
+                Receipt.batch_id,
+                Receipt.ack_signature,
+                Receipt.acked_at,
+            ).where(Receipt.owner == svc.dept, Receipt.request_hash == xid)
+        ).first()
+        if row is None or row.requester != requester:
+            raise ExchangeUnknown(
+                f"{svc.dept} answered no exchange {xid} of {requester}'s.", exchange=xid
+            )
+        if row.ack_signature is not None:
+            if row.ack_signature == sig_hex:
+                return AckOutcome(xid, int(row.seq), int(row.acked_at.timestamp()), False)
+            raise NonceReplayed(f"Exchange {xid} is acknowledged already.", exchange=xid)
+        if row.batch_id is not None:
+            raise ResumeExpired(
+                f"Exchange {xid}'s receipt was anchored as delivered, unacknowledged: "
+                "its resume window had ended.",
+                exchange=xid,
+            )
+        if ack.ciphertext_cid != row.ciphertext_cid:
+            raise ExchangeMalformed(
+                f"The acknowledgement names another ciphertext than exchange {xid}'s."
+            )
+        issued = int(row.issued_at.timestamp())
+        if not issued <= ack.acked_at <= svc.clock.now() + MAX_REQUEST_TTL:
+            raise ExchangeMalformed(
+                "The acknowledgement's time is before its exchange or ahead of this clock."
+            )
+        conn.execute(
+            update(Receipt)
+            .where(Receipt.id == row.id)
+            .values(acked_at=chain_time(ack.acked_at), ack_signature=sig_hex)
+        )
+    log.info("exchange: %s acknowledged exchange %s (receipt %d)", requester, xid, row.seq)
+    return AckOutcome(xid, int(row.seq), ack.acked_at, True)

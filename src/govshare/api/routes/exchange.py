@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from govshare.api.auth import peer_signed
 from govshare.api.deps import ServicesDep
 from govshare.api.errors import problem_responses
-from govshare.api.schemas import ExchangeRequestIn, ExchangeResumeIn
+from govshare.api.schemas import ExchangeAckIn, ExchangeAckOut, ExchangeRequestIn, ExchangeResumeIn
 from govshare.broker.exchange import (
     H_CAPSULE,
     H_CAPSULE_HASH,
@@ -26,7 +26,12 @@ from govshare.broker.exchange import (
     H_REQUEST_HASH,
 )
 from govshare.broker.faults import crash_point
-from govshare.broker.serve_exchange import ExchangeAnswer, resume_exchange, serve_exchange
+from govshare.broker.serve_exchange import (
+    ExchangeAnswer,
+    acknowledge,
+    resume_exchange,
+    serve_exchange,
+)
 from govshare.errors import GovShareError
 
 log = logging.getLogger(__name__)
@@ -156,3 +161,24 @@ def exchange_resume(
     or expired since (403), and for a Range that is not one satisfiable byte range
     (416)."""
     return _answer(resume_exchange(svc, body.model_dump(), signature, range_))
+
+
+@router.post(
+    "/exchange/ack",
+    response_model=ExchangeAckOut,
+    responses=problem_responses(400, 401, 403, 404, 409, 410, 422, 500, 503),
+)
+def exchange_ack(
+    body: ExchangeAckIn,
+    signature: Annotated[bytes, Depends(peer_signed)],
+    svc: ServicesDep,
+) -> ExchangeAckOut:
+    """The requester's acknowledgement that it received an exchange's ciphertext
+    whole and verified: its ``ExchangeAck`` signature, kept in the receipt (leaf
+    version 2). The receipt batcher holds an unacknowledged receipt until it is
+    acknowledged or the resume window ends (then it is anchored as delivered,
+    unacknowledged). The same acknowledgement again is answered as before."""
+    out = acknowledge(svc, body.model_dump(), signature)
+    return ExchangeAckOut(
+        exchange=out.exchange, seq=out.seq, acked_at=out.acked_at, recorded=out.recorded
+    )
