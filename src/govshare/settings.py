@@ -241,6 +241,15 @@ class Settings(BaseModel):
         description="`govshare serve`: anchor waiting receipts once the oldest has waited "
         "this many seconds.",
     )
+    exchange_resume_window: int = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="`govshare serve`: seconds after an exchange during which its requester "
+        "may resume a broken transfer (`POST /v1/exchange/resume`, HTTP ranges) without "
+        "spending another use of the grant; also how long an unacknowledged receipt is "
+        "held back from its anchor batch. 0: no resume.",
+    )
     tls_cert: Path | None = Field(
         default=None,
         description="`govshare serve`: serve HTTPS with this PEM certificate chain "
@@ -298,6 +307,11 @@ class Settings(BaseModel):
         default=None,
         description="Tests only: the named point at which `govshare serve` kills itself "
         "(`broker/faults.py`).",
+    )
+    test_cut_at: str | None = Field(
+        default=None,
+        description="Tests only: comma-separated points at which `govshare serve` breaks "
+        "off a transfer once, as a network blip would (`broker/faults.py`).",
     )
 
     @field_validator("max_upload", "max_json_body", mode="before")

@@ -111,8 +111,8 @@ def test_openapi_is_complete(app: FastAPI) -> None:
                 assert resp["content"][PROBLEM_JSON]["schema"]["$ref"].endswith("/Problem")
         bearer = op.get("security") == [{"bearer": []}]
         peer = op.get("security") == [{"peerSignature": []}]
-        # /v1/exchange is for peer brokers: an EIP-712 signature, not a user token
-        assert peer == (path == "/v1/exchange"), where
+        # /v1/exchange and its resume are for peer brokers: an EIP-712 signature
+        assert peer == path.startswith("/v1/exchange"), where
         # /metrics: an administrator's token or the scraper's metrics token, both bearer
         assert bearer == ((path.startswith("/v1/") or path == "/metrics") and not peer), where
         if bearer or peer:

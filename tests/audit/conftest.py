@@ -25,10 +25,10 @@ from eth_account import Account
 
 from govshare.broker.access import request_access
 from govshare.broker.consent import approve, deny, revoke
-from govshare.broker.exchange import ExchangeRequest
+from govshare.broker.exchange import ExchangeAck, ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.runtime import BrokerRuntime, RuntimeSettings
-from govshare.broker.serve_exchange import serve_exchange
+from govshare.broker.serve_exchange import acknowledge, serve_exchange
 from govshare.broker.services import BrokerServices
 from govshare.chain.devnode import AnvilProcess
 from integration.world import CATEGORY, World, build_world, open_runtime
@@ -65,7 +65,13 @@ def exchange(owner: BrokerServices, requester: BrokerServices, grant: int, recor
     answer = serve_exchange(owner, req.to_json(), req.sign(requester.account, owner.domain))
     for _ in answer.chunks:
         pass
-    return answer.receipt.seq
+    # the requester acknowledges the delivery, as its broker does after verifying
+    r = answer.receipt
+    ack = ExchangeAck(r.request_hash, r.ciphertext_cid, r.issued_at)
+    acknowledge(
+        owner, ack.to_json(requester.dept, owner.dept), ack.sign(requester.account, owner.domain)
+    )
+    return r.seq
 
 
 def _publish(svc: BrokerServices, data: bytes, key: str, supersedes: str | None) -> str:

@@ -139,9 +139,12 @@ def test_receipts_all_verified(story: Story, auditor: Path, manifests: list[str]
         "receipts": 5,
         "last_seq": 5,
         "grants": {str(story.grants["MARKET"]): 3, str(story.grants["COURT"]): 2},
+        # the requesters acknowledged every delivery (leaf version 2)
+        "delivery": {"acknowledged": 5, "unacknowledged": 0, "not recorded": 0},
     }
     human = govshare(auditor, "audit", "receipts", "--dept", "TAX", *manifests)
     assert human.exit_code == 0 and "All 5 receipt(s) verified." in human.stdout
+    assert "delivery: 5 acknowledged by the requester" in human.stdout
 
 
 def test_receipts_without_a_source_fail_and_a_damaged_store_is_not_believed(

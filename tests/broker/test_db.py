@@ -41,7 +41,7 @@ def test_open_migrates_to_head_and_models_match_migrations(db: Database) -> None
 
     # (a database at SCHEMA_REVISION opens without Alembic: it must be the head)
     assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
-    assert db.revision() == "0009"
+    assert db.revision() == "0010"
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), schema())
     assert diff == [], diff
@@ -53,7 +53,7 @@ def test_open_is_idempotent(db_path: Path, db: Database) -> None:
         s.add(User(name="alice", role="clerk", department="TAX"))
     again = Database.open(sqlite_url(db_path))
     try:
-        assert again.revision() == "0009"
+        assert again.revision() == "0010"
         with again.session(readonly=True) as s:
             assert s.scalar(select(User.name)) == "alice"
     finally:

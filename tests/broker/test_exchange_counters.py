@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from govshare.broker.access import request_access
 from govshare.broker.consent import approve
@@ -135,14 +135,15 @@ def test_an_existing_database_gets_its_counters_from_its_receipts(tmp_path: Path
         db.migrate("0006")
         now = datetime.now(UTC)
         rows = [("TAX", 1, "5"), ("TAX", 2, "5"), ("TAX", 3, "6"), ("COURT", 7, "9")]
-        with db.session() as s:
+        with db.session() as s:  # (the columns of revision 0006 only: Core, not the model)
             for owner, seq, grant in rows:
-                s.add(
-                    Receipt(
+                s.execute(
+                    insert(Receipt.__table__).values(
                         owner=owner, seq=seq, grant_id=grant, record_id="0x" + "ab" * 32,
                         requester="MARKET", request_hash=f"0x{seq:064x}", nonce=str(seq),
                         request_expires_at=1, ciphertext_cid="bafy", capsule_hash="0x" + "00" * 32,
                         issued_at=now, requester_signature="0x", owner_signature="0x",
+                        created_at=now,
                     )
                 )  # fmt: skip
         db.migrate()

@@ -19,10 +19,10 @@ from govshare.broker import receipt_batches
 from govshare.broker.access import request_access
 from govshare.broker.consent import approve
 from govshare.broker.db import OpState, Receipt
-from govshare.broker.exchange import ExchangeRequest
+from govshare.broker.exchange import ExchangeAck, ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.receipt_batches import ReceiptBatcher
-from govshare.broker.serve_exchange import serve_exchange
+from govshare.broker.serve_exchange import acknowledge, serve_exchange
 from govshare.broker.services import BrokerServices
 from govshare.chain.connection import node_went_away
 from govshare.chain.devnode import AnvilProcess
@@ -73,7 +73,9 @@ def pair(world: World) -> Iterator[Pair]:
 
 
 def exchange(p: Pair, n: int = 1) -> list[int]:
-    """``n`` real exchanges: MARKET signs, TAX's serve_exchange answers."""
+    """``n`` real exchanges: MARKET signs, TAX's serve_exchange answers, MARKET
+    acknowledges the delivery (else the batcher holds the receipt for the resume
+    window: see test_an_unacknowledged_receipt_is_held_then_anchored)."""
     seqs = []
     for _ in range(n):
         req = ExchangeRequest.new(
@@ -82,7 +84,10 @@ def exchange(p: Pair, n: int = 1) -> list[int]:
         answer = serve_exchange(p.tax, req.to_json(), req.sign(p.market.account, p.tax.domain))
         for _chunk in answer.chunks:
             pass
-        seqs.append(answer.receipt.seq)
+        r = answer.receipt
+        ack = ExchangeAck(r.request_hash, r.ciphertext_cid, r.issued_at)
+        acknowledge(p.tax, ack.to_json("MARKET", "TAX"), ack.sign(p.market.account, p.tax.domain))
+        seqs.append(r.seq)
     return seqs
 
 

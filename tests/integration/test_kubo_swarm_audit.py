@@ -21,10 +21,10 @@ import pytest
 import engines
 from govshare.broker.access import request_access
 from govshare.broker.consent import approve
-from govshare.broker.exchange import ExchangeRequest
+from govshare.broker.exchange import ExchangeAck, ExchangeRequest
 from govshare.broker.publish import PublishRequest, publish, stage_file
 from govshare.broker.receipt_batches import ReceiptBatcher
-from govshare.broker.serve_exchange import serve_exchange
+from govshare.broker.serve_exchange import acknowledge, serve_exchange
 from govshare.broker.services import BrokerServices
 from govshare.chain.devnode import AnvilProcess
 from govshare.consortium.kubo import format_swarm_key, generate_swarm_key
@@ -98,6 +98,9 @@ def test_manifests_cross_the_swarm_to_a_broker_and_to_an_auditor(
         )
         answer = serve_exchange(tax, ask.to_json(), ask.sign(market.account, tax.domain))
         assert b"".join(answer.chunks)
+        r = answer.receipt  # MARKET acknowledges, as its broker does after verifying
+        ack = ExchangeAck(r.request_hash, r.ciphertext_cid, r.issued_at)
+        acknowledge(tax, ack.to_json("MARKET", "TAX"), ack.sign(market.account, tax.domain))
     batcher = ReceiptBatcher(tax, max_count=2, max_age=3600)
     assert batcher.run_once(drive=True).action == "submitted"
     assert batcher.run_once(drive=True).action == "submitted"

@@ -34,6 +34,11 @@ class Check(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unready"]
     checks: dict[str, Check]
+    #: The department's status in the consortium's registry ("active", "suspended",
+    #: "removed"; "unknown" when the chain does not answer; absent without a
+    #: ledger). Informational: a suspended department's broker is still ready
+    #: (its clerks read, its auditors audit) but cannot publish or anchor.
+    membership: str | None = None
 
 
 class Me(BaseModel):
@@ -434,12 +439,55 @@ class ReceiptOut(BaseModel):
     requester_signature: str
     owner_signature: str
     batch_id: str | None
+    acked_at: datetime | None = Field(
+        default=None,
+        description="When the requester acknowledged the delivery (null: not, or not yet)",
+    )
+    ack_signature: str | None = Field(
+        default=None, description="The requester broker's EIP-712 ExchangeAck signature"
+    )
 
     @classmethod
     def of(cls, view: Any) -> ReceiptOut:
         from dataclasses import asdict
 
         return cls(**asdict(view))
+
+
+class ExchangeResumeIn(BaseModel):
+    """The EIP-712 ``ExchangeResume`` a peer broker signs to continue an exchange
+    it started (docs/exchange.md, *Resuming a transfer*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requester: str = Field(min_length=2, max_length=16, examples=["MARKET"])
+    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    exchange: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{64}$",
+        description="The exchange's id: its request hash (Govshare-Exchange of its answer)",
+    )
+    nonce: str = Field(pattern=r"^[0-9]{1,78}$", description="uint256, decimal text")
+    expires_at: int = Field(ge=0, le=MAX_UINT64, description="Unix seconds")
+
+
+class ExchangeAckIn(BaseModel):
+    """The EIP-712 ``ExchangeAck`` a requesting broker signs once it received an
+    exchange's ciphertext whole and verified (docs/exchange.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requester: str = Field(min_length=2, max_length=16, examples=["MARKET"])
+    owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
+    exchange: str = Field(pattern=r"^0x[0-9a-fA-F]{64}$", description="The request hash")
+    ciphertext_cid: str = Field(min_length=1, max_length=128)
+    acked_at: int = Field(ge=0, le=MAX_UINT64, description="Unix seconds")
+
+
+class ExchangeAckOut(BaseModel):
+    exchange: str
+    seq: int = Field(description="The owner's receipt number")
+    acked_at: int
+    recorded: bool = Field(description="False: the same acknowledgement was recorded before")
 
 
 class ExchangeRequestIn(BaseModel):

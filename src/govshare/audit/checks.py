@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from govshare.audit.receipts import ReceiptLeaf
@@ -52,6 +53,7 @@ def audit_receipts(
         prev_last = 0
         per_grant: Counter[int] = Counter()
         hashes: Counter[str] = Counter()
+        delivery: Counter[str] = Counter()
         complete = True
         n_receipts = 0
         for index in range(1, count + 1):
@@ -73,6 +75,7 @@ def audit_receipts(
             for c in b.receipts:
                 per_grant[c.receipt.grant_id] += 1
                 hashes[c.receipt.request_hash] += 1
+                delivery[c.receipt.delivery] += 1
                 anchored[(code, c.receipt.seq)] = c.receipt.leaf()
                 n_receipts += 1
         onchain_last = view.ledger.access.last_receipt_seq(code)
@@ -94,6 +97,11 @@ def audit_receipts(
                 "receipts": n_receipts,
                 "last_seq": onchain_last,
                 "grants": {str(g): n for g, n in sorted(per_grant.items())},
+                # acknowledged by the requester / anchored after the resume window
+                # without it / version 1 receipts, from before acknowledgements
+                "delivery": {
+                    k: delivery[k] for k in ("acknowledged", "unacknowledged", "not recorded")
+                },
             }
         )
     held_checked, held_problems = _held_problems(held, dept, anchored)
@@ -181,7 +189,7 @@ def _held_problems(
                     grant=r.grant_id,
                 )
             )
-        elif leaf != r.leaf():
+        elif _exchange_part(ReceiptLeaf.parse(leaf)) != _exchange_part(r):
             problems.append(
                 problem(
                     "receipt.differs",
@@ -193,6 +201,14 @@ def _held_problems(
                 )
             )
     return checked, problems
+
+
+def _exchange_part(r: ReceiptLeaf) -> bytes:
+    """A receipt without the requester's acknowledgement: what both sides signed
+    at the exchange. A requester's copy may lack the acknowledgement (it was
+    sent, then the requester stopped before noting it), or hold one the owner
+    refused after its window: the exchange itself must be the anchored one."""
+    return replace(r, acked_at=None, ack_signature=None, version=1).leaf()
 
 
 def overdue_requests(view: AuditView, dept: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,13 @@ from typing import Any
 from govshare.audit.report import _CSS
 from govshare.util import iso, plural
 
+#: A receipt's delivery, in the page's words (``ReceiptLeaf.delivery``).
+_DELIVERY = {
+    "acknowledged": "acknowledged by the requester",
+    "unacknowledged": "delivered, unacknowledged",
+    "not recorded": "not recorded (version 1 receipt)",
+}
+
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
@@ -98,6 +105,7 @@ def render_trail(t: dict[str, Any]) -> str:
         receipts = "".join(
             f"<tr><td>{c['seq']}</td><td>{_e(c['requester'])}</td><td>{c['batch_index']}</td>"
             f"<td>{c['inclusion']['leaf_index'] + 1}/{c['inclusion']['tree_size']}</td>"
+            f"<td>{_e(_DELIVERY.get(c.get('delivery', ''), '-'))}</td>"
             + (
                 '<td class="ok">verified</td></tr>'
                 if c["ok"]
@@ -123,7 +131,7 @@ def render_trail(t: dict[str, Any]) -> str:
             )
             + (
                 "<div class=scroll><table><thead><tr><th>receipt</th><th>by</th><th>batch</th>"
-                "<th>leaf</th>"
+                "<th>leaf</th><th>delivery</th>"
                 f"<th>proof</th></tr></thead><tbody>{receipts}</tbody></table></div>"
                 if receipts
                 else ""

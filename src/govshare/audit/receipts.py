@@ -9,6 +9,14 @@ signatures included (``docs/audit.md`` is the reference)::
      "request_expires_at":1767225660,"request_hash":"0x…","requester":"MARKET",
      "requester_signature":"0x…","seq":12,"v":1}
 
+Version 2 (receipts anchored since the requester's acknowledgement was added)
+has two more fields: ``acked_at`` (Unix seconds) and ``ack_signature``, the
+requester broker's EIP-712 ``ExchangeAck(bytes32 requestHash,string
+ciphertextCid,uint256 ackedAt)`` signature: it received the ciphertext whole and
+verified. Both null: anchored as *delivered, unacknowledged* (the requester did
+not acknowledge within the owner's resume window). Version 1 leaves, which have
+neither field, still parse and verify as they were anchored.
+
 Canonical: keys sorted, no spaces, ASCII only, integers in decimal; every other
 value a string (or null for a field an old receipt lacks). The Merkle leaf is
 those exact bytes (:mod:`govshare.audit.merkle` hashes them with the 0x00
@@ -50,7 +58,10 @@ from govshare.audit.errors import ManifestError
 from govshare.audit.merkle import MerkleTree, leaf_hash
 
 MANIFEST_FORMAT = "govshare-receipt-manifest/1"
-LEAF_VERSION = 1
+LEAF_VERSION = 2
+#: The leaf versions this build reads (1: before acknowledgements).
+LEAF_VERSIONS = (1, 2)
+_V2_FIELDS = ("acked_at", "ack_signature")
 TREE = "rfc6962-sha256"
 
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
@@ -81,10 +92,26 @@ class ReceiptLeaf:
     issued_at: int
     requester_signature: str
     owner_signature: str
+    acked_at: int | None = None
+    ack_signature: str | None = None
+    version: int = LEAF_VERSION
+
+    @property
+    def delivery(self) -> str:
+        """What the receipt says of the delivery: ``acknowledged`` (the requester
+        signed that it received the ciphertext whole), ``unacknowledged`` (a
+        version 2 receipt without that signature), or ``not recorded`` (version 1)."""
+        if self.version < 2:
+            return "not recorded"
+        return "acknowledged" if self.ack_signature else "unacknowledged"
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["v"] = LEAF_VERSION
+        d: dict[str, Any] = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "version" and (self.version >= 2 or f.name not in _V2_FIELDS)
+        }
+        d["v"] = self.version
         return d
 
     def leaf(self) -> bytes:
@@ -93,19 +120,27 @@ class ReceiptLeaf:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ReceiptLeaf:
-        if not isinstance(d, Mapping) or d.get("v") != LEAF_VERSION:
-            raise ManifestError("A receipt line is not a version 1 govshare receipt.")
-        names = {f.name for f in fields(cls)}
+        version = d.get("v") if isinstance(d, Mapping) else None
+        if version not in LEAF_VERSIONS or isinstance(version, bool):
+            raise ManifestError("A receipt line is not a version 1 or 2 govshare receipt.")
+        names = {f.name for f in fields(cls)} - {"version"}
+        if version < 2:
+            names -= set(_V2_FIELDS)
         if set(d) != names | {"v"}:
             raise ManifestError("A receipt line has missing or unknown fields.")
         try:
-            leaf = cls(**{k: d[k] for k in names})
+            leaf = cls(**{k: d[k] for k in names}, version=int(version))
         except TypeError as exc:
             raise ManifestError(f"A receipt line does not parse ({exc}).") from None
         for name in ("seq", "grant_id", "issued_at"):
             v = getattr(leaf, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ManifestError(f"A receipt's {name} is not a whole number.")
+        ack = leaf.acked_at
+        if ack is not None and (not isinstance(ack, int) or isinstance(ack, bool) or ack < 0):
+            raise ManifestError("A receipt's acked_at is not a whole number.")
+        if (ack is None) != (leaf.ack_signature is None):
+            raise ManifestError("A receipt has an acknowledgement time without signature.")
         return leaf
 
     @classmethod
@@ -226,6 +261,9 @@ _RECEIPT_TYPE = keccak(
 )
 
 
+_ACK_TYPE = keccak(b"ExchangeAck(bytes32 requestHash,string ciphertextCid,uint256 ackedAt)")
+
+
 def _u256(v: int) -> bytes:
     return int(v).to_bytes(32, "big")
 
@@ -278,6 +316,17 @@ def receipt_digest(separator: bytes, r: ReceiptLeaf) -> bytes:
         + _b32(r.capsule_hash)
         + _u256(r.seq)
         + _u256(r.issued_at)
+    )
+    return keccak(b"\x19\x01" + separator + struct)
+
+
+def ack_digest(separator: bytes, r: ReceiptLeaf) -> bytes:
+    """The EIP-712 digest of the requester's ExchangeAck of this receipt."""
+    struct = keccak(
+        _ACK_TYPE
+        + _b32(r.request_hash)
+        + keccak(r.ciphertext_cid.encode("utf-8"))
+        + _u256(int(r.acked_at or 0))
     )
     return keccak(b"\x19\x01" + separator + struct)
 

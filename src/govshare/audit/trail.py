@@ -510,7 +510,8 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
                     "accessed",
                     f"{who} received version {delivered.get('version', '?')} from "
                     f"{c.receipt.owner} under grant #{req.id} (receipt {c.receipt.seq}, "
-                    f"{'proof verified' if c.included else 'PROOF FAILED'})",
+                    f"{'proof verified' if c.included else 'PROOF FAILED'}; "
+                    f"{_DELIVERY[c.receipt.delivery]})",
                     department=who,
                     request_id=req.id,
                     seq=c.receipt.seq,
@@ -572,6 +573,14 @@ def _request_trail(  # noqa: C901 — one request's life in event order: request
         "receipts": sorted(receipts, key=lambda r: r["seq"]),
     }
     return out, entries, problems, len(receipts), n_ok
+
+
+#: What a receipt says of the delivery, in the trail's words.
+_DELIVERY = {
+    "acknowledged": "delivery acknowledged by the requester",
+    "unacknowledged": "delivered, unacknowledged",
+    "not recorded": "acknowledgement not recorded (version 1 receipt)",
+}
 
 
 def uses_ok(receipts: int, recorded: int, req: AccessRequest) -> bool:

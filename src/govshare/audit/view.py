@@ -31,6 +31,7 @@ from govshare.audit.receipts import (
     MANIFEST_FORMAT,
     Manifest,
     ReceiptLeaf,
+    ack_digest,
     domain_separator,
     parse_manifest,
     receipt_digest,
@@ -133,6 +134,8 @@ class ReceiptCheck:
             "issued_at": r.issued_at,
             "ciphertext_cid": r.ciphertext_cid,
             "request_hash": r.request_hash,
+            "delivery": r.delivery,
+            "acked_at": r.acked_at,
             "batch_index": self.batch_index,
             "inclusion": {
                 "verified": self.included,
@@ -571,6 +574,24 @@ class AuditView:
                     **where,
                 )
             )
+        if r.ack_signature is not None:
+            try:
+                acker = recover_signer(ack_digest(self.separator, r), r.ack_signature)
+            except ValueError:
+                acker = None
+            if (
+                r.acked_at is None
+                or r.acked_at < r.issued_at
+                or not self.was_broker(r.requester, acker, r.acked_at)
+            ):
+                out.append(
+                    problem(
+                        "receipt.ack_signature",
+                        f"Receipt {r.seq}'s acknowledgement is not signed by {r.requester}'s "
+                        "registered broker key, or is dated before the receipt.",
+                        **where,
+                    )
+                )
         grant = self.request(r.grant_id)
         if grant is None:
             return [

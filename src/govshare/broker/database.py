@@ -70,7 +70,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The newest migration's revision (a test checks it is Alembic's head): a database
 #: already there opens without loading Alembic and its scripts, which cost more
 #: than the rest of a `govshare user list`.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 #: Milliseconds a connection waits for SQLite's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000

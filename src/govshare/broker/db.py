@@ -378,6 +378,10 @@ class Receipt(Base):
     owner_signature: Mapped[str] = mapped_column(String(200))  # 0x-hex
     batch_id: Mapped[str | None] = mapped_column(String(_ID), index=True)  # once anchored
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The requester's acknowledgement (migration 0010): when it received the
+    # ciphertext whole and verified, and its ExchangeAck signature; NULL until then.
+    acked_at: Mapped[datetime | None]
+    ack_signature: Mapped[str | None] = mapped_column(String(200))
 
 
 class GrantUse(Base):

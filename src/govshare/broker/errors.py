@@ -4,7 +4,8 @@
     ├── AuthError                       (401) who is calling cannot be established
     │   └── InvalidToken                (401) unknown, malformed, revoked or expired token
     ├── Forbidden                       (403) the caller is known but may not do this
-    │   └── CategoryNotShared           (403) the owner's catalog says the category is not shared
+    │   ├── CategoryNotShared           (403) the owner's catalog says the category is not shared
+    │   └── DepartmentInactive          (403) this department is suspended or removed
     ├── Conflict                        (409)
     │   ├── IdempotencyConflict         (409) an Idempotency-Key reused with another body
     │   ├── OperationInProgress         (409) the keyed operation is still running
@@ -19,11 +20,13 @@
     │   ├── NotMultipart                (415) a publish that is not multipart/form-data
     │   ├── UnknownCategory             (422) a category the department has not declared
     │   ├── ExchangeMalformed           (400) a peer's exchange request that does not parse
+    │   ├── RangeInvalid                (416) a Range header that is not one satisfiable byte range
     │   ├── EventCursorInvalid          (400) a Last-Event-ID / after that is no event id here
     │   └── WebhookInvalid              (400) a webhook URL or secret that is refused
     ├── NotFound (govshare.errors)
     │   ├── RecordUnknown               (404) no such record (on chain, or held here)
     │   ├── GrantUnknown                (404) no such grant on chain
+    │   ├── ExchangeUnknown             (404) no such exchange of this department
     │   └── WebhookUnknown              (404) no such webhook
     ├── GrantRefused                    (403) the grant does not allow this use now
     │   ├── NoGrant                     (403) this department holds no usable grant
@@ -35,6 +38,7 @@
     │   ├── WrongSigner                 (403) signed, but not by the department's broker key
     │   ├── SignatureRequired           (401) no Govshare-Signature header
     │   └── ExchangeExpired             (401) the request's expiry has passed
+    ├── ResumeExpired                   (410) the exchange's resume window has ended
     ├── PeerError                       (502) the owner's broker failed us
     │   ├── PeerUnreachable             (503) it cannot be reached
     │   ├── TransferIncomplete          (502) the ciphertext stream broke off
@@ -88,6 +92,18 @@ class CategoryNotShared(Forbidden):
     remedy = (
         "Nothing can be requested of it; ask the owner's administrator whether another "
         "category holds what you need (`govshare catalog list`)."
+    )
+
+
+class DepartmentInactive(Forbidden):
+    """This department is suspended or removed from the consortium: it cannot
+    publish (nothing is stored) until a consortium vote reinstates it."""
+
+    code = "department.inactive"
+    status = 403
+    remedy = (
+        "Ask the consortium's administrators to reinstate the department "
+        "(`govshare dept propose reactivate CODE`); nothing was stored meanwhile."
     )
 
 
@@ -355,11 +371,52 @@ class PeerUnreachable(PeerError):
 
 
 class TransferIncomplete(PeerError):
-    """The ciphertext stream broke off mid-way."""
+    """The ciphertext stream broke off mid-way, and resuming it did not succeed."""
 
     code = "exchange.transfer_incomplete"
     status = 502
-    remedy = "Fetch again: nothing partial was kept."
+    remedy = (
+        "Fetch again within the resume window (`govshare record fetch` resumes by "
+        "itself): the same exchange continues without spending another use. Nothing "
+        "partial was kept."
+    )
+
+
+class ExchangeUnknown(NotFound):
+    """No exchange with this id (its request hash) between this department and the
+    caller: another department's exchange is never named or resumed."""
+
+    code = "exchange.unknown"
+    status = 404
+    remedy = (
+        "Resume only an exchange your own fetch started (the Govshare-Exchange header "
+        "of its answer); otherwise fetch the record again."
+    )
+
+
+class ResumeExpired(GovShareError):
+    """The exchange was started longer ago than the owner's resume window
+    (GOVSHARE_EXCHANGE_RESUME_WINDOW): it can no longer be continued."""
+
+    code = "exchange.resume_expired"
+    status = 410
+    remedy = (
+        "Fetch the record again (`govshare record fetch`): that is a new exchange and "
+        "spends another use of the grant, if it has one left."
+    )
+
+
+class RangeInvalid(InputError):
+    """A Range header that is not one satisfiable byte range (RFC 9110
+    ``bytes=FIRST-[LAST]`` or ``bytes=-SUFFIX``), or a range where none may be
+    asked for."""
+
+    code = "exchange.range_invalid"
+    status = 416
+    remedy = (
+        "Ask for one byte range within the content, e.g. `Range: bytes=1048576-`, "
+        "and for another department's record send the Govshare-Exchange header too."
+    )
 
 
 class PeerRefused(PeerError):
@@ -434,4 +491,7 @@ PEER_REFUSALS: tuple[type[GovShareError], ...] = (
     ExchangeMalformed,
     ExchangeAuthError,
     NonceReplayed,
+    ExchangeUnknown,
+    ResumeExpired,
+    RangeInvalid,
 )

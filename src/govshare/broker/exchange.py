@@ -44,10 +44,10 @@ from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from govshare.broker.errors import BadSignature, ExchangeMalformed, ReceiptInvalid
+from govshare.broker.errors import BadSignature, ExchangeMalformed, RangeInvalid, ReceiptInvalid
 from govshare.chain.contracts import decode_code, encode_code
 from govshare.errors import ConfigError, GovShareError
-from govshare.util import MAX_DATETIME_SECONDS
+from govshare.util import MAX_DATETIME_SECONDS, printable
 
 DOMAIN_NAME = "govshare"
 DOMAIN_VERSION = "1"
@@ -67,6 +67,8 @@ H_CAPSULE_HASH = "Govshare-Capsule-Hash"
 H_RECEIPT_SEQ = "Govshare-Receipt-Seq"
 H_RECEIPT_ISSUED_AT = "Govshare-Receipt-Issued-At"
 H_RECEIPT_SIGNATURE = "Govshare-Receipt-Signature"
+#: Names an exchange to continue: its request hash (``0x`` + 64 hex digits).
+H_EXCHANGE = "Govshare-Exchange"
 
 REQUEST_TYPES: dict[str, list[dict[str, str]]] = {
     "ExchangeRequest": [
@@ -85,6 +87,24 @@ RECEIPT_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "capsuleHash", "type": "bytes32"},
         {"name": "seq", "type": "uint256"},
         {"name": "issuedAt", "type": "uint256"},
+    ]
+}
+
+RESUME_TYPES: dict[str, list[dict[str, str]]] = {
+    "ExchangeResume": [
+        {"name": "requester", "type": "bytes32"},
+        {"name": "owner", "type": "bytes32"},
+        {"name": "requestHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "expiresAt", "type": "uint256"},
+    ]
+}
+
+ACK_TYPES: dict[str, list[dict[str, str]]] = {
+    "ExchangeAck": [
+        {"name": "requestHash", "type": "bytes32"},
+        {"name": "ciphertextCid", "type": "string"},
+        {"name": "ackedAt", "type": "uint256"},
     ]
 }
 
@@ -111,6 +131,8 @@ def _typehash(types: dict[str, list[dict[str, str]]]) -> bytes:
 
 _REQUEST_TYPEHASH = _typehash(REQUEST_TYPES)
 _RECEIPT_TYPEHASH = _typehash(RECEIPT_TYPES)
+_RESUME_TYPEHASH = _typehash(RESUME_TYPES)
+_ACK_TYPEHASH = _typehash(ACK_TYPES)
 
 
 @functools.lru_cache(maxsize=8)
@@ -330,6 +352,182 @@ class ExchangeRequest:
             nonce=_uint(_field(body, "nonce"), "nonce", as_text=True),
             expires_at=_uint(_field(body, "expires_at"), "expires_at"),
         )
+
+
+def parse_exchange_id(text: Any) -> bytes:
+    """An exchange's id (its request hash) from ``0x`` + 64 hex digits; anything
+    else is :class:`ExchangeMalformed`."""
+    if not isinstance(text, str) or not _HEX32.fullmatch(text.strip()):
+        raise ExchangeMalformed("An exchange id is 0x and 64 hex digits (its request hash).")
+    return bytes.fromhex(text.strip()[2:])
+
+
+@dataclass(frozen=True)
+class ExchangeResume:
+    """What the requesting broker signs to continue an exchange it started: the
+    same answer again (or a byte range of it, in the ``Range`` header), no new
+    use. Once (``nonce``), until ``expires_at``, like an :class:`ExchangeRequest`."""
+
+    requester: str
+    owner: str
+    request_hash: bytes
+    nonce: int
+    expires_at: int
+
+    @classmethod
+    def new(
+        cls, requester: str, owner: str, request_hash: bytes, *, now: int, ttl: int
+    ) -> ExchangeResume:
+        return cls(
+            requester=_code(requester, "requester"),
+            owner=_code(owner, "owner"),
+            request_hash=bytes(request_hash),
+            nonce=secrets.randbits(128),
+            expires_at=int(now) + int(ttl),
+        )
+
+    def signable(self, domain: ExchangeDomain) -> SignableMessage:
+        if len(self.request_hash) != 32 or not (
+            0 <= self.nonce <= _UINT256_MAX and 0 <= self.expires_at <= _UINT256_MAX
+        ):
+            raise ExchangeMalformed("The resume request's fields are out of range.")
+        return _signable(
+            domain,
+            _RESUME_TYPEHASH
+            + encode_code(self.requester)
+            + encode_code(self.owner)
+            + self.request_hash
+            + _uint256(self.nonce)
+            + _uint256(self.expires_at),
+        )
+
+    def sign(self, account: LocalAccount, domain: ExchangeDomain) -> bytes:
+        return _sign(account, self.signable(domain))
+
+    def signer(self, domain: ExchangeDomain, signature: bytes) -> str:
+        return _recover(self.signable(domain), signature, "resume request's signature")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requester": self.requester,
+            "owner": self.owner,
+            "exchange": _hex(self.request_hash),
+            "nonce": str(self.nonce),
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> ExchangeResume:
+        if not isinstance(body, Mapping):
+            raise ExchangeMalformed("The resume request must be a JSON object.")
+        extra = set(body) - {"requester", "owner", "exchange", "nonce", "expires_at"}
+        if extra:
+            raise ExchangeMalformed(f"Unknown fields in the resume request: {sorted(extra)}.")
+        return cls(
+            requester=_code(_field(body, "requester"), "requester"),
+            owner=_code(_field(body, "owner"), "owner"),
+            request_hash=parse_exchange_id(_field(body, "exchange")),
+            nonce=_uint(_field(body, "nonce"), "nonce", as_text=True),
+            expires_at=_uint(_field(body, "expires_at"), "expires_at"),
+        )
+
+
+@dataclass(frozen=True)
+class ExchangeAck:
+    """What the requesting broker signs once it received an exchange's ciphertext
+    whole and verified (CID, AEAD, anchored hash): the receipt's third signature.
+    Its time is the requester's; the owner bounds it (after the receipt, not in
+    the future)."""
+
+    request_hash: bytes
+    ciphertext_cid: str
+    acked_at: int
+
+    def signable(self, domain: ExchangeDomain) -> SignableMessage:
+        if len(self.request_hash) != 32 or not 0 <= self.acked_at <= _UINT256_MAX:
+            raise ExchangeMalformed("The acknowledgement's fields are out of range.")
+        return _signable(
+            domain,
+            _ACK_TYPEHASH
+            + self.request_hash
+            + keccak(self.ciphertext_cid.encode("utf-8"))
+            + _uint256(self.acked_at),
+        )
+
+    def digest(self, domain: ExchangeDomain) -> bytes:
+        return _digest(self.signable(domain))
+
+    def sign(self, account: LocalAccount, domain: ExchangeDomain) -> bytes:
+        return _sign(account, self.signable(domain))
+
+    def signer(self, domain: ExchangeDomain, signature: bytes) -> str:
+        return _recover(self.signable(domain), signature, "acknowledgement's signature")
+
+    def to_json(self, requester: str, owner: str) -> dict[str, Any]:
+        return {
+            "requester": requester,
+            "owner": owner,
+            "exchange": _hex(self.request_hash),
+            "ciphertext_cid": self.ciphertext_cid,
+            "acked_at": self.acked_at,
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> tuple[str, str, ExchangeAck]:
+        """(requester, owner, the acknowledgement) of an HTTP body."""
+        if not isinstance(body, Mapping):
+            raise ExchangeMalformed("The acknowledgement must be a JSON object.")
+        extra = set(body) - {"requester", "owner", "exchange", "ciphertext_cid", "acked_at"}
+        if extra:
+            raise ExchangeMalformed(f"Unknown fields in the acknowledgement: {sorted(extra)}.")
+        cid = _field(body, "ciphertext_cid")
+        if not isinstance(cid, str) or not 0 < len(cid) <= 128 or not cid.isascii():
+            raise ExchangeMalformed("'ciphertext_cid' must be a CID.")
+        ack = cls(
+            request_hash=parse_exchange_id(_field(body, "exchange")),
+            ciphertext_cid=cid,
+            acked_at=_uint(_field(body, "acked_at"), "acked_at"),
+        )
+        requester = _code(_field(body, "requester"), "requester")
+        return requester, _code(_field(body, "owner"), "owner"), ack
+
+
+_RANGE = re.compile(r"bytes=(\d{1,19})?-(\d{1,19})?")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One RFC 9110 byte range of a ``size``-byte representation, as (first,
+    last) inclusive; None without a header. ``bytes=FIRST-``, ``bytes=FIRST-LAST``
+    (LAST past the end is the end) and ``bytes=-SUFFIX`` are accepted; several
+    ranges, another unit, a malformed or an unsatisfiable one raise
+    :class:`RangeInvalid` (416): a resume asks for exactly one, so a request that
+    is not one is a mistake to say, not to ignore."""
+    if header is None:
+        return None
+    text = header.strip()
+    if "," in text:
+        raise RangeInvalid("Only one byte range may be asked for (no multipart ranges).")
+    m = _RANGE.fullmatch(text.replace(" ", ""))
+    if m is None or (m.group(1) is None and m.group(2) is None):
+        raise RangeInvalid(
+            f"The Range header {printable(text[:80])!r} is not a byte range such as "
+            "'bytes=1048576-'."
+        )
+    first_t, last_t = m.group(1), m.group(2)
+    if first_t is None:  # a suffix: the last N bytes
+        n = int(str(last_t))
+        if n == 0 or size == 0:
+            raise RangeInvalid("An empty suffix range asks for nothing.", size=size)
+        return max(0, size - n), size - 1
+    first = int(first_t)
+    last = size - 1 if last_t is None else min(int(last_t), size - 1)
+    if first >= size:
+        raise RangeInvalid(
+            f"The range starts at byte {first}, but there are only {size} bytes.", size=size
+        )
+    if last < first:
+        raise RangeInvalid("The range ends before it starts.", size=size)
+    return first, last
 
 
 def capsule_hash(capsule: bytes) -> bytes:

@@ -14,6 +14,14 @@ took the staged upload over, none of its steps has run), ``publish.before_store`
 Tests that run brokers in their own process can instead make a point raise an
 exception, once (:func:`fail_once`): a database error or a shutdown at that
 moment, without killing the test.
+
+Cut points break off a transfer once, as a network blip would: the answer's
+stream raises after its first part, so the server drops the connection with the
+body incomplete. ``exchange.mid_stream`` (the owner's ``/v1/exchange`` answer)
+and ``content.mid_stream`` (a broker's ``/v1/records/{id}/content`` answer to
+its clerk). ``govshare serve`` arms them from ``GOVSHARE_TEST_CUT_AT`` (with
+``GOVSHARE_TESTING=1``); a test in one process calls :func:`fail_once` with
+:class:`TransferCut`.
 """
 
 from __future__ import annotations
@@ -39,6 +47,17 @@ def fail_once(point: str, exc: BaseException | None) -> None:
         _failures.pop(point, None)
     else:
         _failures[point] = exc
+
+
+class TransferCut(ConnectionAbortedError):
+    """A test's network blip: the stream that reaches a cut point stops here."""
+
+
+def arm_cuts(points: str | None) -> None:
+    """Break off the transfer at each named point (comma-separated), once each."""
+    for point in (points or "").split(","):
+        if point.strip():
+            fail_once(point.strip(), TransferCut(f"test cut at {point.strip()}"))
 
 
 def crash_point(name: str) -> None:

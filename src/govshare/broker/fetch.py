@@ -25,6 +25,7 @@ answered (``grant.revoked``, ``exchange.replayed``, ...).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import ColumnElement, insert, select
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker.db import AccessRequest, Receipt, Record, RecordStatus, RequestStatus
@@ -41,29 +42,35 @@ from govshare.broker.errors import (
     PEER_REFUSALS,
     CiphertextMismatch,
     ExchangeExpired,
+    ExchangeUnknown,
     GrantDepartmentInactive,
     NoGrant,
     PeerRefused,
     PeerUnreachable,
+    RangeInvalid,
     ReceiptInvalid,
     RecordUnknown,
     TransferIncomplete,
 )
 from govshare.broker.exchange import (
     H_CAPSULE,
+    H_EXCHANGE,
     H_SIGNATURE,
+    ExchangeAck,
     ExchangeReceipt,
     ExchangeRequest,
+    ExchangeResume,
     capsule_hash,
     decode_capsule,
+    parse_exchange_id,
 )
 from govshare.broker.queries import batched_leaf
 from govshare.chain.batchindex import IndexedLeaf
+from govshare.chain.contracts import Department, to_bytes32
 from govshare.chain.contracts import Record as ChainRecord
-from govshare.chain.contracts import to_bytes32
 from govshare.clock import utcnow
 from govshare.crypto import DecryptResult, decrypt_to_file, unwrap_dek
-from govshare.errors import IntegrityError, from_problem
+from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
 from govshare.storage import BlockCorrupted, parse_cid
 from govshare.storage.unixfs import FileImporter
 from govshare.util import FAR_FUTURE, chain_time
@@ -74,6 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MAX_PROBLEM = 64 * 1024
+#: A broken transfer from the owner is resumed at most this many times per fetch.
+MAX_RESUMES = 3
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class FetchResult:
     receipt_seq: int | None = None
     filename: str | None = None
     media_type: str | None = None
+    #: The exchange's id (its request hash), to resume it (:func:`resume_fetch`).
+    exchange: str | None = None
 
 
 class CidCheck:
@@ -327,30 +338,13 @@ def fetch_granted(
                 receipt, owner_sig = ExchangeReceipt.from_headers(resp.headers)
                 _check_receipt(svc, req, receipt, owner_sig, capsule, rec, owner.broker)
                 _keep_receipt(svc, req, receipt, signature, owner_sig, owner.code)
-                dek = unwrap_dek(
-                    capsule,
-                    svc.hpke,
-                    record_id=rec.record_id,
-                    grant_id=grant_id,
-                    recipient_dept=svc.dept,
-                )
-                res = _decrypt_checked(
-                    resp.iter_bytes(), rec.cid, dst, dek, rec.content_hash, overwrite, durable
+                res = _receive(
+                    svc, resp, rec, grant_id, owner, capsule, receipt, dst, overwrite, durable
                 )
                 break
-        except httpx.TimeoutException:
-            raise PeerUnreachable(
-                f"{owner.code}'s broker did not answer in time; try again."
-            ) from None
-        except httpx.ConnectError:
-            raise PeerUnreachable(
-                f"{owner.code}'s broker at {owner.endpoint} cannot be reached; try again later."
-            ) from None
-        except httpx.HTTPError:
-            raise TransferIncomplete(
-                f"The transfer from {owner.code}'s broker broke off; nothing was released. "
-                "Fetching again spends another use of the grant."
-            ) from None
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, owner) from None
+    send_ack(svc, owner, receipt)
     log.info(
         "fetched record 0x%s from %s under grant %d", rec.record_id.hex(), owner.code, grant_id
     )
@@ -363,6 +357,247 @@ def fetch_granted(
         size=res.plaintext_size,
         grant_id=grant_id,
         receipt_seq=receipt.seq,
+        exchange="0x" + receipt.request_hash.hex(),
+    )
+
+
+def send_ack(svc: BrokerServices, owner: Department, receipt: ExchangeReceipt) -> bool:
+    """Acknowledge to the owner that the exchange's ciphertext arrived whole and
+    verified (``POST /v1/exchange/ack``), and keep the acknowledgement in this
+    department's copy of the receipt. One round trip after the transfer. Best
+    effort: the clerk has the verified record either way; an acknowledgement that
+    fails is logged, and the owner anchors the receipt as delivered,
+    unacknowledged once its resume window ends. Returns whether it was recorded."""
+    acked_at = max(int(svc.clock.now()), receipt.issued_at)
+    ack = ExchangeAck(receipt.request_hash, receipt.ciphertext_cid, acked_at)
+    signature = ack.sign(svc.account, svc.domain)
+    url = owner.endpoint.rstrip("/") + "/v1/exchange/ack"
+    xid = "0x" + receipt.request_hash.hex()
+    try:
+        resp = svc.http.post(
+            url,
+            json=ack.to_json(svc.dept, owner.code),
+            headers={H_SIGNATURE: "0x" + signature.hex()},
+        )
+        if resp.status_code != 200:
+            _raise_refusal(resp, owner.code)
+    except (httpx.HTTPError, GovShareError) as exc:
+        code = exc.code if isinstance(exc, GovShareError) else type(exc).__name__
+        log.warning("exchange %s: %s did not take the acknowledgement (%s)", xid, owner.code, code)
+        return False
+    with svc.db.writing() as conn:
+        conn.execute(
+            update(Receipt)
+            .where(Receipt.request_hash == xid, Receipt.requester == svc.dept)
+            .values(acked_at=chain_time(acked_at), ack_signature="0x" + signature.hex())
+        )
+    return True
+
+
+def _transport_error(exc: httpx.HTTPError, owner: Department) -> GovShareError:
+    if isinstance(exc, httpx.TimeoutException):
+        return PeerUnreachable(f"{owner.code}'s broker did not answer in time; try again.")
+    if isinstance(exc, httpx.ConnectError):
+        return PeerUnreachable(
+            f"{owner.code}'s broker at {owner.endpoint} cannot be reached; try again later."
+        )
+    return TransferIncomplete(
+        f"The transfer from {owner.code}'s broker broke off and could not be resumed; "
+        "nothing was released. Fetching again within the resume window continues the "
+        "same exchange (no new use)."
+    )
+
+
+def _receive(
+    svc: BrokerServices,
+    resp: httpx.Response,
+    rec: ChainRecord,
+    grant_id: int,
+    owner: Department,
+    capsule: bytes,
+    receipt: ExchangeReceipt,
+    dst: Path,
+    overwrite: bool,
+    durable: bool,
+) -> DecryptResult:
+    """Open the capsule and decrypt the answer's body to ``dst``, checked, resuming
+    the transfer where it broke off (:class:`ResumingBody`)."""
+    dek = unwrap_dek(
+        capsule, svc.hpke, record_id=rec.record_id, grant_id=grant_id, recipient_dept=svc.dept
+    )
+    size = int(resp.headers.get("content-length") or -1)
+    body = ResumingBody(svc, owner, resp, receipt, size)
+    return _decrypt_checked(body, rec.cid, dst, dek, rec.content_hash, overwrite, durable)
+
+
+class ResumingBody:
+    """The ciphertext of an exchange's answer, continued where it broke off: when
+    the connection drops mid-body, the exchange is resumed (``POST
+    /v1/exchange/resume`` with ``Range: bytes=N-``, no new use) up to
+    :data:`MAX_RESUMES` times, and the bytes that follow are checked to belong to
+    the same exchange (its receipt number, capsule and size) before they are
+    passed on. What was received is never asked for again."""
+
+    def __init__(
+        self,
+        svc: BrokerServices,
+        owner: Department,
+        first: httpx.Response,
+        receipt: ExchangeReceipt,
+        size: int,
+    ) -> None:
+        self.svc = svc
+        self.owner = owner
+        self.first = first
+        self.receipt = receipt
+        self.size = size
+        #: Resumes made, and the bytes received in all (each counted once).
+        self.resumes = 0
+        self.received = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        resp = self.first
+        with contextlib.ExitStack() as stack:
+            while True:
+                try:
+                    for chunk in resp.iter_bytes():
+                        self.received += len(chunk)
+                        yield chunk
+                    if self.size < 0 or self.received >= self.size:
+                        return
+                except httpx.TransportError as exc:
+                    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                        raise
+                if self.resumes >= MAX_RESUMES or self.svc.limits.resume_window <= 0:
+                    raise _transport_error(httpx.ReadError("broke off"), self.owner)
+                self.resumes += 1
+                log.info(
+                    "exchange %s from %s broke off after %d of %d bytes; resuming (%d of %d)",
+                    "0x" + self.receipt.request_hash.hex(),
+                    self.owner.code,
+                    self.received,
+                    self.size,
+                    self.resumes,
+                    MAX_RESUMES,
+                )
+                resp = stack.enter_context(
+                    open_resume(self.svc, self.owner, self.receipt.request_hash, self.received)
+                )
+                _check_resumed(resp, self.receipt, self.received, self.size, self.owner.code)
+
+
+@contextlib.contextmanager
+def open_resume(
+    svc: BrokerServices, owner: Department, request_hash: bytes, offset: int
+) -> Iterator[httpx.Response]:
+    """The owner's answer to a resume of exchange ``request_hash`` from byte
+    ``offset`` of its ciphertext (a refusal raises as the owner's error)."""
+    now = svc.ledger.recent_now()
+    req = ExchangeResume.new(
+        svc.dept, owner.code, request_hash, now=now, ttl=svc.limits.exchange_ttl
+    )
+    headers = {
+        H_SIGNATURE: "0x" + req.sign(svc.account, svc.domain).hex(),
+        "Accept": "application/octet-stream",
+    }
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    url = owner.endpoint.rstrip("/") + "/v1/exchange/resume"
+    with svc.http.stream("POST", url, json=req.to_json(), headers=headers) as resp:
+        if resp.status_code not in (200, 206):
+            _raise_refusal(resp, owner.code)
+        yield resp
+
+
+def _check_resumed(
+    resp: httpx.Response, receipt: ExchangeReceipt, offset: int, size: int, owner: str
+) -> None:
+    """The resumed answer continues *this* exchange at ``offset``: the same receipt
+    (number, request, capsule) and a Content-Range starting there, of the same size."""
+    again, _sig = ExchangeReceipt.from_headers(resp.headers)
+    want = f"bytes {offset}-{size - 1}/{size}" if offset else None
+    got = resp.headers.get("content-range")
+    if again != receipt or (offset and got != want) or (not offset and resp.status_code != 200):
+        raise ReceiptInvalid(
+            f"{owner}'s resumed answer does not continue the exchange it began "
+            f"(receipt {again.seq} vs {receipt.seq}, range {got!r} vs {want!r}); "
+            "nothing was released."
+        )
+
+
+def resume_fetch(
+    svc: BrokerServices,
+    record_id: bytes | str,
+    exchange: str,
+    dst: Path,
+    *,
+    durable: bool = True,
+) -> FetchResult:
+    """Fetch ``record_id`` again through exchange ``exchange`` (its request hash),
+    which this department began: the owner answers the same ciphertext, capsule
+    and receipt without spending a use, within its resume window. Everything is
+    checked as in a first fetch (receipt, CID, anchored hash) before ``dst`` is
+    written. An exchange that is not this department's for this record is
+    :class:`ExchangeUnknown`."""
+    rid = "0x" + to_bytes32(record_id, "record id", allow_zero=False).hex()
+    xid = "0x" + parse_exchange_id(exchange).hex()
+    with svc.db.session(readonly=True) as s:
+        row = s.scalars(
+            select(Receipt).where(
+                Receipt.request_hash == xid,
+                Receipt.requester == svc.dept,
+                Receipt.owner != svc.dept,
+            )
+        ).first()
+        if row is not None:
+            s.expunge(row)
+    if row is None or row.record_id != rid:
+        raise ExchangeUnknown(
+            f"{svc.dept} began no exchange {xid} for record {rid}; fetch the record instead.",
+            exchange=xid,
+        )
+    rec = svc.chain_cache.anchor(rid)
+    if rec is None:
+        leaf = batched_leaf(svc, rid)
+        if leaf is None:
+            raise RecordUnknown(f"There is no anchored record {rid}.", record_id=rid)
+        rec = leaf_record(leaf)
+    owner = svc.chain_cache.department(row.owner)
+    receipt = ExchangeReceipt(
+        request_hash=bytes.fromhex(xid[2:]),
+        ciphertext_cid=row.ciphertext_cid,
+        capsule_hash=bytes.fromhex(row.capsule_hash[2:]),
+        seq=int(row.seq),
+        issued_at=int(row.issued_at.timestamp()),
+    )
+    try:
+        with open_resume(svc, owner, receipt.request_hash, 0) as resp:
+            capsule = decode_capsule(resp.headers.get(H_CAPSULE))
+            _check_resumed(
+                resp, receipt, 0, int(resp.headers.get("content-length") or 0), owner.code
+            )
+            if capsule_hash(capsule) != receipt.capsule_hash or rec.cid != receipt.ciphertext_cid:
+                raise ReceiptInvalid(
+                    f"{owner.code}'s resumed answer names another capsule or ciphertext than "
+                    "its receipt; nothing was released."
+                )
+            grant = int(row.grant_id)
+            res = _receive(svc, resp, rec, grant, owner, capsule, receipt, dst, False, durable)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc, owner) from None
+    if row.ack_signature is None:
+        send_ack(svc, owner, receipt)
+    log.info("fetched record %s again through exchange %s (no use spent)", rid, xid)
+    return FetchResult(
+        record_id=rid,
+        owner=owner.code,
+        source="exchange",
+        path=Path(dst),
+        sha256=res.plaintext_sha256.hex(),
+        size=res.plaintext_size,
+        grant_id=int(row.grant_id),
+        receipt_seq=receipt.seq,
+        exchange=xid,
     )
 
 
@@ -465,3 +700,36 @@ def _keep_receipt(
             f"{owner} numbered this receipt {receipt.seq}, a number it already used; "
             "nothing was released."
         ) from None
+
+
+def fetch_content(
+    svc: BrokerServices,
+    record_id: bytes | str,
+    dst: Path,
+    *,
+    grant_id: int | None = None,
+    exchange: str | None = None,
+    ranged: bool = False,
+    durable: bool = True,
+) -> FetchResult:
+    """What the content route serves: a continued exchange (``exchange``: no new
+    use, :func:`resume_fetch`), else :func:`fetch`. A byte range (``ranged``) of
+    another department's record must name the exchange it continues: a range of
+    a new fetch would spend a use for part of a record, so it is refused
+    (:class:`RangeInvalid`) before anything is asked of the owner."""
+    if exchange is not None:
+        if grant_id is not None:
+            raise InputError("Name an exchange to continue, or a grant for a new fetch; not both.")
+        return resume_fetch(svc, record_id, exchange, dst, durable=durable)
+    if ranged:
+        rid = "0x" + to_bytes32(record_id, "record id", allow_zero=False).hex()
+        with svc.db.session(readonly=True) as s:
+            row = s.get(Record, rid)
+            own = row is not None and row.status == RecordStatus.ANCHORED.value
+        if not own:
+            raise RangeInvalid(
+                f"A byte range of another department's record continues an exchange: send "
+                f"the {H_EXCHANGE} header of the first answer (a new fetch would spend a use).",
+                record_id=rid,
+            )
+    return fetch(svc, record_id, dst, grant_id=grant_id, durable=durable)

@@ -48,8 +48,9 @@ from eth_utils import keccak
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from govshare.broker import membership
 from govshare.broker.db import OpState, Record, RecordStatus
-from govshare.broker.errors import RecordUnknown, UnknownCategory
+from govshare.broker.errors import DepartmentInactive, RecordUnknown, UnknownCategory
 from govshare.broker.faults import crash_point
 from govshare.broker.outbox import (
     JSON,
@@ -404,6 +405,7 @@ def _clean_text(value: str | None, limit: int) -> str | None:
 def _check_on_chain(
     svc: BrokerServices, category: str, supersedes: str | None, *, batched: bool = False
 ) -> None:
+    membership.require_active(svc, "publish")  # before anything is encrypted or stored
     entries = {c.category: c for c in svc.chain_cache.categories(svc.dept)}
     entry = entries.get(category)
     if entry is None or not entry.active:  # a refusal is never from the cache
@@ -637,6 +639,8 @@ def _sort_bulk(
         else set()
     )
     checked: dict[str, bool] = {}
+    inactive: DepartmentInactive | None = None
+    member_checked = False
     taken: set[str] = set()
     fresh: list[tuple[int, str, JSON]] = []
     singly: list[int] = []
@@ -655,6 +659,16 @@ def _sort_bulk(
                 out[i] = _replay(svc, principal, key, fingerprint(body), staged)
             except GovShareError as exc:
                 out[i] = exc
+            continue
+        if not member_checked:  # once per request, before anything is encrypted or stored
+            member_checked = True
+            try:
+                membership.require_active(svc, "publish")
+            except DepartmentInactive as exc:
+                inactive = exc
+        if inactive is not None:
+            _discard_upload(svc, it.upload.name)
+            out[i] = inactive
             continue
         if category not in checked:
             checked[category] = _category_confirmed(svc, category)

@@ -379,10 +379,13 @@ class ReceiptView:
     requester_signature: str
     owner_signature: str
     batch_id: str | None
+    acked_at: datetime | None = None
+    ack_signature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["issued_at"] = _iso(self.issued_at)
+        d["acked_at"] = _iso(self.acked_at) if self.acked_at is not None else None
         return d
 
 
@@ -422,6 +425,8 @@ def list_receipts(
                 requester_signature=r.requester_signature,
                 owner_signature=r.owner_signature,
                 batch_id=r.batch_id,
+                acked_at=r.acked_at,
+                ack_signature=r.ack_signature,
             )
             for r in s.scalars(q.limit(limit).offset(offset))
         ]

@@ -31,16 +31,19 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from govshare.audit.receipts import ReceiptLeaf, build_manifest, uses_per_grant
+from govshare.broker import membership
 from govshare.broker.db import OpState, Receipt
 from govshare.broker.outbox import JSON, OperationView, StepContext, fingerprint
 from govshare.broker.workers import Worker
+from govshare.chain.contracts import DepartmentStatus
+from govshare.clock import utcnow
 from govshare.errors import ContractReverted, IntegrityError
 
 if TYPE_CHECKING:
@@ -58,6 +61,9 @@ HARD_MAX_COUNT = 10_000
 #: A failed batch is tried again after ``retry_after`` seconds, doubling with each
 #: failure up to this: what failed for good must not be retried (and logged) forever.
 MAX_RETRY_AFTER = 3600.0
+#: While the department is suspended or removed, the batcher pauses: it asks the
+#: registry again after this many seconds (on ``svc.clock``), not every round.
+INACTIVE_RECHECK = 300.0
 
 
 def register(svc: BrokerServices) -> None:
@@ -101,6 +107,8 @@ def receipt_leaf(row: Receipt) -> ReceiptLeaf:
         issued_at=int(row.issued_at.timestamp()),
         requester_signature=row.requester_signature,
         owner_signature=row.owner_signature,
+        acked_at=int(row.acked_at.timestamp()) if row.acked_at is not None else None,
+        ack_signature=row.ack_signature,
     )
 
 
@@ -213,7 +221,7 @@ def _mark(svc: BrokerServices, ctx: StepContext) -> JSON:
 class BatchDecision:
     """What :meth:`ReceiptBatcher.run_once` did."""
 
-    action: str  # "none", "waiting", "busy", "submitted"
+    action: str  # "none", "waiting", "held", "busy", "submitted", "paused"
     first_seq: int | None = None
     last_seq: int | None = None
     operation: OperationView | None = None
@@ -230,6 +238,18 @@ class ReceiptBatcher(Worker):
     after ``retry_after`` seconds, then twice as long after each failure (up to
     :data:`MAX_RETRY_AFTER`), and its failure is logged once. Ages and waits
     are read on ``svc.clock`` (a test moves it instead of sleeping).
+
+    A receipt is held back until its requester acknowledged the delivery
+    (``POST /v1/exchange/ack``) or the resume window (``svc.limits.resume_window``)
+    ended since it was issued; the batch then ends before it (ranges are
+    contiguous), and ``force`` does not override that. After the window it is
+    anchored without acknowledgement: *delivered, unacknowledged*.
+
+    While the department is not active in the registry (suspended or removed:
+    the contract refuses its anchors), the batcher pauses instead of sending
+    transactions that must fail: it logs that once, asks the registry again every
+    ``inactive_recheck`` seconds, and logs once more when the department is
+    reinstated and anchoring resumes. Receipts wait meanwhile; none is lost.
     """
 
     name = "receipt-batcher"
@@ -242,6 +262,7 @@ class ReceiptBatcher(Worker):
         max_age: float = DEFAULT_MAX_AGE,
         interval: float = 2.0,
         retry_after: float = 60.0,
+        inactive_recheck: float = INACTIVE_RECHECK,
     ) -> None:
         if not 1 <= max_count <= HARD_MAX_COUNT:
             raise ValueError(f"max_count is 1 to {HARD_MAX_COUNT}")
@@ -252,6 +273,10 @@ class ReceiptBatcher(Worker):
         self.max_count = max_count
         self.max_age = max_age
         self.retry_after = retry_after
+        self.inactive_recheck = inactive_recheck
+        #: While paused: the department's status as last read, and when to ask again.
+        self.paused: str | None = None
+        self._recheck_at = 0.0
         self._lock = threading.Lock()
         self._reported: str | None = None  # the failed operation last logged
 
@@ -267,6 +292,8 @@ class ReceiptBatcher(Worker):
         """Submit the next batch if one is due (``force``: whatever waits, now).
         With ``drive``, also run it to the end in this thread."""
         with self._lock:
+            if self._inactive():
+                return BatchDecision("paused")
             busy = self._busy()
             if busy is not None:
                 if drive:
@@ -287,13 +314,58 @@ class ReceiptBatcher(Worker):
             if not (force or waiting >= self.max_count or age >= self.max_age):
                 return BatchDecision("waiting", onchain + 1, int(top))
             first = onchain + 1
-            last = min(int(top), first + self.max_count - 1)
+            last = min(int(top), first + self.max_count - 1, self._held_from(onchain) - 1)
+            if last < first:  # the next receipt waits for its acknowledgement
+                return BatchDecision("held", first, int(top))
             op = self._submit(first, last)
             if op is None:
                 return BatchDecision("waiting", first, last)
             if drive and not op.finished:
                 op = svc.outbox.run(op.id, wait=True)
             return BatchDecision("submitted", first, last, op)
+
+    def _held_from(self, onchain: int) -> int:
+        """The first receipt after ``onchain`` still waiting for its requester's
+        acknowledgement — unacknowledged and issued within the resume window —
+        or a number past every receipt. Ranges are contiguous, so a batch ends
+        before it; once the window ends it is anchored as delivered, unacknowledged."""
+        svc = self.svc
+        since = utcnow(svc.clock) - timedelta(seconds=svc.limits.resume_window)
+        with svc.db.session(readonly=True) as s:
+            held = s.scalar(
+                select(func.min(Receipt.seq)).where(
+                    Receipt.owner == svc.dept,
+                    Receipt.seq > onchain,
+                    Receipt.ack_signature.is_(None),
+                    Receipt.issued_at > since,
+                )
+            )
+        return int(held) if held is not None else 2**63
+
+    def _inactive(self) -> bool:
+        """Whether to pause: the department is not active (read at most every
+        ``inactive_recheck`` seconds while paused; from the mirror-fed cache
+        otherwise, see :mod:`govshare.broker.membership`)."""
+        now = self.svc.clock.now()
+        if self.paused is not None and now < self._recheck_at:
+            return True
+        st = membership.status(self.svc)
+        if st is DepartmentStatus.ACTIVE:
+            if self.paused is not None:
+                log.info("receipts: %s is active again; anchoring resumes", self.svc.dept)
+                self.paused = None
+            return False
+        if self.paused is None:
+            log.warning(
+                "receipts: %s is %s in the registry, which refuses its receipt anchors; "
+                "pausing (checking again every %d s, receipts are kept)",
+                self.svc.dept,
+                st.value,
+                self.inactive_recheck,
+            )
+        self.paused = st.value
+        self._recheck_at = now + self.inactive_recheck
+        return True
 
     def _submit(self, first: int, last: int) -> OperationView | None:
         """Submit ``[first, last]`` under a key naming the range. A key seen

@@ -57,6 +57,7 @@ from govshare.broker.db import (
 from govshare.broker.errors import (
     ExchangeExpired,
     ExchangeMalformed,
+    ExchangeUnknown,
     GrantDenied,
     GrantDepartmentInactive,
     GrantExpired,
@@ -67,15 +68,20 @@ from govshare.broker.errors import (
     GrantUnknown,
     NonceReplayed,
     RecordUnknown,
+    ResumeExpired,
     WrongSigner,
 )
 from govshare.broker.exchange import (
     H_CAPSULE,
+    H_EXCHANGE,
     MAX_REQUEST_TTL,
+    ExchangeAck,
     ExchangeReceipt,
     ExchangeRequest,
+    ExchangeResume,
     capsule_hash,
     encode_capsule,
+    parse_range,
 )
 from govshare.chain.contracts import AccountRole, GrantReason
 from govshare.chain.contracts import RequestStatus as ChainStatus
@@ -124,13 +130,26 @@ class ExchangeAnswer:
     owner_signature: bytes
     size: int
     chunks: Iterator[bytes]
+    #: A resume's byte range of the ciphertext (first, last; inclusive), or None.
+    range: tuple[int, int] | None = None
+
+    @property
+    def status(self) -> int:
+        return 200 if self.range is None else 206
 
     def headers(self) -> dict[str, str]:
-        return {
+        out = {
             **self.receipt.headers(self.owner_signature),
             H_CAPSULE: encode_capsule(self.capsule),
+            H_EXCHANGE: "0x" + self.receipt.request_hash.hex(),
+            "Accept-Ranges": "bytes",
             "Content-Length": str(self.size),
         }
+        if self.range is not None:
+            first, last = self.range
+            out["Content-Length"] = str(last - first + 1)
+            out["Content-Range"] = f"bytes {first}-{last}/{self.size}"
+        return out
 
 
 def grant_refusal(reason: GrantReason, grant_id: int) -> GovShareError:
@@ -341,3 +360,221 @@ def _spend(
             )
         )
     return receipt, owner_sig
+
+
+def skip_to(chunks: Iterator[bytes], offset: int, length: int) -> Iterator[bytes]:
+    """The ``length`` bytes of ``chunks`` from ``offset`` on. The store verifies
+    every block it reads, skipped ones included: a resume re-reads the disk,
+    never the network."""
+    pos = 0
+    left = length
+    for chunk in chunks:
+        end = pos + len(chunk)
+        if end > offset and left > 0:
+            part = chunk[max(0, offset - pos) :][:left]
+            left -= len(part)
+            yield part
+        pos = end
+        if left <= 0:
+            return
+
+
+def resume_exchange(  # noqa: C901 — the resume's checks, in their documented order
+    svc: BrokerServices,
+    body: Mapping[str, Any] | Any,
+    signature: bytes,
+    range_header: str | None,
+) -> ExchangeAnswer:
+    """Continue an exchange this broker answered: the same ciphertext, capsule and
+    receipt again — or the byte ``range_header`` asks for — without spending a
+    use. Checked like an exchange request (owner, expiry, signer, nonce), and:
+    the exchange is the signer's department's (:class:`ExchangeUnknown` when it
+    is not, the same answer as for no exchange at all: nothing is said about
+    other departments' exchanges), it began at most ``svc.limits.resume_window``
+    seconds ago (:class:`ResumeExpired`), and its grant is still live on chain
+    (a revoked, expired or paused grant stops a resume; a quota spent — by this
+    very exchange, among others — does not)."""
+    req = ExchangeResume.from_json(body)
+    if req.owner != svc.dept:
+        raise ExchangeMalformed(
+            f"This is {svc.dept}'s broker; the resume is addressed to {req.owner}."
+        )
+    now = svc.ledger.now()
+    if req.expires_at <= now:
+        raise ExchangeExpired("The resume request has expired; sign a new one.")
+    if req.expires_at > now + MAX_REQUEST_TTL:
+        raise ExchangeExpired(
+            f"A resume request may be valid for at most {MAX_REQUEST_TTL} seconds."
+        )
+    signer = req.signer(svc.domain, signature)
+    binding = svc.chain_cache.binding(signer)
+    if binding.code != req.requester or binding.role is not AccountRole.BROKER:
+        raise WrongSigner(
+            f"The resume is not signed by {req.requester}'s registered broker key.",
+            signer=signer,
+        )
+    exchange_id = "0x" + req.request_hash.hex()
+    with svc.db.reading() as conn:
+        row = conn.execute(
+            select(Receipt).where(Receipt.owner == svc.dept, Receipt.request_hash == exchange_id)
+        ).first()
+    if row is None or row.requester != req.requester:
+        raise ExchangeUnknown(
+            f"{svc.dept} answered no exchange {exchange_id} of {req.requester}'s.",
+            exchange=exchange_id,
+        )
+    issued = int(row.issued_at.timestamp())
+    window = svc.limits.resume_window
+    if svc.clock.now() - issued > window:
+        raise ResumeExpired(
+            f"Exchange {exchange_id} began more than {window} s ago ({svc.dept}'s resume "
+            "window); fetch the record again (a new use of the grant).",
+            exchange=exchange_id,
+        )
+    grant, status, block_time = svc.ledger.access.grant_check(int(row.grant_id))
+    if grant is None or grant.status is ChainStatus.NONE:
+        raise GrantUnknown(f"There is no grant {row.grant_id}.")
+    if not status.usable and status.reason is not GrantReason.QUOTA_EXHAUSTED:
+        raise grant_refusal(status.reason, int(row.grant_id))
+    if grant.expires_at <= svc.ledger.now_at(block_time):
+        raise grant_refusal(GrantReason.EXPIRED, int(row.grant_id))
+    with svc.db.reading() as conn:
+        capsule = conn.execute(
+            select(WrappedKey.capsule).where(
+                WrappedKey.capsule_hash == row.capsule_hash,
+                WrappedKey.grant_id == row.grant_id,
+            )
+        ).scalar()
+    if capsule is None:  # (kept with the receipt, in its transaction)
+        raise ExchangeUnknown(f"{svc.dept} no longer holds exchange {exchange_id}'s capsule.")
+    cid = str(row.ciphertext_cid)
+    size = svc.store.stat(cid).size
+    span = parse_range(range_header, size)
+    chunks = svc.store.get(cid)
+    first_chunk = next(chunks, b"")  # a damaged store refuses before the answer starts
+    with svc.db.writing() as conn:  # once per signer and nonce, as an exchange request
+        try:
+            conn.execute(
+                insert(ExchangeNonce).values(
+                    signer=signer,
+                    nonce=str(req.nonce),
+                    expires_at=chain_time(req.expires_at) or FAR_FUTURE,
+                )
+            )
+        except SAIntegrityError:
+            raise NonceReplayed(
+                "This resume request was already served (its nonce was seen); sign a new one."
+            ) from None
+    receipt = ExchangeReceipt(
+        request_hash=req.request_hash,
+        ciphertext_cid=cid,
+        capsule_hash=bytes.fromhex(str(row.capsule_hash)[2:]),
+        seq=int(row.seq),
+        issued_at=issued,
+    )
+    owner_sig = bytes.fromhex(str(row.owner_signature)[2:])
+
+    def stream() -> Iterator[bytes]:
+        if first_chunk:
+            yield first_chunk
+        yield from chunks
+
+    first, last = span if span is not None else (0, size - 1)
+    log.info(
+        "exchange: resumed exchange %s of %s (receipt %d) from byte %d of %d; no use spent",
+        exchange_id,
+        req.requester,
+        receipt.seq,
+        first,
+        size,
+    )
+    body_chunks = stream() if span is None else skip_to(stream(), first, last - first + 1)
+    return ExchangeAnswer(
+        str(row.record_id),
+        int(row.grant_id),
+        bytes(capsule),
+        receipt,
+        owner_sig,
+        size,
+        body_chunks,
+        span,
+    )
+
+
+@dataclass(frozen=True)
+class AckOutcome:
+    exchange: str
+    seq: int
+    acked_at: int
+    #: False when the same acknowledgement was already recorded (a retry).
+    recorded: bool
+
+
+def acknowledge(svc: BrokerServices, body: Mapping[str, Any] | Any, signature: bytes) -> AckOutcome:
+    """Record the requester's acknowledgement of an exchange this broker answered:
+    its ``ExchangeAck`` signature over the exchange and the ciphertext CID, which
+    becomes part of the receipt's leaf (version 2) when it is anchored.
+
+    Refused: an exchange that is not the signer's department's
+    (:class:`ExchangeUnknown`, as for none), a CID that is not the receipt's, a
+    time before the receipt or ahead of now (:class:`ExchangeMalformed`), a
+    receipt already anchored without it (:class:`ResumeExpired`: the window
+    ended). The same acknowledgement again is answered as recorded; another one
+    for an acknowledged receipt is refused (:class:`NonceReplayed`)."""
+    requester, owner, ack = ExchangeAck.from_json(body)
+    if owner != svc.dept:
+        raise ExchangeMalformed(
+            f"This is {svc.dept}'s broker; the acknowledgement is addressed to {owner}."
+        )
+    signer = ack.signer(svc.domain, signature)
+    binding = svc.chain_cache.binding(signer)
+    if binding.code != requester or binding.role is not AccountRole.BROKER:
+        raise WrongSigner(
+            f"The acknowledgement is not signed by {requester}'s registered broker key.",
+            signer=signer,
+        )
+    xid = "0x" + ack.request_hash.hex()
+    sig_hex = "0x" + signature.hex()
+    with svc.db.writing() as conn:
+        row = conn.execute(
+            select(
+                Receipt.id,
+                Receipt.seq,
+                Receipt.requester,
+                Receipt.ciphertext_cid,
+                Receipt.issued_at,
+                Receipt.batch_id,
+                Receipt.ack_signature,
+                Receipt.acked_at,
+            ).where(Receipt.owner == svc.dept, Receipt.request_hash == xid)
+        ).first()
+        if row is None or row.requester != requester:
+            raise ExchangeUnknown(
+                f"{svc.dept} answered no exchange {xid} of {requester}'s.", exchange=xid
+            )
+        if row.ack_signature is not None:
+            if row.ack_signature == sig_hex:
+                return AckOutcome(xid, int(row.seq), int(row.acked_at.timestamp()), False)
+            raise NonceReplayed(f"Exchange {xid} is acknowledged already.", exchange=xid)
+        if row.batch_id is not None:
+            raise ResumeExpired(
+                f"Exchange {xid}'s receipt was anchored as delivered, unacknowledged: "
+                "its resume window had ended.",
+                exchange=xid,
+            )
+        if ack.ciphertext_cid != row.ciphertext_cid:
+            raise ExchangeMalformed(
+                f"The acknowledgement names another ciphertext than exchange {xid}'s."
+            )
+        issued = int(row.issued_at.timestamp())
+        if not issued <= ack.acked_at <= svc.clock.now() + MAX_REQUEST_TTL:
+            raise ExchangeMalformed(
+                "The acknowledgement's time is before its exchange or ahead of this clock."
+            )
+        conn.execute(
+            update(Receipt)
+            .where(Receipt.id == row.id)
+            .values(acked_at=chain_time(ack.acked_at), ack_signature=sig_hex)
+        )
+    log.info("exchange: %s acknowledged exchange %s (receipt %d)", requester, xid, row.seq)
+    return AckOutcome(xid, int(row.seq), ack.acked_at, True)

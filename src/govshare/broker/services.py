@@ -73,12 +73,17 @@ class Limits:
     #: Seconds ``POST /v1/records`` waits for the anchor before answering "anchoring"
     #: (a client that says ``Prefer: respond-async`` is answered at once).
     publish_wait: float = 10.0
+    #: Seconds after an exchange during which its requester may resume the transfer
+    #: (no new use); also how long an unacknowledged receipt waits for its ack.
+    resume_window: int = 600
 
     def __post_init__(self) -> None:
         if self.max_upload < 1 or self.exchange_ttl < 1 or self.peer_timeout <= 0:
             raise ValueError("limits must be positive")
         if not 1 <= self.batch_max_records <= MAX_BATCH_RECORDS:
             raise ValueError(f"batch_max_records is 1 to {MAX_BATCH_RECORDS}")
+        if not 0 <= self.resume_window <= 86_400:
+            raise ValueError("resume_window is 0 to 86400 seconds")
         if not (0 <= self.batch_window <= 3600 and 0 <= self.publish_wait <= 600):
             raise ValueError("batch_window is 0 to 3600 seconds, publish_wait 0 to 600")
 

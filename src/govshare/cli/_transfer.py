@@ -25,6 +25,11 @@ class Bar:
         if self.progress is not None and self.task is not None:
             self.progress.advance(self.task, n)
 
+    def set_total(self, total: int | None) -> None:
+        """The size, once the answer said it."""
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, total=total)
+
     def reset(self) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.reset(self.task)

@@ -322,9 +322,11 @@ def _held(path: str) -> list[Any]:
     for item in data if isinstance(data, list) else []:
         d = dict(item)
         d.pop("batch_id", None)
-        if isinstance(d.get("issued_at"), str):
-            d["issued_at"] = int(datetime.fromisoformat(d["issued_at"]).timestamp())
-        d.setdefault("v", 1)
+        for name in ("issued_at", "acked_at"):
+            if isinstance(d.get(name), str):
+                d[name] = int(datetime.fromisoformat(d[name]).timestamp())
+        # a broker's listing: version 2 when it shows the acknowledgement fields
+        d.setdefault("v", 2 if "ack_signature" in d else 1)
         out.append(ReceiptLeaf.from_json(d))
     return out
 
@@ -368,6 +370,13 @@ def receipts_cmd(
                 f"{d['department']}: {d['batches']} batch(es), {d['receipts']} receipt(s) "
                 f"checked, last anchored receipt {d['last_seq']}"
             )
+            dl = d.get("delivery") or {}
+            if d["receipts"]:
+                echo(
+                    f"  delivery: {dl.get('acknowledged', 0)} acknowledged by the requester, "
+                    f"{dl.get('unacknowledged', 0)} delivered unacknowledged, "
+                    f"{dl.get('not recorded', 0)} not recorded (version 1 receipts)"
+                )
         for b in report["batches"]:
             mark = "✓" if b["ok"] else "✗"
             echo(

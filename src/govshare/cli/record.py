@@ -9,17 +9,20 @@ place only once every byte arrived and its SHA-256 is the one anchored on chain.
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
+import re
 import shlex
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from govshare.broker.errors import OperationInProgress
+from govshare.clerk.download import MAX_RESUMES, Opened, TransferBroken, download
 from govshare.cli._client import (
     BrokerClient,
     BrokerUnreachable,
@@ -31,9 +34,12 @@ from govshare.cli._output import atomic_output, check_output
 from govshare.cli._transfer import CountingReader, transfer_bar
 from govshare.cli.errors import Interrupted
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
-from govshare.errors import GovShareError, InputError, IntegrityError, from_problem
+from govshare.errors import GovShareError, InputError, from_problem
 from govshare.profile import normalise_code
 from govshare.util import printable
+
+if TYPE_CHECKING:
+    import httpx
 
 _CHUNK = 256 * 1024
 _STATUSES = ["pending", "stored", "anchored", "failed"]
@@ -315,56 +321,74 @@ def show_cmd(
 # -- fetch -----------------------------------------------------------------------------
 
 
+class _HttpContent:
+    """:class:`govshare.clerk.download.ContentSource` over the broker's content
+    routes: the first answer by id (``?grant=``) or by subject, continuations by
+    id with ``Govshare-Exchange`` and ``Range``."""
+
+    def __init__(
+        self, client: BrokerClient, grant: int | None, subject: dict[str, str] | None
+    ) -> None:
+        self.client = client
+        self.grant = grant
+        self.subject = subject
+
+    @contextmanager
+    def open(self, record_id: str | None, offset: int, exchange: str | None) -> Iterator[Opened]:
+        first = offset == 0 and exchange is None
+        if first and self.subject is not None:
+            opened = self.client.stream("POST", "/v1/records/by-subject/content", json=self.subject)
+        else:
+            headers = {"Govshare-Exchange": exchange} if exchange else {}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            params = {"grant": self.grant} if self.grant and exchange is None else None
+            opened = self.client.stream(
+                "GET", f"/v1/records/{record_id}/content", params=params, headers=headers
+            )
+        with opened as resp:
+            yield Opened(resp.status_code, resp.headers, _broken_off(resp))
+
+
+def _broken_off(resp: httpx.Response) -> Iterator[bytes]:
+    """The body; a connection that drops mid-way is :class:`TransferBroken` (resumed)."""
+    import httpx
+
+    try:
+        yield from resp.iter_bytes(_CHUNK)
+    except httpx.TransportError as exc:
+        raise TransferBroken(type(exc).__name__) from None
+
+
 def _download(
     client: BrokerClient, rid: str | None, out: Path, grant: int | None, bar_on: bool,
-    subject: dict[str, str] | None = None,
+    subject: dict[str, str] | None = None, exchange: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Stream record ``rid`` (or, with ``subject``, the newest version a grant by
-    subject covers: owner, category, subject) into ``out``, atomically."""
-    if subject is not None:
-        opened = client.stream("POST", "/v1/records/by-subject/content", json=subject)
-    else:
-        params = {"grant": grant} if grant else None
-        opened = client.stream("GET", f"/v1/records/{rid}/content", params=params)
-    with opened as resp:
-        rid = resp.headers.get("govshare-record-id") or rid
-        total = int(resp.headers.get("content-length") or 0) or None
-        expected = (resp.headers.get("govshare-content-sha256") or "").lower()
-        sha = hashlib.sha256()
-        size = 0
-        with (
-            atomic_output(out) as fh,
-            transfer_bar("downloading", total, enabled=bar_on) as bar,
-        ):
-            for chunk in resp.iter_bytes(_CHUNK):
-                fh.write(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-                bar.advance(len(chunk))
-            if total is not None and size != total:
-                raise BrokerUnreachable(
-                    f"The transfer from {client.code}'s broker broke off after {size} of "
-                    f"{total} bytes; nothing was written. Fetch again."
-                )
-            digest = sha.hexdigest()
-            if not expected or digest != expected:
-                raise IntegrityError(
-                    f"What arrived does not have the SHA-256 the broker vouched for "
-                    f"({digest} vs {expected or 'none'}); nothing was written.",
-                )
-        return {
-            "record_id": rid,
-            "path": str(out),
-            "size": size,
-            "sha256": digest,
-            "owner": resp.headers.get("govshare-record-owner"),
-            "grant_id": int(resp.headers["govshare-grant-id"])
-            if resp.headers.get("govshare-grant-id")
-            else None,
-            "receipt_seq": int(resp.headers["govshare-receipt-seq"])
-            if resp.headers.get("govshare-receipt-seq")
-            else None,
-        }
+    subject covers: owner, category, subject) into ``out``, atomically, resuming
+    a transfer that breaks off (:func:`govshare.clerk.download.download`)."""
+    with (
+        atomic_output(out) as fh,
+        transfer_bar("downloading", None, enabled=bar_on) as bar,
+    ):
+
+        def resuming(done: int, total: int | None, attempt: int) -> None:
+            echo(
+                f"The transfer broke off after {done} of {total or '?'} bytes; resuming "
+                f"(try {attempt} of {MAX_RESUMES}, no new use of the grant)...",
+                err=True,
+            )
+
+        got = download(
+            _HttpContent(client, grant, subject),
+            rid,
+            fh,
+            exchange=exchange,
+            on_start=bar.set_total,
+            on_bytes=bar.advance,
+            on_resume=resuming,
+        )
+    return {**got.to_dict(), "path": str(out)}
 
 
 @record.command("fetch")
@@ -385,6 +409,13 @@ def _download(
     "--subject", default=None, metavar="ID", help="By subject: the citizen or enterprise."
 )
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option(
+    "--exchange",
+    default=None,
+    metavar="ID",
+    help="Fetch again through this earlier exchange (no new use, within the owner's "
+    "resume window): the id a broken fetch printed.",
+)
 @broker_options
 @common_options
 @pass_ctx
@@ -397,21 +428,30 @@ def fetch_cmd(
     category: str | None,
     subject: str | None,
     force: bool,
+    exchange: str | None,
     dept: str,
     token: str | None,
     broker_url: str | None,
 ) -> None:
     """Fetch record ID into a file: your own, or another department's under a
-    grant (one use of it). With --owner, --category and --subject instead of an
-    ID: the newest version of the owner's record about that subject that your
-    grant by subject covers. Your broker checks the ciphertext against the
-    anchored CID and the plaintext against the anchored SHA-256; the file
-    appears only when every byte arrived and matches."""
+    grant (one use of it). A transfer that breaks off is resumed from the byte it
+    reached (up to 3 times, said on stderr), without another use. With --owner,
+    --category and --subject instead of an ID: the newest version of the owner's
+    record about that subject that your grant by subject covers. Your broker
+    checks the ciphertext against the anchored CID and the plaintext against the
+    anchored SHA-256; the file appears only when every byte arrived and matches."""
     query = _subject_query(record_id, grant, owner, category, subject)
     rid = check_record_id(record_id) if record_id else None
+    if exchange is not None:
+        if rid is None or grant:
+            raise click.UsageError("--exchange goes with a record ID, without --grant.")
+        if not re.fullmatch(r"0x[0-9a-fA-F]{64}", exchange):
+            raise click.BadParameter("0x and 64 hex digits.", param_hint="--exchange")
     out = check_output(output, force=force)
     with open_client(ctx, dept, token, broker_url) as client:
-        got = _download(client, rid, out, grant, bar_on=not ctx.json_out, subject=query)
+        got = _download(
+            client, rid, out, grant, bar_on=not ctx.json_out, subject=query, exchange=exchange
+        )
     via = (
         f"from {got['owner']} under grant #{got['grant_id']} (receipt {got['receipt_seq']})"
         if got["grant_id"]

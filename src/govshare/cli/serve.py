@@ -285,6 +285,7 @@ def run_broker(home: Path, settings: Settings) -> None:
             batch_max_records=settings.batch_max_records,
             batch_window=settings.batch_window,
             publish_wait=settings.publish_wait,
+            resume_window=settings.exchange_resume_window,
         ),
         manifest_sources=broker_sources(
             store,
@@ -298,6 +299,7 @@ def run_broker(home: Path, settings: Settings) -> None:
         notify=NotifySettings.from_settings(settings),
     )
     faults.arm(settings.test_crash_at if settings.testing else None)
+    faults.arm_cuts(settings.test_cut_at if settings.testing else None)
     runtime = BrokerRuntime(svc, RuntimeSettings.from_settings(settings))
     try:
         warning = _registration_warning(svc, profile.hpke_public_key)

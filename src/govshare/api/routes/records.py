@@ -41,7 +41,9 @@ from govshare.api.schemas import (
 from govshare.api.uploads import ReceivedUpload, receive_upload, receive_uploads
 from govshare.broker.db import OpState
 from govshare.broker.errors import IdempotencyKeyRequired, OperationInProgress
-from govshare.broker.fetch import FetchResult, fetch
+from govshare.broker.exchange import H_EXCHANGE, parse_range
+from govshare.broker.faults import crash_point
+from govshare.broker.fetch import FetchResult, fetch_content
 from govshare.broker.outbox import IDEMPOTENCY_KEY_PATTERN
 from govshare.broker.publish import (
     MAX_BULK,
@@ -419,7 +421,13 @@ def get_record(record_id: RecordId, _user: CurrentUser, svc: ServicesDep) -> Rec
             },
             "description": "The plaintext, verified against the hash anchored on chain",
         },
-        **problem_responses(401, 403, 404, 409, 422, 500, 502, 503),
+        206: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+            "description": "The byte range asked for (Content-Range) of the verified plaintext",
+        },
+        **problem_responses(400, 401, 403, 404, 409, 410, 416, 422, 500, 502, 503),
     },
 )
 def get_content(
@@ -430,19 +438,53 @@ def get_content(
         int | None,
         Query(ge=1, le=MAX_INT64, description="Use this grant (default: the best one held)"),
     ] = None,
+    exchange: Annotated[
+        str | None,
+        Query(
+            pattern=r"^0x[0-9a-fA-F]{64}$",
+            description="Continue this exchange (the Govshare-Exchange of an earlier answer) "
+            "instead of starting one: no new use, within the owner's resume window",
+        ),
+    ] = None,
+    exchange_header: Annotated[
+        str | None,
+        Header(
+            alias="Govshare-Exchange",
+            pattern=r"^0x[0-9a-fA-F]{64}$",
+            description="The same as ?exchange=",
+        ),
+    ] = None,
+    range_: Annotated[
+        str | None,
+        Header(alias="Range", description="One byte range of the plaintext (RFC 9110)"),
+    ] = None,
 ) -> Response:
     """The record's content. An own record is decrypted from this broker's
     store; another department's is fetched from its owner's broker under a grant
     (spending one use), its ciphertext checked against the anchored CID and its
-    plaintext against the anchored SHA-256 before a byte is returned."""
+    plaintext against the anchored SHA-256 before a byte is returned. The answer
+    names its exchange (``Govshare-Exchange``): a transfer that broke off is
+    continued with that header (or ``?exchange=``) and ``Range: bytes=N-``, within
+    the owner's resume window, without spending another use (206)."""
+    if exchange and exchange_header and exchange.lower() != exchange_header.lower():
+        raise InputError("?exchange= and the Govshare-Exchange header name different exchanges.")
     tmp = svc.spool / f"fetch-{uuid.uuid4().hex}.out"
     try:
         # streamed and unlinked at once: no fsync of the plaintext
-        out = fetch(svc, record_id, tmp, grant_id=grant, durable=False)
+        out = fetch_content(
+            svc,
+            record_id,
+            tmp,
+            grant_id=grant,
+            exchange=exchange or exchange_header,
+            ranged=range_ is not None,
+            durable=False,
+        )
+        span = parse_range(range_, out.size)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _content(out, tmp)
+    return _content(out, tmp, span)
 
 
 @router.post(
@@ -490,8 +532,9 @@ def get_content_by_subject(body: SubjectQuery, _user: ReaderUser, svc: ServicesD
     return _content(out, tmp)
 
 
-def _content(out: FetchResult, tmp: pathlib.Path) -> Response:
-    """Answer with the fetched plaintext in ``tmp`` (which is unlinked at once)."""
+def _content(out: FetchResult, tmp: pathlib.Path, span: tuple[int, int] | None = None) -> Response:
+    """Answer with the fetched plaintext in ``tmp`` (which is unlinked at once);
+    ``span``: only that byte range of it (206)."""
     headers = {
         "Govshare-Record-Id": out.record_id,
         "Govshare-Record-Owner": out.owner,
@@ -501,26 +544,39 @@ def _content(out: FetchResult, tmp: pathlib.Path) -> Response:
         headers["Govshare-Grant-Id"] = str(out.grant_id)
     if out.receipt_seq is not None:
         headers["Govshare-Receipt-Seq"] = str(out.receipt_seq)
+    if out.exchange is not None:
+        headers[H_EXCHANGE] = out.exchange
+    headers["Accept-Ranges"] = "bytes"
     # Stream from an open handle of a file already unlinked: the plaintext leaves
     # the disk's namespace at once and its blocks are freed when the answer ends.
     fh = tmp.open("rb")
     tmp.unlink()
-    headers["Content-Length"] = str(out.size)
+    first, last = span if span is not None else (0, out.size - 1)
+    length = last - first + 1
+    headers["Content-Length"] = str(length)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{out.size}"
     headers["Content-Disposition"] = _disposition(
         out.filename or f"record-{out.record_id[2:14]}.bin"
     )
+    code = 206 if span is not None else 200
 
     media_type = out.media_type or "application/octet-stream"
-    if out.size <= _CHUNK:  # one read here, not a stream's hops through the thread pool
+    fh.seek(first)
+    if length <= _CHUNK:  # one read here, not a stream's hops through the thread pool
         with fh:
-            return Response(fh.read(), media_type=media_type, headers=headers)
+            return Response(fh.read(length), code, media_type=media_type, headers=headers)
 
     def body() -> Iterator[bytes]:
+        left = length
         with fh:
-            while chunk := fh.read(_CHUNK):
+            while left > 0 and (chunk := fh.read(min(_CHUNK, left))):
+                if left < length:
+                    crash_point("content.mid_stream")  # tests: a network blip
+                left -= len(chunk)
                 yield chunk
 
-    return StreamingResponse(body(), media_type=media_type, headers=headers)
+    return StreamingResponse(body(), code, media_type=media_type, headers=headers)
 
 
 def _disposition(filename: str) -> str:

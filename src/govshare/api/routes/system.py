@@ -12,11 +12,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from govshare.api.auth import metrics_reader, public
-from govshare.api.context import Probe
+from govshare.api.context import ApiDeps, Probe
 from govshare.api.deps import DepsDep, SettingsDep
 from govshare.api.errors import problem_responses
 from govshare.api.metrics import HttpMetrics
 from govshare.api.schemas import Check, Health, Readiness
+from govshare.broker import membership
 from govshare.errors import GovShareError
 
 router = APIRouter(tags=["system"])
@@ -47,7 +48,11 @@ def readyz(deps: DepsDep, settings: SettingsDep) -> JSONResponse:
     within its time limit. 503, with each check's outcome, when one does not."""
     checks = run_probes(deps.all_probes(), settings.probe_timeout)
     ready = all(c.ok for c in checks.values())
-    body = Readiness(status="ready" if ready else "unready", checks=checks)
+    body = Readiness(
+        status="ready" if ready else "unready",
+        checks=checks,
+        membership=_membership(deps, checks),
+    )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
@@ -72,6 +77,19 @@ def metrics(request: Request) -> Response:
     registry = request.app.state.govshare_metrics
     assert isinstance(registry, HttpMetrics)
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _membership(deps: ApiDeps, checks: dict[str, Check]) -> str | None:
+    """The department's registry status (see :class:`Readiness`); never raises."""
+    svc = deps.services
+    if svc is None:
+        return None
+    if not checks.get("chain", Check(ok=True, seconds=0)).ok:
+        return "unknown"  # the chain probe failed: no second wait for it
+    try:
+        return membership.status(svc).value
+    except GovShareError:
+        return "unknown"
 
 
 def run_probes(probes: dict[str, Probe], timeout: float) -> dict[str, Check]:
