@@ -45,7 +45,7 @@ check-artifacts: setup
 	$(PY) scripts/compile_contracts.py --check
 
 # The whole suite on every core (pytest-xdist; each worker starts its own
-# servers on free ports): about 9 minutes on 2 cores.
+# servers on free ports): about 14 minutes on 2 cores.
 test: setup check-artifacts
 	$(PY) -m pytest -q -p no:cacheprovider -n auto
 
