@@ -20,6 +20,9 @@ from govshare.api import ApiDeps, ApiSettings, create_app
 from govshare.broker.db import Database, sqlite_url
 from govshare.broker.outbox import Outbox
 from govshare.broker.users import Users
+from govshare.chain.devnode import AnvilProcess
+from integration.world import Broker as WorldBroker
+from integration.world import World, build_world, start_broker
 
 
 class LiveServer:
@@ -117,3 +120,44 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         b.client.close()
         b.server.stop()
         b.db.close()
+
+
+# -- a consortium on anvil: TAX's, MARKET's and COURT's brokers over real HTTP --------
+# (module-scoped: each module gets its own chain; a module that needs another
+# shape defines its own fixture of the same name)
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[AnvilProcess]:
+    with AnvilProcess() as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    w = build_world(node.url, tmp_path_factory.mktemp("home"))
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def brokers(world: World) -> Iterator[dict[str, WorldBroker]]:
+    started = {c: start_broker(world, c) for c in ("TAX", "MARKET", "COURT")}
+    yield started
+    for b in started.values():
+        b.close()
+
+
+@pytest.fixture
+def tax(brokers: dict[str, WorldBroker]) -> WorldBroker:
+    return brokers["TAX"]
+
+
+@pytest.fixture
+def market(brokers: dict[str, WorldBroker]) -> WorldBroker:
+    return brokers["MARKET"]
+
+
+@pytest.fixture
+def court(brokers: dict[str, WorldBroker]) -> WorldBroker:
+    return brokers["COURT"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,31 +20,9 @@ from govshare.broker.access import _materialise, _send, request_access
 from govshare.broker.consent import approve
 from govshare.broker.outbox import StepContext
 from govshare.chain.batch import BatchRecord, build_batch
-from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, Broker, World, build_world, start_broker
+from integration.world import CATEGORY, Broker, World
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[AnvilProcess]:
-    with AnvilProcess() as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = build_world(node.url, tmp_path_factory.mktemp("home"))
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def brokers(world: World) -> Iterator[dict[str, Broker]]:
-    started = {c: start_broker(world, c) for c in ("TAX", "MARKET", "COURT")}
-    yield started
-    for b in started.values():
-        b.close()
 
 
 def anchor_in_batch(tax: Broker, records: list[BatchRecord]) -> int:

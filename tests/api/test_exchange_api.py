@@ -19,47 +19,11 @@ from govshare.broker.exchange import H_SIGNATURE, ExchangeRequest
 from govshare.chain.devnode import AnvilProcess
 from govshare.storage import parse_cid
 from govshare.storage.unixfs import compute_cid
-from integration.world import CATEGORY, Broker, World, anchored_record, build_world, start_broker
+from integration.world import CATEGORY, Broker, World, anchored_record
 
 pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[AnvilProcess]:
-    with AnvilProcess() as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = build_world(node.url, tmp_path_factory.mktemp("home"))
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def brokers(world: World) -> Iterator[dict[str, Broker]]:
-    started = {c: start_broker(world, c) for c in ("TAX", "MARKET", "COURT")}
-    yield started
-    for b in started.values():
-        b.close()
-
-
-@pytest.fixture
-def tax(brokers: dict[str, Broker]) -> Broker:
-    return brokers["TAX"]
-
-
-@pytest.fixture
-def market(brokers: dict[str, Broker]) -> Broker:
-    return brokers["MARKET"]
-
-
-@pytest.fixture
-def court(brokers: dict[str, Broker]) -> Broker:
-    return brokers["COURT"]
 
 
 def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:

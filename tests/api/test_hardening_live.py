@@ -27,12 +27,6 @@ MAX_INT64 = 2**63 - 1
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[AnvilProcess]:
-    with AnvilProcess() as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
 def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     w = build_world(node.url, tmp_path_factory.mktemp("home"), codes=("TAX", "MARKET"))
     yield w

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,32 +18,10 @@ from govshare.broker.consent import approve
 from govshare.broker.db import Operation, Record
 from govshare.broker.receipt_batches import INACTIVE_RECHECK, ReceiptBatcher
 from govshare.chain.contracts import DepartmentStatus
-from govshare.chain.devnode import AnvilProcess
 from govshare.home import dept_dir
-from integration.world import CATEGORY, Broker, World, build_world, start_broker
+from integration.world import CATEGORY, Broker, World
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[AnvilProcess]:
-    with AnvilProcess() as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = build_world(node.url, tmp_path_factory.mktemp("home"))
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def brokers(world: World) -> Iterator[dict[str, Broker]]:
-    started = {c: start_broker(world, c) for c in ("TAX", "MARKET", "COURT")}
-    yield started
-    for b in started.values():
-        b.close()
 
 
 def publish(b: Broker, data: bytes, key: str) -> object:

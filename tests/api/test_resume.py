@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,49 +26,12 @@ from govshare.broker.exchange import (
 )
 from govshare.broker.receipt_batches import ReceiptBatcher
 from govshare.broker.serve_exchange import serve_exchange
-from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, Broker, World, build_world, start_broker
+from integration.world import CATEGORY, Broker, World
 
 pytestmark = pytest.mark.integration
 
 PROBLEM = "application/problem+json"
 SIZE = 1_000_000  # four store blocks: the owner streams it in parts
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[AnvilProcess]:
-    with AnvilProcess() as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = build_world(node.url, tmp_path_factory.mktemp("home"))
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
-def brokers(world: World) -> Iterator[dict[str, Broker]]:
-    started = {c: start_broker(world, c) for c in ("TAX", "MARKET", "COURT")}
-    yield started
-    for b in started.values():
-        b.close()
-
-
-@pytest.fixture
-def tax(brokers: dict[str, Broker]) -> Broker:
-    return brokers["TAX"]
-
-
-@pytest.fixture
-def market(brokers: dict[str, Broker]) -> Broker:
-    return brokers["MARKET"]
-
-
-@pytest.fixture
-def court(brokers: dict[str, Broker]) -> Broker:
-    return brokers["COURT"]
 
 
 def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -15,25 +15,11 @@ import pytest
 from govshare.broker.access import _send
 from govshare.broker.consent import approve
 from govshare.broker.outbox import StepContext
-from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, Broker, World, build_world, start_broker
+from integration.world import CATEGORY, Broker, World, start_broker
 
 pytestmark = pytest.mark.integration
 
 SUBJECT = "91350200MA2Y0LQX3K"
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[AnvilProcess]:
-    with AnvilProcess() as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
-def world(node: AnvilProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = build_world(node.url, tmp_path_factory.mktemp("home"))
-    yield w
-    w.close()
 
 
 @pytest.fixture(scope="module")
