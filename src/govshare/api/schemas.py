@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from govshare.broker.db import Role
@@ -201,7 +202,16 @@ RECORD_ID_PATTERN = r"^0x0*[1-9a-fA-F][0-9a-fA-F]*$"
 RECORD_ID_LENGTH = 66
 #: A department code as the API takes it (upper-cased on the way in).
 DEPT_PATTERN = r"^[A-Za-z0-9_]{2,16}$"
-_RECORD_ID = RECORD_ID_PATTERN
+#: A record id in a route's path.
+RecordIdPath = Annotated[
+    str,
+    Path(
+        pattern=RECORD_ID_PATTERN,
+        min_length=RECORD_ID_LENGTH,
+        max_length=RECORD_ID_LENGTH,
+        description="0x + 64 hex digits, not all zero",
+    ),
+]
 
 
 class RecordOut(BaseModel):
@@ -260,7 +270,10 @@ class BulkItemIn(BaseModel):
     category: str = Field(min_length=1, max_length=64)
     subject: str | None = Field(default=None, max_length=1024)
     supersedes: str | None = Field(
-        default=None, pattern=_RECORD_ID, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
+        default=None,
+        pattern=RECORD_ID_PATTERN,
+        min_length=RECORD_ID_LENGTH,
+        max_length=RECORD_ID_LENGTH,
     )
 
 
@@ -325,7 +338,10 @@ class RequestCreate(BaseModel):
 
     owner: str = Field(min_length=2, max_length=16, pattern=DEPT_PATTERN, examples=["TAX"])
     record_id: str | None = Field(
-        default=None, pattern=_RECORD_ID, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
+        default=None,
+        pattern=RECORD_ID_PATTERN,
+        min_length=RECORD_ID_LENGTH,
+        max_length=RECORD_ID_LENGTH,
     )
     category: str | None = Field(default=None, pattern=_CATEGORY)
     subject: str | None = Field(
@@ -499,7 +515,7 @@ class ExchangeRequestIn(BaseModel):
     owner: str = Field(min_length=2, max_length=16, examples=["TAX"])
     grant_id: int = Field(ge=1, le=MAX_UINT64)
     record_id: str = Field(
-        pattern=_RECORD_ID, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
+        pattern=RECORD_ID_PATTERN, min_length=RECORD_ID_LENGTH, max_length=RECORD_ID_LENGTH
     )
     nonce: str = Field(pattern=r"^[0-9]{1,78}$", description="uint256, decimal text")
     expires_at: int = Field(ge=0, le=MAX_UINT64, description="Unix seconds")

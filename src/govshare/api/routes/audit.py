@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from govshare.api.auth import public
 from govshare.api.deps import OverseerUser, ServicesDep, SettingsDep
 from govshare.api.errors import problem_responses
-from govshare.api.schemas import RECORD_ID_LENGTH, RECORD_ID_PATTERN
+from govshare.api.schemas import RecordIdPath as RecordId
 from govshare.audit.batched import record_batches
 from govshare.audit.checks import audit_receipts, overdue_requests
 from govshare.audit.html import PAGE_CSS, render_matches, render_status, render_trail
@@ -47,15 +47,6 @@ router = APIRouter(tags=["audit"])
 _TEMPLATE = FsPath(__file__).parent.parent / "templates" / "audit.html"
 
 _HASH = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-RecordId = Annotated[
-    str,
-    Path(
-        pattern=RECORD_ID_PATTERN,
-        min_length=RECORD_ID_LENGTH,
-        max_length=RECORD_ID_LENGTH,
-        description="0x + 64 hex digits, not all zero",
-    ),
-]
 
 #: The page runs its one inline script and talks to this origin only.
 _PAGE_HEADERS = {

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Path, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,9 @@ from govshare.api.schemas import (
     PublishOut,
     RecordOut,
     SubjectQuery,
+)
+from govshare.api.schemas import (
+    RecordIdPath as RecordId,
 )
 from govshare.api.uploads import ReceivedUpload, receive_upload, receive_uploads
 from govshare.broker.db import OpState
@@ -62,15 +65,6 @@ router = APIRouter(prefix="/v1/records", tags=["records"])
 
 _CHUNK = 256 * 1024
 
-RecordId = Annotated[
-    str,
-    Path(
-        pattern=RECORD_ID_PATTERN,
-        min_length=RECORD_ID_LENGTH,
-        max_length=RECORD_ID_LENGTH,
-        description="0x + 64 hex digits, not all zero",
-    ),
-]
 
 _UPLOAD_SCHEMA: dict[str, Any] = {
     "requestBody": {
