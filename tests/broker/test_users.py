@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,16 +10,18 @@ import pytest
 from sqlalchemy import select
 
 from fakeclock import ManualClock
-from govshare.broker.db import ApiToken, Database, Role
+from govshare.broker.db import ApiToken, Database, Role, sqlite_url
 from govshare.broker.errors import AlreadyExists, InvalidToken, LastAdministrator
+from govshare.broker.sqlstore import SCHEMA_REVISION, broker_db_path, open_sqlite
 from govshare.broker.users import (
     TOKEN_PREFIX,
     Users,
+    department_users,
     hash_token,
     looks_like_token,
     normalise_dept,
 )
-from govshare.errors import InputError, NotFound
+from govshare.errors import DatabaseUnavailable, InputError, NotFound
 
 
 @pytest.fixture
@@ -179,3 +182,85 @@ def test_department_codes_follow_the_profile_rule(code: str) -> None:
     except InputError:
         got = None
     assert got == expected
+
+
+# -- the command line's way in: the same store on the standard library's sqlite3 ----------
+
+
+@pytest.mark.sqlite_only
+def test_rows_written_by_either_driver_read_the_same_by_the_other(
+    db: Database, db_path: Path
+) -> None:
+    """The broker writes through SQLAlchemy, `govshare user` through sqlite3: each
+    reads the other's users, tokens and timestamps exactly (aware UTC)."""
+    clock = ManualClock(datetime(2026, 12, 6, 9, 30, 15, 123456, tzinfo=UTC).timestamp())
+    broker = Users(db, clock=clock)
+    lite_store = open_sqlite(db_path)
+    assert lite_store is not None
+    lite = Users(lite_store, clock=clock)
+    try:
+        info, first = broker.add("alice", "admin", "TAX", label="laptop")
+        assert lite.get("alice") == info
+        expires = clock.utc() + timedelta(days=30)
+        _, second = lite.add("bob", "clerk", "TAX", expires_at=expires)
+        assert broker.get("bob") == lite.get("bob")
+        assert broker.tokens("bob") == lite.tokens("bob") == [second.info]
+        assert second.info.expires_at == expires and second.info.created_at == clock.utc()
+        assert lite.authenticate(first.token).name == "alice"
+        assert broker.authenticate(second.token).name == "bob"
+        assert broker.tokens("alice")[0].last_used_at == clock.utc()
+        lite.revoke("bob")
+        assert not broker.get("bob").active and broker.tokens("bob")[0].revoked_at == clock.utc()
+        with pytest.raises(AlreadyExists):
+            lite.add("alice", "clerk", "TAX")
+        with pytest.raises(LastAdministrator):
+            lite.revoke("alice")
+    finally:
+        lite_store.close()
+    with db.session(readonly=True) as s:
+        assert len(s.scalars(select(ApiToken)).all()) == 2  # the refused add left nothing
+
+
+def test_open_sqlite_declines_what_it_should_not_open(tmp_path: Path) -> None:
+    """No file, not a database, or another schema revision: None, and nothing
+    created; the caller then takes the full way, which migrates or explains."""
+    missing = tmp_path / "missing.db"
+    assert open_sqlite(missing) is None and not missing.exists()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    assert open_sqlite(garbage) is None
+    older = tmp_path / "older.db"
+    Database.open(sqlite_url(older)).close()
+    with sqlite3.connect(older) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+    assert open_sqlite(older) is None
+    with sqlite3.connect(older) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (SCHEMA_REVISION,))
+    store = open_sqlite(older)
+    assert store is not None
+    store.close()
+
+
+def test_department_users_create_then_reopen_without_sqlalchemy(tmp_path: Path) -> None:
+    path = broker_db_path(tmp_path, "TAX")
+    with department_users(tmp_path, "TAX") as users:  # no file: created and migrated
+        assert users.db.__class__.__name__ == "Database"
+        users.add("alice", "admin", "TAX")
+    assert path.stat().st_mode & 0o777 == 0o600
+    with department_users(tmp_path, "TAX") as users:
+        assert users.db.__class__.__name__ == "SqliteFile"
+        assert [u.name for u in users.list_users()] == ["alice"]
+
+
+def test_a_file_replaced_under_the_command_is_an_outage_not_a_traceback(db_path: Path) -> None:
+    Database.open(sqlite_url(db_path)).close()
+    store = open_sqlite(db_path)
+    assert store is not None
+    try:
+        with sqlite3.connect(db_path) as other:
+            other.execute("DROP TABLE api_tokens")
+            other.execute("DROP TABLE users")
+        with pytest.raises(DatabaseUnavailable, match="missing or was replaced"):
+            Users(store).add("alice", "clerk", "TAX")
+    finally:
+        store.close()

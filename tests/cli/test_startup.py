@@ -116,16 +116,20 @@ def test_dev_status_with_nothing_running_makes_no_http_client(tmp_path: Path) ->
 def test_user_commands_load_the_user_store_only(tmp_path: Path) -> None:
     env = {"GOVSHARE_PASSWORD": "startup-pw"}
     loaded("init", "TAX", "--name", "Tax Bureau", "--scrypt-n", "1024", home=tmp_path, env=env)
-    loaded("user", "add", "first", "--role", "clerk", "--dept", "TAX", home=tmp_path)  # migrates
+    first = loaded("user", "add", "first", "--role", "clerk", "--dept", "TAX", home=tmp_path)
+    assert "sqlalchemy" in first  # a new database: created and migrated the full way
     for argv in (
         ("user", "add", "alice", "--role", "clerk", "--dept", "TAX"),
         ("user", "list", "--dept", "TAX"),
     ):
         modules = loaded(*argv, home=tmp_path)
         assert "govshare.broker.users" in modules
-        # the database at the newest revision opens without Alembic, and the user
-        # store defines its two tables without the mirror's (nor the chain code)
-        assert _present(modules, (*CHAIN, "httpx", "rich", "govshare.chain")) == []
+        # the SQLite file at the newest revision opens with the standard library's
+        # sqlite3: no SQLAlchemy, no Alembic, no mirror tables, no chain code
+        assert (
+            _present(modules, (*CHAIN, "sqlalchemy", "alembic", "httpx", "rich", "govshare.chain"))
+            == []
+        )
 
 
 def test_the_registry_matches_the_commands() -> None:
@@ -185,7 +189,7 @@ def test_no_command_module_defines_an_unregistered_command() -> None:
 
 
 def test_values_repeated_for_help_match_their_sources() -> None:
-    from govshare.broker.database import Role
+    from govshare.broker.users import Role
     from govshare.chain.contracts import RequestStatus
     from govshare.cli import grant, net, user
     from govshare.consortium import besu, compose

@@ -58,22 +58,22 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
+from govshare.broker.sqlstore import (
+    SCHEMA_REVISION,
+    SQLITE_PRAGMAS,
+    AlchemySql,
+    Sql,
+    broker_db_path,
+    unavailable,
+)
+from govshare.broker.users import Role
 from govshare.clock import utcnow
 from govshare.errors import ConfigError, DatabaseUnavailable
-from govshare.home import dept_dir
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-#: The newest migration's revision (a test checks it is Alembic's head): a database
-#: already there opens without loading Alembic and its scripts, which cost more
-#: than the rest of a `govshare user list`.
-SCHEMA_REVISION = "0010"
-
-#: Milliseconds a connection waits for SQLite's write lock before giving up.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # Column defaults below read the system clock (``utcnow``); wherever a time is
 # compared with *now*, the code writes it from the clock it was given instead.
@@ -109,16 +109,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _values(e: type[enum.Enum]) -> str:
     return ", ".join(f"'{m.value}'" for m in e)
-
-
-class Role(enum.StrEnum):
-    """What a broker user may do: clerks publish and request, administrators
-    manage users (consent itself is signed with their own key, outside the API),
-    auditors read trails and receipts."""
-
-    CLERK = "clerk"
-    ADMIN = "admin"
-    AUDITOR = "auditor"
 
 
 class Base(DeclarativeBase):
@@ -196,10 +186,8 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
-            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = FULL")
-            cur.execute("PRAGMA foreign_keys = ON")
+            for pragma in SQLITE_PRAGMAS:
+                cur.execute(pragma)
         finally:
             cur.close()
 
@@ -218,42 +206,13 @@ DATABASE_FAILURES: tuple[type[SQLAlchemyError], ...] = (DatabaseError, Interface
 # Bugs, not outages: a constraint (handled where expected), bad SQL, bad data.
 _NOT_FAILURES = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
 
-# What the driver says → what a clerk or operator reads (first match wins).
-_CAUSES = (
-    ("locked", "another writer held it locked past the busy timeout"),
-    ("busy", "another writer held it locked past the busy timeout"),
-    ("disk is full", "the disk is full"),
-    ("no space left", "the disk is full"),
-    ("readonly", "its file is read-only"),
-    ("read-only", "its file is read-only"),
-    ("disk i/o error", "the disk failed to read or write it"),
-    ("unable to open", "its file cannot be opened (missing folder or permissions)"),
-    ("no such table", "its file is missing or was replaced"),
-    ("not a database", "its file is damaged (not a database)"),
-    ("malformed", "its file is damaged"),
-    ("connection refused", "the database server refuses connections (is it running?)"),
-    ("could not connect", "the database server cannot be reached"),
-    ("connection", "the connection to the database server failed"),
-    ("timeout", "the database did not answer in time"),
-    ("terminating", "the database server is shutting down"),
-)
-
 
 def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """``exc`` as a :class:`DatabaseUnavailable` when it is a database outage,
     else None. The sentence names the cause, never the SQL or a password."""
     if not isinstance(exc, DATABASE_FAILURES) or isinstance(exc, _NOT_FAILURES):
         return None
-    said = str(getattr(exc, "orig", None) or exc).lower()
-    cause = next(
-        (why for needle, why in _CAUSES if needle in said),
-        f"the database driver reported {type(getattr(exc, 'orig', None) or exc).__name__}",
-    )
-    return DatabaseUnavailable(
-        f"The broker's database cannot be used now: {cause}. Nothing was changed; "
-        "retry once it is fixed.",
-        cause=type(getattr(exc, "orig", None) or exc).__name__,
-    )
+    return unavailable(getattr(exc, "orig", None) or exc)
 
 
 @contextmanager
@@ -304,11 +263,6 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite database file."""
     return f"sqlite:///{Path(path).expanduser().resolve()}"
-
-
-def broker_db_path(home: Path, dept: str) -> Path:
-    """Where a department's broker keeps its database: ``HOME/depts/CODE/broker.db``."""
-    return dept_dir(home, dept) / "broker.db"
 
 
 def _safe_url(url: URL) -> str:
@@ -476,6 +430,18 @@ class Database:
             self.engine.begin() as conn,
         ):
             yield conn
+
+    @contextmanager
+    def sql_reading(self) -> Iterator[Sql]:
+        """:meth:`reading` for plain SQL (the user store's, ``sqlstore.py``)."""
+        with self.reading() as conn:
+            yield AlchemySql(conn)
+
+    @contextmanager
+    def sql_writing(self) -> Iterator[Sql]:
+        """:meth:`writing` for plain SQL (the user store's, ``sqlstore.py``)."""
+        with self.writing() as conn:
+            yield AlchemySql(conn)
 
     def ping(self) -> None:
         """A trivial query; raises :class:`~govshare.errors.DatabaseUnavailable`

@@ -63,23 +63,21 @@ from govshare.broker.database import (
     _ID,
     DATABASE_FAILURES,
     MIGRATIONS_DIR,
-    SCHEMA_REVISION,
-    SQLITE_BUSY_TIMEOUT_MS,
     ApiToken,
     Base,
     Database,
-    Role,
     User,
     UTCDateTime,
     _values,
     alembic_config,
-    broker_db_path,
     bump,
     database_unavailable,
     insert_if_absent,
     sqlite_url,
     translate_database_errors,
 )
+from govshare.broker.sqlstore import SCHEMA_REVISION, SQLITE_BUSY_TIMEOUT_MS, broker_db_path
+from govshare.broker.users import Role
 from govshare.clock import utcnow
 
 __all__ = [

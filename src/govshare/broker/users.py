@@ -21,21 +21,25 @@ is constant-time anyway (:func:`hmac.compare_digest`).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.orm import Session
-
-from govshare.broker.database import ApiToken, Database, Role, User
 from govshare.broker.errors import AlreadyExists, InvalidToken, LastAdministrator
+from govshare.broker.sqlstore import Sql, UniqueViolation, broker_db_path, open_sqlite, to_utc
 from govshare.clock import SYSTEM_CLOCK, Clock, utcnow
 from govshare.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from pathlib import Path
 
 TOKEN_PREFIX = "gs_"  # noqa: S105 (a prefix, not a secret)
 _TOKEN_BYTES = 32
@@ -47,6 +51,16 @@ _NAME_RE = re.compile(NAME_PATTERN.strip("^$"))
 _DEPT_RE = re.compile(r"[A-Z0-9_]{2,16}")
 
 _INVALID_TOKEN = "The bearer token is unknown, revoked or expired."  # noqa: S105
+
+
+class Role(enum.StrEnum):
+    """What a broker user may do: clerks publish and request, administrators
+    manage users (consent itself is signed with their own key, outside the API),
+    auditors read trails and receipts."""
+
+    CLERK = "clerk"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
 
 
 def normalise_dept(code: str) -> str:
@@ -167,17 +181,27 @@ class Principal:
     token_id: int
 
 
-def _token_info(t: ApiToken, user_name: str) -> TokenInfo:
-    return TokenInfo(
-        id=t.id,
-        user=user_name,
-        hint=t.hint,
-        label=t.label,
-        created_at=t.created_at,
-        expires_at=t.expires_at,
-        revoked_at=t.revoked_at,
-        last_used_at=t.last_used_at,
-    )
+class Store(Protocol):
+    """Where users are kept: a broker :class:`~govshare.broker.database.Database`
+    or, for a command line, a :class:`~govshare.broker.sqlstore.SqliteFile`."""
+
+    def sql_reading(self) -> AbstractContextManager[Sql]: ...
+
+    def sql_writing(self) -> AbstractContextManager[Sql]: ...
+
+    def close(self) -> None: ...
+
+
+# The statements (portable SQLite/PostgreSQL; ``sqlstore.py``). One user's columns:
+_SELECT_USERS = (
+    "SELECT u.id, u.name, u.role, u.department, u.created_at, u.disabled_at, "
+    "(SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) "
+    "FROM users u"
+)
+_SELECT_TOKENS = (
+    "SELECT t.id, u.name, t.hint, t.label, t.created_at, t.expires_at, t.revoked_at, "
+    "t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id"
+)
 
 
 class Users:
@@ -185,7 +209,7 @@ class Users:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         *,
         clock: Clock = SYSTEM_CLOCK,
         touch_every: timedelta = timedelta(minutes=1),
@@ -211,25 +235,27 @@ class Users:
         name = _check_name(name)
         r = _role(role)
         dept = normalise_dept(department)
+        _check_label(label)
         try:
-            with self.db.session() as s:
-                user = User(name=name, role=r.value, department=dept, created_at=utcnow(self.clock))
-                s.add(user)
-                s.flush()
-                issued = self._issue(s, user, label, expires_at)
-                info = self._user_info(s, user)
-        except SAIntegrityError:
+            with self.db.sql_writing() as sql:
+                row = sql.first(
+                    "INSERT INTO users (name, role, department, created_at) "
+                    "VALUES (:name, :role, :dept, :now) RETURNING id",
+                    name=name, role=r.value, dept=dept, now=utcnow(self.clock),
+                )  # fmt: skip
+                issued = self._issue(sql, _inserted(row), name, label, expires_at)
+                info = self._user(sql, name)
+        except UniqueViolation:
             raise AlreadyExists(f"A user named {name!r} already exists.", user=name) from None
         return info, issued
 
     def get(self, name: str) -> UserInfo:
-        with self.db.session(readonly=True) as s:
-            return self._user_info(s, self._load(s, name))
+        with self.db.sql_reading() as sql:
+            return self._user(sql, name)
 
     def list_users(self) -> list[UserInfo]:
-        with self.db.session(readonly=True) as s:
-            users = s.scalars(select(User).order_by(User.name)).all()
-            return [self._user_info(s, u) for u in users]
+        with self.db.sql_reading() as sql:
+            return [_user_info(row) for row in sql.all(_SELECT_USERS + " ORDER BY u.name")]
 
     def revoke(self, name: str) -> UserInfo:
         """Disable a user and revoke all their tokens (their name stays taken).
@@ -237,30 +263,26 @@ class Users:
         contract keeps a department's last admin key): the API and the CLI
         would have no one left to manage the broker's users."""
         now = utcnow(self.clock)
-        with self.db.session() as s:
-            user = self._load(s, name)
-            if user.disabled_at is None and user.role == Role.ADMIN.value:
-                self._keep_an_admin(s, user)
-            if user.disabled_at is None:
-                user.disabled_at = now
-            for t in user.tokens:
-                if t.revoked_at is None:
-                    t.revoked_at = now
-            s.flush()
-            return self._user_info(s, user)
+        with self.db.sql_writing() as sql:
+            user = self._user(sql, name)
+            if user.active and user.role is Role.ADMIN:
+                self._keep_an_admin(sql, user)
+            if user.active:
+                sql.run("UPDATE users SET disabled_at = :now WHERE id = :id", now=now, id=user.id)
+            sql.run(
+                "UPDATE api_tokens SET revoked_at = :now "
+                "WHERE user_id = :id AND revoked_at IS NULL",
+                now=now, id=user.id,
+            )  # fmt: skip
+            return self._user(sql, name)
 
-    def _keep_an_admin(self, s: Session, user: User) -> None:
-        others = s.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(
-                User.department == user.department,
-                User.role == Role.ADMIN.value,
-                User.disabled_at.is_(None),
-                User.id != user.id,
-            )
-        )
-        if not others:
+    def _keep_an_admin(self, sql: Sql, user: UserInfo) -> None:
+        row = sql.first(
+            "SELECT count(*) FROM users WHERE department = :dept AND role = :role "
+            "AND disabled_at IS NULL AND id != :id",
+            dept=user.department, role=Role.ADMIN.value, id=user.id,
+        )  # fmt: skip
+        if not row or not row[0]:
             raise LastAdministrator(
                 f"{user.name} is {user.department}'s last active administrator: add another "
                 "administrator before revoking them.",
@@ -273,25 +295,29 @@ class Users:
         self, name: str, *, label: str | None = None, expires_at: datetime | None = None
     ) -> IssuedToken:
         """Another token for an active user (e.g. the old one was lost: revoke it)."""
-        with self.db.session() as s:
-            user = self._load(s, name)
-            if user.disabled_at is not None:
+        _check_label(label)
+        with self.db.sql_writing() as sql:
+            user = self._user(sql, name)
+            if not user.active:
                 raise InputError(f"User {name!r} is disabled; add a new user instead.")
-            return self._issue(s, user, label, expires_at)
+            return self._issue(sql, user.id, user.name, label, expires_at)
 
     def tokens(self, name: str) -> list[TokenInfo]:
-        with self.db.session(readonly=True) as s:
-            user = self._load(s, name)
-            return [_token_info(t, user.name) for t in sorted(user.tokens, key=lambda t: t.id)]
+        with self.db.sql_reading() as sql:
+            user = self._user(sql, name)
+            rows = sql.all(_SELECT_TOKENS + " WHERE t.user_id = :id ORDER BY t.id", id=user.id)
+            return [_token_info(row) for row in rows]
 
     def revoke_token(self, token_id: int) -> TokenInfo:
-        with self.db.session() as s:
-            t = s.get(ApiToken, token_id)
-            if t is None:
+        with self.db.sql_writing() as sql:
+            sql.run(
+                "UPDATE api_tokens SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL",
+                now=utcnow(self.clock), id=token_id,
+            )  # fmt: skip
+            row = sql.first(_SELECT_TOKENS + " WHERE t.id = :id", id=token_id)
+            if row is None:
                 raise NotFound(f"No token with id {token_id}.", token_id=token_id)
-            if t.revoked_at is None:
-                t.revoked_at = utcnow(self.clock)
-            return _token_info(t, t.user.name)
+            return _token_info(row)
 
     def authenticate(self, token: str) -> Principal:
         """The user behind ``token``; :class:`InvalidToken` if it is malformed,
@@ -301,25 +327,22 @@ class Users:
             raise InvalidToken(_INVALID_TOKEN)
         digest = hash_token(token)
         now = utcnow(self.clock)
-        tok, usr = ApiToken.__table__.c, User.__table__.c
-        # Core, not the ORM: this runs on every request
-        with self.db.reading() as conn:
-            row = conn.execute(
-                select(
-                    tok.id, tok.token_hash, tok.revoked_at, tok.expires_at, tok.last_used_at,
-                    usr.id, usr.name, usr.role, usr.department, usr.disabled_at,
-                )
-                .join_from(ApiToken.__table__, User.__table__, tok.user_id == usr.id)
-                .where(tok.token_hash == digest)
-            ).first()  # fmt: skip
+        with self.db.sql_reading() as sql:
+            row = sql.first(
+                "SELECT t.id, t.token_hash, t.revoked_at, t.expires_at, t.last_used_at, "
+                "u.id, u.name, u.role, u.department, u.disabled_at "
+                "FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = :digest",
+                digest=digest,
+            )
         if row is None:
             raise InvalidToken(_INVALID_TOKEN)
         (token_id, token_hash, revoked_at, expires_at, last_used_at,
          user_id, name, role, department, disabled_at) = row  # fmt: skip
+        expires = to_utc(expires_at)
         usable = (
             hmac.compare_digest(token_hash, digest)
             and revoked_at is None
-            and (expires_at is None or expires_at > now)
+            and (expires is None or expires > now)
             and disabled_at is None
         )
         if not usable:
@@ -327,52 +350,109 @@ class Users:
         principal = Principal(
             user_id=user_id, name=name, role=Role(role), department=department, token_id=token_id
         )
-        stale = last_used_at is None or now - last_used_at >= self._touch_every
-        if stale:
-            with self.db.session() as s:
-                fresh = s.get(ApiToken, principal.token_id)
-                if fresh is not None:
-                    fresh.last_used_at = now
+        last_used = to_utc(last_used_at)
+        if last_used is None or now - last_used >= self._touch_every:
+            with self.db.sql_writing() as sql:
+                sql.run(
+                    "UPDATE api_tokens SET last_used_at = :now WHERE id = :id", now=now, id=token_id
+                )
         return principal
 
     # -- internals -----------------------------------------------------------------
 
     def _issue(
-        self, s: Session, user: User, label: str | None, expires_at: datetime | None
+        self, sql: Sql, user_id: int, user_name: str, label: str | None, expires_at: datetime | None
     ) -> IssuedToken:
-        if label is not None and len(label) > 64:
-            raise InputError("A token label is at most 64 characters.")
-        token = new_token()
-        t = ApiToken(
-            user_id=user.id,
-            token_hash=hash_token(token),
-            hint=token[: len(TOKEN_PREFIX) + 4],
+        token, now = new_token(), utcnow(self.clock)
+        hint = token[: len(TOKEN_PREFIX) + 4]
+        row = sql.first(
+            "INSERT INTO api_tokens (user_id, token_hash, hint, label, created_at, expires_at) "
+            "VALUES (:user_id, :hash, :hint, :label, :now, :expires) RETURNING id",
+            user_id=user_id, hash=hash_token(token), hint=hint, label=label, now=now,
+            expires=expires_at,
+        )  # fmt: skip
+        info = TokenInfo(
+            id=_inserted(row),
+            user=user_name,
+            hint=hint,
             label=label,
-            created_at=utcnow(self.clock),
-            expires_at=expires_at,
+            created_at=now,
+            expires_at=to_utc(expires_at),
+            revoked_at=None,
+            last_used_at=None,
         )
-        s.add(t)
-        s.flush()
-        return IssuedToken(token=token, info=_token_info(t, user.name))
+        return IssuedToken(token=token, info=info)
 
-    def _load(self, s: Session, name: str) -> User:
-        user = s.scalars(select(User).where(User.name == name)).first()
-        if user is None:
+    def _user(self, sql: Sql, name: str) -> UserInfo:
+        row = sql.first(_SELECT_USERS + " WHERE u.name = :name", name=name)
+        if row is None:
             raise NotFound(f"No user named {name!r}.", user=name)
-        return user
+        return _user_info(row)
 
-    def _user_info(self, s: Session, user: User) -> UserInfo:
-        active = s.scalar(
-            select(func.count())
-            .select_from(ApiToken)
-            .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        )
-        return UserInfo(
-            id=user.id,
-            name=user.name,
-            role=Role(user.role),
-            department=user.department,
-            created_at=user.created_at,
-            disabled_at=user.disabled_at,
-            active_tokens=int(active or 0),
-        )
+
+def _inserted(row: tuple[Any, ...] | None) -> int:
+    """The id an ``INSERT … RETURNING id`` returned (it always returns its row)."""
+    if row is None:
+        raise RuntimeError("INSERT … RETURNING returned no row")
+    return int(row[0])
+
+
+def _check_label(label: str | None) -> None:
+    if label is not None and len(label) > 64:
+        raise InputError("A token label is at most 64 characters.")
+
+
+def _required(when: datetime | None) -> datetime:
+    if when is None:  # a NOT NULL column
+        raise ValueError("a required timestamp is missing")
+    return when
+
+
+def _user_info(row: tuple[Any, ...]) -> UserInfo:
+    id_, name, role, department, created_at, disabled_at, active = row
+    return UserInfo(
+        id=id_,
+        name=name,
+        role=Role(role),
+        department=department,
+        created_at=_required(to_utc(created_at)),
+        disabled_at=to_utc(disabled_at),
+        active_tokens=int(active or 0),
+    )
+
+
+def _token_info(row: tuple[Any, ...]) -> TokenInfo:
+    id_, user, hint, label, created_at, expires_at, revoked_at, last_used_at = row
+    return TokenInfo(
+        id=id_,
+        user=user,
+        hint=hint,
+        label=label,
+        created_at=_required(to_utc(created_at)),
+        expires_at=to_utc(expires_at),
+        revoked_at=to_utc(revoked_at),
+        last_used_at=to_utc(last_used_at),
+    )
+
+
+@contextmanager
+def department_users(home: Path, dept: str, database_url: str | None = None) -> Iterator[Users]:
+    """The user store of department ``dept``'s broker, for a command line: its
+    SQLite file through the standard library when it is already at the newest
+    schema (no SQLAlchemy to import), else the full
+    :meth:`~govshare.broker.database.Database.for_department` (PostgreSQL, a new
+    file, one to migrate). Closed when the block ends."""
+    store: Store | None = None
+    if not database_url:
+        from govshare.broker.devpostgres import dev_database_url
+
+        if not dev_database_url(home, dept):  # not a dev home on PostgreSQL
+            store = open_sqlite(broker_db_path(home, dept))
+    if store is None:
+        from govshare.broker.database import Database
+
+        store = Database.for_department(home, dept, database_url)
+    try:
+        yield Users(store)
+    finally:
+        store.close()

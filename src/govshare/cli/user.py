@@ -18,9 +18,9 @@ from govshare.util import printable
 if TYPE_CHECKING:
     from govshare.broker.users import IssuedToken, Users
 
-# The broker (SQLAlchemy, Alembic) is imported only when a user command runs:
-# every other `govshare` command loads this module too. Same values as
-# govshare.broker.database.Role (a test checks).
+# The user store is imported only when a user command runs (and SQLAlchemy only
+# when the database is not a SQLite file at the newest schema: users.py). Same
+# values as govshare.broker.users.Role (a test checks).
 ROLES = ("clerk", "admin", "auditor")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,16 +39,12 @@ def dept_option(f: F) -> F:
 
 @contextmanager
 def _users(ctx: Ctx, dept: str) -> Iterator[tuple[Users, str]]:
-    from govshare.broker.database import Database
-    from govshare.broker.users import Users
+    from govshare.broker.users import department_users
     from govshare.profile import load_profile
 
     profile = load_profile(ctx.home, dept)  # a clear error if there is no such department
-    db = Database.for_department(ctx.home, profile.code, ctx.settings.secret("database_url"))
-    try:
-        yield Users(db), profile.code
-    finally:
-        db.close()
+    with department_users(ctx.home, profile.code, ctx.settings.secret("database_url")) as users:
+        yield users, profile.code
 
 
 def _token_lines(issued: IssuedToken) -> str:
