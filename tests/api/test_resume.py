@@ -16,6 +16,7 @@ import pytest
 
 from fakeclock import ManualClock
 from govshare.broker import faults
+from govshare.broker.acks import FIRST_RETRY, AckSender
 from govshare.broker.consent import approve, revoke
 from govshare.broker.exchange import (
     H_EXCHANGE,
@@ -26,7 +27,8 @@ from govshare.broker.exchange import (
 )
 from govshare.broker.receipt_batches import ReceiptBatcher
 from govshare.broker.serve_exchange import serve_exchange
-from integration.world import CATEGORY, Broker, World
+from govshare.errors import DatabaseUnavailable
+from integration.world import CATEGORY, Broker, World, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -274,6 +276,9 @@ def test_an_unacknowledged_receipt_is_held_then_anchored_after_the_window(
     saved = tax.svc.clock
     tax.svc.clock = clock
     try:
+        batcher = ReceiptBatcher(tax.svc, max_age=0)
+        # the module's earlier receipts anchored first (whichever tests ran before)
+        batcher.run_once(drive=True, force=True)
         # MARKET's broker takes the answer and never acknowledges it (it died, say)
         req = ExchangeRequest.new("MARKET", "TAX", gid, bytes.fromhex(rid[2:]),
                                   now=int(world.ledger.now()))  # fmt: skip
@@ -281,7 +286,6 @@ def test_an_unacknowledged_receipt_is_held_then_anchored_after_the_window(
                                                                  tax.svc.domain))  # fmt: skip
         assert b"".join(answer.chunks)
         seq = answer.receipt.seq
-        batcher = ReceiptBatcher(tax.svc, max_age=0)
         held = batcher.run_once(drive=True, force=True)
         assert held.action == "held" and held.first_seq == seq, held
         clock.advance(tax.svc.limits.resume_window - 1)
@@ -333,3 +337,84 @@ def test_acknowledgements_that_do_not_hold_are_refused(
             "exchange.replayed")  # fmt: skip
     (after,) = owner_receipts(tax, gid)
     assert after == before  # nothing changed
+
+
+# -- the acknowledgement after the answer (broker/acks.py) ----------------------------------
+
+
+def ack_of(tax: Broker, market: Broker, gid: int) -> tuple[str | None, str | None]:
+    """The ack signature in the owner's receipt, and in the requester's copy."""
+    (theirs,) = owner_receipts(tax, gid)
+    ours = market.client.get(
+        "/v1/receipts", headers=market.auth("auditor"), params={"grant": gid, "owner": "TAX"}
+    ).json()
+    return theirs["ack_signature"], ours[0]["ack_signature"]
+
+
+@pytest.fixture
+def deferred_acks(market: Broker) -> Any:
+    """MARKET's acknowledgements queued as under `govshare serve`, sent only when
+    the test runs the queue, on a clock the test moves."""
+    clock = ManualClock()
+    acks = AckSender(market.svc, monotonic=clock.monotonic)
+    acks.deferred = True
+    saved = market.svc.acks
+    market.svc.acks = acks
+    try:
+        yield acks, clock
+    finally:
+        market.svc.acks = saved
+        faults.fail_once("exchange.ack", None)
+
+
+def test_the_clerk_has_the_record_before_the_ack_and_a_failed_ack_is_retried(
+    tax: Broker, market: Broker, record: tuple[str, bytes, int], deferred_acks: Any
+) -> None:
+    acks, clock = deferred_acks
+    rid, data, gid = record
+    got = content(market, rid)
+    assert got.status_code == 200 and got.content == data
+    assert ack_of(tax, market, gid) == (None, None) and acks.queued == 1
+    # TAX's database fails as the acknowledgement arrives: 503, tried again later
+    faults.fail_once("exchange.ack", DatabaseUnavailable("test: the database is away"))
+    assert acks.run_once() == 0 and acks.queued == 1
+    assert ack_of(tax, market, gid) == (None, None)
+    assert acks.run_once() == 0 and acks.queued == 1  # not due before its pause
+    clock.advance(FIRST_RETRY)
+    assert acks.run_once() == 1 and acks.queued == 0
+    theirs, ours = ack_of(tax, market, gid)
+    assert theirs is not None and theirs == ours  # the same signed ack, once
+
+
+def test_an_ack_the_owner_refuses_is_dropped_not_retried(
+    tax: Broker, market: Broker, record: tuple[str, bytes, int], deferred_acks: Any
+) -> None:
+    acks, _clock = deferred_acks
+    rid, _data, gid = record
+    assert content(market, rid).status_code == 200
+    saved = tax.svc.clock
+    late = ManualClock()
+    late.advance(tax.svc.limits.resume_window + 1)
+    tax.svc.clock = late
+    try:
+        ReceiptBatcher(tax.svc, max_age=0).run_once(drive=True, force=True)  # anchored without
+        assert acks.run_once() == 1 and acks.queued == 0  # 410: final
+    finally:
+        tax.svc.clock = saved
+    assert ack_of(tax, market, gid) == (None, None)
+
+
+def test_the_thread_sends_the_ack_and_a_stop_sends_what_is_queued(
+    tax: Broker, market: Broker, record: tuple[str, bytes, int], world: World
+) -> None:
+    rid, _data, gid = record
+    acks = market.svc.acks
+    acks.start()
+    try:
+        assert content(market, rid).status_code == 200
+        wait_for(lambda: ack_of(tax, market, gid)[0], "the thread sent the acknowledgement")
+    finally:
+        acks.stop()
+    assert not acks.deferred and acks.queued == 0
+    theirs, ours = ack_of(tax, market, gid)
+    assert theirs is not None and theirs == ours

@@ -13,7 +13,8 @@ took the staged upload over, none of its steps has run), ``publish.before_store`
 
 Tests that run brokers in their own process can instead make a point raise an
 exception, once (:func:`fail_once`): a database error or a shutdown at that
-moment, without killing the test.
+moment, without killing the test. ``exchange.ack`` (the owner taking a
+requester's acknowledgement) is such a point only.
 
 Cut points break off a transfer once, as a network blip would: the answer's
 stream raises after its first part, so the server drops the connection with the

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker.db import AccessRequest, Receipt, Record, RecordStatus, RequestStatus
@@ -56,7 +56,6 @@ from govshare.broker.exchange import (
     H_CAPSULE,
     H_EXCHANGE,
     H_SIGNATURE,
-    ExchangeAck,
     ExchangeReceipt,
     ExchangeRequest,
     ExchangeResume,
@@ -329,7 +328,7 @@ def fetch_granted(
             with svc.http.stream("POST", url, json=req.to_json(), headers=headers) as resp:
                 if resp.status_code != 200:
                     try:
-                        _raise_refusal(resp, owner.code)
+                        raise_refusal(resp, owner.code)
                     except ExchangeExpired:
                         if fresh:
                             raise
@@ -344,7 +343,7 @@ def fetch_granted(
                 break
         except httpx.HTTPError as exc:
             raise _transport_error(exc, owner) from None
-    send_ack(svc, owner, receipt)
+    svc.acks.submit(owner.code, receipt)  # after the answer, when the broker's threads run
     log.info(
         "fetched record 0x%s from %s under grant %d", rec.record_id.hex(), owner.code, grant_id
     )
@@ -359,39 +358,6 @@ def fetch_granted(
         receipt_seq=receipt.seq,
         exchange="0x" + receipt.request_hash.hex(),
     )
-
-
-def send_ack(svc: BrokerServices, owner: Department, receipt: ExchangeReceipt) -> bool:
-    """Acknowledge to the owner that the exchange's ciphertext arrived whole and
-    verified (``POST /v1/exchange/ack``), and keep the acknowledgement in this
-    department's copy of the receipt. One round trip after the transfer. Best
-    effort: the clerk has the verified record either way; an acknowledgement that
-    fails is logged, and the owner anchors the receipt as delivered,
-    unacknowledged once its resume window ends. Returns whether it was recorded."""
-    acked_at = max(int(svc.clock.now()), receipt.issued_at)
-    ack = ExchangeAck(receipt.request_hash, receipt.ciphertext_cid, acked_at)
-    signature = ack.sign(svc.account, svc.domain)
-    url = owner.endpoint.rstrip("/") + "/v1/exchange/ack"
-    xid = "0x" + receipt.request_hash.hex()
-    try:
-        resp = svc.http.post(
-            url,
-            json=ack.to_json(svc.dept, owner.code),
-            headers={H_SIGNATURE: "0x" + signature.hex()},
-        )
-        if resp.status_code != 200:
-            _raise_refusal(resp, owner.code)
-    except (httpx.HTTPError, GovShareError) as exc:
-        code = exc.code if isinstance(exc, GovShareError) else type(exc).__name__
-        log.warning("exchange %s: %s did not take the acknowledgement (%s)", xid, owner.code, code)
-        return False
-    with svc.db.writing() as conn:
-        conn.execute(
-            update(Receipt)
-            .where(Receipt.request_hash == xid, Receipt.requester == svc.dept)
-            .values(acked_at=chain_time(acked_at), ack_signature="0x" + signature.hex())
-        )
-    return True
 
 
 def _transport_error(exc: httpx.HTTPError, owner: Department) -> GovShareError:
@@ -505,7 +471,7 @@ def open_resume(
     url = owner.endpoint.rstrip("/") + "/v1/exchange/resume"
     with svc.http.stream("POST", url, json=req.to_json(), headers=headers) as resp:
         if resp.status_code not in (200, 206):
-            _raise_refusal(resp, owner.code)
+            raise_refusal(resp, owner.code)
         yield resp
 
 
@@ -586,7 +552,7 @@ def resume_fetch(
     except httpx.HTTPError as exc:
         raise _transport_error(exc, owner) from None
     if row.ack_signature is None:
-        send_ack(svc, owner, receipt)
+        svc.acks.submit(owner.code, receipt)
     log.info("fetched record %s again through exchange %s (no use spent)", rid, xid)
     return FetchResult(
         record_id=rid,
@@ -601,7 +567,10 @@ def resume_fetch(
     )
 
 
-def _raise_refusal(resp: httpx.Response, owner: str) -> None:
+def raise_refusal(resp: httpx.Response, owner: str) -> None:
+    """Raise what the owner's broker answered instead of 200: its own error
+    class and code when it is one a peer may send (``PEER_REFUSALS``), else
+    :class:`PeerUnreachable` (502–504) or :class:`PeerRefused`."""
     raw = b""
     for chunk in resp.iter_bytes():
         raw += chunk

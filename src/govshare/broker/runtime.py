@@ -118,6 +118,7 @@ class BrokerRuntime:
             self.outbox_worker,
             self.housekeeper,
             self.webhooks,
+            self.svc.acks,
         )
 
     def start(self, *, threads: bool = True) -> Startup:

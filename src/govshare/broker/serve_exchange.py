@@ -83,6 +83,7 @@ from govshare.broker.exchange import (
     encode_capsule,
     parse_range,
 )
+from govshare.broker.faults import crash_point
 from govshare.chain.contracts import AccountRole, GrantReason
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.clock import utcnow
@@ -521,6 +522,7 @@ def acknowledge(svc: BrokerServices, body: Mapping[str, Any] | Any, signature: b
     receipt already anchored without it (:class:`ResumeExpired`: the window
     ended). The same acknowledgement again is answered as recorded; another one
     for an acknowledged receipt is refused (:class:`NonceReplayed`)."""
+    crash_point("exchange.ack")  # tests: this broker's database fails here
     requester, owner, ack = ExchangeAck.from_json(body)
     if owner != svc.dept:
         raise ExchangeMalformed(

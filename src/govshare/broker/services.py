@@ -137,6 +137,7 @@ class BrokerServices:
 
         # the use cases register their steps
         from govshare.broker import access, publish, receipt_batches, record_batches, signed
+        from govshare.broker.acks import AckSender
         from govshare.broker.chainwatch import OwnTxWatch
         from govshare.broker.peercache import CacheProjection, ChainCache
 
@@ -150,6 +151,9 @@ class BrokerServices:
         self.record_batcher = record_batches.RecordBatcher(
             self, max_records=self.limits.batch_max_records, window=self.limits.batch_window
         )
+        #: The requester's acknowledgements of fetched records (acks.py): queued for
+        #: its thread, started by the runtime; without it, sent by the fetch itself.
+        self.acks = AckSender(self)
         #: Concurrent single publishes accepted together (publish.py); None with one
         #: record per batch, where each publish runs its own steps.
         self.publish_group: publish.PublishGroup | None = (
