@@ -282,16 +282,23 @@ def insert_if_absent(conn: Connection, entity: type[Base], **values: Any) -> Non
         conn.execute(sqlite.insert(entity).values(**values).on_conflict_do_nothing())
 
 
-def bump(conn: Connection, stmt: Any, entity: type[Base], **row: Any) -> Any:
-    """Run ``stmt`` (an ``UPDATE … RETURNING`` of a counter row) and return its
-    value; when it touched nothing because the row does not exist yet, create
-    the row (``row``, by whoever comes first) and run it once more. None: the
-    row exists and ``stmt``'s condition refused (a quota used up). The common
-    case costs one statement."""
-    value = conn.scalar(stmt)
+def bump(
+    conn: Connection,
+    stmt: Any,
+    entity: type[Base],
+    *,
+    params: dict[str, Any] | None = None,
+    **row: Any,
+) -> Any:
+    """Run ``stmt`` (an ``UPDATE … RETURNING`` of a counter row, with ``params``
+    for its bound parameters) and return its value; when it touched nothing
+    because the row does not exist yet, create the row (``row``, by whoever comes
+    first) and run it once more. None: the row exists and ``stmt``'s condition
+    refused (a quota used up). The common case costs one statement."""
+    value = conn.scalar(stmt, params)
     if value is None:
         insert_if_absent(conn, entity, **row)
-        value = conn.scalar(stmt)
+        value = conn.scalar(stmt, params)
     return value
 
 

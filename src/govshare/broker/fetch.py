@@ -636,6 +636,9 @@ def _check_receipt(
         )
 
 
+_KEEP_RECEIPT = insert(Receipt)  # built once: this is the hot path
+
+
 def _keep_receipt(
     svc: BrokerServices,
     req: ExchangeRequest,
@@ -647,22 +650,23 @@ def _keep_receipt(
     try:
         with svc.db.writing() as conn:  # Core: this is the hot path
             conn.execute(
-                insert(Receipt).values(
-                    owner=owner,
-                    seq=receipt.seq,
-                    grant_id=str(req.grant_id),
-                    record_id="0x" + req.record_id.hex(),
-                    requester=svc.dept,
-                    request_hash="0x" + receipt.request_hash.hex(),
-                    nonce=str(req.nonce),
-                    request_expires_at=req.expires_at,
-                    ciphertext_cid=receipt.ciphertext_cid,
-                    capsule_hash="0x" + receipt.capsule_hash.hex(),
+                _KEEP_RECEIPT,
+                {
+                    "owner": owner,
+                    "seq": receipt.seq,
+                    "grant_id": str(req.grant_id),
+                    "record_id": "0x" + req.record_id.hex(),
+                    "requester": svc.dept,
+                    "request_hash": "0x" + receipt.request_hash.hex(),
+                    "nonce": str(req.nonce),
+                    "request_expires_at": req.expires_at,
+                    "ciphertext_cid": receipt.ciphertext_cid,
+                    "capsule_hash": "0x" + receipt.capsule_hash.hex(),
                     # (the owner's number: from_headers bounds it to a real date)
-                    issued_at=chain_time(receipt.issued_at) or FAR_FUTURE,
-                    requester_signature="0x" + requester_sig.hex(),
-                    owner_signature="0x" + owner_sig.hex(),
-                )
+                    "issued_at": chain_time(receipt.issued_at) or FAR_FUTURE,
+                    "requester_signature": "0x" + requester_sig.hex(),
+                    "owner_signature": "0x" + owner_sig.hex(),
+                },
             )
     except SAIntegrityError:
         raise ReceiptInvalid(

@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from govshare.broker import sharing
@@ -196,9 +196,7 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
 
     rid = "0x" + req.record_id.hex()
     with svc.db.reading() as conn:  # Core: this is the hot path
-        row = conn.execute(
-            select(Record.status, Record.cid, Record.own_capsule).where(Record.record_id == rid)
-        ).first()
+        row = conn.execute(_READ_RECORD, {"rid": rid}).first()
     if row is None or row.status != RecordStatus.ANCHORED.value or not row.own_capsule:
         raise RecordUnknown(f"{svc.dept} holds no record {rid}.", record_id=rid)
     cid, own_capsule = str(row.cid), bytes(row.own_capsule)
@@ -270,6 +268,33 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
     return ExchangeAnswer(rid, req.grant_id, capsule, receipt, owner_sig, size, stream())
 
 
+# The statements of a served exchange, built once: each build and its cache key
+# cost about as much as running it (bench: 5 statements 1.1 ms built per call,
+# 0.45 ms prebuilt, on SQLite).
+_READ_RECORD = select(Record.status, Record.cid, Record.own_capsule).where(
+    Record.record_id == bindparam("rid")
+)
+_ADD_NONCE = insert(ExchangeNonce)
+_SPEND_USE = (
+    update(GrantUse)
+    .where(
+        GrantUse.owner == bindparam("b_owner"),
+        GrantUse.grant_id == bindparam("b_grant"),
+        GrantUse.used < bindparam("b_max"),
+    )
+    .values(used=GrantUse.used + 1)
+    .returning(GrantUse.used)
+)
+_NEXT_SEQ = (
+    update(ReceiptSequence)
+    .where(ReceiptSequence.owner == bindparam("b_owner"))
+    .values(last_seq=ReceiptSequence.last_seq + 1)
+    .returning(ReceiptSequence.last_seq)
+)
+_ADD_RECEIPT = insert(Receipt)
+_ADD_WRAPPED_KEY = insert(WrappedKey)
+
+
 def _spend(
     svc: BrokerServices,
     req: ExchangeRequest,
@@ -288,12 +313,13 @@ def _spend(
     with svc.db.writing() as conn:  # Core: this is the hot path
         try:
             conn.execute(
-                insert(ExchangeNonce).values(
-                    signer=signer,
-                    nonce=str(req.nonce),
+                _ADD_NONCE,
+                {
+                    "signer": signer,
+                    "nonce": str(req.nonce),
                     # (checked above: in the future, within MAX_REQUEST_TTL)
-                    expires_at=chain_time(req.expires_at) or FAR_FUTURE,
-                )
+                    "expires_at": chain_time(req.expires_at) or FAR_FUTURE,
+                },
             )
         except SAIntegrityError:  # its UNIQUE (signer, nonce): only this is a replay
             raise NonceReplayed(
@@ -301,28 +327,27 @@ def _spend(
             ) from None
         used = None
         if anchored_uses < max_uses:
-            spend = (
-                update(GrantUse)
-                .where(
-                    GrantUse.owner == svc.dept,
-                    GrantUse.grant_id == grant,
-                    GrantUse.used < max_uses,
-                )
-                .values(used=GrantUse.used + 1)
-                .returning(GrantUse.used)
+            used = bump(
+                conn,
+                _SPEND_USE,
+                GrantUse,
+                params={"b_owner": svc.dept, "b_grant": grant, "b_max": max_uses},
+                owner=svc.dept,
+                grant_id=grant,
+                used=0,
             )
-            used = bump(conn, spend, GrantUse, owner=svc.dept, grant_id=grant, used=0)
         if used is None:
             raise GrantQuotaExhausted(
                 f"Grant {req.grant_id} has no uses left ({max_uses} allowed)."
             )
-        number = (
-            update(ReceiptSequence)
-            .where(ReceiptSequence.owner == svc.dept)
-            .values(last_seq=ReceiptSequence.last_seq + 1)
-            .returning(ReceiptSequence.last_seq)
+        seq = bump(
+            conn,
+            _NEXT_SEQ,
+            ReceiptSequence,
+            params={"b_owner": svc.dept},
+            owner=svc.dept,
+            last_seq=0,
         )
-        seq = bump(conn, number, ReceiptSequence, owner=svc.dept, last_seq=0)
         receipt = ExchangeReceipt(
             request_hash=request_hash,
             ciphertext_cid=cid,
@@ -333,32 +358,34 @@ def _spend(
         owner_sig = receipt.sign(svc.account, svc.domain)
         rid = "0x" + req.record_id.hex()
         conn.execute(
-            insert(Receipt).values(
-                owner=svc.dept,
-                seq=receipt.seq,
-                grant_id=grant,
-                record_id=rid,
-                requester=req.requester,
-                request_hash="0x" + request_hash.hex(),
-                nonce=str(req.nonce),
-                request_expires_at=req.expires_at,
-                ciphertext_cid=cid,
-                capsule_hash="0x" + receipt.capsule_hash.hex(),
-                issued_at=issued,
-                requester_signature="0x" + signature.hex(),
-                owner_signature="0x" + owner_sig.hex(),
-            )
+            _ADD_RECEIPT,
+            {
+                "owner": svc.dept,
+                "seq": receipt.seq,
+                "grant_id": grant,
+                "record_id": rid,
+                "requester": req.requester,
+                "request_hash": "0x" + request_hash.hex(),
+                "nonce": str(req.nonce),
+                "request_expires_at": req.expires_at,
+                "ciphertext_cid": cid,
+                "capsule_hash": "0x" + receipt.capsule_hash.hex(),
+                "issued_at": issued,
+                "requester_signature": "0x" + signature.hex(),
+                "owner_signature": "0x" + owner_sig.hex(),
+            },
         )
         conn.execute(
-            insert(WrappedKey).values(
-                record_id=rid,
-                recipient_dept=req.requester,
-                recipient_key_id=key_id,
-                grant_id=grant,
-                algorithm="hpke-x25519-sha256-aes256gcm/v1",
-                capsule=capsule,
-                capsule_hash="0x" + receipt.capsule_hash.hex(),
-            )
+            _ADD_WRAPPED_KEY,
+            {
+                "record_id": rid,
+                "recipient_dept": req.requester,
+                "recipient_key_id": key_id,
+                "grant_id": grant,
+                "algorithm": "hpke-x25519-sha256-aes256gcm/v1",
+                "capsule": capsule,
+                "capsule_hash": "0x" + receipt.capsule_hash.hex(),
+            },
         )
     return receipt, owner_sig
 

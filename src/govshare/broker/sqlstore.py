@@ -21,6 +21,7 @@ reads with the other). Nothing here imports SQLAlchemy.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -158,13 +159,12 @@ class AlchemySql:
         self._sqlite = conn.dialect.name == "sqlite"
 
     def _execute(self, sql: str, params: dict[str, Any]) -> Any:
-        from sqlalchemy import text
         from sqlalchemy.exc import IntegrityError
 
         if self._sqlite:
             params = {k: _sqlite_param(v) for k, v in params.items()}
         try:
-            return self._conn.execute(text(sql), params)
+            return self._conn.execute(_text(sql), params)
         except IntegrityError as exc:
             if "unique" in str(exc.orig).lower():
                 raise UniqueViolation(str(exc.orig)) from exc
@@ -179,6 +179,14 @@ class AlchemySql:
     def first(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
         rows = self.all(sql, **params)
         return rows[0] if rows else None
+
+
+@functools.lru_cache(maxsize=64)
+def _text(sql: str) -> Any:
+    """The statement for ``sql``, built once (the token check runs on every request)."""
+    from sqlalchemy import text
+
+    return text(sql)
 
 
 class SqliteFile:
