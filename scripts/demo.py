@@ -245,11 +245,19 @@ def story(chain_port: int, base_port: int) -> int:
 
     say(
         "3. MARKET needs it to decide ACME's business licence. Its clerk asks TAX, with a "
-        "purpose and a legal basis: a transaction from MARKET's broker key, on the record."
+        "purpose and a legal basis: a transaction from MARKET's broker key, on the record. "
+        "Every member reads the chain and nothing on it can be erased, so the purpose says "
+        "what the record is for, never whom it is about: one naming the enterprise's id is "
+        "refused before anything is sent."
     )
+    refused(
+        "input.identifier_in_text",
+        "request", "create", "--owner", "TAX", "--record", rid,
+        "--purpose", f"Business licence application of {ENTERPRISE}", "--dept", "MARKET",
+    )  # fmt: skip
     out = run(
         "request", "create", "--owner", "TAX", "--record", rid,
-        "--purpose", "Business licence application of ACME Trading Co., Ltd.",
+        "--purpose", "Business licence application",
         "--legal-basis", "Regulation on business registration, art. 12",
         "--deadline", "3d", "--dept", "MARKET",
     )  # fmt: skip
@@ -332,7 +340,7 @@ def story(chain_port: int, base_port: int) -> int:
     )  # fmt: skip
     out = run(
         "request", "create", "--owner", "TAX", "--category", "tax-status",
-        "--subject", ENTERPRISE, "--purpose", "Business licence application of ACME",
+        "--subject", ENTERPRISE, "--purpose", "Business licence application",
         "--dept", "MARKET",
     )  # fmt: skip
     if "granted at once by the contract" not in out:

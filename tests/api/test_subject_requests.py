@@ -65,6 +65,13 @@ def requests_count(world: World) -> int:
         ({"category": CATEGORY, "subject": "x" * 257}, 422, "input.validation_failed"),
         ({"category": "undeclared", "subject": SUBJECT}, 404, "not_found"),
         ({"category": CATEGORY, "subject": "  - "}, 400, "input.invalid"),
+        # nothing personal on chain: a purpose or legal basis naming a subject
+        ({"category": CATEGORY, "subject": SUBJECT, "purpose": f"licence of {SUBJECT}"}, 422,
+         "input.identifier_in_text"),
+        ({"record_id": "0x" + "ab" * 32, "purpose": "licence of 9135 0200 MA2Y 0LQX 3K"}, 422,
+         "input.identifier_in_text"),
+        ({"category": CATEGORY, "subject": SUBJECT, "legal_basis": "citizen 110105199001011234"},
+         422, "input.identifier_in_text"),
     ],
 )  # fmt: skip
 def test_bad_requests_by_subject_are_refused_and_send_nothing(

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from govshare.broker import consent, governance
+from govshare.broker.errors import IdentifierInText
 from govshare.chain.contracts import GrantReason, RequestStatus
 from govshare.errors import ContractReverted, InputError, NotFound, Unauthorized
 from integration.world import CATEGORY, World
@@ -200,3 +201,18 @@ def test_a_decision_whose_nonce_is_taken_before_it_goes_out_is_signed_again_once
     assert [v for k, v in ops.items() if k != done.tx_hash] == [
         ("failed", signatures[0], "nonce_used")
     ]
+
+
+def test_a_reason_that_names_a_subject_is_refused_before_anything_is_sent(world: World) -> None:
+    ledger, admin = world.ledger, world["TAX"].admin
+    denied, granted = ask(world), ask(world, "COURT")
+    consent.approve(ledger, admin, granted, max_uses=1, expires_in=600, dept="TAX")
+    before = ledger.block_number()
+    for reason in ("91110000710928411X has no licence", "citizen 110105 19900101 1234"):
+        with pytest.raises(IdentifierInText, match="goes on chain"):
+            consent.deny(ledger, admin, denied, reason, dept="TAX")
+        with pytest.raises(IdentifierInText):
+            consent.revoke(ledger, admin, granted, reason, dept="TAX")
+    assert ledger.block_number() == before  # nothing was signed or sent
+    assert ledger.access.get_request(denied).status is RequestStatus.PENDING
+    assert ledger.access.grant_status(granted).usable

@@ -14,6 +14,7 @@ from govshare.broker.subjects import (
     ENV_SUBJECT_KEY_FILE,
     SUBJECT_KEY_FILE,
     ensure_subject_key,
+    identifiers_in,
     load_subject_key,
     normalise_subject,
     subject_ref,
@@ -88,3 +89,61 @@ def test_govshare_init_writes_one_shared_subject_key(cli: Cli) -> None:
     assert (first["subject_key"], second["subject_key"]) == ("generated", "copied from TAX")
     keys = {(cli.home / "depts" / c / SUBJECT_KEY_FILE).read_text() for c in ("TAX", "MARKET")}
     assert len(keys) == 1
+
+
+# -- identifiers in text bound for the chain ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Licence of 91110000710928411X", ["91110000710928411X"]),  # a credit code
+        ("licence of 91110000710928411x.", ["91110000710928411X"]),  # lower case, then a stop
+        ("licence of ９１１１００００７１０９２８４１１Ｘ", ["91110000710928411X"]),  # full width
+        ("licence of 9111 0000-7109 2841 1X now", ["91110000710928411X"]),  # grouped
+        ("digits-only code 911100007109284110", []),  # digits only: its check must hold,
+        ("digits-only code 911100007109284007", ["911100007109284007"]),  # as it does here
+        ("citizen 110105199001011234", ["110105199001011234"]),  # a resident id
+        ("citizen 110105 19900101 1234 asks", ["110105199001011234"]),
+        ("citizen 11010519900101123x", ["11010519900101123X"]),
+        ("a and b: 91110000710928411X, 110105199001011234", ["91110000710928411X",
+                                                              "110105199001011234"]),
+        ("twice 91110000710928411X and 91110000710928411X", ["91110000710928411X"]),
+    ],
+)  # fmt: skip
+def test_identifiers_in_text_are_found_however_they_are_written(
+    text: str, found: list[str]
+) -> None:
+    assert identifiers_in(text) == found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Business licence application",
+        "Regulation on business registration, art. 12",
+        "case 202612060000012345",  # 18 digits: no real birth date, no valid credit check
+        "record 0x91110000710928411X00aa91110000710928411X",  # a hex literal
+        "grant 12 of 2026-12-06, 3 uses until 2027-01-05",
+        "phone 010-12345678 room 19900101",
+        "ACME Trading Co., Ltd. (the enterprise's name: not an identifier)",
+        "",
+    ],
+)
+def test_ordinary_text_holds_no_identifier(text: str) -> None:
+    assert identifiers_in(text) == []
+
+
+def test_a_refusal_masks_the_identifier_and_long_text_is_refused_first() -> None:
+    from govshare.broker.errors import IdentifierInText
+    from govshare.broker.subjects import refuse_identifiers
+
+    assert refuse_identifiers("Business licence application", "purpose") == (
+        "Business licence application"
+    )
+    with pytest.raises(IdentifierInText) as err:
+        refuse_identifiers("licence of 91110000710928411X", "purpose")
+    assert "9111…1X" in str(err.value) and "91110000710928411X" not in str(err.value)
+    assert err.value.code == "input.identifier_in_text" and err.value.status == 422
+    with pytest.raises(InputError, match="at most 8192"):
+        identifiers_in("9" * 8193)

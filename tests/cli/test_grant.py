@@ -120,6 +120,14 @@ def test_deny_with_reason(world: tuple[Cli, Ledger]) -> None:
         "Say why"
         in cli.fails("grant", "deny", str(rid), "--reason", " ", "--dept", "TAX", "-y").stderr
     )
+    # a reason goes on chain: one naming a subject is refused, and nothing is sent
+    named = cli.fails(
+        "grant", "deny", str(rid), "--reason", "91110000710928411X owes tax", "--dept", "TAX",
+        "-y", "--json",
+    ).json()  # fmt: skip
+    assert named["error"]["code"] == "input.identifier_in_text", named
+    assert "91110000710928411X" not in str(named)
+    assert ledger.access.get_request(rid).status.value == "pending"
     out = cli.ok(
         "grant",
         "deny",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,43 @@ def test_the_demo_runs_end_to_end_and_stops_everything(
         assert not list(home.glob("depts/*/broker.db"))
         cluster = json.loads((home / "dev" / "postgres" / "cluster.json").read_text())
         shutil.rmtree(cluster["root"], ignore_errors=True)
+
+    # Nothing personal on chain in clear: the enterprise's id (as typed and
+    # normalised) and its name are in none of the chain's bytes
+    assert "refused, as it should be: input.identifier_in_text" in out
+    state = home / "chain" / "state.json"
+    found = personal_data_on_chain(state, demo_subjects())
+    assert found == [], found
+    # (the search sees what is there: the purpose and the revocation's reason are)
+    seen = ["Business licence application", "Licence application withdrawn"]
+    assert personal_data_on_chain(state, seen) == seen
+
+
+def demo_subjects() -> list[str]:
+    """The demo's subject: its id (scripts/demo.py's ENTERPRISE) and its name."""
+    source = (ROOT / "scripts" / "demo.py").read_text()
+    match = re.search(r'^ENTERPRISE = "([0-9A-Z]+)"', source, re.MULTILINE)
+    assert match, "scripts/demo.py names its enterprise in ENTERPRISE"
+    assert "ACME Trading Co., Ltd." in source  # the name its files use
+    return [match[1], match[1].lower(), "ACME Trading", "ACME"]
+
+
+def personal_data_on_chain(state: Path, needles: list[str]) -> list[str]:
+    """Which of ``needles`` the chain holds, as text or as the hex of its UTF-8:
+    in anvil's dump of the chain (every block, transaction input, receipt and
+    event log, and every account's storage) and in each contract's storage read
+    as one run of bytes, its slots in order (a long string spans slots)."""
+    raw = state.read_text()
+    dump = json.loads(raw)
+    assert dump["transactions"] and dump["blocks"], "the dump holds the chain's history"
+    runs = [raw.lower()]
+    for account in dump["accounts"].values():
+        slots = account.get("storage") or {}
+        ordered = sorted(slots.items(), key=lambda kv: int(kv[0], 16))
+        runs.append("".join(str(v).removeprefix("0x").lower() for _k, v in ordered))
+    found = []
+    for needle in needles:
+        forms = (needle.lower(), needle.encode("utf-8").hex())
+        if any(form in run for run in runs for form in forms):
+            found.append(needle)
+    return found

@@ -32,7 +32,7 @@ from govshare.broker.db import AccessRequest, ExchangeNonce, RequestStatus
 from govshare.broker.errors import CategoryNotShared, RecordUnknown
 from govshare.broker.outbox import JSON, StepContext, fingerprint, principal_of
 from govshare.broker.queries import batched_leaf
-from govshare.broker.subjects import subject_ref
+from govshare.broker.subjects import refuse_identifiers, subject_ref
 from govshare.broker.users import Principal, normalise_dept
 from govshare.chain.contracts import AccessRequest as ChainRequest
 from govshare.chain.contracts import DepartmentStatus, SharingType, decode_code, to_bytes32
@@ -159,6 +159,8 @@ def _terms(
         raise InputError("Say what the record is for (a purpose is required).")
     if len(purpose) > _PURPOSE_MAX or len(legal_basis or "") > _PURPOSE_MAX:
         raise InputError(f"Purpose and legal basis are at most {_PURPOSE_MAX} characters each.")
+    refuse_identifiers(purpose, "purpose")  # nothing personal on chain (docs/privacy.md)
+    refuse_identifiers(legal_basis or "", "legal basis")
     seconds = svc.limits.request_deadline if deadline_in is None else int(deadline_in)
     if seconds <= 0:
         raise InputError("The deadline must be in the future.")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from govshare.broker.outbox import Outbox
 from govshare.broker.signed import send_journaled
+from govshare.broker.subjects import refuse_identifiers
 from govshare.chain.contracts import AccessRequest, GrantStatus, RequestStatus
 from govshare.chain.ledger import Ledger
 from govshare.chain.mirror import Mirror
@@ -109,7 +110,7 @@ def _reason(reason: str, what: str) -> str:
     text = (reason or "").strip()
     if not text:
         raise InputError(f"Say why the {what} (a reason is required).")
-    return text
+    return refuse_identifiers(text, "reason")  # nothing personal on chain (docs/privacy.md)
 
 
 def _expiry(ledger: Ledger, expires_at: int | None, expires_in: int | None) -> int:

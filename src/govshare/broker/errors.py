@@ -19,6 +19,7 @@
     │   ├── UploadTooLarge              (413) an upload above the broker's size limit
     │   ├── NotMultipart                (415) a publish that is not multipart/form-data
     │   ├── UnknownCategory             (422) a category the department has not declared
+    │   ├── IdentifierInText            (422) text bound for the chain names a subject's identifier
     │   ├── ExchangeMalformed           (400) a peer's exchange request that does not parse
     │   ├── RangeInvalid                (416) a Range header that is not one satisfiable byte range
     │   ├── EventCursorInvalid          (400) a Last-Event-ID / after that is no event id here
@@ -307,6 +308,18 @@ class GrantMismatch(GrantRefused):
 
 
 # -- the exchange protocol --------------------------------------------------------------
+
+
+class IdentifierInText(InputError):
+    """Free text bound for the chain (a purpose, a legal basis, a reason for a
+    denial or a revocation) that holds a subject's identifier."""
+
+    code = "input.identifier_in_text"
+    status = 422
+    remedy = (
+        "Name the subject with --subject (a keyed reference, the only form that goes on "
+        "chain) and keep identifiers out of the text."
+    )
 
 
 class ExchangeMalformed(InputError):

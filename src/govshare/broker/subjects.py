@@ -24,6 +24,25 @@ and hands it to the others over a secure channel, like the IPFS swarm key.
 
 Normalising: Unicode NFKC (full-width digits become ASCII), spaces and hyphens
 removed, upper case: ``" 9111 0000-7109 2841xa "`` → ``"9111000071092841XA"``.
+
+Free text that goes on chain — a request's purpose and legal basis, the reason
+for a denial or a revocation — must not name a subject: every member reads the
+chain and nothing can be erased from it (docs/privacy.md). :func:`identifiers_in`
+finds the identifiers this module knows in such a text, however they are spaced
+or written (full-width digits, lower case, groups split by spaces or hyphens):
+
+- a PRC resident identity number (18 characters: a 6-digit area code, a real
+  birth date ``YYYYMMDD`` from 1900 on, a 3-digit sequence, a check digit or
+  ``X``; GB 11643-1999);
+- a unified social credit code of an enterprise or organisation (18 characters
+  of ``0-9 A-H J-N P-R T U W X Y``, a 6-digit area code at positions 3–8; GB
+  32100-2015).
+
+A check character is not required to hold (a mistyped identifier is still
+someone's), except for a credit code of digits only: any 18-digit number fits
+its pattern, so one counts when its check character holds (or it is a resident
+identity number with a real birth date). Names cannot be recognised this way;
+the docs say to keep them out.
 """
 
 from __future__ import annotations
@@ -31,8 +50,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import unicodedata
+from datetime import date
 from pathlib import Path
 
 from govshare.errors import ConfigError, InputError
@@ -54,6 +75,100 @@ def normalise_subject(subject: str) -> str:
         raise InputError("The subject id is empty.")
     if len(text) > _MAX_SUBJECT:
         raise InputError(f"A subject id is at most {_MAX_SUBJECT} characters.")
+    return text
+
+
+# -- identifiers in free text ------------------------------------------------------------
+
+_ID_LEN = 18
+#: GB 32100-2015's characters: digits and capitals without I, O, S, V, Z.
+_USCC = re.compile(r"[0-9A-HJ-NP-RTUWXY]{2}[0-9]{6}[0-9A-HJ-NP-RTUWXY]{10}")
+_RESIDENT = re.compile(r"[1-9][0-9]{5}((?:19|20)[0-9]{2})([0-9]{2})([0-9]{2})[0-9]{3}[0-9X]")
+#: A run of letters and digits; runs joined by spaces or hyphens form one group
+#: when both hold a digit (an identifier written in groups: "9111 0000 7109 …").
+_RUN = re.compile(r"[0-9A-Z]+")
+_JOINERS = frozenset(" \t-\u2010\u2011\u2012\u2013")
+#: Texts longer than this are refused before they are searched (the chain's own
+#: bound on a purpose is 1,024 bytes).
+_MAX_SEARCHED = 8192
+
+
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def _credit_code(window: str) -> bool:
+    if _USCC.fullmatch(window) is None:
+        return False
+    if not window.isdigit():
+        return True
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(window, _USCC_WEIGHTS, strict=False))
+    return _USCC_CHARS[-total % 31] == window[-1]
+
+
+def _resident(window: str) -> bool:
+    m = _RESIDENT.fullmatch(window)
+    if m is None:
+        return False
+    try:
+        date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return False
+    return True
+
+
+def _groups(text: str) -> list[str]:
+    groups: list[str] = []
+    end, joinable = -1, False
+    for m in _RUN.finditer(text):
+        run = m.group()
+        if run.startswith("0X"):  # a hex literal (a record id, a hash): never an identifier
+            end, joinable = m.end(), False
+            continue
+        has_digit = any(ch.isdigit() for ch in run)
+        gap = text[end : m.start()] if end >= 0 else None
+        if groups and joinable and has_digit and gap and len(gap) <= 2 and set(gap) <= _JOINERS:
+            groups[-1] += run
+        else:
+            groups.append(run)
+        end, joinable = m.end(), has_digit
+    return groups
+
+
+def identifiers_in(text: str) -> list[str]:
+    """The subject identifiers in ``text`` (see the module docstring), normalised,
+    each once, in the order they appear."""
+    if len(text or "") > _MAX_SEARCHED:
+        raise InputError(f"A text bound for the chain is at most {_MAX_SEARCHED} characters.")
+    normal = unicodedata.normalize("NFKC", text or "").upper()
+    found: list[str] = []
+    for group in _groups(normal):
+        for i in range(len(group) - _ID_LEN + 1):
+            window = group[i : i + _ID_LEN]
+            if (_resident(window) or _credit_code(window)) and window not in found:
+                found.append(window)
+    return found
+
+
+def masked(identifier: str) -> str:
+    """An identifier as a message may show it: its first 4 and last 2 characters."""
+    return identifier[:4] + "…" + identifier[-2:] if len(identifier) > 8 else "…"
+
+
+def refuse_identifiers(text: str, what: str) -> str:
+    """``text`` unchanged, or :class:`IdentifierInText` when it names a subject's
+    identifier (``what``: "purpose", "legal basis", "reason", ...)."""
+    found = identifiers_in(text)
+    if found:
+        from govshare.broker.errors import IdentifierInText
+
+        raise IdentifierInText(
+            f"The {what} goes on chain, where every member reads it and nothing can be "
+            f"erased, and it holds what looks like a subject's identifier "
+            f"({masked(found[0])}). Name the subject with --subject (the chain gets only "
+            "its keyed reference) and say the purpose without it.",
+            field=what,
+        )
     return text
 
 
