@@ -102,7 +102,7 @@ def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
             req = view.request(req_id)
             if req is None:
                 continue
-            rd, entries, probs, n_total, n_ok = _request_trail(view, req, vd)
+            rd, entries, probs, n_total, n_ok = request_trail(view, req, vd)
             requests.append(rd)
             timeline += entries
             problems += probs
@@ -112,13 +112,13 @@ def build_trail(view: AuditView, record_id: str) -> dict[str, Any]:
     # version it delivered; those of this record's versions are listed here.
     by_id = {vd["record_id"]: vd for vd in vdicts}
     for req in _subject_requests(view, vdicts):
-        rd, entries, probs, n_total, n_ok = _request_trail(view, req, None, by_id)
+        rd, entries, probs, n_total, n_ok = request_trail(view, req, None, by_id)
         requests.append(rd)
         timeline += entries
         problems += probs
         receipts_total += n_total
         receipts_ok += n_ok
-    timeline.sort(key=lambda e: (e["at"], _ORDER.get(e["kind"], 9)))
+    sort_timeline(timeline)
     head = view.ledger.block_number()
     return {
         "format": TRAIL_FORMAT,
@@ -263,6 +263,12 @@ _ORDER = {
 }
 
 
+def sort_timeline(entries: list[dict[str, Any]]) -> None:
+    """In time order, and within one second in the order things happen (a record
+    is published before it is asked for, approved before it is accessed)."""
+    entries.sort(key=lambda e: (e["at"], _ORDER.get(e["kind"], 9)))
+
+
 def _subject_requests(view: AuditView, vdicts: list[dict[str, Any]]) -> list[AccessRequest]:
     """The requests by subject that name the owner, category and subject of one of
     these versions (``SubjectRequested`` events, decoded totally: any member wrote
@@ -305,7 +311,7 @@ def _bytes(value: Any) -> bytes | None:
     return None
 
 
-def _request_trail(  # noqa: C901 — one request's life in event order: requested, decided, revoked, reminded
+def request_trail(  # noqa: C901 — one request's life in event order: requested, decided, revoked, reminded
     view: AuditView,
     req: AccessRequest,
     version: dict[str, Any] | None,

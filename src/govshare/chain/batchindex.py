@@ -558,6 +558,11 @@ class BatchIndex(Projection):
         the first materialised)."""
         return self._leaves(mirror_batch_records.c.previous_record_id == _hex_id(record_id))
 
+    def about_subject(self, subject_ref: bytes | str) -> list[IndexedLeaf]:
+        """Every indexed batched record about the subject with this keyed
+        reference, in any department and category (``audit subject``)."""
+        return self._leaves(mirror_batch_records.c.subject_ref == _hex_id(subject_ref))
+
     def by_content_hash(self, content_hash: bytes | str) -> list[IndexedLeaf]:
         """Every indexed batched record with this SHA-256 (materialised or not)."""
         return self._leaves(mirror_batch_records.c.content_hash == _hex_id(content_hash))

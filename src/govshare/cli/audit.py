@@ -1,7 +1,8 @@
 """``govshare audit …``: prove where a document came from and who saw it.
 
 Every command works from the chain and the receipt manifests alone. It needs no
-department profile and no key, but the deployment file (``HOME/deployment.json``
+department profile and no key (``audit subject`` needs the consortium subject key
+to turn an id into its reference), but the deployment file (``HOME/deployment.json``
 or ``--deployment``) and a chain node (``--rpc``); checking access receipts needs
 also somewhere to read their manifests (``--manifests``: a Kubo node of the swarm,
 a broker's URL with its auditor or admin token in ``GOVSHARE_AUDIT_TOKEN``, or a
@@ -129,7 +130,8 @@ def _problems_text(problems: list[dict[str, Any]], limit: int = 20) -> None:
 @click.group()
 @common_options
 def audit() -> None:
-    """Verify documents, trails and access receipts (no profile, no key).
+    """Verify documents, trails and access receipts (no profile, no key; `subject`
+    needs the consortium subject key).
 
     Every command needs the consortium's deployment file (--deployment, default
     HOME/deployment.json) and a chain node (--rpc, default the deployment file's).
@@ -329,6 +331,148 @@ def _held(path: str) -> list[Any]:
         d.setdefault("v", 2 if "ack_signature" in d else 1)
         out.append(ReceiptLeaf.from_json(d))
     return out
+
+
+@audit.command("subject")
+@click.argument("subject", required=False)
+@click.option(
+    "--subject-ref",
+    "subject_ref",
+    default=None,
+    metavar="0xHEX",
+    help="The subject's keyed reference, as a member computed it, instead of its id.",
+)
+@click.option(
+    "--dept",
+    "dept",
+    default=from_settings("dept"),
+    metavar="CODE",
+    help="A department of this home whose copy of the consortium subject key turns the id "
+    "into its reference (or GOVSHARE_SUBJECT_KEY / GOVSHARE_SUBJECT_KEY_FILE).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text (default) or json.",
+)
+@output_options
+@view_options
+@common_options
+@pass_ctx
+def subject_cmd(
+    ctx: Ctx,
+    subject: str | None,
+    subject_ref: str | None,
+    dept: str | None,
+    fmt: str | None,
+    output: str | None,
+    force: bool,
+    rpc: str | None,
+    deployment_file: str | None,
+    manifest_urls: tuple[str, ...],
+    index_path: str | None,
+) -> None:
+    """The access history of SUBJECT (a person's or an enterprise's id): every
+    record about it in every department, and every request, decision, delivery
+    and revocation, each receipt checked as `audit trail` checks it. For the
+    subject's own right to know (an auditor or an ombudsman runs it for them)."""
+    from govshare.audit.subject import build_subject_history
+
+    ref, label = _subject_of(ctx, subject, subject_ref, dept)
+    target = check_output(output, force=force) if output else None
+    view = open_view(ctx, rpc, deployment_file, manifest_urls, index_path)
+    try:
+        history = build_subject_history(view, ref, label=label)
+    finally:
+        view.close()
+    fmt = fmt or ("json" if ctx.json_out else "text")
+    if fmt == "json":
+        write_out(json.dumps(history, indent=2, sort_keys=True), target)
+    else:
+        _subject_text(history)
+    if not history["ok"]:
+        fail(
+            ctx,
+            f"The history of subject {history['subject']} has {len(history['problems'])} "
+            f"problem(s): {printable(history['problems'][0]['message'])}",
+        )
+
+
+def _subject_of(
+    ctx: Ctx, subject: str | None, subject_ref: str | None, dept: str | None
+) -> tuple[bytes, str]:
+    """The subject's keyed reference and how to show it (its id masked)."""
+    from govshare.broker.subjects import load_subject_key, masked, normalise_subject
+    from govshare.broker.subjects import subject_ref as keyed
+    from govshare.errors import InputError
+
+    if (subject is None) == (subject_ref is None):
+        raise InputError("Name the subject by its id, or by --subject-ref; one of them.")
+    if subject_ref is not None:
+        text = subject_ref.strip().lower().removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-f]{64}", text):
+            raise InputError("--subject-ref is 0x and 64 hex digits (a keyed reference).")
+        return bytes.fromhex(text), "0x" + text
+    assert subject is not None
+    settings = ctx.settings
+    key_dir = None
+    if dept:
+        from govshare.profile import load_profile
+
+        key_dir = load_profile(ctx.home, dept).dir
+    elif not (settings.secret("subject_key") or settings.subject_key_file):
+        raise InputError(
+            "Turning an id into its reference needs the consortium subject key: name a "
+            "department of this home (--dept CODE) or set GOVSHARE_SUBJECT_KEY."
+        )
+    key = load_subject_key(
+        key_dir or ctx.home,
+        key=settings.secret("subject_key"),
+        key_file=settings.subject_key_file,
+    )
+    return keyed(key, subject), masked(normalise_subject(subject))
+
+
+def _many(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _subject_text(h: dict[str, Any]) -> None:
+    echo(f"Subject {h['subject']} (reference {h['subject_ref']}), chain {h['chain_id']}")
+    if not h["records"] and not h["requests"]:
+        echo("No record about this subject is anchored, and no department asked for one.")
+        return
+    echo(f"Records ({len(h['records'])}):")
+    for r in h["records"]:
+        last = r["versions"][-1]
+        echo(
+            f"  {r['record_id']} {r['owner']} {printable(str(r['category']))}: "
+            f"{_many(len(r['versions']), 'version')}, first "
+            f"{r['versions'][0]['anchored_at_iso']}, latest {last['anchored_at_iso']}"
+        )
+    echo(f"Requests ({len(h['requests'])}):")
+    for q in h["requests"]:
+        echo(
+            f"  #{q['id']} {q['requester']} → {q['owner']} {q['status']}: "
+            f"{printable(str(q['purpose']))}"
+            + (f" (legal basis: {printable(str(q['legal_basis']))})" if q["legal_basis"] else "")
+            + f"; deliveries: {len(q['receipts'])}"
+        )
+    echo("Timeline:")
+    for e in h["timeline"]:
+        echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
+    r = h["receipts"]
+    echo(
+        f"Deliveries: {r['anchored']} anchored, {r['verified']} verified "
+        "(inclusion proof, both signatures, grant window)."
+    )
+    if h["problems"]:
+        echo("Problems:")
+        _problems_text(h["problems"])
+    else:
+        echo("No problems found.")
 
 
 @audit.command("receipts")
