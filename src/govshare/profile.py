@@ -142,6 +142,29 @@ class Profile:
 
         return load_hpke_key(self.hpke_key_file, self._broker_pw(password, passwords))
 
+    def unlock_retired_hpke(self, password: str) -> list[HpkePrivateKey]:
+        """The department's earlier HPKE keys (``retired/``, newest first), for the
+        capsules made for them before a rotation. One that does not open with
+        ``password`` (another password then) is left out, with a warning."""
+        import logging
+
+        from govshare.crypto import load_hpke_key
+        from govshare.errors import GovShareError
+
+        keys = []
+        for path in sorted((self.dir / "retired").glob(f"*-{HPKE_KEY}"), reverse=True):
+            try:
+                keys.append(load_hpke_key(path, password))
+            except GovShareError as exc:
+                logging.getLogger(__name__).warning(
+                    "%s: the retired key %s does not open (%s); capsules made for it cannot "
+                    "be opened",
+                    self.code,
+                    path.name,
+                    exc.code,
+                )
+        return keys
+
     def _broker_pw(self, password: str | None, passwords: Passwords | None) -> str:
         from govshare.crypto import resolve_password
 
@@ -204,9 +227,11 @@ def create_profile(
     broker_password: str,
     admin_password: str,
     scrypt_n: int | None = None,
+    kem: str = "x25519",
 ) -> Profile:
     """Create keys and the profile of a new department. Refuses to overwrite one.
-    ``scrypt_n``: the keystores' cost (default the keystore's ``DEFAULT_SCRYPT_N``)."""
+    ``scrypt_n``: the keystores' cost (default the keystore's ``DEFAULT_SCRYPT_N``);
+    ``kem``: its HPKE key's KEM (``x25519``, or ``mlkem768-x25519``: post-quantum)."""
     from govshare.crypto import EthKey, generate_keypair, save_eth_keystore, save_hpke_key
     from govshare.crypto.keystore import DEFAULT_SCRYPT_N
 
@@ -222,7 +247,7 @@ def create_profile(
     ensure_dir(home)
     ensure_dir(d)
     broker, admin = EthKey.generate(), EthKey.generate()
-    hpke, hpke_public = generate_keypair()
+    hpke, hpke_public = generate_keypair(kem)
     save_eth_keystore(d / BROKER_KEYSTORE, broker, broker_password, scrypt_n=scrypt_n)
     save_eth_keystore(d / ADMIN_KEYSTORE, admin, admin_password, scrypt_n=scrypt_n)
     save_hpke_key(d / HPKE_KEY, hpke, broker_password, dept=code, scrypt_n=scrypt_n)

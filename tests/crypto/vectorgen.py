@@ -215,7 +215,10 @@ def make_capsule_vectors() -> dict[str, Any]:
         ("tag-flipped", flip(cap, len(cap) - 1), "recipient", ctx, "crypto.capsule_open_failed"),
         ("version-2", cap[:4] + b"\x02" + cap[5:], "recipient", ctx,
          "crypto.capsule_unsupported"),
-        ("suite-2", cap[:5] + b"\x02" + cap[6:], "recipient", ctx, "crypto.capsule_unsupported"),
+        ("suite-3", cap[:5] + b"\x03" + cap[6:], "recipient", ctx, "crypto.capsule_unsupported"),
+        # suite 2 (ML-KEM-768 + X25519) is 1,174 bytes: a suite-1-sized one is cut short
+        ("suite-2-cut-short", cap[:5] + b"\x02" + cap[6:], "recipient", ctx,
+         "crypto.capsule_malformed"),
         ("bad-magic", flip(cap, 1), "recipient", ctx, "crypto.capsule_malformed"),
         ("truncated", cap[:-1], "recipient", ctx, "crypto.capsule_malformed"),
         ("extended", cap + b"\x00", "recipient", ctx, "crypto.capsule_malformed"),

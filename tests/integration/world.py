@@ -126,13 +126,15 @@ def build_world(
     codes: tuple[str, ...] = ("TAX", "MARKET", "COURT"),
     categories: dict[str, list[str]] | None = None,
     funder: LocalAccount | None = None,
+    kems: dict[str, str] | None = None,
 ) -> World:
     """Profiles, a deployment with these founders, funded accounts, categories.
+    ``kems``: a department's HPKE KEM other than X25519 (``mlkem768-x25519``).
     On anvil, balances are set (``anvil_setBalance``); on another node (geth
     --dev), ``funder`` pays for everything: transfers and the deployment."""
     home.mkdir(parents=True, exist_ok=True)
     with connect(rpc_url) as conn:
-        return _build_world(conn, home, codes, categories, funder)
+        return _build_world(conn, home, codes, categories, funder, kems or {})
 
 
 def _build_world(
@@ -141,6 +143,7 @@ def _build_world(
     codes: tuple[str, ...],
     categories: dict[str, list[str]] | None,
     funder: LocalAccount | None,
+    kems: dict[str, str],
 ) -> World:
     payments: list[str] = []
     depts: dict[str, Dept] = {}
@@ -155,6 +158,7 @@ def _build_world(
             broker_password=PASSWORD,
             admin_password=PASSWORD,
             scrypt_n=SCRYPT_N,
+            kem=kems.get(code, "x25519"),
         )
         ensure_subject_key(home, prof.dir)
         broker, admin = prof.unlock_broker(PASSWORD), prof.unlock_admin(PASSWORD)
@@ -272,6 +276,7 @@ def make_services(
         ),
         account=d.broker,
         hpke=d.hpke,
+        retired_hpke=d.profile.unlock_retired_hpke(PASSWORD),
         subject_key=load_subject_key(d.profile.dir),
         spool=folder / "spool",
         limits=Limits(**limits) if limits else None,

@@ -23,7 +23,7 @@ Departments are their on-chain ``bytes32`` codes (``"TAX"`` left-aligned, zero
 padded); times are Unix seconds; ``requestHash`` is the request's EIP-712 digest
 (``keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(request))``), which is also
 what the brokers store as the receipt's ``request_hash``; ``capsuleHash`` is the
-SHA-256 of the capsule's 86 bytes.
+SHA-256 of the capsule (86 bytes, or 1,174 in the post-quantum suite).
 """
 
 from __future__ import annotations

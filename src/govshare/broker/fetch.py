@@ -233,9 +233,7 @@ def read_own(
     """Decrypt an own anchored record from the store to ``dst``."""
     assert row.own_capsule is not None and row.cid is not None
     rid = bytes.fromhex(row.record_id[2:])
-    dek = unwrap_dek(
-        row.own_capsule, svc.hpke, record_id=rid, grant_id=None, recipient_dept=svc.dept
-    )
+    dek = svc.own_dek(row.own_capsule, rid)
     res = _decrypt_checked(
         svc.store.get(row.cid), row.cid, dst, dek, row.sha256, overwrite, durable
     )

@@ -41,6 +41,7 @@ from govshare.chain.contracts import (
 from govshare.chain.ledger import Ledger
 from govshare.chain.tx import TxResult
 from govshare.crypto import EthKey, generate_keypair, save_eth_keystore, save_hpke_key
+from govshare.crypto.keys import KEMS, kem_of
 from govshare.errors import InputError, OutOfRange
 from govshare.profile import BROKER_KEYSTORE, HPKE_KEY, Profile, check_endpoint, normalise_code
 from govshare.util import MAX_GRANT_EXPIRY, parse_duration
@@ -205,6 +206,7 @@ def rotate(
     endpoint: str | None = None,
     new_broker_key: bool = False,
     new_encryption_key: bool = False,
+    encryption_kem: str | None = None,
     add_admins: Iterable[str] = (),
     remove_admins: Iterable[str] = (),
     key_password: str | None = None,
@@ -215,6 +217,8 @@ def rotate(
 
     In this order: the endpoint; added admins; a new broker key; a new HPKE key;
     removed admins (last, so the signer never removes itself before the rest).
+    ``encryption_kem`` makes the new HPKE key of that KEM (``x25519`` or
+    ``mlkem768-x25519``; default: the current key's) and implies a new one.
     A new key is written beside the old one (encrypted with ``key_password``),
     registered, and only then put in place; the old file moves to ``retired/``.
     Every input is checked before the first transaction; the profile is saved
@@ -223,6 +227,10 @@ def rotate(
     url = check_endpoint(endpoint) if endpoint else None
     added = [to_address(a) for a in add_admins]
     removed = [to_address(a) for a in remove_admins]
+    if encryption_kem is not None:
+        if encryption_kem not in KEMS:
+            raise InputError(f"Unknown KEM {encryption_kem!r}: choose one of {', '.join(KEMS)}.")
+        new_encryption_key = True  # a KEM names the new key's
     if (new_broker_key or new_encryption_key) and not key_password:
         raise InputError("A new key needs a password to encrypt its keystore with.")
     changes: dict[str, Any] = {}
@@ -239,7 +247,9 @@ def rotate(
         if new_broker_key:
             changes["broker"] = _rotate_broker(ledger, profile, admin, str(key_password), fund)
         if new_encryption_key:
-            changes["encryption_key"] = _rotate_hpke(ledger, profile, admin, str(key_password))
+            changes["encryption_key"] = _rotate_hpke(
+                ledger, profile, admin, str(key_password), encryption_kem
+            )
         for a in removed:
             changes.setdefault("admins_removed", []).append(
                 ledger.registry.remove_admin(admin, a).tx_hash
@@ -268,8 +278,11 @@ def _rotate_broker(
     return tx
 
 
-def _rotate_hpke(ledger: Ledger, prof: Profile, admin: LocalAccount, pw: str) -> str:
-    key, public = generate_keypair()
+def _rotate_hpke(
+    ledger: Ledger, prof: Profile, admin: LocalAccount, pw: str, kem: str | None
+) -> str:
+    """A new HPKE key of ``kem`` (default: the current key's), registered."""
+    key, public = generate_keypair(kem or kem_of(prof.hpke_public_key))
     tmp = prof.dir / (HPKE_KEY + ".new")
     save_hpke_key(tmp, key, pw, dept=prof.code, overwrite=True)
     try:

@@ -69,7 +69,7 @@ from govshare.broker.subjects import subject_ref
 from govshare.broker.users import Principal
 from govshare.chain.contracts import AnchorInput, encode_category, to_bytes32
 from govshare.clock import utcnow
-from govshare.crypto import HEADER_SIZE, EncryptingReader, unwrap_dek, verify, wrap_dek
+from govshare.crypto import HEADER_SIZE, EncryptingReader, verify, wrap_dek
 from govshare.crypto._io import fsync_dir
 from govshare.crypto.errors import EnvelopeTruncated
 from govshare.errors import ContractReverted, GovShareError, InputError, IntegrityError
@@ -1111,7 +1111,7 @@ def _wrap_key(svc: BrokerServices, ctx: StepContext) -> JSON:
     enc_result = ctx.results["encrypt"]
     rid = bytes.fromhex(str(enc_result["record_id"])[2:])
     capsule = bytes.fromhex(str(enc_result["capsule"]))
-    dek = unwrap_dek(capsule, svc.hpke, record_id=rid, grant_id=None, recipient_dept=svc.dept)
+    dek = svc.own_dek(capsule, rid)
     # The stored envelope must be the one this DEK made: its header carries a key
     # commitment and a MAC under the DEK, checked before any segment is read.
     first = b""

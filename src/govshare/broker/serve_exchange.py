@@ -87,7 +87,7 @@ from govshare.broker.faults import crash_point
 from govshare.chain.contracts import AccountRole, GrantReason
 from govshare.chain.contracts import RequestStatus as ChainStatus
 from govshare.clock import utcnow
-from govshare.crypto import unwrap_dek, wrap_dek
+from govshare.crypto import wrap_dek
 from govshare.errors import GovShareError
 from govshare.util import FAR_FUTURE, chain_time
 
@@ -228,9 +228,7 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
     first = next(chunks, b"")
     size = svc.store.stat(cid).size
 
-    dek = unwrap_dek(
-        own_capsule, svc.hpke, record_id=req.record_id, grant_id=None, recipient_dept=svc.dept
-    )
+    dek = svc.own_dek(own_capsule, req.record_id)
     capsule = wrap_dek(
         dek,
         requester.encryption_key,

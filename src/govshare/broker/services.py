@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,6 +103,7 @@ class BrokerServices:
         hpke: HpkePrivateKey,
         subject_key: bytes,
         spool: Path,
+        retired_hpke: Sequence[HpkePrivateKey] = (),
         outbox: Outbox | None = None,
         limits: Limits | None = None,
         http: httpx.Client | None = None,
@@ -118,6 +120,9 @@ class BrokerServices:
         self.store = store
         self.account = account
         self.hpke = hpke
+        #: The department's earlier HPKE keys, newest first: its own capsules of
+        #: records published before a key rotation open with one of them.
+        self.retired_hpke = tuple(retired_hpke)
         self.subject_key = subject_key
         self.spool = ensure_dir(Path(spool))
         self.outbox = outbox or Outbox(db, clock=self.clock)
@@ -206,6 +211,24 @@ class BrokerServices:
             if self._domain is None:
                 self._domain = ExchangeDomain.from_ledger(self.ledger)
             return self._domain
+
+    def own_dek(self, capsule: bytes, record_id: bytes | str) -> bytes:
+        """The data key of one of this department's records, from its own capsule:
+        with the current HPKE key, or the retired key it was made for (a record
+        published before a rotation, perhaps of the other KEM)."""
+        from govshare.crypto import unwrap_dek
+        from govshare.crypto.errors import CapsuleOpenFailed
+
+        keys = (self.hpke, *self.retired_hpke)
+        for i, key in enumerate(keys):
+            try:
+                return unwrap_dek(
+                    capsule, key, record_id=record_id, grant_id=None, recipient_dept=self.dept
+                )
+            except CapsuleOpenFailed:
+                if i == len(keys) - 1:
+                    raise
+        raise AssertionError("unreachable: keys is never empty")  # pragma: no cover
 
     def close(self) -> None:
         if self._own_http:

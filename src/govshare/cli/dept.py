@@ -324,6 +324,13 @@ def approve_cmd(ctx: Ctx, proposal: int, as_code: str, rpc: str | None, yes: boo
 @click.option("--endpoint", default=None, help="New broker endpoint URL.")
 @click.option("--new-broker-key", is_flag=True, help="Generate and register a new broker key.")
 @click.option("--new-encryption-key", is_flag=True, help="Generate and register a new HPKE key.")
+@click.option(
+    "--kem",
+    type=click.Choice(("x25519", "mlkem768-x25519")),
+    default=None,
+    help="The new HPKE key's KEM (implies --new-encryption-key; default: the current key's). "
+    "mlkem768-x25519 is hybrid post-quantum.",
+)
 @click.option("--add-admin", "add_admins", multiple=True, help="Add an administrator account.")
 @click.option(
     "--remove-admin",
@@ -341,6 +348,7 @@ def rotate_cmd(
     endpoint: str | None,
     new_broker_key: bool,
     new_encryption_key: bool,
+    kem: str | None,
     add_admins: tuple[str, ...],
     remove_admins: tuple[str, ...],
     as_code: str,
@@ -351,6 +359,7 @@ def rotate_cmd(
     from govshare.broker import governance
     from govshare.crypto import resolve_password
 
+    new_encryption_key = new_encryption_key or kem is not None
     if not (endpoint or new_broker_key or new_encryption_key or add_admins or remove_admins):
         raise click.UsageError("Say what to rotate (see --help).")
     ledger = open_ledger(ctx, rpc)
@@ -372,6 +381,7 @@ def rotate_cmd(
         endpoint=endpoint,
         new_broker_key=new_broker_key,
         new_encryption_key=new_encryption_key,
+        encryption_kem=kem,
         add_admins=add_admins,
         remove_admins=remove_admins,
         key_password=pw,

@@ -13,6 +13,10 @@ from govshare.profile import create_profile, list_codes, normalise_code
 FIRST_BROKER_PORT = 8701
 
 
+#: The HPKE KEMs (govshare.crypto.keys.KEMS; not imported: a test keeps them equal).
+KEMS = ("x25519", "mlkem768-x25519")
+
+
 @click.command("init")
 @click.argument("code")
 @click.option("--name", required=True, help="The department's full name.")
@@ -29,6 +33,14 @@ FIRST_BROKER_PORT = 8701
     help="Read the broker key password from this file (else $GOVSHARE_PASSWORD or a prompt).",
 )
 @click.option(
+    "--kem",
+    type=click.Choice(KEMS),
+    default="x25519",
+    show_default=True,
+    help="The HPKE key's KEM: x25519, or mlkem768-x25519 (hybrid post-quantum: "
+    "capsules for this department stay closed unless ML-KEM-768 and X25519 both fall).",
+)
+@click.option(
     "--scrypt-n",
     type=int,
     default=DEFAULT_SCRYPT_N,
@@ -43,6 +55,7 @@ def init(
     name: str,
     endpoint: str | None,
     password_file: str | None,
+    kem: str,
     scrypt_n: int,
 ) -> None:
     """Create the profile of department CODE: broker and administrator keys
@@ -86,6 +99,7 @@ def init(
         broker_password=broker_pw,
         admin_password=admin_pw,
         scrypt_n=scrypt_n,
+        kem=kem,
     )
     # The consortium subject key (HMAC of subject ids): shared by all members.
     from govshare.broker.subjects import ensure_subject_key
@@ -101,13 +115,20 @@ def init(
         "existing": "kept",
         "generated": "generated: give the same subject.key to every member department",
     }.get(source, source)
-    info = {**prof.public_info(), "profile_dir": str(prof.dir), "subject_key": source}
+    info = {
+        **prof.public_info(),
+        "profile_dir": str(prof.dir),
+        "subject_key": source,
+        "kem": kem,
+    }
+    pq = " (hybrid post-quantum)" if kem != "x25519" else ""
     ctx.emit(
         info,
         f"Department {prof.code} ({prof.name}) created in {prof.dir}\n"
         f"  broker account  {prof.broker_address}\n"
         f"  admin account   {prof.admin_address}\n"
         f"  endpoint        {prof.endpoint}\n"
+        f"  encryption key  {kem}{pq}\n"
         f"  subject key     {subject_note}\n"
         "Keep the passwords safe: without them the keys cannot be unlocked.",
     )

@@ -350,7 +350,8 @@ COMMANDS: dict[str, Entry] = {
     ),
     "audit": Entry(
         "govshare.cli.audit:audit",
-        "Verify documents, trails and access receipts (no profile, no key).",
+        "Verify documents, trails and access receipts (no profile, no key; `subject` "
+        "needs the consortium subject key).",
     ),
     "record": Entry(
         "govshare.cli.record:record",

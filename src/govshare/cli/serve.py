@@ -258,6 +258,7 @@ def run_broker(home: Path, settings: Settings) -> None:
     )
     account = profile.unlock_broker(password)
     hpke = profile.unlock_hpke(password)
+    retired_hpke = profile.unlock_retired_hpke(password)  # capsules from before a rotation
     subject_key = load_subject_key(
         profile.dir, key=settings.secret("subject_key"), key_file=settings.subject_key_file
     )
@@ -278,6 +279,7 @@ def run_broker(home: Path, settings: Settings) -> None:
         store=store,
         account=account,
         hpke=hpke,
+        retired_hpke=retired_hpke,
         subject_key=subject_key,
         spool=folder / "spool",
         limits=Limits(

@@ -1,17 +1,24 @@
 """DEK capsules: a payload's data key wrapped for one recipient department with HPKE.
 
-HPKE (RFC 9180) base mode, single shot, suite
-``DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM`` (KEM 0x0020, KDF 0x0001,
-AEAD 0x0002), through ``cryptography.hazmat.primitives.hpke``.
+HPKE (RFC 9180) base mode, single shot, through
+``cryptography.hazmat.primitives.hpke``, in the suite of the recipient's
+registered key (``crypto/keys.py``):
 
-Capsule format, version 1 (86 bytes)::
+    suite 1  DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM
+             (KEM 0x0020, KDF 0x0001, AEAD 0x0002): capsule 86 bytes
+    suite 2  ML-KEM-768 + X25519 (hybrid, post-quantum) / HKDF-SHA256 /
+             AES-256-GCM: capsule 1,174 bytes
+
+Capsule format, version 1::
 
     offset size  field
     0      4     magic "GSKC"
     4      1     version = 1
-    5      1     suite = 1 (the HPKE suite above)
-    6      32    enc: the HPKE encapsulated key (ephemeral X25519 public key)
-    38     48    HPKE ciphertext of the 32-byte DEK (32 + 16-byte tag)
+    5      1     suite (1 or 2, above)
+    6      E     enc: the HPKE encapsulated key (suite 1: the ephemeral X25519
+                 public key, 32 bytes; suite 2: the ML-KEM-768 ciphertext and
+                 the ephemeral X25519 key, 1,120 bytes)
+    6+E    48    HPKE ciphertext of the 32-byte DEK (32 + 16-byte tag)
 
 The HPKE ``info`` binds the capsule to its context, so a capsule copied to another
 record, grant or department does not open::
@@ -41,10 +48,18 @@ from govshare.crypto.errors import (
     CapsuleUnsupported,
     InvalidKey,
 )
-from govshare.crypto.keys import HpkePrivateKey, check_public_key
+from govshare.crypto.keys import (
+    KEM_MLKEM768_X25519,
+    KEM_X25519,
+    HpkePrivateKey,
+    check_public_key,
+    kem_of,
+)
 
 __all__ = [
     "CAPSULE_SIZE",
+    "CAPSULE_SIZES",
+    "MAX_CAPSULE_SIZE",
     "CapsuleHeader",
     "Ident",
     "capsule_info",
@@ -56,12 +71,31 @@ __all__ = [
 MAGIC = b"GSKC"
 VERSION = 1
 SUITE_X25519_SHA256_AES256GCM = 1
+SUITE_MLKEM768_X25519_SHA256_AES256GCM = 2
 ENC_SIZE = 32
 CAPSULE_HEADER_SIZE = 6
-CAPSULE_SIZE = CAPSULE_HEADER_SIZE + ENC_SIZE + DEK_SIZE + 16  # 86
+CAPSULE_SIZE = CAPSULE_HEADER_SIZE + ENC_SIZE + DEK_SIZE + 16  # 86: suite 1
 MAX_IDENT_BYTES = 1024
 
-_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+#: Per suite: the HPKE suite, its ``enc`` size and the KEM of the keys it takes.
+_SUITES = {
+    SUITE_X25519_SHA256_AES256GCM: (
+        hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
+        hpke.KEM.X25519.enc_length(),
+        KEM_X25519,
+    ),
+    SUITE_MLKEM768_X25519_SHA256_AES256GCM: (
+        hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
+        hpke.KEM.MLKEM768_X25519.enc_length(),
+        KEM_MLKEM768_X25519,
+    ),
+}
+_SUITE_OF_KEM = {kem: suite for suite, (_s, _e, kem) in _SUITES.items()}
+#: A capsule's size in each suite (86 and 1,174 bytes), and the largest.
+CAPSULE_SIZES = {
+    suite: CAPSULE_HEADER_SIZE + enc + DEK_SIZE + 16 for suite, (_s, enc, _k) in _SUITES.items()
+}
+MAX_CAPSULE_SIZE = max(CAPSULE_SIZES.values())
 _INFO_LABEL = b"govshare/capsule/v1\x00"
 
 Ident = str | int | bytes
@@ -123,13 +157,16 @@ def parse_capsule(capsule: bytes) -> CapsuleHeader:
         raise CapsuleUnsupported(
             f"Key capsule version {capsule[4]} is not supported.", version=capsule[4]
         )
-    if capsule[5] != SUITE_X25519_SHA256_AES256GCM:
+    if capsule[5] not in _SUITES:
         raise CapsuleUnsupported(f"Key capsule suite {capsule[5]} is not supported.")
-    if len(capsule) != CAPSULE_SIZE:
+    size = CAPSULE_SIZES[capsule[5]]
+    if len(capsule) != size:
         raise CapsuleMalformed(
-            f"A key capsule is {CAPSULE_SIZE} bytes, this one {len(capsule)}.", size=len(capsule)
+            f"A key capsule of suite {capsule[5]} is {size} bytes, this one {len(capsule)}.",
+            size=len(capsule),
         )
-    return CapsuleHeader(version=capsule[4], suite=capsule[5], enc=capsule[6 : 6 + ENC_SIZE])
+    enc = _SUITES[capsule[5]][1]
+    return CapsuleHeader(version=capsule[4], suite=capsule[5], enc=capsule[6 : 6 + enc])
 
 
 def wrap_dek(
@@ -140,7 +177,8 @@ def wrap_dek(
     grant_id: Ident | None,
     recipient_dept: str,
 ) -> bytes:
-    """Wrap ``dek`` for the department whose raw X25519 public key is given.
+    """Wrap ``dek`` for the department whose registered public key is given, in
+    the suite of that key (X25519, or ML-KEM-768 + X25519).
 
     ``grant_id=None`` makes the owner's own capsule (stored at publish time);
     otherwise the capsule is bound to that grant.
@@ -148,12 +186,13 @@ def wrap_dek(
     if not isinstance(dek, bytes | bytearray) or len(dek) != DEK_SIZE:
         raise InvalidKey(f"A data key must be {DEK_SIZE} bytes.")
     public = check_public_key(recipient_public_key)
-    header = MAGIC + bytes([VERSION, SUITE_X25519_SHA256_AES256GCM])
+    suite = _SUITE_OF_KEM[kem_of(recipient_public_key)]
+    header = MAGIC + bytes([VERSION, suite])
     info = capsule_info(
         record_id=record_id, grant_id=grant_id, recipient_dept=recipient_dept, header=header
     )
     try:
-        sealed = _SUITE.encrypt(bytes(dek), public, info=info)
+        sealed = _SUITES[suite][0].encrypt(bytes(dek), public, info=info)
     except ValueError:
         # e.g. a low-order point: the Diffie-Hellman result would be all zero.
         raise InvalidKey("This public key cannot be used for key wrapping.") from None
@@ -173,14 +212,20 @@ def unwrap_dek(
     A wrong key, or a capsule bound to another record, grant or department,
     raises :class:`~govshare.crypto.errors.CapsuleOpenFailed` (they cannot be told apart).
     """
-    parse_capsule(capsule)
+    header = parse_capsule(capsule)
     capsule = bytes(capsule)
+    suite, _enc, kem = _SUITES[header.suite]
     if isinstance(private_key, HpkePrivateKey):
-        key = private_key.x25519
-    elif isinstance(private_key, X25519PrivateKey):
+        key = private_key.hpke_key
+        if private_key.kem != kem:
+            raise CapsuleOpenFailed(
+                f"The key capsule was made for a {kem} key; this department's key is "
+                f"{private_key.kem} (a capsule from before a key rotation?)."
+            )
+    elif isinstance(private_key, X25519PrivateKey) and kem == KEM_X25519:
         key = private_key
     else:
-        raise InvalidKey("Open capsules with the department's HPKE (X25519) private key.")
+        raise InvalidKey("Open capsules with the department's HPKE private key.")
     info = capsule_info(
         record_id=record_id,
         grant_id=grant_id,
@@ -188,7 +233,7 @@ def unwrap_dek(
         header=capsule[:CAPSULE_HEADER_SIZE],
     )
     try:
-        dek = _SUITE.decrypt(capsule[CAPSULE_HEADER_SIZE:], key, info=info)
+        dek = suite.decrypt(capsule[CAPSULE_HEADER_SIZE:], key, info=info)
     except (InvalidTag, ValueError):
         raise CapsuleOpenFailed(
             "The key capsule does not open: it was made for another key, record, grant or "

@@ -19,6 +19,10 @@ rename), never overwritten unless asked:
 
       aad = "govshare-hpke-key/v1" ‖ 0x00 ‖ public_key ‖ utf8(dept)
 
+  A post-quantum key (``govshare init --kem mlkem768-x25519``) has ``"suite":
+  "MLKEM768-X25519/HKDF-SHA256/AES-256-GCM"``, a 1,216-byte public key (2,432
+  hex) and a 96-byte secret (ciphertext 224 hex); the rest is the same.
+
 Passwords (:func:`resolve_password`): an explicit argument, else the password
 settings the caller passes (``GOVSHARE_PASSWORD``, else the first line of the file
 named by ``GOVSHARE_PASSWORD_FILE``), else a hidden prompt on the terminal (asked
@@ -50,7 +54,15 @@ from govshare.crypto.errors import (
     PasswordMismatch,
     PasswordUnavailable,
 )
-from govshare.crypto.keys import EthKey, HpkePrivateKey
+from govshare.crypto.keys import (
+    HYBRID_PRIVATE_SIZE,
+    HYBRID_PUBLIC_SIZE,
+    KEM_MLKEM768_X25519,
+    KEM_X25519,
+    X25519_KEY_SIZE,
+    EthKey,
+    HpkePrivateKey,
+)
 from govshare.errors import InputError, WrongPassword
 
 __all__ = [
@@ -85,6 +97,12 @@ _MAX_SCRYPT_MEMORY = 256 << 20  # scrypt needs 128·r·N bytes
 HPKE_FORMAT = "govshare-hpke-key"
 HPKE_VERSION = 1
 HPKE_SUITE = "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
+HPKE_SUITE_PQ = "MLKEM768-X25519/HKDF-SHA256/AES-256-GCM"
+#: Per key file suite: its KEM, and the public key's and the secret's sizes.
+_HPKE_SUITES = {
+    HPKE_SUITE: (KEM_X25519, X25519_KEY_SIZE, X25519_KEY_SIZE),
+    HPKE_SUITE_PQ: (KEM_MLKEM768_X25519, HYBRID_PUBLIC_SIZE, HYBRID_PRIVATE_SIZE),
+}
 _AAD_LABEL = b"govshare-hpke-key/v1\x00"
 _MAX_FILE = 64 * 1024
 
@@ -344,10 +362,11 @@ def save_hpke_key(
     )
     public = key.public_key_bytes
     sealed = AESGCM(kek).encrypt(nonce, key.private_bytes(), _hpke_aad(public, dept))
+    suite = next(name for name, (kem, _p, _s) in _HPKE_SUITES.items() if kem == key.kem)
     doc = {
         "format": HPKE_FORMAT,
         "version": HPKE_VERSION,
-        "suite": HPKE_SUITE,
+        "suite": suite,
         "dept": dept,
         "public_key": public.hex(),
         "kdf": "scrypt",
@@ -364,7 +383,7 @@ def _hpke_doc(p: Path) -> dict[str, Any]:
     doc = _read_json(p)
     if doc.get("format") != HPKE_FORMAT:
         raise KeystoreMalformed(f"{p.name} is not a govshare HPKE key file.")
-    if doc.get("version") != HPKE_VERSION or doc.get("suite") != HPKE_SUITE:
+    if doc.get("version") != HPKE_VERSION or doc.get("suite") not in _HPKE_SUITES:
         raise KeystoreMalformed(f"{p.name} has a version or suite this govshare cannot read.")
     if doc.get("kdf") != "scrypt" or doc.get("cipher") != "aes-256-gcm":
         raise KeystoreMalformed(f"{p.name} uses an unsupported key derivation or cipher.")
@@ -373,10 +392,17 @@ def _hpke_doc(p: Path) -> dict[str, Any]:
     return doc
 
 
+def _hpke_sizes(doc: dict[str, Any]) -> tuple[int, int]:
+    """(public key, secret) sizes of a checked key file's suite."""
+    _kem, public, secret = _HPKE_SUITES[str(doc["suite"])]
+    return public, secret
+
+
 def read_hpke_public_key(path: str | os.PathLike[str]) -> bytes:
-    """The raw 32-byte public key from an HPKE key file, without the password."""
+    """The raw public key (32 or 1,216 bytes) from an HPKE key file, without the password."""
     p = Path(path)
-    return _hex_field(_hpke_doc(p), "public_key", 32, p.name)
+    doc = _hpke_doc(p)
+    return _hex_field(doc, "public_key", _hpke_sizes(doc)[0], p.name)
 
 
 def load_hpke_key(path: str | os.PathLike[str], password: str) -> HpkePrivateKey:
@@ -386,13 +412,14 @@ def load_hpke_key(path: str | os.PathLike[str], password: str) -> HpkePrivateKey
     """
     p = Path(path)
     doc = _hpke_doc(p)
-    public = _hex_field(doc, "public_key", 32, p.name)
+    public_size, secret_size = _hpke_sizes(doc)
+    public = _hex_field(doc, "public_key", public_size, p.name)
     n, r, pp, salt = _scrypt_params(doc.get("kdfparams"), p.name)
     params = doc.get("cipherparams")
     if not isinstance(params, dict):
         raise KeystoreMalformed(f"{p.name}: cipherparams are missing.")
     nonce = _hex_field(params, "nonce", 12, p.name)
-    sealed = _hex_field(doc, "ciphertext", 32 + 16, p.name)
+    sealed = _hex_field(doc, "ciphertext", secret_size + 16, p.name)
     if not isinstance(password, str):
         raise InputError("The password must be text.")
     kek = Scrypt(salt=salt, length=32, n=n, r=r, p=pp).derive(password.encode("utf-8"))
