@@ -403,7 +403,19 @@ def story(chain_port: int, base_port: int) -> int:
     run("audit", "receipts")
     run("audit", "overdue")
 
-    say("11. Stop everything. The ledger, the stores and the databases stay in the demo home.")
+    say(
+        "11. The enterprise's own view (its right to know): every record about it in every "
+        "department, and who asked for each, why, who consented and who received it, each "
+        "delivery proven from the chain. Finding its records takes the consortium subject "
+        "key (TAX's copy here): the chain holds only the keyed reference."
+    )
+    history = run("audit", "subject", ENTERPRISE, "--dept", "TAX")
+    if "Records (2):" not in history or "No problems found." not in history:
+        fail("the enterprise's access history does not list its two records, all proven.")
+    if ENTERPRISE in history:
+        fail("the access history shows the enterprise's id in clear.")
+
+    say("12. Stop everything. The ledger, the stores and the databases stay in the demo home.")
     run("dev", "down")
 
     say(f"{GREEN}Done.{RESET}{BOLD} To look around in the demo's consortium:")

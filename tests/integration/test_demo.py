@@ -74,6 +74,10 @@ def test_the_demo_runs_end_to_end_and_stops_everything(
     assert "refused, as it should be: request.not_shared" in out
     assert "granted at once by the contract" in out
     assert (home / "files" / "trail.prov.json").is_file()
+    # it ends with the enterprise's access history: both its records, all proven
+    history = out[out.index("$ govshare audit subject") :]
+    assert "Records (2):" in history and "Requests (2):" in history
+    assert "Deliveries: 2 anchored, 2 verified" in history and "No problems found." in history
     assert not (home / "files" / "received-by-COURT.txt").exists()
 
     # dev down left nothing running
