@@ -14,20 +14,21 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 from referencing import Registry, Resource
 
 from audit.conftest import exchange, govshare, schema
+from audit.test_audit_page import readable
 from govshare.broker.access import request_access, request_by_subject
 from govshare.broker.consent import approve, deny, revoke
 from govshare.broker.publish import PublishRequest, publish, stage_file
-from govshare.broker.runtime import RuntimeSettings
 from govshare.broker.services import BrokerServices
 from govshare.broker.subjects import load_subject_key, subject_ref
 from govshare.chain.devnode import AnvilProcess
-from integration.world import CATEGORY, build_world, open_runtime
+from integration.world import CATEGORY, Broker, build_world, start_broker
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,7 @@ SOMEONE_ELSE = "110105199001011234"
 @dataclass
 class History:
     home: Path
+    brokers: dict[str, Broker]
     tax_versions: list[str]
     market_record: str
     other_record: str
@@ -59,13 +61,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     with AnvilProcess() as node:
         home = tmp_path_factory.mktemp("home")
         w = build_world(node.url, home)
-        runtimes = [
-            open_runtime(w, c, RuntimeSettings(receipt_batch_size=1, receipt_batch_age=0))
-            for c in ("TAX", "MARKET", "COURT")
-        ]
-        for rt in runtimes:
-            rt.start(threads=False)
-        tax, market, court = (rt.svc for rt in runtimes)
+        brokers = {c: start_broker(w, c) for c in ("TAX", "MARKET", "COURT")}
+        tax, market, court = (brokers[c].runtime.svc for c in ("TAX", "MARKET", "COURT"))
         try:
             v1 = _publish(tax, b"ACME: tax clearance v1", "acme-1", ACME)
             v2 = _publish(tax, b"ACME: tax clearance v2", "acme-2", ACME, supersedes=v1)
@@ -89,14 +86,13 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
             exchange(tax, market, by_id, v1)
             exchange(tax, court, by_subject, v2)
             revoke(tax.ledger, w["TAX"].admin, by_id, "licence withdrawn")
-            for _ in range(3):
-                runtimes[0].run_once()  # TAX anchors its two receipts
+            brokers["TAX"].runtime.batcher.run_once(drive=True, force=True)  # both receipts
             assert tax.ledger.access.last_receipt_seq("TAX") == 2
             grants = {"by_id": by_id, "by_subject": by_subject, "refused": refused}
-            yield History(home, [v1, v2], theirs, other, grants)
+            yield History(home, brokers, [v1, v2], theirs, other, grants)
         finally:
-            for rt in runtimes:
-                rt.stop()
+            for b in brokers.values():
+                b.close()
             w.close()
 
 
@@ -170,3 +166,45 @@ def test_bad_subject_arguments_are_refused_in_a_sentence(
     r = govshare(history.home, "audit", "subject", *args)
     assert r.exit_code != 0 and says in r.stderr, r.output
     assert "Traceback" not in r.output
+
+
+# -- the same view on the auditor's page, and as JSON from the broker ------------------------
+
+
+def test_the_broker_serves_the_history_to_its_auditors_only(history: History) -> None:
+    tax = history.brokers["TAX"]
+    body = {"subject": ACME}
+    assert tax.client.post("/v1/audit/subject", json=body).status_code == 401
+    assert tax.client.post("/v1/audit/subject", json=body, headers=tax.auth()).status_code == 403
+    r = tax.client.post("/v1/audit/subject", json=body, headers=tax.auth("auditor"))
+    assert r.status_code == 200, r.text
+    cli = govshare(history.home, "audit", "subject", ACME, "--dept", "TAX", "--json").json()
+    # the same history as the command line's, but for when and where manifests were read
+    drop = ("generated_at", "block", "manifest_source")
+    assert _without(r.json(), drop) == _without(cli, drop)
+    assert ACME not in r.text
+    for bad, status in (({"subject": "bell\x07"}, 422), ({"subject": " - "}, 400),
+                        ({"subject": ACME, "more": 1}, 422), ({}, 422)):  # fmt: skip
+        got = tax.client.post("/v1/audit/subject", json=bad, headers=tax.auth("auditor"))
+        assert got.status_code == status, (bad, got.text)
+
+
+def test_the_page_shows_the_history_in_words(history: History) -> None:
+    tax = history.brokers["TAX"]
+    r = tax.client.post("/audit/subject", json={"subject": ACME}, headers=tax.auth("admin"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "History verified: 2 of 2 deliveries proven" in r.text
+    assert "Access history of subject 9111…1X" in r.text and ACME not in r.text
+    assert history.market_record in r.text and history.other_record not in r.text
+    readable(r.text)
+    page = tax.client.get("/audit")
+    assert 'id="by-subject"' in page.text and "never in a URL" in page.text
+
+
+def _without(value: Any, keys: tuple[str, ...]) -> Any:
+    """``value`` with ``keys`` left out of every object in it."""
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value

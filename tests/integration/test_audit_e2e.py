@@ -137,7 +137,9 @@ def test_receipts_anchored_by_the_broker_and_audited(
                 for i in range(1, access.receipt_batch_count("TAX") + 1)
             )
         ]
-        assert ranges == [(1, 1), (2, 3)]
+        # receipts 2 and 3 in one batch, or two when MARKET's acknowledgement of 3
+        # (sent after its clerk had the record) reached TAX only after the restart
+        assert ranges in ([(1, 1), (2, 3)], [(1, 1), (2, 2), (3, 3)]), ranges
         assert access.get_request(gid).used_count == 3
         rc = govshare(auditor, "audit", "receipts", "--dept", "TAX", *src)
         assert rc.exit_code == 0 and "All 3 receipt(s) verified." in rc.stdout, rc.output

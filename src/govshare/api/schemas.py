@@ -392,6 +392,17 @@ class SubjectQuery(BaseModel):
     )
 
 
+class SubjectIn(BaseModel):
+    """A subject whose access history is asked for (in a body, so that its id is
+    never in a URL or an access log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(
+        min_length=1, max_length=256, pattern=_NO_CONTROLS, description=_SUBJECT_DESC
+    )
+
+
 class FoundRecordOut(BaseModel):
     record_id: str
     department: str

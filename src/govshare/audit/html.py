@@ -82,7 +82,68 @@ def render_trail(t: dict[str, Any]) -> str:
         f"<td>{_batch_cell(v.get('batch'))}</td></tr>"
         for v in t["versions"]
     )
-    timeline = "".join(
+    timeline = _timeline(t["timeline"])
+    reqs = _request_cards(t["requests"])
+    return (
+        f'<div id="trail" data-record="{_e(t["record_id"])}">'
+        f"<h2>Trail of record <code>{_e(t['record_id'])}</code> (owner {_e(t['owner'])})</h2>"
+        + verdict
+        + "<h3>Versions</h3><div class=scroll><table><thead><tr><th>version</th><th>record</th>"
+        "<th>owner</th><th>anchored by</th><th>at</th><th>transaction</th><th>status</th>"
+        "<th>batch</th></tr></thead>"
+        f"<tbody>{versions}</tbody></table></div>"
+        + "<h3>Graph</h3>"
+        + render_graph(t)
+        + f'<h3>Timeline</h3><ol class="timeline">{timeline}</ol>'
+        + "<h3>Requests and accesses</h3>"
+        + ("".join(reqs) or '<p class="muted">No requests.</p>')
+        + "</div>"
+    )
+
+
+def render_subject(h: dict[str, Any]) -> str:
+    """A subject's access history (``audit subject``): verdict, records in every
+    department, requests with their receipts, one timeline."""
+    verdict = (
+        f'<p class="ok" id="verdict">History verified: {h["receipts"]["verified"]} of '
+        f"{plural(h['receipts']['anchored'], 'delivery', 'deliveries')} proven against their "
+        "anchored roots.</p>"
+        if h["ok"]
+        else f'<p class="bad" id="verdict">{plural(len(h["problems"]), "problem")} in this '
+        "history.</p><ul>"
+        + "".join(f"<li>{_e(p['message'])}</li>" for p in h["problems"][:50])
+        + "</ul>"
+    )
+    records = "".join(
+        f"<tr><td>{_rec_link(r['record_id'])}</td><td>{_e(r['owner'])}</td>"
+        f"<td>{_e(r['category'])}</td><td>{len(r['versions'])}</td>"
+        f"<td>{_e(r['versions'][0]['anchored_at_iso'])}</td>"
+        f"<td>{_e(r['versions'][-1]['anchored_at_iso'])}</td></tr>"
+        for r in h["records"]
+    )
+    reqs = _request_cards(h["requests"])
+    return (
+        f'<div id="subject"><h2>Access history of subject {_e(h["subject"])}</h2>'
+        f'<p class="muted">Reference <code>{_e(h["subject_ref"])}</code>: the chain holds only '
+        "this keyed reference, never the id.</p>"
+        + verdict
+        + "<h3>Records about the subject</h3>"
+        + (
+            "<div class=scroll><table><thead><tr><th>record</th><th>owner</th><th>category</th>"
+            "<th>versions</th><th>first</th><th>latest</th></tr></thead>"
+            f"<tbody>{records}</tbody></table></div>"
+            if records
+            else '<p class="muted">No record about this subject is anchored.</p>'
+        )
+        + f'<h3>Timeline</h3><ol class="timeline">{_timeline(h["timeline"])}</ol>'
+        + "<h3>Requests and accesses</h3>"
+        + ("".join(reqs) or '<p class="muted">No requests.</p>')
+        + "</div>"
+    )
+
+
+def _timeline(entries: list[dict[str, Any]]) -> str:
+    return "".join(
         f'<li class="{_e(e["kind"])}"><span class="kind">{_e(e["kind"])}</span> '
         f'<span class="muted">{_e(e["at_iso"])}</span><br>{_e(e["text"])}'
         + (
@@ -91,10 +152,21 @@ def render_trail(t: dict[str, Any]) -> str:
             else ""
         )
         + "</li>"
-        for e in t["timeline"]
+        for e in entries
     )
+
+
+def _asked(r: dict[str, Any]) -> str:
+    """What a request asked for: a version by id, or a category's records by subject."""
+    if r.get("version") is not None:
+        return f"version {r['version']}"
+    return f"its {_e(r.get('category') or '')} records about the subject"
+
+
+def _request_cards(requests: list[dict[str, Any]]) -> list[str]:
+    """One card per request: its decision, revocation, supervision, receipts."""
     reqs = []
-    for r in t["requests"]:
+    for r in requests:
         dec = r["decision"]
         decided = (
             f"{_e(dec['kind'])} by <code>{_e(_short(dec['by']))}</code> ({_e(r['owner'])} "
@@ -115,7 +187,7 @@ def render_trail(t: dict[str, Any]) -> str:
         )
         reqs.append(
             f'<div class="card"><b>Request #{r["id"]}</b> {_e(r["requester"])} → {_e(r["owner"])},'
-            f" version {r['version']}: “{_e(r['purpose'])}” ({_e(r['status'])})<br>"
+            f" {_asked(r)}: “{_e(r['purpose'])}” ({_e(r['status'])})<br>"
             f"Decision: {decided}"
             + (
                 f"<br>Revoked by <code>{_e(_short(r['revocation']['by']))}</code> at "
@@ -138,21 +210,7 @@ def render_trail(t: dict[str, Any]) -> str:
             )
             + "</div>"
         )
-    return (
-        f'<div id="trail" data-record="{_e(t["record_id"])}">'
-        f"<h2>Trail of record <code>{_e(t['record_id'])}</code> (owner {_e(t['owner'])})</h2>"
-        + verdict
-        + "<h3>Versions</h3><div class=scroll><table><thead><tr><th>version</th><th>record</th>"
-        "<th>owner</th><th>anchored by</th><th>at</th><th>transaction</th><th>status</th>"
-        "<th>batch</th></tr></thead>"
-        f"<tbody>{versions}</tbody></table></div>"
-        + "<h3>Graph</h3>"
-        + render_graph(t)
-        + f'<h3>Timeline</h3><ol class="timeline">{timeline}</ol>'
-        + "<h3>Requests and accesses</h3>"
-        + ("".join(reqs) or '<p class="muted">No requests.</p>')
-        + "</div>"
-    )
+    return reqs
 
 
 def render_graph(t: dict[str, Any]) -> str:

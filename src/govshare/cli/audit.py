@@ -27,7 +27,7 @@ import click
 
 from govshare.cli._output import atomic_output, check_output
 from govshare.cli.main import EXIT_ERROR, Ctx, common_options, echo, from_settings, pass_ctx
-from govshare.util import printable
+from govshare.util import plural, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -435,10 +435,6 @@ def _subject_of(
     return keyed(key, subject), masked(normalise_subject(subject))
 
 
-def _many(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def _subject_text(h: dict[str, Any]) -> None:
     echo(f"Subject {h['subject']} (reference {h['subject_ref']}), chain {h['chain_id']}")
     if not h["records"] and not h["requests"]:
@@ -449,7 +445,7 @@ def _subject_text(h: dict[str, Any]) -> None:
         last = r["versions"][-1]
         echo(
             f"  {r['record_id']} {r['owner']} {printable(str(r['category']))}: "
-            f"{_many(len(r['versions']), 'version')}, first "
+            f"{plural(len(r['versions']), 'version')}, first "
             f"{r['versions'][0]['anchored_at_iso']}, latest {last['anchored_at_iso']}"
         )
     echo(f"Requests ({len(h['requests'])}):")

@@ -8,7 +8,10 @@
 * ``GET /v1/audit/trail/{record_id}`` — the trail as JSON (``?format=prov``:
   PROV-JSON);
 * ``GET /v1/audit/manifests/{cid}`` — one of this department's anchored receipt
-  manifests (what ``govshare audit --manifests http://…`` reads).
+  manifests (what ``govshare audit --manifests http://…`` reads);
+* ``POST /v1/audit/subject`` (JSON) and ``POST /audit/subject`` (HTML) — a
+  subject's access history (``govshare audit subject``), the id in the body,
+  turned into its keyed reference with this broker's consortium subject key.
 
 All but the page need an administrator's or auditor's token. Verdicts come
 from the chain (through the broker's own ledger mirror, in its database) and
@@ -32,11 +35,19 @@ from govshare.api.auth import public
 from govshare.api.deps import OverseerUser, ServicesDep, SettingsDep
 from govshare.api.errors import problem_responses
 from govshare.api.schemas import RecordIdPath as RecordId
+from govshare.api.schemas import SubjectIn
 from govshare.audit.batched import record_batches
 from govshare.audit.checks import audit_receipts, overdue_requests
-from govshare.audit.html import PAGE_CSS, render_matches, render_status, render_trail
+from govshare.audit.html import (
+    PAGE_CSS,
+    render_matches,
+    render_status,
+    render_subject,
+    render_trail,
+)
 from govshare.audit.prov import trail_to_prov
 from govshare.audit.sources import ManifestSources, StoreSource
+from govshare.audit.subject import build_subject_history
 from govshare.audit.trail import build_trail, verify_hash
 from govshare.audit.view import AuditView
 from govshare.broker.services import BrokerServices
@@ -140,6 +151,36 @@ def audit_status(request: Request, _user: OverseerUser, svc: ServicesDep) -> HTM
             audit_receipts(view, svc.dept), overdue_requests(view), record_batches(view)
         )
     return HTMLResponse(body, headers=_FRAGMENT_HEADERS)
+
+
+def _history(request: Request, svc: BrokerServices, subject: str) -> dict[str, Any]:
+    """A subject's history, by the keyed reference of its id (never logged)."""
+    from govshare.broker.subjects import masked, normalise_subject, subject_ref
+
+    ref = subject_ref(svc.subject_key, subject)
+    st = _state(request, svc)
+    with st.lock:
+        return build_subject_history(st.view(), ref, label=masked(normalise_subject(subject)))
+
+
+@router.post("/audit/subject", response_class=HTMLResponse, include_in_schema=False)
+def audit_subject_view(
+    request: Request, body: SubjectIn, _user: OverseerUser, svc: ServicesDep
+) -> HTMLResponse:
+    """A subject's access history (an HTML fragment of the page)."""
+    return HTMLResponse(
+        render_subject(_history(request, svc, body.subject)), headers=_FRAGMENT_HEADERS
+    )
+
+
+@router.post("/v1/audit/subject", responses=problem_responses(400, 401, 403, 422, 500, 503))
+def audit_subject(
+    request: Request, body: SubjectIn, _user: OverseerUser, svc: ServicesDep
+) -> JSONResponse:
+    """A subject's access history across departments (``govshare audit subject
+    --json``): every record about it, and every request, decision, delivery and
+    revocation, each delivery proven. The id goes in the body, never a URL."""
+    return JSONResponse(_history(request, svc, body.subject))
 
 
 @router.get(
