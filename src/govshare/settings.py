@@ -291,6 +291,14 @@ class Settings(BaseModel):
         description="`govshare serve`: seconds before a pending incoming request's deadline "
         "at which the department is notified (`request.deadline_approaching`).",
     )
+    notify_subject_categories: str = Field(
+        default="",
+        max_length=4096,
+        description="`govshare serve`: the department's categories whose deliveries its "
+        "subjects must be told of (PIPL Art. 35), comma-separated: each delivery of such a "
+        "record is a `subject.delivered` notification (stream and webhooks) for the "
+        "department that serves citizens to pass on.",
+    )
     webhook_max_attempts: int = Field(
         default=12,
         ge=1,

@@ -91,6 +91,7 @@ KINDS = (
     "request.reminded",
     "request.escalated",
     "request.deadline_approaching",
+    "subject.delivered",
 )
 #: Characters kept of a string read from the chain (purpose, reason...).
 MAX_TEXT = 2000
@@ -132,6 +133,9 @@ class NotifySettings:
     webhook_backoff_cap: float = 3600.0
     #: Attempts of a delivery before it is given up (``failed``).
     webhook_max_attempts: int = 12
+    #: This department's categories whose every delivery is a ``subject.delivered``
+    #: notification (the subject must be told: PIPL Art. 35).
+    subject_categories: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not (self.poll_interval > 0 and self.heartbeat > 0 and self.stream_max_age > 0):
@@ -151,6 +155,9 @@ class NotifySettings:
             heartbeat=settings.events_heartbeat,
             deadline_window=settings.deadline_warning,
             webhook_max_attempts=settings.webhook_max_attempts,
+            subject_categories=frozenset(
+                c.strip() for c in settings.notify_subject_categories.split(",") if c.strip()
+            ),
         )
 
 
@@ -466,6 +473,43 @@ def scan_deadlines(svc: BrokerServices) -> int:
             kind = "request.deadline_approaching"
             _record(db, Derived(kind, f"{kind}:{rid}", _bounded(data)), None, now)
     return len(fresh)
+
+
+def record_subject_delivery(
+    svc: BrokerServices,
+    db: DbConnection,
+    *,
+    record_id: str,
+    category: str,
+    subject_ref: str,
+    requester: str,
+    grant_id: int,
+    receipt_seq: int,
+    purpose: str,
+    legal_basis: str,
+) -> bool:
+    """In the exchange's own transaction (with its receipt: both or neither), tell
+    this department that a record of a category whose subjects must be told was
+    delivered: ``subject.delivered``, once per receipt. The subject appears as its
+    keyed reference only; the department that serves citizens resolves it.
+    Returns whether the category asks for it."""
+    if category not in svc.notifications.settings.subject_categories:
+        return False
+    data = {
+        "request_id": int(grant_id),
+        "record_id": record_id,
+        "owner": svc.dept,
+        "category": category,
+        "subject_ref": subject_ref if _HEX32.match(subject_ref or "") else None,
+        "requester": requester,
+        "grant_id": int(grant_id),
+        "receipt_seq": int(receipt_seq),
+        "purpose": (purpose or "")[:MAX_TEXT],
+        "legal_basis": (legal_basis or "")[:MAX_TEXT],
+    }
+    kind = "subject.delivered"
+    _record(db, Derived(kind, f"{kind}:{receipt_seq}", _bounded(data)), None, utcnow(svc.clock))
+    return True
 
 
 # -- reading and following ---------------------------------------------------------------

@@ -27,7 +27,7 @@ from govshare.cli._client import (
 )
 from govshare.cli.main import Ctx, common_options, echo, pass_ctx
 from govshare.errors import GovShareError
-from govshare.util import printable
+from govshare.util import plural, printable
 
 #: Seconds between reconnections at most.
 MAX_BACKOFF = 30.0
@@ -84,7 +84,11 @@ def describe(n: dict[str, Any]) -> str:
             f"{d.get('owner')} approved"
             + (" (unconditional category)" if d.get("unconditional") else "")
             + f": grant #{d.get('grant_id')}, expires {d.get('expires_at')}, "
-            f"{d.get('max_uses')} use(s)"
+            + (
+                plural(d["max_uses"], "use")
+                if isinstance(d.get("max_uses"), int)
+                else f"{d.get('max_uses')} uses"
+            )
         ),
         "request.denied": lambda: (
             f"{d.get('owner')} denied: {json.dumps(d.get('reason'), ensure_ascii=False)}"
@@ -102,6 +106,12 @@ def describe(n: dict[str, Any]) -> str:
         ),
         "request.deadline_approaching": lambda: (
             f"the deadline of {d.get('requester')}'s request is {d.get('deadline')}"
+        ),
+        "subject.delivered": lambda: (
+            f"{d.get('category')} record {str(d.get('record_id'))[:18]}… delivered to "
+            f"{d.get('requester')} (receipt {d.get('receipt_seq')}, purpose: "
+            f"{json.dumps(d.get('purpose'), ensure_ascii=False)}): tell subject "
+            f"{str(d.get('subject_ref'))[:18]}…"
         ),
     }.get(kind, lambda: json.dumps(d, ensure_ascii=False, sort_keys=True))()
     when = str(n.get("created_at", ""))[:19]
