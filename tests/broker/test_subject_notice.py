@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -26,12 +27,14 @@ pytestmark = pytest.mark.integration
 SUBJECT = "91110000710928411X"
 
 
-@pytest.fixture
-def tax(world: World) -> Iterator[BrokerServices]:
-    svc = make_services(world, "TAX")
-    settings = svc.notifications.settings
+@contextmanager
+def _services(
+    world: World, code: str, told: frozenset[str] = frozenset()
+) -> Iterator[BrokerServices]:
+    """CODE's broker services; ``told``: its categories whose subjects are told."""
+    svc = make_services(world, code)
     svc.notifications.settings = dataclasses.replace(
-        settings, subject_categories=frozenset({CATEGORY})
+        svc.notifications.settings, subject_categories=told
     )
     try:
         yield svc
@@ -42,14 +45,15 @@ def tax(world: World) -> Iterator[BrokerServices]:
 
 
 @pytest.fixture
-def market(world: World) -> Iterator[BrokerServices]:
-    svc = make_services(world, "MARKET")
-    try:
+def tax(world: World) -> Iterator[BrokerServices]:
+    with _services(world, "TAX", frozenset({CATEGORY})) as svc:
         yield svc
-    finally:
-        svc.close()
-        svc.store.close()
-        svc.db.close()
+
+
+@pytest.fixture
+def market(world: World) -> Iterator[BrokerServices]:
+    with _services(world, "MARKET") as svc:
+        yield svc
 
 
 def _granted(

@@ -62,17 +62,7 @@ svg text{font-family:system-ui,sans-serif;font-size:11px}
 
 def render_trail(t: dict[str, Any]) -> str:
     """A trail: verdict, versions, timeline, graph, requests with their receipts."""
-    verdict = (
-        f'<p class="ok" id="verdict">Trail verified: {t["receipts"]["verified"]} of '
-        f"{plural(t['receipts']['anchored'], 'receipt')} proven against their anchored "
-        "roots.</p>"
-        if t["ok"]
-        else f'<p class="bad" id="verdict">{plural(len(t["problems"]), "problem")} in this '
-        "trail.</p>"
-        + "<ul>"
-        + "".join(f"<li>{_e(p['message'])}</li>" for p in t["problems"][:50])
-        + "</ul>"
-    )
+    verdict = _verdict(t, "Trail", "trail", plural(t["receipts"]["anchored"], "receipt"))
     versions = "".join(
         f"<tr><td>v{v['version']}{' (this)' if v['this'] else ''}</td>"
         f"<td>{_rec_link(v['record_id'])}</td>"
@@ -104,15 +94,8 @@ def render_trail(t: dict[str, Any]) -> str:
 def render_subject(h: dict[str, Any]) -> str:
     """A subject's access history (``audit subject``): verdict, records in every
     department, requests with their receipts, one timeline."""
-    verdict = (
-        f'<p class="ok" id="verdict">History verified: {h["receipts"]["verified"]} of '
-        f"{plural(h['receipts']['anchored'], 'delivery', 'deliveries')} proven against their "
-        "anchored roots.</p>"
-        if h["ok"]
-        else f'<p class="bad" id="verdict">{plural(len(h["problems"]), "problem")} in this '
-        "history.</p><ul>"
-        + "".join(f"<li>{_e(p['message'])}</li>" for p in h["problems"][:50])
-        + "</ul>"
+    verdict = _verdict(
+        h, "History", "history", plural(h["receipts"]["anchored"], "delivery", "deliveries")
     )
     records = "".join(
         f"<tr><td>{_rec_link(r['record_id'])}</td><td>{_e(r['owner'])}</td>"
@@ -139,6 +122,21 @@ def render_subject(h: dict[str, Any]) -> str:
         + "<h3>Requests and accesses</h3>"
         + ("".join(reqs) or '<p class="muted">No requests.</p>')
         + "</div>"
+    )
+
+
+def _verdict(doc: dict[str, Any], title: str, noun: str, counted: str) -> str:
+    """ "Trail verified: 5 of 5 receipts proven …", or the problems found."""
+    if doc["ok"]:
+        return (
+            f'<p class="ok" id="verdict">{title} verified: {doc["receipts"]["verified"]} of '
+            f"{counted} proven against their anchored roots.</p>"
+        )
+    return (
+        f'<p class="bad" id="verdict">{plural(len(doc["problems"]), "problem")} in this '
+        f"{noun}.</p><ul>"
+        + "".join(f"<li>{_e(p['message'])}</li>" for p in doc["problems"][:50])
+        + "</ul>"
     )
 
 

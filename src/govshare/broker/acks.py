@@ -84,7 +84,6 @@ class AckSender(Worker):
         self._monotonic = monotonic
         self._queue: list[_Pending] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._order = itertools.count()
         #: Queue acknowledgements for :meth:`run_once` instead of sending them in
         #: the fetch (set by :meth:`start`; a test sets it to drive the queue).
@@ -104,7 +103,7 @@ class AckSender(Worker):
             item = again
         with self._lock:
             heapq.heappush(self._queue, item)
-        self._wake.set()
+        self.notify()
         return None
 
     @property
@@ -183,12 +182,6 @@ class AckSender(Worker):
         super().start()
         return self
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            self.tick()
-            self._wake.wait(self._next_wait())
-
     def _next_wait(self) -> float:
         with self._lock:
             if not self._queue:
@@ -198,8 +191,6 @@ class AckSender(Worker):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread, then send what is due now (a retry waiting for later
         is dropped: the owner anchors it as delivered, unacknowledged)."""
-        self._stop.set()
-        self._wake.set()
         super().stop(timeout)
         self.deferred = False
         self.tick()

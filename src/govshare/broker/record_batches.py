@@ -343,16 +343,11 @@ class RecordBatcher(Worker):
         self.max_records = max_records
         self.window = window
         self._lock = threading.Lock()  # one batch decision at a time
-        self._wake = threading.Event()
         self._landed = threading.Condition()
         self._waiters = 0
         self._due_in: float | None = None
 
     # -- signals ----------------------------------------------------------------------
-
-    def notify(self) -> None:
-        """A publish was parked: look again now."""
-        self._wake.set()
 
     def landed(self) -> None:
         """A batch completed: wake the clerks waiting for their anchors."""
@@ -564,23 +559,12 @@ class RecordBatcher(Worker):
 
     # -- the thread -------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            self.tick()
-            self._wake.wait(self._next_wait())
-
     def _next_wait(self) -> float:
         """Until the oldest waiting record's window runs out (as the last round
         found it), or the interval: no query of its own on the hot path."""
         if self._due_in is None:
             return self.interval
         return max(0.005, min(self.interval, self._due_in))
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        super().stop(timeout)
 
 
 def proof_of(svc: BrokerServices, record_id: bytes | str) -> BatchedRecordProof | None:

@@ -46,7 +46,8 @@ class Health:
 
 
 class Worker:
-    """A daemon thread calling :meth:`tick` every ``interval`` seconds.
+    """A daemon thread calling :meth:`tick` every ``interval`` seconds, or at once
+    when :meth:`notify` wakes it; a subclass may wait less (:meth:`_next_wait`).
 
     Subclasses implement :meth:`run_once` (one round, raising when it cannot
     work); :meth:`tick` runs it and records the outcome in :attr:`health`.
@@ -62,11 +63,16 @@ class Worker:
         self.interval = interval
         self.health = Health(log, self.name)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> object:
         """One round of work."""
         raise NotImplementedError
+
+    def notify(self) -> None:
+        """There is work: the thread runs a round now instead of after its wait."""
+        self._wake.set()
 
     def tick(self) -> None:
         """One round, its failure recorded instead of raised."""
@@ -89,11 +95,18 @@ class Worker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread after its current round."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
+    def _next_wait(self) -> float:
+        """Seconds until the next round unless woken (the interval here)."""
+        return self.interval
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()
             self.tick()
-            self._stop.wait(self.interval)
+            if not self._stop.is_set():
+                self._wake.wait(self._next_wait())

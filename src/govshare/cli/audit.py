@@ -283,6 +283,23 @@ def trail_cmd(
         )
 
 
+def _timeline_text(doc: dict[str, Any], receipts: str) -> None:
+    """A trail's or a history's timeline, its receipts' count and its problems."""
+    echo("Timeline:")
+    for e in doc["timeline"]:
+        echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
+    r = doc["receipts"]
+    echo(
+        f"{receipts}: {r['anchored']} anchored, {r['verified']} verified "
+        "(inclusion proof, both signatures, grant window)."
+    )
+    if doc["problems"]:
+        echo("Problems:")
+        _problems_text(doc["problems"])
+    else:
+        echo("No problems found.")
+
+
 def _trail_text(t: dict[str, Any]) -> None:
     echo(f"Record {t['record_id']} (owner {t['owner']}), chain {t['chain_id']}")
     echo("Versions:")
@@ -294,19 +311,7 @@ def _trail_text(t: dict[str, Any]) -> None:
         )
         if v.get("batch"):
             echo(_batch_text(v["batch"]))
-    echo("Timeline:")
-    for e in t["timeline"]:
-        echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
-    r = t["receipts"]
-    echo(
-        f"Receipts: {r['anchored']} anchored, {r['verified']} verified "
-        "(inclusion proof, both signatures, grant window)."
-    )
-    if t["problems"]:
-        echo("Problems:")
-        _problems_text(t["problems"])
-    else:
-        echo("No problems found.")
+    _timeline_text(t, "Receipts")
 
 
 # -- receipts -------------------------------------------------------------------------------
@@ -456,19 +461,7 @@ def _subject_text(h: dict[str, Any]) -> None:
             + (f" (legal basis: {printable(str(q['legal_basis']))})" if q["legal_basis"] else "")
             + f"; deliveries: {len(q['receipts'])}"
         )
-    echo("Timeline:")
-    for e in h["timeline"]:
-        echo(f"  {e['at_iso']}  {e['kind']:<17} {printable(e['text'])}")
-    r = h["receipts"]
-    echo(
-        f"Deliveries: {r['anchored']} anchored, {r['verified']} verified "
-        "(inclusion proof, both signatures, grant window)."
-    )
-    if h["problems"]:
-        echo("Problems:")
-        _problems_text(h["problems"])
-    else:
-        echo("No problems found.")
+    _timeline_text(h, "Deliveries")
 
 
 @audit.command("receipts")
