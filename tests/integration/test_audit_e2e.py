@@ -16,7 +16,9 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,77 +76,87 @@ def test_receipts_anchored_by_the_broker_and_audited(
     world: World, tokens: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
     procs = {c: serve(world, c, "1") for c in ("TAX", "MARKET")}
-    try:
-        tax = httpx.Client(base_url=procs["TAX"].url, timeout=60)
-        market = httpx.Client(base_url=procs["MARKET"].url, timeout=60)
-        bearer = lambda code, role: {"Authorization": f"Bearer {tokens[code][role]}"}  # noqa: E731
-        cert = os.urandom(50_000)
-        r = tax.post(
-            "/v1/records",
-            headers={"Idempotency-Key": "cert", **bearer("TAX", "clerk")},
-            files={"file": ("certificate.pdf", cert, "application/pdf")},
-            data={"category": CATEGORY},
-        )
-        assert r.status_code == 201, r.text
-        rid = r.json()["record_id"]
-        r = market.post(
-            "/v1/requests",
-            json={"owner": "TAX", "record_id": rid, "purpose": "business licence"},
-            headers=bearer("MARKET", "clerk"),
-        )
-        assert r.status_code == 201, r.text
-        gid = int(r.json()["request_id"])
-        approve(world.ledger, world["TAX"].admin, gid, max_uses=5, expires_in=3600)
+    with ExitStack() as clients:  # closed however the test ends
+        tax = clients.enter_context(httpx.Client(base_url=procs["TAX"].url, timeout=60))
+        market = clients.enter_context(httpx.Client(base_url=procs["MARKET"].url, timeout=60))
+        try:
+            _receipts_story(world, tokens, tmp_path, procs, tax, market)
+        finally:
+            for p in procs.values():
+                p.stop()
+
+
+def _receipts_story(
+    world: World,
+    tokens: dict[str, dict[str, str]],
+    tmp_path: Path,
+    procs: dict[str, Any],
+    tax: httpx.Client,
+    market: httpx.Client,
+) -> None:
+    bearer = lambda code, role: {"Authorization": f"Bearer {tokens[code][role]}"}  # noqa: E731
+    cert = os.urandom(50_000)
+    r = tax.post(
+        "/v1/records",
+        headers={"Idempotency-Key": "cert", **bearer("TAX", "clerk")},
+        files={"file": ("certificate.pdf", cert, "application/pdf")},
+        data={"category": CATEGORY},
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["record_id"]
+    r = market.post(
+        "/v1/requests",
+        json={"owner": "TAX", "record_id": rid, "purpose": "business licence"},
+        headers=bearer("MARKET", "clerk"),
+    )
+    assert r.status_code == 201, r.text
+    gid = int(r.json()["request_id"])
+    approve(world.ledger, world["TAX"].admin, gid, max_uses=5, expires_in=3600)
+    got = market.get(f"/v1/records/{rid}/content", headers=bearer("MARKET", "clerk"))
+    assert got.status_code == 200 and got.content == cert
+    wait_anchored(world, 1)
+
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    shutil.copy(world.home / "deployment.json", auditor / "deployment.json")
+    src = ["--manifests", f"local:{world.home / 'depts' / 'TAX' / 'blobs'}"]
+    file = tmp_path / "certificate.pdf"
+    file.write_bytes(cert)
+    v = govshare(auditor, "audit", "verify", str(file), "--json")
+    assert v.exit_code == 0 and v.json()["records"][0]["record_id"] == rid, v.output
+    t = govshare(auditor, "audit", "trail", rid, *src, "--json")
+    assert t.exit_code == 0, t.output
+    trail = t.json()
+    assert trail["receipts"] == {"anchored": 1, "verified": 1}
+    held = market.get("/v1/receipts", headers=bearer("MARKET", "auditor")).json()
+    assert [x["owner"] for x in held] == ["TAX"]
+    (tmp_path / "held.json").write_text(json.dumps(held))
+    rc = govshare(auditor, "audit", "receipts", *src, "--held", str(tmp_path / "held.json"))
+    assert rc.exit_code == 0 and "All 1 receipt(s) verified." in rc.stdout, rc.output
+
+    # TAX's broker dies holding receipts it has not anchored yet
+    procs["TAX"].stop()
+    procs["TAX"] = serve(world, "TAX", "3600")
+    for _ in range(2):
         got = market.get(f"/v1/records/{rid}/content", headers=bearer("MARKET", "clerk"))
-        assert got.status_code == 200 and got.content == cert
-        wait_anchored(world, 1)
-
-        auditor = tmp_path / "auditor"
-        auditor.mkdir()
-        shutil.copy(world.home / "deployment.json", auditor / "deployment.json")
-        src = ["--manifests", f"local:{world.home / 'depts' / 'TAX' / 'blobs'}"]
-        file = tmp_path / "certificate.pdf"
-        file.write_bytes(cert)
-        v = govshare(auditor, "audit", "verify", str(file), "--json")
-        assert v.exit_code == 0 and v.json()["records"][0]["record_id"] == rid, v.output
-        t = govshare(auditor, "audit", "trail", rid, *src, "--json")
-        assert t.exit_code == 0, t.output
-        trail = t.json()
-        assert trail["receipts"] == {"anchored": 1, "verified": 1}
-        held = market.get("/v1/receipts", headers=bearer("MARKET", "auditor")).json()
-        assert [x["owner"] for x in held] == ["TAX"]
-        (tmp_path / "held.json").write_text(json.dumps(held))
-        rc = govshare(auditor, "audit", "receipts", *src, "--held", str(tmp_path / "held.json"))
-        assert rc.exit_code == 0 and "All 1 receipt(s) verified." in rc.stdout, rc.output
-
-        # TAX's broker dies holding receipts it has not anchored yet
-        procs["TAX"].stop()
-        procs["TAX"] = serve(world, "TAX", "3600")
-        for _ in range(2):
-            got = market.get(f"/v1/records/{rid}/content", headers=bearer("MARKET", "clerk"))
-            assert got.status_code == 200
-        # (that a batch younger than its age waits is the batcher's unit test, on a clock)
-        assert world.ledger.access.last_receipt_seq("TAX") == 1
-        procs["TAX"].proc.send_signal(signal.SIGKILL)
-        procs["TAX"].proc.wait(10)
-        procs["TAX"] = serve(world, "TAX", "1")
-        wait_anchored(world, 3)
-        access = world.ledger.access
-        ranges = [
-            (b.first_seq, b.last_seq)
-            for b in (
-                access.get_receipt_batch("TAX", i)
-                for i in range(1, access.receipt_batch_count("TAX") + 1)
-            )
-        ]
-        # receipts 2 and 3 in one batch, or two when MARKET's acknowledgement of 3
-        # (sent after its clerk had the record) reached TAX only after the restart
-        assert ranges in ([(1, 1), (2, 3)], [(1, 1), (2, 2), (3, 3)]), ranges
-        assert access.get_request(gid).used_count == 3
-        rc = govshare(auditor, "audit", "receipts", "--dept", "TAX", *src)
-        assert rc.exit_code == 0 and "All 3 receipt(s) verified." in rc.stdout, rc.output
-        tax.close()
-        market.close()
-    finally:
-        for p in procs.values():
-            p.stop()
+        assert got.status_code == 200
+    # (that a batch younger than its age waits is the batcher's unit test, on a clock)
+    assert world.ledger.access.last_receipt_seq("TAX") == 1
+    procs["TAX"].proc.send_signal(signal.SIGKILL)
+    procs["TAX"].proc.wait(10)
+    procs["TAX"] = serve(world, "TAX", "1")
+    wait_anchored(world, 3)
+    access = world.ledger.access
+    ranges = [
+        (b.first_seq, b.last_seq)
+        for b in (
+            access.get_receipt_batch("TAX", i)
+            for i in range(1, access.receipt_batch_count("TAX") + 1)
+        )
+    ]
+    # receipts 2 and 3 in one batch, or two when MARKET's acknowledgement of 3
+    # (sent after its clerk had the record) reached TAX only after the restart
+    assert ranges in ([(1, 1), (2, 3)], [(1, 1), (2, 2), (3, 3)]), ranges
+    assert access.get_request(gid).used_count == 3
+    rc = govshare(auditor, "audit", "receipts", "--dept", "TAX", *src)
+    assert rc.exit_code == 0 and "All 3 receipt(s) verified." in rc.stdout, rc.output

@@ -135,13 +135,19 @@ def _seal(svc: BrokerServices, webhook_id: int, secret: str) -> bytes:
 
 
 def _open(svc: BrokerServices, webhook_id: int, sealed: bytes) -> str | None:
+    """The secret, unsealed with the department's key, or with a retired one (a
+    webhook added before an encryption key rotation); None when none opens it."""
     if not bytes(sealed).startswith(_SEALED_MAGIC):
         return None
-    try:
-        raw = _SUITE.decrypt(
-            bytes(sealed)[len(_SEALED_MAGIC) :], svc.hpke.x25519, _info(svc.dept, webhook_id)
-        )
-    except (InvalidTag, ValueError):
+    for key in (svc.hpke, *svc.retired_hpke):
+        try:
+            raw = _SUITE.decrypt(
+                bytes(sealed)[len(_SEALED_MAGIC) :], key.x25519, _info(svc.dept, webhook_id)
+            )
+            break
+        except (InvalidTag, ValueError):
+            continue
+    else:
         return None
     return raw.decode("ascii", errors="replace")
 
