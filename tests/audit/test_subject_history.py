@@ -208,3 +208,18 @@ def _without(value: Any, keys: tuple[str, ...]) -> Any:
     if isinstance(value, list):
         return [_without(v, keys) for v in value]
     return value
+
+
+def test_the_history_as_a_standalone_page(history: History, tmp_path: Path) -> None:
+    out = tmp_path / "acme.html"
+    r = govshare(history.home, "audit", "subject", ACME, "--dept", "TAX", "--format", "html",
+                 "-o", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page
+    assert "History verified: 2 of 2 deliveries proven" in page and ACME not in page
+    assert "http://" not in page and "https://" not in page  # no external asset
+    readable(page)
+    again = govshare(history.home, "audit", "subject", ACME, "--dept", "TAX", "--format",
+                     "html", "-o", str(out))  # fmt: skip
+    assert again.exit_code != 0 and "--force" in again.stderr  # the rule of every -o

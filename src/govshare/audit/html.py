@@ -125,6 +125,18 @@ def render_subject(h: dict[str, Any]) -> str:
     )
 
 
+def subject_page(h: dict[str, Any]) -> str:
+    """A subject's access history as a standalone page (``audit subject --format
+    html``): no script, no external asset; the id is not in it."""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>govshare: access history of subject {_e(h['subject'])}</title>"
+        f"<style>{PAGE_CSS}</style></head><body>"
+        f'<p class="muted">Chain {_e(h["chain_id"])}, block {_e(h["block"])}; '
+        f"generated {_e(h['generated_at'])}.</p>" + render_subject(h) + "</body></html>\n"
+    )
+
+
 def _verdict(doc: dict[str, Any], title: str, noun: str, counted: str) -> str:
     """ "Trail verified: 5 of 5 receipts proven …", or the problems found."""
     if doc["ok"]:

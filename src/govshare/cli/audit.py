@@ -358,9 +358,9 @@ def _held(path: str) -> list[Any]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(["text", "json", "html"]),
     default=None,
-    help="text (default) or json.",
+    help="text (default), json, or a standalone HTML page.",
 )
 @output_options
 @view_options
@@ -395,6 +395,10 @@ def subject_cmd(
     fmt = fmt or ("json" if ctx.json_out else "text")
     if fmt == "json":
         write_out(json.dumps(history, indent=2, sort_keys=True), target)
+    elif fmt == "html":
+        from govshare.audit.html import subject_page
+
+        write_out(subject_page(history), target)
     else:
         _subject_text(history)
     if not history["ok"]:
