@@ -168,3 +168,15 @@ def format_size(n: int) -> str:
         if n >= factor and n % factor == 0:
             return f"{n // factor}{unit}"
     return f"{n} bytes"
+
+
+#: How the broker's tables and the ledger mirror's name their constraints and
+#: indexes (Alembic alters them by name; SQLite's batch mode needs names): one
+#: convention for both, as their migrations share one database.
+SQL_NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}

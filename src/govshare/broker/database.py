@@ -69,6 +69,7 @@ from govshare.broker.sqlstore import (
 from govshare.broker.users import Role
 from govshare.clock import utcnow
 from govshare.errors import ConfigError, DatabaseUnavailable
+from govshare.util import SQL_NAMING_CONVENTION
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -113,15 +114,7 @@ def _values(e: type[enum.Enum]) -> str:
 
 class Base(DeclarativeBase):
     # Named constraints: Alembic can later alter them (SQLite batch mode needs names).
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(column_0_label)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
+    metadata = MetaData(naming_convention=SQL_NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),

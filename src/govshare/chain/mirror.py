@@ -77,6 +77,7 @@ from govshare.chain.deploy import Deployment, load_deployment
 from govshare.chain.events import LogDecoder
 from govshare.chain.tx import Event
 from govshare.errors import ChainUnavailable, ConfigError, DeploymentStale, GovShareError
+from govshare.util import SQL_NAMING_CONVENTION
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +106,7 @@ _REQUEST_ARGS = frozenset({"requestId", "grantId"})
 
 #: The mirror's tables. The broker's database holds them (its migrations create
 #: them); an auditor's standalone file gets them from ``metadata.create_all``.
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = sa.MetaData(naming_convention=SQL_NAMING_CONVENTION)
 
 #: Identity of what is mirrored (schema, chain id, deploy block hash, addresses).
 mirror_meta = sa.Table(
