@@ -36,6 +36,13 @@ def _ref_of(value: Any) -> str:
     return text.lower() if len(text) == 66 and text.startswith("0x") else ""
 
 
+def reference_of(key: bytes, subject: str) -> tuple[bytes, str]:
+    """A subject id's keyed reference, and how its history shows it: masked."""
+    from govshare.broker.subjects import masked, normalise_subject, subject_ref
+
+    return subject_ref(key, subject), masked(normalise_subject(subject))
+
+
 def records_about(view: AuditView, subject_ref: bytes) -> list[str]:
     """The ids of every record about ``subject_ref``, in the order they were
     anchored: those anchored on chain (``RecordAnchored``, which a batched record

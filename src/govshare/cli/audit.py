@@ -413,18 +413,17 @@ def _subject_of(
     ctx: Ctx, subject: str | None, subject_ref: str | None, dept: str | None
 ) -> tuple[bytes, str]:
     """The subject's keyed reference and how to show it (its id masked)."""
-    from govshare.broker.subjects import load_subject_key, masked, normalise_subject
-    from govshare.broker.subjects import subject_ref as keyed
+    from govshare.audit.subject import reference_of
+    from govshare.broker.subjects import load_subject_key
     from govshare.errors import InputError
 
     if (subject is None) == (subject_ref is None):
         raise InputError("Name the subject by its id, or by --subject-ref; one of them.")
-    if subject_ref is not None:
-        text = subject_ref.strip().lower().removeprefix("0x")
+    if subject is None:  # (then --subject-ref was given)
+        text = str(subject_ref).strip().lower().removeprefix("0x")
         if not re.fullmatch(r"[0-9a-f]{64}", text):
             raise InputError("--subject-ref is 0x and 64 hex digits (a keyed reference).")
         return bytes.fromhex(text), "0x" + text
-    assert subject is not None
     settings = ctx.settings
     key_dir = None
     if dept:
@@ -441,7 +440,7 @@ def _subject_of(
         key=settings.secret("subject_key"),
         key_file=settings.subject_key_file,
     )
-    return keyed(key, subject), masked(normalise_subject(subject))
+    return reference_of(key, subject)
 
 
 def _subject_text(h: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ from govshare.audit.html import (
 )
 from govshare.audit.prov import trail_to_prov
 from govshare.audit.sources import ManifestSources, StoreSource
-from govshare.audit.subject import build_subject_history
+from govshare.audit.subject import build_subject_history, reference_of
 from govshare.audit.trail import build_trail, verify_hash
 from govshare.audit.view import AuditView
 from govshare.broker.services import BrokerServices
@@ -155,12 +155,10 @@ def audit_status(request: Request, _user: OverseerUser, svc: ServicesDep) -> HTM
 
 def _history(request: Request, svc: BrokerServices, subject: str) -> dict[str, Any]:
     """A subject's history, by the keyed reference of its id (never logged)."""
-    from govshare.broker.subjects import masked, normalise_subject, subject_ref
-
-    ref = subject_ref(svc.subject_key, subject)
+    ref, label = reference_of(svc.subject_key, subject)
     st = _state(request, svc)
     with st.lock:
-        return build_subject_history(st.view(), ref, label=masked(normalise_subject(subject)))
+        return build_subject_history(st.view(), ref, label=label)
 
 
 @router.post("/audit/subject", response_class=HTMLResponse, include_in_schema=False)
