@@ -212,6 +212,12 @@ class BrokerServices:
                 self._domain = ExchangeDomain.from_ledger(self.ledger)
             return self._domain
 
+    @property
+    def hpke_keys(self) -> tuple[HpkePrivateKey, ...]:
+        """The department's HPKE keys to try, in order: the current one, then the
+        retired ones, newest first (what was sealed before a rotation)."""
+        return (self.hpke, *self.retired_hpke)
+
     def own_dek(self, capsule: bytes, record_id: bytes | str) -> bytes:
         """The data key of one of this department's records, from its own capsule:
         with the current HPKE key, or the retired key it was made for (a record
@@ -219,7 +225,7 @@ class BrokerServices:
         from govshare.crypto import unwrap_dek
         from govshare.crypto.errors import CapsuleOpenFailed
 
-        keys = (self.hpke, *self.retired_hpke)
+        keys = self.hpke_keys
         for i, key in enumerate(keys):
             try:
                 return unwrap_dek(

@@ -139,7 +139,7 @@ def _open(svc: BrokerServices, webhook_id: int, sealed: bytes) -> str | None:
     webhook added before an encryption key rotation); None when none opens it."""
     if not bytes(sealed).startswith(_SEALED_MAGIC):
         return None
-    for key in (svc.hpke, *svc.retired_hpke):
+    for key in svc.hpke_keys:
         try:
             raw = _SUITE.decrypt(
                 bytes(sealed)[len(_SEALED_MAGIC) :], key.x25519, _info(svc.dept, webhook_id)
