@@ -250,19 +250,15 @@ def serve_exchange(  # noqa: C901 — the exchange protocol's checks, in its doc
         key_id,
         grant.max_uses,
         grant.used_count,
-        subject_notice=(
-            {
-                "record_id": rid,
-                "category": str(row.category),
-                "subject_ref": str(row.subject_ref),
-                "requester": req.requester,
-                "grant_id": req.grant_id,
-                "purpose": grant.purpose,
-                "legal_basis": grant.legal_basis,
-            }
-            if row.category in svc.notifications.settings.subject_categories
-            else None
-        ),
+        subject_notice={
+            "record_id": rid,
+            "category": str(row.category),
+            "subject_ref": str(row.subject_ref),
+            "requester": req.requester,
+            "grant_id": req.grant_id,
+            "purpose": grant.purpose,
+            "legal_basis": grant.legal_basis,
+        },
     )
     log.info(
         "exchange: served record %s to %s under grant %d (receipt %d)",
@@ -328,7 +324,7 @@ def _spend(
 ) -> tuple[ExchangeReceipt, bytes]:
     """Nonce, quota and receipt, atomically (see the module docstring, step 7);
     with ``subject_notice``, the ``subject.delivered`` notification in the same
-    transaction (notifications.py)."""
+    transaction when the record's category asks for it (notifications.py)."""
     grant = str(req.grant_id)
     issued = utcnow(svc.clock).replace(microsecond=0)
     with svc.db.writing() as conn:  # Core: this is the hot path
