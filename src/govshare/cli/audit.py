@@ -451,18 +451,21 @@ def _subject_text(h: dict[str, Any]) -> None:
     echo(f"Records ({len(h['records'])}):")
     for r in h["records"]:
         last = r["versions"][-1]
-        echo(
-            f"  {r['record_id']} {r['owner']} {printable(str(r['category']))}: "
-            f"{plural(len(r['versions']), 'version')}, first "
-            f"{r['versions'][0]['anchored_at_iso']}, latest {last['anchored_at_iso']}"
+        echo(  # every value read from the chain, escaped as a whole line
+            printable(
+                f"  {r['record_id']} {r['owner']} {r['category']}: "
+                f"{plural(len(r['versions']), 'version')}, first "
+                f"{r['versions'][0]['anchored_at_iso']}, latest {last['anchored_at_iso']}"
+            )
         )
     echo(f"Requests ({len(h['requests'])}):")
     for q in h["requests"]:
+        basis = f" (legal basis: {q['legal_basis']})" if q["legal_basis"] else ""
         echo(
-            f"  #{q['id']} {q['requester']} → {q['owner']} {q['status']}: "
-            f"{printable(str(q['purpose']))}"
-            + (f" (legal basis: {printable(str(q['legal_basis']))})" if q["legal_basis"] else "")
-            + f"; deliveries: {len(q['receipts'])}"
+            printable(
+                f"  #{q['id']} {q['requester']} → {q['owner']} {q['status']}: "
+                f"{q['purpose']}{basis}; deliveries: {len(q['receipts'])}"
+            )
         )
     _timeline_text(h, "Deliveries")
 
