@@ -126,7 +126,25 @@ def _sqlite_param(value: Any) -> Any:
     return value
 
 
-class SqliteSql:
+class _Statements:
+    """:class:`Sql`'s three calls over a driver's ``_execute`` (whose result, a
+    ``sqlite3`` cursor or a SQLAlchemy result, has ``fetchall``)."""
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def all(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._execute(sql, params).fetchall()]
+
+    def run(self, sql: str, **params: Any) -> None:
+        self._execute(sql, params)
+
+    def first(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
+        rows = self.all(sql, **params)
+        return rows[0] if rows else None
+
+
+class SqliteSql(_Statements):
     """:class:`Sql` on a ``sqlite3`` connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -140,18 +158,8 @@ class SqliteSql:
                 raise UniqueViolation(str(exc)) from exc
             raise
 
-    def all(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._execute(sql, params).fetchall()]
 
-    def run(self, sql: str, **params: Any) -> None:
-        self._execute(sql, params)
-
-    def first(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
-        rows = self.all(sql, **params)
-        return rows[0] if rows else None
-
-
-class AlchemySql:
+class AlchemySql(_Statements):
     """:class:`Sql` on a SQLAlchemy connection (SQLite or PostgreSQL)."""
 
     def __init__(self, conn: Any) -> None:
@@ -169,16 +177,6 @@ class AlchemySql:
             if "unique" in str(exc.orig).lower():
                 raise UniqueViolation(str(exc.orig)) from exc
             raise
-
-    def all(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._execute(sql, params).all()]
-
-    def run(self, sql: str, **params: Any) -> None:
-        self._execute(sql, params)
-
-    def first(self, sql: str, **params: Any) -> tuple[Any, ...] | None:
-        rows = self.all(sql, **params)
-        return rows[0] if rows else None
 
 
 @functools.lru_cache(maxsize=64)
