@@ -263,23 +263,36 @@ class Submission:
     created: bool  # False: the key was seen before and this is the original operation
 
 
-def _view(op: Operation, steps: Sequence[OperationStep] = ()) -> OperationView:
+_OPS = cast(Table, Operation.__table__)
+_STEPS = cast(Table, OperationStep.__table__)
+
+#: The columns of an operation its view shows.
+_VIEWED = (
+    "id", "kind", "principal", "idempotency_key", "state", "step", "step_name", "payload",
+    "result", "error", "attempts", "next_attempt_at", "created_at", "updated_at", "finished_at",
+)  # fmt: skip
+
+
+def _view(op: Operation | Mapping[str, Any], steps: Sequence[OperationStep] = ()) -> OperationView:
+    """A snapshot of an operation: its mapped object, or its row's values by
+    column name (the bulk paths write rows without making objects)."""
+    v = op if isinstance(op, Mapping) else {name: getattr(op, name) for name in _VIEWED}
     return OperationView(
-        id=op.id,
-        kind=op.kind,
-        principal=op.principal,
-        idempotency_key=op.idempotency_key,
-        state=OpState(op.state),
-        step=op.step,
-        step_name=op.step_name,
-        payload=dict(op.payload),
-        result=op.result,
-        error=op.error,
-        attempts=op.attempts,
-        next_attempt_at=op.next_attempt_at,
-        created_at=op.created_at,
-        updated_at=op.updated_at,
-        finished_at=op.finished_at,
+        id=v["id"],
+        kind=v["kind"],
+        principal=v["principal"],
+        idempotency_key=v["idempotency_key"],
+        state=OpState(v["state"]),
+        step=v["step"],
+        step_name=v["step_name"],
+        payload=dict(v["payload"]),
+        result=v["result"],
+        error=v["error"],
+        attempts=v["attempts"],
+        next_attempt_at=v["next_attempt_at"],
+        created_at=v["created_at"],
+        updated_at=v["updated_at"],
+        finished_at=v["finished_at"],
         steps=tuple(
             StepView(
                 index=s.step_index,
@@ -528,35 +541,38 @@ class Outbox:
         then submits them one by one, and learns which were taken)."""
         principal = principal_of(user)
         now = utcnow(self.clock)
-        rows = []
+        lease_until = now + self.lease
+        ops: list[dict[str, Any]] = []
+        steps: list[dict[str, Any]] = []
         for st in started:
             k = self._kinds.get(st.kind)
             if k is None:
                 raise ValueError(f"unknown operation kind {st.kind!r}")
             if not 0 < len(st.done) < len(k.steps):
                 raise ValueError("submit_started records some, not all, of the steps done")
-            rows.append(
-                (
-                    self._new_operation(
-                        st.kind, st.idempotency_key, principal, st.fingerprint, st.payload,
-                        st.op_id, now,
-                    ),
-                    k,
-                    st.done,
-                )
-            )  # fmt: skip
+            op = self._operation_row(
+                st.kind, st.idempotency_key, principal, st.fingerprint, st.payload, st.op_id, now
+            )
+            # held as it is inserted (no UPDATE after): see _hold
+            n = len(st.done)
+            op.update(state=OpState.RUNNING.value, step=n, step_name=k.steps[n].name)
+            op.update(lease_owner=self.instance, lease_until=lease_until)
+            ops.append(op)
+            steps += [
+                _done_step_row(st.op_id, i, k, out, now, now) for i, out in enumerate(st.done)
+            ]
+        # Rows, not mapped objects: a bulk import inserts hundreds at a time, and
+        # the unit of work cost more than the statements.
         try:
             with self.db.session() as s:
-                s.add_all([op for op, _k, _done in rows])
-                for op, k, done in rows:  # held as they are inserted (no UPDATE after)
-                    self._hold(s, op, k, done)
-                s.flush()
+                s.execute(insert(_OPS), ops)
+                s.execute(insert(_STEPS), steps)
                 if also is not None:
                     also(s)
                 s.flush()
-                return [_view(op) for op, _k, _done in rows]
         except SAIntegrityError:
             return None  # a key was taken (or a row of ``also`` refused): nothing kept
+        return [_view(op) for op in ops]
 
     def advance_many(
         self,
@@ -569,20 +585,70 @@ class Outbox:
         transaction (with ``also``): by operation id, its view then, or None for
         one this caller no longer holds (unchanged)."""
         now = utcnow(self.clock)
+        due = now + timedelta(seconds=park or 0.0)
         with self.db.session() as s:
-            # One query for the operations and one flush for all (not a read and
-            # a flush per operation: a bulk import advances 256 at a time).
-            held: dict[str, Operation] = {}
+            # One query for the operations and one statement each for their steps
+            # and their moves (a bulk import advances 256 at a time).
+            held: dict[str, Mapping[Any, Any]] = {}
             for chunk in _in_chunks(list(done)):
                 held.update(
-                    (op.id, op)
-                    for op in s.scalars(select(Operation).where(Operation.id.in_(chunk)))
+                    (row["id"], row)
+                    for row in s.execute(select(_OPS).where(_OPS.c.id.in_(chunk))).mappings()
                 )
-            views = {
-                op_id: self._advance_op(s, held.get(op_id), out, park, now, flush=False)
-                for op_id, out in done.items()
-            }
-            s.flush()
+            views: dict[str, OperationView | None] = {}
+            steps: list[dict[str, Any]] = []
+            moves: list[dict[str, Any]] = []
+            for op_id, out in done.items():
+                row = held.get(op_id)
+                if (
+                    row is None
+                    or row["state"] != OpState.RUNNING.value
+                    or row["lease_owner"] != self.instance
+                ):
+                    views[op_id] = None
+                    continue
+                k = self._kinds[row["kind"]]
+                step = row["step"] + len(out)
+                if step >= len(k.steps):
+                    raise ValueError("advance leaves the last step to the engine")
+                created = row["created_at"]
+                steps += [
+                    _done_step_row(op_id, i, k, o, created, now)
+                    for i, o in enumerate(out, start=row["step"])
+                ]
+                moved = {
+                    **row,
+                    "step": step,
+                    "step_name": k.steps[step].name,
+                    "state": OpState.PENDING.value,
+                    "next_attempt_at": due,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "updated_at": now,
+                }
+                moves.append({"b_id": op_id, "b_step": step, "b_step_name": moved["step_name"]})
+                views[op_id] = _view(moved)
+            if steps:
+                s.execute(insert(_STEPS), steps)
+            if moves:
+                s.execute(
+                    update(_OPS)
+                    .where(
+                        _OPS.c.id == bindparam("b_id"),
+                        _OPS.c.state == OpState.RUNNING.value,
+                        _OPS.c.lease_owner == self.instance,
+                    )
+                    .values(
+                        step=bindparam("b_step"),
+                        step_name=bindparam("b_step_name"),
+                        state=OpState.PENDING.value,
+                        next_attempt_at=due,
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=now,
+                    ),
+                    moves,
+                )
             if also is not None:
                 also(s)
             return views
@@ -597,25 +663,48 @@ class Outbox:
         op_id: str,
         now: datetime,
     ) -> Operation:
+        return Operation(
+            **self._operation_row(
+                kind, idempotency_key, principal, fingerprint, payload, op_id, now
+            )
+        )
+
+    def _operation_row(
+        self,
+        kind: str,
+        idempotency_key: str,
+        principal: str,
+        fingerprint: str,
+        payload: Mapping[str, Any],
+        op_id: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """A new operation's values, by column (due now, held by no one)."""
         if kind not in self._kinds:
             raise ValueError(f"unknown operation kind {kind!r}")
         check_idempotency_key(idempotency_key)
         if not _FINGERPRINT_RE.fullmatch(fingerprint):
             raise ValueError("a fingerprint is a hex SHA-256 (see outbox.fingerprint)")
-        return Operation(
-            id=op_id,
-            kind=kind,
-            principal=principal,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            state=OpState.PENDING.value,
-            step=0,
-            payload=_as_json(payload, "the operation payload"),
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+        return {
+            "id": op_id,
+            "kind": kind,
+            "principal": principal,
+            "idempotency_key": idempotency_key,
+            "fingerprint": fingerprint,
+            "state": OpState.PENDING.value,
+            "step": 0,
+            "step_name": None,
+            "payload": _as_json(payload, "the operation payload"),
+            "result": None,
+            "error": None,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "lease_owner": None,
+            "lease_until": None,
+            "created_at": now,
+            "updated_at": now,
+            "finished_at": None,
+        }
 
     def _hold(self, s: Session, op: Operation, k: OperationKind, done: Sequence[JSON]) -> None:
         """A new operation's first steps done by its caller, the next held by it."""
@@ -1112,17 +1201,25 @@ def _done_step(
     op_id: str, index: int, kind: OperationKind, out: JSON, started: datetime, now: datetime
 ) -> OperationStep:
     """Step ``index`` of an operation, done by its caller (not by the engine)."""
+    return OperationStep(**_done_step_row(op_id, index, kind, out, started, now))
+
+
+def _done_step_row(
+    op_id: str, index: int, kind: OperationKind, out: JSON, started: datetime, now: datetime
+) -> dict[str, Any]:
+    """:func:`_done_step`'s values, by column."""
     name = kind.steps[index].name
-    return OperationStep(
-        operation_id=op_id,
-        step_index=index,
-        name=name,
-        state=StepState.DONE.value,
-        attempts=1,
-        result=_as_json(out, f"the result of step {name!r}"),
-        started_at=started,
-        finished_at=now,
-    )
+    return {
+        "operation_id": op_id,
+        "step_index": index,
+        "name": name,
+        "state": StepState.DONE.value,
+        "attempts": 1,
+        "result": _as_json(out, f"the result of step {name!r}"),
+        "error": None,
+        "started_at": started,
+        "finished_at": now,
+    }
 
 
 def finish_parked_many(
@@ -1155,11 +1252,9 @@ def finish_parked_many(
     rows = [d for d in done if d[0] in waiting]
     if not rows:
         return 0
-    ops = cast(Table, Operation.__table__)
-    steps = cast(Table, OperationStep.__table__)
-    s.execute(delete(steps).where(steps.c.operation_id.in_(waiting), steps.c.step_index == last))
+    s.execute(delete(_STEPS).where(_STEPS.c.operation_id.in_(waiting), _STEPS.c.step_index == last))
     s.execute(
-        insert(steps),
+        insert(_STEPS),
         [
             {
                 "operation_id": op_id,
@@ -1176,12 +1271,12 @@ def finish_parked_many(
         ],
     )
     s.execute(
-        update(ops)
-        .where(ops.c.id == bindparam("b_id"))
+        update(_OPS)
+        .where(_OPS.c.id == bindparam("b_id"))
         .values(
             step=last + 1,
             state=OpState.DONE.value,
-            result=bindparam("b_result", type_=ops.c.result.type),
+            result=bindparam("b_result", type_=_OPS.c.result.type),
             error=None,
             attempts=0,
             finished_at=now,

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from eth_utils import keccak
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from govshare.broker import membership
@@ -878,12 +878,13 @@ def _accept_together(
         return []
     now = utcnow(svc.clock)
 
-    def accept(s: Session) -> None:
-        s.add_all(
+    def accept(s: Session) -> None:  # rows, not objects (as the operations')
+        s.execute(
+            insert(Record),
             [
-                Record(record_id=a.record_id, **a.fields, created_at=now, updated_at=now)
+                {"record_id": a.record_id, **a.fields, "created_at": now, "updated_at": now}
                 for a in batch
-            ]
+            ],
         )
 
     try:
